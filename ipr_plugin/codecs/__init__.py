@@ -1,0 +1,3 @@
+from .dsnt_label import DSNTLabel
+
+__all__ = ['DSNTLabel']

@@ -1,0 +1,3 @@
+from .ipr_head import IPRHead
+
+__all__ = ['IPRHead']

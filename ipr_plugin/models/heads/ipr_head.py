@@ -1,0 +1,249 @@
+"""Integral (soft-argmax) regression head with exact pixel-centre grids, debias and real keypoint scores."""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer
+from mmengine.structures import PixelData
+from mmpose.models.heads import HeatmapHead
+from mmpose.models.heads.base_head import BaseHead
+from mmpose.registry import KEYPOINT_CODECS, MODELS
+from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
+from torch import Tensor, nn
+
+from ...ops import (debias_coords, flip_coords, keypoint_scores, make_grid, normalize_heatmaps,
+                    soft_argmax)
+
+OptIntSeq = Optional[Sequence[int]]
+
+
+@MODELS.register_module()
+class IPRHead(BaseHead):
+    """Top-down integral regression head (Sun et al., ECCV 2018).
+
+    Logits from a SimpleBaseline deconv stack (or straight from the backbone) are normalised per keypoint into
+    probability maps, and the coordinates are their expectation over the cell-centre grid, in the DSNT
+    convention of :class:`DSNTLabel` (``u = (2x + 1) / w - 1``; flip is ``u -> -u``).
+
+    Shapes: B batch, K = ``num_joints``, (H, W) heatmap size in cells.
+
+    Args:
+        in_channels (int): Channels of the last backbone feature map.
+        in_featuremap_size (tuple[int, int]): (w, h) of that feature map, in cells.
+        num_joints (int): K.
+        deconv_out_channels (sequence[int], optional): Deconv stack channels (mmpose's default 3 x 256, each
+            doubling the resolution); ``None`` for no deconv stack.
+        deconv_kernel_sizes (sequence[int], optional): Kernel size of each deconv layer.
+        conv_out_channels, conv_kernel_sizes: Optional intermediate convs, as in mmpose's ``HeatmapHead``.
+        final_layer (dict, optional): The final conv to K maps (``dict(kernel_size=1)``); ``None`` uses the
+            incoming maps as the logits (they must then have K channels).
+        normalizer (str): ``'softmax'`` (default), ``'relu'`` or ``'abs'`` (the IPR paper's alternatives).
+        beta (float): Logit scale before normalising.
+        learnable_beta (bool): Learn beta (kept positive through softplus), starting at ``beta``.
+        debias (bool): Remove the soft-argmax's pull towards the centre (Gu et al., ICCV 2021); softmax only.
+        grid (str): ``'center'`` (cell centres, exact) or ``'mmpose'`` (mmpose 1.3.2's ``j / W`` grid, to
+            reproduce its released models' coordinates; needs ``decoder`` for the input size).
+        score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
+            predicted location: near 1 for a sharp, unimodal map, near ``pi r^2 / (H W)`` for a flat one.
+        loss (dict): Loss config (:class:`IntegralL1Loss`, :class:`IntegralJointLoss`, ...).
+        decoder (dict, optional): Codec config (:class:`DSNTLabel`) used to decode predictions.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    _version = 2
+
+    def __init__(self,
+                 in_channels: int,
+                 in_featuremap_size: Tuple[int, int],
+                 num_joints: int,
+                 deconv_out_channels: OptIntSeq = (256, 256, 256),
+                 deconv_kernel_sizes: OptIntSeq = (4, 4, 4),
+                 conv_out_channels: OptIntSeq = None,
+                 conv_kernel_sizes: OptIntSeq = None,
+                 final_layer: Optional[dict] = dict(kernel_size=1),
+                 normalizer: str = 'softmax',
+                 beta: float = 1.0,
+                 learnable_beta: bool = False,
+                 debias: bool = False,
+                 grid: str = 'center',
+                 score_radius: float = 2.0,
+                 loss: ConfigType = dict(type='IntegralL1Loss'),
+                 decoder: OptConfigType = None,
+                 init_cfg: OptConfigType = None):
+        super().__init__(init_cfg if init_cfg is not None else
+                         [dict(type='Normal', layer=['Conv2d'], std=0.001)])
+        if not isinstance(in_channels, int):
+            raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
+        if debias and normalizer != 'softmax':
+            raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
+        if grid not in ('center', 'mmpose'):
+            raise ValueError(f"IPRHead: `grid` must be 'center' or 'mmpose', got {grid!r}")
+        self.in_channels = in_channels
+        self.num_joints = num_joints
+        self.normalizer = normalizer
+        self.debias = debias
+        self.grid_mode = grid
+        self.score_radius = score_radius
+        self.loss_module = MODELS.build(loss)
+        self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
+        if grid == 'mmpose' and self.decoder is None:
+            raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
+
+        # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly.
+        num_deconv = len(deconv_out_channels) if deconv_out_channels else 0
+        self.simplebaseline_head = None
+        self.final_layer = None
+        if num_deconv:
+            self.simplebaseline_head = HeatmapHead(
+                in_channels=in_channels, out_channels=num_joints, deconv_out_channels=deconv_out_channels,
+                deconv_kernel_sizes=deconv_kernel_sizes, conv_out_channels=conv_out_channels,
+                conv_kernel_sizes=conv_kernel_sizes, final_layer=final_layer)
+        elif final_layer is not None:
+            self.final_layer = build_conv_layer(
+                dict(type='Conv2d', in_channels=in_channels, out_channels=num_joints, kernel_size=1,
+                     **final_layer))
+        self.heatmap_size = tuple(int(s) * 2**num_deconv for s in in_featuremap_size)
+
+        if learnable_beta:
+            # softplus^-1(beta), so the learnt value starts at `beta` and stays positive.
+            self.beta_raw = nn.Parameter(torch.tensor(math.log(math.expm1(beta))))
+        else:
+            self.beta_raw = None
+            self.beta_value = float(beta)
+        # Grids are derived, not learnt: non-persistent, so checkpoints do not depend on the heatmap size.
+        W, H = self.heatmap_size
+        self.register_buffer('grid_x', self._make_grid(W, 0), persistent=False)
+        self.register_buffer('grid_y', self._make_grid(H, 1), persistent=False)
+        self._register_load_state_dict_pre_hook(self._drop_mmpose_linspace)
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def beta(self) -> Union[float, Tensor]:
+        return F.softplus(self.beta_raw) if self.beta_raw is not None else self.beta_value
+
+    def _make_grid(self, size: int, axis: int, device=None) -> Tensor:
+        input_size = self.decoder.input_size[axis] if self.grid_mode == 'mmpose' else None
+        return make_grid(size, self.grid_mode, input_size=input_size, device=device)
+
+    def grids_for(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
+        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs)."""
+        H, W = logits.shape[-2:]
+        grid_x = self.grid_x if self.grid_x.numel() == W else self._make_grid(W, 0, logits.device)
+        grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
+        return grid_x.to(logits.device), grid_y.to(logits.device)
+
+    def logits(self, feats: Tuple[Tensor]) -> Tensor:
+        """(B, K, H, W) logits from the multi-scale features (the last one is used)."""
+        if self.simplebaseline_head is not None:
+            x = self.simplebaseline_head(feats)
+        else:
+            x = feats[-1]
+            if self.final_layer is not None:
+                x = self.final_layer(x)
+        if x.ndim != 4 or x.shape[1] != self.num_joints:
+            raise ValueError(f'IPRHead: logits must have shape (B, num_joints={self.num_joints}, H, W), got '
+                             f'{tuple(x.shape)}')
+        return x
+
+    def forward(self, feats: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Soft-argmax over the logits.
+
+        Returns:
+            tuple: coords (B, K, 2) normalised (x, y), float32; probability maps (B, K, H, W), float32.
+        """
+        return self._integrate(self.logits(feats))
+
+    def _integrate(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
+        grid_x, grid_y = self.grids_for(logits)
+        probs = normalize_heatmaps(logits, self.normalizer, self.beta)
+        coords = soft_argmax(probs, grid_x, grid_y)
+        if self.debias:
+            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y)
+        return coords, probs
+
+    # ------------------------------------------------------------------ predict
+    def predict(self,
+                feats: Union[Tuple[Tensor], List[Tuple[Tensor]]],
+                batch_data_samples: OptSampleList,
+                test_cfg: ConfigType = {}) -> Predictions:
+        """Predict input-space keypoints with real per-keypoint scores.
+
+        With ``test_cfg['flip_test']`` ``feats`` is ``[feats, feats_of_flipped_input]``: the flipped pass's
+        coordinates are mirrored exactly (``u -> -u``, joints swapped by ``flip_indices``) and its maps
+        mirrored, then both are averaged. ``test_cfg['output_heatmaps']`` also returns the probability maps.
+
+        Returns:
+            list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
+            [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
+        """
+        if test_cfg.get('flip_test', False):
+            if not (isinstance(feats, list) and len(feats) == 2):
+                raise ValueError('IPRHead.predict: flip_test expects feats = [feats, flipped_feats]')
+            flip_indices = batch_data_samples[0].metainfo['flip_indices']
+            if len(flip_indices) != self.num_joints:
+                raise ValueError(f'IPRHead.predict: `flip_indices` has {len(flip_indices)} entries for '
+                                 f'{self.num_joints} joints')
+            coords, probs = self._predict_maps(feats[0])
+            coords_f, probs_f = self._predict_maps(feats[1])
+            coords_f = flip_coords(coords_f, flip_indices)
+            probs_f = probs_f.flip(-1)[:, flip_indices]
+            coords, probs = (coords + coords_f) * 0.5, (probs + probs_f) * 0.5
+        else:
+            coords, probs = self._predict_maps(feats)
+        grid_x, grid_y = self.grids_for(probs)
+        scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
+        preds = self.decode((coords.unsqueeze(1), scores.unsqueeze(1)))
+        if test_cfg.get('output_heatmaps', False):
+            return preds, [PixelData(heatmaps=hm) for hm in probs.detach()]
+        return preds
+
+    def _predict_maps(self, feats: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
+        logits = self.logits(feats)
+        # Inference already synchronises to decode, so checking here is free; training never checks.
+        if not torch.isfinite(logits).all():
+            raise ValueError(f'IPRHead: logits of shape {tuple(logits.shape)} contain NaN or Inf')
+        return self._integrate(logits)
+
+    # ------------------------------------------------------------------ loss
+    def loss(self,
+             feats: Tuple[Tensor],
+             batch_data_samples: OptSampleList,
+             train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
+        """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
+        coords, probs = self.forward(feats)
+        labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
+        weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
+        if labels.shape != coords.shape:
+            raise ValueError(f'IPRHead.loss: `keypoint_labels` has shape {tuple(labels.shape)}, the head '
+                             f'predicts {tuple(coords.shape)} (num_joints={self.num_joints})')
+        if weights.shape != coords.shape[:2]:
+            raise ValueError(f'IPRHead.loss: `keypoint_weights` has shape {tuple(weights.shape)}, expected '
+                             f'{tuple(coords.shape[:2])}')
+        labels, weights = labels.to(coords.device), weights.to(coords.device)
+        losses = dict(self.loss_module(coords, labels, weights, heatmaps=probs,
+                                       grids=self.grids_for(probs)))
+        losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
+        if self.beta_raw is not None:
+            losses['beta'] = self.beta.detach()
+        return losses
+
+    # ------------------------------------------------------------------ checkpoints
+    def _drop_mmpose_linspace(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """mmpose's heads store their grids as frozen parameters; ours derive them, so drop those."""
+        for name in ('linspace_x', 'linspace_y'):
+            state_dict.pop(prefix + name, None)
+
+
+def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1) -> Tensor:
+    """Fraction of weighted joints within ``thr`` normalised units (0.1 = 5% of the input size, mmpose's
+    default PCK threshold for regression heads), computed on the device; 0 when no joint is visible.
+
+    Args:
+        pred (Tensor): (B, K, 2) normalised coordinates.
+        target (Tensor): (B, K, 2) normalised coordinates.
+        weights (Tensor): (B, K) joint weights.
+    """
+    hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
+    valid = (weights > 0).float()
+    return (hit * valid).sum() / valid.sum().clamp_min(1.0)

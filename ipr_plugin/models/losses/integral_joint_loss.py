@@ -1,0 +1,116 @@
+"""Coordinate loss plus a heatmap regulariser (DSNT-style joint loss), with an optional annealed weight."""
+import math
+from typing import Dict, Optional, Tuple
+
+from mmengine.logging import MessageHub
+from mmpose.registry import MODELS
+from torch import Tensor, nn
+
+from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, variance_regularizer
+from ...ops.losses import COORD_LOSSES, coordinate_loss, weighted_joint_mean
+
+REGULARIZERS = ('js', 'kl', 'var')
+
+
+def anneal_factor(progress: float, begin: float, end: float, mode: str) -> float:
+    """Weight multiplier that falls from 1 at ``begin`` to 0 at ``end`` (``'linear'`` or ``'cosine'``)."""
+    if progress <= begin:
+        return 1.0
+    if progress >= end:
+        return 0.0
+    t = (progress - begin) / (end - begin)
+    return 1.0 - t if mode == 'linear' else 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@MODELS.register_module()
+class IntegralJointLoss(nn.Module):
+    """Coordinate loss + heatmap regulariser against a Gaussian at the exact label, generated on the device.
+
+    Returns both terms under their own keys so mmengine logs them separately (and optimises their sum).
+
+    Args:
+        coord_loss (str): ``'l1'`` (default), ``'smooth_l1'``, ``'l2'`` or ``'euclidean'``.
+        coord_weight (float): Weight of the coordinate term.
+        regularizer (str): ``'js'`` (Jensen-Shannon, default, as DSNT), ``'kl'`` (KL(prediction || target))
+            or ``'var'`` (variance regulariser: the map's variance should match ``sigma``).
+        reg_weight (float): Weight of the regulariser before annealing.
+        sigma (float): Standard deviation of the Gaussian target, in heatmap cells.
+        anneal (dict, optional): Anneal the regulariser's weight to 0: ``dict(mode='linear' | 'cosine',
+            by='epoch' | 'iter', begin=0, end=None)``; ``end=None`` means the end of training (``max_epochs`` /
+            ``max_iters`` from mmengine's MessageHub). Progress is read from the MessageHub's ``epoch`` /
+            ``iter`` info, host-side integers, so annealing costs no device synchronisation.
+    """
+
+    def __init__(self,
+                 coord_loss: str = 'l1',
+                 coord_weight: float = 1.0,
+                 regularizer: str = 'js',
+                 reg_weight: float = 1.0,
+                 sigma: float = 1.0,
+                 anneal: Optional[dict] = None) -> None:
+        super().__init__()
+        if coord_loss not in COORD_LOSSES:
+            raise ValueError(f'IntegralJointLoss: `coord_loss` must be one of {COORD_LOSSES}, got {coord_loss!r}')
+        if regularizer not in REGULARIZERS:
+            raise ValueError(f'IntegralJointLoss: `regularizer` must be one of {REGULARIZERS}, '
+                             f'got {regularizer!r}')
+        if anneal is not None:
+            anneal = dict(dict(mode='linear', by='epoch', begin=0, end=None), **anneal)
+            if anneal['mode'] not in ('linear', 'cosine') or anneal['by'] not in ('epoch', 'iter'):
+                raise ValueError(f'IntegralJointLoss: bad `anneal` {anneal}: mode must be linear/cosine and '
+                                 'by must be epoch/iter')
+        self.coord_loss = coord_loss
+        self.coord_weight = coord_weight
+        self.regularizer = regularizer
+        self.reg_weight = reg_weight
+        self.sigma = sigma
+        self.anneal = anneal
+
+    def current_reg_weight(self) -> float:
+        """The regulariser's weight at the current epoch/iteration of the running mmengine job."""
+        if self.anneal is None:
+            return self.reg_weight
+        hub = MessageHub.get_current_instance()
+        by = self.anneal['by']
+        progress = hub.get_info(by) or 0
+        end = self.anneal['end']
+        if end is None:
+            end = hub.get_info(f'max_{by}s')
+        if end is None:  # outside a Runner nothing says when training ends: keep the full weight
+            return self.reg_weight
+        return self.reg_weight * anneal_factor(progress, self.anneal['begin'], end, self.anneal['mode'])
+
+    def forward(self,
+                pred_coords: Tensor,
+                target_coords: Tensor,
+                target_weights: Optional[Tensor] = None,
+                heatmaps: Optional[Tensor] = None,
+                grids: Optional[Tuple[Tensor, Tensor]] = None) -> Dict[str, Tensor]:
+        """Compute both terms.
+
+        Args:
+            pred_coords (Tensor): (B, K, 2) predicted normalised coordinates.
+            target_coords (Tensor): (B, K, 2) target normalised coordinates.
+            target_weights (Tensor, optional): (B, K) joint weights.
+            heatmaps (Tensor): (B, K, H, W) predicted probability maps (each summing to 1).
+            grids (tuple[Tensor, Tensor]): the head's cell-centre grids (W,) and (H,) in normalised units.
+
+        Returns:
+            dict: ``loss_coord`` and ``loss_hm`` scalars.
+        """
+        if heatmaps is None or grids is None:
+            raise ValueError('IntegralJointLoss needs the predicted `heatmaps` and the `grids`; use it with '
+                             'IPRHead (which passes them)')
+        coord = coordinate_loss(pred_coords, target_coords, self.coord_loss)
+        losses = dict(loss_coord=self.coord_weight * weighted_joint_mean(coord, target_weights))
+        grid_x, grid_y = grids
+        reg_weight = self.current_reg_weight()
+        if self.regularizer == 'var':
+            reg = variance_regularizer(heatmaps, pred_coords, grid_x, grid_y, self.sigma)
+        else:
+            # The target is a constant: it is built from labels, never from predictions.
+            target = gaussian_heatmaps(target_coords.detach(), grid_x, grid_y, self.sigma)
+            divergence = js_divergence if self.regularizer == 'js' else kl_divergence
+            reg = divergence(heatmaps, target)
+        losses['loss_hm'] = reg_weight * weighted_joint_mean(reg, target_weights)
+        return losses

@@ -1,0 +1,14 @@
+"""Pure tensor math of integral (soft-argmax) pose regression: coordinates, soft-argmax, targets, losses.
+
+No mmpose / mmengine / mmcv imports: everything here works on plain torch tensors (and NumPy arrays for the
+coordinate conversions).
+"""
+from .coords import flip_coords, normalized_to_pixel, pixel_to_normalized
+from .integral import debias_coords, keypoint_scores, make_grid, normalize_heatmaps, soft_argmax
+from .targets import gaussian_heatmaps, js_divergence, kl_divergence, variance_regularizer
+
+__all__ = [
+    'pixel_to_normalized', 'normalized_to_pixel', 'flip_coords',
+    'make_grid', 'normalize_heatmaps', 'soft_argmax', 'debias_coords', 'keypoint_scores',
+    'gaussian_heatmaps', 'kl_divergence', 'js_divergence', 'variance_regularizer',
+]

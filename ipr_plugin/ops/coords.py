@@ -1,0 +1,98 @@
+"""Pixel <-> normalised coordinate conventions (DSNT convention).
+
+Pixel ``i`` of an image of width ``w`` has its centre at ``x = i``; the image spans ``x`` in
+``[-0.5, w - 0.5]``. Normalised coordinates map that span onto ``[-1, 1]``::
+
+    u = (2 x + 1) / w - 1          x = ((u + 1) w - 1) / 2
+
+so pixel 0 maps to ``-1 + 1/w``, pixel ``w - 1`` to ``1 - 1/w``, and a horizontal flip of the image
+(``x -> w - 1 - x``) is exactly ``u -> -u``. The same holds for ``y`` with the height ``h``.
+
+Every function here is plain element-wise arithmetic and accepts NumPy arrays or torch tensors, returning
+the same type (differentiable for tensors).
+"""
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+SizeLike = Union[Sequence[float], np.ndarray, torch.Tensor]
+
+__all__ = ['pixel_to_normalized', 'normalized_to_pixel', 'flip_coords']
+
+
+def _check_xy(name: str, xy: ArrayLike) -> None:
+    shape = tuple(xy.shape)
+    if len(shape) < 1 or shape[-1] != 2:
+        raise ValueError(f'{name} must have shape (..., 2), got {shape}')
+
+
+def _as_float(xy: ArrayLike) -> ArrayLike:
+    # Integer pixel indices would otherwise be truncated by the division.
+    if isinstance(xy, torch.Tensor):
+        return xy if xy.is_floating_point() else xy.float()
+    xy = np.asarray(xy)
+    return xy if np.issubdtype(xy.dtype, np.floating) else xy.astype(np.float64)
+
+
+def _per_axis(values: SizeLike, like: ArrayLike) -> ArrayLike:
+    """``values`` ((2,) or (..., 2), e.g. ``(w, h)``) as an array/tensor of ``like``'s type, dtype and device."""
+    if isinstance(like, torch.Tensor):
+        return torch.as_tensor(values, dtype=like.dtype, device=like.device)
+    return np.asarray(values, dtype=like.dtype)
+
+
+def pixel_to_normalized(xy: ArrayLike, size: SizeLike) -> ArrayLike:
+    """Pixel coordinates to normalised coordinates.
+
+    Args:
+        xy: (..., 2) ``(x, y)`` in input pixels (pixel centres at integers).
+        size: ``(w, h)`` of the input in pixels, or an array/tensor (..., 2) broadcastable against ``xy``.
+
+    Returns:
+        (..., 2) ``(u, v)`` in normalised units, same container type as ``xy`` (float).
+    """
+    _check_xy('xy', xy)
+    xy = _as_float(xy)
+    wh = _per_axis(size, xy)
+    return (2 * xy + 1) / wh - 1
+
+
+def normalized_to_pixel(uv: ArrayLike, size: SizeLike) -> ArrayLike:
+    """Normalised coordinates to pixel coordinates; exact inverse of :func:`pixel_to_normalized`.
+
+    Args:
+        uv: (..., 2) ``(u, v)`` in normalised units.
+        size: ``(w, h)`` of the input in pixels, or an array/tensor (..., 2) broadcastable against ``uv``.
+
+    Returns:
+        (..., 2) ``(x, y)`` in input pixels, same container type as ``uv`` (float).
+    """
+    _check_xy('uv', uv)
+    uv = _as_float(uv)
+    wh = _per_axis(size, uv)
+    return ((uv + 1) * wh - 1) / 2
+
+
+def flip_coords(coords: ArrayLike, flip_indices: Sequence[int]) -> ArrayLike:
+    """Map normalised keypoints predicted on a horizontally flipped input back to the original input.
+
+    A horizontal flip is ``u -> -u`` in normalised coordinates (for both the ``'center'`` and the
+    ``'mmpose'`` grids), and left/right joints swap names, hence the permutation.
+
+    Args:
+        coords: (..., K, 2) ``(u, v)`` in normalised units.
+        flip_indices: length-K permutation; joint ``k`` of the output is joint ``flip_indices[k]`` of
+            the input.
+
+    Returns:
+        (..., K, 2) normalised coordinates, same container type as ``coords``.
+    """
+    _check_xy('coords', coords)
+    shape = tuple(coords.shape)
+    if len(shape) < 2 or shape[-2] != len(flip_indices):
+        raise ValueError(f'coords must have shape (..., K, 2) with K = len(flip_indices) = '
+                         f'{len(flip_indices)}, got {shape}')
+    coords = _as_float(coords)
+    return coords[..., list(flip_indices), :] * _per_axis((-1, 1), coords)

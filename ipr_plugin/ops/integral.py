@@ -1,0 +1,226 @@
+"""Soft-argmax (integral regression) on heatmaps.
+
+Conventions: a heatmap has H x W cells; ``grid_x`` (W,) and ``grid_y`` (H,) hold the normalised coordinate
+of each cell centre (see :mod:`ipr_plugin.ops.coords`); coordinates are ``(x, y)`` in normalised units.
+
+Every function here computes in float32 (float64 if an input is float64) and disables autocast, because
+bf16/fp16 softmax sums and expectations lose the sub-cell precision the method exists for. None of them
+synchronises with the host, so they are safe inside the training step.
+"""
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+Beta = Union[float, Tensor]
+
+__all__ = ['make_grid', 'normalize_heatmaps', 'soft_argmax', 'debias_coords', 'keypoint_scores']
+
+GRID_MODES = ('center', 'mmpose')
+NORMALIZERS = ('softmax', 'relu', 'abs')
+
+
+# ----------------------------------------------------------------------------------------- shared helpers
+def _compute_dtype(*tensors: Optional[Tensor]) -> torch.dtype:
+    """float64 if any tensor input is float64, else float32 (never half precision)."""
+    if any(isinstance(t, Tensor) and t.dtype == torch.float64 for t in tensors):
+        return torch.float64
+    return torch.float32
+
+
+def _upcast(*tensors: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+    """Cast the tensor arguments to the common compute dtype; pass floats/None through."""
+    dtype = _compute_dtype(*tensors)
+    return tuple(t.to(dtype) if isinstance(t, Tensor) else t for t in tensors)
+
+
+def _full_precision(ref: Tensor) -> torch.autocast:
+    """Context that disables autocast on ``ref``'s device type."""
+    return torch.autocast(device_type=ref.device.type, enabled=False)
+
+
+def _check_maps(name: str, maps: Tensor) -> None:
+    if maps.dim() < 2:
+        raise ValueError(f'{name} must have shape (..., H, W), got {tuple(maps.shape)}')
+
+
+def _check_coords(name: str, coords: Tensor) -> None:
+    if coords.dim() < 1 or coords.shape[-1] != 2:
+        raise ValueError(f'{name} must have shape (..., 2), got {tuple(coords.shape)}')
+
+
+def _check_grids(maps_name: str, maps: Tensor, grid_x: Tensor, grid_y: Tensor) -> None:
+    _check_maps(maps_name, maps)
+    h, w = maps.shape[-2:]
+    if tuple(grid_x.shape) != (w,):
+        raise ValueError(f'grid_x must have shape (W,) = ({w},) to match {maps_name} of shape '
+                         f'{tuple(maps.shape)}, got {tuple(grid_x.shape)}')
+    if tuple(grid_y.shape) != (h,):
+        raise ValueError(f'grid_y must have shape (H,) = ({h},) to match {maps_name} of shape '
+                         f'{tuple(maps.shape)}, got {tuple(grid_y.shape)}')
+
+
+def _marginals(probs: Tensor) -> Tuple[Tensor, Tensor]:
+    """(..., H, W) -> x marginal (..., W) and y marginal (..., H)."""
+    return probs.sum(-2), probs.sum(-1)
+
+
+def _cell_offsets(coords: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tuple[Tensor, Tensor]:
+    """Signed offsets ``grid - coord`` in normalised units: x (..., W) and y (..., H)."""
+    return grid_x - coords[..., 0:1], grid_y - coords[..., 1:2]
+
+
+def _flat_logsumexp(x: Tensor) -> Tensor:
+    """logsumexp over the last two dims: (..., H, W) -> (...)."""
+    return torch.logsumexp(x.flatten(-2), dim=-1)
+
+
+# ------------------------------------------------------------------------------------------------ public
+def make_grid(size: int, mode: str = 'center', input_size: Optional[int] = None,
+              device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Normalised coordinates of the cell centres along one heatmap axis.
+
+    Args:
+        size: number of cells W (or H).
+        mode: ``'center'``: ``g_j = (2 j + 1) / W - 1``, the DSNT cell centres, symmetric about 0.
+            ``'mmpose'``: mmpose 1.3.2's grid ``e_j = j / W`` decoded as ``x = e * w`` and mapped into our
+            convention, ``g_j = 2 j / W - 1 + 1 / w``; needs ``input_size`` = w (pixels). Under this mapping
+            mmpose's flip ``e' = 1 - e - 1/w`` is exactly ``u -> -u``.
+        input_size: input width w (or height h) in pixels, only for ``mode='mmpose'``.
+
+    Returns:
+        (size,) normalised coordinates, ``dtype`` on ``device``.
+    """
+    if mode not in GRID_MODES:
+        raise ValueError(f'mode must be one of {GRID_MODES}, got {mode!r}')
+    if int(size) != size or size < 1:
+        raise ValueError(f'size must be a positive integer, got {size!r}')
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    j = torch.arange(int(size), device=device, dtype=work)
+    if mode == 'center':
+        return ((2 * j + 1) / size - 1).to(dtype)
+    if input_size is None or input_size <= 0:
+        raise ValueError(f"mode='mmpose' needs a positive input_size (input pixels), got {input_size!r}")
+    return (2 * j / size - 1 + 1 / input_size).to(dtype)
+
+
+def normalize_heatmaps(logits: Tensor, method: str = 'softmax', beta: Beta = 1.0,
+                       eps: float = 1e-12) -> Tensor:
+    """Turn per-keypoint logits into probability maps, each summing to 1 over its H x W cells.
+
+    ``softmax``: ``p = softmax(beta z)``. ``relu`` / ``abs``: with ``f = relu(beta z)`` or ``|beta z|`` and
+    ``S = sum f``, ``p = f / (S + eps) + (eps / (S + eps)) / (H W)``, i.e. ``f / S`` mixed with the uniform
+    map with weight ``eps / (S + eps)``. It sums to 1 exactly, cannot divide by zero, and is the uniform map
+    when every ``f`` is 0.
+
+    Args:
+        logits: (..., H, W) raw heatmap logits (any float dtype; unitless).
+        method: ``'softmax'`` (default), ``'relu'`` or ``'abs'``.
+        beta: inverse temperature; a float or a tensor broadcastable against ``logits`` (e.g. 0-d, or
+            (K, 1, 1) per keypoint). The caller keeps a learnable beta positive (e.g. softplus); gradients
+            flow to it.
+        eps: > 0, see above (``relu``/``abs`` only).
+
+    Returns:
+        (..., H, W) probabilities in float32 (float64 if an input is float64).
+    """
+    _check_maps('logits', logits)
+    if method not in NORMALIZERS:
+        raise ValueError(f'method must be one of {NORMALIZERS}, got {method!r}')
+    if not eps > 0:
+        raise ValueError(f'eps must be > 0, got {eps!r}')
+    with _full_precision(logits):
+        logits, beta = _upcast(logits, beta)
+        scaled = beta * logits
+        if method == 'softmax':
+            return torch.softmax(scaled.flatten(-2), dim=-1).view_as(scaled)
+        f = torch.relu(scaled) if method == 'relu' else scaled.abs()
+        denom = f.sum(dim=(-2, -1), keepdim=True) + eps
+        n_cells = f.shape[-2] * f.shape[-1]
+        return f / denom + (eps / denom) / n_cells
+
+
+def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
+    """Expected cell-centre location under each probability map, computed separably.
+
+    Args:
+        probs: (..., H, W) probability maps (each summing to 1).
+        grid_x: (W,) normalised x of the cell centres (:func:`make_grid`).
+        grid_y: (H,) normalised y of the cell centres.
+
+    Returns:
+        (..., 2) ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
+    """
+    _check_grids('probs', probs, grid_x, grid_y)
+    with _full_precision(probs):
+        probs, grid_x, grid_y = _upcast(probs, grid_x, grid_y)
+        px, py = _marginals(probs)
+        return torch.stack(((px * grid_x).sum(-1), (py * grid_y).sum(-1)), dim=-1)
+
+
+def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, grid_y: Tensor,
+                  eps: float = 1e-6) -> Tensor:
+    """Remove the pull towards the grid mean that a flat softmax background puts on soft-argmax.
+
+    Gu et al., "Removing the Bias of Integral Pose Regression", ICCV 2021. Assumption: the background logits
+    are near 0, so ``exp(beta z)`` is a peak plus a flat background of ``exp(0) = 1`` per cell; the formula
+    is exact there. With ``C = sum exp(beta z)`` the background contributes ``HW / C`` of the mass at the
+    grid mean ``g``, so the peak's own expectation is
+    ``u = (C u_hat - HW g) / (C - HW) = g + (u_hat - g) / (1 - r)`` with ``r = HW / C``.
+    ``r`` comes from ``log C = logsumexp(beta z)`` and ``1 - r = -expm1(log(HW) - log C)`` is clamped to
+    ``>= eps`` (through its exponent, so clamped entries get zero rather than NaN gradients). Where
+    ``C <= HW`` (background logits well below 0, or no peak) the correction is not meaningful and the
+    offset from the grid mean is amplified by up to ``1 / eps``; the result is still finite.
+
+    Args:
+        coords: (..., 2) ``(x, y)`` from :func:`soft_argmax` of ``normalize_heatmaps(logits, 'softmax',
+            beta)``, normalised units.
+        logits: (..., H, W) the logits those coordinates came from (softmax normaliser only).
+        beta: the same inverse temperature (float or tensor broadcastable against ``logits``).
+        grid_x: (W,) normalised x of the cell centres.
+        grid_y: (H,) normalised y of the cell centres.
+        eps: lower bound of ``1 - r``.
+
+    Returns:
+        (..., 2) debiased ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
+    """
+    _check_coords('coords', coords)
+    _check_grids('logits', logits, grid_x, grid_y)
+    with _full_precision(logits):
+        coords, logits, beta, grid_x, grid_y = _upcast(coords, logits, beta, grid_x, grid_y)
+        n_cells = logits.shape[-2] * logits.shape[-1]
+        log_r = math.log(n_cells) - _flat_logsumexp(beta * logits)
+        one_minus_r = -torch.expm1(log_r.clamp(max=math.log1p(-eps)))
+        g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
+        return g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
+
+
+def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tensor,
+                    radius: float = 2.0) -> Tensor:
+    """Confidence of each keypoint: the probability mass near its predicted location.
+
+    Sums ``p_j`` over the cells whose centre lies within ``radius`` heatmap cells of ``coords``, distances
+    measured in cells (normalised offset times W/2, resp. H/2). A uniform map scores about
+    ``pi radius^2 / (H W)``, a sharp peak at the prediction about 1. Not meant to be differentiated (call
+    it under ``torch.no_grad()``); it does not synchronise.
+
+    Args:
+        probs: (..., H, W) probability maps.
+        coords: (..., 2) predicted ``(x, y)`` in normalised units.
+        grid_x: (W,) normalised x of the cell centres.
+        grid_y: (H,) normalised y of the cell centres.
+        radius: in heatmap cells.
+
+    Returns:
+        (...) scores in [0, 1], float32 (float64 if an input is float64).
+    """
+    _check_coords('coords', coords)
+    _check_grids('probs', probs, grid_x, grid_y)
+    with _full_precision(probs):
+        probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
+        h, w = probs.shape[-2:]
+        dx, dy = _cell_offsets(coords, grid_x, grid_y)
+        dist2 = (dy * (h / 2)).square().unsqueeze(-1) + (dx * (w / 2)).square().unsqueeze(-2)
+        inside = (dist2 <= radius * radius).to(probs.dtype)
+        return (probs * inside).sum(dim=(-2, -1)).clamp(0.0, 1.0)

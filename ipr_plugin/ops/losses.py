@@ -1,0 +1,63 @@
+"""Per-joint coordinate losses and the visible-joint average, as pure functions (no mmpose imports)."""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+COORD_LOSSES = ('l1', 'smooth_l1', 'l2', 'euclidean')
+
+
+def coordinate_loss(pred: Tensor, target: Tensor, kind: str = 'l1', beta: float = 0.05) -> Tensor:
+    """Distance between predicted and target coordinates, one value per joint.
+
+    Args:
+        pred (Tensor): (..., D) predicted coordinates (normalised units).
+        target (Tensor): (..., D) target coordinates, same shape.
+        kind (str): ``'l1'`` (sum of absolute differences: the IPR paper's loss), ``'smooth_l1'`` (Huber with
+            transition at ``beta``: L1 beyond ``beta``, quadratic inside), ``'l2'`` (sum of squares) or
+            ``'euclidean'`` (L2 norm, as DSNT uses; its gradient at 0 is defined as 0).
+        beta (float): Transition point of ``'smooth_l1'`` in normalised units.
+
+    Returns:
+        Tensor: (...) per-joint loss, float32 or float64.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f'coordinate_loss: `pred` {tuple(pred.shape)} and `target` {tuple(target.shape)} '
+                         'must have the same shape')
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    diff = pred.to(dtype) - target.to(dtype)
+    if kind == 'l1':
+        return diff.abs().sum(-1)
+    if kind == 'smooth_l1':
+        return torch.nn.functional.smooth_l1_loss(diff, torch.zeros_like(diff), reduction='none',
+                                                  beta=beta).sum(-1)
+    if kind == 'l2':
+        return diff.square().sum(-1)
+    if kind == 'euclidean':
+        sq = diff.square().sum(-1)
+        # sqrt'(0) is infinite; the floor keeps the gradient finite (and exactly 0 at exact hits).
+        return torch.where(sq > 0, sq.clamp_min(1e-24).sqrt(), torch.zeros_like(sq))
+    raise ValueError(f'coordinate_loss: `kind` must be one of {COORD_LOSSES}, got {kind!r}')
+
+
+def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
+    """Average per-joint values over the joints with positive weight.
+
+    Joints with weight 0 contribute nothing (not even NaN from their values), and when no joint has weight the
+    result is exactly 0 with zero, finite gradients, so an all-invisible batch cannot derail training.
+
+    Args:
+        values (Tensor): (B, K) per-joint values.
+        weights (Tensor, optional): (B, K) non-negative weights; all ones when None.
+
+    Returns:
+        Tensor: scalar.
+    """
+    if weights is None:
+        return values.mean()
+    if weights.shape != values.shape:
+        raise ValueError(f'weighted_joint_mean: `weights` {tuple(weights.shape)} must match the per-joint '
+                         f'values {tuple(values.shape)}')
+    weights = weights.to(values.dtype)
+    masked = torch.where(weights > 0, values * weights, torch.zeros_like(values))
+    return masked.sum() / weights.sum().clamp_min(1.0)

@@ -1,0 +1,48 @@
+"""ipr_plugin: Integral Human Pose Regression for the OpenMMLab pose stack."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_version() -> str:
+    namespace: dict = {}
+    with open(osp.join(osp.dirname(__file__), 'ipr_plugin', 'version.py')) as f:
+        exec(f.read(), namespace)
+    return namespace['__version__']
+
+
+# The pins are the ones known to work together (see README, "Environment"): mmcv 2.1.0 must be built with
+# ops, mmpose is installed without its chumpy requirement, numpy stays on 1.x for xtcocotools.
+RUNTIME = [
+    'torch>=2.1',
+    'torchvision',
+    'numpy>=1.23,<2',
+    'opencv-python',
+    'mmengine==0.10.7',
+    'mmcv==2.1.0',
+    'mmdet==3.3.0',
+    'mmpose==1.3.2',
+    'xtcocotools==1.14.3',
+    'json-tricks',
+    'munkres',
+    'scipy',
+    'matplotlib',
+    'six',
+]
+
+setup(
+    name='ipr_plugin',
+    version=read_version(),
+    description='Integral Human Pose Regression (soft-argmax) head, codec and losses for mmpose',
+    long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
+    if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['ipr_plugin', 'ipr_plugin.*']),
+    python_requires='>=3.9',
+    install_requires=RUNTIME,
+    extras_require={
+        'tests': ['pytest', 'onnx', 'onnxruntime', 'pycocotools'],
+        'mim': ['openmim==0.3.9'],
+    },
+    zip_safe=False,
+)

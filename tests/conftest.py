@@ -1,0 +1,36 @@
+"""Shared fixtures.
+
+Tests that need the real COCO sample look for it in ``../shared/data/coco_sample`` (beside the clone) or in
+``$IPR_SHARED_DIR/data/coco_sample``. Where it is absent they skip with the path in the reason, except under
+``CI=true``, where they fail: CI must never pass by skipping them.
+"""
+import os
+import os.path as osp
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(os.environ.get('IPR_SHARED_DIR', REPO_ROOT.parent / 'shared')).resolve()
+COCO_SAMPLE = SHARED_DIR / 'data' / 'coco_sample'
+
+
+def require_path(path: Path) -> Path:
+    """Return ``path`` if it exists; otherwise skip (user clone) or fail (CI)."""
+    if path.exists():
+        return path
+    msg = f'needs {path}, which is absent'
+    if os.environ.get('CI', '').lower() == 'true':
+        pytest.fail(f'{msg} (CI=true: data tests may not skip)')
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope='session')
+def coco_sample() -> Path:
+    """The 4-image COCO val2017 sample with keypoints and AP-56 detector boxes."""
+    return require_path(COCO_SAMPLE)
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO_ROOT

@@ -1,0 +1,84 @@
+"""DSNTLabel: exact round trips, pixel-centre convention, visibility weights, sub-pixel heatmap targets."""
+import numpy as np
+import pytest
+import torch
+
+import ipr_plugin  # noqa: F401  (registers the codec)
+from ipr_plugin.ops import make_grid, soft_argmax
+from mmpose.registry import KEYPOINT_CODECS
+
+
+def build(**kwargs):
+    return KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=(192, 256), **kwargs))
+
+
+def test_round_trip_is_exact():
+    codec = build()
+    rng = np.random.default_rng(0)
+    kpts = rng.uniform(-0.5, [191.5, 255.5], size=(3, 17, 2))
+    enc = codec.encode(kpts, np.ones((3, 17)))
+    assert enc['keypoint_labels'].dtype == np.float32 and enc['keypoint_labels'].shape == (3, 17, 2)
+    dec, scores = codec.decode(enc['keypoint_labels'])
+    # float32 labels: the round trip is limited by float32 (|u| <= 1 -> 6e-8 * 128 px)
+    np.testing.assert_allclose(dec, kpts, atol=1e-5)
+    assert (scores == 1).all()
+
+
+def test_pixel_centre_convention_and_flip():
+    codec = build()
+    w = 192
+    enc = codec.encode(np.array([[[0.0, 0.0], [w - 1.0, 0.0], [37.25, 5.0]]]), None)
+    u = enc['keypoint_labels'][0, :, 0]
+    assert u[0] == pytest.approx(-1 + 1 / w) and u[1] == pytest.approx(1 - 1 / w)
+    flipped = codec.encode(np.array([[[w - 1 - 37.25, 5.0]]]), None)['keypoint_labels'][0, 0, 0]
+    assert flipped == pytest.approx(-u[2], abs=1e-7)
+
+
+def test_weights_visible_and_inside():
+    codec = build()
+    kpts = np.array([[[10, 10], [10, 10], [-3, 10], [10, 300], [191.4, 255.4]]], dtype=np.float32)
+    vis = np.array([[1, 0, 1, 1, 1]], dtype=np.float32)
+    w = codec.encode(kpts, vis)['keypoint_weights']
+    np.testing.assert_array_equal(w, [[1, 0, 0, 0, 1]])
+
+
+def test_heatmaps_only_when_asked_and_sub_pixel():
+    assert 'heatmaps' not in build().encode(np.zeros((1, 2, 2)), None)
+    codec = build(heatmap_size=(48, 64), sigma=2.0)
+    kpts = np.array([[[70.3, 101.7], [5.0, 9.0], [0.0, 0.0]]])
+    enc = codec.encode(kpts, np.array([[1, 1, 0]]))
+    hm = enc['heatmaps']
+    assert hm.shape == (3, 64, 48) and hm.dtype == np.float32
+    np.testing.assert_allclose(hm[:2].sum(axis=(1, 2)), 1.0, atol=1e-5)
+    assert hm[2].sum() == 0  # unlabelled keypoint: no target
+    # the target's expectation is the exact sub-pixel label, not the centre of a whole cell
+    coords = soft_argmax(torch.from_numpy(hm[:1]), make_grid(48), make_grid(64))
+    np.testing.assert_allclose(coords.numpy(), enc['keypoint_labels'][0, :1], atol=1e-4)
+
+
+def test_batch_decode_matches_decode():
+    codec = build()
+    coords = torch.rand(4, 1, 17, 2) * 2 - 1
+    scores = torch.rand(4, 1, 17)
+    kpts, sc = codec.batch_decode(coords, scores)
+    assert len(kpts) == 4 and kpts[0].shape == (1, 17, 2)
+    for b in range(4):
+        ref, _ = codec.decode(coords[b].numpy())
+        np.testing.assert_allclose(kpts[b], ref, atol=1e-4)
+        np.testing.assert_allclose(sc[b], scores[b].numpy())
+
+
+@pytest.mark.parametrize('kpts, vis, match', [
+    (np.zeros((1, 17, 3)), None, r'keypoints.*\(1, 17, 3\)'),
+    (np.zeros((17, 2)), None, r'keypoints.*\(17, 2\)'),
+    (np.zeros((1, 17, 2)), np.ones((1, 16)), r'keypoints_visible.*\(1, 16\)'),
+    (np.full((1, 17, 2), np.nan), None, r'keypoints.*\(1, 17, 2\).*NaN'),
+])
+def test_bad_input_names_the_culprit(kpts, vis, match):
+    with pytest.raises(ValueError, match=match):
+        build().encode(kpts, vis)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match='sigma'):
+        build(heatmap_size=(48, 64))

@@ -1,0 +1,146 @@
+"""IPRHead: shapes, exact flip test, real scores, AMP, extreme logits, bad input, registry and checkpoints."""
+import numpy as np
+import pytest
+import torch
+from mmpose.registry import MODELS
+from mmpose.structures import PoseDataSample
+from mmengine.structures import InstanceData
+
+import ipr_plugin  # noqa: F401
+
+K, H, W = 5, 16, 12
+FLIP = [0, 2, 1, 4, 3]
+INPUT = (48, 64)
+
+
+def logit_head(**kwargs):
+    """A head whose inputs are the logits (no deconv, no final conv): lets tests craft exact heatmaps."""
+    cfg = dict(type='IPRHead', in_channels=K, in_featuremap_size=(W, H), num_joints=K,
+               deconv_out_channels=None, final_layer=None, decoder=dict(type='DSNTLabel', input_size=INPUT))
+    cfg.update(kwargs)
+    return MODELS.build(cfg)
+
+
+def samples(n, labels=None):
+    out = []
+    for i in range(n):
+        s = PoseDataSample(metainfo=dict(flip_indices=FLIP, input_size=INPUT))
+        if labels is not None:
+            s.gt_instance_labels = InstanceData(keypoint_labels=labels[i:i + 1],
+                                                keypoint_weights=torch.ones(1, K))
+        out.append(s)
+    return out
+
+
+def test_forward_shapes_and_probabilities():
+    head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(3, 4), num_joints=K,
+                             deconv_out_channels=(16, 16), deconv_kernel_sizes=(4, 4)))
+    coords, probs = head((torch.randn(2, 32, 4, 3),))
+    assert coords.shape == (2, K, 2) and probs.shape == (2, K, 16, 12)
+    assert coords.dtype == torch.float32
+    torch.testing.assert_close(probs.sum((-1, -2)), torch.ones(2, K))
+    assert not any('grid' in k for k in head.state_dict())  # grids are derived, never saved
+
+
+def test_flip_test_equals_prediction_on_exactly_mirrored_maps():
+    head = logit_head(beta=3.0)
+    logits = torch.randn(3, K, H, W) * 2
+    # The mirrored image's heatmaps are exact mirrors, with left/right joints swapped.
+    mirrored = logits.flip(-1)[:, FLIP]
+    plain = head.predict((logits,), samples(3))
+    flip = head.predict([(logits,), (mirrored,)], samples(3), dict(flip_test=True))
+    for a, b in zip(plain, flip):
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
+        np.testing.assert_allclose(a.keypoint_scores, b.keypoint_scores, atol=1e-6)
+
+
+def test_flip_of_mirrored_coordinates_is_u_to_minus_u():
+    head = logit_head(beta=2.0)
+    logits = torch.randn(2, K, H, W)
+    c, _ = head((logits,))
+    cm, _ = head((logits.flip(-1),))
+    torch.testing.assert_close(cm[..., 0], -c[..., 0], atol=1e-6, rtol=0)
+
+
+def test_last_cell_is_reachable():
+    head = logit_head()
+    logits = torch.full((1, K, H, W), -1e4)
+    logits[..., H - 1, W - 1] = 1e4
+    pred = head.predict((logits,), samples(1))[0]
+    # cell centre of the last cell: input pixel ((W-1)+0.5) * w / W - 0.5
+    expected = [(W - 0.5) * INPUT[0] / W - 0.5, (H - 0.5) * INPUT[1] / H - 0.5]
+    np.testing.assert_allclose(pred.keypoints[0, 0], expected, atol=1e-3)
+    assert pred.keypoint_scores.min() > 0.99
+
+
+def test_scores_in_unit_interval_and_informative():
+    head = logit_head()
+    logits = torch.zeros(1, K, H, W)
+    logits[0, 0, 5, 5] = 12.0  # sharp peak: confident
+    logits[0, 1] = torch.randn(H, W) * 0.1  # nearly flat: not confident
+    scores = head.predict((logits,), samples(1))[0].keypoint_scores[0]
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert scores[0] > 0.9 and scores[1] < 0.2
+
+
+def test_autocast_bf16_matches_fp32():
+    head = MODELS.build(dict(type='IPRHead', in_channels=16, in_featuremap_size=(3, 4), num_joints=K,
+                             deconv_out_channels=(16,), deconv_kernel_sizes=(4,)))
+    feats = (torch.randn(2, 16, 4, 3).bfloat16().float(),)
+    ref, _ = head(feats)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, probs = head(feats)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all() and torch.isfinite(probs).all()
+    assert (out - ref).abs().max() < 1e-3
+    lhead = logit_head(debias=True, beta=10.0)
+    logits = torch.randn(2, K, H, W).bfloat16()
+    ref, _ = lhead((logits.float(),))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out, _ = lhead((logits,))
+    assert (out - ref).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize('kwargs', [dict(), dict(debias=True, beta=10.0), dict(normalizer='relu'),
+                                    dict(normalizer='abs')])
+@pytest.mark.parametrize('loss', [dict(type='IntegralL1Loss'), dict(type='IntegralJointLoss')])
+def test_huge_logits_stay_finite(kwargs, loss):
+    head = logit_head(loss=loss, **kwargs)
+    logits = (torch.randn(2, K, H, W) * 1e4).requires_grad_()
+    labels = torch.rand(2, K, 2) * 2 - 1
+    losses = head.loss((logits,), samples(2, labels))
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert torch.isfinite(logits.grad).all()
+    pred = head.predict((logits.detach(),), samples(2))
+    assert all(np.isfinite(p.keypoints).all() and np.isfinite(p.keypoint_scores).all() for p in pred)
+
+
+def test_loss_terms_are_logged_separately_with_device_accuracy():
+    head = logit_head(loss=dict(type='IntegralJointLoss'))
+    labels = torch.rand(2, K, 2) * 2 - 1
+    losses = head.loss((torch.randn(2, K, H, W),), samples(2, labels))
+    assert {'loss_coord', 'loss_hm', 'acc_pose'} <= set(losses)
+    assert 0 <= losses['acc_pose'].item() <= 1
+
+
+def test_learnable_beta_gets_gradients_and_stays_positive():
+    head = logit_head(beta=2.0, learnable_beta=True)
+    assert head.beta.item() == pytest.approx(2.0, rel=1e-5)
+    losses = head.loss((torch.randn(2, K, H, W),), samples(2, torch.rand(2, K, 2) * 2 - 1))
+    losses['loss_kpt'].backward()
+    assert head.beta_raw.grad is not None and torch.isfinite(head.beta_raw.grad)
+
+
+def test_bad_input_names_the_tensor():
+    head = logit_head()
+    with pytest.raises(ValueError, match=r'keypoint_labels.*\(2, 4, 2\)'):
+        head.loss((torch.randn(2, K, H, W),), samples(2, torch.rand(2, 4, 2)))
+    with pytest.raises(ValueError, match=r'logits.*\(2, 3, 16, 12\)'):
+        head((torch.randn(2, 3, H, W),))
+    bad = torch.randn(1, K, H, W)
+    bad[0, 1, 2, 3] = float('nan')
+    with pytest.raises(ValueError, match=r'logits of shape \(1, 5, 16, 12\).*NaN'):
+        head.predict((bad,), samples(1))
+    with pytest.raises(ValueError, match='debias'):
+        logit_head(debias=True, normalizer='relu')

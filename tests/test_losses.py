@@ -1,0 +1,100 @@
+"""IntegralL1Loss / IntegralJointLoss: exact values, all-invisible batches, regularisers and annealing."""
+import math
+
+import pytest
+import torch
+from mmengine.logging import MessageHub
+
+import ipr_plugin  # noqa: F401
+from ipr_plugin.models.losses.integral_joint_loss import anneal_factor
+from ipr_plugin.ops import gaussian_heatmaps, make_grid
+from ipr_plugin.ops.losses import coordinate_loss
+from mmpose.registry import MODELS
+
+B, K, H, W = 2, 5, 16, 12
+
+
+def grids():
+    return make_grid(W), make_grid(H)
+
+
+def test_l1_is_true_l1_over_visible_joints():
+    loss = MODELS.build(dict(type='IntegralL1Loss'))
+    pred, target = torch.rand(B, K, 2), torch.rand(B, K, 2)
+    weights = torch.tensor([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.float32)
+    expected = ((pred - target).abs().sum(-1) * weights).sum() / weights.sum()
+    assert loss(pred, target, weights)['loss_kpt'] == pytest.approx(expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize('cfg', [dict(type='IntegralL1Loss'), dict(type='IntegralJointLoss'),
+                                 dict(type='IntegralJointLoss', regularizer='var')])
+def test_all_invisible_gives_exact_zero_and_finite_grads(cfg):
+    loss = MODELS.build(cfg)
+    pred = torch.rand(B, K, 2, requires_grad=True)
+    logits = torch.randn(B, K, H, W, requires_grad=True)
+    probs = logits.flatten(2).softmax(-1).view(B, K, H, W)
+    out = loss(pred, torch.rand(B, K, 2), torch.zeros(B, K), heatmaps=probs, grids=grids())
+    total = sum(out.values())
+    assert total.item() == 0.0
+    total.backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad == 0).all()
+    assert logits.grad is None or torch.isfinite(logits.grad).all()
+
+
+def test_l1_ignores_nan_at_zero_weight_joints():
+    loss = MODELS.build(dict(type='IntegralL1Loss'))
+    pred = torch.rand(B, K, 2)
+    pred[:, 0] = float('nan')
+    pred.requires_grad_()
+    weights = torch.ones(B, K)
+    weights[:, 0] = 0
+    value = loss(pred, torch.rand(B, K, 2), weights)['loss_kpt']
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(pred.grad).all()
+
+
+def test_joint_loss_terms_are_separate_and_zero_at_the_target():
+    loss = MODELS.build(dict(type='IntegralJointLoss', sigma=1.5))
+    target = torch.rand(B, K, 2) * 1.2 - 0.6
+    probs = gaussian_heatmaps(target, *grids(), sigma=1.5)
+    out = loss(target.clone(), target, torch.ones(B, K), heatmaps=probs, grids=grids())
+    assert set(out) == {'loss_coord', 'loss_hm'}
+    assert out['loss_coord'].item() == pytest.approx(0, abs=1e-7)
+    assert out['loss_hm'].item() == pytest.approx(0, abs=1e-5)
+    flat = torch.full((B, K, H, W), 1.0 / (H * W))
+    assert loss(target, target, torch.ones(B, K), heatmaps=flat, grids=grids())['loss_hm'] > 0.05
+
+
+@pytest.mark.parametrize('kind', ['l1', 'smooth_l1', 'l2', 'euclidean'])
+def test_coordinate_losses(kind):
+    d = torch.tensor([[0.3, -0.4]])
+    value = coordinate_loss(d, torch.zeros_like(d), kind).item()
+    expected = dict(l1=0.7, smooth_l1=0.3 - 0.025 + 0.4 - 0.025, l2=0.25, euclidean=0.5)[kind]
+    assert value == pytest.approx(expected, rel=1e-6)
+    zero = torch.zeros(1, 2, requires_grad=True)
+    coordinate_loss(zero, torch.zeros(1, 2), kind).sum().backward()
+    assert torch.isfinite(zero.grad).all()
+
+
+def test_anneal_factor_shapes():
+    assert anneal_factor(0, 0, 10, 'linear') == 1.0 and anneal_factor(10, 0, 10, 'linear') == 0.0
+    assert anneal_factor(2.5, 0, 10, 'linear') == pytest.approx(0.75)
+    assert anneal_factor(5, 0, 10, 'cosine') == pytest.approx(0.5)
+    assert anneal_factor(2.5, 0, 10, 'cosine') == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_anneal_reads_the_message_hub():
+    hub = MessageHub.get_instance('ipr_test_anneal')
+    loss = MODELS.build(dict(type='IntegralJointLoss', reg_weight=2.0, anneal=dict(mode='linear', by='iter')))
+    hub.update_info('iter', 25)
+    hub.update_info('max_iters', 100)
+    assert loss.current_reg_weight() == pytest.approx(1.5)
+    hub.update_info('iter', 150)
+    assert loss.current_reg_weight() == 0.0
+
+
+def test_bad_config_names_the_option():
+    with pytest.raises(ValueError, match='regularizer'):
+        MODELS.build(dict(type='IntegralJointLoss', regularizer='mse'))
+    with pytest.raises(ValueError, match='coord_loss'):
+        MODELS.build(dict(type='IntegralJointLoss', coord_loss='l3'))
