@@ -209,6 +209,18 @@ def test_debias_finite_everywhere(fill):
         assert fixed[0].abs().max() < 0.1
 
 
+def test_debias_stays_within_the_cell_centres():
+    """A nearly flat map (C close to HW) would otherwise amplify small offsets far outside the map."""
+    gx, gy = _grids()
+    torch.manual_seed(0)
+    logits = torch.randn(64, H, W) * 1e-3
+    coords = soft_argmax(normalize_heatmaps(logits, beta=10.0), gx, gy)
+    fixed = debias_coords(coords, logits, 10.0, gx, gy)
+    assert (fixed[..., 0] >= gx[0]).all() and (fixed[..., 0] <= gx[-1]).all()
+    assert (fixed[..., 1] >= gy[0]).all() and (fixed[..., 1] <= gy[-1]).all()
+    assert (fixed.abs() > 0.5).any()  # the clamp is what holds them in, not a weak correction
+
+
 def test_debias_bad_coords_raise():
     gx, gy = _grids()
     with pytest.raises(ValueError, match=r'coords.*\(4, 3\)'):

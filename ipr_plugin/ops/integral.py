@@ -170,8 +170,10 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
     ``u = (C u_hat - HW g) / (C - HW) = g + (u_hat - g) / (1 - r)`` with ``r = HW / C``.
     ``r`` comes from ``log C = logsumexp(beta z)`` and ``1 - r = -expm1(log(HW) - log C)`` is clamped to
     ``>= eps`` (through its exponent, so clamped entries get zero rather than NaN gradients). Where
-    ``C <= HW`` (background logits well below 0, or no peak) the correction is not meaningful and the
-    offset from the grid mean is amplified by up to ``1 / eps``; the result is still finite.
+    ``C`` is close to or below ``HW`` (no peak, or background logits well below 0) the correction is not
+    meaningful and would amplify the offset from the grid mean by up to ``1 / eps``. The peak is a
+    distribution over the cells, so its expectation lies between the first and last cell centres: the
+    result is clamped to that range, which keeps it a valid location (with zero gradient where clamped).
 
     Args:
         coords: (..., 2) ``(x, y)`` from :func:`soft_argmax` of ``normalize_heatmaps(logits, 'softmax',
@@ -193,7 +195,10 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
         log_r = math.log(n_cells) - _flat_logsumexp(beta * logits)
         one_minus_r = -torch.expm1(log_r.clamp(max=math.log1p(-eps)))
         g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
-        return g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
+        debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
+        g_min = torch.stack((grid_x.min(), grid_y.min()))
+        g_max = torch.stack((grid_x.max(), grid_y.max()))
+        return torch.maximum(torch.minimum(debiased, g_max), g_min)
 
 
 def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tensor,

@@ -1,0 +1,213 @@
+"""Writer of a small synthetic person-keypoint dataset in exactly COCO's layout and format.
+
+It lets the whole pipeline (data loading, training, top-down evaluation with detector boxes) run anywhere in
+seconds, with no download. The layout under ``root``::
+
+    annotations/person_keypoints_train2017.json
+    annotations/person_keypoints_val2017.json
+    train2017/000000000001.jpg ...
+    val2017/000001000001.jpg ...
+    person_detection_results/COCO_val2017_detections_AP_H_56_person.json
+
+Pure numpy/cv2/json (no mmpose import), deterministic for a seed: every image draws from its own generator
+seeded by ``(seed, difficulty, split, index)``, so the same call writes the same bytes.
+"""
+import json
+import os
+import os.path as osp
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .render import RenderedPerson, SceneParams, render_scene
+
+COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
+    'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow',
+    'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle',
+    'right_ankle')
+# COCO's own skeleton, 1-based keypoint indices as in person_keypoints_*.json.
+COCO_SKELETON: Tuple[Tuple[int, int], ...] = (
+    (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8), (7, 9), (8, 10), (9, 11),
+    (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))
+PERSON_CATEGORY: Dict = dict(supercategory='person', id=1, name='person', keypoints=list(COCO_KEYPOINT_NAMES),
+                             skeleton=[list(e) for e in COCO_SKELETON])
+# Val image ids start here so that they never collide with train ids, as in COCO.
+VAL_ID_OFFSET = 1_000_000
+DET_FILE = 'person_detection_results/COCO_val2017_detections_AP_H_56_person.json'
+_SPLITS = {'train': (0, 0), 'val': (1, VAL_ID_OFFSET)}  # split: (generator stream, image id offset)
+_DET_STREAM = 2  # generator stream of the detections, apart from the image streams
+_MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
+
+
+@dataclass(frozen=True)
+class DetParams:
+    """Simulated person detector.
+
+    Attributes:
+        jitter: std of the box centre shift (fraction of the box size) and of the log of its size change.
+        miss_prob: probability that a true person gets no box.
+        dup_prob: probability of a second, worse and lower-scored box on a true person.
+        false_positives_mean: Poisson mean of boxes on no one, per image, scored low.
+    """
+    jitter: float = 0.05
+    miss_prob: float = 0.0
+    dup_prob: float = 0.05
+    false_positives_mean: float = 0.5
+
+
+DIFFICULTIES: Dict[str, Tuple[SceneParams, DetParams]] = {
+    'normal': (SceneParams(), DetParams()),
+    'hard': (SceneParams(people_per_image=(2, 7), height_frac=(0.25, 1.0), small_prob=0.35, lean_std=0.3,
+                         truncation_prob=0.4, occluders_mean=3.0, back_view_prob=0.15),
+             DetParams(jitter=0.12, miss_prob=0.05, dup_prob=0.2, false_positives_mean=2.0)),
+}
+
+
+def image_file_name(image_id: int) -> str:
+    """COCO's file name for an image id: 12 zero-padded digits."""
+    return f'{image_id:012d}.jpg'
+
+
+def _is_annotated(person: RenderedPerson) -> bool:
+    # Someone with no labeled keypoint, or whose visible box would vanish under mmpose's clip to
+    # [0, size - 1], would be filtered out by the loader anyway; leaving them out keeps counts exact.
+    return person.bbox is not None and min(person.bbox[2:]) >= 2 and int(np.count_nonzero(person.visible)) > 0
+
+
+def _render_annotated(rng: np.random.Generator, image_size: Tuple[int, int],
+                      params: SceneParams) -> Tuple[np.ndarray, List[RenderedPerson]]:
+    """Render scenes until one has at least one annotated person (almost always the first)."""
+    for _ in range(_MAX_TRIES):
+        image, people = render_scene(rng, image_size, params)
+        annotated = [p for p in people if _is_annotated(p)]
+        if annotated:
+            return image, annotated
+    raise RuntimeError(f'no annotated person in {_MAX_TRIES} scenes; scene parameters too harsh: {params}')
+
+
+def _annotation(person: RenderedPerson, ann_id: int, image_id: int) -> Dict:
+    """COCO annotation dict of a person; keypoints with v=0 are written as (0, 0, 0) as COCO does."""
+    kpts = np.concatenate([person.keypoints, person.visible[:, None]], 1)
+    kpts[person.visible == 0] = 0
+    x, y, w, h = person.bbox
+    segmentation = person.polygons or [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    return dict(id=ann_id, image_id=image_id, category_id=1, segmentation=segmentation, area=float(person.area),
+                bbox=[float(v) for v in person.bbox], iscrowd=0, keypoints=[int(v) for v in kpts.reshape(-1)],
+                num_keypoints=int(np.count_nonzero(person.visible)))
+
+
+def _iou_xywh(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-6)
+
+
+def _clip_xywh(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    x0, y0 = np.clip(box[:2], 0, [width - 1, height - 1])
+    x1, y1 = np.clip(box[:2] + box[2:], [x0 + 1, y0 + 1], [width, height])
+    return np.array([x0, y0, x1 - x0, y1 - y0])
+
+
+def _detections(rng: np.random.Generator, image: Dict, anns: List[Dict], params: DetParams) -> List[Dict]:
+    """Simulated detector output on one image, best score first.
+
+    True boxes are jittered and scored by their IoU with the truth (so score tracks quality); false positives are
+    person-shaped boxes anywhere, scored below most true ones.
+    """
+    width, height = image['width'], image['height']
+    boxes: List[Tuple[np.ndarray, float]] = []
+    for ann in anns:
+        truth = np.array(ann['bbox'], dtype=np.float64)
+        if rng.random() < params.miss_prob:
+            continue
+        for dup in range(2 if rng.random() < params.dup_prob else 1):  # a duplicate: looser, scored half
+            jitter = params.jitter * (1 + dup)
+            centre = truth[:2] + truth[2:] / 2 + rng.normal(0, jitter, 2) * truth[2:]
+            size = truth[2:] * np.exp(rng.normal(0, jitter, 2))
+            box = _clip_xywh(np.concatenate([centre - size / 2, size]), width, height)
+            boxes.append((box, (0.25 + 0.75 * _iou_xywh(box, truth) + rng.normal(0, 0.04)) / (1 + dup)))
+    for _ in range(int(rng.poisson(params.false_positives_mean))):
+        w = rng.uniform(0.04, 0.35) * width
+        h = w * rng.uniform(1.2, 3.0)
+        box = _clip_xywh(np.array([rng.uniform(-0.1, 1) * width, rng.uniform(-0.1, 1) * height, w, h]), width,
+                         height)
+        boxes.append((box, rng.uniform(0.01, 0.35)))
+    boxes.sort(key=lambda b: -b[1])
+    return [dict(image_id=image['id'], category_id=1, bbox=[round(float(v), 2) for v in box],
+                 score=round(float(np.clip(score, 0.01, 1.0)), 5)) for box, score in boxes]
+
+
+def _write_json(obj, path: str) -> None:
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        # Compact like COCO's own files; dict order is insertion order, so equal inputs give equal bytes.
+        json.dump(obj, f, separators=(',', ':'))
+
+
+def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
+                         image_size: Tuple[int, int] = (640, 480),
+                         people_per_image: Optional[Tuple[int, int]] = None, seed: int = 0,
+                         difficulty: str = 'normal', jpeg_quality: int = 90) -> Dict:
+    """Write a synthetic COCO person-keypoint dataset (images, annotations, detector boxes) under ``root``.
+
+    Args:
+        root: dataset root; created if missing. Existing files of the same names are overwritten.
+        num_train: number of train images (``train2017``).
+        num_val: number of val images (``val2017``); the detections file covers these.
+        image_size: (width, height) of every image, pixels.
+        people_per_image: inclusive (min, max) people drawn per image; None takes the difficulty's (normal:
+            (1, 4), hard: (2, 7)). Some may end up unannotated (hidden or out of the image), never all of them.
+        seed: the dataset is a pure function of all the arguments.
+        difficulty: 'normal', or 'hard' for more, smaller, more occluded and more truncated people and a
+            worse detector (more jitter, misses, duplicates and false positives).
+        jpeg_quality: JPEG quality 0-100. Chroma is kept at full resolution (4:4:4) so the joint discs keep
+            their colours.
+
+    Returns:
+        dict: ``root``; ``train_ann_file``, ``val_ann_file``, ``train_img_dir``, ``val_img_dir``, ``bbox_file``
+        (absolute paths); ``num_train_images``, ``num_val_images``, ``num_train_instances``,
+        ``num_val_instances``, ``num_detections``.
+    """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f'difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}')
+    scene, det = DIFFICULTIES[difficulty]
+    if people_per_image is not None:
+        scene = replace(scene, people_per_image=tuple(people_per_image))
+    width, height = image_size
+    root = osp.abspath(root)
+    # The difficulty joins the seed, so that 'normal' and 'hard' sets of one seed share no backgrounds.
+    stream_seed = [seed, list(DIFFICULTIES).index(difficulty)]
+    jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality),
+                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    out: Dict = dict(root=root)
+    detections: List[Dict] = []
+    for split, count in (('train', num_train), ('val', num_val)):
+        stream, id_offset = _SPLITS[split]
+        img_dir = osp.join(root, f'{split}2017')
+        os.makedirs(img_dir, exist_ok=True)
+        images, anns = [], []
+        for index in range(count):
+            image_id = id_offset + index + 1
+            pixels, people = _render_annotated(np.random.default_rng(stream_seed + [stream, index]), image_size, scene)
+            image = dict(id=image_id, file_name=image_file_name(image_id), width=width, height=height)
+            if not cv2.imwrite(osp.join(img_dir, image['file_name']), pixels, jpeg_params):
+                raise OSError(f'cv2 could not write {osp.join(img_dir, image["file_name"])}')
+            image_anns = [_annotation(p, id_offset + len(anns) + j + 1, image_id) for j, p in enumerate(people)]
+            images.append(image)
+            anns.extend(image_anns)
+            if split == 'val':
+                det_rng = np.random.default_rng(stream_seed + [_DET_STREAM, index])
+                detections += _detections(det_rng, image, image_anns, det)
+        ann_file = osp.join(root, 'annotations', f'person_keypoints_{split}2017.json')
+        _write_json(dict(info=dict(description=f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})',
+                                   version='1.0', year=2017),
+                         licenses=[], images=images, annotations=anns, categories=[PERSON_CATEGORY]), ann_file)
+        out.update({f'{split}_ann_file': ann_file, f'{split}_img_dir': img_dir,
+                    f'num_{split}_images': len(images), f'num_{split}_instances': len(anns)})
+    out['bbox_file'] = osp.join(root, DET_FILE)
+    _write_json(detections, out['bbox_file'])
+    out['num_detections'] = len(detections)
+    return out

@@ -1,0 +1,178 @@
+"""The synthetic COCO writer: layout, COCO fields, keypoints on the pixels drawn for them, determinism.
+
+Pure numpy/cv2 (no mmpose); the loading through mmpose is in test_dataset_checks.py.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict
+
+import cv2
+import numpy as np
+import pytest
+
+from ipr_plugin.datasets.render import JOINT_COLORS_BGR, NUM_KEYPOINTS, render_scene
+from ipr_plugin.datasets.synthetic_coco import (COCO_KEYPOINT_NAMES, COCO_SKELETON, DET_FILE, DIFFICULTIES,
+                                                write_synthetic_coco)
+
+SIZE = (320, 240)  # small images keep the suite fast; the renderer is size-agnostic
+NUM_TRAIN, NUM_VAL = 8, 4
+
+
+def _write(root: Path, difficulty: str = 'normal', seed: int = 0) -> Dict:
+    return write_synthetic_coco(str(root), num_train=NUM_TRAIN, num_val=NUM_VAL, image_size=SIZE, seed=seed,
+                                difficulty=difficulty)
+
+
+@pytest.fixture(scope='module', params=sorted(DIFFICULTIES))
+def written(request, tmp_path_factory) -> Dict:
+    out = _write(tmp_path_factory.mktemp(request.param), request.param)
+    out['difficulty'] = request.param
+    return out
+
+
+def _load(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _keypoints(ann: Dict) -> np.ndarray:
+    return np.asarray(ann['keypoints'], dtype=np.int64).reshape(NUM_KEYPOINTS, 3)
+
+
+def test_layout_and_return_value(written):
+    root = Path(written['root'])
+    for split, n in (('train', NUM_TRAIN), ('val', NUM_VAL)):
+        assert written[f'{split}_ann_file'] == str(root / 'annotations' / f'person_keypoints_{split}2017.json')
+        assert written[f'{split}_img_dir'] == str(root / f'{split}2017')
+        files = sorted(os.listdir(written[f'{split}_img_dir']))
+        assert len(files) == n == written[f'num_{split}_images']
+        coco = _load(written[f'{split}_ann_file'])
+        assert [im['file_name'] for im in coco['images']] == files
+        assert all(im['file_name'] == f'{im["id"]:012d}.jpg' for im in coco['images'])
+        assert len(coco['annotations']) == written[f'num_{split}_instances']
+    assert written['bbox_file'] == str(root / DET_FILE)
+    assert len(_load(written['bbox_file'])) == written['num_detections']
+    image = cv2.imread(str(root / 'train2017' / '000000000001.jpg'))
+    assert image.shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_coco_fields(written):
+    for split in ('train', 'val'):
+        coco = _load(written[f'{split}_ann_file'])
+        (cat,) = coco['categories']
+        assert (cat['id'], cat['name'], cat['supercategory']) == (1, 'person', 'person')
+        assert tuple(cat['keypoints']) == COCO_KEYPOINT_NAMES and len(cat['keypoints']) == 17
+        assert [tuple(e) for e in cat['skeleton']] == list(COCO_SKELETON)
+        images = {im['id']: im for im in coco['images']}
+        assert all((im['width'], im['height']) == SIZE for im in images.values())
+        ann_ids = [a['id'] for a in coco['annotations']]
+        assert len(set(ann_ids)) == len(ann_ids)
+        assert {a['image_id'] for a in coco['annotations']} == set(images), 'an image without a person'
+        for ann in coco['annotations']:
+            kpts = _keypoints(ann)
+            v = kpts[:, 2]
+            assert set(v) <= {0, 1, 2}
+            assert ann['num_keypoints'] == int(np.count_nonzero(v)) > 0
+            assert (kpts[v == 0, :2] == 0).all(), 'COCO writes v=0 keypoints as (0, 0, 0)'
+            x, y = kpts[v > 0, 0], kpts[v > 0, 1]
+            assert ((x >= 0) & (x < SIZE[0]) & (y >= 0) & (y < SIZE[1])).all()
+            bx, by, bw, bh = ann['bbox']
+            assert bx >= 0 and by >= 0 and bx + bw <= SIZE[0] and by + bh <= SIZE[1] and min(bw, bh) >= 2
+            assert 0 < ann['area'] <= bw * bh
+            assert (ann['category_id'], ann['iscrowd']) == (1, 0)
+            assert ann['segmentation'] and all(len(p) >= 6 and len(p) % 2 == 0 for p in ann['segmentation'])
+
+
+def test_visible_keypoints_lie_on_their_discs(written):
+    """Each v=2 keypoint is the centre of a disc of its joint's colour in the written JPEG."""
+    coco = _load(written['train_ann_file'])
+    files = {im['id']: im['file_name'] for im in coco['images']}
+    images: Dict[int, np.ndarray] = {}
+    checked = 0
+    for ann in coco['annotations']:
+        image = images.setdefault(ann['image_id'],
+                                  cv2.imread(os.path.join(written['train_img_dir'], files[ann['image_id']])))
+        for k, (x, y, v) in enumerate(_keypoints(ann)):
+            if v != 2:
+                continue
+            patch = image[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].reshape(-1, 3).astype(np.float64)
+            mean = patch.mean(0)
+            assert np.abs(mean - JOINT_COLORS_BGR[k]).max() < 25, (ann['id'], k, mean, JOINT_COLORS_BGR[k])
+            nearest = np.abs(JOINT_COLORS_BGR.astype(np.float64) - mean).sum(1).argmin()
+            assert nearest == k, (ann['id'], k, nearest)
+            checked += 1
+    assert checked > 50
+
+
+def test_flags_follow_the_rendering():
+    """Straight from the renderer, which keeps the true positions: v=0 exactly for keypoints outside the image
+    or unlabeled (only face points turned away get unlabeled); inside keypoints are v=1 or v=2."""
+    width, height = SIZE
+    counts = np.zeros(3, np.int64)
+    for index in range(20):
+        _, people = render_scene(np.random.default_rng([7, index]), SIZE, DIFFICULTIES['hard'][0])
+        for person in people:
+            x, y = person.keypoints[:, 0], person.keypoints[:, 1]
+            inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+            assert (person.visible[~inside] == 0).all()
+            unlabeled = inside & (person.visible == 0)
+            assert not unlabeled[5:].any(), 'only face points may be unlabeled inside the image'
+            counts += np.bincount(person.visible, minlength=3)
+    assert (counts > 0).all(), f'every flag should occur in 20 hard scenes: {counts}'
+
+
+def _digest(root: str) -> Dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob('*')) if p.is_file()}
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    first, second = _write(tmp_path / 'a'), _write(tmp_path / 'b')
+    assert _digest(first['root']) == _digest(second['root'])  # JSON and JPEG bytes alike
+    other = _write(tmp_path / 'c', seed=1)
+    assert Path(other['train_ann_file']).read_bytes() != Path(first['train_ann_file']).read_bytes()
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def test_detections(written):
+    coco = _load(written['val_ann_file'])
+    dets = _load(written['bbox_file'])
+    image_ids = {im['id'] for im in coco['images']}
+    for det in dets:
+        assert det['image_id'] in image_ids and det['category_id'] == 1
+        assert 0 < det['score'] <= 1
+        x, y, w, h = det['bbox']
+        assert x >= 0 and y >= 0 and w > 0 and h > 0 and x + w <= SIZE[0] + 1e-6 and y + h <= SIZE[1] + 1e-6
+    found = [max([_iou(a['bbox'], d['bbox']) for d in dets if d['image_id'] == a['image_id']], default=0)
+             for a in coco['annotations']]
+    assert np.mean(np.asarray(found) >= 0.5) >= (0.8 if written['difficulty'] == 'normal' else 0.6)
+
+
+def test_hard_is_harder():
+    """More and smaller people, fewer visible keypoints: measured over 24 scenes of each difficulty."""
+    stats = {}
+    for name, (params, _) in DIFFICULTIES.items():
+        people = [p for i in range(24) for p in render_scene(np.random.default_rng([3, i]), SIZE, params)[1]]
+        heights = [np.ptp(p.keypoints[:, 1]) for p in people]
+        stats[name] = (len(people) / 24, np.percentile(heights, 25), np.mean([p.visible == 2 for p in people]))
+    (n_normal, small_normal, vis_normal), (n_hard, small_hard, vis_hard) = stats['normal'], stats['hard']
+    assert n_hard > n_normal and small_hard < small_normal and vis_hard < vis_normal, stats
+
+
+def test_tool(tmp_path, repo_root):
+    env = dict(os.environ, PYTHONPATH=str(repo_root) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    out = tmp_path / 'synthetic'
+    result = subprocess.run([sys.executable, str(repo_root / 'tools' / 'make_synthetic_coco.py'), '--out', str(out),
+                             '--num-train', '2', '--num-val', '1', '--difficulty', 'hard', '--image-size', '160',
+                             '120'], env=env, capture_output=True, text=True, check=True)
+    assert str(out) in result.stdout and ' s:' in result.stdout
+    assert cv2.imread(str(out / 'val2017' / '000001000001.jpg')).shape == (120, 160, 3)
