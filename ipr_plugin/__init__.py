@@ -9,7 +9,7 @@ Importing this package (directly or through a config's
 # engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001
 from . import codecs, datasets, models  # noqa: F401
-from .datasets import coco_dataset  # noqa: F401  (registers IPRCocoDataset)
+from .datasets import coco_dataset, collate  # noqa: F401  (register IPRCocoDataset, ipr_collate)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -171,7 +171,8 @@ class IPRHead(BaseHead):
 
         With ``test_cfg['flip_test']`` ``feats`` is ``[feats, feats_of_flipped_input]``: the flipped pass's
         coordinates are mirrored exactly (``u -> -u``, joints swapped by ``flip_indices``) and its maps
-        mirrored, then both are averaged. ``test_cfg['output_heatmaps']`` also returns the probability maps.
+        mirrored, then both are averaged. ``test_cfg['output_heatmaps']`` also returns the probability maps;
+        ``test_cfg['keypoint_scores'] = 'ones'`` reports constant scores (an ablation of the real ones).
 
         Returns:
             list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
@@ -193,6 +194,8 @@ class IPRHead(BaseHead):
             coords, probs = self._predict_maps(feats)
         grid_x, grid_y = self.grids_for(probs)
         scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
+        if test_cfg.get('keypoint_scores', 'mass') == 'ones':  # ablation: what mmpose's heads report
+            scores = torch.ones_like(scores)
         preds = self.decode((coords.unsqueeze(1), scores.unsqueeze(1)))
         if test_cfg.get('output_heatmaps', False):
             return preds, [PixelData(heatmaps=hm) for hm in probs.detach()]

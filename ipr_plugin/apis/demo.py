@@ -1,0 +1,94 @@
+"""The project's main job: write the synthetic COCO-layout set, measure the untrained model, train it with
+``mim train`` on the CPU, measure it again with ``mim test`` (detector boxes), and draw its predictions."""
+import json
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
+
+DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-20e_synthetic-128x128.py'
+
+
+def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Path:
+    """Save the model as initialised (what training starts from), for measuring the untrained AP."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import set_random_seed
+    from mmpose.registry import MODELS
+    from mmpose.utils import register_all_modules
+
+    register_all_modules()
+    cfg = Config.fromfile(str(config))
+    set_random_seed(seed)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(note='untrained (initial) weights')), out_file)
+    return out_file
+
+
+def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
+    """Forward mmengine's per-interval training and evaluation lines, shortened."""
+    def on_line(line: str) -> None:
+        if 'Epoch(train)' in line or 'Epoch(val)' in line:
+            say('    ' + line.split(' - mmengine - INFO - ')[-1][:150])
+    return on_line
+
+
+def run_demo(work_dir: str = 'work_dirs/demo',
+             data_root: str = 'data/synthetic',
+             config: Path = DEMO_CONFIG,
+             num_train: int = 300,
+             num_val: int = 40,
+             epochs: Optional[int] = None,
+             seed: int = 0,
+             say: Callable[[str], None] = print) -> Dict:
+    """Run the whole job and return its numbers (also written to ``work_dir/demo_results.json``)."""
+    from ..datasets import write_synthetic_coco
+
+    work = (REPO_ROOT / work_dir).resolve()
+    started = time.monotonic()
+    say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')
+    data = write_synthetic_coco(str(REPO_ROOT / data_root), num_train=num_train, num_val=num_val,
+                                image_size=(320, 240), seed=seed)
+    say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
+        f'{data["num_detections"]} detector boxes')
+    options = [f'randomness.seed={seed}']
+    if epochs is not None:
+        options += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
+                    f'param_scheduler.1.T_max={epochs}']
+
+    say('[2/5] COCO AP of the untrained model (mim test, detector boxes)')
+    untrained = save_untrained_checkpoint(config, work / 'untrained.pth', seed)
+    before = parse_coco_metrics(run_mim(['test', 'mmpose', config, '--checkpoint', untrained, '--work-dir',
+                                         work / 'test_untrained', '--cfg-options', *options],
+                                        timeout=900).stdout)
+    say(f'      AP {before.get("coco/AP", float("nan")):.3f}')
+
+    say('[3/5] training (mim train mmpose, CPU)')
+    run_mim(['train', 'mmpose', config, '--work-dir', work, '--cfg-options', *options], timeout=3600,
+            on_line=_progress(say))
+    checkpoint = (work / 'last_checkpoint').read_text().strip()
+
+    say('[4/5] COCO AP of the trained model (mim test, detector boxes)')
+    after = parse_coco_metrics(run_mim(['test', 'mmpose', config, '--checkpoint', checkpoint, '--work-dir',
+                                        work / 'test_trained', '--cfg-options', *options],
+                                       timeout=900).stdout)
+
+    say('[5/5] drawing predictions with mmpose\'s visualizer')
+    from .visualize import draw_predictions
+    pictures = draw_predictions(config, checkpoint, data['val_ann_file'], data['val_img_dir'],
+                                data['bbox_file'], work / 'predictions')
+
+    results = dict(untrained=before, trained=after, checkpoint=checkpoint, pictures=pictures,
+                   seconds=round(time.monotonic() - started, 1), config=str(config))
+    (work / 'demo_results.json').write_text(json.dumps(results, indent=2))
+    say('')
+    say(f'{"":12s}{"AP":>7s}{"AP50":>7s}{"AP75":>7s}{"AR":>7s}')
+    for name, m in (('untrained', before), ('trained', after)):
+        say(f'{name:12s}' + ''.join(f'{m.get(k, float("nan")):7.3f}'
+                                    for k in ('coco/AP', 'coco/AP .5', 'coco/AP .75', 'coco/AR')))
+    say(f'\npredictions drawn on {len(pictures)} val images in {work / "predictions"}')
+    say(f'checkpoint: {checkpoint}\nfinished in {results["seconds"]:.0f} s')
+    return results

@@ -1,0 +1,96 @@
+"""Run ``mim train`` / ``mim test`` (mmpose's own tools) as subprocesses and read their COCO metrics."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, Mapping, Optional, Sequence, Union
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Lines of output quoted in a failure message: enough for a traceback and the log lines before it.
+TAIL_LINES = 80
+
+# mmengine logs evaluation results as ``coco/AP: 0.0123  coco/AP .5: 0.2000  ...`` (keys may contain a space).
+_COCO_METRIC = re.compile(r'(coco/[\w]+(?: [.\w()]+)?):\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)')
+
+
+class MimError(RuntimeError):
+    """A mim subprocess failed or ran out of time; the message ends with its output's tail."""
+
+
+def mim_executable() -> str:
+    """The ``mim`` beside the running interpreter (the virtual environment's), else the one on ``PATH``."""
+    beside = Path(sys.executable).with_name('mim')
+    return str(beside) if beside.exists() else 'mim'
+
+
+def _tail(output: str, lines: int = TAIL_LINES) -> str:
+    return '\n'.join(output.splitlines()[-lines:])
+
+
+def _child_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    env = dict(os.environ)
+    # mmpose's tools/*.py run with their own folder as sys.path[0]; make the plugin importable for
+    # custom_imports even where it is not pip-installed.
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    env.setdefault('PYTHONUNBUFFERED', '1')
+    env.update(extra or {})
+    return env
+
+
+def run_mim(args: Sequence[str],
+            cwd: Union[str, Path] = REPO_ROOT,
+            timeout: float = 120,
+            env: Optional[Mapping[str, str]] = None,
+            check: bool = True,
+            on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
+    """Run ``mim *args`` with stdout and stderr captured together.
+
+    The child gets its own session so that on timeout the whole tree (``torch.distributed.launch`` and its
+    ranks, not just mim) is killed. With ``check``, a non-zero exit or a timeout raises :class:`MimError` quoting
+    the command and the tail of the output. ``on_line`` sees each output line as it arrives (progress).
+    """
+    cmd = [mim_executable(), *map(str, args)]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=str(cwd), env=_child_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    lines = []
+    try:
+        if on_line is None:
+            output, _ = proc.communicate(timeout=timeout)
+        else:
+            for line in proc.stdout:  # a hung child is still bounded: the timeout kills it below
+                lines.append(line)
+                on_line(line.rstrip('\n'))
+                if time.monotonic() - start > timeout:
+                    raise subprocess.TimeoutExpired(cmd, timeout)
+            proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
+            output = ''.join(lines)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        rest, _ = proc.communicate()
+        output = ''.join(lines) + (rest or '')
+        raise MimError(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    result = subprocess.CompletedProcess(cmd, proc.returncode, output, None)
+    if check and result.returncode != 0:
+        raise MimError(f'exit status {result.returncode} after {time.monotonic() - start:.0f} s: '
+                       f'{" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
+    return result
+
+
+def parse_coco_metrics(stdout: str) -> Dict[str, float]:
+    """The ``coco/...`` metrics of the last evaluation logged in ``stdout`` (empty if there is none)."""
+    metrics: Dict[str, float] = {}
+    for line in stdout.splitlines():
+        found = dict((key, float(value)) for key, value in _COCO_METRIC.findall(line))
+        if found:
+            metrics = found
+    return metrics

@@ -1,0 +1,201 @@
+"""ONNX export of a top-down IPR pose model, with normalisation, soft-argmax and keypoint scores in the graph.
+
+The exported graph (:class:`IPRExportModule`):
+
+* input ``image``: (B, 3, H, W) float32 pixel values in [0, 255] of the person crop, already warped to the
+  model's input size (mmpose's ``TopdownAffine``), in the channel order the backbone was trained on: RGB for
+  configs whose data preprocessor has ``bgr_to_rgb=True`` (all of this plugin's), i.e. the BGR image mmpose
+  loads, flipped. The data preprocessor's mean/std are applied inside the graph.
+* output ``keypoints``: (B, K, 2) ``(u, v)`` in normalised crop coordinates, DSNT convention
+  (:mod:`ipr_plugin.ops.coords`): crop pixel ``x = ((u + 1) w - 1) / 2``, ``y = ((v + 1) h - 1) / 2``.
+* output ``scores``: (B, K) in [0, 1], the probability mass within ``head.score_radius`` heatmap cells of
+  each keypoint (:func:`ipr_plugin.ops.keypoint_scores`), as ``IPRHead.predict`` reports.
+
+The batch axis is dynamic unless ``dynamic_batch=False``. There is no flip test in the graph (run the
+flipped crop as a second batch item and mirror it yourself: ``u -> -u`` and the dataset's ``flip_indices``).
+The graph's ``metadata_props`` record the input size, channel order and coordinate convention.
+
+The TorchScript exporter (``dynamo=False``) is used: torch's default ``torch.export``-based exporter needs
+``onnxscript``, which the pinned environment does not install, and the traced graph is static apart from
+the batch axis anyway.
+"""
+import os
+import os.path as osp
+import warnings
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..ops import keypoint_scores
+from .person_boxes import ConfigLike, load_config
+
+__all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export_module', 'export_onnx',
+           'verify_onnx', 'INPUT_NAME', 'OUTPUT_NAMES']
+
+INPUT_NAME = 'image'
+OUTPUT_NAMES = ('keypoints', 'scores')
+
+
+class IPRExportModule(nn.Module):
+    """A top-down pose estimator with an :class:`IPRHead`, as one image-to-keypoints function.
+
+    Args:
+        pose_model: an mmpose ``TopdownPoseEstimator`` whose head is an ``IPRHead`` (in eval mode).
+    """
+
+    def __init__(self, pose_model: nn.Module):
+        super().__init__()
+        head = getattr(pose_model, 'head', None)
+        if not (hasattr(head, 'grids_for') and hasattr(head, 'score_radius')):
+            raise TypeError(f'export needs a top-down model with an IPRHead, got head {type(head).__name__}')
+        self.pose_model = pose_model
+        preprocessor = pose_model.data_preprocessor
+        normalize = getattr(preprocessor, '_enable_normalize', False)
+        mean = preprocessor.mean.view(1, -1, 1, 1) if normalize else torch.zeros(1, 3, 1, 1)
+        std = preprocessor.std.view(1, -1, 1, 1) if normalize else torch.ones(1, 3, 1, 1)
+        self.register_buffer('mean', mean.clone().float(), persistent=False)
+        self.register_buffer('std', std.clone().float(), persistent=False)
+        # mmpose loads BGR; a channel conversion in the preprocessor means the backbone was trained on RGB.
+        self.channel_order = 'RGB' if getattr(preprocessor, '_channel_conversion', False) else 'BGR'
+
+    @property
+    def input_size(self) -> Tuple[int, int]:
+        """(w, h) of the model input in pixels, from the head's codec."""
+        decoder = self.pose_model.head.decoder
+        if decoder is None:
+            raise ValueError('the IPRHead has no decoder: pass input_size explicitly')
+        return tuple(int(s) for s in decoder.input_size)
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, 3, H, W) float pixels in [0, 255] -> keypoints (B, K, 2) normalised, scores (B, K)."""
+        feats = self.pose_model.extract_feat((image - self.mean) / self.std)
+        head = self.pose_model.head
+        coords, probs = head(feats)
+        grid_x, grid_y = head.grids_for(probs)
+        return coords, keypoint_scores(probs, coords, grid_x, grid_y, head.score_radius)
+
+
+def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, device: str = 'cpu',
+                     cfg_options: Optional[dict] = None) -> nn.Module:
+    """Build an mmpose model from its config (custom imports honoured) in eval mode.
+
+    Unlike ``mmpose.apis.init_model`` this needs no dataset metainfo, and never runs ``init_weights`` (so
+    no pretrained download): without ``checkpoint`` the weights are PyTorch's random initialisation.
+
+    Raises:
+        FileNotFoundError: ``config`` or a local ``checkpoint`` is missing.
+    """
+    from mmengine.model.utils import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
+    from mmengine.runner import load_checkpoint
+    from mmpose.registry import MODELS
+
+    # Registers IPRHead/DSNTLabel even where the config has no custom_imports.
+    from .. import codecs, models  # noqa: F401
+
+    config = load_config(config, cfg_options)
+    if checkpoint is not None and '://' not in checkpoint and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'pose checkpoint not found: {checkpoint}')
+    init_default_scope(config.get('default_scope', 'mmpose'))
+    model = revert_sync_batchnorm(MODELS.build(config.model))
+    if checkpoint is not None:
+        load_checkpoint(model, checkpoint, map_location='cpu')
+    return model.to(device).eval()
+
+
+def build_export_module(config: ConfigLike, checkpoint: Optional[str] = None,
+                        cfg_options: Optional[dict] = None) -> IPRExportModule:
+    """:func:`build_pose_model` on the CPU, wrapped as :class:`IPRExportModule` (eval mode)."""
+    return IPRExportModule(build_pose_model(config, checkpoint, 'cpu', cfg_options)).eval()
+
+
+def export_module(module: IPRExportModule, out_file: str, input_size: Optional[Sequence[int]] = None,
+                  opset: int = 17, batch_size: int = 1, dynamic_batch: bool = True) -> str:
+    """Trace ``module`` on a (batch_size, 3, h, w) input and write it as ONNX.
+
+    Args:
+        module: the model to export (kept on its device, eval mode).
+        out_file: the ``.onnx`` file (parent folders are created).
+        input_size: (w, h) in pixels; ``None`` takes the codec's ``input_size``.
+        opset: ONNX opset version.
+        batch_size: batch of the tracing input (the exported batch when ``dynamic_batch=False``).
+        dynamic_batch: make the batch axis of the input and both outputs symbolic (``batch``).
+
+    Returns:
+        ``out_file``.
+    """
+    import onnx
+
+    w, h = (int(s) for s in (input_size or module.input_size))
+    device = next(module.parameters()).device
+    dummy = torch.rand(batch_size, 3, h, w, device=device) * 255
+    dynamic_axes = {name: {0: 'batch'} for name in (INPUT_NAME, ) + OUTPUT_NAMES} if dynamic_batch else None
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    module.eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The exporter's deprecation notice and the tracer's warnings about shape checks turned into
+        # constants are expected: only the batch axis is meant to vary.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        torch.onnx.export(module, (dummy, ), out_file, dynamo=False, input_names=[INPUT_NAME],
+                          output_names=list(OUTPUT_NAMES), opset_version=opset, dynamic_axes=dynamic_axes)
+
+    graph = onnx.load(out_file)
+    meta = dict(input_size=f'{w},{h}', input_range='0-255', channel_order=module.channel_order,
+                keypoints='normalised (u, v), pixel x = ((u + 1) * w - 1) / 2',
+                scores=f'probability mass within {module.pose_model.head.score_radius} heatmap cells')
+    for key, value in meta.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, out_file)
+    return out_file
+
+
+def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
+                input_size: Optional[Sequence[int]] = None, opset: int = 17, batch_size: int = 1,
+                dynamic_batch: bool = True, cfg_options: Optional[dict] = None) -> str:
+    """Export an IPR model (config + checkpoint, ``None`` for random weights) to ONNX; see the module doc.
+
+    Returns:
+        ``out_file``.
+    """
+    module = build_export_module(config, checkpoint, cfg_options)
+    return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
+
+
+def verify_onnx(model_path: str, torch_module: nn.Module,
+                inputs: Union[Tensor, Sequence[Tensor]]) -> Dict[str, float]:
+    """Run the ONNX model with onnxruntime (CPU) and ``torch_module`` on the same inputs.
+
+    Args:
+        model_path: the exported ``.onnx`` file.
+        torch_module: the reference, e.g. the :class:`IPRExportModule` that was exported.
+        inputs: one (B, 3, H, W) tensor or several (each run as its own batch; sizes may differ when the
+            batch axis is dynamic).
+
+    Returns:
+        Per output name, the largest absolute difference over all inputs (normalised units for
+        ``keypoints``, probability for ``scores``).
+
+    Raises:
+        ValueError: an output's shape differs between onnxruntime and torch.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model_path, providers=['CPUExecutionProvider'])
+    names = [o.name for o in session.get_outputs()]
+    input_name = session.get_inputs()[0].name
+    diffs = {name: 0.0 for name in names}
+    device = next(torch_module.parameters()).device
+    for x in ([inputs] if isinstance(inputs, Tensor) else inputs):
+        with torch.no_grad():
+            expected = torch_module(x.to(device).float())
+        got = session.run(names, {input_name: x.float().cpu().numpy()})
+        for name, ref, out in zip(names, expected, got):
+            ref = ref.cpu().numpy()
+            if ref.shape != out.shape:
+                raise ValueError(f'{name}: onnxruntime gives shape {out.shape}, torch {ref.shape}')
+            diffs[name] = max(diffs[name], float(np.abs(ref - out).max()))
+    return diffs

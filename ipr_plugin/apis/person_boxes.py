@@ -1,0 +1,253 @@
+"""Person boxes for top-down evaluation, from any mmdet detector.
+
+Top-down pose evaluation needs person boxes from a detector (mmpose's ``bbox_file``). This runs an mmdet
+model over every image of a COCO annotation file and writes the JSON list that mmpose's COCO-style datasets
+load::
+
+    [{"image_id": int, "category_id": 1, "bbox": [x, y, w, h], "score": float}, ...]
+
+``bbox`` is in image pixels (top-left corner, width, height), converted from mmdet's ``(x1, y1, x2, y2)``;
+``category_id`` is always 1 (COCO's person), the only category mmpose's loader keeps.
+"""
+import copy
+import importlib.util
+import json
+import logging
+import os
+import os.path as osp
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
+
+__all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_config', 'load_image_list',
+           'read_image', 'format_summary']
+
+logger = logging.getLogger(__name__)
+
+ConfigLike = Union[str, Path, 'Config']
+
+COCO_PERSON_CATEGORY_ID = 1
+PERSON_CLASS_NAME = 'person'
+
+
+def _require_file(path: str, what: str) -> None:
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+
+
+def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Config':
+    """An mmengine ``Config`` from a file, a ``package::path`` name or a ``Config`` (copied), with overrides.
+
+    ``package::rel/path.py`` (e.g. ``mmdet::rtmdet/rtmdet_m_8xb32-300e_coco.py``) is the config installed
+    with that OpenMMLab package, ``<package>/.mim/configs/rel/path.py``: ``Config.fromfile`` only resolves
+    such names inside ``_base_``, and mmengine's ``get_config`` may try to pip-install the package.
+
+    Raises:
+        FileNotFoundError: the file (or the package) is missing; the message names the path.
+    """
+    from mmengine.config import Config
+
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)  # Config.copy is shallow: overrides would leak into the caller's
+    else:
+        path = str(config)
+        if '::' in path:
+            package, rel = path.split('::', 1)
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise FileNotFoundError(f'config {path}: package {package!r} is not installed')
+            path = osp.join(spec.submodule_search_locations[0], '.mim', 'configs', rel)
+        _require_file(path, 'config')
+        cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
+    """``(image_id, file_name)`` of every image listed in a COCO annotation file, in file order."""
+    _require_file(ann_file, 'annotation file')
+    with open(ann_file) as f:
+        images = json.load(f).get('images')
+    if not isinstance(images, list):
+        raise ValueError(f'{ann_file} has no "images" list: not a COCO annotation file')
+    return [(int(img['id']), img['file_name']) for img in images]
+
+
+def resolve_person_class(dataset_meta: Optional[dict], person_class: Union[int, str, None] = None) -> int:
+    """Index of the person class among the detector's labels.
+
+    Args:
+        dataset_meta: the detector's ``dataset_meta`` (its ``classes`` are searched for names).
+        person_class: an index (returned as is), a class name, or ``None`` for ``'person'`` (falling back to
+            0, COCO's index, when the detector lists no classes).
+    """
+    if isinstance(person_class, (int, np.integer)):
+        return int(person_class)
+    classes = [str(c).lower() for c in (dataset_meta or {}).get('classes', ())]
+    name = (person_class or PERSON_CLASS_NAME).lower()
+    if name in classes:
+        return classes.index(name)
+    if person_class is None and not classes:
+        return 0
+    raise ValueError(f'class {name!r} is not among the detector classes {classes}')
+
+
+def person_records(bboxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, image_id: int,
+                   label: int, score_thr: float) -> Tuple[List[Dict[str, Any]], int]:
+    """Convert one image's detections into ``bbox_file`` records.
+
+    Args:
+        bboxes_xyxy: (N, 4) boxes ``(x1, y1, x2, y2)`` in image pixels.
+        scores: (N,) detection scores.
+        labels: (N,) class indices.
+        image_id: COCO id of the image.
+        label: the person class index; other classes are dropped.
+        score_thr: boxes with ``score >= score_thr`` are kept (so 0 keeps every person box).
+
+    Returns:
+        The records (xywh boxes, ``category_id`` 1), sorted by descending score, and the number of person
+        boxes above the threshold dropped for having no area (mmpose cannot crop them).
+    """
+    keep = (labels == label) & (scores >= score_thr)
+    boxes, kept_scores = bboxes_xyxy[keep].astype(np.float64), scores[keep].astype(np.float64)
+    wh = boxes[:, 2:] - boxes[:, :2]
+    has_area = (wh > 0).all(axis=1)
+    order = np.argsort(-kept_scores[has_area], kind='stable')
+    records = [
+        dict(image_id=image_id, category_id=COCO_PERSON_CATEGORY_ID,
+             bbox=[float(x), float(y), float(w), float(h)], score=float(s))
+        for (x, y), (w, h), s in zip(boxes[has_area][order, :2], wh[has_area][order],
+                                     kept_scores[has_area][order])
+    ]
+    return records, int((~has_area).sum())
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image as mmdet's ``LoadImageFromFile`` does (BGR uint8, (H, W, 3)).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        OSError: the file cannot be decoded as an image.
+    """
+    import mmcv
+    from mmengine.fileio import get
+
+    content = get(path)
+    try:
+        img = mmcv.imfrombytes(content, flag='color')
+    except Exception as err:  # cv2 raises (rather than returning None) on e.g. an empty buffer
+        raise OSError(f'not a decodable image ({err})') from err
+    if img is None:
+        raise OSError('not a decodable image')
+    return img
+
+
+def _build_test_pipeline(model) -> Any:
+    """The detector's test pipeline, fed decoded arrays so that reading errors are caught here first."""
+    from mmcv.transforms import Compose
+    from mmdet.utils import get_test_pipeline_cfg
+
+    pipeline = copy.deepcopy(get_test_pipeline_cfg(model.cfg))
+    # mmdet-prefixed: the pipeline is built while mmdet may not be the default scope.
+    pipeline[0].type = 'mmdet.LoadImageFromNDArray'
+    return Compose(pipeline)
+
+
+def make_person_boxes(det_config: ConfigLike,
+                      det_checkpoint: Optional[str],
+                      ann_file: str,
+                      img_dir: str,
+                      out_file: str,
+                      score_thr: float = 0.3,
+                      device: str = 'cpu',
+                      person_class: Union[int, str, None] = None,
+                      cfg_options: Optional[dict] = None,
+                      max_images: Optional[int] = None,
+                      progress: bool = True) -> Dict[str, Any]:
+    """Detect people in every image of a COCO annotation file and write mmpose's ``bbox_file``.
+
+    Images that cannot be read (missing or not decodable) are logged as warnings with their path and
+    skipped; the others are still processed, and the returned summary lists them.
+
+    Args:
+        det_config: mmdet config file, or a package name such as
+            ``'mmdet::rtmdet/rtmdet_m_8xb32-300e_coco.py'``.
+        det_checkpoint: its checkpoint (path or URL); ``None`` keeps random weights (tests only).
+        ann_file: COCO annotation file whose ``images`` are processed.
+        img_dir: folder the images' ``file_name`` are relative to.
+        out_file: JSON file to write (parent folders are created).
+        score_thr: keep person boxes with ``score >= score_thr``.
+        device: torch device for the detector, e.g. ``'cpu'`` or ``'cuda:0'``.
+        person_class: person label index or class name; ``None`` finds ``'person'`` in the detector's
+            ``dataset_meta['classes']`` (0 when it lists none).
+        cfg_options: overrides merged into the detector config (mmengine's dotted keys).
+        max_images: process only the first ``max_images`` images (smoke tests).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        dict: ``num_images`` (listed), ``num_processed``, ``num_unreadable`` and ``unreadable`` (their
+        paths), ``num_boxes`` written, ``num_images_with_boxes``, ``num_degenerate`` (zero-area person boxes
+        dropped), ``person_class``, ``out_file`` and ``seconds``.
+
+    Raises:
+        FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path) or ``ann_file`` is missing.
+    """
+    from mmdet.apis import inference_detector, init_detector
+    from tqdm import tqdm
+
+    cfg = load_config(det_config, cfg_options)
+    if det_checkpoint is not None and '://' not in det_checkpoint:
+        _require_file(det_checkpoint, 'detector checkpoint')
+    images = load_image_list(ann_file)
+    if max_images is not None:
+        images = images[:max_images]
+
+    # Inference only: the weights come from the checkpoint, so a pretrained-backbone download is never needed.
+    if 'init_cfg' in cfg.model.get('backbone', {}):
+        cfg.model.backbone.init_cfg = None
+    model = init_detector(cfg, det_checkpoint, device=device)
+    label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class)
+    pipeline = _build_test_pipeline(model)
+
+    start = time.perf_counter()
+    records: List[Dict[str, Any]] = []
+    unreadable: List[str] = []
+    with_boxes = degenerate = 0
+    for image_id, file_name in tqdm(images, desc='person boxes', unit='img', disable=not progress):
+        path = osp.join(img_dir, file_name)
+        try:
+            img = read_image(path)
+        except OSError as err:  # FileNotFoundError included
+            logger.warning('skipping unreadable image %s: %s', path, err.strerror or err)
+            unreadable.append(path)
+            continue
+        pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
+        recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
+                                            pred.labels.cpu().numpy(), image_id, label, score_thr)
+        records.extend(recs)
+        with_boxes += bool(recs)
+        degenerate += n_degenerate
+
+    out_dir = osp.dirname(osp.abspath(out_file))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(out_file, 'w') as f:
+        json.dump(records, f)
+    return dict(num_images=len(images), num_processed=len(images) - len(unreadable),
+                num_unreadable=len(unreadable), unreadable=unreadable, num_boxes=len(records),
+                num_images_with_boxes=with_boxes, num_degenerate=degenerate, person_class=label,
+                out_file=out_file, seconds=time.perf_counter() - start)
+
+
+def format_summary(stats: Dict[str, Any]) -> str:
+    """One human-readable line from :func:`make_person_boxes`'s summary."""
+    line = (f"{stats['num_boxes']} person boxes in {stats['num_images_with_boxes']}/{stats['num_processed']} "
+            f"images -> {stats['out_file']} ({stats['seconds']:.1f} s)")
+    if stats['num_unreadable']:
+        line += f"; {stats['num_unreadable']} unreadable image(s) skipped: {', '.join(stats['unreadable'])}"
+    return line

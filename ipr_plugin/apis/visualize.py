@@ -1,0 +1,61 @@
+"""Draw a pose model's predictions (skeletons on images) with mmpose's own visualizer."""
+import json
+import os.path as osp
+from collections import defaultdict
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+
+def draw_predictions(config: Union[str, Path],
+                     checkpoint: Optional[str],
+                     ann_file: Union[str, Path],
+                     img_dir: Union[str, Path],
+                     bbox_file: Union[str, Path],
+                     out_dir: Union[str, Path],
+                     num_images: int = 4,
+                     bbox_thr: float = 0.3,
+                     kpt_thr: float = 0.05,
+                     device: str = 'cpu') -> List[str]:
+    """Run top-down inference on the first ``num_images`` images of a COCO annotation file, with the person
+    boxes of ``bbox_file`` (score >= ``bbox_thr``), and save each image with all predicted skeletons drawn.
+
+    ``kpt_thr`` is low on purpose: IPRHead's score is the probability mass within a few heatmap cells of the
+    prediction, so a correct keypoint of a broad map can score well under mmpose's usual 0.3.
+
+    Returns:
+        list[str]: the written image paths (``out_dir/<image name>.jpg``).
+    """
+    import mmcv
+    from mmpose.apis import inference_topdown, init_model
+    from mmpose.registry import VISUALIZERS
+    from mmpose.structures import merge_data_samples
+
+    with open(ann_file) as f:
+        images = json.load(f)['images'][:num_images]
+    with open(bbox_file) as f:
+        boxes = defaultdict(list)
+        for det in json.load(f):
+            if det['score'] >= bbox_thr:
+                x, y, w, h = det['bbox']
+                boxes[det['image_id']].append([x, y, x + w, y + h])
+
+    model = init_model(str(config), checkpoint, device=device)
+    visualizer = VISUALIZERS.build(dict(type='PoseLocalVisualizer', name='ipr_demo_visualizer',
+                                        radius=3, line_width=2))
+    visualizer.set_dataset_meta(model.dataset_meta)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    written = []
+    for image in images:
+        path = osp.join(img_dir, image['file_name'])
+        bboxes = np.array(boxes.get(image['id'], []), dtype=np.float32).reshape(-1, 4)
+        if not len(bboxes):
+            continue
+        result = merge_data_samples(inference_topdown(model, path, bboxes))
+        out_file = osp.join(out_dir, osp.splitext(image['file_name'])[0] + '.jpg')
+        visualizer.add_datasample('prediction', mmcv.imread(path, channel_order='rgb'), data_sample=result,
+                                  draw_gt=False, draw_bbox=True, draw_heatmap=False, kpt_thr=kpt_thr,
+                                  show=False, out_file=out_file)
+        written.append(out_file)
+    return written

@@ -1,0 +1,55 @@
+"""Batch collation that ships a batch between processes as a few contiguous tensors.
+
+mmengine's default ``pseudo_collate`` keeps every sample's image and label tensors separate. A DataLoader
+worker hands each tensor to the main process through its own shared-memory segment, so a batch of 64
+top-down samples costs a few hundred segment transfers, and the main process spends its time receiving
+them instead of feeding the GPU. ``ipr_collate`` stacks the images (uint8, before normalisation: 4x less
+to move than float) and the per-instance labels in the worker; the data samples keep only metadata.
+:class:`IPRDataPreprocessor` hands the labels back to the samples on the device.
+"""
+from typing import Dict, List, Sequence
+
+import torch
+from mmengine.registry import FUNCTIONS
+
+LABELS_KEY = 'instance_labels'
+
+
+@FUNCTIONS.register_module()
+def ipr_collate(data_batch: Sequence[dict]) -> Dict:
+    """Collate packed top-down samples into one image tensor and stacked instance labels.
+
+    Args:
+        data_batch: B dicts from ``PackPoseInputs``: ``inputs`` (C, H, W) uint8 and ``data_samples``.
+
+    Returns:
+        dict: ``inputs`` (B, C, H, W); ``data_samples`` (list of B samples, their ``gt_instance_labels``
+        moved out); ``instance_labels`` dict of (B, N, ...) tensors, present when every sample has labels of
+        one shape (top-down training: N = 1). Anything else is left per sample, as ``pseudo_collate`` does.
+    """
+    inputs = [item['inputs'] for item in data_batch]
+    samples = [item['data_samples'] for item in data_batch]
+    if any(x.shape != inputs[0].shape for x in inputs):
+        raise ValueError('ipr_collate: all inputs of a batch must have one shape (top-down crops), got '
+                         f'{sorted({tuple(x.shape) for x in inputs})}')
+    batch = dict(inputs=torch.stack(inputs), data_samples=samples)
+    labels = _stack_labels(samples)
+    if labels is not None:
+        batch[LABELS_KEY] = labels
+        for sample in samples:
+            del sample.gt_instance_labels
+    return batch
+
+
+def _stack_labels(samples: List) -> Dict[str, torch.Tensor]:
+    if not all('gt_instance_labels' in s for s in samples):
+        return None
+    per_sample = [s.gt_instance_labels for s in samples]
+    keys = list(per_sample[0].keys())
+    stacked = {}
+    for key in keys:
+        values = [labels.get(key) for labels in per_sample]
+        if not all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values):
+            return None
+        stacked[key] = torch.stack(values)
+    return stacked

@@ -1,0 +1,16 @@
+"""Runtime fixes for the OpenMMLab stack, applied on import (idempotently).
+
+- :func:`register_safe_globals`: mmengine/mmpose checkpoints load with ``torch.load(weights_only=True)``
+  (torch >= 2.6) without turning the weights-only unpickler off.
+- :func:`patch_cpu_distributed`: ``--launcher pytorch`` runs on machines without CUDA (gloo, no
+  ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
+"""
+from .checkpoint import register_safe_globals, safe_globals
+from .distributed import needs_cpu_fallback, patch_cpu_distributed
+from .hooks import ChannelsLastHook
+
+register_safe_globals()
+patch_cpu_distributed()
+
+__all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
+           'ChannelsLastHook']

@@ -1,0 +1,110 @@
+"""Load mmengine / mmpose checkpoints with ``torch.load(weights_only=True)`` under torch >= 2.6.
+
+Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: its unpickler only creates objects from an
+allow-list. mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, so ``load_checkpoint``, Runner resume
+and ``mim test --checkpoint`` fail on every checkpoint a Runner saved (``Weights only load failed``).
+Switching ``weights_only`` off would let a checkpoint run arbitrary code. Instead, :func:`register_safe_globals`
+adds exactly what those checkpoints' pickles name to the allow-list. Checked by disassembling a Runner checkpoint
+(numpy 1.26.4, torch 2.14.1; each entry but ``_codecs.encode`` is needed) and by loading it with the list below
+and nothing else, also under numpy 2.5 / torch 2.11:
+
+- ``mmengine.logging.history_buffer.HistoryBuffer`` (``message_hub`` of a Runner checkpoint). The unpickler
+  creates it with ``object.__new__`` and hands its state to ``HistoryBuffer.__setstate__``, which only stores
+  data (its statistics table can only receive objects the unpickler could build, i.e. allow-listed ones); its
+  ``__init__`` is never called.
+- ``builtins.getattr``, **restricted** (:func:`_history_buffer_getattr`). A HistoryBuffer pickles its
+  statistics methods as ``getattr(HistoryBuffer, 'mean')`` and so on. The real ``getattr`` must not be allowed:
+  ``getattr(getattr, '__self__')`` is the ``builtins`` module, from which a pickle can reach ``__import__``;
+  through ``getattr(fn, '__globals__')`` it can rebind the globals of an allowed function such as
+  ``torch._utils._rebuild_tensor_v2`` and so call ``os.spawnlp`` (verified: it runs a command under
+  ``weights_only=True``). The stand-in answers only ``getattr(HistoryBuffer, name)`` for the statistics
+  methods HistoryBuffer itself registers and refuses everything else.
+- ``numpy.core.multiarray._reconstruct`` and ``numpy.ndarray``: numpy arrays (HistoryBuffer histories,
+  mmpose's ``dataset_meta``: ``sigmas``, keypoint colours...). ``_reconstruct`` only allocates an empty array of
+  an allowed subtype, and ``ndarray.__setstate__`` only copies raw bytes into it.
+- ``numpy.dtype`` and the dtype classes of the dtypes that occur (:data:`CHECKPOINT_DTYPES`): building a dtype
+  parses a type code, and setting its state sets byte order / field layout. The object dtype is left out, so an
+  array cannot be rebuilt as an object array by its regular ``BUILD`` path.
+- ``numpy.core.multiarray.scalar``: numpy scalars (the message hub's ``eta``, ``best_score``), made from a dtype
+  and raw bytes.
+- ``_codecs.encode``: how pickle protocol 2 stores the raw bytes of arrays and scalars (``encode(str,
+  'latin1')``); codec lookup only imports modules of the standard ``encodings`` package. torch 2.14 already
+  allows it by default; it is listed so that loading does not depend on that default.
+
+None of these can call a function that is not itself on the allow-list, nor reach one through attributes. The
+test suite checks that a pickle whose ``__reduce__`` calls ``os.system``, and the ``getattr`` chain above, are
+still refused.
+"""
+import builtins
+import codecs
+import pickle
+from typing import Any, Callable, List, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+# Dtypes of the numpy objects mmengine Runner checkpoints hold (float64 histories, int64 counts) and mmpose's
+# ``dataset_meta`` (float32 sigmas and joint weights, uint8 colours).
+CHECKPOINT_DTYPES: Tuple[str, ...] = ('float64', 'float32', 'int64', 'uint8')
+
+# Where numpy 1.x pickles name the array helpers; numpy 2 moved them to ``numpy._core.multiarray``.
+_LEGACY_MULTIARRAY = 'numpy.core.multiarray'
+
+# The statistics HistoryBuffer registers for itself (``HistoryBuffer._set_default_statistics``).
+HISTORY_BUFFER_STATISTICS: Tuple[str, ...] = ('min', 'max', 'current', 'mean')
+
+SafeGlobal = Union[Callable, Tuple[Callable, str]]
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` limited to the statistics methods a HistoryBuffer pickles by reference.
+
+    Registered under the pickle name ``builtins.getattr``; see the module docstring for why the real ``getattr``
+    is not safe to allow.
+    """
+    # A statistic registered with ``HistoryBuffer.register_statistics`` is pickled by its own module path, not
+    # through getattr, and needs allow-listing of its own.
+    if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'ipr_plugin: getattr({obj!r}, {name!r}) is not allowed in a weights-only checkpoint '
+        '(only HistoryBuffer statistics methods are)')
+
+
+def _multiarray_globals() -> List[SafeGlobal]:
+    """numpy's array/scalar rebuild functions under their own name and the name numpy 1.x pickles use."""
+    try:  # numpy >= 2 (1.26 also has it, as an alias of numpy.core)
+        from numpy._core import multiarray
+    except ImportError:
+        from numpy.core import multiarray
+    entries: List[SafeGlobal] = []
+    for func in (multiarray._reconstruct, multiarray.scalar):
+        entries.append(func)
+        legacy_name = f'{_LEGACY_MULTIARRAY}.{func.__name__}'
+        if f'{func.__module__}.{func.__name__}' != legacy_name:
+            entries.append((func, legacy_name))
+    return entries
+
+
+def safe_globals() -> List[SafeGlobal]:
+    """The allow-list entries for mmengine/mmpose checkpoints, in ``add_safe_globals`` form."""
+    dtype_classes = [type(np.dtype(name)) for name in CHECKPOINT_DTYPES]
+    return [
+        HistoryBuffer,
+        (_history_buffer_getattr, f'{builtins.__name__}.getattr'),
+        *_multiarray_globals(),
+        np.ndarray,
+        np.dtype,
+        *dtype_classes,
+        codecs.encode,
+    ]
+
+
+def register_safe_globals() -> None:
+    """Allow the globals of mmengine/mmpose checkpoints for ``torch.load(weights_only=True)``.
+
+    Idempotent: torch keeps the allow-list as a set, and every entry here is the same object (or equal tuple)
+    on each call.
+    """
+    torch.serialization.add_safe_globals(safe_globals())

@@ -1,0 +1,3 @@
+from .ipr_data_preprocessor import IPRDataPreprocessor
+
+__all__ = ['IPRDataPreprocessor']

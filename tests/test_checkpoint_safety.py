@@ -1,0 +1,119 @@
+"""Runner checkpoints load with ``weights_only=True`` (torch >= 2.6) once ``ipr_plugin.engine`` is imported, and
+the weights-only unpickler still refuses code.
+
+The checkpoint comes from a real ``mim train`` of the sample config on the COCO sample; resuming and
+``mim test`` go through mmengine's own loading (``torch.load`` without ``weights_only``, i.e. ``True``).
+"""
+import os
+import pickle
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Tuple
+
+import pytest
+import torch
+import torch._utils
+
+import ipr_plugin.engine  # noqa: F401  (registers the safe globals)
+from utils import SAMPLE_CONFIG, coco_sample_cfg_options, parse_coco_metrics, run_mim
+
+TRAIN_TIMEOUT = 180
+
+
+def _train_args(work_dir: Path, coco_sample: Path, max_epochs: int) -> list:
+    return ['train', 'mmpose', SAMPLE_CONFIG, '--gpus', '0', '--work-dir', work_dir, '--cfg-options',
+            *coco_sample_cfg_options(coco_sample), f'train_cfg.max_epochs={max_epochs}']
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory: pytest.TempPathFactory, coco_sample: Path) -> Path:
+    """A work dir holding ``epoch_1.pth`` from one epoch (4 images, one validation) of the sample config."""
+    work_dir = tmp_path_factory.mktemp('ipr_ckpt')
+    run_mim(_train_args(work_dir, coco_sample, max_epochs=1), timeout=TRAIN_TIMEOUT)
+    assert (work_dir / 'epoch_1.pth').is_file(), sorted(p.name for p in work_dir.iterdir())
+    return work_dir
+
+
+def test_runner_checkpoint_needs_the_allow_list(trained: Path) -> None:
+    """Without the plugin, torch refuses the checkpoint: the allow-list is what makes the next test pass."""
+    code = f'import torch; torch.load({str(trained / "epoch_1.pth")!r}, weights_only=True)'
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert 'Weights only load failed' in proc.stderr
+
+
+def test_runner_checkpoint_loads_weights_only(trained: Path) -> None:
+    ckpt = torch.load(trained / 'epoch_1.pth', weights_only=True, map_location='cpu')
+    assert {'meta', 'state_dict', 'message_hub', 'optimizer'} <= set(ckpt)
+    assert ckpt['meta']['epoch'] == 1
+    # The HistoryBuffers came back with their statistics, which is what needs the restricted getattr.
+    buffers = ckpt['message_hub']['log_scalars']
+    assert buffers and all(callable(b._statistics_methods['mean']) for b in buffers.values())
+    assert 'sigmas' in ckpt['meta']['dataset_meta']
+
+
+def test_resume_from_checkpoint(trained: Path, coco_sample: Path, tmp_path: Path) -> None:
+    """``--resume CKPT`` (``load_from`` + ``resume=True``) continues at epoch 2 from the loaded state."""
+    # argparse ends --cfg-options' values at the next option, so --resume can follow them.
+    args = _train_args(tmp_path, coco_sample, max_epochs=2) + ['--resume', trained / 'epoch_1.pth']
+    out = run_mim(args, timeout=TRAIN_TIMEOUT).stdout
+    saved_iter = torch.load(trained / 'epoch_1.pth', weights_only=True)['meta']['iter']
+    assert f'resumed epoch: 1, iter: {saved_iter}' in out
+    assert 'Epoch(train) [1]' not in out and 'Epoch(train) [2]' in out
+    assert (tmp_path / 'epoch_2.pth').is_file()
+
+
+def test_mim_test_on_checkpoint(trained: Path, coco_sample: Path, tmp_path: Path) -> None:
+    out = run_mim(['test', 'mmpose', SAMPLE_CONFIG, '--checkpoint', trained / 'epoch_1.pth', '--work-dir',
+                   tmp_path, '--cfg-options', *coco_sample_cfg_options(coco_sample)],
+                  timeout=TRAIN_TIMEOUT).stdout
+    metrics = parse_coco_metrics(out)
+    assert {'coco/AP', 'coco/AR'} <= set(metrics), out[-3000:]
+    assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics.values())
+
+
+class _Reduce:
+    """Pickles as ``fn(*args)``, then ``obj[k] = v`` for ``dictitems`` (pickle's SETITEMS)."""
+
+    def __init__(self, fn: Callable, args: Tuple[Any, ...], dictitems: Tuple[Tuple[Any, Any], ...] = ()):
+        self.fn, self.args, self.dictitems = fn, args, dictitems
+
+    def __reduce__(self) -> tuple:
+        return self.fn, self.args, None, None, iter(self.dictitems) if self.dictitems else None
+
+
+def _assert_refused(payload: Any, path: Path, marker: Path) -> None:
+    torch.save(payload, path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+    assert not marker.exists()
+
+
+def test_os_system_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / 'pwned'
+    _assert_refused(_Reduce(os.system, (f'touch {marker}', )), tmp_path / 'evil.pth', marker)
+
+
+def test_getattr_escape_is_refused(tmp_path: Path) -> None:
+    """A pickle may name ``getattr``, but only HistoryBuffer's statistics methods come back from it.
+
+    With the real ``getattr`` allowed, this chain reaches ``__import__`` through ``getattr(getattr,
+    '__self__')``, rebinds ``_rebuild_tensor`` in the globals of the always-allowed ``_rebuild_tensor_v2`` and
+    runs ``os.spawnlp``.
+    """
+    marker = tmp_path / 'pwned'
+    rebuild = torch._utils._rebuild_tensor_v2
+    original_rebuild_tensor = torch._utils._rebuild_tensor
+    no_hooks = OrderedDict()
+    builtins_module = _Reduce(getattr, (getattr, '__self__'))
+    rebind_import = _Reduce(getattr, (rebuild, '__globals__'),
+                            (('_rebuild_tensor', _Reduce(getattr, (builtins_module, '__import__'))), ))
+    os_module = _Reduce(rebuild, ('os', None, None, None, False, no_hooks))
+    rebind_spawn = _Reduce(getattr, (rebuild, '__globals__'),
+                           (('_rebuild_tensor', _Reduce(getattr, (os_module, 'spawnlp'))), ))
+    spawn = _Reduce(rebuild, (os.P_WAIT, 'touch', 'touch', str(marker), False, no_hooks))
+    _assert_refused((rebind_import, rebind_spawn, spawn), tmp_path / 'evil.pth', marker)
+    # Refused before the first rebinding took effect.
+    assert torch._utils._rebuild_tensor is original_rebuild_tensor

@@ -1,0 +1,98 @@
+"""``--launcher pytorch`` without CUDA: gloo, no ``set_device``, no DDP ``device_ids`` (``ipr_plugin.engine``).
+
+The unit tests run mmengine's own ``init_dist`` and ``MMDistributedDataParallel`` in a fresh interpreter (a
+process group and mmengine's multiprocessing start method are process-wide); the end-to-end test runs a real
+2-process ``mim train`` on the COCO sample.
+"""
+import json
+import math
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import ipr_plugin.engine  # noqa: F401  (safe globals for loading the checkpoint)
+from utils import REPO_ROOT, SAMPLE_CONFIG, coco_sample_cfg_options, run_mim
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU-only fallback')
+
+# A 1-rank job through mmengine's own entry points; prints what the tests assert on.
+_SINGLE_RANK_JOB = textwrap.dedent('''
+    import os, sys
+    import torch, torch.distributed as dist
+    if sys.argv[1] == 'pretend-cuda':
+        # Stands in for a CUDA machine: the plugin must hand over to mmengine's original code, which then
+        # fails on this machine exactly as it would without the plugin.
+        torch.cuda.is_available = lambda: True
+    import ipr_plugin.engine  # noqa: F401
+    from mmengine.dist import init_dist
+    from mmengine.model import MMDistributedDataParallel
+    os.environ.update(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1', MASTER_PORT=sys.argv[2])
+    try:
+        init_dist('pytorch')  # mmengine's default backend: nccl
+        print('backend', dist.get_backend())
+    except Exception as e:
+        print('init_dist failed:', type(e).__name__, e)
+        dist.init_process_group('gloo')
+    try:
+        model = MMDistributedDataParallel(module=torch.nn.Linear(2, 1), device_ids=[0])
+        print('device_ids', model.device_ids)
+    except Exception as e:
+        print('DDP failed:', type(e).__name__, e)
+    dist.destroy_process_group()
+''')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _training_instances(ann_file: Path) -> int:
+    """People mmpose's CocoDataset trains on: not crowd, with at least one labelled keypoint."""
+    annotations = json.loads(ann_file.read_text())['annotations']
+    return sum(1 for a in annotations if not a.get('iscrowd') and a['num_keypoints'] > 0)
+
+
+def _single_rank_job(mode: str) -> str:
+    proc = subprocess.run([sys.executable, '-c', _SINGLE_RANK_JOB, mode, str(_free_port())], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_cpu_init_picks_gloo_and_ddp_drops_device_ids() -> None:
+    out = _single_rank_job('cpu')
+    assert 'backend gloo' in out, out
+    assert 'device_ids None' in out, out
+
+
+def test_cuda_path_is_left_to_mmengine() -> None:
+    """With CUDA reported, mmengine's ``set_device`` and DDP's ``device_ids`` check run as without the plugin."""
+    out = _single_rank_job('pretend-cuda')
+    assert re.search(r'init_dist failed: RuntimeError .*(NVIDIA driver|CUDA)', out), out
+    assert re.search(r'DDP failed: ValueError .*device_ids', out), out
+
+
+def test_mim_train_two_cpu_ranks(coco_sample: Path, tmp_path: Path) -> None:
+    """``mim train --launcher pytorch --gpus 2`` on the CPU: both ranks train and validate, rank 0 saves."""
+    out = run_mim(['train', 'mmpose', SAMPLE_CONFIG, '--launcher', 'pytorch', '--gpus', '2', '--port',
+                   _free_port(), '--work-dir', tmp_path, '--cfg-options', *coco_sample_cfg_options(coco_sample),
+                   'train_cfg.max_epochs=1', 'train_dataloader.batch_size=1'],
+                  timeout=240).stdout
+    for rank in (0, 1):
+        assert f"backend 'gloo' (rank {rank} of 2" in out, out[-3000:]
+    assert 'GPU number: 2' in out
+    # The training people split over 2 ranks at batch size 1: half as many iterations as in a 1-process run.
+    per_rank = math.ceil(_training_instances(coco_sample / 'test_coco.json') / 2)
+    assert f'Epoch(train) [1][{per_rank}/{per_rank}]' in out, out[-3000:]
+    assert 'coco/AP:' in out
+    ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=True, map_location='cpu')
+    # Saved from the DDP-wrapped model, yet with the bare model's keys.
+    assert not any(k.startswith('module.') for k in ckpt['state_dict'])

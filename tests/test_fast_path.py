@@ -1,0 +1,103 @@
+"""The fast data path (ipr_collate + IPRDataPreprocessor + channels-last) computes what the plain path does."""
+import copy
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.runner import Runner
+from mmpose.registry import DATASETS, MODELS
+from mmpose.utils import register_all_modules
+
+import ipr_plugin  # noqa: F401
+from ipr_plugin.datasets.collate import LABELS_KEY, ipr_collate
+
+CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
+
+
+@pytest.fixture(scope='module')
+def setup(coco_sample, repo_root):
+    register_all_modules()
+    cfg = Config.fromfile(str(repo_root / CONFIG))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():  # peaked maps, so that any difference in inputs shows in the outputs
+        for p in model.head.parameters():
+            p.normal_(0, 0.05)
+    fast = copy.deepcopy(model)
+    fast.data_preprocessor = MODELS.build(dict(cfg.model.data_preprocessor, type='IPRDataPreprocessor',
+                                               channels_last=True))
+    fast.to(memory_format=torch.channels_last)
+    datasets = {}
+    for split, loader in (('train', cfg.train_dataloader), ('val', cfg.val_dataloader)):
+        ds_cfg = dict(loader.dataset, data_root=str(coco_sample))
+        if split == 'val':
+            ds_cfg['bbox_file'] = str(coco_sample / 'test_coco_det_AP_H_56.json')
+        datasets[split] = DATASETS.build(ds_cfg)
+    return model, fast, datasets
+
+
+def _items(dataset, n, seed=0):
+    torch.manual_seed(seed)
+    import numpy as np
+    np.random.seed(seed)
+    return [dataset[i] for i in range(n)]
+
+
+def test_collate_ships_contiguous_tensors(setup):
+    _, _, datasets = setup
+    batch = ipr_collate(_items(datasets['train'], 4))
+    assert batch['inputs'].shape == (4, 3, 64, 64) and batch['inputs'].dtype == torch.uint8
+    assert batch[LABELS_KEY]['keypoint_labels'].shape == (4, 1, 17, 2)
+    assert batch[LABELS_KEY]['keypoint_weights'].shape == (4, 1, 17)
+    # the samples carry no tensors any more: nothing else needs its own shared-memory segment
+    for sample in batch['data_samples']:
+        assert 'gt_instance_labels' not in sample
+        assert not any(isinstance(v, torch.Tensor) for v in sample.gt_instances.values())
+
+
+def test_same_losses_as_the_plain_path(setup):
+    model, fast, datasets = setup
+    items = _items(datasets['train'], 4)
+    plain = model.data_preprocessor(pseudo_collate(copy.deepcopy(items)), True)
+    quick = fast.data_preprocessor(ipr_collate(copy.deepcopy(items)), True)
+    assert quick['inputs'].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(quick['inputs'], plain['inputs'], rtol=0, atol=0)
+    model.train(), fast.train()
+    ref = model.loss(plain['inputs'], plain['data_samples'])
+    out = fast.loss(quick['inputs'], quick['data_samples'])
+    assert set(ref) == set(out)
+    for key in ref:
+        torch.testing.assert_close(out[key], ref[key], rtol=1e-5, atol=1e-6)
+
+
+def test_same_predictions_and_bounded_bf16_difference(setup):
+    model, fast, datasets = setup
+    model.eval(), fast.eval()
+    items = _items(datasets['val'], 8)
+    with torch.no_grad():
+        ref = model.test_step(pseudo_collate(copy.deepcopy(items)))
+        out = fast.test_step(ipr_collate(copy.deepcopy(items)))
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            low = fast.test_step(ipr_collate(copy.deepcopy(items)))
+    bf16_px = 0.0
+    for r, o, lo in zip(ref, out, low):
+        torch.testing.assert_close(torch.as_tensor(o.pred_instances.keypoints),
+                                   torch.as_tensor(r.pred_instances.keypoints), rtol=0, atol=1e-3)
+        torch.testing.assert_close(torch.as_tensor(o.pred_instances.keypoint_scores),
+                                   torch.as_tensor(r.pred_instances.keypoint_scores), rtol=0, atol=1e-5)
+        # bf16 features: keypoints move by a small fraction of the box (stated in BENCHMARKS.md)
+        scale = float(r.input_scale.max())
+        bf16_px = max(bf16_px, float(abs(lo.pred_instances.keypoints - r.pred_instances.keypoints).max()) / scale)
+    assert bf16_px < 0.02, f'bf16 moved a keypoint by {bf16_px:.4f} of the box size'
+
+
+def test_dataloader_workers_with_the_fast_config(coco_sample, repo_root):
+    cfg = Config.fromfile(str(repo_root / CONFIG))
+    loader = copy.deepcopy(cfg.train_dataloader)
+    loader.update(num_workers=2, persistent_workers=False, collate_fn=dict(type='ipr_collate'))
+    loader.dataset.data_root = str(coco_sample)
+    register_all_modules()
+    batch = next(iter(Runner.build_dataloader(loader)))
+    assert batch['inputs'].shape[0] == 4 and LABELS_KEY in batch

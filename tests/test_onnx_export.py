@@ -1,0 +1,93 @@
+"""ONNX export of the sample config's ResNet-18 + IPRHead (random weights), checked with onnxruntime."""
+import re
+import subprocess
+import sys
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from ipr_plugin.apis.onnx_export import build_export_module, export_module, export_onnx, verify_onnx
+
+CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
+K, W, H = 17, 64, 64
+TOL = 1e-4
+
+
+@pytest.fixture(scope='module')
+def module(repo_root):
+    """The sample model with random He-initialised convs.
+
+    PyTorch's default init with eval-mode BatchNorm leaves the heatmaps almost uniform (keypoints within
+    1e-4 of the centre, every score ~ pi r^2 / HW), where an export error in the soft-argmax or the scores
+    would hide under the tolerance; He init gives peaked maps, keypoints across the crop and scores in (0, 1).
+    """
+    torch.manual_seed(0)
+    module = build_export_module(str(repo_root / CONFIG))
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity='relu')
+    with torch.no_grad():
+        keypoints, scores = module(random_images(4)[0])
+    assert keypoints.std() > 0.1 and scores.min() < 0.2 and scores.max() > 0.8, 'maps not peaked enough'
+    return module
+
+
+def random_images(*batch_sizes):
+    g = torch.Generator().manual_seed(1)
+    return [torch.rand(b, 3, H, W, generator=g) * 255 for b in batch_sizes]
+
+
+def test_export_matches_torch_with_dynamic_batch(module, tmp_path):
+    out = export_module(module, str(tmp_path / 'ipr.onnx'))  # traced with batch 1
+
+    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    assert [(i.name, i.shape) for i in session.get_inputs()] == [('image', ['batch', 3, H, W])]
+    assert [(o.name, o.shape) for o in session.get_outputs()] == [('keypoints', ['batch', K, 2]),
+                                                                   ('scores', ['batch', K])]
+    meta = {p.key: p.value for p in onnx.load(out).metadata_props}
+    assert meta['input_size'] == f'{W},{H}' and meta['channel_order'] == 'RGB'
+
+    inputs = random_images(1, 3)  # 3 != the export batch: the batch axis is really dynamic
+    keypoints, scores = session.run(None, {'image': inputs[1].numpy()})
+    assert keypoints.shape == (3, K, 2) and scores.shape == (3, K)
+    assert abs(keypoints).max() <= 1 and 0 <= scores.min() and scores.max() <= 1
+    diffs = verify_onnx(out, module, inputs)
+    print(f'max |onnxruntime - torch|: {diffs}')
+    assert set(diffs) == {'keypoints', 'scores'}
+    assert max(diffs.values()) < TOL
+
+
+def test_static_batch(module, tmp_path):
+    out = export_module(module, str(tmp_path / 'static.onnx'), batch_size=2, dynamic_batch=False)
+    session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].shape == [2, 3, H, W]
+    assert max(verify_onnx(out, module, random_images(2)).values()) < TOL
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        session.run(None, {'image': random_images(3)[0].numpy()})
+
+
+def test_export_from_checkpoint_and_tool(module, tmp_path, repo_root):
+    ckpt = tmp_path / 'random.pth'
+    torch.save({'state_dict': module.pose_model.state_dict(), 'meta': {}}, ckpt)
+
+    # API: the checkpoint's weights reach the graph (the fixture module is the reference).
+    out = export_onnx(str(repo_root / CONFIG), str(ckpt), str(tmp_path / 'api.onnx'))
+    assert max(verify_onnx(out, module, random_images(2)).values()) < TOL
+
+    # CLI wrapper, with its own verification.
+    cmd = [sys.executable, str(repo_root / 'tools' / 'export_onnx.py'), str(repo_root / CONFIG), str(ckpt),
+           '--out', str(tmp_path / 'cli.onnx'), '--verify']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = dict(re.findall(r'(keypoints|scores) ([0-9.e+-]+)', proc.stdout))
+    assert set(found) == {'keypoints', 'scores'} and all(float(v) < TOL for v in found.values())
+    assert max(verify_onnx(str(tmp_path / 'cli.onnx'), module, random_images(1)).values()) < TOL
+
+
+def test_missing_config_raises(tmp_path):
+    with pytest.raises(FileNotFoundError, match='absent.py'):
+        export_onnx(str(tmp_path / 'absent.py'), None, str(tmp_path / 'x.onnx'))

@@ -1,0 +1,114 @@
+"""Person boxes from a real (randomly initialised) mmdet RTMDet-tiny: file format, mmpose round trip,
+unreadable images, missing inputs."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ipr_plugin.apis.person_boxes import make_person_boxes, person_records, resolve_person_class
+
+DET_CONFIG = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
+# 320 px instead of 640 (test pipeline: Load, Resize, Pad, ...): 4x fewer pixels. A random detector's
+# labels all go to whichever class its random biases favour, so the head is person-only (label 0, 'person'
+# in the COCO classes mmdet assumes without a checkpoint); and its random box offsets are as often negative
+# as not (inverted boxes, dropped), so they go through exp as in the larger RTMDets.
+RANDOM_DET = {'test_dataloader.dataset.pipeline.1.scale': (320, 320),
+              'test_dataloader.dataset.pipeline.2.size': (320, 320),
+              'model.bbox_head.num_classes': 1, 'model.bbox_head.exp_on_reg': True}
+RECORD_KEYS = {'image_id', 'category_id', 'bbox', 'score'}
+
+
+def check_records(records, image_ids):
+    for r in records:
+        assert set(r) == RECORD_KEYS and r['category_id'] == 1 and r['image_id'] in image_ids
+        x, y, w, h = r['bbox']
+        assert all(np.isfinite(r['bbox'])) and w > 0 and h > 0
+        assert 0.0 <= r['score'] <= 1.0
+
+
+def test_person_records_converts_and_filters():
+    xyxy = np.array([[10, 20, 50, 100], [0, 0, 5, 5], [1, 1, 1, 9], [3, 4, 13, 24]], dtype=np.float32)
+    scores = np.array([0.5, 0.9, 0.8, 0.7], dtype=np.float32)
+    labels = np.array([0, 2, 0, 0])
+    records, degenerate = person_records(xyxy, scores, labels, image_id=7, label=0, score_thr=0.6)
+    # box 0 below threshold, box 1 not a person, box 2 zero width
+    assert degenerate == 1
+    assert records == [dict(image_id=7, category_id=1, bbox=[3.0, 4.0, 10.0, 20.0], score=pytest.approx(0.7))]
+    records, _ = person_records(xyxy, scores, labels, image_id=7, label=0, score_thr=0.0)
+    assert [r['bbox'] for r in records] == [[3.0, 4.0, 10.0, 20.0], [10.0, 20.0, 40.0, 80.0]]  # by score
+
+
+def test_resolve_person_class():
+    assert resolve_person_class({'classes': ('car', 'Person')}) == 1
+    assert resolve_person_class({'classes': ('car', 'pedestrian')}, 'pedestrian') == 1
+    assert resolve_person_class(None) == 0
+    assert resolve_person_class({'classes': ('car', )}, 3) == 3
+    with pytest.raises(ValueError, match='person'):
+        resolve_person_class({'classes': ('car', 'bus')})
+
+
+def test_boxes_file_loads_in_mmpose(coco_sample, tmp_path):
+    from mmpose.datasets import CocoDataset
+
+    out = tmp_path / 'boxes.json'
+    stats = make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample),
+                              str(out), score_thr=0.0, cfg_options=RANDOM_DET, progress=False)
+    image_ids = {img['id'] for img in json.loads((coco_sample / 'test_coco.json').read_text())['images']}
+    records = json.loads(out.read_text())
+    print(f"{stats['num_boxes']} boxes ({stats['num_degenerate']} without area dropped) from "
+          f"{stats['num_processed']} images in {stats['seconds']:.1f} s")
+    assert stats['num_images'] == stats['num_processed'] == len(image_ids) == 4
+    assert stats['num_unreadable'] == 0 and stats['person_class'] == 0
+    assert len(records) == stats['num_boxes'] > 0
+    check_records(records, image_ids)
+
+    dataset = CocoDataset(data_root=str(coco_sample), ann_file='test_coco.json', bbox_file=str(out),
+                          data_mode='topdown', data_prefix=dict(img=''), test_mode=True, pipeline=[])
+    assert len(dataset) == len(records)
+    first = dataset.get_data_info(0)
+    x, y, w, h = records[0]['bbox']
+    assert first['img_id'] == records[0]['image_id']
+    np.testing.assert_allclose(first['bbox'][0], [x, y, x + w, y + h], rtol=1e-6)
+    assert os.path.isfile(first['img_path'])
+
+
+def test_tool_skips_unreadable_images(coco_sample, tmp_path, repo_root):
+    ann = json.loads((coco_sample / 'test_coco.json').read_text())
+    real = ann['images'][:2]
+    img_dir = tmp_path / 'images'
+    img_dir.mkdir()
+    for img in real:
+        (img_dir / img['file_name']).symlink_to(coco_sample / img['file_name'])
+    (img_dir / 'corrupt.jpg').write_bytes(b'\xff\xd8 definitely not a jpeg ' * 10)
+    ann['images'] = real + [dict(real[0], id=1, file_name='corrupt.jpg'),
+                            dict(real[0], id=2, file_name='missing.jpg')]
+    ann_file = tmp_path / 'ann.json'
+    ann_file.write_text(json.dumps(ann))
+    out = tmp_path / 'boxes.json'
+
+    cmd = [sys.executable, str(repo_root / 'tools' / 'make_person_boxes.py'), DET_CONFIG, 'none',
+           '--ann-file', str(ann_file), '--img-dir', str(img_dir), '--out', str(out), '--score-thr', '0',
+           '--cfg-options'] + [f"{k}={v}".replace(' ', '') for k, v in RANDOM_DET.items()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    print(proc.stdout, proc.stderr[-2000:])
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith('WARNING')]
+    assert any(str(img_dir / 'corrupt.jpg') in line for line in warnings)
+    assert any(str(img_dir / 'missing.jpg') in line for line in warnings)
+    assert '2 unreadable image(s)' in proc.stdout
+    records = json.loads(out.read_text())
+    check_records(records, {img['id'] for img in real})
+    assert {r['image_id'] for r in records} == {img['id'] for img in real}
+
+
+def test_missing_inputs_raise_with_path(coco_sample, tmp_path):
+    missing = str(tmp_path / 'nope.json')
+    with pytest.raises(FileNotFoundError, match='nope.json'):
+        make_person_boxes(DET_CONFIG, None, missing, str(coco_sample), str(tmp_path / 'out.json'))
+    with pytest.raises(FileNotFoundError, match='no_config.py'):
+        make_person_boxes(str(tmp_path / 'no_config.py'), None, str(coco_sample / 'test_coco.json'),
+                          str(coco_sample), str(tmp_path / 'out.json'))
+    assert not (tmp_path / 'out.json').exists()

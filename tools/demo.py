@@ -1,0 +1,24 @@
+"""The README's main job: synthetic data -> untrained AP -> `mim train` (CPU) -> trained AP -> pictures.
+
+Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or simply `make demo`)
+"""
+import argparse
+
+from ipr_plugin.apis.demo import run_demo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--data-root', default='data/synthetic')
+    parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
+    parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
+    parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
+             epochs=args.epochs, seed=args.seed)
+
+
+if __name__ == '__main__':
+    main()
