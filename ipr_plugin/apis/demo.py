@@ -14,6 +14,7 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     """Save the model as initialised (what training starts from), for measuring the untrained AP."""
     import torch
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.runner import set_random_seed
     from mmpose.registry import MODELS
     from mmpose.utils import register_all_modules
@@ -22,7 +23,13 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     cfg = Config.fromfile(str(config))
     set_random_seed(seed)
     model = MODELS.build(cfg.model)
-    model.init_weights()
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights reports every parameter at INFO; the user needs none of it
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(note='untrained (initial) weights')), out_file)
     return out_file
