@@ -1,0 +1,328 @@
+"""Accuracy study: mmpose's integral-regression configs against this plugin's, one budget, one hard split.
+
+It writes a synthetic COCO-layout split with ``difficulty='hard'``, trains every variant with ``mim train``
+(one subprocess each: registries, CUDA state and dataloader workers never leak from one run into the next),
+re-evaluates the ``ours-L1`` model with constant keypoint scores (``mim test``), measures how well our keypoint
+scores rank keypoint errors, and writes the table to ``BENCHMARKS.md``, the numbers to
+``docs/accuracy_study.json`` and the plot to ``docs/calibration.png`` (all under ``--out``).
+
+Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU smoke run for CI that writes only
+under ``--work-dir`` unless ``--out`` says otherwise. Usage: ``python tools/accuracy_study.py --help``.
+"""
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .mim_runner import REPO_ROOT, MimError, run_mim
+from .study_configs import (MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget, Variant,
+                            build_variant_config, get_variant, source_config)
+from .study_report import (METRIC_KEYS, calibration, calibration_lines, machine_info, table_rows, text_table,
+                           write_outputs)
+
+Say = Callable[[str], None]
+
+
+def default_workers() -> int:
+    """14 data workers where there are 16 cores or more (two left for the main process), else one per core."""
+    cores = os.cpu_count() or 1
+    return 14 if cores >= 16 else cores
+
+
+# Sizes per mode; every one can be overridden by its flag. Full: 2000 x 64 samples, ~90 s of ResNet-18 training
+# per variant on one H100 if the data loader (640x480 JPEGs, 14 workers; the limit) delivers ~1500 samples/s.
+FULL = dict(iters=2000, batch_size=64, val_batch_size=64, num_train=2000, num_val=300, image_size=(640, 480),
+            input_size=256, workers=None, curve_points=1, timeout=1800, work_dir='work_dirs/accuracy_study')
+TINY = dict(iters=3, batch_size=4, val_batch_size=32, num_train=12, num_val=6, image_size=(320, 240),
+            input_size=64, workers=0, curve_points=1, timeout=600, work_dir='work_dirs/accuracy_study_tiny')
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line (``tools/accuracy_study.py`` is a thin wrapper around it)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--tiny', action='store_true', help='CPU smoke run for CI: 12/6 images at 320x240, 3 '
+                   'iterations, batch 4, 64x64 input, no workers; writes under --work-dir by default')
+    p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(VARIANT_NAMES))
+    p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18')
+    p.add_argument('--iters', type=int, help=f'training iterations per variant (full {FULL["iters"]})')
+    p.add_argument('--batch-size', type=int, help=f'training batch (full {FULL["batch_size"]})')
+    p.add_argument('--val-batch-size', type=int, help=f'evaluation batch (full {FULL["val_batch_size"]})')
+    p.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate')
+    p.add_argument('--warmup', type=int, default=200, help='linear warm-up iterations (at most half the run)')
+    p.add_argument('--curve-points', type=int, help='evaluate every iters/k iterations (AP curve); 1: at the end')
+    p.add_argument('--seeds', type=int, nargs='+', default=[0], help='training seeds; seeds after the first '
+                   'retrain the top-2 variants by AP of the first')
+    p.add_argument('--num-train', type=int, help=f'synthetic train images (full {FULL["num_train"]})')
+    p.add_argument('--num-val', type=int, help=f'synthetic val images (full {FULL["num_val"]})')
+    p.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), help='synthetic image size (full 640 480)')
+    p.add_argument('--input-size', type=int, help='model input, square (full 256)')
+    p.add_argument('--data-seed', type=int, default=0, help='seed of the synthetic split')
+    p.add_argument('--workers', type=int, help='dataloader workers (default: 14 with >= 16 cores, else nproc)')
+    p.add_argument('--device', choices=('auto', 'cuda', 'cpu'), default='auto')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
+                   help='bf16 AMP for every variant (default: on with CUDA, off on the CPU)')
+    p.add_argument('--work-dir', help='runs, checkpoints and (by default) the data')
+    p.add_argument('--data-root', help='synthetic data folder (default WORK_DIR/data; reused when its '
+                   'parameters match)')
+    p.add_argument('--out', help='folder receiving BENCHMARKS.md and docs/ (default: the repository; with '
+                   '--tiny: WORK_DIR/report)')
+    p.add_argument('--reuse', action='store_true', help='skip a training whose run folder already holds a '
+                   'finished run of the identical config (to finish an interrupted study)')
+    p.add_argument('--timeout', type=float, help='seconds allowed per mim run (full 1800)')
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the size flags left out from the mode's preset, and the device-dependent defaults."""
+    preset = TINY if args.tiny else FULL
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.workers is None:
+        args.workers = default_workers()
+    import torch
+    if args.device == 'auto':
+        args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: torch sees no CUDA device here')
+    if args.amp is None:
+        args.amp = args.device == 'cuda'
+    if args.amp and args.device != 'cuda':
+        raise SystemExit("--amp needs --device cuda: mmengine's AmpOptimWrapper refuses to train on the CPU")
+    args.work_dir = Path(args.work_dir).resolve()
+    args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
+    args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else REPO_ROOT)
+    if 'ours-L1-ones' in args.variants and 'ours-L1' not in args.variants:
+        args.variants = ['ours-L1', *args.variants]  # the re-evaluation needs the trained model
+    args.variants = [n for n in VARIANT_NAMES if n in args.variants]
+    return args
+
+
+def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
+    """Write the hard synthetic split, or reuse the one already there if it was written with these parameters."""
+    from ..datasets import write_synthetic_coco
+    params = dict(num_train=args.num_train, num_val=args.num_val, image_size=list(args.image_size),
+                  seed=args.data_seed, difficulty='hard')
+    stamp = args.data_root / 'study_data.json'
+    if stamp.exists():
+        saved = json.loads(stamp.read_text())
+        if saved.get('params') == params and Path(saved['data']['bbox_file']).exists():
+            say(f'reusing the synthetic split in {args.data_root}')
+            return saved['data']
+    say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val images at '
+        f'{args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')
+    start = time.monotonic()
+    data = write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)))
+    stamp.write_text(json.dumps(dict(params=params, data=data), indent=1))
+    say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
+        f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
+    return data
+
+
+def _progress(name: str, say: Say) -> Callable[[str], None]:
+    """Forward mmengine's training-interval lines and evaluation results, shortened."""
+    def on_line(line: str) -> None:
+        if 'Iter(train)' in line or 'coco/AP:' in line:
+            say(f'  [{name}] ' + line.split(' - mmengine - INFO - ')[-1][:170])
+    return on_line
+
+
+def _child_env(args: argparse.Namespace) -> Dict[str, str]:
+    # A CPU study on a CUDA machine must not put any run on the GPU.
+    return {'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}
+
+
+def _metrics(coco: Dict[str, float]) -> Dict[str, float]:
+    out = {name: coco.get(key) for name, key in METRIC_KEYS}
+    out['coco'] = coco
+    return out
+
+
+def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoint: bool) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly this config (``--reuse``)."""
+    record_file = run_dir / RECORD_FILE
+    if not (config_file.exists() and config_file.read_text() == config_text and record_file.exists()
+            and (run_dir / PREDICTIONS_FILE).exists()):
+        return False
+    if needs_checkpoint and not (run_dir / MMENGINE_DIR / 'last_checkpoint').exists():
+        return False
+    return json.loads(record_file.read_text()).get('train_time_s') is not None
+
+
+def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
+                  keep_checkpoint: bool, say: Say) -> Dict[str, Any]:
+    """Train one variant with ``mim train`` and return its final metrics, train time and AP curve."""
+    run_dir = args.work_dir / 'runs' / variant.name / f'seed{budget.seed}'
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / 'config.py'
+    config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint).dump()
+    start = time.monotonic()
+    if args.reuse and _complete(run_dir, config_file, config_text, keep_checkpoint):
+        say(f'[{variant.name}] reusing the finished run with this exact config in {run_dir}')
+    else:
+        for stale in (RECORD_FILE, PREDICTIONS_FILE, f'{MMENGINE_DIR}/last_checkpoint'):  # never read an
+            (run_dir / stale).unlink(missing_ok=True)  # earlier run's results as this one's
+        config_file.write_text(config_text)
+        say(f'[{variant.name}] training, seed {budget.seed} ({config_file})')
+        run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR], timeout=args.timeout,
+                env=_child_env(args), on_line=_progress(variant.name, say))
+    record_file = run_dir / RECORD_FILE
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    if not record.get('curve') or record.get('train_time_s') is None:
+        raise RuntimeError(f'{variant.name}: training ended without a complete record in {record_file}')
+    result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
+                  wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
+                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']])
+    if keep_checkpoint:
+        result['checkpoint'] = (run_dir / MMENGINE_DIR / 'last_checkpoint').read_text().strip()
+    return result
+
+
+def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argparse.Namespace,
+               say: Say) -> Dict[str, Any]:
+    """Evaluate a trained variant's final model again with ``variant.test_cfg`` (``mim test``, no training)."""
+    run_dir = args.work_dir / 'runs' / variant.name / f'seed{seed}'
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_file = run_dir / 'metrics.json'
+    out_file.unlink(missing_ok=True)
+    options = [f'model.test_cfg.{key}={value}' for key, value in variant.test_cfg]
+    say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
+    start = time.monotonic()
+    run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
+             '--out', out_file, '--cfg-options', *options], timeout=args.timeout, env=_child_env(args),
+            on_line=_progress(variant.name, say))
+    coco = json.loads(out_file.read_text())
+    return dict(_metrics(coco), train_time_s=None, wall_s=round(time.monotonic() - start, 1),
+                work_dir=str(run_dir), curve=[], evaluated=trained['checkpoint'])
+
+
+def _failure_summary(err: BaseException) -> str:
+    """One line for the table: the child's last exception line if the output has one, else the message's first."""
+    lines = str(err).splitlines()
+    raised = [ln.strip() for ln in lines if re.match(r'\s*[\w.]*(Error|Exception)\b.*:', ln)
+              and 'CalledProcessError' not in ln]
+    return (raised[-1] if raised else lines[0] if lines else repr(err))[:300]
+
+
+def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
+              results: Dict[str, Dict[str, Any]], say: Say) -> None:
+    """Run ``names`` (training, then re-evaluations) with ``budget.seed``, recording results or errors."""
+    reeval_needs = {get_variant(n).eval_of for n in names if not get_variant(n).trained}
+    for name in sorted(names, key=lambda n: not get_variant(n).trained):  # trained variants first
+        variant, entry = get_variant(name), results[name]
+        try:
+            if variant.trained:
+                run = train_variant(variant, budget, data, args, name in reeval_needs, say)
+            else:
+                source = results[variant.eval_of]
+                if source.get('error') or str(budget.seed) not in source['seeds']:
+                    raise RuntimeError(f'{variant.eval_of} did not train')
+                run = reevaluate(variant, source['seeds'][str(budget.seed)], budget.seed, args, say)
+        except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
+            entry['error'] = _failure_summary(err)
+            say(f'[{name}] FAILED: {err}')
+            continue
+        entry['seeds'][str(budget.seed)] = run
+        say(f'[{name}] seed {budget.seed}: AP {run["AP"]:.4f}  AP50 {run["AP50"]:.4f}  AR {run["AR"]:.4f}'
+            + (f'  train {run["train_time_s"]:.1f} s' if run['train_time_s'] is not None else ''))
+
+
+def _ours_calibration(results: Dict[str, Dict[str, Any]], seed: int, val_ann_file: str,
+                      say: Say) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """Calibration of ours-L1 and, if another of our trained variants has a higher AP, of that one too."""
+    ok = {n: r['seeds'][str(seed)] for n, r in results.items() if get_variant(n).source == 'ours'
+          and get_variant(n).trained and not r.get('error') and str(seed) in r['seeds']}
+    if not ok:
+        return [], None
+    best = max(ok, key=lambda n: ok[n]['AP'] if ok[n]['AP'] is not None else -1)
+    calibrations = []
+    for name in dict.fromkeys(n for n in ('ours-L1', best) if n in ok):
+        try:
+            calibrations.append(calibration(name, Path(ok[name]['work_dir']) / PREDICTIONS_FILE, val_ann_file))
+        except (OSError, ValueError, KeyError, IndexError) as err:  # reported, and the study fails at the end
+            calibrations.append(dict(variant=name, error=f'{type(err).__name__}: {err}'))
+            say(f'calibration of {name} FAILED: {err}')
+    say(f'calibration analysed on {", ".join(c["variant"] for c in calibrations)} (best of ours by AP: {best})')
+    return calibrations, best
+
+
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, a job scheduler) into SystemExit, so that run_mim's cleanup kills the running
+    training's process group instead of leaving it on the GPU."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # progress must show while a long run goes on, also through a pipe
+
+
+def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
+    """Run the whole study; returns the exit status (1 if any variant failed)."""
+    started = time.monotonic()
+    # mmengine resolves `mmpose::` config paths through pkg_resources, which warns on every import attempt
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    _exit_on_sigterm()
+    args = _resolve(args)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone} at {args.input_size}x'
+        f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}, device {args.device}, '
+        f'AMP {"bf16" if args.amp else "off"}, {args.workers} workers')
+    data = prepare_data(args, say)
+    budget = Budget(depth=int(args.backbone.replace('resnet', '')), input_size=args.input_size, iters=args.iters,
+                    batch_size=args.batch_size, val_batch_size=args.val_batch_size, lr=args.lr, warmup=args.warmup,
+                    curve_points=args.curve_points, workers=args.workers, amp=args.amp,
+                    cuda=args.device == 'cuda', seed=args.seeds[0])
+    results = {n: dict(notes=get_variant(n).notes, error=None, seeds={},
+                       source=str(source_config(get_variant(n))) if get_variant(n).trained else None)
+               for n in args.variants}
+    _run_seed(args.variants, budget, data, args, results, say)
+
+    if len(args.seeds) > 1:
+        trained_ok = [n for n in args.variants if get_variant(n).trained and not results[n]['error']]
+        top = sorted(trained_ok, key=lambda n: -results[n]['seeds'][str(budget.seed)]['AP'])[:2]
+        # a re-evaluation follows its model to the extra seeds
+        extra = top + [n for n in args.variants if get_variant(n).eval_of in top]
+        say(f'seeds {args.seeds[1:]}: retraining the top-2 by AP: {", ".join(top) or "none trained"}')
+        for seed in args.seeds[1:] if top else []:
+            _run_seed(extra, replace(budget, seed=seed), data, args, results, say)
+
+    calibrations, best = _ours_calibration(results, budget.seed, data['val_ann_file'], say)
+    report = dict(
+        date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command, machine=machine_info(),
+        settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,
+                      image_size=list(args.image_size), num_train=args.num_train, num_val=args.num_val,
+                      warmup_iters=budget.warmup_iters, backbone=args.backbone, variants=args.variants),
+        data=data, results=results, calibration=calibrations, calibration_variant=best,
+        wall_s=time.monotonic() - started)
+    paths = write_outputs(report, args.out)
+
+    say('\n' + text_table(table_rows(results)))
+    for line in calibration_lines(calibrations, best):
+        say(line)
+    say(f'\nwrote {paths["markdown"]} (section appended), {paths["json"]}, {paths["plot"]}')
+    failed = [n for n, r in results.items() if r['error']]
+    failed += [f'calibration of {c["variant"]}' for c in calibrations if c.get('error')]
+    say(f'finished in {time.monotonic() - started:.0f} s' + (f'; FAILED: {", ".join(failed)}' if failed else ''))
+    return 1 if failed else 0
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.accuracy_study') -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the study; the command is recorded as given."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(prog).parse_args(argv)
+    return run_study(args, command=' '.join([prog, shlex.join(argv)]).strip())
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The accuracy study's variants, and the one budget that every variant's config is rewritten to.
+
+Each variant starts from a real config file (mmpose's installed integral-regression configs, or this plugin's
+``configs/``) and only data paths, budget and logging are replaced, identically for every variant (see
+:func:`build_variant_config`). :class:`StudyRecordHook` runs inside each training and writes what the study
+reads back (train time without validation, every evaluation's metrics) to a JSON file.
+"""
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from mmengine.hooks import Hook
+from mmpose.registry import HOOKS
+
+from .mim_runner import REPO_ROOT
+
+MMPOSE_CONFIG_DIR = 'body_2d_keypoint/integral_regression/coco'
+FAST_CONFIG = REPO_ROOT / 'configs' / 'ipr_res50_fast-8xb64-210e_coco-256x256.py'
+RECORD_FILE = 'study_record.json'
+PREDICTIONS_FILE = 'predictions.pkl'
+# mmengine's own work dir inside a run's folder: the Runner writes its copy of the config there under the same
+# file name, which must not overwrite the study's copy (``--reuse`` compares against it).
+MMENGINE_DIR = 'mmengine'
+# Codec types whose input (and heatmap) size follows the study's input size.
+_CODEC_TYPES = ('IntegralRegressionLabel', 'DSNTLabel')
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the study.
+
+    Attributes:
+        name: row name.
+        source: ``'mmpose'`` (mmpose's installed configs) or ``'ours'`` (this repository's ``configs/``).
+        config: config file name in the source's folder; empty for a re-evaluation.
+        notes: what the row is, for the table.
+        anneal_by_iter: the config anneals its regulariser by epoch; iteration-based training never advances
+            the epoch, so the study anneals by iteration instead.
+        eval_of: for a re-evaluation, the trained variant whose model is evaluated again (no training).
+        test_cfg: ``model.test_cfg`` entries changed for the re-evaluation.
+    """
+    name: str
+    source: str
+    config: str
+    notes: str
+    anneal_by_iter: bool = False
+    eval_of: Optional[str] = None
+    test_cfg: Optional[Tuple[Tuple[str, Any], ...]] = None
+
+    @property
+    def trained(self) -> bool:
+        return self.eval_of is None
+
+
+VARIANTS: Tuple[Variant, ...] = (
+    Variant('mmpose-IPR', 'mmpose', 'ipr_res50_8xb64-210e_coco-256x256.py',
+            'mmpose DSNTHead: SmoothL1 + heatmap MSE; constant scores'),
+    Variant('mmpose-DSNT', 'mmpose', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'mmpose DSNTHead: SmoothL1 + JS; constant scores'),
+    Variant('mmpose-Debias', 'mmpose', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'mmpose DSNTHead: SmoothL1 + JS, beta 10, debias; constant scores'),
+    Variant('ours-L1', 'ours', 'ipr_res50_8xb64-210e_coco-256x256.py', 'IPRHead: IntegralL1Loss'),
+    Variant('ours-JS', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'IPRHead: IntegralJointLoss (L1 + JS, cosine-annealed by iteration)', anneal_by_iter=True),
+    Variant('ours-Debias', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'IPRHead: joint loss, beta 10, debias', anneal_by_iter=True),
+    Variant('ours-L1-ones', 'ours', '', 'the ours-L1 model re-evaluated with constant keypoint scores',
+            eval_of='ours-L1', test_cfg=(('keypoint_scores', 'ones'), )),
+)
+VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
+
+
+def get_variant(name: str) -> Variant:
+    """The variant called ``name``."""
+    for variant in VARIANTS:
+        if variant.name == name:
+            return variant
+    raise KeyError(f'unknown variant {name!r}; known: {", ".join(VARIANT_NAMES)}')
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every variant shares: model size, schedule, batch, data loading, precision and seed."""
+    depth: int = 18
+    input_size: int = 256
+    iters: int = 1500
+    batch_size: int = 64
+    val_batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    curve_points: int = 1
+    workers: int = 14
+    amp: bool = False
+    cuda: bool = True
+    seed: int = 0
+
+    @property
+    def val_interval(self) -> int:
+        # IterBasedTrainLoop also validates after the last iteration, whatever the interval.
+        return max(1, math.ceil(self.iters / max(1, self.curve_points)))
+
+    @property
+    def warmup_iters(self) -> int:
+        # Short (tiny) runs keep half their iterations for the cosine part; mmengine's LinearLR needs two
+        # iterations to ramp at all (over one it would hold the start factor through the whole cosine).
+        iters = min(self.warmup, self.iters // 2)
+        return iters if iters >= 2 else 0
+
+
+def source_config(variant: Variant) -> Path:
+    """The file a trained variant's config is read from."""
+    if variant.source == 'mmpose':
+        import mmpose
+        return Path(mmpose.__file__).parent / '.mim' / 'configs' / MMPOSE_CONFIG_DIR / variant.config
+    return REPO_ROOT / 'configs' / variant.config
+
+
+def _resize_inputs(node: Any, size: int) -> None:
+    """Set every model-input size in a config tree (affine transforms, codecs) to ``size`` x ``size``.
+
+    The config files are already resolved, so their codec is copied into the head's decoder and the train
+    pipeline's encoder: every copy has to change. Heatmap sizes keep their ratio to the input (1/4).
+    """
+    if isinstance(node, dict):
+        kind = node.get('type')
+        if kind == 'TopdownAffine' or kind in _CODEC_TYPES:
+            old = node['input_size']
+            node['input_size'] = (size, size)
+            if kind in _CODEC_TYPES and node.get('heatmap_size') is not None:
+                node['heatmap_size'] = tuple(int(h * size / o) for h, o in zip(node['heatmap_size'], old))
+        for value in node.values():
+            _resize_inputs(value, size)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _resize_inputs(value, size)
+
+
+def _fast_path() -> Dict[str, Any]:
+    """The data-path settings of our fast config, read from the file so the two cannot drift apart."""
+    from mmengine.config import Config
+    fast = Config.fromfile(str(FAST_CONFIG))
+    loader = fast.train_dataloader
+    return dict(data_preprocessor=fast.model.data_preprocessor.to_dict(),
+                custom_hooks=[dict(h) for h in fast.custom_hooks],
+                loader=dict(pin_memory=loader.pin_memory, prefetch_factor=loader.prefetch_factor,
+                            collate_fn=dict(loader.collate_fn)))
+
+
+def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str], work_dir: Path,
+                         save_checkpoint: bool = False):
+    """The variant's source config with data paths, budget and logging replaced.
+
+    Args:
+        variant: a trained variant.
+        budget: the shared budget.
+        data: ``write_synthetic_coco``'s result (``root``, ``val_ann_file``, ``bbox_file``).
+        work_dir: the run's folder: the record and the last evaluation's predictions are written there, and
+            mmengine's logs and checkpoints in its ``MMENGINE_DIR``.
+        save_checkpoint: save the final weights (only a re-evaluated model needs them).
+
+    Returns:
+        mmengine.Config.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(source_config(variant)))
+    # The plugin registers IPRHead and the record hook; for mmpose's rows it changes nothing that runs.
+    imports = list(cfg.get('custom_imports', {}).get('imports', []))
+    cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', __name__])),
+                              allow_failed_imports=False)
+
+    # model: same backbone for all, trained from scratch (no network: drop the pretrained URL)
+    cfg.model.init_cfg = None
+    cfg.model.backbone.depth = budget.depth
+    cfg.model.backbone.init_cfg = None
+    cfg.model.head.in_channels = 512 if budget.depth < 50 else 2048
+    cfg.model.head.in_featuremap_size = (budget.input_size // 32, ) * 2
+    _resize_inputs(cfg._cfg_dict, budget.input_size)
+    if variant.anneal_by_iter:
+        cfg.model.head.loss.anneal.by = 'iter'
+
+    # schedule: iteration-based, same optimiser and learning-rate policy for all
+    cfg.train_cfg = dict(by_epoch=False, max_iters=budget.iters, val_interval=budget.val_interval)
+    optimizer = dict(type='Adam', lr=budget.lr)
+    cfg.optim_wrapper = (dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=optimizer) if budget.amp
+                         else dict(type='OptimWrapper', optimizer=optimizer))
+    schedulers = []
+    if budget.warmup_iters:
+        schedulers.append(dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+                               end=budget.warmup_iters))
+    schedulers.append(dict(type='CosineAnnealingLR', by_epoch=False, begin=budget.warmup_iters,
+                           end=budget.iters, T_max=budget.iters - budget.warmup_iters, eta_min=0.0))
+    cfg.param_scheduler = schedulers
+    cfg.randomness = dict(seed=budget.seed)
+    cfg.env_cfg.cudnn_benchmark = budget.cuda
+
+    # data: the study's split and detections; each config keeps its own dataset type and pipelines
+    fast = _fast_path() if variant.source == 'ours' else None
+    root = data['root'].rstrip('/') + '/'
+    cfg.data_root = root  # only informative once resolved, but a dumped config should not name another root
+    for split, batch_size in (('train', budget.batch_size), ('val', budget.val_batch_size)):
+        loader = cfg[f'{split}_dataloader']
+        loader.batch_size = batch_size
+        loader.num_workers = budget.workers
+        loader.persistent_workers = budget.workers > 0
+        loader.dataset.data_root = root
+        if fast is not None:
+            loader.collate_fn = fast['loader']['collate_fn']
+            loader.pin_memory = fast['loader']['pin_memory'] and budget.cuda
+            if budget.workers > 0:  # torch refuses a prefetch factor without worker processes
+                loader.prefetch_factor = fast['loader']['prefetch_factor']
+    cfg.val_dataloader.dataset.bbox_file = data['bbox_file']
+    cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
+    metric = dict(type='CocoMetric', ann_file=data['val_ann_file'])
+    # The last evaluation's predictions stay on disk for the calibration analysis.
+    cfg.val_evaluator = [metric, dict(type='DumpResults', out_file_path=str(work_dir / PREDICTIONS_FILE))]
+    cfg.test_evaluator = metric
+
+    hooks = [dict(h) for h in cfg.get('custom_hooks', [])]
+    if fast is not None:
+        cfg.model.data_preprocessor = fast['data_preprocessor']
+        hooks = fast['custom_hooks']
+    cfg.custom_hooks = [*hooks, dict(type='StudyRecordHook', out_file=str(work_dir / RECORD_FILE))]
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, budget.iters // 10))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=-1,
+                                        save_last=save_checkpoint, save_optimizer=False,
+                                        save_param_scheduler=False)
+    cfg.log_processor.by_epoch = False
+    cfg.work_dir = str(work_dir / MMENGINE_DIR)
+    return cfg
+
+
+def _synchronize() -> None:
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+@HOOKS.register_module()
+class StudyRecordHook(Hook):
+    """Write the training time (validation excluded) and every evaluation's metrics to ``out_file`` (JSON).
+
+    The file is rewritten after each evaluation, so a run that dies later still leaves its curve behind.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, out_file: str) -> None:
+        self.out_file = Path(out_file)
+        self.record: Dict[str, Any] = dict(curve=[], train_time_s=None)
+        self._start = self._val_start = None
+        self._val_seconds = 0.0
+
+    def _write(self) -> None:
+        self.out_file.parent.mkdir(parents=True, exist_ok=True)
+        self.out_file.write_text(json.dumps(self.record, indent=1))
+
+    def before_train(self, runner) -> None:
+        self._start = time.perf_counter()
+
+    def before_val_epoch(self, runner) -> None:
+        _synchronize()  # the training steps queued before this one belong to training time
+        self._val_start = time.perf_counter()
+
+    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+        if self._val_start is not None:
+            self._val_seconds += time.perf_counter() - self._val_start
+        self.record['curve'].append(dict(iter=runner.iter, **{k: float(v) for k, v in (metrics or {}).items()}))
+        self._write()
+
+    def after_train(self, runner) -> None:
+        _synchronize()
+        self.record['train_time_s'] = round(time.perf_counter() - self._start - self._val_seconds, 2)
+        self.record['iters'] = runner.iter
+        self._write()

@@ -1,0 +1,319 @@
+"""The accuracy study's analysis and outputs: score calibration, the table, the plot, JSON and ``BENCHMARKS.md``.
+
+Calibration (:func:`calibration`): every prediction the model made on a detector box is matched to the
+ground-truth person of the same image whose box has the highest IoU with that detector box, if it is at least
+0.5 (COCO's detection threshold). Matching on the *detector* box, not on the predicted keypoints (OKS), keeps a
+bad pose from choosing the person that flatters it. Unmatched predictions (false-positive boxes, boxes drifted
+off every person) have no defined error and are left out. A keypoint's error is its distance to the ground
+truth divided by ``sqrt(area)`` of the ground-truth person (COCO's OKS scale), over keypoints labeled v > 0.
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+# CocoMetric's keys, as the table names them.
+METRIC_KEYS: Tuple[Tuple[str, str], ...] = (('AP', 'coco/AP'), ('AP50', 'coco/AP .5'), ('AP75', 'coco/AP .75'),
+                                            ('AR', 'coco/AR'))
+MATCH_IOU = 0.5
+NUM_BINS = 10
+
+
+# ---------------------------------------------------------------------------------------------- calibration
+def _xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], 1)
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box with (N, 4) xyxy boxes."""
+    wh = np.clip(np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
+    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-6)
+
+
+def keypoint_errors(predictions: Sequence[Mapping], val_ann_file: str) -> Dict[str, Any]:
+    """Per-keypoint (score, normalised error) pairs of matched predictions (matching: see the module doc).
+
+    Args:
+        predictions: dumped data samples (mmengine ``DumpResults``): ``img_id`` and ``pred_instances`` with
+            ``keypoints`` (1, K, 2), ``keypoint_scores`` (1, K) and the detector box ``bboxes`` (1, 4) xyxy.
+        val_ann_file: the COCO annotation file of the same split.
+
+    Returns:
+        dict: ``scores`` and ``errors`` (float arrays of one length), ``num_predictions``, ``num_matched``.
+    """
+    with open(val_ann_file) as f:
+        coco = json.load(f)
+    people: Dict[int, List[dict]] = {}
+    for ann in coco['annotations']:
+        if not ann.get('iscrowd', 0) and ann.get('num_keypoints', 0) > 0:
+            people.setdefault(ann['image_id'], []).append(ann)
+    scores, errors, matched = [], [], 0
+    for sample in predictions:
+        gts = people.get(int(sample['img_id']))
+        if not gts:
+            continue
+        inst = sample['pred_instances']
+        ious = _iou(np.asarray(inst['bboxes'], float)[0],
+                    _xywh_to_xyxy(np.array([g['bbox'] for g in gts], float)))
+        best = int(np.argmax(ious))
+        if ious[best] < MATCH_IOU:
+            continue
+        matched += 1
+        gt = np.asarray(gts[best]['keypoints'], float).reshape(-1, 3)
+        labeled = gt[:, 2] > 0
+        dist = np.linalg.norm(np.asarray(inst['keypoints'], float)[0] - gt[:, :2], axis=-1)
+        errors.append(dist[labeled] / np.sqrt(max(float(gts[best]['area']), 1.0)))
+        scores.append(np.asarray(inst['keypoint_scores'], float)[0][labeled])
+    join = lambda parts: np.concatenate(parts) if parts else np.zeros(0)  # noqa: E731
+    return dict(scores=join(scores), errors=join(errors), num_predictions=len(predictions), num_matched=matched)
+
+
+def spearman(scores: np.ndarray, errors: np.ndarray) -> Tuple[float, float]:
+    """Spearman's rho between score and error and its p-value; nan where it is undefined (constant input)."""
+    if len(scores) < 3 or np.ptp(scores) == 0 or np.ptp(errors) == 0:
+        return float('nan'), float('nan')
+    from scipy.stats import spearmanr
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        result = spearmanr(scores, errors)
+    return float(result.statistic), float(result.pvalue)
+
+
+def score_bins(scores: np.ndarray, errors: np.ndarray, num_bins: int = NUM_BINS) -> List[Dict[str, float]]:
+    """Quantile bins of the score: each bin's score range, mean score, mean error and count.
+
+    Tied scores cannot be split, so there are fewer bins where many keypoints share a score (one for
+    constant scores).
+    """
+    if len(scores) == 0:
+        return []
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, num_bins + 1)))
+    index = np.clip(np.searchsorted(edges, scores, side='right') - 1, 0, max(len(edges) - 2, 0))
+    bins = []
+    for b in np.unique(index):
+        sel = index == b
+        bins.append(dict(score_lo=float(scores[sel].min()), score_hi=float(scores[sel].max()),
+                         mean_score=float(scores[sel].mean()), mean_error=float(errors[sel].mean()),
+                         count=int(sel.sum())))
+    return bins
+
+
+def calibration(variant: str, predictions_file: Path, val_ann_file: str) -> Dict[str, Any]:
+    """Spearman correlation and score bins of one variant's dumped predictions."""
+    import pickle
+    with open(predictions_file, 'rb') as f:  # written by our own DumpResults in this study's work dir
+        predictions = pickle.load(f)
+    pairs = keypoint_errors(predictions, val_ann_file)
+    rho, p_value = spearman(pairs['scores'], pairs['errors'])
+    return dict(variant=variant, spearman=rho, p_value=p_value, num_keypoints=int(len(pairs['scores'])),
+                num_predictions=pairs['num_predictions'], num_matched=pairs['num_matched'],
+                bins=score_bins(pairs['scores'], pairs['errors']))
+
+
+# ---------------------------------------------------------------------------------------------- machine
+def machine_info() -> Dict[str, str]:
+    """CPU, GPU and library versions, without creating a CUDA context in this process."""
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    gpu = 'none'
+    if shutil.which('nvidia-smi') and torch.cuda.is_available():
+        try:
+            out = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True,
+                                 text=True, timeout=20)
+            gpu = ', '.join(sorted(set(out.stdout.split('\n')) - {''})) or gpu
+        except (OSError, subprocess.SubprocessError):
+            pass
+    import mmcv
+    import mmengine
+    import mmpose
+    return dict(cpu=f'{cpu} ({os.cpu_count()} cores)', gpu=gpu,
+                torch=f'{torch.__version__} (CUDA {torch.version.cuda})', mmpose=mmpose.__version__,
+                mmengine=mmengine.__version__, mmcv=mmcv.__version__, platform=platform.platform())
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def _fmt(value: Optional[float], digits: int = 3) -> str:
+    return '—' if value is None or (isinstance(value, float) and np.isnan(value)) else f'{value:.{digits}f}'
+
+
+def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
+    """Rows (variant, AP, AP50, AP75, AR, train time s, notes); with several seeds, means (and each seed's AP)."""
+    rows = []
+    for name, res in results.items():
+        if res.get('error'):
+            rows.append([name, 'FAILED', '', '', '', '', f'{res["notes"]}; error: {res["error"]}'])
+            continue
+        row = [name]
+        for key, _ in METRIC_KEYS:
+            per_seed = [s[key] for s in res['seeds'].values() if s.get(key) is not None]
+            cell = _fmt(float(np.mean(per_seed))) if per_seed else '—'
+            if len(per_seed) > 1 and key == 'AP':
+                cell += ' (' + ' / '.join(_fmt(v) for v in per_seed) + ')'
+            row.append(cell)
+        times = [s['train_time_s'] for s in res['seeds'].values() if s.get('train_time_s') is not None]
+        row.append(_fmt(float(np.mean(times)), 1) if times else '—')
+        notes = res['notes'] + (f'; seeds {", ".join(res["seeds"])}' if len(res['seeds']) > 1 else '')
+        row.append(notes)
+        rows.append(row)
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(str(c).replace('|', '/') for c in row) + ' |' for row in rows])
+
+
+TABLE_HEADER = ('variant', 'AP', 'AP50', 'AP75', 'AR', 'train time s', 'notes')
+
+
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """The table for the terminal (notes left out)."""
+    widths = [max(len(str(r[i])) for r in [TABLE_HEADER, *rows]) for i in range(6)]
+    return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(r[:6], widths)) for r in [TABLE_HEADER, *rows])
+
+
+def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
+    """AP after each evaluated iteration (first seed), or None with a single evaluation."""
+    curves = {n: r['seeds'][next(iter(r['seeds']))].get('curve', []) for n, r in results.items()
+              if not r.get('error') and r['seeds']}
+    iters = sorted({p['iter'] for c in curves.values() for p in c})
+    if len(iters) < 2:
+        return None
+    rows = [[n] + [_fmt(next((p['AP'] for p in c if p['iter'] == i), None)) for i in iters]
+            for n, c in curves.items() if c]
+    return markdown_table(['variant'] + [f'AP @ {i}' for i in iters], rows)
+
+
+def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Mean normalised error per score bin (counts on the points), and the AP curves where there are several
+    evaluations; PNG, matplotlib's Agg backend."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    curves = {n: r['seeds'][next(iter(r['seeds']))].get('curve', []) for n, r in results.items()
+              if not r.get('error') and r['seeds']}
+    with_curves = any(len(c) > 1 for c in curves.values())
+    fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(12 if with_curves else 6.5, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    calibrations = [c for c in calibrations if not c.get('error')]
+    for cal in calibrations:
+        x = [b['mean_score'] for b in cal['bins']]
+        y = [b['mean_error'] for b in cal['bins']]
+        ax.plot(x, y, 'o-', label=f'{cal["variant"]} (Spearman {_fmt(cal["spearman"])}, '
+                                  f'{cal["num_keypoints"]} keypoints)')
+        for b in cal['bins']:
+            ax.annotate(str(b['count']), (b['mean_score'], b['mean_error']), textcoords='offset points',
+                        xytext=(0, 6), ha='center', fontsize=7)
+    ax.set(xlabel='keypoint score (bin mean; quantile bins)', ylabel='mean error / sqrt(GT area)',
+           title='Keypoint error against score')
+    if calibrations:
+        ax.legend(fontsize=8)
+    if with_curves:
+        ax = axes[0, 1]
+        for name, curve in curves.items():
+            if curve:
+                ax.plot([p['iter'] for p in curve], [p['AP'] for p in curve], 'o-', label=name)
+        ax.set(xlabel='iteration', ylabel='COCO AP (val)', title='AP during training (first seed)')
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def calibration_lines(calibrations: Sequence[Mapping[str, Any]], chosen: Optional[str]) -> List[str]:
+    """The Spearman line(s) of the markdown and the terminal."""
+    if not calibrations:
+        return ['Spearman (keypoint score vs error): not computed (no trained variant of ours succeeded)']
+    lines = []
+    for cal in calibrations:
+        if cal.get('error'):
+            lines.append(f'Spearman (keypoint score vs normalised error), {cal["variant"]}: FAILED: {cal["error"]}')
+            continue
+        role = 'our best variant by AP' if cal['variant'] == chosen else 'reference'
+        lines.append(f'Spearman (keypoint score vs normalised error), {cal["variant"]} ({role}): '
+                     f'rho = {_fmt(cal["spearman"])} (p = {_fmt(cal["p_value"], 2)}; {cal["num_keypoints"]} '
+                     f'keypoints of {cal["num_matched"]}/{cal["num_predictions"]} matched predictions)'
+                     + (' — nan: scores or errors constant' if np.isnan(cal['spearman']) else ''))
+    return lines
+
+
+def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], plot_rel: str,
+                     json_rel: str) -> str:
+    """The dated section appended to ``BENCHMARKS.md``."""
+    m, s, d = report['machine'], report['settings'], report['data']
+    title = 'Accuracy study' + (' (tiny CI mode: a smoke run, not a benchmark)' if s['tiny'] else '')
+    parts = [
+        f'## {title}: {report["date"]}', '',
+        f'Command: `{report["command"]}`', '',
+        f'Date: {report["date"]}. Machine: CPU {m["cpu"]}; GPU {m["gpu"]}; torch {m["torch"]}; mmpose '
+        f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}. Total wall time {report["wall_s"]:.0f} s.', '',
+        f'Budget (every variant): ResNet-{s["depth"]} from scratch at {s["input_size"]}x{s["input_size"]} input'
+        f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}; '
+        f'Adam lr {s["lr"]:g}, '
+        f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
+        f'(by iteration); '
+        f'seed(s) {", ".join(map(str, s["seeds"]))}; {"bf16 AMP" if s["amp"] else "fp32"} training, fp32 '
+        f'validation with flip test; device {s["device"]}, {s["workers"]} data workers.', '',
+        f'Data: synthetic COCO layout, difficulty hard: {d["num_train_images"]} train images '
+        f'({d["num_train_instances"]} people) and {d["num_val_images"]} val images ({d["num_val_instances"]} '
+        f'people) at {s["image_size"][0]}x{s["image_size"][1]}; {d["num_detections"]} detector boxes (jittered, '
+        f'misses, duplicates, false positives). Metric: CocoMetric on these boxes.', '',
+        markdown_table(TABLE_HEADER, rows), '',
+        'Train time: seconds of training iterations, validation excluded. mmpose rows: mmpose\'s installed '
+        'configs with only data paths, size and budget changed; ours: this repository\'s configs with the '
+        'fast data path (ipr_collate, pinned memory, IPRDataPreprocessor).', '',
+    ]
+    curves = curve_table(report['results'])
+    if curves:
+        parts += ['AP during training (first seed):', '', curves, '']
+    parts += [f'- {line}' for line in calibration_lines(report['calibration'], report['calibration_variant'])]
+    parts += [f'- Calibration plot: `{plot_rel}`; per-variant numbers: `{json_rel}`.',
+              '- Matching for the calibration: each prediction to the GT person of its image whose box has the '
+              'highest IoU (>= 0.5) with the detector box; error = distance / sqrt(GT area), GT keypoints with '
+              'v > 0.', '']
+    return '\n'.join(parts) + '\n'
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with NaN as null and numpy/Path values as plain ones, so the file is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return str(value) if isinstance(value, Path) else value
+
+
+def write_outputs(report: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
+    """Write ``docs/accuracy_study.json``, ``docs/calibration.png`` and append to ``BENCHMARKS.md`` under
+    ``out_dir``; returns the three paths."""
+    docs = out_dir / 'docs'
+    paths = dict(json=docs / 'accuracy_study.json', plot=docs / 'calibration.png', markdown=out_dir / 'BENCHMARKS.md')
+    plot(report['calibration'], report['results'], paths['plot'])
+    paths['json'].write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False))
+    rows = table_rows(report['results'])
+    section = markdown_section(report, rows, os.path.relpath(paths['plot'], out_dir),
+                               os.path.relpath(paths['json'], out_dir))
+    markdown = paths['markdown']
+    head = '' if markdown.exists() else '# Benchmarks\n\n'
+    with open(markdown, 'a') as f:
+        f.write(head + ('\n' if not head else '') + section)
+    return paths

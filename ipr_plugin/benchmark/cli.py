@@ -1,0 +1,207 @@
+"""The benchmark command: write the synthetic set, run one worker process per config, report."""
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import os.path as osp
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Dict, List, Optional, Sequence
+
+from .report import append_section, render_section
+from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
+
+DATA_STAMP = 'bench_synthetic.json'
+PARALLEL_WRITE_MIN = 200  # below this, starting a second process costs more than it saves
+IMAGE_SIZE = (640, 480)
+# The writer's "normal" difficulty gives about 2.6 annotated people and 2.8 detector boxes per image (measured);
+# the defaults divide by a little less, for a margin.
+TRAIN_SAMPLES_PER_IMAGE = 2.4
+VAL_SAMPLES_PER_IMAGE = 2.6
+# --tiny: a CI-sized run. ResNet-18 instead of ResNet-50 (512 channels into the head) keeps it to minutes.
+TINY = dict(num_images=8, num_val_images=4, batch_size=2, workers=1, warmup=1, iters=3, pipeline_samples=32,
+            device='cpu', cfg_options={'model.backbone.depth': 18, 'model.head.in_channels': 512})
+FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser(description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.')
+    p.add_argument('--configs', nargs='+', default=None, metavar='[NAME=]CONFIG',
+                   help='configs to compare, the first is the anchor of the ratios (package::path allowed); '
+                   'default: mmpose IPR, ours, ours-fast when present')
+    p.add_argument('--data-root', default=None,
+                   help='synthetic set (reused when written with the same sizes); default data/bench_synthetic, '
+                   'or a temp dir with --tiny')
+    p.add_argument('--num-images', type=int, default=None,
+                   help='train images; default: enough for warm-up + window without an epoch boundary')
+    p.add_argument('--num-val-images', type=int, default=None, help='val images; default: enough for eval')
+    p.add_argument('--batch-size', type=int, default=None, help=f'train and val batch size ({FULL["batch_size"]})')
+    p.add_argument('--workers', type=int, default=None,
+                   help='num_workers of both loaders; default 14 with >= 16 cores, else the core count')
+    p.add_argument('--warmup', type=int, default=None, help=f'iterations before each window ({FULL["warmup"]})')
+    p.add_argument('--iters', type=int, default=None, help=f'iterations in each window ({FULL["iters"]})')
+    p.add_argument('--pipeline-samples', type=int, default=None,
+                   help=f'samples timed in (d) ({FULL["pipeline_samples"]})')
+    p.add_argument('--device', choices=['cuda', 'cpu'], default=None, help='default: cuda when available')
+    p.add_argument('--skip', nargs='+', default=[], choices=MEASUREMENTS, help='measurements not to run')
+    p.add_argument('--out', default=None,
+                   help='markdown file to append to; default BENCHMARKS.md (with --tiny: none unless given)')
+    p.add_argument('--tiny', action='store_true', help='CI-sized run on the CPU (ResNet-18, tiny set, 3 iters)')
+    p.add_argument('--label', default=None, help='free text written with the results')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='KEY=VALUE overrides applied to every config (with --tiny, replaces its ResNet-18 ones)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
+    return p
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    import torch
+    defaults: Dict[str, Any] = dict(TINY) if args.tiny else dict(
+        FULL, device='cuda' if torch.cuda.is_available() else 'cpu',
+        workers=14 if (os.cpu_count() or 1) >= 16 else os.cpu_count(), cfg_options={})
+    needed = (args.warmup or defaults['warmup']) + (args.iters or defaults['iters'])
+    needed *= args.batch_size or defaults['batch_size']
+    defaults.setdefault('num_images', math.ceil(needed / TRAIN_SAMPLES_PER_IMAGE))
+    defaults.setdefault('num_val_images', math.ceil(needed / VAL_SAMPLES_PER_IMAGE))
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.out is None and not args.tiny:
+        args.out = 'BENCHMARKS.md'
+
+
+def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
+    """Write the synthetic set under ``root``, or reuse it when its stamp says it was written the same way."""
+    params = dict(num_train=num_train, num_val=num_val, image_size=list(IMAGE_SIZE), seed=seed)
+    stamp = osp.join(root, DATA_STAMP)
+    if osp.exists(stamp):
+        with open(stamp) as f:
+            saved = json.load(f)
+        if saved.get('params') == params:
+            return saved['data']
+    print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
+          f'to {root}', file=sys.stderr, flush=True)
+    if num_train + num_val < PARALLEL_WRITE_MIN:
+        data = _write_split(root, num_train, num_val, seed)
+    else:
+        data = _write_splits_in_parallel(root, num_train, num_val, seed)
+    with open(stamp, 'w') as f:
+        json.dump(dict(params=params, data=data), f, indent=1)
+    return data
+
+
+def _write_split(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
+    from ipr_plugin.datasets import write_synthetic_coco
+    return write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed)
+
+
+def _write_splits_in_parallel(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
+    # Every image and box is drawn from its own generator keyed by (seed, split, index), so the val split
+    # written alone, then moved into place, is byte for byte what one call would have written: half the wait.
+    val_root = root.rstrip(os.sep) + '.val_part'
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn')) as pool:
+        train_job = pool.submit(_write_split, root, num_train, 0, seed)
+        val_job = pool.submit(_write_split, val_root, 0, num_val, seed)
+        data, val = train_job.result(), val_job.result()
+    for key in ('val_ann_file', 'val_img_dir', 'bbox_file'):
+        target = osp.join(root, osp.relpath(val[key], val_root))
+        if osp.isdir(target):
+            shutil.rmtree(target)
+        os.makedirs(osp.dirname(target), exist_ok=True)
+        shutil.move(val[key], target)
+        data[key] = target
+    shutil.rmtree(val_root)
+    data.update({k: val[k] for k in ('num_val_images', 'num_val_instances', 'num_detections')})
+    return data
+
+
+def run_config(spec: WorkerSpec) -> Dict[str, Any]:
+    """Measure one config in a fresh ``python -m ipr_plugin.benchmark.worker`` process; its result dict."""
+    spec_file = osp.join(spec.work_dir, 'spec.json')
+    spec.dump(spec_file)
+    env = dict(os.environ)
+    # The worker must import this very package, installed or not.
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(repo_root()), env.get('PYTHONPATH')) if p)
+    if spec.device == 'cpu':
+        env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
+    proc = subprocess.run([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env)
+    if not osp.exists(spec.result_file):
+        return dict(name=spec.name, config=spec.config, errors=dict(worker=f'exit status {proc.returncode}'))
+    with open(spec.result_file) as f:
+        return json.load(f)
+
+
+def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
+    """The run's settings and caveats, as markdown bullet text."""
+    needed = (args.warmup + args.iters) * args.batch_size
+    lines = [
+        f'Data: synthetic COCO layout (`write_synthetic_coco`, seed {args.seed}), {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} '
+        f'JPEG: {data["num_train_images"]} train images ({data["num_train_instances"]} instances), '
+        f'{data["num_val_images"]} val images ({data["num_detections"]} detector boxes)',
+        f'Run: device {args.device}, batch size {args.batch_size} (train and val), workers {args.workers}, '
+        f'{args.warmup} warm-up + {args.iters} timed iterations for (a) (b) (c), {args.pipeline_samples} samples '
+        'for (d); each config in its own process, one after another; eval = runner.val() with CocoMetric '
+        '(final COCO evaluation outside the window)',
+    ]
+    if args.cfg_options:
+        opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
+        tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''
+        lines.append(f'cfg-options on every config{tiny}: `{opts}`')
+    if data['num_train_instances'] < needed:
+        lines.append(f'Caveat: {data["num_train_instances"]} train instances < {needed} samples of warm-up + '
+                     'window: the train and loader windows cross epoch boundaries')
+    if data['num_detections'] < needed:
+        lines.append(f'Caveat: {data["num_detections"]} val boxes < {needed}: the eval window is shorter')
+    return lines
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as typed, as far as it can be told: the script path relative to the working directory."""
+    script = argv[0]
+    if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
+        script = osp.relpath(script)
+    return 'python ' + shlex.join([script] + list(argv[1:]))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    args = build_parser().parse_args(argv[1:])
+    _fill_defaults(args)
+    configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
+    work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
+    try:
+        data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny else 'data/bench_synthetic')
+        data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
+        results = []
+        for index, (name, shown, path) in enumerate(configs):
+            work_dir = osp.join(work_root, f'{index}')
+            os.makedirs(work_dir)
+            spec = WorkerSpec(
+                name=name, config=osp.abspath(path), data=data, batch_size=args.batch_size,
+                workers=args.workers, warmup=args.warmup, iters=args.iters, device=args.device,
+                work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=list(args.skip),
+                pipeline_samples=args.pipeline_samples, cfg_options=dict(args.cfg_options), seed=args.seed)
+            result = run_config(spec)
+            result['config'] = shown
+            results.append(result)
+        section = render_section(results, command_line(argv), settings_lines(args, data), args.label)
+    finally:
+        if args.keep_work_dir:
+            print(f'[benchmark] work dir kept: {work_root}', file=sys.stderr)
+        else:
+            shutil.rmtree(work_root, ignore_errors=True)
+    print(section)
+    if any(r.get('errors') for r in results):
+        print('[benchmark] some measurements failed (see above); nothing appended', file=sys.stderr)
+        return 1
+    if args.out:
+        append_section(args.out, section)
+        print(f'[benchmark] appended to {args.out}', file=sys.stderr)
+    return 0

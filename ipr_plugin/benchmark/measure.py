@@ -1,0 +1,168 @@
+"""The four measurements of one (already overridden) config, each returning a JSON-able dict."""
+import contextlib
+import copy
+import gc
+import random
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterator, List
+
+import cv2
+import numpy as np
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import FUNCTIONS, init_default_scope
+from mmengine.runner import Runner
+from mmengine.utils.dl_utils import set_multi_processing
+
+from .overrides import eval_only, train_only
+from .timing import GpuUtilSampler, WindowTimerHook, batch_len
+
+MIB = 2**20
+
+
+def measure_train(cfg, warmup: int, iters: int, device: str) -> Dict[str, Any]:
+    """(a) End-to-end training through ``Runner.from_cfg(cfg)``: img/s over the window of
+    :class:`WindowTimerHook`, peak GPU memory of the whole run, mean GPU utilisation in the window."""
+    cuda = device == 'cuda'
+    sampler = GpuUtilSampler() if cuda else None
+    hook = WindowTimerHook('train', warmup, iters, cuda, on_start=sampler and sampler.start,
+                           on_stop=sampler and sampler.stop)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    runner = Runner.from_cfg(train_only(cfg))
+    runner.register_hook(hook)
+    try:
+        runner.train()
+    finally:
+        if sampler is not None:
+            sampler.stop()
+    result = hook.result()
+    if cuda:
+        result['peak_mem_mib'] = torch.cuda.max_memory_allocated() / MIB
+        result['gpu_util'] = sampler.result()
+    del runner
+    _free_memory()
+    return result
+
+
+def measure_eval(cfg, warmup: int, iters: int, device: str) -> Dict[str, Any]:
+    """(c) Evaluation with flip test through ``runner.val()``: the config's own ValLoop (its ``fp16``, its
+    hooks) with CocoMetric. The window covers the model's ``val_step`` and the metric's per-batch ``process``;
+    the metric's final COCO evaluation runs after it."""
+    hook = WindowTimerHook('val', warmup, iters, device == 'cuda')
+    runner = Runner.from_cfg(eval_only(cfg))
+    runner.register_hook(hook)
+    runner.val()
+    result = hook.result()
+    del runner
+    _free_memory()
+    return result
+
+
+def measure_loader(cfg, warmup: int, iters: int, seed: int) -> Dict[str, Any]:
+    """(b) The train dataloader alone (``Runner.build_dataloader(cfg.train_dataloader)``, the process set up
+    as the Runner sets it up): samples/s over ``iters`` batches after ``warmup`` batches."""
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    set_multi_processing(**cfg.get('env_cfg', {}).get('mp_cfg', {}), distributed=False)
+    loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=seed)
+    batches = _endless(loader)
+    for _ in range(warmup):
+        next(batches)
+    samples = 0
+    start = time.perf_counter()
+    for _ in range(iters):
+        samples += batch_len(next(batches))
+    elapsed = time.perf_counter() - start
+    del batches, loader  # shuts the persistent workers down before the next measurement
+    _free_memory()
+    return dict(per_s=samples / elapsed, samples=samples, iters=iters, elapsed_s=elapsed)
+
+
+def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int) -> Dict[str, Any]:
+    """(d) Per-sample CPU cost of the train pipeline, in this process on one thread: ms/sample of the
+    dataset's ``get_data_info``, of every transform of ``cfg.train_dataloader.dataset.pipeline`` (built with
+    mmpose's ``TRANSFORMS``) and of the loader's ``collate_fn`` (per sample, over batches of ``batch_size``),
+    all of which a dataloader worker pays per sample. A few untimed samples go first."""
+    from mmpose.registry import DATASETS, TRANSFORMS
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    pipeline_cfg = dataset_cfg.pop('pipeline')
+    dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
+    steps: List[tuple] = [('get_data_info (dataset)', None)]
+    steps += _unique_names([(type(t).__name__, t) for t in (TRANSFORMS.build(c) for c in pipeline_cfg)])
+    collate = _collate_fn(cfg.train_dataloader)
+    totals: Dict[str, float] = OrderedDict((name, 0.0) for name, _ in steps)
+    totals['collate (per sample)'] = 0.0
+    warmup = min(4, num_samples)
+    with _single_thread():
+        random.seed(seed)
+        np.random.seed(seed)
+        batch: List[dict] = []
+        for i in range(warmup + num_samples):
+            timed = i >= warmup
+            results = None
+            for name, transform in steps:
+                start = time.perf_counter()
+                if transform is None:
+                    results = dataset.get_data_info(i % len(dataset))
+                    results['dataset'] = dataset  # as BaseCocoStyleDataset.prepare_data
+                else:
+                    results = transform(results)
+                if timed:
+                    totals[name] += time.perf_counter() - start
+            if timed:
+                batch.append(results)
+            if len(batch) == batch_size or (batch and i == warmup + num_samples - 1):
+                start = time.perf_counter()
+                collate(batch)
+                totals['collate (per sample)'] += time.perf_counter() - start
+                batch = []
+    per_sample = OrderedDict((name, 1000 * t / num_samples) for name, t in totals.items())
+    return dict(ms_per_sample=sum(per_sample.values()), steps=per_sample, samples=num_samples)
+
+
+def _unique_names(steps: List[tuple]) -> List[tuple]:
+    # A transform used twice gets '#2' so that both keep their own row.
+    seen: Dict[str, int] = {}
+    out = []
+    for name, transform in steps:
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f'{name}#{seen[name]}', transform))
+    return out
+
+
+def _collate_fn(loader_cfg) -> Callable:
+    # As Runner.build_dataloader resolves it.
+    collate_cfg = copy.deepcopy(loader_cfg.get('collate_fn') or dict(type='pseudo_collate'))
+    collate_type = collate_cfg.pop('type')
+    fn = FUNCTIONS.get(collate_type) if isinstance(collate_type, str) else collate_type
+    if fn is None:
+        return pseudo_collate
+    return lambda batch: fn(batch, **collate_cfg)
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    # One dataloader worker is one thread of torch and OpenCV work; measure that, then restore.
+    torch_threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(torch_threads)
+        cv2.setNumThreads(cv2_threads)
+
+
+def _endless(loader) -> Iterator[dict]:
+    # Re-enter the loader at each epoch's end, as mmengine's iteration-based loop does.
+    while True:
+        yield from loader
+
+
+def _free_memory() -> None:
+    # Collect the dropped runner's model, optimizer and loader workers before the next measurement.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,157 @@
+"""The results as markdown: the machine, the settings, the main table with ratios, the pipeline breakdown."""
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+HEADER = ('# Benchmarks\n\nSections appended by `tools/benchmark.py` (newest last); earlier sections are never '
+          'rewritten.\n')
+
+# (row label, measurement, how to read the value from that measurement's result)
+MAIN_ROWS: Sequence[tuple] = (
+    ('(a) train img/s', 'train', lambda r: r['per_s']),
+    ('(b) loader samples/s', 'loader', lambda r: r['per_s']),
+    ('(c) eval img/s (flip)', 'eval', lambda r: r['per_s']),
+    ('(d) CPU pipeline ms/sample', 'pipeline', lambda r: r['ms_per_sample']),
+    ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
+    ('GPU util in train window (%)', 'train', lambda r: (r.get('gpu_util') or {}).get('mean')),
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` says."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_line(results: List[Dict[str, Any]]) -> str:
+    """CPU model and core count, GPU name (from a worker, which has CUDA up), torch and OpenMMLab versions."""
+    import mmcv
+    import mmengine
+    import mmpose
+    import torch
+    gpu = next((r['gpu_name'] for r in results if r.get('gpu_name')), None)
+    return (f'{cpu_model()}, {os.cpu_count()} cores; GPU: {gpu or "none"}; torch {torch.__version__}; '
+            f'mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}; '
+            f'Python {platform.python_version()}')
+
+
+def _fmt(value: Optional[float]) -> str:
+    if value is None:
+        return 'n/a'
+    return f'{value:.0f}' if abs(value) >= 100 else f'{value:.3g}'
+
+
+def _failed(result: Dict[str, Any], key: str) -> bool:
+    errors = result.get('errors', {})
+    return key in errors or 'worker' in errors  # 'worker': the whole process failed
+
+
+def _cell(result: Dict[str, Any], key: str, read: Callable) -> Optional[float]:
+    return read(result[key]) if key in result and not _failed(result, key) else None
+
+
+def _status(result: Dict[str, Any], key: str) -> str:
+    # Why a cell holds no number.
+    if _failed(result, key):
+        return 'error'
+    return 'skipped' if key not in result else 'n/a'
+
+
+def _table(header: List[str], rows: List[List[str]]) -> str:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] + ['---:'] * (len(header) - 1)) + '|']
+    return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
+
+
+def _ratio_header(results: List[Dict[str, Any]]) -> List[str]:
+    return [f'{r["name"]} / {results[0]["name"]}' for r in results[1:]]
+
+
+def _row(label: str, values: List[Optional[float]], statuses: List[str]) -> List[str]:
+    cells = [_fmt(v) if v is not None else s for v, s in zip(values, statuses)]
+    base = values[0]
+    ratios = [f'{v / base:.2f}' if v is not None and base else 'n/a' for v in values[1:]]
+    return [label] + cells + ratios
+
+
+def main_table(results: List[Dict[str, Any]]) -> str:
+    """Rows (a)-(d), peak memory and GPU utilisation; a column per config, then each ratio to the first."""
+    header = ['metric'] + [r['name'] for r in results] + _ratio_header(results)
+    rows = [_row(label, [_cell(r, key, read) for r in results], [_status(r, key) for r in results])
+            for label, key, read in MAIN_ROWS]
+    return _table(header, rows)
+
+
+def pipeline_table(results: List[Dict[str, Any]]) -> str:
+    """ms/sample of every pipeline step (union of the configs' steps, in pipeline order) and the total."""
+    steps: List[str] = []
+    for r in results:
+        for name in (r.get('pipeline') or {}).get('steps', {}):
+            if name not in steps:
+                steps.append(name)
+    header = ['step (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
+    rows = []
+    for name in steps + ['total']:
+        values = [((r.get('pipeline') or {}).get('steps', {}).get(name) if name != 'total'
+                   else (r.get('pipeline') or {}).get('ms_per_sample')) for r in results]
+        statuses = ['-' if 'pipeline' in r else _status(r, 'pipeline') for r in results]
+        rows.append(_row(name, values, statuses))
+    return _table(header, rows)
+
+
+def config_lines(results: List[Dict[str, Any]]) -> List[str]:
+    """One line per config: its file and the settings that matter for speed, and any changes for the device."""
+    lines = []
+    for r in results:
+        setup = ', '.join(f'{k} {v}' for k, v in r.get('setup', {}).items())
+        notes = ''.join(f'; **{n}**' for n in r.get('notes', []))
+        lines.append(f'- {r["name"]}: `{r["config"]}`' + (f' ({setup})' if setup else '') + notes)
+    return lines
+
+
+def window_line(results: List[Dict[str, Any]]) -> str:
+    """Each timed window's length in seconds, and where GPU utilisation came from."""
+    parts = []
+    for r in results:
+        spans = [f'{key} {r[key]["elapsed_s"]:.3g}' for key in ('train', 'loader', 'eval') if key in r]
+        util = (r.get('train') or {}).get('gpu_util') or {}
+        source = f' (GPU util: {util["source"] or "n/a"}, {util["samples"]} samples)' if util else ''
+        parts.append(f'{r["name"]}: {", ".join(spans) or "none"}{source}')
+    return 'Timed windows (s): ' + '; '.join(parts)
+
+
+def error_lines(results: List[Dict[str, Any]]) -> List[str]:
+    return [f'- {r["name"]} {key}: {err}' for r in results for key, err in r.get('errors', {}).items()]
+
+
+def render_section(results: List[Dict[str, Any]], command: str, settings: List[str],
+                   label: Optional[str] = None, now: Optional[datetime] = None) -> str:
+    """A dated markdown section: command, machine, settings, configs, main table, pipeline breakdown."""
+    now = now or datetime.now(timezone.utc)
+    title = f'## {now:%Y-%m-%d %H:%M} UTC' + (f' — {label}' if label else '')
+    parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
+             f'- Machine: {machine_line(results)}']
+    parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}']
+    parts += ['- Configs (ratios are against the first):'] + ['  ' + line for line in config_lines(results)]
+    errors = error_lines(results)
+    if errors:
+        parts += ['- Errors:'] + ['  ' + line for line in errors]
+    parts += ['', main_table(results), '', pipeline_table(results), '']
+    return '\n'.join(parts)
+
+
+def append_section(path: str, section: str) -> None:
+    """Append ``section`` to ``path``, creating the file with its header first when absent."""
+    path_obj = Path(path)
+    path_obj.parent.mkdir(parents=True, exist_ok=True)
+    new = not path_obj.exists() or path_obj.stat().st_size == 0
+    with open(path_obj, 'a', encoding='utf-8') as f:
+        if new:
+            f.write(HEADER)
+        f.write('\n' + section)

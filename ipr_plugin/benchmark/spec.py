@@ -1,0 +1,104 @@
+"""What one benchmark worker is asked to measure, and the configs it can be asked about."""
+import importlib
+import json
+import os.path as osp
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline')
+
+ANCHOR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
+OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
+OURS_FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
+# Short column names of the known configs, keyed by file name; anything else is shown by its file stem.
+KNOWN_NAMES: Dict[str, str] = {
+    osp.basename(OURS_CONFIG): 'ours',
+    osp.basename(OURS_FAST_CONFIG): 'ours-fast',
+}
+ANCHOR_NAME = 'mmpose IPR'
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs; written as JSON by the command, read by the worker.
+
+    Attributes:
+        name: column name of the config in the tables.
+        config: config file path (``package::`` paths already resolved).
+        data: the synthetic set's paths, as returned by ``write_synthetic_coco`` (absolute).
+        batch_size, workers: train and val dataloaders' batch size and ``num_workers``, equal for all configs.
+        warmup, iters: iterations run before the timed window, and in it.
+        device: 'cuda' or 'cpu'.
+        skip: measurements (of :data:`MEASUREMENTS`) not to run.
+        pipeline_samples: samples timed through the train pipeline in (d).
+        cfg_options: ``--cfg-options``-style overrides applied to every config before the benchmark's own.
+        work_dir: the Runner's work dir (a temp dir).
+        result_file: where the worker writes its JSON result.
+        seed: Runner randomness seed and the pipeline measurement's seed.
+    """
+    name: str
+    config: str
+    data: Dict[str, Any]
+    batch_size: int
+    workers: int
+    warmup: int
+    iters: int
+    device: str
+    work_dir: str
+    result_file: str
+    skip: List[str] = field(default_factory=list)
+    pipeline_samples: int = 256
+    cfg_options: Dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def dump(self, path: str) -> None:
+        """Write the spec as JSON to ``path``."""
+        with open(path, 'w') as f:
+            json.dump(asdict(self), f, indent=1)
+
+    @classmethod
+    def load(cls, path: str) -> 'WorkerSpec':
+        """Read a spec written by :meth:`dump`."""
+        with open(path) as f:
+            return cls(**json.load(f))
+
+
+def repo_root() -> Path:
+    """The checkout this package lives in (configs/ and BENCHMARKS.md sit there in an editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def resolve_config_path(path: str) -> str:
+    """A config file path: ``package::rel`` -> the package's installed ``.mim/configs/rel``; a relative path
+    that does not exist from the working directory is tried from the repository root."""
+    if '::' in path:
+        package, rel = path.split('::', 1)
+        return osp.join(osp.dirname(importlib.import_module(package).__file__), '.mim', 'configs', rel)
+    if not osp.isabs(path) and not osp.exists(path) and (repo_root() / path).exists():
+        return str(repo_root() / path)
+    return path
+
+
+def config_name(path: str) -> str:
+    """Column name of a config given as on the command line."""
+    if path == ANCHOR_CONFIG or resolve_config_path(path) == resolve_config_path(ANCHOR_CONFIG):
+        return ANCHOR_NAME
+    base = osp.basename(path)
+    return KNOWN_NAMES.get(base, osp.splitext(base)[0])
+
+
+def parse_config_arg(arg: str) -> Tuple[str, str, str]:
+    """``NAME=PATH`` or ``PATH`` -> (name, path as given, resolved path)."""
+    name: Optional[str] = None
+    if '=' in arg and '::' not in arg.split('=', 1)[0]:
+        name, arg = arg.split('=', 1)
+    return name or config_name(arg), arg, resolve_config_path(arg)
+
+
+def default_configs() -> List[str]:
+    """mmpose's IPR config, ours, and ours-fast when its file exists."""
+    configs = [ANCHOR_CONFIG, OURS_CONFIG]
+    if osp.exists(resolve_config_path(OURS_FAST_CONFIG)):
+        configs.append(OURS_FAST_CONFIG)
+    return configs

@@ -1,0 +1,61 @@
+"""One config's measurements in one fresh process: ``python -m ipr_plugin.benchmark.worker SPEC.json``.
+
+A process per config keeps registries, CUDA state (peak memory, cuDNN autotuning, allocator caches) and
+dataloader worker pools of one config from touching the next one's numbers. The result (JSON) goes to
+``spec.result_file``; a measurement that fails is recorded with its error, and the others still run.
+"""
+import json
+import sys
+import time
+import traceback
+from typing import Any, Callable, Dict
+
+import torch
+
+import ipr_plugin  # noqa: F401  (registers the plugin's modules, as a config's custom_imports would)
+from .measure import measure_eval, measure_loader, measure_pipeline, measure_train
+from .overrides import cpu_adjustments, describe, load_bench_config
+from .spec import WorkerSpec
+
+
+def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
+    """Run the measurements ``spec`` asks for and return the result dict (also written to its file)."""
+    cfg = load_bench_config(spec)
+    notes = cpu_adjustments(cfg, spec.device)
+    result: Dict[str, Any] = dict(
+        name=spec.name, config=spec.config, device=spec.device, setup=describe(cfg), notes=notes,
+        gpu_name=torch.cuda.get_device_name() if spec.device == 'cuda' else None, errors={})
+    # The single-threaded pipeline measurement first, while no loader workers compete for the cores.
+    jobs: Dict[str, Callable[[], Dict[str, Any]]] = {
+        'pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed),
+        'loader': lambda: measure_loader(cfg, spec.warmup, spec.iters, spec.seed),
+        'train': lambda: measure_train(cfg, spec.warmup, spec.iters, spec.device),
+        'eval': lambda: measure_eval(cfg, spec.warmup, spec.iters, spec.device),
+    }
+    for key, job in jobs.items():
+        if key in spec.skip:
+            continue
+        start = time.perf_counter()
+        print(f'[benchmark] {spec.name}: {key} ...', file=sys.stderr, flush=True)
+        try:
+            result[key] = job()
+        except Exception as err:  # record it and go on: one failure should not hide the other numbers
+            traceback.print_exc()
+            result['errors'][key] = f'{type(err).__name__}: {err}'
+        print(f'[benchmark] {spec.name}: {key} done in {time.perf_counter() - start:.1f} s', file=sys.stderr,
+              flush=True)
+    with open(spec.result_file, 'w') as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    result = run_worker(WorkerSpec.load(sys.argv[1]))
+    return 1 if result['errors'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The accuracy study (tools/accuracy_study.py): its configs, its calibration maths, and a tiny CPU run end to end.
+
+The end-to-end test runs the real tool as a subprocess in ``--tiny`` mode (every variant trains with
+``mim train`` for 3 iterations, the ones-row re-evaluates with ``mim test``) into temporary folders; a failure of
+any variant fails it. No accuracy is asserted: 3 iterations learn nothing.
+"""
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ipr_plugin.apis.study_configs import VARIANT_NAMES, VARIANTS, Budget, build_variant_config
+from ipr_plugin.apis.study_report import keypoint_errors, score_bins, spearman
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
+TIMEOUT = 900  # the run takes 2-3 minutes on 2 busy cores; this only stops a hung run
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+# ------------------------------------------------------------------------------------------ configs
+def _values_of(key, node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key:
+                yield v
+            yield from _values_of(key, v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            yield from _values_of(key, v)
+
+
+@pytest.mark.parametrize('variant', [v for v in VARIANTS if v.trained], ids=lambda v: v.name)
+def test_every_variant_gets_the_same_budget(variant, tmp_path):
+    data = dict(root=str(tmp_path), val_ann_file=str(tmp_path / 'val.json'), bbox_file=str(tmp_path / 'det.json'))
+    budget = Budget(depth=18, input_size=64, iters=10, batch_size=4, workers=0, cuda=False, seed=3, warmup=200,
+                    curve_points=2)
+    cfg = build_variant_config(variant, budget, data, tmp_path / 'run')
+    assert cfg.model.init_cfg is None and cfg.model.backbone.depth == 18 and cfg.model.head.in_channels == 512
+    assert cfg.train_cfg == dict(by_epoch=False, max_iters=10, val_interval=5)
+    assert cfg.optim_wrapper == dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3))
+    assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR', 'CosineAnnealingLR']
+    assert cfg.param_scheduler[0]['end'] == 5 == cfg.param_scheduler[1]['begin']  # warm-up capped at half
+    assert cfg.randomness == dict(seed=3)
+    assert cfg.train_dataloader.batch_size == 4 and cfg.train_dataloader.dataset.data_root == f'{tmp_path}/'
+    assert cfg.val_dataloader.dataset.bbox_file == data['bbox_file']
+    assert cfg.val_evaluator[0] == dict(type='CocoMetric', ann_file=data['val_ann_file'])
+    # every copy of the resolved codec and of the affine transform follows the input size
+    sizes = list(_values_of('input_size', cfg.to_dict())) + list(_values_of('heatmap_size', cfg.to_dict()))
+    assert sizes and all(tuple(s) in ((64, 64), (16, 16)) for s in sizes), sizes
+    assert cfg.model.test_cfg.flip_test is True
+    if variant.source == 'ours':
+        assert cfg.model.data_preprocessor.type == 'IPRDataPreprocessor'
+        assert cfg.train_dataloader.collate_fn == dict(type='ipr_collate')
+        assert not cfg.train_dataloader.pin_memory  # CPU
+    else:
+        assert cfg.model.head.type == 'DSNTHead'
+        assert cfg.model.data_preprocessor.type == 'PoseDataPreprocessor'
+    if variant.anneal_by_iter:
+        assert cfg.model.head.loss.anneal.by == 'iter'
+
+
+def test_amp_is_bf16_for_every_variant(tmp_path):
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    for variant in (v for v in VARIANTS if v.trained):
+        cfg = build_variant_config(variant, Budget(amp=True), data, tmp_path)
+        assert cfg.optim_wrapper == dict(type='AmpOptimWrapper', dtype='bfloat16',
+                                         optimizer=dict(type='Adam', lr=1e-3))
+
+
+# ------------------------------------------------------------------------------------------ calibration maths
+def test_matching_uses_the_detector_box_and_labeled_keypoints(tmp_path):
+    kpts = np.zeros((17, 3))
+    kpts[:, :2] = 50
+    kpts[:5, 2] = 2  # 5 labeled keypoints
+    ann = dict(id=1, image_id=7, bbox=[0, 0, 100, 100], area=400.0, iscrowd=0, num_keypoints=5,
+               keypoints=kpts.reshape(-1).tolist())
+    ann_file = tmp_path / 'val.json'
+    ann_file.write_text(json.dumps(dict(images=[dict(id=7)], annotations=[ann], categories=[])))
+    pred = np.full((1, 17, 2), 50.0)
+    pred[0, 0] = [54, 53]  # 5 px off: error 5 / sqrt(400) = 0.25
+    on_person = dict(img_id=7, pred_instances=dict(keypoints=pred, keypoint_scores=np.full((1, 17), 0.5),
+                                                   bboxes=np.array([[5, 0, 100, 105]])))
+    false_positive = dict(img_id=7, pred_instances=dict(keypoints=pred, keypoint_scores=np.ones((1, 17)),
+                                                        bboxes=np.array([[200, 200, 260, 300]])))
+    pairs = keypoint_errors([on_person, false_positive], str(ann_file))
+    assert pairs['num_matched'] == 1 and pairs['num_predictions'] == 2
+    np.testing.assert_allclose(pairs['errors'], [0.25, 0, 0, 0, 0])
+    np.testing.assert_allclose(pairs['scores'], [0.5] * 5)
+
+
+def test_spearman_and_bins_survive_constant_scores():
+    rho, p = spearman(np.ones(50), np.arange(50.0))
+    assert np.isnan(rho) and np.isnan(p)
+    bins = score_bins(np.ones(50), np.arange(50.0))
+    assert len(bins) == 1 and bins[0]['count'] == 50
+    scores = np.linspace(0, 1, 100)
+    rho, _ = spearman(scores, 1 - scores)
+    assert rho == pytest.approx(-1.0)
+    bins = score_bins(scores, 1 - scores)
+    assert len(bins) == 10 and sum(b['count'] for b in bins) == 100
+    assert [b['mean_error'] for b in bins] == sorted((b['mean_error'] for b in bins), reverse=True)
+    assert score_bins(np.zeros(0), np.zeros(0)) == []
+
+
+# ------------------------------------------------------------------------------------------ tiny run, end to end
+@pytest.fixture(scope='module')
+def tiny_study(tmp_path_factory):
+    base = tmp_path_factory.mktemp('accuracy_study')
+    out = base / 'report'
+    repo_json = REPO_ROOT / 'docs' / 'accuracy_study.json'
+    repo_json_before = repo_json.stat().st_mtime if repo_json.exists() else None
+    cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(base / 'work'), '--out',
+           str(out)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
+    start = time.monotonic()
+    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    print(f'tiny accuracy study: {time.monotonic() - start:.0f} s')
+    repo_json_after = repo_json.stat().st_mtime if repo_json.exists() else None
+    return dict(proc=proc, out=out, repo_untouched=repo_json_before == repo_json_after)
+
+
+def _fail_text(proc) -> str:
+    return f'exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-4000:]}'
+
+
+def test_tiny_study_succeeds_for_every_variant(tiny_study):
+    proc = tiny_study['proc']
+    assert proc.returncode == 0, _fail_text(proc)
+    assert 'FAILED' not in proc.stdout, _fail_text(proc)
+    for name in VARIANT_NAMES:  # the printed table
+        assert re.search(rf'^{re.escape(name)}\s+\d\.\d{{3}}\s', proc.stdout, re.M), _fail_text(proc)
+    assert tiny_study['repo_untouched'], 'tiny mode wrote into the repository docs/'
+
+
+def test_tiny_study_markdown(tiny_study):
+    text = (tiny_study['out'] / 'BENCHMARKS.md').read_text()
+    assert '--tiny' in text and 'tools/accuracy_study.py' in text  # the command
+    assert re.search(r'\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC', text)  # the date
+    assert 'torch' in text and 'GPU' in text and 'CPU' in text  # the machine
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'^\| ([\w-]+) \| ([^|]+) \|', text, re.M)}
+    for name in VARIANT_NAMES:
+        assert name in rows, f'no row for {name}\n{text}'
+        assert 0.0 <= float(rows[name]) <= 1.0, f'{name}: AP cell {rows[name]!r}'
+    assert re.search(r'^- Spearman \(keypoint score vs normalised error\), ours-L1', text, re.M), text
+    assert 'docs/calibration.png' in text and 'docs/accuracy_study.json' in text
+    assert '| variant | AP @ 2 | AP @ 3 |' in text  # the AP curve (--curve-points 2)
+
+
+def test_tiny_study_json(tiny_study):
+    report = json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())
+    assert set(report['results']) == set(VARIANT_NAMES)
+    for name, result in report['results'].items():
+        assert result['error'] is None, f'{name}: {result["error"]}'
+        run = result['seeds']['0']
+        for key in ('AP', 'AP50', 'AP75', 'AR'):
+            assert 0.0 <= run[key] <= 1.0, f'{name} {key}={run[key]}'
+        if name != 'ours-L1-ones':
+            assert run['train_time_s'] > 0 and [p['iter'] for p in run['curve']] == [2, 3]
+    assert report['results']['ours-L1-ones']['seeds']['0']['evaluated'] == \
+        report['results']['ours-L1']['seeds']['0']['checkpoint']  # the same model, not retrained
+    (cal, *_) = report['calibration']
+    assert cal['variant'] == 'ours-L1' and cal['num_keypoints'] > 0 and cal['bins']
+    assert cal['spearman'] is None or -1.0 <= cal['spearman'] <= 1.0  # nan is written as null
+
+
+def test_tiny_study_plot_is_a_png(tiny_study):
+    data = (tiny_study['out'] / 'docs' / 'calibration.png').read_bytes()
+    assert data[:8] == PNG_MAGIC and data[12:16] == b'IHDR'
+    width, height = struct.unpack('>II', data[16:24])
+    assert width > 100 and height > 100

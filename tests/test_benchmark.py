@@ -1,0 +1,93 @@
+"""The benchmark tool: a real ``--tiny`` run of mmpose's IPR config and ours, plus its config overrides and its
+append-only report. No speed is asserted, only that every measured cell holds a positive number."""
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from ipr_plugin.benchmark.report import append_section
+from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, resolve_config_path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample')
+
+
+def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
+    """The markdown table whose header starts with ``first_header``: row label -> cells."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f'| {first_header} |'))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith('|'):
+            break
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory) -> Dict[str, str]:
+    out = tmp_path_factory.mktemp('bench') / 'B.md'
+    cmd = [sys.executable, 'tools/benchmark.py', '--tiny', '--configs', ANCHOR_CONFIG, OURS_CONFIG,
+           '--out', str(out), '--label', 'pytest tiny']
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
+    return dict(markdown=out.read_text(), stdout=proc.stdout)
+
+
+def test_tiny_run_measures_every_cell(tiny_run: Dict[str, str]) -> None:
+    rows = _table_rows(tiny_run['markdown'], 'metric')
+    for label in MEASURED_ROWS:
+        mmpose, ours, ratio = rows[label]
+        assert float(mmpose) > 0 and float(ours) > 0 and float(ratio) > 0, (label, rows[label])
+    # On the CPU there is no GPU memory or utilisation to report.
+    assert rows['peak GPU memory, train (MiB)'][:2] == ['n/a', 'n/a']
+    steps = _table_rows(tiny_run['markdown'], 'step (ms/sample, 1 thread)')
+    for step in ('LoadImage', 'TopdownAffine', 'GenerateTarget', 'PackPoseInputs', 'total'):
+        assert all(float(v) > 0 for v in steps[step][:2]), (step, steps[step])
+
+
+def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str]) -> None:
+    markdown = tiny_run['markdown']
+    today = datetime.now(timezone.utc).strftime('%Y-%m-%d')
+    assert markdown.startswith('# Benchmarks')
+    assert re.search(rf'^## {today} \d\d:\d\d UTC — pytest tiny$', markdown, re.M)
+    assert f'- Command: `python tools/benchmark.py --tiny --configs {ANCHOR_CONFIG} {OURS_CONFIG}' in markdown
+    assert f'- Date: {today}' in markdown
+    assert re.search(r'^- Machine: .+, \d+ cores; GPU: none; torch \S+', markdown, re.M)
+    assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
+    assert tiny_run['markdown'].split('\n', 3)[-1].strip() in tiny_run['stdout']  # the same table is printed
+
+
+def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:
+    from ipr_plugin.benchmark.overrides import eval_only, load_bench_config, train_only
+    data = dict(root=str(tmp_path), train_ann_file='/d/tr.json', val_ann_file='/d/va.json', train_img_dir='/d/tr',
+                val_img_dir='/d/va', bbox_file='/d/det.json')
+    spec = WorkerSpec(name='x', config=resolve_config_path(ANCHOR_CONFIG), data=data, batch_size=5, workers=0,
+                      warmup=2, iters=3, device='cpu', work_dir=str(tmp_path), result_file='r.json')
+    cfg = load_bench_config(spec)
+    assert 'Pretrained' not in str(cfg.model)
+    assert cfg.model.test_cfg.flip_test is True
+    assert cfg.train_dataloader.batch_size == cfg.val_dataloader.batch_size == 5
+    assert cfg.train_dataloader.persistent_workers is False  # torch refuses it without workers
+    assert cfg.train_dataloader.dataset.ann_file == '/d/tr.json'
+    assert cfg.val_dataloader.dataset.bbox_file == '/d/det.json'
+    assert cfg.val_dataloader.dataset.indices == 25
+    assert cfg.val_evaluator.ann_file == '/d/va.json'
+    assert cfg.train_cfg.max_iters == 5
+    assert cfg.default_hooks.checkpoint.interval == -1 and not cfg.default_hooks.checkpoint.save_last
+    assert train_only(cfg).val_dataloader is None and eval_only(cfg).optim_wrapper is None
+    assert cfg.val_dataloader is not None  # the copies leave the config alone
+
+
+def test_append_keeps_earlier_sections(tmp_path: Path) -> None:
+    out = tmp_path / 'BENCH.md'
+    append_section(str(out), '## first\n\nbody 1\n')
+    append_section(str(out), '## second\n\nbody 2\n')
+    text = out.read_text()
+    assert text.count('# Benchmarks') == 1
+    assert text.index('## first') < text.index('body 1') < text.index('## second')
