@@ -6,7 +6,9 @@
 # Optional: `--cfg-options compile=True` (torch.compile of the train step; minutes of compilation first).
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
-optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16')
+# bf16 has float32's range, so no loss scaling: mmengine's default dynamic GradScaler would only add an
+# unscale pass and a host sync (its inf check) to every step.
+optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
 model = dict(data_preprocessor=dict(type='IPRDataPreprocessor', non_blocking=True, channels_last=True))
 custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ChannelsLastHook')]
 env_cfg = dict(cudnn_benchmark=True)

@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional
 
 from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
 
-DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-20e_synthetic-128x128.py'
+DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
 
 
 def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Path:

@@ -16,13 +16,14 @@ def draw_predictions(config: Union[str, Path],
                      out_dir: Union[str, Path],
                      num_images: int = 4,
                      bbox_thr: float = 0.3,
-                     kpt_thr: float = 0.05,
+                     kpt_thr: float = 0.0,
                      device: str = 'cpu') -> List[str]:
     """Run top-down inference on the first ``num_images`` images of a COCO annotation file, with the person
     boxes of ``bbox_file`` (score >= ``bbox_thr``), and save each image with all predicted skeletons drawn.
 
-    ``kpt_thr`` is low on purpose: IPRHead's score is the probability mass within a few heatmap cells of the
-    prediction, so a correct keypoint of a broad map can score well under mmpose's usual 0.3.
+    ``kpt_thr`` defaults to 0 (every predicted keypoint is drawn): IPRHead's score is the probability mass
+    within a few heatmap cells of the prediction, so a correct keypoint of a broad map can score well under
+    mmpose's usual 0.3, and a user looking at a briefly trained model wants to see all of its guesses.
 
     Returns:
         list[str]: the written image paths (``out_dir/<image name>.jpg``).

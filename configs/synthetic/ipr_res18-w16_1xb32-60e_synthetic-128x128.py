@@ -4,11 +4,11 @@
 _base_ = ['../ipr_res50_8xb64-210e_coco-256x256.py']
 
 data_root = 'data/synthetic/'
-train_cfg = dict(max_epochs=20, val_interval=5)
+train_cfg = dict(max_epochs=60, val_interval=10)
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', begin=0, end=50, start_factor=0.01, by_epoch=False),
-    dict(type='CosineAnnealingLR', begin=0, end=20, T_max=20, eta_min=1e-5, by_epoch=True),
+    dict(type='CosineAnnealingLR', begin=0, end=60, T_max=60, eta_min=1e-5, by_epoch=True),
 ]
 auto_scale_lr = dict(base_batch_size=32)
 default_hooks = dict(logger=dict(interval=10))
