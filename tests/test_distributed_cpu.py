@@ -19,6 +19,8 @@ import torch
 import ipr_plugin.engine  # noqa: F401  (safe globals for loading the checkpoint)
 from utils import REPO_ROOT, SAMPLE_CONFIG, coco_sample_cfg_options, run_mim
 
+OUR_SAMPLE_CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'
+
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU-only fallback')
 
 # A 1-rank job through mmengine's own entry points; prints what the tests assert on.
@@ -80,9 +82,10 @@ def test_cuda_path_is_left_to_mmengine() -> None:
     assert re.search(r'DDP failed: ValueError .*device_ids', out), out
 
 
-def test_mim_train_two_cpu_ranks(coco_sample: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize('config', [SAMPLE_CONFIG, OUR_SAMPLE_CONFIG], ids=['mmpose-head', 'ipr-head'])
+def test_mim_train_two_cpu_ranks(config: Path, coco_sample: Path, tmp_path: Path) -> None:
     """``mim train --launcher pytorch --gpus 2`` on the CPU: both ranks train and validate, rank 0 saves."""
-    out = run_mim(['train', 'mmpose', SAMPLE_CONFIG, '--launcher', 'pytorch', '--gpus', '2', '--port',
+    out = run_mim(['train', 'mmpose', config, '--launcher', 'pytorch', '--gpus', '2', '--port',
                    _free_port(), '--work-dir', tmp_path, '--cfg-options', *coco_sample_cfg_options(coco_sample),
                    'train_cfg.max_epochs=1', 'train_dataloader.batch_size=1'],
                   timeout=240).stdout
