@@ -3,8 +3,12 @@
 Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or simply `make demo`)
 """
 import argparse
+import warnings
 
-from ipr_plugin.apis.demo import run_demo
+# mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+from ipr_plugin.apis.demo import run_demo  # noqa: E402
 
 
 def main() -> None:

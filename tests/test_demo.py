@@ -1,0 +1,21 @@
+"""The main job end to end in miniature (1 epoch on a few synthetic images), so it cannot rot."""
+import json
+import subprocess
+import sys
+
+
+def test_demo_runs_end_to_end(repo_root, tmp_path):
+    work, data = tmp_path / 'work', tmp_path / 'data'
+    out = subprocess.run([sys.executable, 'tools/demo.py', '--epochs', '1', '--num-train', '8', '--num-val', '4',
+                          '--work-dir', str(work), '--data-root', str(data)],
+                         cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for step in ('[1/5]', '[2/5]', '[3/5]', '[4/5]', '[5/5]'):
+        assert step in out.stdout
+    assert 'pkg_resources' not in out.stdout + out.stderr
+    results = json.loads((work / 'demo_results.json').read_text())
+    for key in ('untrained', 'trained'):
+        assert 0.0 <= results[key]['coco/AP'] <= 1.0
+    assert results['pictures'] and all((work / 'predictions').joinpath(p.split('/')[-1]).exists()
+                                       for p in results['pictures'])
+    assert f'predictions drawn on {len(results["pictures"])} val images' in out.stdout
