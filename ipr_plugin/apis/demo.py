@@ -3,7 +3,7 @@
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
 
@@ -35,6 +35,17 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     return out_file
 
 
+def _data_options(data: Dict) -> List[str]:
+    """``--cfg-options`` pointing the demo config's loaders and metrics at the dataset just written."""
+    root = f'{data["root"]}/'
+    options = [f'train_dataloader.dataset.data_root={root}']
+    for split in ('val', 'test'):
+        options += [f'{split}_dataloader.dataset.data_root={root}',
+                    f'{split}_dataloader.dataset.bbox_file={data["bbox_file"]}',
+                    f'{split}_evaluator.ann_file={data["val_ann_file"]}']
+    return options
+
+
 def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
     """Forward mmengine's per-interval training and evaluation lines, shortened."""
     def on_line(line: str) -> None:
@@ -61,7 +72,7 @@ def run_demo(work_dir: str = 'work_dirs/demo',
                                 image_size=(320, 240), seed=seed)
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')
-    options = [f'randomness.seed={seed}']
+    options = [f'randomness.seed={seed}', *_data_options(data)]
     if epochs is not None:
         options += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
                     f'param_scheduler.1.T_max={epochs}']
