@@ -77,11 +77,13 @@ def run_demo(work_dir: str = 'work_dirs/demo',
         options += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
                     f'param_scheduler.1.T_max={epochs}']
 
+    def coco_metrics(checkpoint, name: str) -> Dict[str, float]:
+        out = run_mim(['test', 'mmpose', config, '--checkpoint', checkpoint, '--work-dir', work / f'test_{name}',
+                       '--cfg-options', *options], timeout=900).stdout
+        return parse_coco_metrics(out)
+
     say('[2/5] COCO AP of the untrained model (mim test, detector boxes)')
-    untrained = save_untrained_checkpoint(config, work / 'untrained.pth', seed)
-    before = parse_coco_metrics(run_mim(['test', 'mmpose', config, '--checkpoint', untrained, '--work-dir',
-                                         work / 'test_untrained', '--cfg-options', *options],
-                                        timeout=900).stdout)
+    before = coco_metrics(save_untrained_checkpoint(config, work / 'untrained.pth', seed), 'untrained')
     say(f'      AP {before.get("coco/AP", float("nan")):.3f}')
 
     say('[3/5] training (mim train mmpose, CPU)')
@@ -90,9 +92,7 @@ def run_demo(work_dir: str = 'work_dirs/demo',
     checkpoint = (work / 'last_checkpoint').read_text().strip()
 
     say('[4/5] COCO AP of the trained model (mim test, detector boxes)')
-    after = parse_coco_metrics(run_mim(['test', 'mmpose', config, '--checkpoint', checkpoint, '--work-dir',
-                                        work / 'test_trained', '--cfg-options', *options],
-                                       timeout=900).stdout)
+    after = coco_metrics(checkpoint, 'trained')
 
     say('[5/5] drawing predictions with mmpose\'s visualizer')
     from .visualize import draw_predictions

@@ -7,7 +7,7 @@ them instead of feeding the GPU. ``ipr_collate`` stacks the images (uint8, befor
 to move than float) and the per-instance labels in the worker; the data samples keep only metadata.
 :class:`IPRDataPreprocessor` hands the labels back to the samples on the device.
 """
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.registry import FUNCTIONS
@@ -41,7 +41,8 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
     return batch
 
 
-def _stack_labels(samples: List) -> Dict[str, torch.Tensor]:
+def _stack_labels(samples: List) -> Optional[Dict[str, torch.Tensor]]:
+    """Per-key (B, N, ...) stacks of the samples' labels; None unless every sample has same-shaped ones."""
     if not all('gt_instance_labels' in s for s in samples):
         return None
     per_sample = [s.gt_instance_labels for s in samples]
