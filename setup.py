@@ -18,6 +18,7 @@ RUNTIME = [
     'torchvision',
     'numpy>=1.23,<2',
     'opencv-python',
+    'simplejpeg',  # IPRLoadImage's JPEG decoder; without it IPRLoadImage decodes with OpenCV
     'mmengine==0.10.7',
     'mmcv==2.1.0',
     'mmdet==3.3.0',

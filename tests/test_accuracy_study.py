@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import VARIANT_NAMES, VARIANTS, Budget, build_variant_config
-from ipr_plugin.apis.study_report import keypoint_errors, score_bins, spearman
+from ipr_plugin.apis.study_report import (keypoint_errors, nonfinite_predictions, score_bins, spearman,
+                                          table_rows)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
@@ -67,6 +68,16 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
         assert cfg.model.head.loss.anneal.by == 'iter'
 
 
+def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    for variant in (v for v in VARIANTS if v.trained):
+        for depth, last_stage in ((18, 128), (50, 512)):
+            cfg = build_variant_config(variant, Budget(depth=depth, base_channels=16), data, tmp_path)
+            assert cfg.model.backbone.base_channels == cfg.model.backbone.stem_channels == 16
+            assert cfg.model.head.in_channels == last_stage  # 8x (or 32x, bottleneck) the base width
+            assert tuple(cfg.model.head.deconv_out_channels) == (64, 64, 64)
+
+
 def test_amp_is_bf16_for_every_variant(tmp_path):
     data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
     for variant in (v for v in VARIANTS if v.trained):
@@ -94,6 +105,23 @@ def test_matching_uses_the_detector_box_and_labeled_keypoints(tmp_path):
     assert pairs['num_matched'] == 1 and pairs['num_predictions'] == 2
     np.testing.assert_allclose(pairs['errors'], [0.25, 0, 0, 0, 0])
     np.testing.assert_allclose(pairs['scores'], [0.5] * 5)
+
+
+def test_a_diverged_run_is_flagged_not_ranked_by_its_artefact_ap(tmp_path):
+    import pickle
+    finite = dict(img_id=1, pred_instances=dict(keypoints=np.zeros((1, 17, 2))))
+    nan = dict(img_id=2, pred_instances=dict(keypoints=np.full((1, 17, 2), np.nan)))
+    path = tmp_path / 'predictions.pkl'
+    path.write_bytes(pickle.dumps([finite, nan, nan]))
+    assert nonfinite_predictions(path) == (2, 3)
+    run = dict(AP=0.24, AP50=0.24, AP75=0.24, AR=0.2, train_time_s=1.0, nonfinite_predictions=(2, 3))
+    healthy = dict(run, AP=0.05, nonfinite_predictions=(0, 3))
+    rows = table_rows(dict(bad=dict(notes='n', error=None, seeds={'0': run}),
+                           good=dict(notes='n', error=None, seeds={'0': healthy})))
+    assert rows[0][1] == '0.240 (NaN)' and 'diverged' in rows[0][-1] and '2/3' in rows[0][-1]
+    assert rows[1][1] == '0.050' and 'diverged' not in rows[1][-1]
+    from ipr_plugin.apis.accuracy_study import _rank_key
+    assert max([run, healthy], key=_rank_key) is healthy
 
 
 def test_spearman_and_bins_survive_constant_scores():

@@ -41,7 +41,7 @@ run "${PIP[@]}" -q "torch==$TORCH" "torchvision==$TORCHVISION" "numpy==1.26.4"
 say "OpenMMLab runtime dependencies"
 run "${PIP[@]}" -q "numpy==1.26.4" "opencv-python==4.11.0.86" "pandas==2.3.3" "mmengine==0.10.7" \
   "xtcocotools==1.14.3" "pycocotools==2.0.11" "json-tricks==3.17.3" "munkres==3.0.0" "shapely==2.2.0" \
-  addict yapf six terminaltables tqdm scipy matplotlib pillow \
+  "simplejpeg==1.9.0" addict yapf six terminaltables tqdm scipy matplotlib pillow \
   click colorama model-index rich tabulate requests \
   pytest onnx onnxruntime
 

@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from .mim_runner import REPO_ROOT, MimError, run_mim
 from .study_configs import (MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget, Variant,
                             build_variant_config, get_variant, source_config)
-from .study_report import (METRIC_KEYS, calibration, calibration_lines, machine_info, table_rows, text_table,
-                           write_outputs)
+from .study_report import (METRIC_KEYS, calibration, calibration_lines, diverged, machine_info,
+                           nonfinite_predictions, table_rows, text_table, write_outputs)
 
 Say = Callable[[str], None]
 
@@ -54,6 +54,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    'iterations, batch 4, 64x64 input, no workers; writes under --work-dir by default')
     p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(VARIANT_NAMES))
     p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18')
+    p.add_argument('--base-channels', type=int, default=64, help="the ResNet's base width (64: the standard "
+                   'model; 16 or 32 for CPU-sized studies, with the deconv stack narrowed in proportion)')
     p.add_argument('--iters', type=int, help=f'training iterations per variant (full {FULL["iters"]})')
     p.add_argument('--batch-size', type=int, help=f'training batch (full {FULL["batch_size"]})')
     p.add_argument('--val-batch-size', type=int, help=f'evaluation batch (full {FULL["val_batch_size"]})')
@@ -182,7 +184,11 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
         raise RuntimeError(f'{variant.name}: training ended without a complete record in {record_file}')
     result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
                   wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
-                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']])
+                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']],
+                  nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE))
+    if diverged(result):
+        say(f'[{variant.name}] DIVERGED: {result["nonfinite_predictions"][0]}/{result["nonfinite_predictions"][1]} '
+            'final predictions have NaN keypoints; its AP is an artefact and it is ranked last')
     if keep_checkpoint:
         result['checkpoint'] = (run_dir / MMENGINE_DIR / 'last_checkpoint').read_text().strip()
     return result
@@ -237,6 +243,11 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             + (f'  train {run["train_time_s"]:.1f} s' if run['train_time_s'] is not None else ''))
 
 
+def _rank_key(run: Dict[str, Any]) -> Tuple[bool, float]:
+    """Order of runs by AP, a diverged run (NaN predictions) below every other."""
+    return (not diverged(run), run['AP'] if run.get('AP') is not None else -1.0)
+
+
 def _ours_calibration(results: Dict[str, Dict[str, Any]], seed: int, val_ann_file: str,
                       say: Say) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     """Calibration of ours-L1 and, if another of our trained variants has a higher AP, of that one too."""
@@ -244,7 +255,7 @@ def _ours_calibration(results: Dict[str, Dict[str, Any]], seed: int, val_ann_fil
           and get_variant(n).trained and not r.get('error') and str(seed) in r['seeds']}
     if not ok:
         return [], None
-    best = max(ok, key=lambda n: ok[n]['AP'] if ok[n]['AP'] is not None else -1)
+    best = max(ok, key=lambda n: _rank_key(ok[n]))
     calibrations = []
     for name in dict.fromkeys(n for n in ('ours-L1', best) if n in ok):
         try:
@@ -275,11 +286,13 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     _exit_on_sigterm()
     args = _resolve(args)
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone} at {args.input_size}x'
+    width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
+    say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
         f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}, device {args.device}, '
         f'AMP {"bf16" if args.amp else "off"}, {args.workers} workers')
     data = prepare_data(args, say)
-    budget = Budget(depth=int(args.backbone.replace('resnet', '')), input_size=args.input_size, iters=args.iters,
+    budget = Budget(depth=int(args.backbone.replace('resnet', '')), base_channels=args.base_channels,
+                    input_size=args.input_size, iters=args.iters,
                     batch_size=args.batch_size, val_batch_size=args.val_batch_size, lr=args.lr, warmup=args.warmup,
                     curve_points=args.curve_points, workers=args.workers, amp=args.amp,
                     cuda=args.device == 'cuda', seed=args.seeds[0])
@@ -290,7 +303,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
 
     if len(args.seeds) > 1:
         trained_ok = [n for n in args.variants if get_variant(n).trained and not results[n]['error']]
-        top = sorted(trained_ok, key=lambda n: -results[n]['seeds'][str(budget.seed)]['AP'])[:2]
+        top = sorted(trained_ok, key=lambda n: _rank_key(results[n]['seeds'][str(budget.seed)]), reverse=True)[:2]
         # a re-evaluation follows its model to the extra seeds
         extra = top + [n for n in args.variants if get_variant(n).eval_of in top]
         say(f'seeds {args.seeds[1:]}: retraining the top-2 by AP: {", ".join(top) or "none trained"}')

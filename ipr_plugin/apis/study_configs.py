@@ -86,6 +86,7 @@ def get_variant(name: str) -> Variant:
 class Budget:
     """What every variant shares: model size, schedule, batch, data loading, precision and seed."""
     depth: int = 18
+    base_channels: int = 64
     input_size: int = 256
     iters: int = 1500
     batch_size: int = 64
@@ -176,7 +177,11 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg.model.init_cfg = None
     cfg.model.backbone.depth = budget.depth
     cfg.model.backbone.init_cfg = None
-    cfg.model.head.in_channels = 512 if budget.depth < 50 else 2048
+    # ResNet's last stage has 8x its base channels, times the bottleneck expansion (4) from depth 50 on
+    cfg.model.head.in_channels = budget.base_channels * (8 if budget.depth < 50 else 32)
+    if budget.base_channels != 64:  # a narrower model (CPU-sized studies): the deconv stack narrows with it
+        cfg.model.backbone.update(stem_channels=budget.base_channels, base_channels=budget.base_channels)
+        cfg.model.head.deconv_out_channels = (4 * budget.base_channels, ) * 3
     cfg.model.head.in_featuremap_size = (budget.input_size // 32, ) * 2
     _resize_inputs(cfg._cfg_dict, budget.input_size)
     if variant.anneal_by_iter:

@@ -106,6 +106,25 @@ def score_bins(scores: np.ndarray, errors: np.ndarray, num_bins: int = NUM_BINS)
     return bins
 
 
+def nonfinite_predictions(predictions_file: Path) -> Tuple[int, int]:
+    """How many dumped predictions have a NaN or infinite keypoint, of how many.
+
+    A diverged model (NaN loss) still gets a COCO AP: xtcocotools' OKS of a NaN keypoint is NaN, and its
+    ``ious < threshold`` test is False for NaN, so with constant scores (mmpose's integral heads) every NaN pose
+    matches a person. Such a row's AP must not be read as a result.
+    """
+    import pickle
+    with open(predictions_file, 'rb') as f:  # written by our own DumpResults in this study's work dir
+        predictions = pickle.load(f)
+    bad = sum(not np.isfinite(np.asarray(p['pred_instances']['keypoints'], float)).all() for p in predictions)
+    return int(bad), len(predictions)
+
+
+def diverged(run: Mapping[str, Any]) -> bool:
+    """Whether a trained run's final predictions contain non-finite keypoints (see :func:`nonfinite_predictions`)."""
+    return bool((run.get('nonfinite_predictions') or (0, 0))[0])
+
+
 def calibration(variant: str, predictions_file: Path, val_ann_file: str) -> Dict[str, Any]:
     """Spearman correlation and score bins of one variant's dumped predictions."""
     import pickle
@@ -166,6 +185,11 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
         times = [s['train_time_s'] for s in res['seeds'].values() if s.get('train_time_s') is not None]
         row.append(_fmt(float(np.mean(times)), 1) if times else '—')
         notes = res['notes'] + (f'; seeds {", ".join(res["seeds"])}' if len(res['seeds']) > 1 else '')
+        bad = [s['nonfinite_predictions'] for s in res['seeds'].values() if diverged(s)]
+        if bad:
+            row[1] += ' (NaN)'
+            notes = (f'**diverged**: {bad[0][0]}/{bad[0][1]} final predictions have NaN keypoints, so this AP is '
+                     f'an artefact of COCO evaluation (NaN poses count as matches), not a result; ' + notes)
         row.append(notes)
         rows.append(row)
     return rows
@@ -262,7 +286,9 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'Command: `{report["command"]}`', '',
         f'Date: {report["date"]}. Machine: CPU {m["cpu"]}; GPU {m["gpu"]}; torch {m["torch"]}; mmpose '
         f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}. Total wall time {report["wall_s"]:.0f} s.', '',
-        f'Budget (every variant): ResNet-{s["depth"]} from scratch at {s["input_size"]}x{s["input_size"]} input'
+        f'Budget (every variant): ResNet-{s["depth"]}'
+        f'{"" if s.get("base_channels", 64) == 64 else " with base width %d (deconv stack %d channels)" % (s["base_channels"], 4 * s["base_channels"])}'
+        f' from scratch at {s["input_size"]}x{s["input_size"]} input'
         f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}; '
         f'Adam lr {s["lr"]:g}, '
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '

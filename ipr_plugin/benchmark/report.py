@@ -88,20 +88,32 @@ def main_table(results: List[Dict[str, Any]]) -> str:
     return _table(header, rows)
 
 
+def _step_key(name: str) -> str:
+    # A plugin drop-in (IPRLoadImage) shares its row with the mmpose transform it replaces (LoadImage).
+    return name[3:] if name.startswith('IPR') and name[3:4].isupper() else name
+
+
 def pipeline_table(results: List[Dict[str, Any]]) -> str:
-    """ms/sample of every pipeline step (union of the configs' steps, in pipeline order) and the total."""
-    steps: List[str] = []
+    """ms/sample of every pipeline step (union of the configs' steps, in pipeline order) and the total; a
+    drop-in replacement is shown in the row of the transform it replaces ("LoadImage / IPRLoadImage")."""
+    labels: Dict[str, List[str]] = {}
     for r in results:
         for name in (r.get('pipeline') or {}).get('steps', {}):
-            if name not in steps:
-                steps.append(name)
+            names = labels.setdefault(_step_key(name), [])
+            if name not in names:
+                names.append(name)
     header = ['step (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
     rows = []
-    for name in steps + ['total']:
-        values = [((r.get('pipeline') or {}).get('steps', {}).get(name) if name != 'total'
-                   else (r.get('pipeline') or {}).get('ms_per_sample')) for r in results]
+    for key in list(labels) + ['total']:
+        values = []
+        for r in results:
+            pipeline = r.get('pipeline') or {}
+            if key == 'total':
+                values.append(pipeline.get('ms_per_sample'))
+            else:
+                values.append(next((v for n, v in pipeline.get('steps', {}).items() if _step_key(n) == key), None))
         statuses = ['-' if 'pipeline' in r else _status(r, 'pipeline') for r in results]
-        rows.append(_row(name, values, statuses))
+        rows.append(_row(' / '.join(labels.get(key, [key])), values, statuses))
     return _table(header, rows)
 
 

@@ -20,10 +20,11 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
     """Collate packed top-down samples into one image tensor and stacked instance labels.
 
     Args:
-        data_batch: B dicts from ``PackPoseInputs``: ``inputs`` (C, H, W) uint8 and ``data_samples``.
+        data_batch: B dicts from ``PackPoseInputs`` or ``IPRPackInputs``: ``inputs`` (C, H, W) uint8 and
+            ``data_samples``.
 
     Returns:
-        dict: ``inputs`` (B, C, H, W); ``data_samples`` (list of B samples, their ``gt_instance_labels``
+        dict: ``inputs`` (B, C, H, W) (channels-last memory order from ``IPRPackInputs``); ``data_samples`` (list of B samples, their ``gt_instance_labels``
         moved out); ``instance_labels`` dict of (B, N, ...) tensors, present when every sample has labels of
         one shape (top-down training: N = 1). Anything else is left per sample, as ``pseudo_collate`` does.
     """
@@ -32,13 +33,25 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
     if any(x.shape != inputs[0].shape for x in inputs):
         raise ValueError('ipr_collate: all inputs of a batch must have one shape (top-down crops), got '
                          f'{sorted({tuple(x.shape) for x in inputs})}')
-    batch = dict(inputs=torch.stack(inputs), data_samples=samples)
+    batch = dict(inputs=stack_images(inputs), data_samples=samples)
     labels = _stack_labels(samples)
     if labels is not None:
         batch[LABELS_KEY] = labels
         for sample in samples:
             del sample.gt_instance_labels
     return batch
+
+
+def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack (C, H, W) images into (B, C, H, W), keeping channels-last memory order where the images have it.
+
+    Images from :class:`IPRPackInputs` are (H, W, C) arrays viewed as (C, H, W); stacking them as (H, W, C)
+    is one plain copy and gives a batch already in channels-last order. Contiguous (C, H, W) images (mmpose's
+    ``PackPoseInputs``) are stacked as they are.
+    """
+    if all(x.dim() == 3 and x.permute(1, 2, 0).is_contiguous() and not x.is_contiguous() for x in images):
+        return torch.stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
+    return torch.stack(list(images))
 
 
 def _stack_labels(samples: List) -> Optional[Dict[str, torch.Tensor]]:

@@ -4,13 +4,17 @@
   (torch >= 2.6) without turning the weights-only unpickler off.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch`` runs on machines without CUDA (gloo, no
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
+
+Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
+iteration).
 """
 from .checkpoint import register_safe_globals, safe_globals
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .hooks import ChannelsLastHook
+from .runtime_info_hook import IPRRuntimeInfoHook
 
 register_safe_globals()
 patch_cpu_distributed()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
-           'ChannelsLastHook']
+           'ChannelsLastHook', 'IPRRuntimeInfoHook']

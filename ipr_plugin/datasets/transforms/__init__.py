@@ -1,0 +1,18 @@
+"""Drop-in replacements for mmpose's data transforms that compute the same results with less CPU time.
+
+Each is a subclass registered in mmpose's ``TRANSFORMS`` under an ``IPR`` name, takes the original's
+arguments and is tested against it (``tests/test_transforms.py``):
+
+- :class:`IPRLoadImage`: JPEGs decoded by libjpeg-turbo directly (``simplejpeg``), pixel-identical to OpenCV;
+- :class:`IPRRandomFlip`: the flipped image made contiguous by ``cv2.flip`` instead of by the next transform;
+- :class:`IPRRandomBBoxTransform`: the same truncated-normal draws without scipy's per-call overhead;
+- :class:`IPRPackInputs`: the image packed without a transpose (channels-last strides).
+"""
+from .jpeg import decode_jpeg_bgr, exif_orientation, fast_jpeg_available
+from .load_image import IPRLoadImage
+from .pack_inputs import IPRPackInputs
+from .random_bbox_transform import IPRRandomBBoxTransform, truncated_normal
+from .random_flip import IPRRandomFlip, contiguous_flip
+
+__all__ = ['IPRLoadImage', 'IPRPackInputs', 'IPRRandomBBoxTransform', 'IPRRandomFlip', 'contiguous_flip',
+           'decode_jpeg_bgr', 'exif_orientation', 'fast_jpeg_available', 'truncated_normal']

@@ -1,0 +1,47 @@
+"""``RandomFlip`` whose flipped image is a contiguous array."""
+from typing import List, Union
+
+import cv2
+import numpy as np
+from mmcv import imflip
+from mmpose.datasets.transforms import RandomFlip
+from mmpose.registry import TRANSFORMS
+
+_CV2_FLIP_CODES = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}
+
+
+def contiguous_flip(view: np.ndarray, direction: str) -> np.ndarray:
+    """The contiguous copy of ``view``, a flipped view from ``mmcv.imflip(image, direction)``.
+
+    Flipping the view back gives the original array without a copy; ``cv2.flip`` then writes the flipped
+    image with vectorised row copies: the same pixels as ``np.ascontiguousarray(view)`` at a small fraction of
+    its cost.
+    """
+    if view.dtype == bool:  # cv2 has no boolean arrays (masks)
+        return np.ascontiguousarray(view)
+    return cv2.flip(np.ascontiguousarray(imflip(view, direction)), _CV2_FLIP_CODES[direction])
+
+
+@TRANSFORMS.register_module()
+class IPRRandomFlip(RandomFlip):
+    """mmpose's ``RandomFlip`` with a contiguous flipped image; same arguments, keys and pixels.
+
+    mmpose flips with ``np.flip``, a view with negative strides. Nothing is copied then, but the next transform
+    (``TopdownAffine``'s ``cv2.warpAffine``) has to make it contiguous, and numpy's element-wise copy of a
+    reversed 640x480x3 image costs more than decoding a third of it. Here the copy is made with ``cv2.flip``.
+    """
+
+    def transform(self, results: dict) -> dict:
+        results = super().transform(results)
+        if results.get('flip'):
+            direction = results['flip_direction']
+            results['img'] = _flip_all(results['img'], direction)
+            if 'img_mask' in results:
+                results['img_mask'] = _flip_all(results['img_mask'], direction)
+        return results
+
+
+def _flip_all(img: Union[np.ndarray, List[np.ndarray]], direction: str):
+    if isinstance(img, list):
+        return [contiguous_flip(i, direction) for i in img]
+    return contiguous_flip(img, direction)
