@@ -117,8 +117,8 @@ test_dataloader = val_dataloader
 # hooks
 default_hooks = dict(checkpoint=dict(save_best='coco/AP', rule='greater'))
 
-# evaluators
+# evaluators: mmpose's CocoMetric, refusing NaN keypoints (which COCO evaluation would count as matches)
 val_evaluator = dict(
-    type='CocoMetric',
+    type='IPRCocoMetric',
     ann_file=f'{data_root}annotations/person_keypoints_val2017.json')
 test_evaluator = val_evaluator

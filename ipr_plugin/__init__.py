@@ -3,13 +3,14 @@
 Importing this package (directly or through a config's
 ``custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)``) registers the plugin's codec
 (``DSNTLabel``), head (``IPRHead``), losses (``IntegralL1Loss``, ``IntegralJointLoss``), dataset
-(``IPRCocoDataset``) and data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
-``IPRPackInputs``) into mmpose's own registries, allow-lists the globals of mmengine checkpoints for
-``torch.load(weights_only=True)``, and lets ``--launcher pytorch`` run on machines without CUDA (gloo).
+(``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
+``IPRPackInputs``) and metric (``IPRCocoMetric``) into mmpose's own registries, allow-lists the globals of
+mmengine checkpoints for ``torch.load(weights_only=True)``, and lets ``--launcher pytorch`` run on machines
+without CUDA (gloo).
 """
 # engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001
-from . import codecs, datasets, models  # noqa: F401
+from . import codecs, datasets, evaluation, models  # noqa: F401
 from .datasets import coco_dataset, collate, transforms  # noqa: F401  (register the dataset, collate, transforms)
 from .version import __version__
 

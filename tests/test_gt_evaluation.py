@@ -1,5 +1,6 @@
 """Sanity of our decode and scoring path: ground truth fed as predictions through it gives COCO AP 1.0."""
 import numpy as np
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
@@ -41,3 +42,33 @@ def test_ground_truth_through_our_decode_path_scores_ap_one(coco_sample, repo_ro
         gt = sample.gt_instances.keypoints[0]
         vis = sample.gt_instances.keypoints_visible[0] > 0
         np.testing.assert_allclose(sample.pred_instances.keypoints[0][vis], gt[vis], atol=1e-3)
+
+
+def _nan_pose_results(coco_sample, repo_root, metric_cfg):
+    """Evaluate all-NaN poses with constant scores on the sample's detector boxes."""
+    register_all_modules()
+    cfg = Config.fromfile(str(repo_root / CONFIG))
+    pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+                dict(type='TopdownAffine', input_size=cfg.codec['input_size']), dict(type='PackPoseInputs')]
+    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
+                                  bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'),
+                                  data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
+                                  pipeline=pipeline))
+    model = MODELS.build(cfg.model)
+    metric = METRICS.build(dict(metric_cfg, ann_file=str(coco_sample / 'test_coco.json')))
+    metric.dataset_meta = dataset.metainfo
+    samples = pseudo_collate([dataset[i] for i in range(len(dataset))])['data_samples']
+    n = len(samples)
+    preds = model.head.decode((torch.full((n, 1, 17, 2), float('nan')), torch.ones(n, 1, 17)))
+    samples = model.add_pred_to_datasample(preds, None, samples)
+    metric.process([], [s.to_dict() for s in samples])
+    return metric.evaluate(size=n)
+
+
+def test_nan_poses_score_an_ap_with_cocometric_and_an_error_with_ours(coco_sample, repo_root):
+    # the artefact IPRCocoMetric exists for: NaN OKS passes every threshold test, NaN poses "match" people
+    assert _nan_pose_results(coco_sample, repo_root, dict(type='CocoMetric'))['coco/AP'] > 0.1
+    with pytest.raises(ValueError, match='image id 785 .*000000000785.jpg.* NaN or Inf'):
+        _nan_pose_results(coco_sample, repo_root, dict(type='IPRCocoMetric'))
+    allowed = _nan_pose_results(coco_sample, repo_root, dict(type='IPRCocoMetric', allow_nonfinite=True))
+    assert allowed['coco/AP'] > 0.1

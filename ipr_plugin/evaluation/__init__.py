@@ -1,0 +1,4 @@
+"""Evaluation: :class:`IPRCocoMetric` (``CocoMetric`` that refuses NaN predictions)."""
+from .coco_metric import IPRCocoMetric
+
+__all__ = ['IPRCocoMetric']
