@@ -292,7 +292,8 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'Command: `{report["command"]}`', '',
         f'Date: {report["date"]}. Machine: CPU {m["cpu"]}; GPU {m["gpu"]}; torch {m["torch"]}; mmpose '
         f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}. Total wall time {report["wall_s"]:.0f} s.', '',
-        f'Budget (every variant): ResNet-{s["depth"]}{_width(s.get("base_channels", 64))} from scratch at {s["input_size"]}x{s["input_size"]} input'
+        f'Budget (every variant): ResNet-{s["depth"]}{_width(s.get("base_channels", 64))} from scratch at '
+        f'{s["input_size"]}x{s["input_size"]} input'
         f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}; '
         f'Adam lr {s["lr"]:g}, '
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
