@@ -101,3 +101,23 @@ def test_dataloader_workers_with_the_fast_config(coco_sample, repo_root):
     register_all_modules()
     batch = next(iter(Runner.build_dataloader(loader)))
     assert batch['inputs'].shape[0] == 4 and LABELS_KEY in batch
+
+
+def _collate_in_worker(batch):
+    out = ipr_collate(batch)
+    # whether the worker stacked straight into shared memory (no second copy on the way to the main process)
+    tensors = [out['inputs'], *out.get(LABELS_KEY, {}).values()]
+    out['stacked_shared'] = [t.is_shared() for t in tensors]
+    return out
+
+
+def test_workers_stack_batches_in_shared_memory_with_the_pipelines_values(setup):
+    _, _, datasets = setup
+    train = next(iter(torch.utils.data.DataLoader(datasets['train'], batch_size=4, num_workers=1,
+                                                  collate_fn=_collate_in_worker)))
+    assert len(train['stacked_shared']) > 2 and all(train['stacked_shared'])  # image batch and labels
+    batch = next(iter(torch.utils.data.DataLoader(datasets['val'], batch_size=4, num_workers=1,
+                                                  collate_fn=_collate_in_worker)))
+    assert batch['stacked_shared'] == [True]
+    assert torch.equal(batch['inputs'], ipr_collate([datasets['val'][i] for i in range(4)])['inputs'])
+    assert not ipr_collate([datasets['val'][i] for i in range(4)])['inputs'].is_shared()  # in-process: plain

@@ -89,8 +89,14 @@ def main_table(results: List[Dict[str, Any]]) -> str:
 
 
 def _step_key(name: str) -> str:
-    # A plugin drop-in (IPRLoadImage) shares its row with the mmpose transform it replaces (LoadImage).
-    return name[3:] if name.startswith('IPR') and name[3:4].isupper() else name
+    """A plugin drop-in (``IPRPackInputs``) shares the row of the mmpose transform it subclasses
+    (``PackPoseInputs``)."""
+    if not name.startswith('IPR'):
+        return name
+    from mmpose.registry import TRANSFORMS
+    cls = TRANSFORMS.get(name)
+    base = next((c for c in getattr(cls, '__mro__', ())[1:] if c.__module__.startswith('mmpose.')), None)
+    return base.__name__ if base is not None else name
 
 
 def pipeline_table(results: List[Dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.registry import FUNCTIONS
+from torch.utils.data import default_collate
 
 LABELS_KEY = 'instance_labels'
 
@@ -51,8 +52,14 @@ def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
     ``PackPoseInputs``) are stacked as they are.
     """
     if all(x.dim() == 3 and x.permute(1, 2, 0).is_contiguous() and not x.is_contiguous() for x in images):
-        return torch.stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
-    return torch.stack(list(images))
+        return _stack([x.permute(1, 2, 0) for x in images]).permute(0, 3, 1, 2)
+    return _stack(images)
+
+
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    # torch's default_collate stacks straight into shared memory inside a DataLoader worker, so the batch is
+    # not copied a second time on its way to the main process
+    return default_collate(list(tensors))
 
 
 def _stack_labels(samples: List) -> Optional[Dict[str, torch.Tensor]]:
@@ -66,5 +73,5 @@ def _stack_labels(samples: List) -> Optional[Dict[str, torch.Tensor]]:
         values = [labels.get(key) for labels in per_sample]
         if not all(isinstance(v, torch.Tensor) and v.shape == values[0].shape for v in values):
             return None
-        stacked[key] = torch.stack(values)
+        stacked[key] = _stack(values)
     return stacked
