@@ -161,7 +161,14 @@ def test_ipr_pack_inputs_packs_what_pack_pose_inputs_packs_without_a_transpose(c
     out = [TRANSFORMS.build(dict(type='IPRPackInputs'))(copy.deepcopy(r)) for r in unpacked]
     for r, o in zip(ref, out):
         assert torch.equal(o['inputs'], r['inputs']) and o['inputs'].stride()[0] == 1  # channels-last view
-        assert r['data_samples'].metainfo.keys() == o['data_samples'].metainfo.keys()
+        ref_meta, out_meta = r['data_samples'].metainfo, o['data_samples'].metainfo
+        assert ref_meta.keys() == out_meta.keys() and 'raw_ann_info' in ref_meta
+        for key, value in ref_meta.items():
+            assert type(out_meta[key]) is type(value), key
+            if isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(out_meta[key], value, err_msg=key)
+            else:
+                assert out_meta[key] == value, key
         for name in ('gt_instances', 'gt_instance_labels'):
             a, b = r['data_samples'].get(name), o['data_samples'].get(name)
             assert a.keys() == b.keys()
