@@ -216,7 +216,8 @@ def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
     iters = sorted({p['iter'] for c in curves.values() for p in c})
     if len(iters) < 2:
         return None
-    rows = [[n] + [_fmt(next((p['AP'] for p in c if p['iter'] == i), None)) for i in iters]
+    rows = [[n + (' (diverged)' if any(diverged(run) for run in results[n]['seeds'].values()) else '')]
+            + [_fmt(next((p['AP'] for p in c if p['iter'] == i), None)) for i in iters]
             for n, c in curves.items() if c]
     return markdown_table(['variant'] + [f'AP @ {i}' for i in iters], rows)
 
@@ -249,7 +250,9 @@ def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mappin
         ax = axes[0, 1]
         for name, curve in curves.items():
             if curve:
-                ax.plot([p['iter'] for p in curve], [p['AP'] for p in curve], 'o-', label=name)
+                bad = any(diverged(run) for run in results[name]['seeds'].values())
+                ax.plot([p['iter'] for p in curve], [p['AP'] for p in curve], 'x:' if bad else 'o-',
+                        label=name + (' (diverged: NaN poses, AP meaningless)' if bad else ''))
         ax.set(xlabel='iteration', ylabel='COCO AP (val)', title='AP during training (first seed)')
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -160,20 +160,23 @@ def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
 
 
 def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, grid_y: Tensor,
-                  eps: float = 1e-6) -> Tensor:
+                  max_background: float = 0.9) -> Tensor:
     """Remove the pull towards the grid mean that a flat softmax background puts on soft-argmax.
 
     Gu et al., "Removing the Bias of Integral Pose Regression", ICCV 2021. Assumption: the background logits
     are near 0, so ``exp(beta z)`` is a peak plus a flat background of ``exp(0) = 1`` per cell; the formula
-    is exact there. With ``C = sum exp(beta z)`` the background contributes ``HW / C`` of the mass at the
+    is exact there. With ``C = sum exp(beta z)`` the background contributes ``r = HW / C`` of the mass at the
     grid mean ``g``, so the peak's own expectation is
-    ``u = (C u_hat - HW g) / (C - HW) = g + (u_hat - g) / (1 - r)`` with ``r = HW / C``.
-    ``r`` comes from ``log C = logsumexp(beta z)`` and ``1 - r = -expm1(log(HW) - log C)`` is clamped to
-    ``>= eps`` (through its exponent, so clamped entries get zero rather than NaN gradients). Where
-    ``C`` is close to or below ``HW`` (no peak, or background logits well below 0) the correction is not
-    meaningful and would amplify the offset from the grid mean by up to ``1 / eps``. The peak is a
-    distribution over the cells, so its expectation lies between the first and last cell centres: the
-    result is clamped to that range, which keeps it a valid location (with zero gradient where clamped).
+    ``u = (C u_hat - HW g) / (C - HW) = g + (u_hat - g) / (1 - r)``, with ``log C = logsumexp(beta z)``.
+
+    Where the background holds most of the mass (``r`` near or above 1: no peak yet, as in every map of a
+    freshly initialised model, or background logits below 0) the assumption fails and ``1 / (1 - r)`` would
+    amplify any offset from the grid mean without bound; clamping the result then leaves those keypoints
+    with zero gradient, and training from scratch can stall there for good. So ``r`` is capped at
+    ``max_background``: the correction is exact while the peak holds at least ``1 - max_background`` of the
+    mass and amplifies by at most ``1 / (1 - max_background)`` (10x) otherwise, keeping gradients alive. The
+    peak is a distribution over the cells, so its expectation lies between the first and last cell centres:
+    the result is also clamped to that range.
 
     Args:
         coords: (..., 2) ``(x, y)`` from :func:`soft_argmax` of ``normalize_heatmaps(logits, 'softmax',
@@ -182,18 +185,21 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
         beta: the same inverse temperature (float or tensor broadcastable against ``logits``).
         grid_x: (W,) normalised x of the cell centres.
         grid_y: (H,) normalised y of the cell centres.
-        eps: lower bound of ``1 - r``.
+        max_background: cap of the background's share ``r``, in (0, 1).
 
     Returns:
         (..., 2) debiased ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
     """
     _check_coords('coords', coords)
     _check_grids('logits', logits, grid_x, grid_y)
+    if not 0.0 < max_background < 1.0:
+        raise ValueError(f'debias_coords: max_background must be in (0, 1), got {max_background}')
     with _full_precision(logits):
         coords, logits, beta, grid_x, grid_y = _upcast(coords, logits, beta, grid_x, grid_y)
         n_cells = logits.shape[-2] * logits.shape[-1]
         log_r = math.log(n_cells) - _flat_logsumexp(beta * logits)
-        one_minus_r = -torch.expm1(log_r.clamp(max=math.log1p(-eps)))
+        # capped through the exponent: capped entries get a zero (not NaN) gradient with respect to r
+        one_minus_r = -torch.expm1(log_r.clamp(max=math.log(max_background)))
         g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
         debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
         g_min = torch.stack((grid_x.min(), grid_y.min()))
