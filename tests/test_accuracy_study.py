@@ -176,7 +176,10 @@ def test_tiny_study_markdown(tiny_study):
     rows = {m.group(1): m.group(2) for m in re.finditer(r'^\| ([\w-]+) \| ([^|]+) \|', text, re.M)}
     for name in VARIANT_NAMES:
         assert name in rows, f'no row for {name}\n{text}'
-        assert 0.0 <= float(rows[name]) <= 1.0, f'{name}: AP cell {rows[name]!r}'
+        assert 0.0 <= float(rows[name].split()[0]) <= 1.0, f'{name}: AP cell {rows[name]!r}'
+        # a diverged run is flagged; ours must never be one (mmpose's JS heads can be, even in 3 iterations)
+        if '(NaN)' in rows[name]:
+            assert name.startswith('mmpose-'), f'{name} produced NaN keypoints'
     assert re.search(r'^- Spearman \(keypoint score vs normalised error\), ours-L1', text, re.M), text
     assert 'docs/calibration.png' in text and 'docs/accuracy_study.json' in text
     assert '| variant | AP @ 2 | AP @ 3 |' in text  # the AP curve (--curve-points 2)
