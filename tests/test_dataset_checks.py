@@ -103,3 +103,28 @@ def test_wrong_keypoint_count(synthetic, fifteen_keypoint_root, mode):
     ann_file = str(Path(fifteen_keypoint_root) / cfg['ann_file'])
     message = _raises(ValueError, cfg, ann_file)
     assert re.search(r'\b15 keypoint', message) and re.search(r'expects 17\b', message), message
+
+
+def test_samples_equal_mmposes_and_own_their_metainfo(coco_sample):
+    """get_data_info gives what CocoDataset's gives, and mutating a sample leaves the dataset untouched."""
+    import numpy as np
+
+    from ipr_plugin.datasets.coco_dataset import IPRCocoDataset
+    kwargs = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''),
+                  data_mode='topdown', pipeline=[])
+    ours, ref = IPRCocoDataset(**kwargs), CocoDataset(**kwargs)
+    assert len(ours) == len(ref) > 0
+    for i in range(len(ref)):
+        a, b = ref.get_data_info(i), ours.get_data_info(i)
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], np.ndarray):
+                np.testing.assert_array_equal(b[key], a[key], err_msg=key)
+            else:
+                assert b[key] == a[key], key
+    sample = ours.get_data_info(0)
+    sample['flip_indices'].reverse()
+    sample['dataset_keypoint_weights'][:] = -1
+    fresh = ours.get_data_info(0)
+    assert fresh['flip_indices'] == ref.get_data_info(0)['flip_indices']
+    assert (fresh['dataset_keypoint_weights'] > 0).all()

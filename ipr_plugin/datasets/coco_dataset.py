@@ -8,14 +8,22 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
   the path and the config key it came from;
 - an annotation file whose instances do not have the metainfo's keypoint count (17 for COCO) raises
   ``ValueError`` naming the file, the count found and the count expected.
+
+It also hands out each sample's metainfo entries more cheaply (see :meth:`IPRCocoDataset.get_data_info`).
 """
 import copy
 import os.path as osp
+import pickle
 from typing import Dict, Optional
 
+from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
+
+# The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
+_SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
+                    'flip_indices', 'skeleton_links')
 
 
 def _is_remote(path: str) -> bool:
@@ -50,6 +58,23 @@ class IPRCocoDataset(CocoDataset):
                                   data_prefix=copy.deepcopy(data_prefix))
         super().__init__(ann_file=ann_file, bbox_file=bbox_file, data_root=data_root, data_prefix=data_prefix,
                          **kwargs)
+
+    def get_data_info(self, idx: int) -> dict:
+        """The sample ``idx`` as mmpose's ``get_data_info`` gives it, with fresh copies of the metainfo entries.
+
+        mmpose deep-copies seven metainfo entries for every sample, which costs more than reading the sample
+        itself; unpickling one stored snapshot of them gives equal, equally independent copies in a tenth of
+        the time (the dataset's metainfo does not change after construction).
+        """
+        data_info = BaseDataset.get_data_info(self, idx)
+        if getattr(self, '_sample_metainfo', None) is None:
+            self._sample_metainfo = pickle.dumps({key: self._metainfo[key] for key in _SAMPLE_METAINFO})
+        for key in _SAMPLE_METAINFO:
+            if key in data_info:  # as mmpose: these names are reserved
+                raise KeyError(f'IPRCocoDataset: "{key}" is a reserved key for `metainfo`, but the sample '
+                               f'{idx} already has it')
+        data_info.update(pickle.loads(self._sample_metainfo))
+        return data_info
 
     def load_data_list(self) -> list:
         """Check the inputs, then load as ``CocoDataset`` does."""
