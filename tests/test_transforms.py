@@ -74,7 +74,7 @@ def test_files_it_would_not_reproduce_are_left_to_opencv(coco_image, case):
         'rotated': lambda: _jpeg(coco_image, exif=_exif(x0112=6)),  # OpenCV turns it upright
         'cmyk': lambda: _jpeg(coco_image.convert('CMYK')),
         'truncated': lambda: _jpeg(coco_image)[:20000],
-        'png': lambda: mmcv.imfrombytes and _png(coco_image),
+        'png': lambda: _png(coco_image),
         'garbage': lambda: b'\xff\xd8 not really a jpeg' * 20,
     }[case]()
     assert decode_jpeg_bgr(buf) is None
@@ -107,14 +107,15 @@ def _load(transform_type, path):
     return transform(dict(img_path=str(path)))
 
 
-@pytest.mark.parametrize('case', ['real', 'rotated', 'truncated'])
+@pytest.mark.parametrize('case', ['real', 'rotated', 'truncated', 'png'])
 def test_ipr_load_image_gives_load_images_results(coco_sample, coco_image, tmp_path, case):
     register_all_modules()
     path = coco_sample / '000000040083.jpg'
     if case != 'real':
         path = tmp_path / f'{case}.jpg'
-        path.write_bytes(_jpeg(coco_image, exif=_exif(x0112=6)) if case == 'rotated'
-                         else _jpeg(coco_image)[:60000])
+        path.write_bytes({'rotated': lambda: _jpeg(coco_image, exif=_exif(x0112=6)),
+                          'truncated': lambda: _jpeg(coco_image)[:60000],
+                          'png': lambda: _png(coco_image)}[case]())
     ref, out = _load('LoadImage', path), _load('IPRLoadImage', path)
     assert set(ref) == set(out)
     np.testing.assert_array_equal(out['img'], ref['img'])

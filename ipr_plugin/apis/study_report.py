@@ -125,6 +125,10 @@ def diverged(run: Mapping[str, Any]) -> bool:
     return bool((run.get('nonfinite_predictions') or (0, 0))[0])
 
 
+def _any_seed_diverged(result: Mapping[str, Any]) -> bool:
+    return any(diverged(run) for run in result['seeds'].values())
+
+
 def calibration(variant: str, predictions_file: Path, val_ann_file: str) -> Dict[str, Any]:
     """Spearman correlation and score bins of one variant's dumped predictions."""
     import pickle
@@ -216,7 +220,7 @@ def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
     iters = sorted({p['iter'] for c in curves.values() for p in c})
     if len(iters) < 2:
         return None
-    rows = [[n + (' (diverged)' if any(diverged(run) for run in results[n]['seeds'].values()) else '')]
+    rows = [[n + (' (diverged)' if _any_seed_diverged(results[n]) else '')]
             + [_fmt(next((p['AP'] for p in c if p['iter'] == i), None)) for i in iters]
             for n, c in curves.items() if c]
     return markdown_table(['variant'] + [f'AP @ {i}' for i in iters], rows)
@@ -250,7 +254,7 @@ def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mappin
         ax = axes[0, 1]
         for name, curve in curves.items():
             if curve:
-                bad = any(diverged(run) for run in results[name]['seeds'].values())
+                bad = _any_seed_diverged(results[name])
                 ax.plot([p['iter'] for p in curve], [p['AP'] for p in curve], 'x:' if bad else 'o-',
                         label=name + (' (diverged: NaN poses, AP meaningless)' if bad else ''))
         ax.set(xlabel='iteration', ylabel='COCO AP (val)', title='AP during training (first seed)')

@@ -103,23 +103,20 @@ def pipeline_table(results: List[Dict[str, Any]]) -> str:
     """ms/sample of every pipeline step (union of the configs' steps, in pipeline order) and the total; a
     drop-in replacement is shown in the row of the transform it replaces ("LoadImage / IPRLoadImage")."""
     labels: Dict[str, List[str]] = {}
+    by_key: List[Dict[str, float]] = []  # per config: row key -> ms/sample
     for r in results:
-        for name in (r.get('pipeline') or {}).get('steps', {}):
-            names = labels.setdefault(_step_key(name), [])
+        pipeline = r.get('pipeline') or {}
+        by_key.append({'total': pipeline.get('ms_per_sample')})
+        for name, value in pipeline.get('steps', {}).items():
+            key = _step_key(name)
+            by_key[-1][key] = value
+            names = labels.setdefault(key, [])
             if name not in names:
                 names.append(name)
     header = ['step (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
-    rows = []
-    for key in list(labels) + ['total']:
-        values = []
-        for r in results:
-            pipeline = r.get('pipeline') or {}
-            if key == 'total':
-                values.append(pipeline.get('ms_per_sample'))
-            else:
-                values.append(next((v for n, v in pipeline.get('steps', {}).items() if _step_key(n) == key), None))
-        statuses = ['-' if 'pipeline' in r else _status(r, 'pipeline') for r in results]
-        rows.append(_row(' / '.join(labels.get(key, [key])), values, statuses))
+    statuses = ['-' if 'pipeline' in r else _status(r, 'pipeline') for r in results]
+    rows = [_row(' / '.join(labels.get(key, [key])), [values.get(key) for values in by_key], statuses)
+            for key in list(labels) + ['total']]
     return _table(header, rows)
 
 
