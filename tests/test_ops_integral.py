@@ -225,6 +225,12 @@ def test_debias_on_flat_maps_amplifies_boundedly_and_keeps_gradients():
     target = torch.rand(64, 2) - 0.5
     (fixed - target).abs().sum().backward()
     assert (logits.grad.flatten(1).abs().sum(1) > 0).all()
+    # the bound this cap replaced (1 - r >= 1e-6) left at least a quarter of the same keypoints without one
+    logits.grad = None
+    coords = soft_argmax(normalize_heatmaps(logits, beta=10.0), gx, gy)
+    old = debias_coords(coords, logits, 10.0, gx, gy, max_background=1 - 1e-6)
+    (old - target).abs().sum().backward()
+    assert (logits.grad.flatten(1).abs().sum(1) == 0).sum() >= 16
 
 
 def test_debias_max_background_bounds():

@@ -13,8 +13,8 @@ class IPRCocoMetric(CocoMetric):
     COCO keypoint evaluation (xtcocotools, like pycocotools) computes a NaN OKS for a NaN keypoint, and its
     test ``oks < threshold`` is False for NaN, so a NaN pose *matches* a person at every threshold. With the
     constant keypoint scores of mmpose's integral heads a diverged model (NaN loss) therefore still reports an
-    AP, e.g. 0.34 for all-NaN poses on the four-image COCO sample. This metric raises instead, naming the
-    image. Same arguments and results as ``CocoMetric`` otherwise.
+    AP (above 0.1 for all-NaN poses on the four-image COCO sample, ``tests/test_gt_evaluation.py``). This
+    metric raises instead, naming the image. Same arguments and results as ``CocoMetric`` otherwise.
 
     Args:
         allow_nonfinite (bool): Skip the check (mmpose's behaviour). Default False.

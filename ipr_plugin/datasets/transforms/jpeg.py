@@ -1,8 +1,10 @@
-"""JPEG decoding that is pixel-identical to OpenCV's, about twice as fast.
+"""JPEG decoding that is pixel-identical to OpenCV's, with less overhead.
 
 ``cv2.imdecode`` (what mmcv's ``imfrombytes`` calls, and so mmpose's ``LoadImage``) is the largest per-sample
 cost of a top-down pipeline. ``simplejpeg`` decodes with libjpeg-turbo's defaults (accurate integer IDCT, fancy
-upsampling) straight into BGR, which gives the same pixels in about half the time. Its output is used only where
+upsampling) straight into BGR, which gives the same pixels; ``IPRLoadImage`` costs 1.39 ms per 640x480 sample
+where ``LoadImage`` costs 1.57 ms (``BENCHMARKS.md``, 2-core CPU), the decode itself being most of both. Its
+output is used only where
 it provably matches OpenCV: a baseline or progressive JPEG in YCbCr or grayscale whose EXIF orientation is
 absent or 1 (OpenCV's ``IMREAD_COLOR`` applies EXIF rotations, libjpeg-turbo does not). Everything else —
 another format, a rotated, CMYK, truncated or corrupt file, or no ``simplejpeg`` installed — returns ``None``
