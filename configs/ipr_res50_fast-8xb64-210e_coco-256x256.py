@@ -6,7 +6,8 @@
 # - no host synchronisation in a training step: the logged values are copied to the host in one go per logging
 #   interval (IPRRuntimeInfoHook);
 # - the same pipelines with four of mmpose's transforms replaced by drop-ins that compute the same results with
-#   less CPU: IPRLoadImage (libjpeg-turbo decoding via simplejpeg, pixel-identical to OpenCV), IPRRandomFlip (the
+#   less CPU: IPRLoadImage (libjpeg-turbo decoding via simplejpeg, pixel-identical to OpenCV;
+#   at test time each image is decoded once for all of its detector boxes), IPRRandomFlip (the
 #   flipped image copied by cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
 #   ipr_collate stacks the batch in channels-last order).
@@ -34,7 +35,8 @@ train_pipeline = [
     dict(type='IPRPackInputs')
 ]
 test_pipeline = [
-    dict(type='IPRLoadImage'),
+    # one decode per val image, not one per detector box (the boxes of an image come one after another)
+    dict(type='IPRLoadImage', reuse_last=True),
     dict(type='GetBBoxCenterScale'),
     dict(type='TopdownAffine', input_size=codec['input_size']),
     dict(type='IPRPackInputs')

@@ -9,11 +9,13 @@ from typing import Dict, List
 
 import pytest
 
+from ipr_plugin.benchmark.cli import given_val_split
 from ipr_plugin.benchmark.report import append_section
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, resolve_config_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample')
+MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
+                 '(e) CPU test pipeline ms/sample')
 
 
 def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
@@ -30,10 +32,12 @@ def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
 
 
 @pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory) -> Dict[str, str]:
+def tiny_run(tmp_path_factory, coco_sample) -> Dict[str, str]:
+    # evaluation and the test pipeline on the real COCO sample, with the real detector's boxes
     out = tmp_path_factory.mktemp('bench') / 'B.md'
+    val_data = [str(coco_sample / name) for name in ('test_coco.json', '.', 'test_coco_det_AP_H_56.json')]
     cmd = [sys.executable, 'tools/benchmark.py', '--tiny', '--configs', ANCHOR_CONFIG, OURS_CONFIG,
-           '--out', str(out), '--label', 'pytest tiny']
+           '--val-data', *val_data, '--out', str(out), '--label', 'pytest tiny']
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
     return dict(markdown=out.read_text(), stdout=proc.stdout)
@@ -49,6 +53,10 @@ def test_tiny_run_measures_every_cell(tiny_run: Dict[str, str]) -> None:
     steps = _table_rows(tiny_run['markdown'], 'step (ms/sample, 1 thread)')
     for step in ('LoadImage', 'TopdownAffine', 'GenerateTarget', 'PackPoseInputs', 'total'):
         assert all(float(v) > 0 for v in steps[step][:2]), (step, steps[step])
+    test_steps = _table_rows(tiny_run['markdown'], 'test pipeline step (ms/sample, 1 thread)')
+    assert 'GenerateTarget' not in test_steps
+    for step in ('LoadImage', 'TopdownAffine', 'PackPoseInputs', 'total'):
+        assert all(float(v) > 0 for v in test_steps[step][:2]), (step, test_steps[step])
 
 
 def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str]) -> None:
@@ -60,6 +68,8 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert f'- Date: {today}' in markdown
     assert re.search(r'^- Machine: .+, \d+ cores; GPU: none; torch \S+', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
+    assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '
+                     r'boxes, 29.5 per image\)', markdown)
     assert tiny_run['markdown'].split('\n', 3)[-1].strip() in tiny_run['stdout']  # the same table is printed
 
 
@@ -91,3 +101,12 @@ def test_append_keeps_earlier_sections(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.count('# Benchmarks') == 1
     assert text.index('## first') < text.index('body 1') < text.index('## second')
+
+
+def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: Path, tmp_path: Path) -> None:
+    split = given_val_split(str(coco_sample / 'test_coco.json'), str(coco_sample),
+                            str(coco_sample / 'test_coco_det_AP_H_56.json'))
+    assert (split['num_val_images'], split['num_val_instances'], split['num_detections']) == (4, 14, 118)
+    missing = tmp_path / 'missing_boxes.json'
+    with pytest.raises(SystemExit, match='missing_boxes.json'):
+        given_val_split(str(coco_sample / 'test_coco.json'), str(coco_sample), str(missing))

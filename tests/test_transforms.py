@@ -132,6 +132,37 @@ def test_ipr_load_image_names_a_corrupt_or_missing_file(tmp_path):
             _load('IPRLoadImage', path)
 
 
+def test_ipr_load_image_to_float32_gives_load_images_float_image(coco_sample):
+    register_all_modules()
+    path = str(coco_sample / '000000040083.jpg')
+    ref = TRANSFORMS.build(dict(type='LoadImage', to_float32=True))(dict(img_path=path))
+    out = TRANSFORMS.build(dict(type='IPRLoadImage', to_float32=True))(dict(img_path=path))
+    assert out['img'].dtype == ref['img'].dtype == np.float32
+    np.testing.assert_array_equal(out['img'], ref['img'])
+
+
+def test_ipr_load_image_reuses_the_last_image_read_only(coco_sample, tmp_path):
+    """One decode per file for consecutive samples of that file, the same pixels, and no silent sharing."""
+    register_all_modules()
+    reuse = TRANSFORMS.build(dict(type='IPRLoadImage', reuse_last=True))
+    plain = TRANSFORMS.build(dict(type='LoadImage'))
+    a, b = (str(tmp_path / name) for name in ('a.jpg', 'b.jpg'))
+    for name in ('a.jpg', 'b.jpg'):
+        (tmp_path / name).write_bytes((coco_sample / '000000040083.jpg').read_bytes())
+    first, second, other = (reuse(dict(img_path=p, id=i)) for i, p in enumerate((a, a, b)))
+    assert second['img'] is first['img'] and other['img'] is not first['img']
+    for out in (first, second, other):
+        np.testing.assert_array_equal(out['img'], plain(dict(img_path=a))['img'])
+        assert out['img_shape'] == out['ori_shape'] == out['img'].shape[:2]
+    with pytest.raises(ValueError, match='read-only'):
+        second['img'][0, 0] = 0  # an in-place write would have reached the next sample of the file
+    # a file rewritten under the same name is loaded again
+    (tmp_path / 'b.jpg').write_bytes(_jpeg(Image.new('RGB', (32, 24), (200, 10, 10))))
+    again = reuse(dict(img_path=b))
+    assert again['img'] is not other['img'] and again['img'].shape[:2] == (24, 32)
+    np.testing.assert_array_equal(again['img'], plain(dict(img_path=b))['img'])
+
+
 @pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])
 def test_ipr_random_flip_gives_random_flips_results_contiguously(coco_sample, direction):
     register_all_modules()

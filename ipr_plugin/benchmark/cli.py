@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--pipeline-samples', type=int, default=None,
                    help=f'samples timed in (d) ({FULL["pipeline_samples"]})')
     p.add_argument('--device', choices=['cuda', 'cpu'], default=None, help='default: cuda when available')
+    p.add_argument('--val-data', nargs=3, default=None, metavar=('ANN_FILE', 'IMG_DIR', 'BBOX_FILE'),
+                   help='a COCO-format val split with its detector boxes to use for (c) and (e) instead of the '
+                   'synthetic one (e.g. real COCO images with a real detector\'s boxes)')
     p.add_argument('--skip', nargs='+', default=[], choices=MEASUREMENTS, help='measurements not to run')
     p.add_argument('--out', default=None,
                    help='markdown file to append to; default BENCHMARKS.md (with --tiny: none unless given)')
@@ -97,6 +100,20 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str
     return data
 
 
+def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, Any]:
+    """The ``--val-data`` split in ``prepare_data``'s keys (absolute paths and counts)."""
+    for path in (ann_file, img_dir, bbox_file):
+        if not osp.exists(path):
+            raise SystemExit(f'--val-data: {path} does not exist')
+    with open(ann_file) as f:
+        coco = json.load(f)
+    with open(bbox_file) as f:
+        boxes = json.load(f)
+    return dict(val_ann_file=osp.abspath(ann_file), val_img_dir=osp.abspath(img_dir),
+                bbox_file=osp.abspath(bbox_file), num_val_images=len(coco.get('images', [])),
+                num_val_instances=len(coco.get('annotations', [])), num_detections=len(boxes), val_given=True)
+
+
 def _write_split(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
     from ipr_plugin.datasets import write_synthetic_coco
     return write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed)
@@ -141,13 +158,16 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
 def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
     """The run's settings and caveats, as markdown bullet text."""
     needed = (args.warmup + args.iters) * args.batch_size
+    val = (f'{data["num_val_images"]} val images ({data["num_detections"]} detector boxes, '
+           f'{data["num_detections"] / max(data["num_val_images"], 1):.1f} per image)')
+    if data.get('val_given'):
+        val = f'val split given with --val-data: `{data["val_ann_file"]}`, {val}'
     lines = [
         f'Data: synthetic COCO layout (`write_synthetic_coco`, seed {args.seed}), {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} '
-        f'JPEG: {data["num_train_images"]} train images ({data["num_train_instances"]} instances), '
-        f'{data["num_val_images"]} val images ({data["num_detections"]} detector boxes)',
+        f'JPEG: {data["num_train_images"]} train images ({data["num_train_instances"]} instances); {val}',
         f'Run: device {args.device}, batch size {args.batch_size} (train and val), workers {args.workers}, '
         f'{args.warmup} warm-up + {args.iters} timed iterations for (a) (b) (c), {args.pipeline_samples} samples '
-        'for (d); each config in its own process, one after another; eval = runner.val() with CocoMetric '
+        'for (d) and (e), in dataset order; each config in its own process, one after another; eval = runner.val() with CocoMetric '
         '(final COCO evaluation outside the window)',
     ]
     if args.cfg_options:
@@ -179,6 +199,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny else 'data/bench_synthetic')
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
+        if args.val_data:
+            data = dict(data, **given_val_split(*args.val_data))
         results = []
         for index, (name, shown, path) in enumerate(configs):
             work_dir = osp.join(work_root, f'{index}')

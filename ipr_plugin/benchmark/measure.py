@@ -79,19 +79,23 @@ def measure_loader(cfg, warmup: int, iters: int, seed: int) -> Dict[str, Any]:
     return dict(per_s=samples / elapsed, samples=samples, iters=iters, elapsed_s=elapsed)
 
 
-def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int) -> Dict[str, Any]:
-    """(d) Per-sample CPU cost of the train pipeline, in this process on one thread: ms/sample of the
-    dataset's ``get_data_info``, of every transform of ``cfg.train_dataloader.dataset.pipeline`` (built with
-    mmpose's ``TRANSFORMS``) and of the loader's ``collate_fn`` (per sample, over batches of ``batch_size``),
-    all of which a dataloader worker pays per sample. A few untimed samples go first."""
+def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
+                     loader_key: str = 'train_dataloader') -> Dict[str, Any]:
+    """(d) Per-sample CPU cost of the train pipeline (``loader_key='val_dataloader'``: (e), the test pipeline),
+    in this process on one thread: ms/sample of the dataset's ``get_data_info``, of every transform of the
+    loader's ``dataset.pipeline`` (built with mmpose's ``TRANSFORMS``) and of the loader's ``collate_fn`` (per
+    sample, over batches of ``batch_size``), all of which a dataloader worker pays per sample. Samples are
+    taken in dataset order, as a worker of an unshuffled loader receives them (for a test set: the detector
+    boxes of one image one after another). A few untimed samples go first."""
     from mmpose.registry import DATASETS, TRANSFORMS
     init_default_scope(cfg.get('default_scope', 'mmpose'))
-    dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    loader_cfg = cfg[loader_key]
+    dataset_cfg = copy.deepcopy(loader_cfg.dataset)
     pipeline_cfg = dataset_cfg.pop('pipeline')
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
     steps: List[tuple] = [('get_data_info (dataset)', None)]
     steps += _unique_names([(type(t).__name__, t) for t in (TRANSFORMS.build(c) for c in pipeline_cfg)])
-    collate = _collate_fn(cfg.train_dataloader)
+    collate = _collate_fn(loader_cfg)
     totals: Dict[str, float] = OrderedDict((name, 0.0) for name, _ in steps)
     totals['collate (per sample)'] = 0.0
     warmup = min(4, num_samples)

@@ -14,6 +14,7 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(b) loader samples/s', 'loader', lambda r: r['per_s']),
     ('(c) eval img/s (flip)', 'eval', lambda r: r['per_s']),
     ('(d) CPU pipeline ms/sample', 'pipeline', lambda r: r['ms_per_sample']),
+    ('(e) CPU test pipeline ms/sample', 'test_pipeline', lambda r: r['ms_per_sample']),
     ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
     ('GPU util in train window (%)', 'train', lambda r: (r.get('gpu_util') or {}).get('mean')),
 )
@@ -81,7 +82,7 @@ def _row(label: str, values: List[Optional[float]], statuses: List[str]) -> List
 
 
 def main_table(results: List[Dict[str, Any]]) -> str:
-    """Rows (a)-(d), peak memory and GPU utilisation; a column per config, then each ratio to the first."""
+    """Rows (a)-(e), peak memory and GPU utilisation; a column per config, then each ratio to the first."""
     header = ['metric'] + [r['name'] for r in results] + _ratio_header(results)
     rows = [_row(label, [_cell(r, key, read) for r in results], [_status(r, key) for r in results])
             for label, key, read in MAIN_ROWS]
@@ -99,24 +100,26 @@ def _step_key(name: str) -> str:
     return base.__name__ if base is not None else name
 
 
-def pipeline_table(results: List[Dict[str, Any]]) -> str:
-    """ms/sample of every pipeline step (union of the configs' steps, in pipeline order) and the total; a
-    drop-in replacement is shown in the row of the transform it replaces ("LoadImage / IPRLoadImage")."""
+def pipeline_table(results: List[Dict[str, Any]], key: str = 'pipeline') -> str:
+    """ms/sample of every step of the train pipeline (``key='test_pipeline'``: the test pipeline), the union
+    of the configs' steps in pipeline order, and the total; a drop-in replacement is shown in the row of the
+    transform it replaces ("LoadImage / IPRLoadImage")."""
     labels: Dict[str, List[str]] = {}
     by_key: List[Dict[str, float]] = []  # per config: row key -> ms/sample
     for r in results:
-        pipeline = r.get('pipeline') or {}
+        pipeline = r.get(key) or {}
         by_key.append({'total': pipeline.get('ms_per_sample')})
         for name, value in pipeline.get('steps', {}).items():
-            key = _step_key(name)
-            by_key[-1][key] = value
-            names = labels.setdefault(key, [])
+            row = _step_key(name)
+            by_key[-1][row] = value
+            names = labels.setdefault(row, [])
             if name not in names:
                 names.append(name)
-    header = ['step (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
-    statuses = ['-' if 'pipeline' in r else _status(r, 'pipeline') for r in results]
-    rows = [_row(' / '.join(labels.get(key, [key])), [values.get(key) for values in by_key], statuses)
-            for key in list(labels) + ['total']]
+    title = 'test pipeline step' if key == 'test_pipeline' else 'step'
+    header = [f'{title} (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
+    statuses = ['-' if key in r else _status(r, key) for r in results]
+    rows = [_row(' / '.join(labels.get(row, [row])), [values.get(row) for values in by_key], statuses)
+            for row in list(labels) + ['total']]
     return _table(header, rows)
 
 
@@ -158,6 +161,8 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     if errors:
         parts += ['- Errors:'] + ['  ' + line for line in errors]
     parts += ['', main_table(results), '', pipeline_table(results), '']
+    if any('test_pipeline' in r for r in results):
+        parts += [pipeline_table(results, 'test_pipeline'), '']
     return '\n'.join(parts)
 
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline')
+MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline')
 
 ANCHOR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -31,7 +31,7 @@ class WorkerSpec:
         warmup, iters: iterations run before the timed window, and in it.
         device: 'cuda' or 'cpu'.
         skip: measurements (of :data:`MEASUREMENTS`) not to run.
-        pipeline_samples: samples timed through the train pipeline in (d).
+        pipeline_samples: samples timed through the train pipeline in (d) and through the test pipeline in (e).
         cfg_options: ``--cfg-options``-style overrides applied to every config before the benchmark's own.
         work_dir: the Runner's work dir (a temp dir).
         result_file: where the worker writes its JSON result.

@@ -3,7 +3,8 @@
 Each is a subclass registered in mmpose's ``TRANSFORMS`` under an ``IPR`` name, takes the original's
 arguments and is tested against it (``tests/test_transforms.py``):
 
-- :class:`IPRLoadImage`: JPEGs decoded by libjpeg-turbo directly (``simplejpeg``), pixel-identical to OpenCV;
+- :class:`IPRLoadImage`: JPEGs decoded by libjpeg-turbo directly (``simplejpeg``), pixel-identical to OpenCV,
+  and optionally one decode shared by consecutive samples of a file (a test pipeline's detector boxes);
 - :class:`IPRRandomFlip`: the flipped image made contiguous by ``cv2.flip`` instead of by the next transform;
 - :class:`IPRRandomBBoxTransform`: the same truncated-normal draws without scipy's per-call overhead;
 - :class:`IPRPackInputs`: the image packed without a transpose (channels-last strides).
