@@ -17,7 +17,8 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
 
     Args:
         channels_last (bool): Return the normalised batch in channels-last memory format (pair it with
-            :class:`ChannelsLastHook`, which converts the model).
+            :class:`ChannelsLastHook`, which converts the model). GPU batches only, as the hook converts GPU
+            models only (see there why).
         **kwargs: ``PoseDataPreprocessor``'s arguments (``mean``, ``std``, ``bgr_to_rgb``, ``non_blocking``,
             ...). ``non_blocking=True`` with the dataloader's ``pin_memory=True`` overlaps the copies.
     """
@@ -33,6 +34,6 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
             labels = self.cast_data(labels)
             for i, sample in enumerate(out['data_samples']):
                 sample.gt_instance_labels = InstanceData(**{k: v[i] for k, v in labels.items()})
-        if self.channels_last:
+        if self.channels_last and out['inputs'].is_cuda:
             out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
         return out
