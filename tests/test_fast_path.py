@@ -1,16 +1,19 @@
 """The fast data path (ipr_collate + IPRDataPreprocessor + channels-last) computes what the plain path does."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.runner import Runner
+from mmengine.structures import BaseDataElement
 from mmpose.registry import DATASETS, MODELS
 from mmpose.utils import register_all_modules
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.datasets.collate import LABELS_KEY, ipr_collate
+from ipr_plugin.models.data_preprocessors.ipr_data_preprocessor import element_to
 
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 
@@ -40,7 +43,6 @@ def setup(coco_sample, repo_root):
 
 def _items(dataset, n, seed=0):
     torch.manual_seed(seed)
-    import numpy as np
     np.random.seed(seed)
     return [dataset[i] for i in range(n)]
 
@@ -140,3 +142,54 @@ def test_channels_last_hook_leaves_a_cpu_model_as_it_is(coco_sample, repo_root, 
     assert 'coco/AP' in metrics
     stem = runner.model.backbone.conv1.weight
     assert stem.is_contiguous() and not stem.is_contiguous(memory_format=torch.channels_last)
+
+
+def _assert_same_element(ours, ref):
+    """Same class, same metainfo and data values, recursively through nested data elements."""
+    assert type(ours) is type(ref)
+    assert sorted(ours.metainfo_keys()) == sorted(ref.metainfo_keys())
+    for key, value in ref.metainfo_items():
+        np.testing.assert_equal(getattr(ours, key), value)
+    assert sorted(ours.keys()) == sorted(ref.keys())
+    for key, value in ref.items():
+        mine = getattr(ours, key)
+        if isinstance(value, BaseDataElement):
+            _assert_same_element(mine, value)
+        elif isinstance(value, torch.Tensor):
+            assert mine.dtype == value.dtype and mine.device == value.device
+            torch.testing.assert_close(mine, value, rtol=0, atol=0)
+        else:
+            np.testing.assert_equal(mine, value)
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_element_to_moves_samples_as_mmengine_does_without_copying_metainfo(setup, split):
+    _, _, datasets = setup
+    sample = _items(datasets[split], 1)[0]['data_samples']
+    assert sample.metainfo_keys() and sample.keys()
+    # a dtype move changes every tensor, nested ones included, so a skipped field would show
+    for args in (('cpu', ), (torch.float64, )):
+        before = copy.deepcopy(sample)
+        moved, ref = element_to(sample, *args), sample.to(*args)
+        _assert_same_element(moved, ref)
+        _assert_same_element(sample, before)  # the original is left as it was
+        for key, value in sample.metainfo_items():
+            assert getattr(moved, key) is value  # shared, not copied
+    if split == 'train':
+        labels = element_to(sample, torch.float64).gt_instance_labels.keypoint_labels
+        assert labels.dtype == torch.float64 and sample.gt_instance_labels.keypoint_labels.dtype == torch.float32
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_preprocessor_gives_the_plain_paths_samples_without_metainfo_copies(setup, split):
+    model, fast, datasets = setup
+    items = _items(datasets[split], 4)
+    training = split == 'train'
+    plain = model.data_preprocessor(pseudo_collate(copy.deepcopy(items)), training)
+    batch = ipr_collate(copy.deepcopy(items))
+    flip_indices = [s.flip_indices for s in batch['data_samples']]  # a list: a deep copy would be a new one
+    quick = fast.data_preprocessor(batch, training)
+    # every metainfo value equal, pad_shape included (mmpose's own preprocessor gets (C, H) for stacked batches)
+    for q, p, indices in zip(quick['data_samples'], plain['data_samples'], flip_indices):
+        _assert_same_element(q, p)
+        assert q.flip_indices is indices  # shared: mmengine's BaseDataElement.to would have deep-copied it

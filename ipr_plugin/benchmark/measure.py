@@ -126,6 +126,33 @@ def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
     return dict(ms_per_sample=sum(per_sample.values()), steps=per_sample, samples=num_samples)
 
 
+def measure_host(cfg, batch_size: int, device: str, seed: int, repeats: int = 5) -> Dict[str, Any]:
+    """(f) Main-process cost of a batch's data samples: ms/sample for the config's data preprocessor to move the
+    ``data_samples`` of one collated train batch and one val batch to ``device`` (its ``cast_data``, the step
+    that copies every sample's metainfo in mmengine). The main process pays it for every batch, serialised with
+    the GPU's work wherever a step waits for its inputs. Batches come from the datasets' own pipelines and the
+    loaders' own ``collate_fn``; the best of ``repeats`` timings is taken, on one thread."""
+    from mmpose.registry import DATASETS, MODELS
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    preprocessor = MODELS.build(copy.deepcopy(cfg.model.data_preprocessor)).to(device)
+    result: Dict[str, Any] = dict(batch_size=batch_size, repeats=repeats)
+    with _single_thread():
+        for split in ('train', 'val'):
+            loader_cfg = cfg[f'{split}_dataloader']
+            dataset = DATASETS.build(copy.deepcopy(loader_cfg.dataset))
+            random.seed(seed)
+            np.random.seed(seed)
+            count = min(batch_size, len(dataset))
+            samples = _collate_fn(loader_cfg)([dataset[i] for i in range(count)])['data_samples']
+            best = float('inf')
+            for _ in range(repeats):
+                start = time.perf_counter()
+                preprocessor.cast_data(samples)
+                best = min(best, time.perf_counter() - start)
+            result[f'{split}_ms_per_sample'] = 1000 * best / count
+    return result
+
+
 def _unique_names(steps: List[tuple]) -> List[tuple]:
     # A transform used twice gets '#2' so that both keep their own row.
     seen: Dict[str, int] = {}

@@ -15,6 +15,8 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(c) eval img/s (flip)', 'eval', lambda r: r['per_s']),
     ('(d) CPU pipeline ms/sample', 'pipeline', lambda r: r['ms_per_sample']),
     ('(e) CPU test pipeline ms/sample', 'test_pipeline', lambda r: r['ms_per_sample']),
+    ('(f) main process: train samples to device, ms/sample', 'host', lambda r: r['train_ms_per_sample']),
+    ('(f) main process: val samples to device, ms/sample', 'host', lambda r: r['val_ms_per_sample']),
     ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
     ('GPU util in train window (%)', 'train', lambda r: (r.get('gpu_util') or {}).get('mean')),
 )
@@ -82,7 +84,7 @@ def _row(label: str, values: List[Optional[float]], statuses: List[str]) -> List
 
 
 def main_table(results: List[Dict[str, Any]]) -> str:
-    """Rows (a)-(e), peak memory and GPU utilisation; a column per config, then each ratio to the first."""
+    """Rows (a)-(f), peak memory and GPU utilisation; a column per config, then each ratio to the first."""
     header = ['metric'] + [r['name'] for r in results] + _ratio_header(results)
     rows = [_row(label, [_cell(r, key, read) for r in results], [_status(r, key) for r in results])
             for label, key, read in MAIN_ROWS]

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline')
+MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host')
 
 ANCHOR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'

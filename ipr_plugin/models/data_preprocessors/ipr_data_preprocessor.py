@@ -1,6 +1,9 @@
 """Data preprocessor for batches from :func:`ipr_collate` (and, unchanged, from ``pseudo_collate``)."""
+import math
+from typing import Any, List, Tuple
+
 import torch
-from mmengine.structures import InstanceData
+from mmengine.structures import BaseDataElement, InstanceData
 from mmpose.models.data_preprocessors import PoseDataPreprocessor
 from mmpose.registry import MODELS
 
@@ -9,11 +12,15 @@ from ...datasets.collate import LABELS_KEY
 
 @MODELS.register_module()
 class IPRDataPreprocessor(PoseDataPreprocessor):
-    """mmpose's ``PoseDataPreprocessor`` plus the stacked labels of :func:`ipr_collate`.
+    """mmpose's ``PoseDataPreprocessor`` plus the stacked labels of :func:`ipr_collate`, with data samples moved
+    to the device without copying their metainfo.
 
     The uint8 batch is moved to the device first and converted there (mmengine's order), the stacked
     labels follow in one copy each and are given back to the samples as views, so the head sees exactly
-    what it would with ``pseudo_collate``.
+    what it would with ``pseudo_collate``. The samples are moved by :func:`element_to`, which gives the same
+    samples as mmengine's ``BaseDataElement.to`` but shares the metainfo values instead of deep-copying them.
+    A stacked (B, C, H, W) batch gets the ``pad_shape`` metainfo a list of images gets, (H', W'): mmpose 1.3.2
+    reads it from ``shape[1:3]``, (C, H), for stacked batches.
 
     Args:
         channels_last (bool): Return the normalised batch in channels-last memory format (pair it with
@@ -27,6 +34,20 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         super().__init__(**kwargs)
         self.channels_last = channels_last
 
+    def cast_data(self, data: Any) -> Any:
+        # mmengine recurses through dicts and lists by calling self.cast_data, so every sample comes here.
+        if isinstance(data, BaseDataElement):
+            return element_to(data, self.device, non_blocking=self._non_blocking)
+        return super().cast_data(data)
+
+    def _get_pad_shape(self, data: dict) -> List[Tuple[int, int]]:
+        inputs = data['inputs']
+        if not (isinstance(inputs, torch.Tensor) and inputs.dim() == 4):
+            return super()._get_pad_shape(data)
+        divisor = self.pad_size_divisor
+        pad = tuple(int(math.ceil(size / divisor)) * divisor for size in inputs.shape[-2:])
+        return [pad] * inputs.shape[0]
+
     def forward(self, data: dict, training: bool = False) -> dict:
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
         out = super().forward(data, training)
@@ -37,3 +58,31 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         if self.channels_last and out['inputs'].is_cuda:
             out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
         return out
+
+
+def element_to(element: BaseDataElement, *args, **kwargs) -> BaseDataElement:
+    """``element.to(*args, **kwargs)`` without mmengine's deep copy of the metainfo.
+
+    mmengine's ``BaseDataElement.to`` builds the moved element with ``new()``, which deep-copies every metainfo
+    value: for a top-down sample that includes ``raw_ann_info`` (the COCO annotation with its segmentation
+    polygons), about 0.15 ms per sample on one core of the 2-core machine (``BENCHMARKS.md``) — 20 ms of main-process time per
+    batch of 128, serialised with the GPU's work. Here the moved element shares the metainfo values with
+    ``element``; its data fields are moved exactly as mmengine moves them (tensors and nested data elements;
+    anything without ``.to`` is kept as it is). Metainfo is read-only in mmpose's models and metrics, and the
+    unmoved sample is not used again once the model has its moved copy.
+
+    Returns:
+        A new element of the same class: equal metainfo (the same objects) and equal, moved data.
+    """
+    moved = element.__class__()
+    for key, value in element.metainfo_items():
+        moved.set_field(value, key, field_type='metainfo')
+    data = {}
+    for key, value in element.items():
+        if isinstance(value, BaseDataElement):
+            value = element_to(value, *args, **kwargs)
+        elif hasattr(value, 'to'):
+            value = value.to(*args, **kwargs)
+        data[key] = value
+    moved.set_data(data)  # through setattr, as mmengine does, so property setters and length checks apply
+    return moved
