@@ -68,6 +68,8 @@ VARIANTS: Tuple[Variant, ...] = (
             'IPRHead: IntegralJointLoss (L1 + JS, cosine-annealed by iteration)', anneal_by_iter=True),
     Variant('ours-Debias', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'IPRHead: joint loss, beta 10, debias', anneal_by_iter=True),
+    Variant('ours-L1-fast', 'ours', 'ipr_res50_fast-8xb64-210e_coco-256x256.py',
+            'ours-L1 through the fast config: drop-in transforms, fp16 evaluation, host-sync-free logging'),
     Variant('ours-L1-ones', 'ours', '', 'the ours-L1 model re-evaluated with constant keypoint scores',
             eval_of='ours-L1', test_cfg=(('keypoint_scores', 'ones'), )),
 )
