@@ -11,7 +11,7 @@
 #   flipped image copied by cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
 #   ipr_collate stacks the batch in channels-last order).
-# Optional: `--cfg-options compile=True` (torch.compile of the train step; minutes of compilation first).
+# torch.compile of the backbone and deconv stack: ipr_res50_fast-compile-8xb64-210e_coco-256x256.py.
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
 # bf16 has float32's range, so no loss scaling: mmengine's default dynamic GradScaler would only add an

@@ -6,15 +6,15 @@
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
 
 Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
-iteration).
+iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack).
 """
 from .checkpoint import register_safe_globals, safe_globals
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
-from .hooks import ChannelsLastHook
+from .hooks import ChannelsLastHook, CompileHook
 from .runtime_info_hook import IPRRuntimeInfoHook
 
 register_safe_globals()
 patch_cpu_distributed()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
-           'ChannelsLastHook', 'IPRRuntimeInfoHook']
+           'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook']
