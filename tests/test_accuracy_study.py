@@ -57,6 +57,7 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
     sizes = list(_values_of('input_size', cfg.to_dict())) + list(_values_of('heatmap_size', cfg.to_dict()))
     assert sizes and all(tuple(s) in ((64, 64), (16, 16)) for s in sizes), sizes
     assert cfg.model.test_cfg.flip_test is True
+    assert 'prefetch_factor' not in cfg.train_dataloader and 'prefetch_factor' not in cfg.val_dataloader  # 0 workers
     if variant.source == 'ours':
         assert cfg.model.data_preprocessor.type == 'IPRDataPreprocessor'
         assert cfg.train_dataloader.collate_fn == dict(type='ipr_collate')

@@ -217,8 +217,9 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
         if fast is not None:
             loader.collate_fn = fast['loader']['collate_fn']
             loader.pin_memory = fast['loader']['pin_memory'] and budget.cuda
-            if budget.workers > 0:  # torch refuses a prefetch factor without worker processes
-                loader.prefetch_factor = fast['loader']['prefetch_factor']
+            loader.prefetch_factor = fast['loader']['prefetch_factor']
+        if budget.workers == 0:  # torch refuses a prefetch factor without worker processes (the fast config has one)
+            loader.pop('prefetch_factor', None)
     cfg.val_dataloader.dataset.bbox_file = data['bbox_file']
     cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     metric = dict(type='CocoMetric', ann_file=data['val_ann_file'])
