@@ -142,5 +142,8 @@ def test_bad_input_names_the_tensor():
     bad[0, 1, 2, 3] = float('nan')
     with pytest.raises(ValueError, match=r'logits of shape \(1, 5, 16, 12\).*NaN'):
         head.predict((bad,), samples(1))
+    for pair in ([(bad, ), (bad.nan_to_num(), )], [(bad.nan_to_num(), ), (bad, )]):  # either flip-test pass
+        with pytest.raises(ValueError, match=r'logits of shape \(1, 5, 16, 12\).*NaN'):
+            head.predict(pair, samples(1), dict(flip_test=True))
     with pytest.raises(ValueError, match='debias'):
         logit_head(debias=True, normalizer='relu')

@@ -185,28 +185,29 @@ class IPRHead(BaseHead):
             if len(flip_indices) != self.num_joints:
                 raise ValueError(f'IPRHead.predict: `flip_indices` has {len(flip_indices)} entries for '
                                  f'{self.num_joints} joints')
-            coords, probs = self._predict_maps(feats[0])
-            coords_f, probs_f = self._predict_maps(feats[1])
+            logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
+            coords, probs = self._integrate(logits)
+            coords_f, probs_f = self._integrate(logits_f)
             coords_f = flip_coords(coords_f, flip_indices)
             probs_f = probs_f.flip(-1)[:, flip_indices]
             coords, probs = (coords + coords_f) * 0.5, (probs + probs_f) * 0.5
+            finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         else:
-            coords, probs = self._predict_maps(feats)
+            logits = self.logits(feats)
+            coords, probs = self._integrate(logits)
+            finite = torch.isfinite(logits).all()
         grid_x, grid_y = self.grids_for(probs)
         scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
         if test_cfg.get('keypoint_scores', 'mass') == 'ones':  # ablation: what mmpose's heads report
             scores = torch.ones_like(scores)
+        # Checked once, after all of the batch's work is queued: decoding waits for the device right after, so
+        # this costs no extra stall (a check per pass would idle the GPU while the second pass is queued).
+        if not finite:
+            raise ValueError(f'IPRHead: logits of shape {tuple(logits.shape)} contain NaN or Inf')
         preds = self.decode((coords.unsqueeze(1), scores.unsqueeze(1)))
         if test_cfg.get('output_heatmaps', False):
             return preds, [PixelData(heatmaps=hm) for hm in probs.detach()]
         return preds
-
-    def _predict_maps(self, feats: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
-        logits = self.logits(feats)
-        # Inference already synchronises to decode, so checking here is free; training never checks.
-        if not torch.isfinite(logits).all():
-            raise ValueError(f'IPRHead: logits of shape {tuple(logits.shape)} contain NaN or Inf')
-        return self._integrate(logits)
 
     # ------------------------------------------------------------------ loss
     def loss(self,
