@@ -110,3 +110,17 @@ def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: P
     missing = tmp_path / 'missing_boxes.json'
     with pytest.raises(SystemExit, match='missing_boxes.json'):
         given_val_split(str(coco_sample / 'test_coco.json'), str(coco_sample), str(missing))
+
+
+def test_windows_shorter_than_three_worker_rounds_are_flagged() -> None:
+    from argparse import Namespace
+    from ipr_plugin.benchmark.cli import worker_wave_caveats
+    data = dict(num_detections=1960)  # 16 val batches of 128
+    short = Namespace(workers=14, iters=20, warmup=6, batch_size=128, skip=[])  # the first H100 run's windows
+    lines = worker_wave_caveats(short, data)
+    assert len(lines) == 2 and '(a) and (b) window holds 20 batches' in lines[0] and '(42 batches)' in lines[0]
+    assert '(c) window holds 10 batches' in lines[1]
+    assert worker_wave_caveats(Namespace(workers=14, iters=60, warmup=20, batch_size=64, skip=[]),
+                               dict(num_detections=5200)) == []
+    assert worker_wave_caveats(Namespace(**dict(vars(short), skip=['train', 'loader', 'eval'])), data) == []
+    assert worker_wave_caveats(Namespace(**dict(vars(short), workers=0)), data) == []

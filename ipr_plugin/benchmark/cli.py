@@ -179,7 +179,28 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
                      'window: the train and loader windows cross epoch boundaries')
     if data['num_detections'] < needed:
         lines.append(f'Caveat: {data["num_detections"]} val boxes < {needed}: the eval window is shorter')
-    return lines
+    return lines + worker_wave_caveats(args, data)
+
+
+def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
+    """Windows too short to average over the loader's worker rounds.
+
+    Each of W workers builds whole batches, so a fresh loader delivers its first W batches almost at once and
+    then little until the workers' second batches are done. A window of a few rounds (>= 3 W batches) averages
+    that out; a shorter one measures where it happens to fall between two rounds, too high or too low.
+    """
+    if not args.workers:
+        return []
+    windows = {}
+    if not {'train', 'loader'} <= set(args.skip):
+        windows['(a) and (b)'] = args.iters
+    if 'eval' not in args.skip:
+        val_batches = math.ceil(data['num_detections'] / args.batch_size)
+        windows['(c)'] = max(0, min(args.iters, val_batches - args.warmup))
+    rounds = 3 * args.workers
+    return [f'Caveat: the {name} window holds {n} batches, fewer than three rounds of the {args.workers} workers '
+            f'({rounds} batches): the workers\' start-up rounds can dominate it; use more iterations and images'
+            for name, n in windows.items() if n < rounds]
 
 
 def command_line(argv: Sequence[str]) -> str:
