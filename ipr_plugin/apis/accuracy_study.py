@@ -2,8 +2,8 @@
 
 It writes a synthetic COCO-layout split with ``difficulty='hard'``, trains every variant with ``mim train``
 (one subprocess each: registries, CUDA state and dataloader workers never leak from one run into the next),
-re-evaluates the ``ours-L1`` model with constant keypoint scores (``mim test``), measures how well our keypoint
-scores rank keypoint errors, and writes the table to ``BENCHMARKS.md``, the numbers to
+re-evaluates the ``ours-L1`` and ``ours-JS`` models with constant keypoint scores (``mim test``), measures how
+well our keypoint scores rank keypoint errors, and writes the table to ``BENCHMARKS.md``, the numbers to
 ``docs/accuracy_study.json`` and the plot to ``docs/calibration.png`` (all under ``--out``).
 
 Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU smoke run for CI that writes only
@@ -104,8 +104,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
     args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else REPO_ROOT)
-    if 'ours-L1-ones' in args.variants and 'ours-L1' not in args.variants:
-        args.variants = ['ours-L1', *args.variants]  # the re-evaluation needs the trained model
+    # a re-evaluation needs its trained model
+    args.variants = [*{get_variant(n).eval_of for n in args.variants} - {None}, *args.variants]
     args.variants = [n for n in VARIANT_NAMES if n in args.variants]
     return args
 

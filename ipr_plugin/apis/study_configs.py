@@ -72,6 +72,8 @@ VARIANTS: Tuple[Variant, ...] = (
             'ours-L1 through the fast config: drop-in transforms, fp16 evaluation, host-sync-free logging'),
     Variant('ours-L1-ones', 'ours', '', 'the ours-L1 model re-evaluated with constant keypoint scores',
             eval_of='ours-L1', test_cfg=(('keypoint_scores', 'ones'), )),
+    Variant('ours-JS-ones', 'ours', '', 'the ours-JS model re-evaluated with constant keypoint scores',
+            eval_of='ours-JS', test_cfg=(('keypoint_scores', 'ones'), )),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 
