@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.engine import CompileHook
+from ipr_plugin.engine.hooks import compile_modules
 
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 
@@ -80,3 +81,31 @@ def test_unknown_module_names_the_culprit(coco_sample, repo_root, tmp_path, monk
     with pytest.raises(ValueError, match=r"\['nek'\] are not submodules of TopdownPoseEstimator"):
         runner.train()
     assert CompileHook().modules == ('backbone', )
+
+
+def test_default_backend_gives_the_eager_numbers(repo_root, monkeypatch):
+    """inductor itself (CompileHook's default), on a narrow model: forward and backward match eager."""
+    import copy
+
+    from mmpose.registry import MODELS
+    from mmpose.utils import register_all_modules
+    monkeypatch.chdir(repo_root)
+    register_all_modules()
+    cfg = Config.fromfile(CONFIG)
+    cfg.model.backbone.update(stem_channels=8, base_channels=8)
+    cfg.model.head.update(in_channels=64, deconv_out_channels=(16, 16, 16))
+    torch.manual_seed(0)
+    eager = MODELS.build(cfg.model)
+    eager.init_weights()
+    compiled = copy.deepcopy(eager)
+
+    hook = CompileHook()
+    assert compile_modules(compiled, hook.modules, hook.optional) == ['backbone', 'head.simplebaseline_head']
+    x = torch.randn(4, 3, 64, 64)
+    outs = [m.head(m.backbone(x))[0] for m in (eager, compiled)]
+    for out in outs:
+        out.square().sum().backward()
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(compiled.backbone.conv1.weight.grad, eager.backbone.conv1.weight.grad,
+                               rtol=1e-3, atol=1e-5)
+    assert compiled.state_dict().keys() == eager.state_dict().keys()

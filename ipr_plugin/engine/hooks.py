@@ -65,15 +65,23 @@ class CompileHook(Hook):
     def before_run(self, runner) -> None:
         from mmengine.model import is_model_wrapper
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        names = dict(model.named_modules())
-        missing = [name for name in self.modules if name not in names]
-        if missing:
-            raise ValueError(f'CompileHook: {missing} are not submodules of {type(model).__name__} '
-                             f'(top-level: {[n for n in names if n and "." not in n]})')
-        for name in self.modules + tuple(n for n in self.optional if n in names):
-            module = names[name]
-            if not getattr(module, '_ipr_compiled', False):  # before_run comes once per train/val/test call
-                module.forward = torch.compile(module.forward, **self.compile_kwargs)
-                module._ipr_compiled = True
-            runner.logger.info(f'CompileHook: {name} ({type(module).__name__}) compiled with '
-                               f'{self.compile_kwargs or "default settings"}')
+        for name in compile_modules(model, self.modules, self.optional, **self.compile_kwargs):
+            runner.logger.info(f'CompileHook: {name} compiled with {self.compile_kwargs or "default settings"}')
+
+
+def compile_modules(model: torch.nn.Module, modules, optional=(), **compile_kwargs) -> list:
+    """Replace the ``forward`` of each named submodule of ``model`` (and of each ``optional`` one present) by its
+    ``torch.compile``-d version, once; returns the names compiled or already compiled. See :class:`CompileHook`.
+    """
+    names = dict(model.named_modules())
+    missing = [name for name in modules if name not in names]
+    if missing:
+        raise ValueError(f'CompileHook: {missing} are not submodules of {type(model).__name__} '
+                         f'(top-level: {[n for n in names if n and "." not in n]})')
+    chosen = list(modules) + [n for n in optional if n in names]
+    for name in chosen:
+        module = names[name]
+        if not getattr(module, '_ipr_compiled', False):  # before_run comes once per train/val/test call
+            module.forward = torch.compile(module.forward, **compile_kwargs)
+            module._ipr_compiled = True
+    return chosen
