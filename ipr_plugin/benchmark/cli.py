@@ -167,8 +167,8 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         f'JPEG: {data["num_train_images"]} train images ({data["num_train_instances"]} instances); {val}',
         f'Run: device {args.device}, batch size {args.batch_size} (train and val), workers {args.workers}, '
         f'{args.warmup} warm-up + {args.iters} timed iterations for (a) (b) (c), {args.pipeline_samples} samples '
-        'for (d) and (e), in dataset order; each config in its own process, one after another; eval = runner.val() with CocoMetric '
-        '(final COCO evaluation outside the window)',
+        'for (d) and (e), in dataset order; a batch for (f); each config in its own process, one after another; '
+        'eval = runner.val() with CocoMetric (final COCO evaluation outside the window)',
     ]
     if args.cfg_options:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
