@@ -68,8 +68,8 @@ def element_to(element: BaseDataElement, *args, **kwargs) -> BaseDataElement:
     polygons), 0.14-0.15 ms per sample on one core of the 2-core machine (``BENCHMARKS.md``, row (f)), about
     18 ms of main-process time per batch of 128, serialised with the GPU's work. Here the moved element shares
     the metainfo values with ``element``; its data fields are moved exactly as mmengine moves them (tensors and
-    nested data elements; anything without ``.to`` is kept as it is). Metainfo is read-only in mmpose's models and metrics, and the
-    unmoved sample is not used again once the model has its moved copy.
+    nested data elements; anything without ``.to`` is kept as it is). Metainfo is read-only in mmpose's models
+    and metrics, and the unmoved sample is not used again once the model has its moved copy.
 
     Returns:
         A new element of the same class: equal metainfo (the same objects) and equal, moved data.
