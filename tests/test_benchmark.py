@@ -48,6 +48,9 @@ def test_tiny_run_measures_every_cell(tiny_run: Dict[str, str]) -> None:
     for label in MEASURED_ROWS:
         mmpose, ours, ratio = rows[label]
         assert float(mmpose) > 0 and float(ours) > 0 and float(ratio) > 0, (label, rows[label])
+    for label in ('(a) main process waiting for batches (% of train window)',
+                  '(c) main process waiting for batches (% of eval window)'):
+        assert all(0 <= float(v) <= 100 for v in rows[label][:2]), (label, rows[label])
     # On the CPU there is no GPU memory or utilisation to report.
     assert rows['peak GPU memory, train (MiB)'][:2] == ['n/a', 'n/a']
     steps = _table_rows(tiny_run['markdown'], 'step (ms/sample, 1 thread)')
@@ -124,3 +127,23 @@ def test_windows_shorter_than_three_worker_rounds_are_flagged() -> None:
                                dict(num_detections=5200)) == []
     assert worker_wave_caveats(Namespace(**dict(vars(short), skip=['train', 'loader', 'eval'])), data) == []
     assert worker_wave_caveats(Namespace(**dict(vars(short), workers=0)), data) == []
+
+
+def test_window_counts_the_wait_for_batches_inside_the_window_only() -> None:
+    """The hook driven in the order of mmengine's train loop (fetch, before_iter, step, after_iter): a loader
+    that takes 30 ms per batch and a 10 ms step give a wait of at least 30 ms per window iteration, and none
+    of the warm-up's or the iterations after the window."""
+    import time
+    from ipr_plugin.benchmark.timing import WindowTimerHook
+    hook = WindowTimerHook('train', warmup=2, iters=3, cuda=False)
+    batch = dict(data_samples=[None] * 4)
+    for index in range(7):
+        time.sleep(0.2 if index in (0, 1, 5, 6) else 0.03)  # slow fetches outside the window
+        hook.before_train_iter(None, index, batch)
+        time.sleep(0.01)
+        hook.after_train_iter(None, index, batch)
+    result = hook.result()
+    assert result['samples'] == 12 and result['iters'] == 3
+    assert 0.09 <= result['data_wait_s'] < 0.2  # three 30 ms fetches, not one of the 200 ms ones
+    assert result['data_wait_s'] < result['elapsed_s']
+    assert result['data_wait_pct'] == pytest.approx(100 * result['data_wait_s'] / result['elapsed_s'])

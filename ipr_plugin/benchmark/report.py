@@ -19,6 +19,8 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(f) main process: val samples to device, ms/sample', 'host', lambda r: r['val_ms_per_sample']),
     ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
     ('GPU util in train window (%)', 'train', lambda r: (r.get('gpu_util') or {}).get('mean')),
+    ('(a) main process waiting for batches (% of train window)', 'train', lambda r: r.get('data_wait_pct')),
+    ('(c) main process waiting for batches (% of eval window)', 'eval', lambda r: r.get('data_wait_pct')),
 )
 
 

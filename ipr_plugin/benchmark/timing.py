@@ -30,6 +30,11 @@ class WindowTimerHook(Hook):
     in a real run, and the elapsed time still covers all of it. The val loop's final metric computation comes
     after the window.
 
+    It also sums, over the window, the main process's wait for each batch: mmengine's loops fetch the next
+    batch between one iteration's ``after_*_iter`` and the next one's ``before_*_iter``, so that gap is the
+    time the loader kept the main process idle. A small share with a low GPU utilisation means the main
+    process itself (Python per batch, host syncs) is the limit; a large share means the loader is.
+
     Args:
         mode: 'train' or 'val'.
         warmup: iterations before the window (>= 1, so worker start-up and first-call costs stay out of it).
@@ -52,6 +57,8 @@ class WindowTimerHook(Hook):
         self.samples = 0
         self.t_start: Optional[float] = None
         self.t_stop: Optional[float] = None
+        self._last_after: Optional[float] = None
+        self.data_wait_s = 0.0
 
     def before_val_epoch(self, runner) -> None:
         if self.mode == 'val':
@@ -60,6 +67,19 @@ class WindowTimerHook(Hook):
                 raise RuntimeError(f'the val loader has {length} batches, not more than warm-up {self.warmup}: '
                                    'write more val images')
             self._end = min(self._end, length)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.mode == 'train':
+            self._fetched()
+
+    def before_val_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.mode == 'val':
+            self._fetched()
+
+    def _fetched(self) -> None:
+        # Called as iteration ``self._count`` starts: its batch has just arrived.
+        if self.warmup <= self._count < self._end and self._last_after is not None:
+            self.data_wait_s += time.perf_counter() - self._last_after
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.mode == 'train':
@@ -84,14 +104,16 @@ class WindowTimerHook(Hook):
             self.t_stop = time.perf_counter()
             if self.on_stop:
                 self.on_stop()
+        self._last_after = time.perf_counter()
 
     def result(self) -> Dict[str, float]:
-        """``per_s`` (samples/s), ``samples``, ``iters`` and ``elapsed_s`` of the window."""
+        """``per_s`` (samples/s), ``samples``, ``iters``, ``elapsed_s`` of the window, and ``data_wait_s`` /
+        ``data_wait_pct``: the main process's wait for batches in it (seconds / percent of ``elapsed_s``)."""
         if self.t_start is None or self.t_stop is None:
             raise RuntimeError(f'the {self.mode} window did not complete ({self._count} iterations ran)')
         elapsed = self.t_stop - self.t_start
         return dict(per_s=self.samples / elapsed, samples=self.samples, iters=self._end - self.warmup,
-                    elapsed_s=elapsed)
+                    elapsed_s=elapsed, data_wait_s=self.data_wait_s, data_wait_pct=100 * self.data_wait_s / elapsed)
 
 
 def _torch_reader() -> Callable[[], float]:
