@@ -15,7 +15,9 @@ from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, re
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
-                 '(e) CPU test pipeline ms/sample')
+                 '(e) CPU test pipeline ms/sample', '(f) main process: train samples to device, ms/sample',
+                 '(f) main process: val samples to device, ms/sample',
+                 '(f) main process: val predictions to metric, ms/sample')
 
 
 def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:

@@ -131,26 +131,59 @@ def measure_host(cfg, batch_size: int, device: str, seed: int, repeats: int = 5)
     ``data_samples`` of one collated train batch and one val batch to ``device`` (its ``cast_data``, the step
     that copies every sample's metainfo in mmengine). The main process pays it for every batch, serialised with
     the GPU's work wherever a step waits for its inputs. Batches come from the datasets' own pipelines and the
-    loaders' own ``collate_fn``; the best of ``repeats`` timings is taken, on one thread."""
+    loaders' own ``collate_fn``; the best of ``repeats`` timings is taken, on one thread.
+
+    Also ``val_post_ms_per_sample``: the main process's work on an evaluation batch's predictions once the
+    network has run, i.e. the pose estimator's ``add_pred_to_datasample`` (keypoints back to image space) and
+    the evaluator's per-batch ``process``, timed on the config's own model, metric and val batch (the head's
+    input features are random, as the values do not change the cost)."""
     from mmpose.registry import DATASETS, MODELS
     init_default_scope(cfg.get('default_scope', 'mmpose'))
-    preprocessor = MODELS.build(copy.deepcopy(cfg.model.data_preprocessor)).to(device)
+    model = MODELS.build(copy.deepcopy(cfg.model)).to(device).eval()
     result: Dict[str, Any] = dict(batch_size=batch_size, repeats=repeats)
-    with _single_thread():
+    with _single_thread(), torch.no_grad():
         for split in ('train', 'val'):
             loader_cfg = cfg[f'{split}_dataloader']
             dataset = DATASETS.build(copy.deepcopy(loader_cfg.dataset))
             random.seed(seed)
             np.random.seed(seed)
             count = min(batch_size, len(dataset))
-            samples = _collate_fn(loader_cfg)([dataset[i] for i in range(count)])['data_samples']
-            best = float('inf')
-            for _ in range(repeats):
-                start = time.perf_counter()
-                preprocessor.cast_data(samples)
-                best = min(best, time.perf_counter() - start)
-            result[f'{split}_ms_per_sample'] = 1000 * best / count
+            batch = _collate_fn(loader_cfg)([dataset[i] for i in range(count)])
+            samples = batch['data_samples']
+            result[f'{split}_ms_per_sample'] = _best_ms(lambda: model.data_preprocessor.cast_data(samples),
+                                                        repeats) / count
+        result['val_post_ms_per_sample'] = _val_post_ms(cfg, model, batch, dataset.metainfo, repeats) / count
     return result
+
+
+def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> float:
+    # Predictions as the head makes them (flip test included when configured), from random features of the
+    # backbone's output shape, then the timed part: ms for the batch's predictions to reach the metric.
+    from mmengine.evaluator import Evaluator
+    data = model.data_preprocessor(batch, False)
+    inputs, samples = data['inputs'], data['data_samples']
+    shapes = [f.shape[1:] for f in model.extract_feat(inputs[:1])]
+    feats = [tuple(torch.randn(len(samples), *shape, device=inputs.device) for shape in shapes) for _ in range(2)]
+    flip = model.test_cfg.get('flip_test', False)
+    preds = model.head.predict(feats if flip else feats[0], samples, test_cfg=model.test_cfg)
+    evaluator = Evaluator(copy.deepcopy(cfg.val_evaluator))
+    evaluator.dataset_meta = dataset_meta
+    copies = iter([copy.deepcopy(preds) for _ in range(repeats)])  # add_pred_to_datasample edits them in place
+
+    def post() -> None:
+        outputs = model.add_pred_to_datasample(next(copies), None, samples)
+        evaluator.process(data_samples=outputs, data_batch=batch)
+
+    return _best_ms(post, repeats)
+
+
+def _best_ms(fn: Callable[[], Any], repeats: int) -> float:
+    best = float('inf')
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
 
 
 def _unique_names(steps: List[tuple]) -> List[tuple]:
