@@ -149,3 +149,20 @@ def test_window_counts_the_wait_for_batches_inside_the_window_only() -> None:
     assert 0.09 <= result['data_wait_s'] < 0.2  # three 30 ms fetches, not one of the 200 ms ones
     assert result['data_wait_s'] < result['elapsed_s']
     assert result['data_wait_pct'] == pytest.approx(100 * result['data_wait_s'] / result['elapsed_s'])
+
+
+def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None:
+    from argparse import Namespace
+    from ipr_plugin.benchmark.cli import settings_lines
+    from ipr_plugin.benchmark.report import render_section
+    args = Namespace(warmup=20, iters=60, batch_size=64, workers=2, pipeline_samples=256, seed=0, device='cpu',
+                     cfg_options=None, tiny=False, skip=[])
+    data = dict(num_train_images=300, num_train_instances=764, num_val_images=50, num_detections=150)
+    assert sum(line.startswith('Caveat') for line in settings_lines(args, data)) == 3  # 2 sizes, eval rounds
+    args.skip = ['train', 'loader', 'eval', 'pipeline', 'test_pipeline']
+    assert not any(line.startswith('Caveat') for line in settings_lines(args, data))
+    host_only = [dict(name='a', config='a.py', host=dict(train_ms_per_sample=0.1, val_ms_per_sample=0.1,
+                                                          val_post_ms_per_sample=0.05))]
+    section = render_section(host_only, 'cmd', [])
+    assert '| (f) main process: val predictions to metric, ms/sample | 0.05 |' in section
+    assert 'step (ms/sample' not in section

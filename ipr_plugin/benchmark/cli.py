@@ -174,10 +174,10 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
         tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''
         lines.append(f'cfg-options on every config{tiny}: `{opts}`')
-    if data['num_train_instances'] < needed:
+    if data['num_train_instances'] < needed and not {'train', 'loader'} <= set(args.skip):
         lines.append(f'Caveat: {data["num_train_instances"]} train instances < {needed} samples of warm-up + '
                      'window: the train and loader windows cross epoch boundaries')
-    if data['num_detections'] < needed:
+    if data['num_detections'] < needed and 'eval' not in args.skip:
         lines.append(f'Caveat: {data["num_detections"]} val boxes < {needed}: the eval window is shorter')
     return lines + worker_wave_caveats(args, data)
 

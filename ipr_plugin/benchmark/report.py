@@ -165,7 +165,9 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     errors = error_lines(results)
     if errors:
         parts += ['- Errors:'] + ['  ' + line for line in errors]
-    parts += ['', main_table(results), '', pipeline_table(results), '']
+    parts += ['', main_table(results), '']
+    if any('pipeline' in r for r in results):
+        parts += [pipeline_table(results), '']
     if any('test_pipeline' in r for r in results):
         parts += [pipeline_table(results, 'test_pipeline'), '']
     return '\n'.join(parts)
