@@ -1,4 +1,4 @@
-"""The four measurements of one (already overridden) config, each returning a JSON-able dict."""
+"""The measurements of one (already overridden) config, (a)-(f) of the report, each returning a JSON-able dict."""
 import contextlib
 import copy
 import gc
