@@ -174,12 +174,17 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
         tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''
         lines.append(f'cfg-options on every config{tiny}: `{opts}`')
-    if data['num_train_instances'] < needed and not {'train', 'loader'} <= set(args.skip):
+    if data['num_train_instances'] < needed and _runs(args, 'train', 'loader'):
         lines.append(f'Caveat: {data["num_train_instances"]} train instances < {needed} samples of warm-up + '
                      'window: the train and loader windows cross epoch boundaries')
-    if data['num_detections'] < needed and 'eval' not in args.skip:
+    if data['num_detections'] < needed and _runs(args, 'eval'):
         lines.append(f'Caveat: {data["num_detections"]} val boxes < {needed}: the eval window is shorter')
     return lines + worker_wave_caveats(args, data)
+
+
+def _runs(args: argparse.Namespace, *measurements: str) -> bool:
+    """Whether any of ``measurements`` (timed windows) is run, i.e. not all are in ``--skip``."""
+    return not set(measurements) <= set(args.skip)
 
 
 def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
@@ -192,9 +197,9 @@ def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[
     if not args.workers:
         return []
     windows = {}
-    if not {'train', 'loader'} <= set(args.skip):
+    if _runs(args, 'train', 'loader'):
         windows['(a) and (b)'] = args.iters
-    if 'eval' not in args.skip:
+    if _runs(args, 'eval'):
         val_batches = math.ceil(data['num_detections'] / args.batch_size)
         windows['(c)'] = max(0, min(args.iters, val_batches - args.warmup))
     rounds = 3 * args.workers

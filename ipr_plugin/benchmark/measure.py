@@ -142,6 +142,7 @@ def measure_host(cfg, batch_size: int, device: str, seed: int, repeats: int = 5)
     model = MODELS.build(copy.deepcopy(cfg.model)).to(device).eval()
     result: Dict[str, Any] = dict(batch_size=batch_size, repeats=repeats)
     with _single_thread(), torch.no_grad():
+        batches = {}
         for split in ('train', 'val'):
             loader_cfg = cfg[f'{split}_dataloader']
             dataset = DATASETS.build(copy.deepcopy(loader_cfg.dataset))
@@ -152,7 +153,10 @@ def measure_host(cfg, batch_size: int, device: str, seed: int, repeats: int = 5)
             samples = batch['data_samples']
             result[f'{split}_ms_per_sample'] = _best_ms(lambda: model.data_preprocessor.cast_data(samples),
                                                         repeats) / count
-        result['val_post_ms_per_sample'] = _val_post_ms(cfg, model, batch, dataset.metainfo, repeats) / count
+            batches[split] = (batch, dataset.metainfo)
+        val_batch, val_meta = batches['val']
+        result['val_post_ms_per_sample'] = (_val_post_ms(cfg, model, val_batch, val_meta, repeats)
+                                            / len(val_batch['data_samples']))
     return result
 
 
@@ -163,8 +167,9 @@ def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> f
     data = model.data_preprocessor(batch, False)
     inputs, samples = data['inputs'], data['data_samples']
     shapes = [f.shape[1:] for f in model.extract_feat(inputs[:1])]
-    feats = [tuple(torch.randn(len(samples), *shape, device=inputs.device) for shape in shapes) for _ in range(2)]
     flip = model.test_cfg.get('flip_test', False)
+    feats = [tuple(torch.randn(len(samples), *shape, device=inputs.device) for shape in shapes)
+             for _ in range(2 if flip else 1)]
     preds = model.head.predict(feats if flip else feats[0], samples, test_cfg=model.test_cfg)
     evaluator = Evaluator(copy.deepcopy(cfg.val_evaluator))
     evaluator.dataset_meta = dataset_meta
