@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ipr_plugin.apis.study_configs import VARIANT_NAMES, VARIANTS, Budget, build_variant_config
+from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, VARIANTS, Budget, build_variant_config, get_variant
 from ipr_plugin.apis.study_report import (keypoint_errors, nonfinite_predictions, score_bins, spearman,
                                           table_rows)
 
@@ -67,6 +67,23 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
         assert cfg.model.data_preprocessor.type == 'PoseDataPreprocessor'
     if variant.anneal_by_iter:
         assert cfg.model.head.loss.anneal.by == 'iter'
+    for key, value in variant.head:
+        assert cfg.model.head[key] == value
+
+
+def test_the_ablations_change_one_setting_of_ours_js_each(tmp_path):
+    """Between them, the two ablation rows split ours-Debias's difference from ours-JS (beta 10 + debias)."""
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+
+    def head_of(name):
+        return build_variant_config(get_variant(name), Budget(), data, tmp_path).model.head.to_dict()
+
+    js, debias = head_of('ours-JS'), head_of('ours-Debias')
+    assert (js.get('beta', 1.0), js.get('debias', False)) == (1.0, False)
+    assert (debias['beta'], debias['debias']) == (10.0, True)
+    assert head_of('ours-JS-beta10') == dict(js, beta=10.0)
+    assert head_of('ours-JS-debias') == dict(js, debias=True)
+    assert 'ours-JS-beta10' not in DEFAULT_VARIANTS and 'ours-JS-debias' not in DEFAULT_VARIANTS
 
 
 def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):
@@ -164,7 +181,7 @@ def test_tiny_study_succeeds_for_every_variant(tiny_study):
     proc = tiny_study['proc']
     assert proc.returncode == 0, _fail_text(proc)
     assert 'FAILED' not in proc.stdout, _fail_text(proc)
-    for name in VARIANT_NAMES:  # the printed table
+    for name in DEFAULT_VARIANTS:  # the printed table
         assert re.search(rf'^{re.escape(name)}\s+\d\.\d{{3}}\s', proc.stdout, re.M), _fail_text(proc)
     assert tiny_study['repo_untouched'], 'tiny mode wrote into the repository docs/'
 
@@ -175,7 +192,7 @@ def test_tiny_study_markdown(tiny_study):
     assert re.search(r'\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC', text)  # the date
     assert 'torch' in text and 'GPU' in text and 'CPU' in text  # the machine
     rows = {m.group(1): m.group(2) for m in re.finditer(r'^\| ([\w-]+) \| ([^|]+) \|', text, re.M)}
-    for name in VARIANT_NAMES:
+    for name in DEFAULT_VARIANTS:
         assert name in rows, f'no row for {name}\n{text}'
         assert 0.0 <= float(rows[name].split()[0]) <= 1.0, f'{name}: AP cell {rows[name]!r}'
         # a diverged run is flagged; ours must never be one (mmpose's JS heads can be, even in 3 iterations)
@@ -188,7 +205,7 @@ def test_tiny_study_markdown(tiny_study):
 
 def test_tiny_study_json(tiny_study):
     report = json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())
-    assert set(report['results']) == set(VARIANT_NAMES)
+    assert set(report['results']) == set(DEFAULT_VARIANTS)
     for name, result in report['results'].items():
         assert result['error'] is None, f'{name}: {result["error"]}'
         run = result['seeds']['0']
@@ -209,3 +226,19 @@ def test_tiny_study_plot_is_a_png(tiny_study):
     assert data[:8] == PNG_MAGIC and data[12:16] == b'IHDR'
     width, height = struct.unpack('>II', data[16:24])
     assert width > 100 and height > 100
+
+
+def test_a_spent_time_limit_starts_no_run_and_still_writes_the_report(tmp_path):
+    """``--time-limit`` spent before the first run: every row says so, and the report is written anyway."""
+    out = tmp_path / 'report'
+    cmd = [sys.executable, str(TOOL), '--tiny', '--variants', 'ours-L1', 'ours-L1-ones', '--time-limit', '0.001',
+           '--work-dir', str(tmp_path / 'work'), '--out', str(out)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
+    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1, _fail_text(proc)  # a study that did not run its rows did not succeed
+    assert '[ours-L1] FAILED: not run: --time-limit 0.001 s reached' in proc.stdout, _fail_text(proc)
+    report = json.loads((out / 'docs' / 'accuracy_study.json').read_text())
+    assert report['results']['ours-L1']['error'] == 'not run: --time-limit 0.001 s reached'
+    assert report['results']['ours-L1-ones']['error'] == 'ours-L1 did not train'
+    assert not (tmp_path / 'work' / 'runs' / 'ours-L1' / 'seed0' / 'mmengine').exists()  # mim never started
+    assert 'not run: --time-limit' in (out / 'BENCHMARKS.md').read_text()

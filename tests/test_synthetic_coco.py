@@ -137,6 +137,17 @@ def test_deterministic_for_a_seed(tmp_path):
     assert Path(other['train_ann_file']).read_bytes() != Path(first['train_ann_file']).read_bytes()
 
 
+def test_rendering_processes_write_the_same_files(tmp_path):
+    """Images rendered by 3 processes (out of order, in chunks) give the serial writer's bytes, ids included."""
+    serial = write_synthetic_coco(str(tmp_path / 'serial'), num_train=7, num_val=5, image_size=SIZE,
+                                  difficulty='hard', workers=1)
+    pooled = write_synthetic_coco(str(tmp_path / 'pooled'), num_train=7, num_val=5, image_size=SIZE,
+                                  difficulty='hard', workers=3)
+    assert _digest(serial['root']) == _digest(pooled['root'])
+    assert {k: v for k, v in serial.items() if 'root' not in k and 'file' not in k and 'dir' not in k} == \
+        {k: v for k, v in pooled.items() if 'root' not in k and 'file' not in k and 'dir' not in k}
+
+
 def _iou(a, b) -> float:
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))

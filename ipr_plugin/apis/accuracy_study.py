@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .mim_runner import REPO_ROOT, MimError, run_mim
-from .study_configs import (MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget, Variant,
-                            build_variant_config, get_variant, source_config)
+from .study_configs import (DEFAULT_VARIANTS, MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget,
+                            Variant, build_variant_config, get_variant, source_config)
 from .study_report import (METRIC_KEYS, calibration, calibration_lines, diverged, machine_info,
                            nonfinite_predictions, table_rows, text_table, write_outputs)
 
@@ -52,7 +52,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--tiny', action='store_true', help='CPU smoke run for CI: 12/6 images at 320x240, 3 '
                    'iterations, batch 4, 64x64 input, no workers; writes under --work-dir by default')
-    p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(VARIANT_NAMES))
+    p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS),
+                   help='rows to run (default: all but the ablations, ' + ', '.join(
+                       n for n in VARIANT_NAMES if n not in DEFAULT_VARIANTS) + ')')
     p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18')
     p.add_argument('--base-channels', type=int, default=64, help="the ResNet's base width (64: the standard "
                    'model; 16 or 32 for CPU-sized studies, with the deconv stack narrowed in proportion)')
@@ -81,7 +83,25 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--reuse', action='store_true', help='skip a training whose run folder already holds a '
                    'finished run of the identical config (to finish an interrupted study)')
     p.add_argument('--timeout', type=float, help='seconds allowed per mim run (full 1800)')
+    p.add_argument('--time-limit', type=float, metavar='SECONDS',
+                   help='no run starts later than this after the start, and a running one gets only what is left; '
+                   'rows cut off are reported as such and the report is still written (for machines lent for a '
+                   'fixed time: leave a minute for the report)')
     return p
+
+
+class TimeLimitReached(RuntimeError):
+    """``--time-limit`` is spent: the run was not started."""
+
+
+def _run_timeout(args: argparse.Namespace) -> float:
+    """Seconds the next mim run may take: ``--timeout``, or what ``--time-limit`` leaves when that is less."""
+    if args.deadline is None:
+        return args.timeout
+    left = args.deadline - time.monotonic()
+    if left <= 0:
+        raise TimeLimitReached(f'not run: --time-limit {args.time_limit:g} s reached')
+    return min(args.timeout, left)
 
 
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -124,7 +144,8 @@ def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
     say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val images at '
         f'{args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')
     start = time.monotonic()
-    data = write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)))
+    data = write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)),
+                                workers=None)
     stamp.write_text(json.dumps(dict(params=params, data=data), indent=1))
     say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
@@ -176,7 +197,7 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
             (run_dir / stale).unlink(missing_ok=True)  # earlier run's results as this one's
         config_file.write_text(config_text)
         say(f'[{variant.name}] training, seed {budget.seed} ({config_file})')
-        run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR], timeout=args.timeout,
+        run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR], timeout=_run_timeout(args),
                 env=_child_env(args), on_line=_progress(variant.name, say))
     record_file = run_dir / RECORD_FILE
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
@@ -205,7 +226,7 @@ def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argpa
     say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
     start = time.monotonic()
     run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
-             '--out', out_file, '--cfg-options', *options], timeout=args.timeout, env=_child_env(args),
+             '--out', out_file, '--cfg-options', *options], timeout=_run_timeout(args), env=_child_env(args),
             on_line=_progress(variant.name, say))
     coco = json.loads(out_file.read_text())
     return dict(_metrics(coco), train_time_s=None, wall_s=round(time.monotonic() - start, 1),
@@ -285,6 +306,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     _exit_on_sigterm()
     args = _resolve(args)
+    args.deadline = started + args.time_limit if args.time_limit else None
     args.work_dir.mkdir(parents=True, exist_ok=True)
     width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
     say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'

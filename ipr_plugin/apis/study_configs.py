@@ -42,6 +42,8 @@ class Variant:
             the epoch, so the study anneals by iteration instead.
         eval_of: for a re-evaluation, the trained variant whose model is evaluated again (no training).
         test_cfg: ``model.test_cfg`` entries changed for the re-evaluation.
+        head: ``model.head`` entries changed after the config is read (an ablation of one of its settings).
+        ablation: run only when named in ``--variants`` (not one of the issue's rows).
     """
     name: str
     source: str
@@ -50,6 +52,8 @@ class Variant:
     anneal_by_iter: bool = False
     eval_of: Optional[str] = None
     test_cfg: Optional[Tuple[Tuple[str, Any], ...]] = None
+    head: Tuple[Tuple[str, Any], ...] = ()
+    ablation: bool = False
 
     @property
     def trained(self) -> bool:
@@ -74,8 +78,17 @@ VARIANTS: Tuple[Variant, ...] = (
             eval_of='ours-L1', test_cfg=(('keypoint_scores', 'ones'), )),
     Variant('ours-JS-ones', 'ours', '', 'the ours-JS model re-evaluated with constant keypoint scores',
             eval_of='ours-JS', test_cfg=(('keypoint_scores', 'ones'), )),
+    # ours-Debias differs from ours-JS in two settings at once; these two rows take them one at a time
+    Variant('ours-JS-beta10', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'ablation: ours-JS at softmax beta 10, no debias (ours-Debias without its correction)',
+            anneal_by_iter=True, head=(('beta', 10.0), ), ablation=True),
+    Variant('ours-JS-debias', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'ablation: ours-JS with the debias correction at beta 1 (ours-Debias without its beta)',
+            anneal_by_iter=True, head=(('debias', True), ), ablation=True),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
+# What the study runs unless --variants names others: the issue's rows, not the ablations.
+DEFAULT_VARIANTS: Tuple[str, ...] = tuple(v.name for v in VARIANTS if not v.ablation)
 
 
 def get_variant(name: str) -> Variant:
@@ -190,6 +203,7 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     _resize_inputs(cfg._cfg_dict, budget.input_size)
     if variant.anneal_by_iter:
         cfg.model.head.loss.anneal.by = 'iter'
+    cfg.model.head.update(dict(variant.head))
 
     # schedule: iteration-based, same optimiser and learning-rate policy for all
     cfg.train_cfg = dict(by_epoch=False, max_iters=budget.iters, val_interval=budget.val_interval)

@@ -13,10 +13,13 @@ Pure numpy/cv2/json (no mmpose import), deterministic for a seed: every image dr
 seeded by ``(seed, difficulty, split, index)``, so the same call writes the same bytes.
 """
 import json
+import multiprocessing
 import os
 import os.path as osp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Tuple
+from functools import partial
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -39,6 +42,7 @@ DET_FILE = 'person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 _SPLITS = {'train': (0, 0), 'val': (1, VAL_ID_OFFSET)}  # split: (generator stream, image id offset)
 _DET_STREAM = 2  # generator stream of the detections, apart from the image streams
 _MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
+PARALLEL_MIN_IMAGES = 200  # write_synthetic_coco(workers=None) uses every core from this many images on
 
 
 @dataclass(frozen=True)
@@ -147,10 +151,20 @@ def _write_json(obj, path: str) -> None:
         json.dump(obj, f, separators=(',', ':'))
 
 
+def _write_image(index: int, img_dir: str, stream_seed: Sequence[int], stream: int, id_offset: int,
+                 image_size: Tuple[int, int], scene: SceneParams, jpeg_params: List[int]) -> List[RenderedPerson]:
+    """Render image ``index`` of a split from its own generator, write its JPEG, return its people."""
+    pixels, people = _render_annotated(np.random.default_rng([*stream_seed, stream, index]), image_size, scene)
+    path = osp.join(img_dir, image_file_name(id_offset + index + 1))
+    if not cv2.imwrite(path, pixels, jpeg_params):
+        raise OSError(f'cv2 could not write {path}')
+    return people
+
+
 def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                          image_size: Tuple[int, int] = (640, 480),
                          people_per_image: Optional[Tuple[int, int]] = None, seed: int = 0,
-                         difficulty: str = 'normal', jpeg_quality: int = 90) -> Dict:
+                         difficulty: str = 'normal', jpeg_quality: int = 90, workers: Optional[int] = 1) -> Dict:
     """Write a synthetic COCO person-keypoint dataset (images, annotations, detector boxes) under ``root``.
 
     Args:
@@ -165,6 +179,10 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
             worse detector (more jitter, misses, duplicates and false positives).
         jpeg_quality: JPEG quality 0-100. Chroma is kept at full resolution (4:4:4) so the joint discs keep
             their colours.
+        workers: processes rendering images; ``None``: every core for sets of ``PARALLEL_MIN_IMAGES`` images or
+            more, else 1 (each process imports the package first, which costs more than a small set's rendering).
+            Every image comes from its own generator and ids are assigned in image order afterwards, so the files
+            are the same for any number.
 
     Returns:
         dict: ``root``; ``train_ann_file``, ``val_ann_file``, ``train_img_dir``, ``val_img_dir``, ``bbox_file``
@@ -184,30 +202,53 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                    cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     out: Dict = dict(root=root)
     detections: List[Dict] = []
-    for split, count in (('train', num_train), ('val', num_val)):
-        stream, id_offset = _SPLITS[split]
-        img_dir = osp.join(root, f'{split}2017')
-        os.makedirs(img_dir, exist_ok=True)
-        images, anns = [], []
-        for index in range(count):
-            image_id = id_offset + index + 1
-            pixels, people = _render_annotated(np.random.default_rng(stream_seed + [stream, index]), image_size, scene)
-            image = dict(id=image_id, file_name=image_file_name(image_id), width=width, height=height)
-            if not cv2.imwrite(osp.join(img_dir, image['file_name']), pixels, jpeg_params):
-                raise OSError(f'cv2 could not write {osp.join(img_dir, image["file_name"])}')
-            image_anns = [_annotation(p, id_offset + len(anns) + j + 1, image_id) for j, p in enumerate(people)]
-            images.append(image)
-            anns.extend(image_anns)
-            if split == 'val':
-                det_rng = np.random.default_rng(stream_seed + [_DET_STREAM, index])
-                detections += _detections(det_rng, image, image_anns, det)
-        ann_file = osp.join(root, 'annotations', f'person_keypoints_{split}2017.json')
-        _write_json(dict(info=dict(description=f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})',
-                                   version='1.0', year=2017),
-                         licenses=[], images=images, annotations=anns, categories=[PERSON_CATEGORY]), ann_file)
-        out.update({f'{split}_ann_file': ann_file, f'{split}_img_dir': img_dir,
-                    f'num_{split}_images': len(images), f'num_{split}_instances': len(anns)})
+    if workers is None:
+        workers = (os.cpu_count() or 1) if num_train + num_val >= PARALLEL_MIN_IMAGES else 1
+    # spawn, not fork: callers may have CUDA or thread pools up, which a forked child inherits broken
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'))
+            if workers > 1 and num_train + num_val > 1 else None)
+    try:
+        for split, count in (('train', num_train), ('val', num_val)):
+            stream, id_offset = _SPLITS[split]
+            img_dir = osp.join(root, f'{split}2017')
+            os.makedirs(img_dir, exist_ok=True)
+            render = partial(_write_image, img_dir=img_dir, stream_seed=stream_seed, stream=stream,
+                             id_offset=id_offset, image_size=image_size, scene=scene, jpeg_params=jpeg_params)
+            rendered = (pool.map(render, range(count), chunksize=max(1, count // (4 * workers)))
+                        if pool is not None else map(render, range(count)))
+            detections += _write_split(split, img_dir, rendered, (width, height), stream_seed, det,
+                                       f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})', out)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     out['bbox_file'] = osp.join(root, DET_FILE)
     _write_json(detections, out['bbox_file'])
     out['num_detections'] = len(detections)
     return out
+
+
+def _write_split(split: str, img_dir: str, people_per_image: Iterable[List[RenderedPerson]],
+                 image_size: Tuple[int, int], stream_seed: Sequence[int], det: DetParams, description: str,
+                 out: Dict) -> List[Dict]:
+    """Number one split's rendered people in image order and write its annotation file (its paths and counts go
+    into ``out``); returns its detector boxes (val only)."""
+    stream, id_offset = _SPLITS[split]
+    width, height = image_size
+    images: List[Dict] = []
+    anns: List[Dict] = []
+    detections: List[Dict] = []
+    for index, people in enumerate(people_per_image):
+        image_id = id_offset + index + 1
+        image = dict(id=image_id, file_name=image_file_name(image_id), width=width, height=height)
+        image_anns = [_annotation(p, id_offset + len(anns) + j + 1, image_id) for j, p in enumerate(people)]
+        images.append(image)
+        anns.extend(image_anns)
+        if split == 'val':
+            det_rng = np.random.default_rng([*stream_seed, _DET_STREAM, index])
+            detections += _detections(det_rng, image, image_anns, det)
+    ann_file = osp.join(out['root'], 'annotations', f'person_keypoints_{split}2017.json')
+    _write_json(dict(info=dict(description=description, version='1.0', year=2017), licenses=[], images=images,
+                     annotations=anns, categories=[PERSON_CATEGORY]), ann_file)
+    out.update({f'{split}_ann_file': ann_file, f'{split}_img_dir': img_dir, f'num_{split}_images': len(images),
+                f'num_{split}_instances': len(anns)})
+    return detections
