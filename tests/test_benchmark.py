@@ -156,7 +156,7 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     from ipr_plugin.benchmark.cli import settings_lines
     from ipr_plugin.benchmark.report import render_section
     args = Namespace(warmup=20, iters=60, batch_size=64, workers=2, pipeline_samples=256, seed=0, device='cpu',
-                     cfg_options=None, tiny=False, skip=[])
+                     cfg_options=None, tiny=False, skip=[], time_limit=None)
     data = dict(num_train_images=300, num_train_instances=764, num_val_images=50, num_detections=150)
     assert sum(line.startswith('Caveat') for line in settings_lines(args, data)) == 3  # 2 sizes, eval rounds
     args.skip = ['train', 'loader', 'eval', 'pipeline', 'test_pipeline']
@@ -166,3 +166,71 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     section = render_section(host_only, 'cmd', [])
     assert '| (f) main process: val predictions to metric, ms/sample | 0.05 |' in section
     assert 'step (ms/sample' not in section
+    args.time_limit = 300
+    assert settings_lines(args, data)[1].endswith('; time limit 300 s')
+
+
+# ------------------------------------------------------------------------------------------ --time-limit
+def _spec(tmp_path: Path, coco_sample: Path, deadline: float) -> WorkerSpec:
+    """A tiny CPU spec on the COCO sample (train and val), with ``deadline``."""
+    ann, boxes = str(coco_sample / 'test_coco.json'), str(coco_sample / 'test_coco_det_AP_H_56.json')
+    data = dict(root=str(coco_sample), train_ann_file=ann, val_ann_file=ann, train_img_dir=str(coco_sample),
+                val_img_dir=str(coco_sample), bbox_file=boxes)
+    return WorkerSpec(name='ours', config=resolve_config_path(OURS_CONFIG), data=data, batch_size=2, workers=0,
+                      warmup=1, iters=2, device='cpu', work_dir=str(tmp_path),
+                      result_file=str(tmp_path / 'result.json'), pipeline_samples=4,
+                      cfg_options={'model.backbone.depth': 18, 'model.head.in_channels': 512}, deadline=deadline)
+
+
+def _processes_naming(text: str) -> List[int]:
+    pids = []
+    for cmdline in Path('/proc').glob('[0-9]*/cmdline'):
+        try:
+            if text in cmdline.read_bytes().decode(errors='replace'):
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # ended while we looked
+            pass
+    return pids
+
+
+def test_a_worker_past_its_deadline_starts_no_measurement(tmp_path: Path, coco_sample: Path) -> None:
+    import json
+    import time
+    from ipr_plugin.benchmark.spec import MEASUREMENTS
+    from ipr_plugin.benchmark.worker import run_worker
+    spec = _spec(tmp_path, coco_sample, deadline=time.time())
+    spec.skip = ['host']
+    result = run_worker(spec)
+    assert sorted(result['cut_off']) == sorted(m for m in MEASUREMENTS if m != 'host')
+    assert not set(MEASUREMENTS) & set(result) and result['errors'] == {}
+    assert json.loads(Path(spec.result_file).read_text())['cut_off'] == result['cut_off']  # on disk too
+
+
+def test_the_command_stops_a_worker_at_the_deadline_and_keeps_nothing_running(tmp_path: Path,
+                                                                              coco_sample: Path) -> None:
+    """A worker needs longer than 3 s just to import the stack and build its first Runner: it is stopped at
+    the deadline with its process group, and every measurement it did not finish is reported cut off."""
+    import time
+    from ipr_plugin.benchmark.cli import run_config
+    from ipr_plugin.benchmark.spec import MEASUREMENTS
+    start = time.time()
+    result = run_config(_spec(tmp_path, coco_sample, deadline=start + 3))
+    assert time.time() - start < 30  # stopped, not run to the end (the tiny run takes minutes here)
+    assert result['cut_off'] and result['errors'] == {}
+    assert all((m in result) != (m in result['cut_off']) for m in MEASUREMENTS)  # each either measured or cut
+    assert _processes_naming(str(tmp_path / 'spec.json')) == []
+    # after the deadline no worker starts at all
+    late = run_config(_spec(tmp_path / 'late', coco_sample, deadline=time.time() - 1))
+    assert late['cut_off'] == list(MEASUREMENTS) and not (tmp_path / 'late').exists()
+
+
+def test_cut_off_cells_say_so_and_the_section_names_them() -> None:
+    from ipr_plugin.benchmark.report import render_section
+    results = [dict(name='a', config='a.py', errors={}, train=dict(per_s=100.0, elapsed_s=1.0), cut_off=['eval']),
+               dict(name='b', config='b.py', errors={}, cut_off=['train', 'eval'])]
+    section = render_section(results, 'cmd', [])
+    rows = _table_rows(section, 'metric')
+    assert rows['(a) train img/s'][:2] == ['100', 'cut off']
+    assert rows['(c) eval img/s (flip)'][:2] == ['cut off', 'cut off']
+    assert rows['(b) loader samples/s'][:2] == ['skipped', 'skipped']
+    assert '- Cut off by the time limit, not measured: a: eval; b: train, eval' in section

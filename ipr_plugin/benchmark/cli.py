@@ -2,22 +2,21 @@
 import argparse
 import json
 import math
-import multiprocessing
 import os
 import os.path as osp
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from .report import append_section, render_section
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
 
 DATA_STAMP = 'bench_synthetic.json'
-PARALLEL_WRITE_MIN = 200  # below this, starting a second process costs more than it saves
 IMAGE_SIZE = (640, 480)
 # The writer's "normal" difficulty gives about 2.6 annotated people and 2.8 detector boxes per image (measured);
 # the defaults divide by a little less, for a margin.
@@ -60,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='KEY=VALUE overrides applied to every config (with --tiny, replaces its ResNet-18 ones)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
+                   help='stop measuring this long after the start (data writing included): no measurement starts '
+                   'later, one still running is stopped, and the section reports what finished and marks the '
+                   'rest "cut off" (for machines lent for a fixed time)')
     p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
     return p
 
@@ -91,10 +94,8 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str
             return saved['data']
     print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
           f'to {root}', file=sys.stderr, flush=True)
-    if num_train + num_val < PARALLEL_WRITE_MIN:
-        data = _write_split(root, num_train, num_val, seed)
-    else:
-        data = _write_splits_in_parallel(root, num_train, num_val, seed)
+    from ipr_plugin.datasets import write_synthetic_coco
+    data = write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed, workers=None)
     with open(stamp, 'w') as f:
         json.dump(dict(params=params, data=data), f, indent=1)
     return data
@@ -114,33 +115,16 @@ def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, An
                 num_val_instances=len(coco.get('annotations', [])), num_detections=len(boxes), val_given=True)
 
 
-def _write_split(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
-    from ipr_plugin.datasets import write_synthetic_coco
-    return write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed)
-
-
-def _write_splits_in_parallel(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
-    # Every image and box is drawn from its own generator keyed by (seed, split, index), so the val split
-    # written alone, then moved into place, is byte for byte what one call would have written: half the wait.
-    val_root = root.rstrip(os.sep) + '.val_part'
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context('spawn')) as pool:
-        train_job = pool.submit(_write_split, root, num_train, 0, seed)
-        val_job = pool.submit(_write_split, val_root, 0, num_val, seed)
-        data, val = train_job.result(), val_job.result()
-    for key in ('val_ann_file', 'val_img_dir', 'bbox_file'):
-        target = osp.join(root, osp.relpath(val[key], val_root))
-        if osp.isdir(target):
-            shutil.rmtree(target)
-        os.makedirs(osp.dirname(target), exist_ok=True)
-        shutil.move(val[key], target)
-        data[key] = target
-    shutil.rmtree(val_root)
-    data.update({k: val[k] for k in ('num_val_images', 'num_val_instances', 'num_detections')})
-    return data
-
-
 def run_config(spec: WorkerSpec) -> Dict[str, Any]:
-    """Measure one config in a fresh ``python -m ipr_plugin.benchmark.worker`` process; its result dict."""
+    """Measure one config in a fresh ``python -m ipr_plugin.benchmark.worker`` process; its result dict.
+
+    At ``spec.deadline`` a worker still running is stopped with its whole process group (its dataloader
+    workers too); what it had finished is kept, and the measurements it did not finish are listed under
+    ``cut_off``. After the deadline no worker starts.
+    """
+    wanted = [m for m in MEASUREMENTS if m not in spec.skip]
+    if spec.deadline is not None and time.time() >= spec.deadline:
+        return dict(name=spec.name, config=spec.config, errors={}, cut_off=wanted)
     spec_file = osp.join(spec.work_dir, 'spec.json')
     spec.dump(spec_file)
     env = dict(os.environ)
@@ -148,11 +132,26 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     env['PYTHONPATH'] = os.pathsep.join(p for p in (str(repo_root()), env.get('PYTHONPATH')) if p)
     if spec.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
-    proc = subprocess.run([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env)
-    if not osp.exists(spec.result_file):
-        return dict(name=spec.name, config=spec.config, errors=dict(worker=f'exit status {proc.returncode}'))
-    with open(spec.result_file) as f:
-        return json.load(f)
+    proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
+                            start_new_session=True)
+    stopped = False
+    try:
+        proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        stopped = True
+    finally:
+        if proc.poll() is None:  # the deadline, or this command interrupted: leave nothing running
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    result = dict(name=spec.name, config=spec.config, errors={})
+    if osp.exists(spec.result_file):
+        with open(spec.result_file) as f:
+            result = json.load(f)
+    elif not stopped:
+        result['errors']['worker'] = f'exit status {proc.returncode}'
+    if stopped:
+        result['cut_off'] = [m for m in wanted if m not in result and m not in result['errors']]
+    return result
 
 
 def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
@@ -168,7 +167,8 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         f'Run: device {args.device}, batch size {args.batch_size} (train and val), workers {args.workers}, '
         f'{args.warmup} warm-up + {args.iters} timed iterations for (a) (b) (c), {args.pipeline_samples} samples '
         'for (d) and (e), in dataset order; a batch for (f); each config in its own process, one after another; '
-        'eval = runner.val() with CocoMetric (final COCO evaluation outside the window)',
+        'eval = runner.val() with CocoMetric (final COCO evaluation outside the window)'
+        + (f'; time limit {args.time_limit:g} s' if args.time_limit else ''),
     ]
     if args.cfg_options:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
@@ -221,6 +221,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv[1:])
     _fill_defaults(args)
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
+    deadline = time.time() + args.time_limit if args.time_limit else None
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     try:
         data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny else 'data/bench_synthetic')
@@ -235,7 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 name=name, config=osp.abspath(path), data=data, batch_size=args.batch_size,
                 workers=args.workers, warmup=args.warmup, iters=args.iters, device=args.device,
                 work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=list(args.skip),
-                pipeline_samples=args.pipeline_samples, cfg_options=dict(args.cfg_options), seed=args.seed)
+                pipeline_samples=args.pipeline_samples, cfg_options=dict(args.cfg_options), seed=args.seed,
+                deadline=deadline)
             result = run_config(spec)
             result['config'] = shown
             results.append(result)
@@ -249,6 +251,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if any(r.get('errors') for r in results):
         print('[benchmark] some measurements failed (see above); nothing appended', file=sys.stderr)
         return 1
+    if any(r.get('cut_off') for r in results):
+        print(f'[benchmark] --time-limit {args.time_limit:g} s reached: the cells marked "cut off" were not '
+              'measured', file=sys.stderr)
     if args.out:
         append_section(args.out, section)
         print(f'[benchmark] appended to {args.out}', file=sys.stderr)

@@ -67,6 +67,8 @@ def _status(result: Dict[str, Any], key: str) -> str:
     # Why a cell holds no number.
     if _failed(result, key):
         return 'error'
+    if key in result.get('cut_off', ()):
+        return 'cut off'
     return 'skipped' if key not in result else 'n/a'
 
 
@@ -165,6 +167,9 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     errors = error_lines(results)
     if errors:
         parts += ['- Errors:'] + ['  ' + line for line in errors]
+    cut = [f'{r["name"]}: {", ".join(r["cut_off"])}' for r in results if r.get('cut_off')]
+    if cut:
+        parts.append('- Cut off by the time limit, not measured: ' + '; '.join(cut))
     parts += ['', main_table(results), '']
     if any('pipeline' in r for r in results):
         parts += [pipeline_table(results), '']

@@ -36,6 +36,7 @@ class WorkerSpec:
         work_dir: the Runner's work dir (a temp dir).
         result_file: where the worker writes its JSON result.
         seed: Runner randomness seed and the pipeline measurement's seed.
+        deadline: ``time.time()`` after which no measurement starts (``--time-limit``); ``None``: no limit.
     """
     name: str
     config: str
@@ -51,6 +52,7 @@ class WorkerSpec:
     pipeline_samples: int = 256
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    deadline: Optional[float] = None
 
     def dump(self, path: str) -> None:
         """Write the spec as JSON to ``path``."""

@@ -2,9 +2,12 @@
 
 A process per config keeps registries, CUDA state (peak memory, cuDNN autotuning, allocator caches) and
 dataloader worker pools of one config from touching the next one's numbers. The result (JSON) goes to
-``spec.result_file``; a measurement that fails is recorded with its error, and the others still run.
+``spec.result_file``, rewritten after every measurement, so a worker stopped at the command's ``--time-limit``
+leaves the measurements it finished; a measurement that fails is recorded with its error, and the others
+still run. None starts after ``spec.deadline``: those are listed under ``cut_off``.
 """
 import json
+import os
 import sys
 import time
 import traceback
@@ -38,6 +41,9 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
     for key, job in jobs.items():
         if key in spec.skip:
             continue
+        if spec.deadline is not None and time.time() >= spec.deadline:
+            result.setdefault('cut_off', []).append(key)
+            continue
         start = time.perf_counter()
         print(f'[benchmark] {spec.name}: {key} ...', file=sys.stderr, flush=True)
         try:
@@ -47,9 +53,16 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
             result['errors'][key] = f'{type(err).__name__}: {err}'
         print(f'[benchmark] {spec.name}: {key} done in {time.perf_counter() - start:.1f} s', file=sys.stderr,
               flush=True)
-    with open(spec.result_file, 'w') as f:
-        json.dump(result, f, indent=1)
+        _write(spec.result_file, result)
+    _write(spec.result_file, result)
     return result
+
+
+def _write(path: str, result: Dict[str, Any]) -> None:
+    # Replaced in one step: a worker killed while writing leaves the previous measurement's file, not half a file.
+    with open(path + '.tmp', 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(path + '.tmp', path)
 
 
 def main() -> int:
