@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Union
@@ -47,43 +48,58 @@ def run_mim(args: Sequence[str],
             env: Optional[Mapping[str, str]] = None,
             check: bool = True,
             on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
-    """Run ``mim *args`` with stdout and stderr captured together.
+    """Run ``mim *args`` with stdout and stderr captured together (see :func:`run_command`)."""
+    return run_command([mim_executable(), *map(str, args)], cwd, timeout, _child_env(env), check, on_line)
+
+
+def run_command(cmd: Sequence[str],
+                cwd: Union[str, Path] = REPO_ROOT,
+                timeout: float = 120,
+                env: Optional[Mapping[str, str]] = None,
+                check: bool = True,
+                on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with stdout and stderr captured together.
 
     The child gets its own session so that on timeout the whole tree (``torch.distributed.launch`` and its
-    ranks, not just mim) is killed. With ``check``, a non-zero exit or a timeout raises :class:`MimError` quoting
-    the command and the tail of the output. ``on_line`` sees each output line as it arrives (progress).
+    ranks, not just mim) is killed, also when it hangs without printing anything. With ``check``, a non-zero
+    exit or a timeout raises :class:`MimError` quoting the command and the tail of the output. ``on_line`` sees
+    each output line as it arrives (progress).
     """
-    cmd = [mim_executable(), *map(str, args)]
+    cmd = [str(c) for c in cmd]
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, cwd=str(cwd), env=_child_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=str(cwd), env=None if env is None else dict(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines = []
+    # Killing the child at the deadline closes its output, which ends the read below even if it never prints.
+    expired = threading.Event()
+    timer = threading.Timer(timeout, lambda: (expired.set(), _kill_group(proc)))
+    timer.daemon = True
+    timer.start()
     try:
-        if on_line is None:
-            output, _ = proc.communicate(timeout=timeout)
-        else:
-            for line in proc.stdout:  # a hung child is still bounded: the timeout kills it below
-                lines.append(line)
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None:
                 on_line(line.rstrip('\n'))
-                if time.monotonic() - start > timeout:
-                    raise subprocess.TimeoutExpired(cmd, timeout)
-            proc.wait(timeout=max(1.0, timeout - (time.monotonic() - start)))
-            output = ''.join(lines)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        rest, _ = proc.communicate()
-        output = ''.join(lines) + (rest or '')
-        raise MimError(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
+        proc.wait()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        timer.cancel()
+        _kill_group(proc)  # whatever the child left running in its session (or this process interrupted)
+    output = ''.join(lines)
+    if expired.is_set():
+        raise MimError(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
     result = subprocess.CompletedProcess(cmd, proc.returncode, output, None)
     if check and result.returncode != 0:
         raise MimError(f'exit status {result.returncode} after {time.monotonic() - start:.0f} s: '
                        f'{" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
     return result
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the child's session (its process group), if anything of it is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def parse_coco_metrics(stdout: str) -> Dict[str, float]:

@@ -1,0 +1,45 @@
+"""The subprocess runner behind the demo and the accuracy study: output, exit status and the timeout."""
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ipr_plugin.apis.mim_runner import MimError, run_command
+
+# A child that starts a grandchild in its session, says one line, then hangs without another word.
+SILENT_HANG = ('import subprocess, sys, time; '
+               'p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]); '
+               'open(sys.argv[1], "w").write(str(p.pid)); print("started", flush=True); time.sleep(120)')
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f'/proc/{pid}/status')
+    try:
+        return 'State:\tZ' not in status.read_text()  # a zombie is dead, only not yet reaped
+    except OSError:
+        return False
+
+
+def test_a_child_that_hangs_silently_is_stopped_at_the_timeout_with_its_session(tmp_path):
+    seen = []
+    start = time.monotonic()
+    with pytest.raises(MimError, match='timed out after 3 s') as err:
+        run_command([sys.executable, '-c', SILENT_HANG, tmp_path / 'pid'], timeout=3, on_line=seen.append)
+    assert time.monotonic() - start < 30  # not the child's 120 s
+    assert seen == ['started'] and 'started' in str(err.value)  # what it printed is quoted
+    grandchild = int((tmp_path / 'pid').read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(grandchild)
+
+
+def test_output_lines_and_exit_status(tmp_path):
+    seen = []
+    done = run_command([sys.executable, '-c', 'print("a"); print("b")'], on_line=seen.append)
+    assert done.returncode == 0 and done.stdout == 'a\nb\n' and seen == ['a', 'b']
+    with pytest.raises(MimError, match='exit status 3') as err:
+        run_command([sys.executable, '-c', 'import sys; print("why"); sys.exit(3)'])
+    assert 'why' in str(err.value)
+    assert run_command([sys.executable, '-c', 'raise SystemExit(2)'], check=False).returncode == 2
