@@ -184,6 +184,6 @@ def test_tool(tmp_path, repo_root):
     out = tmp_path / 'synthetic'
     result = subprocess.run([sys.executable, str(repo_root / 'tools' / 'make_synthetic_coco.py'), '--out', str(out),
                              '--num-train', '2', '--num-val', '1', '--difficulty', 'hard', '--image-size', '160',
-                             '120'], env=env, capture_output=True, text=True, check=True)
+                             '120', '--workers', '2'], env=env, capture_output=True, text=True, check=True)
     assert str(out) in result.stdout and ' s:' in result.stdout
     assert cv2.imread(str(out / 'val2017' / '000001000001.jpg')).shape == (120, 160, 3)

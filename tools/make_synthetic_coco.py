@@ -7,7 +7,7 @@ Example::
 import argparse
 import time
 
-from ipr_plugin.datasets.synthetic_coco import DIFFICULTIES, write_synthetic_coco
+from ipr_plugin.datasets.synthetic_coco import DIFFICULTIES, PARALLEL_MIN_IMAGES, write_synthetic_coco
 
 
 def parse_args() -> argparse.Namespace:
@@ -21,6 +21,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--people-per-image', type=int, nargs=2, default=None, metavar=('MIN', 'MAX'),
                         help="default: the difficulty's")
     parser.add_argument('--jpeg-quality', type=int, default=90)
+    parser.add_argument('--workers', type=int, default=None,
+                        help=f'rendering processes (default: every core for {PARALLEL_MIN_IMAGES} images or more, '
+                        'else 1); the files are the same for any number')
     return parser.parse_args()
 
 
@@ -29,7 +32,8 @@ def main() -> None:
     start = time.perf_counter()
     out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
                                image_size=tuple(args.image_size), people_per_image=args.people_per_image,
-                               seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality)
+                               seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality,
+                               workers=args.workers)
     seconds = time.perf_counter() - start
     print(f'wrote a {args.difficulty} synthetic COCO keypoint set (seed {args.seed}) to {out["root"]} '
           f'in {seconds:.1f} s:')

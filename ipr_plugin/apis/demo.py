@@ -69,7 +69,7 @@ def run_demo(work_dir: str = 'work_dirs/demo',
     started = time.monotonic()
     say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')
     data = write_synthetic_coco(str(REPO_ROOT / data_root), num_train=num_train, num_val=num_val,
-                                image_size=(320, 240), seed=seed)
+                                image_size=(320, 240), seed=seed, workers=None)
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')
     options = [f'randomness.seed={seed}', *_data_options(data)]

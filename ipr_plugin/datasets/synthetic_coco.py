@@ -42,7 +42,7 @@ DET_FILE = 'person_detection_results/COCO_val2017_detections_AP_H_56_person.json
 _SPLITS = {'train': (0, 0), 'val': (1, VAL_ID_OFFSET)}  # split: (generator stream, image id offset)
 _DET_STREAM = 2  # generator stream of the detections, apart from the image streams
 _MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
-PARALLEL_MIN_IMAGES = 200  # write_synthetic_coco(workers=None) uses every core from this many images on
+PARALLEL_MIN_IMAGES = 50  # write_synthetic_coco(workers=None) uses every core from this many images on
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
         jpeg_quality: JPEG quality 0-100. Chroma is kept at full resolution (4:4:4) so the joint discs keep
             their colours.
         workers: processes rendering images; ``None``: every core for sets of ``PARALLEL_MIN_IMAGES`` images or
-            more, else 1 (each process imports the package first, which costs more than a small set's rendering).
+            more, else 1 (starting the processes would cost more than a small set's rendering).
             Every image comes from its own generator and ids are assigned in image order afterwards, so the files
             are the same for any number.
 
@@ -204,8 +204,10 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     detections: List[Dict] = []
     if workers is None:
         workers = (os.cpu_count() or 1) if num_train + num_val >= PARALLEL_MIN_IMAGES else 1
-    # spawn, not fork: callers may have CUDA or thread pools up, which a forked child inherits broken
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn'))
+    # fork where there is one (as torch's DataLoader does): the children only render with numpy and cv2, and a
+    # spawned child would first import this whole package (torch, mmpose), seconds per process
+    method = 'fork' if 'fork' in multiprocessing.get_all_start_methods() else 'spawn'
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
             if workers > 1 and num_train + num_val > 1 else None)
     try:
         for split, count in (('train', num_train), ('val', num_val)):
