@@ -224,6 +224,34 @@ def test_the_command_stops_a_worker_at_the_deadline_and_keeps_nothing_running(tm
     assert late['cut_off'] == list(MEASUREMENTS) and not (tmp_path / 'late').exists()
 
 
+def test_a_worker_that_dies_keeps_what_it_measured_and_the_rest_is_an_error(tmp_path: Path,
+                                                                            coco_sample: Path) -> None:
+    """Killed from outside once its first result is on disk (as a segfault would end it): the finished
+    measurements keep their numbers, each unfinished one is an error naming the exit status."""
+    import os
+    import signal
+    import threading
+    import time
+    from ipr_plugin.benchmark.cli import run_config
+    from ipr_plugin.benchmark.spec import MEASUREMENTS
+    spec = _spec(tmp_path, coco_sample, deadline=None)
+    box = {}
+    runner = threading.Thread(target=lambda: box.update(result=run_config(spec)))
+    runner.start()
+    give_up = time.monotonic() + 300
+    while not Path(spec.result_file).exists() and runner.is_alive() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    for pid in _processes_naming(str(tmp_path / 'spec.json')):
+        os.kill(pid, signal.SIGKILL)
+    runner.join(timeout=120)
+    result = box['result']
+    measured = [m for m in MEASUREMENTS if m in result]
+    failed = [m for m in MEASUREMENTS if m in result['errors']]
+    assert measured and failed and sorted(measured + failed) == sorted(MEASUREMENTS), result
+    assert all('exit status -9' in result['errors'][m] for m in failed)
+    assert 'cut_off' not in result
+
+
 def test_cut_off_cells_say_so_and_the_section_names_them() -> None:
     from ipr_plugin.benchmark.report import render_section
     results = [dict(name='a', config='a.py', errors={}, train=dict(per_s=100.0, elapsed_s=1.0), cut_off=['eval']),

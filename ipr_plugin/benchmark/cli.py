@@ -149,8 +149,14 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
             result = json.load(f)
     elif not stopped:
         result['errors']['worker'] = f'exit status {proc.returncode}'
+        return result
+    missing = [m for m in wanted if m not in result and m not in result['errors']
+               and m not in result.get('cut_off', [])]
     if stopped:
-        result['cut_off'] = [m for m in wanted if m not in result and m not in result['errors']]
+        result['cut_off'] = [m for m in wanted if m in missing or m in result.get('cut_off', [])]
+    else:  # the worker died after writing some results (a crash, not an exception it could record)
+        result['errors'].update({m: f'the worker ended (exit status {proc.returncode}) before this measurement'
+                                 for m in missing})
     return result
 
 
