@@ -72,7 +72,7 @@ def run_command(cmd: Sequence[str],
     lines = []
     # Killing the child at the deadline closes its output, which ends the read below even if it never prints.
     expired = threading.Event()
-    timer = threading.Timer(timeout, lambda: (expired.set(), _kill_group(proc)))
+    timer = threading.Timer(timeout, lambda: (expired.set(), kill_session(proc)))
     timer.daemon = True
     timer.start()
     try:
@@ -83,7 +83,7 @@ def run_command(cmd: Sequence[str],
         proc.wait()
     finally:
         timer.cancel()
-        _kill_group(proc)  # whatever the child left running in its session (or this process interrupted)
+        kill_session(proc)  # whatever the child left running in its session (or this process interrupted)
     output = ''.join(lines)
     if expired.is_set():
         raise MimError(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
@@ -94,8 +94,9 @@ def run_command(cmd: Sequence[str],
     return result
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL the child's session (its process group), if anything of it is left."""
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL the session (process group) of a child started with ``start_new_session=True``, if anything of it
+    is left: the child, or what it started (dataloader workers, distributed ranks)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -6,13 +6,13 @@ import os
 import os.path as osp
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..apis.mim_runner import kill_session
 from .report import append_section, render_section
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
 
@@ -139,10 +139,9 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
         proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))
     except subprocess.TimeoutExpired:
         stopped = True
-    finally:
-        if proc.poll() is None:  # the deadline, or this command interrupted: leave nothing running
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    finally:  # the deadline, or this command interrupted: leave nothing of the worker running
+        kill_session(proc)
+        proc.wait()
     result = dict(name=spec.name, config=spec.config, errors={})
     if osp.exists(spec.result_file):
         with open(spec.result_file) as f:
@@ -150,13 +149,13 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     elif not stopped:
         result['errors']['worker'] = f'exit status {proc.returncode}'
         return result
-    missing = [m for m in wanted if m not in result and m not in result['errors']
-               and m not in result.get('cut_off', [])]
+    # neither measured nor failed: cut off by the worker itself (listed already), or by the stop, or by a crash
+    unfinished = [m for m in wanted if m not in result and m not in result['errors']]
     if stopped:
-        result['cut_off'] = [m for m in wanted if m in missing or m in result.get('cut_off', [])]
+        result['cut_off'] = unfinished
     else:  # the worker died after writing some results (a crash, not an exception it could record)
         result['errors'].update({m: f'the worker ended (exit status {proc.returncode}) before this measurement'
-                                 for m in missing})
+                                 for m in unfinished if m not in result.get('cut_off', [])})
     return result
 
 
