@@ -83,7 +83,11 @@ def test_the_ablations_change_one_setting_of_ours_js_each(tmp_path):
     assert (debias['beta'], debias['debias']) == (10.0, True)
     assert head_of('ours-JS-beta10') == dict(js, beta=10.0)
     assert head_of('ours-JS-debias') == dict(js, debias=True)
-    assert 'ours-JS-beta10' not in DEFAULT_VARIANTS and 'ours-JS-debias' not in DEFAULT_VARIANTS
+    # the median rows change only the background level of the two debiased rows
+    assert head_of('ours-JS-debias-median') == dict(js, debias=True, debias_background='median')
+    assert head_of('ours-Debias-median') == dict(debias, debias_background='median')
+    assert not {'ours-JS-beta10', 'ours-JS-debias', 'ours-JS-debias-median',
+                'ours-Debias-median'} & set(DEFAULT_VARIANTS)
 
 
 def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):

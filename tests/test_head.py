@@ -124,6 +124,28 @@ def test_loss_terms_are_logged_separately_with_device_accuracy():
     assert 0 <= losses['acc_pose'].item() <= 1
 
 
+@pytest.mark.parametrize('background', ['zero', 'median'])
+def test_debias_logs_the_background_share_it_assumes(background):
+    """Flat maps: the background holds all the mass, every map is capped. A common shift of +1 moves the
+    paper's share (by exp(-beta)) but not the median's; the coordinates follow the share."""
+    head = logit_head(debias=True, beta=2.0, debias_background=background)
+    labels = torch.rand(2, K, 2) * 2 - 1
+    flat = head.loss((torch.zeros(2, K, H, W),), samples(2, labels))
+    assert flat['debias_r'].item() == pytest.approx(1.0) and flat['debias_capped'].item() == 1.0
+    logits = torch.zeros(2, K, H, W)
+    logits[:, :, 3, 4] = 4.0  # one peak cell per map
+    peaked, shifted = (head.loss((z,), samples(2, labels)) for z in (logits, logits + 1.0))
+    r = H * W / (H * W - 1 + np.exp(8.0))
+    assert peaked['debias_r'].item() == pytest.approx(r, rel=1e-5) and peaked['debias_capped'].item() == 0.0
+    expected = r * np.exp(-2.0) if background == 'zero' else r
+    assert shifted['debias_r'].item() == pytest.approx(expected, rel=1e-5)
+    moved = (head((logits + 1.0,))[0] - head((logits,))[0]).abs().max().item()
+    assert (moved > 1e-3) == (background == 'zero')
+    assert 'debias_r' not in logit_head().loss((logits,), samples(2, labels))
+    with pytest.raises(ValueError, match='debias_background'):
+        logit_head(debias=True, debias_background='mean')
+
+
 def test_learnable_beta_gets_gradients_and_stays_positive():
     head = logit_head(beta=2.0, learnable_beta=True)
     assert head.beta.item() == pytest.approx(2.0, rel=1e-5)

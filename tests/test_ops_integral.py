@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from ipr_plugin.ops import (debias_coords, keypoint_scores, make_grid, normalize_heatmaps,
-                            pixel_to_normalized, soft_argmax)
+from ipr_plugin.ops import (background_share, debias_coords, keypoint_scores, make_grid,
+                            normalize_heatmaps, pixel_to_normalized, soft_argmax)
 
 METHODS = ('softmax', 'relu', 'abs')
 H, W = 24, 32
@@ -231,6 +231,51 @@ def test_debias_on_flat_maps_amplifies_boundedly_and_keeps_gradients():
     old = debias_coords(coords, logits, 10.0, gx, gy, max_background=1 - 1e-6)
     (old - target).abs().sum().backward()
     assert (logits.grad.flatten(1).abs().sum(1) == 0).sum() >= 16
+
+
+def test_background_share_zero_and_median():
+    """On a peak over a background of exactly 0 both levels agree; shifting every logit moves only 'zero'."""
+    logits = _peak_logits(8.3, 15.6)
+    zero, median = background_share(logits, 1.0), background_share(logits, 1.0, 'median')
+    # r = HW / sum exp(z): the background's share of the mass, below 1 with a peak
+    torch.testing.assert_close(zero, H * W / logits.exp().sum())
+    assert 0.2 < float(zero) < 1.0 and abs(float(median) - float(zero)) < 1e-3 * float(zero)
+    shifted = logits - 1.0
+    assert float(background_share(shifted, 1.0)) > 1.0  # the paper's model: "background holds > all mass"
+    torch.testing.assert_close(background_share(shifted, 1.0, 'median'), median)
+    assert background_share(torch.zeros(3, 4, H, W), 2.0, 'median').shape == (3, 4)
+    with pytest.raises(ValueError, match='background'):
+        background_share(logits, 1.0, 'mean')
+
+
+@pytest.mark.parametrize('level', [-2.0, 0.0, 3.0])
+def test_debias_median_recovers_peak_on_any_background_level(level):
+    """With the level measured, debias is as exact on a background at -2 or 3 as on one at 0; the paper's
+    level-0 model is off by cells there (pinned to the cap below 0, over-shooting above)."""
+    gx, gy = _grids(dtype=torch.float64)
+    cx, cy = 8.3, 15.6
+    logits = _peak_logits(cx, cy) + level
+    raw = soft_argmax(normalize_heatmaps(logits), gx, gy)
+    target = _cells_to_normalized(cx, cy)
+    cell = torch.tensor([2 / W, 2 / H], dtype=torch.float64)
+    fixed = debias_coords(raw, logits, 1.0, gx, gy, background='median')
+    assert (((fixed - target) / cell).abs() < 0.05).all()
+    paper = debias_coords(raw, logits, 1.0, gx, gy)
+    if level != 0.0:
+        assert (((paper - target) / cell).abs() > 0.5).any()
+
+
+def test_gradcheck_debias_median():
+    gx, gy = make_grid(5, dtype=torch.float64), make_grid(4, dtype=torch.float64)
+    logits = torch.randn(2, 4, 5, dtype=torch.float64)
+    logits[:, 1, 2] += 4
+    logits.requires_grad_(True)
+    coords = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda c, z: debias_coords(c, z, 1.3, gx, gy, background='median'), (coords, logits))
+    # the gradient is as blind to a common shift of the logits as the value: it sums to 0 over each map
+    z = logits.detach().clone().requires_grad_(True)
+    debias_coords(coords.detach(), z, 1.3, gx, gy, background='median').sum().backward()
+    torch.testing.assert_close(z.grad.sum((-2, -1)), torch.zeros(2, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
 def test_debias_max_background_bounds():

@@ -85,6 +85,13 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('ours-JS-debias', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
             'ablation: ours-JS with the debias correction at beta 1 (ours-Debias without its beta)',
             anneal_by_iter=True, head=(('debias', True), ), ablation=True),
+    # the same two corrections with the background level measured (each map's median logit) instead of assumed 0
+    Variant('ours-JS-debias-median', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'ablation: ours-JS-debias with the background at each map\'s median logit instead of 0',
+            anneal_by_iter=True, head=(('debias', True), ('debias_background', 'median')), ablation=True),
+    Variant('ours-Debias-median', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'ablation: ours-Debias with the background at each map\'s median logit instead of 0',
+            anneal_by_iter=True, head=(('debias_background', 'median'), ), ablation=True),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 # What the study runs unless --variants names others: the issue's rows, not the ablations.

@@ -15,10 +15,14 @@ from torch import Tensor
 
 Beta = Union[float, Tensor]
 
-__all__ = ['make_grid', 'normalize_heatmaps', 'soft_argmax', 'debias_coords', 'keypoint_scores']
+__all__ = ['make_grid', 'normalize_heatmaps', 'soft_argmax', 'background_share', 'debias_coords',
+           'keypoint_scores']
 
 GRID_MODES = ('center', 'mmpose')
 NORMALIZERS = ('softmax', 'relu', 'abs')
+BACKGROUNDS = ('zero', 'median')
+# Cap of the background share in debias: at most 1 / (1 - 0.9) = 10x amplification (see debias_coords).
+MAX_BACKGROUND = 0.9
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
@@ -159,18 +163,53 @@ def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
         return torch.stack(((px * grid_x).sum(-1), (py * grid_y).sum(-1)), dim=-1)
 
 
+def _log_background_share(logits: Tensor, beta: Beta, background: str) -> Tensor:
+    """``log r`` of :func:`background_share`, (..., H, W) -> (...); inputs already upcast."""
+    if background not in BACKGROUNDS:
+        raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}')
+    scaled = beta * logits
+    log_r = math.log(logits.shape[-2] * logits.shape[-1]) - _flat_logsumexp(scaled)
+    if background == 'median':
+        # not detached: its gradient is what keeps r's gradient blind to a common shift, like its value
+        log_r = log_r + scaled.flatten(-2).median(dim=-1).values
+    return log_r
+
+
+def background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Tensor:
+    """Share ``r`` of the softmax's mass that a flat background holds, as :func:`debias_coords` models it.
+
+    With ``C = sum exp(beta z)`` over the H x W cells and the background at logit level ``b`` in every cell,
+    ``r = HW exp(beta b) / C``. ``background='zero'`` takes ``b = 0``, Gu et al.'s assumption and mmpose's;
+    then ``r`` moves when a constant is added to every logit, though the softmax does not. ``'median'`` takes
+    ``b`` = the map's median logit, which makes ``r`` a function of the map's shape alone. Not capped: above
+    ``MAX_BACKGROUND`` debias stops being exact.
+
+    Args:
+        logits: (..., H, W) logits (softmax normaliser).
+        beta: inverse temperature (float or tensor broadcastable against ``logits``).
+        background: ``'zero'`` or ``'median'``.
+
+    Returns:
+        (...) ``r >= 0``, float32 (float64 if an input is float64).
+    """
+    _check_maps('logits', logits)
+    with _full_precision(logits):
+        logits, beta = _upcast(logits, beta)
+        return _log_background_share(logits, beta, background).exp()
+
+
 def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, grid_y: Tensor,
-                  max_background: float = 0.9) -> Tensor:
+                  max_background: float = MAX_BACKGROUND, background: str = 'zero') -> Tensor:
     """Remove the pull towards the grid mean that a flat softmax background puts on soft-argmax.
 
-    Gu et al., "Removing the Bias of Integral Pose Regression", ICCV 2021. Assumption: the background logits
-    are near 0, so ``exp(beta z)`` is a peak plus a flat background of ``exp(0) = 1`` per cell; the formula
-    is exact there. With ``C = sum exp(beta z)`` the background contributes ``r = HW / C`` of the mass at the
-    grid mean ``g``, so the peak's own expectation is
-    ``u = (C u_hat - HW g) / (C - HW) = g + (u_hat - g) / (1 - r)``, with ``log C = logsumexp(beta z)``.
+    Gu et al., "Removing the Bias of Integral Pose Regression", ICCV 2021. Model: ``exp(beta z)`` is a peak
+    plus a flat background of ``exp(beta b)`` per cell, which holds the share ``r`` of the mass
+    (:func:`background_share`; ``b = 0`` in the paper) at the grid mean ``g``. The peak's own expectation is
+    then ``u = g + (u_hat - g) / (1 - r)``, exact where the model holds. With ``background='zero'`` that needs
+    the background logits at 0, which a softmax never asks of a network; ``'median'`` measures ``b`` instead.
 
     Where the background holds most of the mass (``r`` near or above 1: no peak yet, as in every map of a
-    freshly initialised model, or background logits below 0) the assumption fails and ``1 / (1 - r)`` would
+    freshly initialised model, or background logits below ``b``) the model fails and ``1 / (1 - r)`` would
     amplify any offset from the grid mean without bound; clamping the result then leaves those keypoints
     with zero gradient, and training from scratch can stall there for good. So ``r`` is capped at
     ``max_background``: the correction is exact while the peak holds at least ``1 - max_background`` of the
@@ -186,6 +225,7 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
         grid_x: (W,) normalised x of the cell centres.
         grid_y: (H,) normalised y of the cell centres.
         max_background: cap of the background's share ``r``, in (0, 1).
+        background: the background level, ``'zero'`` (the paper's) or ``'median'`` (see above).
 
     Returns:
         (..., 2) debiased ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
@@ -196,8 +236,7 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
         raise ValueError(f'debias_coords: max_background must be in (0, 1), got {max_background}')
     with _full_precision(logits):
         coords, logits, beta, grid_x, grid_y = _upcast(coords, logits, beta, grid_x, grid_y)
-        n_cells = logits.shape[-2] * logits.shape[-1]
-        log_r = math.log(n_cells) - _flat_logsumexp(beta * logits)
+        log_r = _log_background_share(logits, beta, background)
         # capped through the exponent: capped entries get a zero (not NaN) gradient with respect to r
         one_minus_r = -torch.expm1(log_r.clamp(max=math.log(max_background)))
         g_mean = torch.stack((grid_x.mean(), grid_y.mean()))

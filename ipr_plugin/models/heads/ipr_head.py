@@ -12,8 +12,9 @@ from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
 from torch import Tensor, nn
 
-from ...ops import (debias_coords, flip_coords, keypoint_scores, make_grid, normalize_heatmaps,
-                    soft_argmax)
+from ...ops import (background_share, debias_coords, flip_coords, keypoint_scores, make_grid,
+                    normalize_heatmaps, soft_argmax)
+from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND
 
 OptIntSeq = Optional[Sequence[int]]
 
@@ -42,6 +43,11 @@ class IPRHead(BaseHead):
         beta (float): Logit scale before normalising.
         learnable_beta (bool): Learn beta (kept positive through softplus), starting at ``beta``.
         debias (bool): Remove the soft-argmax's pull towards the centre (Gu et al., ICCV 2021); softmax only.
+            Training then also logs ``debias_r``, the mean background share the correction assumes, and
+            ``debias_capped``, the share of maps where it is capped (not exact).
+        debias_background (str): The background logit level debias assumes: ``'zero'`` (the paper's and
+            mmpose's) or ``'median'`` (each map's median logit: blind to a common shift of the logits, as
+            the softmax is). See :func:`ipr_plugin.ops.debias_coords`.
         grid (str): ``'center'`` (cell centres, exact) or ``'mmpose'`` (mmpose 1.3.2's ``j / W`` grid, to
             reproduce its released models' coordinates; needs ``decoder`` for the input size).
         score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
@@ -66,6 +72,7 @@ class IPRHead(BaseHead):
                  beta: float = 1.0,
                  learnable_beta: bool = False,
                  debias: bool = False,
+                 debias_background: str = 'zero',
                  grid: str = 'center',
                  score_radius: float = 2.0,
                  loss: ConfigType = dict(type='IntegralL1Loss'),
@@ -77,12 +84,16 @@ class IPRHead(BaseHead):
             raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
         if debias and normalizer != 'softmax':
             raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
+        if debias_background not in BACKGROUNDS:
+            raise ValueError(f'IPRHead: `debias_background` must be one of {BACKGROUNDS}, got '
+                             f'{debias_background!r}')
         if grid not in ('center', 'mmpose'):
             raise ValueError(f"IPRHead: `grid` must be 'center' or 'mmpose', got {grid!r}")
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.normalizer = normalizer
         self.debias = debias
+        self.debias_background = debias_background
         self.grid_mode = grid
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
@@ -159,7 +170,7 @@ class IPRHead(BaseHead):
         probs = normalize_heatmaps(logits, self.normalizer, self.beta)
         coords = soft_argmax(probs, grid_x, grid_y)
         if self.debias:
-            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y)
+            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y, background=self.debias_background)
         return coords, probs
 
     # ------------------------------------------------------------------ predict
@@ -215,7 +226,8 @@ class IPRHead(BaseHead):
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
-        coords, probs = self.forward(feats)
+        logits = self.logits(feats)
+        coords, probs = self._integrate(logits)
         labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
         weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
         if labels.shape != coords.shape:
@@ -230,6 +242,11 @@ class IPRHead(BaseHead):
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
         if self.beta_raw is not None:
             losses['beta'] = self.beta.detach()
+        if self.debias:
+            with torch.no_grad():
+                share = background_share(logits, self.beta, self.debias_background)
+            losses['debias_r'] = share.mean()
+            losses['debias_capped'] = (share > MAX_BACKGROUND).float().mean()
         return losses
 
     # ------------------------------------------------------------------ checkpoints
