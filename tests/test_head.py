@@ -142,6 +142,13 @@ def test_debias_logs_the_background_share_it_assumes(background):
     moved = (head((logits + 1.0,))[0] - head((logits,))[0]).abs().max().item()
     assert (moved > 1e-3) == (background == 'zero')
     assert 'debias_r' not in logit_head().loss((logits,), samples(2, labels))
+    # keypoints without a label (weight 0) are left out: flat maps there do not count
+    unlabelled = samples(2, labels)
+    for s in unlabelled:
+        s.gt_instance_labels.keypoint_weights[:, 0] = 0
+    logits[:, 0] = 0.0
+    partial = head.loss((logits,), unlabelled)
+    assert partial['debias_r'].item() == pytest.approx(r, rel=1e-5) and partial['debias_capped'].item() == 0.0
     with pytest.raises(ValueError, match='debias_background'):
         logit_head(debias=True, debias_background='mean')
 

@@ -44,7 +44,7 @@ class IPRHead(BaseHead):
         learnable_beta (bool): Learn beta (kept positive through softplus), starting at ``beta``.
         debias (bool): Remove the soft-argmax's pull towards the centre (Gu et al., ICCV 2021); softmax only.
             Training then also logs ``debias_r``, the mean background share the correction assumes, and
-            ``debias_capped``, the share of maps where it is capped (not exact).
+            ``debias_capped``, the share of maps where it is capped (not exact), both over labelled keypoints.
         debias_background (str): The background logit level debias assumes: ``'zero'`` (the paper's and
             mmpose's) or ``'median'`` (each map's median logit: blind to a common shift of the logits, as
             the softmax is). See :func:`ipr_plugin.ops.debias_coords`.
@@ -242,11 +242,13 @@ class IPRHead(BaseHead):
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
         if self.beta_raw is not None:
             losses['beta'] = self.beta.detach()
-        if self.debias:
+        if self.debias:  # over the keypoints the loss sees: unlabelled ones have no reason to peak
             with torch.no_grad():
                 share = background_share(logits, self.beta, self.debias_background)
-            losses['debias_r'] = share.mean()
-            losses['debias_capped'] = (share > MAX_BACKGROUND).float().mean()
+                labelled = (weights > 0).float()
+                count = labelled.sum().clamp_min(1.0)
+            losses['debias_r'] = (share * labelled).sum() / count
+            losses['debias_capped'] = ((share > MAX_BACKGROUND).float() * labelled).sum() / count
         return losses
 
     # ------------------------------------------------------------------ checkpoints
