@@ -153,6 +153,26 @@ def test_debias_logs_the_background_share_it_assumes(background):
         logit_head(debias=True, debias_background='mean')
 
 
+def test_debias_cap_bounds_the_amplification_and_counts_capped_maps():
+    """A wide map (r between the two caps): exact under the default cap, at most 1 / (1 - 0.5) = 2x the
+    soft-argmax's offset from the centre under a cap of 0.5, and counted as capped there."""
+    logits = torch.zeros(1, K, H, W)
+    logits[..., 2, 3] = 5.0  # a peak of e^5 = 148 against 191 background cells of 1: r = 192 / 339 = 0.57
+    labels = torch.zeros(1, K, 2)
+    raw, _ = logit_head()((logits,))
+    outs, capped = [], []
+    for cap in (0.9, 0.5):
+        head = logit_head(debias=True, debias_max_background=cap)
+        outs.append(head((logits,))[0])
+        capped.append(head.loss((logits,), samples(1, labels))['debias_capped'].item())
+    r = H * W / (H * W - 1 + np.exp(5.0))
+    assert 0.5 < r < 0.9 and capped == [0.0, 1.0]
+    torch.testing.assert_close(outs[0], raw / (1 - r), atol=1e-5, rtol=1e-4)  # centre grid: g = 0
+    torch.testing.assert_close(outs[1], raw * 2.0, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match='debias_max_background'):
+        logit_head(debias=True, debias_max_background=1.0)
+
+
 def test_learnable_beta_gets_gradients_and_stays_positive():
     head = logit_head(beta=2.0, learnable_beta=True)
     assert head.beta.item() == pytest.approx(2.0, rel=1e-5)

@@ -92,6 +92,10 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('ours-Debias-median', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'ablation: ours-Debias with the background at each map\'s median logit instead of 0',
             anneal_by_iter=True, head=(('debias_background', 'median'), ), ablation=True),
+    # ... and with the correction's amplification of wide maps bounded at 2x instead of 10x
+    Variant('ours-Debias-cap0.5', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'ablation: ours-Debias with the background share capped at 0.5 (at most 2x) instead of 0.9 (10x)',
+            anneal_by_iter=True, head=(('debias_max_background', 0.5), ), ablation=True),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 # What the study runs unless --variants names others: the issue's rows, not the ablations.

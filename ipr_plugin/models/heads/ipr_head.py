@@ -48,6 +48,8 @@ class IPRHead(BaseHead):
         debias_background (str): The background logit level debias assumes: ``'zero'`` (the paper's and
             mmpose's) or ``'median'`` (each map's median logit: blind to a common shift of the logits, as
             the softmax is). See :func:`ipr_plugin.ops.debias_coords`.
+        debias_max_background (float): Cap of the background share debias works with, in (0, 1): above it
+            the correction is not exact and amplifies offsets from the map centre by ``1 / (1 - cap)``.
         grid (str): ``'center'`` (cell centres, exact) or ``'mmpose'`` (mmpose 1.3.2's ``j / W`` grid, to
             reproduce its released models' coordinates; needs ``decoder`` for the input size).
         score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
@@ -73,6 +75,7 @@ class IPRHead(BaseHead):
                  learnable_beta: bool = False,
                  debias: bool = False,
                  debias_background: str = 'zero',
+                 debias_max_background: float = MAX_BACKGROUND,
                  grid: str = 'center',
                  score_radius: float = 2.0,
                  loss: ConfigType = dict(type='IntegralL1Loss'),
@@ -87,6 +90,8 @@ class IPRHead(BaseHead):
         if debias_background not in BACKGROUNDS:
             raise ValueError(f'IPRHead: `debias_background` must be one of {BACKGROUNDS}, got '
                              f'{debias_background!r}')
+        if not 0.0 < debias_max_background < 1.0:
+            raise ValueError(f'IPRHead: `debias_max_background` must be in (0, 1), got {debias_max_background}')
         if grid not in ('center', 'mmpose'):
             raise ValueError(f"IPRHead: `grid` must be 'center' or 'mmpose', got {grid!r}")
         self.in_channels = in_channels
@@ -94,6 +99,7 @@ class IPRHead(BaseHead):
         self.normalizer = normalizer
         self.debias = debias
         self.debias_background = debias_background
+        self.debias_max_background = float(debias_max_background)
         self.grid_mode = grid
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
@@ -170,7 +176,8 @@ class IPRHead(BaseHead):
         probs = normalize_heatmaps(logits, self.normalizer, self.beta)
         coords = soft_argmax(probs, grid_x, grid_y)
         if self.debias:
-            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y, background=self.debias_background)
+            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y, self.debias_max_background,
+                                   self.debias_background)
         return coords, probs
 
     # ------------------------------------------------------------------ predict
@@ -248,7 +255,7 @@ class IPRHead(BaseHead):
                 labelled = (weights > 0).float()
                 count = labelled.sum().clamp_min(1.0)
             losses['debias_r'] = (share * labelled).sum() / count
-            losses['debias_capped'] = ((share > MAX_BACKGROUND).float() * labelled).sum() / count
+            losses['debias_capped'] = ((share > self.debias_max_background).float() * labelled).sum() / count
         return losses
 
     # ------------------------------------------------------------------ checkpoints
