@@ -87,8 +87,10 @@ def test_the_ablations_change_one_setting_of_ours_js_each(tmp_path):
     assert head_of('ours-JS-debias-median') == dict(js, debias=True, debias_background='median')
     assert head_of('ours-Debias-median') == dict(debias, debias_background='median')
     assert head_of('ours-Debias-cap0.5') == dict(debias, debias_max_background=0.5)
+    assert head_of('ours-Debias-median-cap0.5') == dict(debias, debias_background='median',
+                                                        debias_max_background=0.5)
     assert not {'ours-JS-beta10', 'ours-JS-debias', 'ours-JS-debias-median', 'ours-Debias-median',
-                'ours-Debias-cap0.5'} & set(DEFAULT_VARIANTS)
+                'ours-Debias-cap0.5', 'ours-Debias-median-cap0.5'} & set(DEFAULT_VARIANTS)
 
 
 def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):

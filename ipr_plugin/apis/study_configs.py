@@ -96,6 +96,11 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('ours-Debias-cap0.5', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'ablation: ours-Debias with the background share capped at 0.5 (at most 2x) instead of 0.9 (10x)',
             anneal_by_iter=True, head=(('debias_max_background', 0.5), ), ablation=True),
+    Variant('ours-Debias-median-cap0.5', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'ablation: ours-Debias-cap0.5 with the background at each map\'s median logit (its logged share then '
+            'reflects the maps\' shape alone)',
+            anneal_by_iter=True, head=(('debias_background', 'median'), ('debias_max_background', 0.5)),
+            ablation=True),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 # What the study runs unless --variants names others: the issue's rows, not the ablations.
