@@ -4,8 +4,8 @@
 # heatmap-trained start. Trained from scratch on synthetic data, over half of the labelled keypoints stayed below
 # 10 % (the `debias_capped` share in the training log), where the correction multiplies offsets tenfold: it cost
 # AP at beta 1 and 10 alike, with the background level assumed (0) or measured (`debias_background='median'`).
-# Capping the share at 0.5 (`debias_max_background=0.5`) gave most of it back; beta 10 without the correction
-# scored best (BENCHMARKS.md, accuracy study findings 7 and 8): from scratch, set debias=False.
+# Capping the share at 0.5 (`debias_max_background=0.5`) let the maps sharpen and gave most of it back; beta 10
+# without the correction scored best (BENCHMARKS.md, accuracy study findings 7 and 8): from scratch, set debias=False.
 _base_ = ['./ipr_res50_dsnt-8xb64-210e_coco-256x256.py']
 
 model = dict(head=dict(beta=10.0, debias=True))
