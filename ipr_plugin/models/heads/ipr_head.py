@@ -252,10 +252,11 @@ class IPRHead(BaseHead):
         if self.debias:  # over the keypoints the loss sees: unlabelled ones have no reason to peak
             with torch.no_grad():
                 share = background_share(logits, self.beta, self.debias_background)
-                labelled = (weights > 0).float()
-                count = labelled.sum().clamp_min(1.0)
-            losses['debias_r'] = (share * labelled).sum() / count
-            losses['debias_capped'] = ((share > self.debias_max_background).float() * labelled).sum() / count
+                labelled = weights > 0
+                count = labelled.sum().clamp_min(1)
+                # selected, not multiplied: an unlabelled map far below level 0 has r = inf, and inf * 0 is NaN
+                losses['debias_r'] = torch.where(labelled, share, 0.0).sum() / count
+                losses['debias_capped'] = (labelled & (share > self.debias_max_background)).sum() / count
         return losses
 
     # ------------------------------------------------------------------ checkpoints
