@@ -71,8 +71,9 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
         assert cfg.model.head[key] == value
 
 
-def test_the_ablations_change_one_setting_of_ours_js_each(tmp_path):
-    """Between them, the two ablation rows split ours-Debias's difference from ours-JS (beta 10 + debias)."""
+def test_each_ablation_changes_only_the_head_settings_it_names(tmp_path):
+    """ours-JS-beta10 and ours-JS-debias split ours-Debias's difference from ours-JS (beta 10 + debias); the
+    median and cap rows change only the background level or the cap of a debiased row."""
     data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
 
     def head_of(name):
@@ -83,7 +84,6 @@ def test_the_ablations_change_one_setting_of_ours_js_each(tmp_path):
     assert (debias['beta'], debias['debias']) == (10.0, True)
     assert head_of('ours-JS-beta10') == dict(js, beta=10.0)
     assert head_of('ours-JS-debias') == dict(js, debias=True)
-    # the median rows change only the background level of the two debiased rows
     assert head_of('ours-JS-debias-median') == dict(js, debias=True, debias_background='median')
     assert head_of('ours-Debias-median') == dict(debias, debias_background='median')
     assert head_of('ours-Debias-cap0.5') == dict(debias, debias_max_background=0.5)
