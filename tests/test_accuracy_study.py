@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
 TIMEOUT = 900  # the run takes 2-3 minutes on 2 busy cores; this only stops a hung run
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+FINE_TUNED = ('ours-Debias-ft', )  # also trains its start, ours-JS-beta10
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -89,8 +90,28 @@ def test_each_ablation_changes_only_the_head_settings_it_names(tmp_path):
     assert head_of('ours-Debias-cap0.5') == dict(debias, debias_max_background=0.5)
     assert head_of('ours-Debias-median-cap0.5') == dict(debias, debias_background='median',
                                                         debias_max_background=0.5)
+    # the fine-tuning pair: the beta-10 model continued with and without the correction
+    assert head_of('ours-JS-beta10-ft') == head_of('ours-JS-beta10')
+    assert head_of('ours-Debias-ft') == debias
     assert not {'ours-JS-beta10', 'ours-JS-debias', 'ours-JS-debias-median', 'ours-Debias-median',
-                'ours-Debias-cap0.5', 'ours-Debias-median-cap0.5'} & set(DEFAULT_VARIANTS)
+                'ours-Debias-cap0.5', 'ours-Debias-median-cap0.5', 'ours-JS-beta10-ft',
+                'ours-Debias-ft'} & set(DEFAULT_VARIANTS)
+
+
+def test_a_fine_tuned_variant_starts_from_its_source_and_runs_after_it(tmp_path):
+    from ipr_plugin.apis.accuracy_study import with_needs
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    for name in ('ours-JS-beta10-ft', 'ours-Debias-ft'):
+        variant = get_variant(name)
+        assert variant.trained and variant.needs == ('ours-JS-beta10', )
+        cfg = build_variant_config(variant, Budget(), data, tmp_path, load_from='/ckpt/iter_10.pth')
+        assert cfg.load_from == '/ckpt/iter_10.pth' and cfg.model.init_cfg is None
+        assert build_variant_config(variant, Budget(), data, tmp_path).load_from is None
+    assert with_needs(['ours-Debias-ft']) == ['ours-JS-beta10', 'ours-Debias-ft']
+    assert with_needs(['ours-JS-ones', 'ours-Debias-ft', 'ours-L1']) == \
+        ['ours-L1', 'ours-JS', 'ours-JS-ones', 'ours-JS-beta10', 'ours-Debias-ft']
+    for variant in VARIANTS:  # the order the study runs them in puts every source first
+        assert all(VARIANTS.index(get_variant(n)) < VARIANTS.index(variant) for n in variant.needs)
 
 
 def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):
@@ -171,7 +192,7 @@ def tiny_study(tmp_path_factory):
     repo_json = REPO_ROOT / 'docs' / 'accuracy_study.json'
     repo_json_before = repo_json.stat().st_mtime if repo_json.exists() else None
     cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(base / 'work'), '--out',
-           str(out)]
+           str(out), '--variants', *DEFAULT_VARIANTS, *FINE_TUNED]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -212,7 +233,7 @@ def test_tiny_study_markdown(tiny_study):
 
 def test_tiny_study_json(tiny_study):
     report = json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())
-    assert set(report['results']) == set(DEFAULT_VARIANTS)
+    assert set(report['results']) == {*DEFAULT_VARIANTS, *FINE_TUNED, 'ours-JS-beta10'}
     for name, result in report['results'].items():
         assert result['error'] is None, f'{name}: {result["error"]}'
         run = result['seeds']['0']
@@ -223,6 +244,12 @@ def test_tiny_study_json(tiny_study):
     for trained in ('ours-L1', 'ours-JS'):  # the same models, not retrained
         assert report['results'][f'{trained}-ones']['seeds']['0']['evaluated'] == \
             report['results'][trained]['seeds']['0']['checkpoint']
+    # the fine-tuned row started from its source's final weights, and mmengine loaded them
+    start = report['results']['ours-JS-beta10']['seeds']['0']['checkpoint']
+    fine_tuned = report['results']['ours-Debias-ft']['seeds']['0']
+    assert fine_tuned['init_from'] == start and Path(start).is_file()
+    logs = list(Path(fine_tuned['work_dir']).glob('mmengine/*/*.log'))
+    assert len(logs) == 1 and f'Load checkpoint from {start}' in logs[0].read_text()
     (cal, *_) = report['calibration']
     assert cal['variant'] == 'ours-L1' and cal['num_keypoints'] > 0 and cal['bins']
     assert cal['spearman'] is None or -1.0 <= cal['spearman'] <= 1.0  # nan is written as null

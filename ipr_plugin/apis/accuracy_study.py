@@ -124,10 +124,22 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
     args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else REPO_ROOT)
-    # a re-evaluation needs its trained model
-    args.variants = [*{get_variant(n).eval_of for n in args.variants} - {None}, *args.variants]
-    args.variants = [n for n in VARIANT_NAMES if n in args.variants]
+    args.variants = with_needs(args.variants)
     return args
+
+
+def with_needs(names: Sequence[str]) -> List[str]:
+    """``names`` and the variants whose models they use (re-evaluate, start from), in the study's order.
+
+    A variant is listed after every variant it needs (``VARIANTS`` is written in that order).
+    """
+    wanted, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(get_variant(name).needs)
+    return [n for n in VARIANT_NAMES if n in wanted]
 
 
 def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
@@ -183,20 +195,25 @@ def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoi
 
 
 def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
-                  keep_checkpoint: bool, say: Say) -> Dict[str, Any]:
-    """Train one variant with ``mim train`` and return its final metrics, train time and AP curve."""
+                  keep_checkpoint: bool, say: Say, load_from: Optional[str] = None,
+                  reuse: bool = False) -> Dict[str, Any]:
+    """Train one variant with ``mim train`` (from ``load_from``'s weights if given) and return its final
+    metrics, train time and AP curve; with ``reuse``, a finished run of the identical config is read instead."""
     run_dir = args.work_dir / 'runs' / variant.name / f'seed{budget.seed}'
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file = run_dir / 'config.py'
-    config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint).dump()
+    config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint,
+                                       load_from=load_from).dump()
     start = time.monotonic()
-    if args.reuse and _complete(run_dir, config_file, config_text, keep_checkpoint):
+    reused = reuse and _complete(run_dir, config_file, config_text, keep_checkpoint)
+    if reused:
         say(f'[{variant.name}] reusing the finished run with this exact config in {run_dir}')
     else:
         for stale in (RECORD_FILE, PREDICTIONS_FILE, f'{MMENGINE_DIR}/last_checkpoint'):  # never read an
             (run_dir / stale).unlink(missing_ok=True)  # earlier run's results as this one's
         config_file.write_text(config_text)
-        say(f'[{variant.name}] training, seed {budget.seed} ({config_file})')
+        say(f'[{variant.name}] training, seed {budget.seed}' + (f', from {load_from}' if load_from else '')
+            + f' ({config_file})')
         run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR], timeout=_run_timeout(args),
                 env=_child_env(args), on_line=_progress(variant.name, say))
     record_file = run_dir / RECORD_FILE
@@ -206,7 +223,9 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
     result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
                   wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
                   curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']],
-                  nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE))
+                  nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE), reused=reused)
+    if load_from:
+        result['init_from'] = load_from
     if diverged(result):
         say(f'[{variant.name}] DIVERGED: {result["nonfinite_predictions"][0]}/{result["nonfinite_predictions"][1]} '
             'final predictions have NaN keypoints; its AP is an artefact and it is ranked last')
@@ -244,17 +263,25 @@ def _failure_summary(err: BaseException) -> str:
 def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
               results: Dict[str, Dict[str, Any]], say: Say) -> None:
     """Run ``names`` (training, then re-evaluations) with ``budget.seed``, recording results or errors."""
-    reeval_needs = {get_variant(n).eval_of for n in names if not get_variant(n).trained}
+    used = {need for n in names for need in get_variant(n).needs}
+
+    def source_run(name: str) -> Dict[str, Any]:
+        source = results[name]
+        if source.get('error') or str(budget.seed) not in source['seeds']:
+            raise RuntimeError(f'{name} did not train')
+        return source['seeds'][str(budget.seed)]
+
     for name in sorted(names, key=lambda n: not get_variant(n).trained):  # trained variants first
         variant, entry = get_variant(name), results[name]
         try:
             if variant.trained:
-                run = train_variant(variant, budget, data, args, name in reeval_needs, say)
+                start = source_run(variant.init_from) if variant.init_from else None
+                # the start's checkpoint path stays the same when it is retrained: reuse only on a reused start
+                run = train_variant(variant, budget, data, args, name in used, say,
+                                    load_from=start and start['checkpoint'],
+                                    reuse=args.reuse and (start is None or start['reused']))
             else:
-                source = results[variant.eval_of]
-                if source.get('error') or str(budget.seed) not in source['seeds']:
-                    raise RuntimeError(f'{variant.eval_of} did not train')
-                run = reevaluate(variant, source['seeds'][str(budget.seed)], budget.seed, args, say)
+                run = reevaluate(variant, source_run(variant.eval_of), budget.seed, args, say)
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
             entry['error'] = _failure_summary(err)
             say(f'[{name}] FAILED: {err}')
@@ -326,8 +353,8 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     if len(args.seeds) > 1:
         trained_ok = [n for n in args.variants if get_variant(n).trained and not results[n]['error']]
         top = sorted(trained_ok, key=lambda n: _rank_key(results[n]['seeds'][str(budget.seed)]), reverse=True)[:2]
-        # a re-evaluation follows its model to the extra seeds
-        extra = top + [n for n in args.variants if get_variant(n).eval_of in top]
+        # a re-evaluation follows its model to the extra seeds, and a fine-tuned model takes its start along
+        extra = with_needs(top + [n for n in args.variants if get_variant(n).eval_of in top])
         say(f'seeds {args.seeds[1:]}: retraining the top-2 by AP: {", ".join(top) or "none trained"}')
         for seed in args.seeds[1:] if top else []:
             _run_seed(extra, replace(budget, seed=seed), data, args, results, say)

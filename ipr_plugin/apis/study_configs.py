@@ -43,6 +43,8 @@ class Variant:
         eval_of: for a re-evaluation, the trained variant whose model is evaluated again (no training).
         test_cfg: ``model.test_cfg`` entries changed for the re-evaluation.
         head: ``model.head`` entries changed after the config is read (an ablation of one of its settings).
+        init_from: a trained variant whose final weights this one starts from (``load_from``): fine-tuning,
+            with the whole budget run again on top of that variant's.
         ablation: run only when named in ``--variants`` (not one of the issue's rows).
     """
     name: str
@@ -53,11 +55,17 @@ class Variant:
     eval_of: Optional[str] = None
     test_cfg: Optional[Tuple[Tuple[str, Any], ...]] = None
     head: Tuple[Tuple[str, Any], ...] = ()
+    init_from: Optional[str] = None
     ablation: bool = False
 
     @property
     def trained(self) -> bool:
         return self.eval_of is None
+
+    @property
+    def needs(self) -> Tuple[str, ...]:
+        """The variants whose final model this one uses (re-evaluates or starts from)."""
+        return tuple(n for n in (self.eval_of, self.init_from) if n is not None)
 
 
 VARIANTS: Tuple[Variant, ...] = (
@@ -101,6 +109,14 @@ VARIANTS: Tuple[Variant, ...] = (
             'reflects the maps\' shape alone)',
             anneal_by_iter=True, head=(('debias_background', 'median'), ('debias_max_background', 0.5)),
             ablation=True),
+    # The correction is exact on peaked maps, and mmpose's Debias recipe starts from a trained model, not from
+    # scratch: these two rows continue the ours-JS-beta10 model for the budget again, with and without it.
+    Variant('ours-JS-beta10-ft', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+            'ablation: the ours-JS-beta10 model trained for the budget again, unchanged (ours-Debias-ft\'s control)',
+            anneal_by_iter=True, head=(('beta', 10.0), ), init_from='ours-JS-beta10', ablation=True),
+    Variant('ours-Debias-ft', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'ablation: the ours-JS-beta10 model trained for the budget again with the debias correction',
+            anneal_by_iter=True, init_from='ours-JS-beta10', ablation=True),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 # What the study runs unless --variants names others: the issue's rows, not the ablations.
@@ -185,7 +201,7 @@ def _fast_path() -> Dict[str, Any]:
 
 
 def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str], work_dir: Path,
-                         save_checkpoint: bool = False):
+                         save_checkpoint: bool = False, load_from: Optional[str] = None):
     """The variant's source config with data paths, budget and logging replaced.
 
     Args:
@@ -194,7 +210,8 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
         data: ``write_synthetic_coco``'s result (``root``, ``val_ann_file``, ``bbox_file``).
         work_dir: the run's folder: the record and the last evaluation's predictions are written there, and
             mmengine's logs and checkpoints in its ``MMENGINE_DIR``.
-        save_checkpoint: save the final weights (only a re-evaluated model needs them).
+        save_checkpoint: save the final weights (only a model that another variant uses needs them).
+        load_from: checkpoint whose weights the model starts from (``variant.init_from``'s final model).
 
     Returns:
         mmengine.Config.
@@ -206,8 +223,10 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', __name__])),
                               allow_failed_imports=False)
 
-    # model: same backbone for all, trained from scratch (no network: drop the pretrained URL)
+    # model: same backbone for all, trained from scratch (no network: drop the pretrained URL) unless it
+    # continues another variant's model
     cfg.model.init_cfg = None
+    cfg.load_from = load_from
     cfg.model.backbone.depth = budget.depth
     cfg.model.backbone.init_cfg = None
     # ResNet's last stage has 8x its base channels, times the bottleneck expansion (4) from depth 50 on
