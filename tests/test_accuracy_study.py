@@ -192,7 +192,7 @@ def tiny_study(tmp_path_factory):
     repo_json = REPO_ROOT / 'docs' / 'accuracy_study.json'
     repo_json_before = repo_json.stat().st_mtime if repo_json.exists() else None
     cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(base / 'work'), '--out',
-           str(out), '--variants', *DEFAULT_VARIANTS, *FINE_TUNED]
+           str(out), '--variants', *DEFAULT_VARIANTS, *FINE_TUNED, '--keep-checkpoints']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -241,6 +241,7 @@ def test_tiny_study_json(tiny_study):
             assert 0.0 <= run[key] <= 1.0, f'{name} {key}={run[key]}'
         if not name.endswith('-ones'):
             assert run['train_time_s'] > 0 and [p['iter'] for p in run['curve']] == [2, 3]
+            assert Path(run['checkpoint']).is_file()  # --keep-checkpoints
     for trained in ('ours-L1', 'ours-JS'):  # the same models, not retrained
         assert report['results'][f'{trained}-ones']['seeds']['0']['evaluated'] == \
             report['results'][trained]['seeds']['0']['checkpoint']

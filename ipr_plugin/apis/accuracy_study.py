@@ -82,6 +82,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    '--tiny: WORK_DIR/report)')
     p.add_argument('--reuse', action='store_true', help='skip a training whose run folder already holds a '
                    'finished run of the identical config (to finish an interrupted study)')
+    p.add_argument('--keep-checkpoints', action='store_true', help="keep every trained variant's final weights "
+                   '(by default only those another variant uses), e.g. for tools/background_share.py')
     p.add_argument('--timeout', type=float, help='seconds allowed per mim run (full 1800)')
     p.add_argument('--time-limit', type=float, metavar='SECONDS',
                    help='no run starts later than this after the start, and a running one gets only what is left; '
@@ -277,7 +279,7 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             if variant.trained:
                 start = source_run(variant.init_from) if variant.init_from else None
                 # the start's checkpoint path stays the same when it is retrained: reuse only on a reused start
-                run = train_variant(variant, budget, data, args, name in used, say,
+                run = train_variant(variant, budget, data, args, name in used or args.keep_checkpoints, say,
                                     load_from=start and start['checkpoint'],
                                     reuse=args.reuse and (start is None or start['reused']))
             else:

@@ -1,0 +1,176 @@
+"""Which keypoints keep their map's mass out of the peak: the background share by visibility and person size.
+
+The debias correction (Gu et al., ICCV 2021) is exact only while the peak holds most of a map's mass, i.e. while
+the background share ``r`` (:func:`ipr_plugin.ops.background_share`) stays under the head's cap
+(``debias_max_background``); above it the correction multiplies uncertain offsets by up to ``1 / (1 - cap)``.
+Training logs ``r`` and the capped share over all labelled keypoints (``debias_r``, ``debias_capped``). This
+module splits them by what a keypoint is: labelled visible (v=2) or occluded (v=1), on a small, medium or large
+person (COCO's area ranges). It runs a trained IPR model over the ground-truth person boxes of a COCO-layout
+split, without flip test, and reads ``r`` off the logits of every labelled keypoint.
+
+Usage: ``python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR`` (see ``--help``).
+"""
+import argparse
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+# COCO's area ranges (pixels^2), as its evaluation names them
+AREA_RANGES = (('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, math.inf))
+VISIBILITIES = (('visible (v=2)', (2, )), ('occluded (v=1)', (1, )), ('all labelled', (1, 2)))
+
+
+def share_table(shares: np.ndarray, visibility: np.ndarray, areas: np.ndarray, cap: float) -> List[Dict[str, Any]]:
+    """Background share statistics per (visibility, person size) group, totals included.
+
+    Args:
+        shares: (M,) background share ``r`` of each labelled keypoint.
+        visibility: (M,) its COCO visibility flag (1 or 2).
+        areas: (M,) its person's annotated area, pixels^2.
+        cap: the head's ``debias_max_background``: a keypoint above it is "capped".
+
+    Returns:
+        list of dicts (``visibility``, ``size``, ``count``, ``mean_r``, ``median_r``, ``capped``: the fraction
+        above ``cap``); statistics are None for an empty group. Sizes run small, medium, large, ``all``.
+    """
+    shares, visibility, areas = (np.asarray(a, dtype=np.float64) for a in (shares, visibility, areas))
+    if not shares.shape == visibility.shape == areas.shape or shares.ndim != 1:
+        raise ValueError(f'shares, visibility and areas must be (M,) arrays of one length, got {shares.shape}, '
+                         f'{visibility.shape}, {areas.shape}')
+    rows = []
+    for vis_name, flags in VISIBILITIES:
+        in_vis = np.isin(visibility, flags)
+        for size_name, low, high in (*AREA_RANGES, ('all', -math.inf, math.inf)):
+            r = shares[in_vis & (areas >= low) & (areas < high)]
+            rows.append(dict(visibility=vis_name, size=size_name, count=int(r.size),
+                             mean_r=float(r.mean()) if r.size else None,
+                             median_r=float(np.median(r)) if r.size else None,
+                             capped=float((r > cap).mean()) if r.size else None))
+    return rows
+
+
+def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
+    """``share_table``'s rows as a markdown table."""
+    def cell(value: Optional[float], fmt: str) -> str:
+        return '' if value is None else format(value, fmt)
+
+    lines = [f'| keypoints | person size | count | mean r | median r | above the cap of {cap:g} |',
+             '|---|---|---:|---:|---:|---:|']
+    lines += [f'| {r["visibility"]} | {r["size"]} | {r["count"]} | {cell(r["mean_r"], ".3f")} | '
+              f'{cell(r["median_r"], ".3f")} | {cell(r["capped"], ".1%")} |' for r in rows]
+    return '\n'.join(lines)
+
+
+def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[int, List[Dict[str, Any]]]:
+    """Non-crowd annotations with at least one labelled keypoint, by image id; checks the keypoint count."""
+    coco = json.loads(ann_file.read_text())
+    people = defaultdict(list)
+    for ann in coco.get('annotations', []):
+        if len(ann.get('keypoints', ())) != 3 * num_keypoints:
+            raise ValueError(f'{ann_file}: annotation {ann.get("id")} has {len(ann.get("keypoints", ())) // 3} '
+                             f'keypoints, the model predicts {num_keypoints}')
+        if not ann.get('iscrowd', 0) and any(v > 0 for v in ann['keypoints'][2::3]):
+            people[ann['image_id']].append(ann)
+    files = {img['id']: img['file_name'] for img in coco.get('images', [])}
+    missing = sorted(set(people) - set(files))
+    if missing:
+        raise ValueError(f'{ann_file}: annotations refer to images not listed in it: {missing[:5]}')
+    return {files[i]: anns for i, anns in people.items()}
+
+
+def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_dir: str,
+                    device: str = 'cpu') -> Dict[str, Any]:
+    """Run the model over the split's ground-truth boxes and return every labelled keypoint's share.
+
+    Args:
+        config: an IPR model config (``model.head.type == 'IPRHead'``).
+        checkpoint: its weights (None: the config's initial weights).
+        ann_file: COCO keypoint annotations of the split.
+        img_dir: folder of the split's images.
+        device: torch device.
+
+    Returns:
+        dict with ``shares``, ``visibility``, ``areas`` ((M,) arrays over labelled keypoints), ``cap``, ``beta``,
+        ``background`` (the head's debias settings) and ``num_people``.
+    """
+    import torch
+    from mmpose.apis import inference_topdown, init_model
+
+    from ..ops import background_share
+    for path in (config, checkpoint, ann_file, img_dir):
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f'background share: no such file or folder: {path}')
+    model = init_model(config, checkpoint, device=device,
+                       cfg_options=dict(model=dict(test_cfg=dict(flip_test=False))))
+    head = model.head
+    if type(head).__name__ != 'IPRHead':
+        raise ValueError(f'background share: {config} has a {type(head).__name__}, not an IPRHead')
+    captured: List[torch.Tensor] = []
+    logits_of = head.logits
+
+    def keep_logits(feats):  # the head's own logits, as the prediction computes them
+        out = logits_of(feats)
+        captured.append(out.detach().float())
+        return out
+
+    head.logits = keep_logits
+    people = _labelled_people(Path(ann_file), head.num_joints)
+    shares, visibility, areas = [], [], []
+    with torch.no_grad():
+        for file_name, anns in sorted(people.items()):
+            image = Path(img_dir) / file_name
+            if not image.is_file():
+                raise FileNotFoundError(f'background share: image {image} (listed in {ann_file}) is missing')
+            boxes = np.array([a['bbox'] for a in anns], dtype=np.float32).reshape(-1, 4)
+            captured.clear()
+            try:
+                inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')
+            except Exception as err:  # a corrupt image fails deep in the pipeline: name it
+                raise RuntimeError(f'background share: {image}: {type(err).__name__}: {err}') from err
+            r = background_share(torch.cat(captured), head.beta, head.debias_background).cpu().numpy()
+            for ann, r_person in zip(anns, r):
+                flags = np.asarray(ann['keypoints'][2::3])
+                labelled = flags > 0
+                shares.append(r_person[labelled])
+                visibility.append(flags[labelled])
+                area = ann.get('area', ann['bbox'][2] * ann['bbox'][3])  # COCO's area is the mask's
+                areas.append(np.full(labelled.sum(), float(area)))
+    concat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    return dict(shares=concat(shares), visibility=concat(visibility), areas=concat(areas),
+                cap=head.debias_max_background, beta=float(head.beta), background=head.debias_background,
+                num_people=sum(len(a) for a in people.values()))
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='IPR model config')
+    p.add_argument('checkpoint', help='trained weights')
+    p.add_argument('--ann-file', required=True, help='COCO keypoint annotations of the split')
+    p.add_argument('--img-dir', required=True, help="folder of the split's images")
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--out', help='also write the table and settings to this JSON file')
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
+    args = build_parser(prog).parse_args(argv)
+    found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device)
+    rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
+    print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
+          f'{found["beta"]:g}, background level {found["background"]!r}')
+    print(markdown_table(rows, found['cap']))
+    if args.out:
+        settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people')}
+        Path(args.out).write_text(json.dumps(dict(settings, config=args.config, checkpoint=args.checkpoint,
+                                                  rows=rows), indent=1))
+        print(f'wrote {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

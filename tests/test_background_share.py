@@ -1,0 +1,87 @@
+"""The background-share breakdown (tools/background_share.py): its grouping, and a real model on the COCO sample."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ipr_plugin.apis.background_share import keypoint_shares, main, markdown_table, share_table
+from ipr_plugin.apis.mim_runner import REPO_ROOT
+
+CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
+
+
+def test_groups_split_by_visibility_and_coco_area_range():
+    shares = np.array([0.1, 0.95, 0.5, 0.99, 0.2, 0.3])
+    visibility = np.array([2, 2, 1, 1, 2, 1])
+    areas = np.array([100.0, 500.0, 2000.0, 20000.0, 9216.0, 1024.0])  # small small medium large large medium
+    rows = {(r['visibility'], r['size']): r for r in share_table(shares, visibility, areas, cap=0.9)}
+    assert len(rows) == 12
+    assert rows['visible (v=2)', 'small'] == dict(visibility='visible (v=2)', size='small', count=2,
+                                                  mean_r=pytest.approx(0.525), median_r=pytest.approx(0.525),
+                                                  capped=0.5)
+    assert rows['visible (v=2)', 'medium']['count'] == 0 and rows['visible (v=2)', 'medium']['mean_r'] is None
+    assert rows['visible (v=2)', 'large']['count'] == 1  # 96^2 = 9216 is large, as in COCO's evaluation
+    assert rows['occluded (v=1)', 'medium']['count'] == 2  # 32^2 = 1024 is medium
+    assert rows['occluded (v=1)', 'all']['capped'] == pytest.approx(1 / 3)
+    assert rows['all labelled', 'all'] == dict(visibility='all labelled', size='all', count=6,
+                                               mean_r=pytest.approx(shares.mean()), median_r=pytest.approx(0.4),
+                                               capped=pytest.approx(2 / 6))
+    text = markdown_table(list(rows.values()), 0.9)
+    assert '| visible (v=2) | medium | 0 |  |  |  |' in text and '| all labelled | all | 6 |' in text
+    with pytest.raises(ValueError, match='one length'):
+        share_table(shares, visibility[:3], areas, cap=0.9)
+
+
+@pytest.fixture(scope='module')
+def flat_checkpoint(tmp_path_factory):
+    """Weights of the synthetic config's model with the last layer zeroed: every logit 0, so r = HW / HW = 1."""
+    from mmpose.apis import init_model
+    model = init_model(str(CONFIG), None, device='cpu')
+    final = model.head.final_layer or model.head.simplebaseline_head.final_layer
+    for param in final.parameters():
+        torch.nn.init.zeros_(param)
+    path = tmp_path_factory.mktemp('flat') / 'flat.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return path
+
+
+def test_flat_maps_put_every_labelled_keypoint_of_the_sample_above_the_cap(coco_sample, flat_checkpoint,
+                                                                           tmp_path, capsys):
+    ann_file = coco_sample / 'test_coco.json'
+    anns = [a for a in json.loads(ann_file.read_text())['annotations'] if not a.get('iscrowd', 0)]
+    flags = np.concatenate([np.asarray(a['keypoints'][2::3]) for a in anns])
+    found = keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))
+    assert found['shares'].size == (flags > 0).sum() > 0  # every labelled keypoint, no other
+    assert sorted(np.unique(found['visibility'])) == sorted(np.unique(flags[flags > 0]))
+    np.testing.assert_allclose(found['shares'], 1.0, rtol=1e-5)
+    assert found['num_people'] == sum(any(v > 0 for v in a['keypoints'][2::3]) for a in anns)
+
+    out = tmp_path / 'table.json'
+    assert main([str(CONFIG), str(flat_checkpoint), '--ann-file', str(ann_file), '--img-dir', str(coco_sample),
+                 '--out', str(out)]) == 0
+    total = next(r for r in json.loads(out.read_text())['rows'] if r['visibility'] == 'all labelled'
+                 and r['size'] == 'all')
+    assert total['count'] == (flags > 0).sum() and total['capped'] == 1.0
+    assert '| all labelled | all |' in capsys.readouterr().out
+
+
+def test_bad_input_names_the_culprit(coco_sample, flat_checkpoint, tmp_path):
+    coco = json.loads((coco_sample / 'test_coco.json').read_text())
+    coco['annotations'][0]['keypoints'] = coco['annotations'][0]['keypoints'][:-3]  # 16 keypoints
+    bad_ann = tmp_path / 'bad.json'
+    bad_ann.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=rf'annotation {coco["annotations"][0]["id"]} has 16 keypoints'):
+        keypoint_shares(str(CONFIG), str(flat_checkpoint), str(bad_ann), str(coco_sample))
+    with pytest.raises(FileNotFoundError, match='image .*000000000785.jpg'):
+        keypoint_shares(str(CONFIG), str(flat_checkpoint), str(coco_sample / 'test_coco.json'), str(tmp_path))
+    corrupt = tmp_path / 'imgs'
+    corrupt.mkdir()
+    for image in coco['images']:
+        (corrupt / image['file_name']).write_bytes(b'not a jpeg')
+    with pytest.raises(RuntimeError, match=r'imgs/0000000\d+\.jpg'):
+        keypoint_shares(str(CONFIG), str(flat_checkpoint), str(coco_sample / 'test_coco.json'), str(corrupt))
+    with pytest.raises(FileNotFoundError, match='no such file'):
+        keypoint_shares(str(CONFIG), str(tmp_path / 'none.pth'), str(coco_sample / 'test_coco.json'),
+                        str(coco_sample))

@@ -1,0 +1,12 @@
+"""Background share of a trained IPR model's maps, by keypoint visibility and person size.
+
+    python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR [--out table.json]
+
+See ``python tools/background_share.py --help`` and ipr_plugin/apis/background_share.py.
+"""
+import sys
+
+from ipr_plugin.apis.background_share import main
+
+if __name__ == '__main__':
+    sys.exit(main(prog='python tools/background_share.py'))
