@@ -36,18 +36,19 @@ def test_groups_split_by_visibility_and_coco_area_range():
 
 @pytest.fixture(scope='module')
 def flat_checkpoint(tmp_path_factory):
-    """Weights of the synthetic config's model with the last layer zeroed: every logit 0, so r = HW / HW = 1."""
+    """Weights of the synthetic config's model whose last layer outputs -0.5 everywhere: flat maps, a level-0
+    share of r = HW / (HW exp(-0.5 beta)) = exp(0.5 beta) and a share about the median logit of exactly 1."""
     from mmpose.apis import init_model
     model = init_model(str(CONFIG), None, device='cpu')
     final = model.head.final_layer or model.head.simplebaseline_head.final_layer
-    for param in final.parameters():
-        torch.nn.init.zeros_(param)
+    torch.nn.init.zeros_(final.weight)
+    torch.nn.init.constant_(final.bias, -0.5)
     path = tmp_path_factory.mktemp('flat') / 'flat.pth'
     torch.save(dict(state_dict=model.state_dict()), path)
     return path
 
 
-def test_flat_maps_put_every_labelled_keypoint_of_the_sample_above_the_cap(coco_sample, flat_checkpoint,
+def test_flat_maps_put_every_labelled_keypoint_of_the_sample_above_the_cap_at_either_level(coco_sample, flat_checkpoint,
                                                                            tmp_path, capsys):
     ann_file = coco_sample / 'test_coco.json'
     anns = [a for a in json.loads(ann_file.read_text())['annotations'] if not a.get('iscrowd', 0)]
@@ -55,15 +56,18 @@ def test_flat_maps_put_every_labelled_keypoint_of_the_sample_above_the_cap(coco_
     found = keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))
     assert found['shares'].size == (flags > 0).sum() > 0  # every labelled keypoint, no other
     assert sorted(np.unique(found['visibility'])) == sorted(np.unique(flags[flags > 0]))
-    np.testing.assert_allclose(found['shares'], 1.0, rtol=1e-5)
+    assert found['background'] == 'zero'  # the head's own
+    np.testing.assert_allclose(found['shares'], np.exp(0.5 * found['beta']), rtol=1e-5)
     assert found['num_people'] == sum(any(v > 0 for v in a['keypoints'][2::3]) for a in anns)
 
     out = tmp_path / 'table.json'
     assert main([str(CONFIG), str(flat_checkpoint), '--ann-file', str(ann_file), '--img-dir', str(coco_sample),
-                 '--out', str(out)]) == 0
-    total = next(r for r in json.loads(out.read_text())['rows'] if r['visibility'] == 'all labelled'
-                 and r['size'] == 'all')
+                 '--out', str(out), '--background', 'median']) == 0
+    report = json.loads(out.read_text())
+    assert report['background'] == 'median'
+    total = next(r for r in report['rows'] if r['visibility'] == 'all labelled' and r['size'] == 'all')
     assert total['count'] == (flags > 0).sum() and total['capped'] == 1.0
+    assert total['mean_r'] == pytest.approx(1.0, rel=1e-5)
     assert '| all labelled | all |' in capsys.readouterr().out
 
 

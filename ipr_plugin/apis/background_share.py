@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..ops.integral import BACKGROUNDS
+
 # COCO's area ranges (pixels^2), as its evaluation names them
 AREA_RANGES = (('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, math.inf))
 VISIBILITIES = (('visible (v=2)', (2, )), ('occluded (v=1)', (1, )), ('all labelled', (1, 2)))
@@ -83,8 +85,8 @@ def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[int, List[Dict[
     return {files[i]: anns for i, anns in people.items()}
 
 
-def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_dir: str,
-                    device: str = 'cpu') -> Dict[str, Any]:
+def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_dir: str, device: str = 'cpu',
+                    background: Optional[str] = None) -> Dict[str, Any]:
     """Run the model over the split's ground-truth boxes and return every labelled keypoint's share.
 
     Args:
@@ -93,6 +95,8 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
         ann_file: COCO keypoint annotations of the split.
         img_dir: folder of the split's images.
         device: torch device.
+        background: the background level ``r`` is measured against (``'zero'`` or ``'median'``, see
+            :func:`ipr_plugin.ops.background_share`); default: the head's ``debias_background``.
 
     Returns:
         dict with ``shares``, ``visibility``, ``areas`` ((M,) arrays over labelled keypoints), ``cap``, ``beta``,
@@ -119,6 +123,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
         return out
 
     head.logits = keep_logits
+    background = background or head.debias_background
     people = _labelled_people(Path(ann_file), head.num_joints)
     shares, visibility, areas = [], [], []
     with torch.no_grad():
@@ -132,7 +137,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
                 inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')
             except Exception as err:  # a corrupt image fails deep in the pipeline: name it
                 raise RuntimeError(f'background share: {image}: {type(err).__name__}: {err}') from err
-            r = background_share(torch.cat(captured), head.beta, head.debias_background).cpu().numpy()
+            r = background_share(torch.cat(captured), head.beta, background).cpu().numpy()
             for ann, r_person in zip(anns, r):
                 flags = np.asarray(ann['keypoints'][2::3])
                 labelled = flags > 0
@@ -142,7 +147,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
                 areas.append(np.full(labelled.sum(), float(area)))
     concat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     return dict(shares=concat(shares), visibility=concat(visibility), areas=concat(areas),
-                cap=head.debias_max_background, beta=float(head.beta), background=head.debias_background,
+                cap=head.debias_max_background, beta=float(head.beta), background=background,
                 num_people=sum(len(a) for a in people.values()))
 
 
@@ -153,13 +158,16 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--ann-file', required=True, help='COCO keypoint annotations of the split')
     p.add_argument('--img-dir', required=True, help="folder of the split's images")
     p.add_argument('--device', default='cpu')
+    p.add_argument('--background', choices=BACKGROUNDS, help="background level r is measured against (default: "
+                   "the head's debias_background; 'median' makes r depend on the maps' shape alone)")
     p.add_argument('--out', help='also write the table and settings to this JSON file')
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
     args = build_parser(prog).parse_args(argv)
-    found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device)
+    found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
+                            args.background)
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
     print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
           f'{found["beta"]:g}, background level {found["background"]!r}')
