@@ -69,7 +69,7 @@ def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
 
 
 def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[int, List[Dict[str, Any]]]:
-    """Non-crowd annotations with at least one labelled keypoint, by image id; checks the keypoint count."""
+    """Non-crowd annotations with at least one labelled keypoint, by image file name; checks the keypoint count."""
     coco = json.loads(ann_file.read_text())
     people = defaultdict(list)
     for ann in coco.get('annotations', []):
@@ -86,7 +86,7 @@ def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[int, List[Dict[
 
 
 def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_dir: str, device: str = 'cpu',
-                    background: Optional[str] = None) -> Dict[str, Any]:
+                    background: Optional[str] = None, progress: bool = False) -> Dict[str, Any]:
     """Run the model over the split's ground-truth boxes and return every labelled keypoint's share.
 
     Args:
@@ -97,6 +97,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
         device: torch device.
         background: the background level ``r`` is measured against (``'zero'`` or ``'median'``, see
             :func:`ipr_plugin.ops.background_share`); default: the head's ``debias_background``.
+        progress: show a progress bar on stderr.
 
     Returns:
         dict with ``shares``, ``visibility``, ``areas`` ((M,) arrays over labelled keypoints), ``cap``, ``beta``,
@@ -104,6 +105,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     """
     import torch
     from mmpose.apis import inference_topdown, init_model
+    from tqdm import tqdm
 
     from ..ops import background_share
     for path in (config, checkpoint, ann_file, img_dir):
@@ -127,7 +129,8 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     people = _labelled_people(Path(ann_file), head.num_joints)
     shares, visibility, areas = [], [], []
     with torch.no_grad():
-        for file_name, anns in sorted(people.items()):
+        for file_name, anns in tqdm(sorted(people.items()), desc='background share', unit='img',
+                                    disable=not progress):
             image = Path(img_dir) / file_name
             if not image.is_file():
                 raise FileNotFoundError(f'background share: image {image} (listed in {ann_file}) is missing')
@@ -167,7 +170,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
     args = build_parser(prog).parse_args(argv)
     found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
-                            args.background)
+                            args.background, progress=True)
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
     print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
           f'{found["beta"]:g}, background level {found["background"]!r}')
