@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..ops.integral import BACKGROUNDS
+from .study_report import markdown_table as study_markdown_table
 
 # COCO's area ranges (pixels^2), as its evaluation names them
 AREA_RANGES = (('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, math.inf))
@@ -61,14 +62,12 @@ def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
     def cell(value: Optional[float], fmt: str) -> str:
         return '' if value is None else format(value, fmt)
 
-    lines = [f'| keypoints | person size | count | mean r | median r | above the cap of {cap:g} |',
-             '|---|---|---:|---:|---:|---:|']
-    lines += [f'| {r["visibility"]} | {r["size"]} | {r["count"]} | {cell(r["mean_r"], ".3f")} | '
-              f'{cell(r["median_r"], ".3f")} | {cell(r["capped"], ".1%")} |' for r in rows]
-    return '\n'.join(lines)
+    header = ('keypoints', 'person size', 'count', 'mean r', 'median r', f'above the cap of {cap:g}')
+    return study_markdown_table(header, [(r['visibility'], r['size'], r['count'], cell(r['mean_r'], '.3f'),
+                                          cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
 
 
-def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[int, List[Dict[str, Any]]]:
+def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[str, List[Dict[str, Any]]]:
     """Non-crowd annotations with at least one labelled keypoint, by image file name; checks the keypoint count."""
     coco = json.loads(ann_file.read_text())
     people = defaultdict(list)
