@@ -277,3 +277,26 @@ def test_a_spent_time_limit_starts_no_run_and_still_writes_the_report(tmp_path):
     assert report['results']['ours-L1-ones']['error'] == 'ours-L1 did not train'
     assert not (tmp_path / 'work' / 'runs' / 'ours-L1' / 'seed0' / 'mmengine').exists()  # mim never started
     assert 'not run: --time-limit' in (out / 'BENCHMARKS.md').read_text()
+
+
+def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study, tmp_path):
+    """``--reuse`` over the tiny study's runs: the fine-tuned row and the model it starts from are read back (a
+    spent ``--time-limit`` proves that nothing trained), with the same results as the first run."""
+    assert tiny_study['proc'].returncode == 0, _fail_text(tiny_study['proc'])
+    work = tiny_study['out'].parent / 'work'
+    out = tmp_path / 'report'
+    cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(work), '--out', str(out),
+           '--variants', 'ours-Debias-ft', '--keep-checkpoints', '--reuse', '--time-limit', '0.001']
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
+    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0 and 'FAILED' not in proc.stdout, _fail_text(proc)
+    for name in ('ours-JS-beta10', 'ours-Debias-ft'):
+        assert f'[{name}] reusing the finished run' in proc.stdout, _fail_text(proc)
+    first = json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())['results']
+    again = json.loads((out / 'docs' / 'accuracy_study.json').read_text())['results']
+    for name in ('ours-JS-beta10', 'ours-Debias-ft'):
+        run, run0 = again[name]['seeds']['0'], first[name]['seeds']['0']
+        assert run['reused'] and not run0['reused']
+        assert {k: run[k] for k in ('AP', 'AR', 'curve', 'checkpoint')} == \
+            {k: run0[k] for k in ('AP', 'AR', 'curve', 'checkpoint')}
+    assert again['ours-Debias-ft']['seeds']['0']['init_from'] == first['ours-JS-beta10']['seeds']['0']['checkpoint']

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from ipr_plugin.ops import (background_share, debias_coords, keypoint_scores, make_grid,
+from ipr_plugin.ops import (background_share, debias_coords, debias_from_share, keypoint_scores,
+                            log_background_share, make_grid,
                             normalize_heatmaps, pixel_to_normalized, soft_argmax)
 
 METHODS = ('softmax', 'relu', 'abs')
@@ -288,6 +289,44 @@ def test_debias_bad_coords_raise():
     gx, gy = _grids()
     with pytest.raises(ValueError, match=r'coords.*\(4, 3\)'):
         debias_coords(torch.zeros(4, 3), torch.zeros(4, H, W), 1.0, gx, gy)
+
+
+
+@pytest.mark.parametrize('background', ['zero', 'median'])
+def test_debias_from_share_is_debias_coords_split(background):
+    """The head computes log r once and corrects with it: the same coordinates and gradients as debias_coords."""
+    gx, gy = make_grid(5, dtype=torch.float64), make_grid(4, dtype=torch.float64)
+    logits = (torch.randn(3, 2, 4, 5, dtype=torch.float64) * 2).requires_grad_(True)
+    coords = soft_argmax(normalize_heatmaps(logits, beta=1.7), gx, gy)
+    whole = debias_coords(coords, logits, 1.7, gx, gy, 0.8, background)
+    log_r = log_background_share(logits, 1.7, background)
+    split = debias_from_share(coords, log_r, gx, gy, 0.8)
+    torch.testing.assert_close(split, whole, atol=0, rtol=0)
+    torch.testing.assert_close(log_r.exp(), background_share(logits, 1.7, background), atol=0, rtol=0)
+    g_whole, = torch.autograd.grad(whole.sum(), logits, retain_graph=True)  # coords is shared
+    g_split, = torch.autograd.grad(split.sum(), logits)
+    torch.testing.assert_close(g_split, g_whole, atol=0, rtol=0)
+
+
+def test_log_background_share_finite_where_share_overflows():
+    """Maps far below the background level (unlabelled keypoints can get there): r = inf, log r finite."""
+    logits = torch.full((2, H, W), -200.0)
+    assert torch.isinf(background_share(logits, 1.0)).all()
+    torch.testing.assert_close(log_background_share(logits, 1.0), torch.full((2, ), 200.0))
+    gx, gy = _grids()
+    capped = debias_from_share(torch.full((2, 2), 0.1), log_background_share(logits, 1.0), gx, gy, 0.9)
+    # capped at r = 0.9: the offset 0.1 from the grid mean is amplified 10x, then clamped to the last cell centre
+    torch.testing.assert_close(capped, torch.stack((gx.max(), gy.max())).expand(2, 2))
+
+
+def test_debias_from_share_bad_input_raises():
+    gx, gy = _grids()
+    with pytest.raises(ValueError, match=r'log_share.*\(4,\).*\(3,\)'):
+        debias_from_share(torch.zeros(4, 2), torch.zeros(3), gx, gy)
+    with pytest.raises(ValueError, match='max_background'):
+        debias_from_share(torch.zeros(4, 2), torch.zeros(4), gx, gy, max_background=0.0)
+    with pytest.raises(ValueError, match='background'):
+        log_background_share(torch.zeros(4, H, W), 1.0, 'mean')
 
 
 # ------------------------------------------------------------------------------------------------ scores

@@ -4,13 +4,13 @@ No mmpose / mmengine / mmcv imports: everything here works on plain torch tensor
 coordinate conversions).
 """
 from .coords import flip_coords, normalized_to_pixel, pixel_to_normalized
-from .integral import (background_share, debias_coords, keypoint_scores, make_grid, normalize_heatmaps,
-                       soft_argmax)
+from .integral import (background_share, debias_coords, debias_from_share, keypoint_scores, log_background_share,
+                       make_grid, normalize_heatmaps, soft_argmax)
 from .targets import gaussian_heatmaps, js_divergence, kl_divergence, variance_regularizer
 
 __all__ = [
     'pixel_to_normalized', 'normalized_to_pixel', 'flip_coords',
-    'make_grid', 'normalize_heatmaps', 'soft_argmax', 'background_share', 'debias_coords',
-    'keypoint_scores',
+    'make_grid', 'normalize_heatmaps', 'soft_argmax', 'log_background_share', 'background_share',
+    'debias_from_share', 'debias_coords', 'keypoint_scores',
     'gaussian_heatmaps', 'kl_divergence', 'js_divergence', 'variance_regularizer',
 ]

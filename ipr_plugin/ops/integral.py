@@ -15,8 +15,8 @@ from torch import Tensor
 
 Beta = Union[float, Tensor]
 
-__all__ = ['make_grid', 'normalize_heatmaps', 'soft_argmax', 'background_share', 'debias_coords',
-           'keypoint_scores']
+__all__ = ['make_grid', 'normalize_heatmaps', 'soft_argmax', 'log_background_share', 'background_share',
+           'debias_from_share', 'debias_coords', 'keypoint_scores']
 
 GRID_MODES = ('center', 'mmpose')
 NORMALIZERS = ('softmax', 'relu', 'abs')
@@ -163,16 +163,22 @@ def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
         return torch.stack(((px * grid_x).sum(-1), (py * grid_y).sum(-1)), dim=-1)
 
 
-def _log_background_share(logits: Tensor, beta: Beta, background: str) -> Tensor:
-    """``log r`` of :func:`background_share`, (..., H, W) -> (...); inputs already upcast."""
+def log_background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Tensor:
+    """``log r``, the log of :func:`background_share`; differentiable, and finite where ``r`` overflows.
+
+    Args, shapes and units as for :func:`background_share`: (..., H, W) logits -> (...) ``log r``.
+    """
+    _check_maps('logits', logits)
     if background not in BACKGROUNDS:
         raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}')
-    scaled = beta * logits
-    log_r = math.log(logits.shape[-2] * logits.shape[-1]) - _flat_logsumexp(scaled)
-    if background == 'median':
-        # not detached: its gradient is what keeps r's gradient blind to a common shift, like its value
-        log_r = log_r + scaled.flatten(-2).median(dim=-1).values
-    return log_r
+    with _full_precision(logits):
+        logits, beta = _upcast(logits, beta)
+        scaled = beta * logits
+        log_r = math.log(logits.shape[-2] * logits.shape[-1]) - _flat_logsumexp(scaled)
+        if background == 'median':
+            # not detached: its gradient is what keeps r's gradient blind to a common shift, like its value
+            log_r = log_r + scaled.flatten(-2).median(dim=-1).values
+        return log_r
 
 
 def background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Tensor:
@@ -192,10 +198,40 @@ def background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Te
     Returns:
         (...) ``r >= 0``, float32 (float64 if an input is float64).
     """
-    _check_maps('logits', logits)
-    with _full_precision(logits):
-        logits, beta = _upcast(logits, beta)
-        return _log_background_share(logits, beta, background).exp()
+    return log_background_share(logits, beta, background).exp()
+
+
+def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y: Tensor,
+                      max_background: float = MAX_BACKGROUND) -> Tensor:
+    """The debias correction of :func:`debias_coords`, given the background share it assumes.
+
+    Split out so that a caller who also reports the share (the head logs it in training) computes it once.
+
+    Args:
+        coords: (..., 2) soft-argmax ``(x, y)``, normalised units.
+        log_share: (...) ``log r`` from :func:`log_background_share` of the logits behind ``coords``.
+        grid_x: (W,) normalised x of the cell centres.
+        grid_y: (H,) normalised y of the cell centres.
+        max_background: cap of ``r``, in (0, 1).
+
+    Returns:
+        (..., 2) debiased ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
+    """
+    _check_coords('coords', coords)
+    if tuple(log_share.shape) != tuple(coords.shape[:-1]):
+        raise ValueError(f'log_share must have shape {tuple(coords.shape[:-1])} to match coords of shape '
+                         f'{tuple(coords.shape)}, got {tuple(log_share.shape)}')
+    if not 0.0 < max_background < 1.0:
+        raise ValueError(f'debias: max_background must be in (0, 1), got {max_background}')
+    with _full_precision(coords):
+        coords, log_share, grid_x, grid_y = _upcast(coords, log_share, grid_x, grid_y)
+        # capped through the exponent: capped entries get a zero (not NaN) gradient with respect to r
+        one_minus_r = -torch.expm1(log_share.clamp(max=math.log(max_background)))
+        g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
+        debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
+        g_min = torch.stack((grid_x.min(), grid_y.min()))
+        g_max = torch.stack((grid_x.max(), grid_y.max()))
+        return torch.maximum(torch.minimum(debiased, g_max), g_min)
 
 
 def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, grid_y: Tensor,
@@ -232,18 +268,8 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
     """
     _check_coords('coords', coords)
     _check_grids('logits', logits, grid_x, grid_y)
-    if not 0.0 < max_background < 1.0:
-        raise ValueError(f'debias_coords: max_background must be in (0, 1), got {max_background}')
-    with _full_precision(logits):
-        coords, logits, beta, grid_x, grid_y = _upcast(coords, logits, beta, grid_x, grid_y)
-        log_r = _log_background_share(logits, beta, background)
-        # capped through the exponent: capped entries get a zero (not NaN) gradient with respect to r
-        one_minus_r = -torch.expm1(log_r.clamp(max=math.log(max_background)))
-        g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
-        debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
-        g_min = torch.stack((grid_x.min(), grid_y.min()))
-        g_max = torch.stack((grid_x.max(), grid_y.max()))
-        return torch.maximum(torch.minimum(debiased, g_max), g_min)
+    return debias_from_share(coords, log_background_share(logits, beta, background), grid_x, grid_y,
+                             max_background)
 
 
 def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tensor,

@@ -12,7 +12,7 @@ from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
 from torch import Tensor, nn
 
-from ...ops import (background_share, debias_coords, flip_coords, keypoint_scores, make_grid,
+from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND
 
@@ -169,16 +169,19 @@ class IPRHead(BaseHead):
         Returns:
             tuple: coords (B, K, 2) normalised (x, y), float32; probability maps (B, K, H, W), float32.
         """
-        return self._integrate(self.logits(feats))
+        return self._integrate(self.logits(feats))[:2]
 
-    def _integrate(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
+    def _integrate(self, logits: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Coords (B, K, 2) and probability maps (B, K, H, W), as :meth:`forward`; with debias also the
+        (B, K) ``log r`` the correction used (:func:`ipr_plugin.ops.log_background_share`), else None."""
         grid_x, grid_y = self.grids_for(logits)
         probs = normalize_heatmaps(logits, self.normalizer, self.beta)
         coords = soft_argmax(probs, grid_x, grid_y)
+        log_share = None
         if self.debias:
-            coords = debias_coords(coords, logits, self.beta, grid_x, grid_y, self.debias_max_background,
-                                   self.debias_background)
-        return coords, probs
+            log_share = log_background_share(logits, self.beta, self.debias_background)
+            coords = debias_from_share(coords, log_share, grid_x, grid_y, self.debias_max_background)
+        return coords, probs, log_share
 
     # ------------------------------------------------------------------ predict
     def predict(self,
@@ -204,15 +207,15 @@ class IPRHead(BaseHead):
                 raise ValueError(f'IPRHead.predict: `flip_indices` has {len(flip_indices)} entries for '
                                  f'{self.num_joints} joints')
             logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
-            coords, probs = self._integrate(logits)
-            coords_f, probs_f = self._integrate(logits_f)
+            coords, probs, _ = self._integrate(logits)
+            coords_f, probs_f, _ = self._integrate(logits_f)
             coords_f = flip_coords(coords_f, flip_indices)
             probs_f = probs_f.flip(-1)[:, flip_indices]
             coords, probs = (coords + coords_f) * 0.5, (probs + probs_f) * 0.5
             finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         else:
             logits = self.logits(feats)
-            coords, probs = self._integrate(logits)
+            coords, probs, _ = self._integrate(logits)
             finite = torch.isfinite(logits).all()
         grid_x, grid_y = self.grids_for(probs)
         scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
@@ -233,8 +236,7 @@ class IPRHead(BaseHead):
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
-        logits = self.logits(feats)
-        coords, probs = self._integrate(logits)
+        coords, probs, log_share = self._integrate(self.logits(feats))
         labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
         weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
         if labels.shape != coords.shape:
@@ -249,9 +251,9 @@ class IPRHead(BaseHead):
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
         if self.beta_raw is not None:
             losses['beta'] = self.beta.detach()
-        if self.debias:  # over the keypoints the loss sees: unlabelled ones have no reason to peak
+        if log_share is not None:  # over the keypoints the loss sees: unlabelled ones have no reason to peak
             with torch.no_grad():
-                share = background_share(logits, self.beta, self.debias_background)
+                share = log_share.detach().exp()
                 labelled = weights > 0
                 count = labelled.sum().clamp_min(1)
                 # selected, not multiplied: an unlabelled map far below level 0 has r = inf, and inf * 0 is NaN

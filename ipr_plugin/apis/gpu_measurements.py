@@ -1,0 +1,105 @@
+"""The GPU measurements in one command, for a machine held for a fixed, short time.
+
+Runs, in this order, each in its own process and each given a share of the time still left:
+
+1. ``benchmark``: ``tools/benchmark.py`` with mmpose's IPR config (the anchor) against ours-fast at the recipe's
+   batch of 64 per GPU, so that the peak memory it reports is the one the performance targets name;
+2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations per row: mmpose's IPR, our plain row, our best
+   row and its constant-score ablation (ResNet-18 at 256x256);
+3. ``compile``: the benchmark of the ``torch.compile`` fast config alone (compilation takes minutes before its
+   first step), only when asked for.
+
+Both tools honour ``--time-limit``: whatever finished is written, the rest is marked "cut off". Every part
+writes under ``OUT``: ``benchmark.md``, ``study/BENCHMARKS.md`` with ``study/docs/`` (its plot),
+``compile.md``; each holds the command, date and machine, ready to append to ``BENCHMARKS.md``.
+
+Usage: ``python tools/gpu_measurements.py OUT [--seconds 540] [--parts benchmark study]``.
+"""
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
+FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
+FAST_COMPILE = 'configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py'
+STUDY_VARIANTS = ('mmpose-IPR', 'ours-L1', 'ours-JS', 'ours-JS-ones')
+PARTS = ('benchmark', 'study', 'compile')
+# Share of the time left that each part may use (the last part asked for takes all that is left), and the
+# most it needs: the benchmark's two configs took about two minutes each on an H100.
+SHARE = dict(benchmark=0.5, study=1.0, compile=1.0)
+MOST = dict(benchmark=330.0, study=900.0, compile=420.0)
+REPORT_MARGIN = 20.0  # seconds kept back from each part's limit for writing its report and exiting
+
+
+def part_command(part: str, out: Path, limit: float) -> List[str]:
+    """argv (without the interpreter) of one part, its output under ``out``, limited to ``limit`` seconds."""
+    time_limit = ['--time-limit', f'{limit:.0f}']
+    if part == 'benchmark':
+        return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'mmpose-IPR={MMPOSE_IPR}',
+                f'ours-fast={FAST}', '--out', str(out / 'benchmark.md'), '--label', 'batch 64'] + time_limit
+    if part == 'study':
+        return ['tools/accuracy_study.py', '--iters', '1000', '--variants', *STUDY_VARIANTS,
+                '--out', str(out / 'study')] + time_limit
+    if part == 'compile':
+        return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'ours-fast-compile={FAST_COMPILE}',
+                '--out', str(out / 'compile.md'), '--label', 'batch 64, torch.compile'] + time_limit
+    raise ValueError(f'unknown part {part!r}; choose from {PARTS}')
+
+
+def part_limit(part: str, left: float, last: bool) -> float:
+    """Seconds ``part`` may run when ``left`` remain: its share (all of it when last), at most what it needs."""
+    share = left if last else left * SHARE[part]
+    return max(0.0, min(MOST[part], share) - REPORT_MARGIN)
+
+
+def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys.executable,
+              say=print) -> Dict[str, Tuple[str, Optional[int]]]:
+    """Run ``parts`` in order within ``seconds``; returns each part's state and exit status."""
+    for part in parts:
+        if part not in PARTS:
+            raise ValueError(f'unknown part {part!r}; choose from {PARTS}')
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    done: Dict[str, Tuple[str, Optional[int]]] = {}
+    for i, part in enumerate(parts):
+        left = seconds - (time.monotonic() - start)
+        limit = part_limit(part, left, last=i == len(parts) - 1)
+        if limit < 60:  # less than a minute cannot finish even the data set-up of either tool
+            say(f'[gpu] {part}: not started, {left:.0f} s left')
+            done[part] = ('not started', None)
+            continue
+        argv = part_command(part, out, limit)
+        say(f'[gpu] {part}: {limit:.0f} s allowed: python ' + ' '.join(argv))
+        # the tool stops itself at --time-limit; the margin is its time to write and exit
+        try:
+            rc = subprocess.run([python, *argv], cwd=REPO_ROOT, timeout=limit + REPORT_MARGIN).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+        done[part] = ('finished' if rc == 0 else 'killed at its limit' if rc is None else f'failed (exit {rc})', rc)
+        say(f'[gpu] {part}: {done[part][0]} after {time.monotonic() - start:.0f} s in all')
+    return done
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('out', help='folder receiving every part\'s markdown (and the study\'s plot)')
+    p.add_argument('--seconds', type=float, default=540.0, help='time for all parts together, reports included')
+    p.add_argument('--parts', nargs='+', choices=PARTS, default=['benchmark', 'study'])
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.gpu_measurements') -> int:
+    args = build_parser(prog).parse_args(argv)
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit('gpu_measurements: torch sees no CUDA device here; these figures are GPU figures')
+    done = run_parts(Path(args.out).resolve(), args.seconds, args.parts)
+    return 0 if all(rc == 0 for _, rc in done.values()) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

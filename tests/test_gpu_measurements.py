@@ -1,0 +1,49 @@
+"""tools/gpu_measurements.py: the GPU run's commands stay valid for the tools they call, and fit their time."""
+import pytest
+import torch
+
+from ipr_plugin.apis import gpu_measurements as gm
+from ipr_plugin.apis.accuracy_study import build_parser as study_parser
+from ipr_plugin.apis.study_configs import VARIANT_NAMES
+from ipr_plugin.benchmark.cli import build_parser as benchmark_parser
+
+
+@pytest.mark.parametrize('part', gm.PARTS)
+def test_each_part_is_a_valid_command_of_its_tool(part, tmp_path):
+    argv = gm.part_command(part, tmp_path, 123.4)
+    tool, args = argv[0], argv[1:]
+    assert (gm.REPO_ROOT / tool).is_file()
+    parsed = (benchmark_parser() if tool == 'tools/benchmark.py' else study_parser()).parse_args(args)
+    assert parsed.time_limit == 123
+    assert str(tmp_path) in str(parsed.out)
+    if tool == 'tools/benchmark.py':
+        for spec in parsed.configs:
+            path = spec.split('=', 1)[1]
+            assert path.startswith('mmpose::') or (gm.REPO_ROOT / path).is_file(), spec
+        assert parsed.batch_size == 64  # the recipe's batch per GPU: the peak memory the targets name
+    else:
+        assert set(parsed.variants) <= set(VARIANT_NAMES) and parsed.iters == 1000
+
+
+@pytest.mark.parametrize('seconds', [200.0, 540.0, 3000.0])
+def test_the_limits_fit_the_time_given(seconds):
+    bench = gm.part_limit('benchmark', seconds, last=False)
+    study = gm.part_limit('study', seconds - bench - gm.REPORT_MARGIN, last=True)
+    assert 0 < bench <= gm.MOST['benchmark'] and bench <= seconds / 2
+    assert bench + study + 2 * gm.REPORT_MARGIN <= seconds
+    assert gm.part_limit('benchmark', seconds, last=True) >= bench  # last: the whole rest, up to what it needs
+
+
+def test_no_part_starts_without_a_minute_left(tmp_path):
+    lines = []
+    done = gm.run_parts(tmp_path / 'out', 50.0, ['benchmark', 'study'], say=lines.append)
+    assert done == {'benchmark': ('not started', None), 'study': ('not started', None)}
+    assert any('benchmark: not started' in line for line in lines)
+    with pytest.raises(ValueError, match='unknown part'):
+        gm.run_parts(tmp_path / 'out', 500.0, ['eval'])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='on a GPU machine main() would run the measurements')
+def test_refuses_to_run_without_a_gpu(tmp_path):
+    with pytest.raises(SystemExit, match='no CUDA device'):
+        gm.main([str(tmp_path)])
