@@ -219,6 +219,7 @@ def test_tiny_study_markdown(tiny_study):
     assert '--tiny' in text and 'tools/accuracy_study.py' in text  # the command
     assert re.search(r'\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC', text)  # the date
     assert 'torch' in text and 'GPU' in text and 'CPU' in text  # the machine
+    assert re.search(r'JPEG decode simplejpeg \d', text)  # the loader's decoder, which sets its speed
     rows = {m.group(1): m.group(2) for m in re.finditer(r'^\| ([\w-]+) \| ([^|]+) \|', text, re.M)}
     for name in DEFAULT_VARIANTS:
         assert name in rows, f'no row for {name}\n{text}'

@@ -72,6 +72,8 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert f'- Command: `python tools/benchmark.py --tiny --configs {ANCHOR_CONFIG} {OURS_CONFIG}' in markdown
     assert f'- Date: {today}' in markdown
     assert re.search(r'^- Machine: .+, \d+ cores; GPU: none; torch \S+', markdown, re.M)
+    # the loader's speed depends on the decoder, and the test set-up installs simplejpeg
+    assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '
                      r'boxes, 29.5 per image\)', markdown)

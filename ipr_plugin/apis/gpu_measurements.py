@@ -97,6 +97,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
     import torch
     if not torch.cuda.is_available():
         raise SystemExit('gpu_measurements: torch sees no CUDA device here; these figures are GPU figures')
+    from ..datasets.transforms.jpeg import fast_jpeg_available, jpeg_decoder
+    if not fast_jpeg_available():  # measured anyway, and the reports' machine line says which decoder ran
+        print(f'[gpu] WARNING: JPEG decode is {jpeg_decoder()}: the fast config\'s loader runs slower than it '
+              'would with `pip install simplejpeg`', file=sys.stderr)
     done = run_parts(Path(args.out).resolve(), args.seconds, args.parts)
     return 0 if all(rc == 0 for _, rc in done.values()) else 1
 

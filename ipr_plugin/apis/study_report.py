@@ -145,12 +145,9 @@ def calibration(variant: str, predictions_file: Path, val_ann_file: str) -> Dict
 def machine_info() -> Dict[str, str]:
     """CPU, GPU and library versions, without creating a CUDA context in this process."""
     import torch
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
-    except OSError:
-        pass
+
+    from ..benchmark.report import cpu_model
+    from ..datasets.transforms.jpeg import jpeg_decoder
     gpu = 'none'
     if shutil.which('nvidia-smi') and torch.cuda.is_available():
         try:
@@ -162,7 +159,7 @@ def machine_info() -> Dict[str, str]:
     import mmcv
     import mmengine
     import mmpose
-    return dict(cpu=f'{cpu} ({os.cpu_count()} cores)', gpu=gpu,
+    return dict(cpu=f'{cpu_model()} ({os.cpu_count()} cores)', gpu=gpu, jpeg=jpeg_decoder(),
                 torch=f'{torch.__version__} (CUDA {torch.version.cuda})', mmpose=mmpose.__version__,
                 mmengine=mmengine.__version__, mmcv=mmcv.__version__, platform=platform.platform())
 
@@ -298,7 +295,8 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'## {title}: {report["date"]}', '',
         f'Command: `{report["command"]}`', '',
         f'Date: {report["date"]}. Machine: CPU {m["cpu"]}; GPU {m["gpu"]}; torch {m["torch"]}; mmpose '
-        f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}. Total wall time {report["wall_s"]:.0f} s.', '',
+        f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}; JPEG decode {m.get("jpeg", "not recorded")}. '
+        f'Total wall time {report["wall_s"]:.0f} s.', '',
         f'Budget (every variant): ResNet-{s["depth"]}{_width(s.get("base_channels", 64))} from scratch at '
         f'{s["input_size"]}x{s["input_size"]} input'
         f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}; '

@@ -37,15 +37,18 @@ def cpu_model() -> str:
 
 
 def machine_line(results: List[Dict[str, Any]]) -> str:
-    """CPU model and core count, GPU name (from a worker, which has CUDA up), torch and OpenMMLab versions."""
+    """CPU model and core count, GPU name (from a worker, which has CUDA up), torch and OpenMMLab versions, and
+    the JPEG decoder of the fast path."""
     import mmcv
     import mmengine
     import mmpose
     import torch
+
+    from ..datasets.transforms.jpeg import jpeg_decoder
     gpu = next((r['gpu_name'] for r in results if r.get('gpu_name')), None)
     return (f'{cpu_model()}, {os.cpu_count()} cores; GPU: {gpu or "none"}; torch {torch.__version__}; '
             f'mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}; '
-            f'Python {platform.python_version()}')
+            f'Python {platform.python_version()}; JPEG decode in IPRLoadImage: {jpeg_decoder()}')
 
 
 def _fmt(value: Optional[float]) -> str:

@@ -33,6 +33,12 @@ def fast_jpeg_available() -> bool:
     return simplejpeg is not None
 
 
+def jpeg_decoder() -> str:
+    """What decodes JPEGs in :class:`IPRLoadImage` here, for the machine line of a report: loader speed
+    depends on it, and a machine without ``simplejpeg`` runs the fast path with OpenCV's slower decode."""
+    return f'simplejpeg {simplejpeg.__version__}' if simplejpeg is not None else 'OpenCV (simplejpeg not installed)'
+
+
 def is_jpeg(buf: bytes) -> bool:
     """Whether ``buf`` starts with a JPEG start-of-image marker."""
     return len(buf) > 3 and buf[0] == 0xFF and buf[1] == _SOI
