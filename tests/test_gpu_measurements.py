@@ -34,6 +34,12 @@ def test_the_limits_fit_the_time_given(seconds):
     assert gm.part_limit('benchmark', seconds, last=True) >= bench  # last: the whole rest, up to what it needs
 
 
+def test_a_part_that_is_not_last_leaves_time_for_the_next():
+    for part in ('benchmark', 'study'):
+        assert gm.part_limit(part, 1000.0, last=False) + gm.REPORT_MARGIN < 1000.0 - 60
+    assert gm.part_limit('compile', 1000.0, last=True) == gm.MOST['compile'] - gm.REPORT_MARGIN
+
+
 def test_no_part_starts_without_a_minute_left(tmp_path):
     lines = []
     done = gm.run_parts(tmp_path / 'out', 50.0, ['benchmark', 'study'], say=lines.append)
