@@ -1,5 +1,7 @@
 """mmpose's released IPR/DSNT/debias heads: their state dicts load strictly into IPRHead, and grid='mmpose'
 reproduces their keypoints."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +63,47 @@ def test_centre_grid_differs_from_mmpose_grid():
         a = ours.predict(feats, samples)[0].keypoints
         b = ours_centre.predict(feats, samples)[0].keypoints
     np.testing.assert_allclose(b - a, 256 / 8 / 2 - 0.5, atol=1e-3)
+
+
+def _config(path: str):
+    from mmengine.config import Config
+
+    from ipr_plugin.apis.mim_runner import REPO_ROOT
+    if path.startswith('mmpose::'):
+        import mmpose
+        return Config.fromfile(str(Path(mmpose.__file__).parent / '.mim' / 'configs' / path[len('mmpose::'):]))
+    return Config.fromfile(str(REPO_ROOT / path))
+
+
+@pytest.mark.parametrize('config', ['configs/ipr_res50_8xb64-210e_coco-256x256.py',
+                                    'configs/ipr_res50_debias-8xb64-210e_coco-256x256.py',
+                                    'mmpose::body_2d_keypoint/integral_regression/coco/'
+                                    'ipr_res50_8xb64-210e_coco-256x256.py'])
+def test_the_recipe_start_loads_a_heatmap_checkpoint_whole(config, tmp_path):
+    """mmpose's integral recipes start from a heatmap-trained SimpleBaseline (``init_cfg=Pretrained``): backbone,
+    deconv stack and final layer. Such a checkpoint names the head's layers ``head.deconv_layers.*``; loaded
+    non-strictly, ours once kept only the backbone. Every weight must arrive, in ours as in mmpose's head."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpose')
+    hm_cfg = _config('mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py')
+    hm_cfg.model.backbone.update(depth=18, init_cfg=None)
+    hm_cfg.model.head.in_channels = 512
+    heatmap_model = MODELS.build(hm_cfg.model)
+    heatmap_model.init_weights()
+    with torch.no_grad():  # away from any initialisation, so that a weight left out shows
+        for p in heatmap_model.parameters():
+            p.add_(torch.randn_like(p))
+    checkpoint = tmp_path / 'simplebaseline.pth'
+    torch.save(dict(state_dict=heatmap_model.state_dict()), checkpoint)
+
+    cfg = _config(config)
+    cfg.model.backbone.depth = 18
+    cfg.model.head.in_channels = 512
+    cfg.model.init_cfg = dict(type='Pretrained', checkpoint=str(checkpoint))  # the recipe's, from a local file
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ours, start = model.state_dict(), heatmap_model.state_dict()
+    assert {k.split('.')[1] for k in start if k.startswith('head.')} == {'deconv_layers', 'final_layer'}
+    for key, value in start.items():
+        target = key.replace('head.', 'head.simplebaseline_head.', 1) if key.startswith('head.') else key
+        assert torch.equal(ours[target], value), f'{config}: {target} not loaded from {key}'

@@ -17,6 +17,8 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
 from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND
 
 OptIntSeq = Optional[Sequence[int]]
+# The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
+HEATMAP_HEAD_LAYERS = ('deconv_layers', 'conv_layers', 'final_layer')
 
 
 @MODELS.register_module()
@@ -133,6 +135,7 @@ class IPRHead(BaseHead):
         self.register_buffer('grid_x', self._make_grid(W, 0), persistent=False)
         self.register_buffer('grid_y', self._make_grid(H, 1), persistent=False)
         self._register_load_state_dict_pre_hook(self._drop_mmpose_linspace)
+        self._register_load_state_dict_pre_hook(self._from_heatmap_head)
 
     # ------------------------------------------------------------------ forward
     @property
@@ -266,6 +269,19 @@ class IPRHead(BaseHead):
         """mmpose's heads store their grids as frozen parameters; ours derive them, so drop those."""
         for name in ('linspace_x', 'linspace_y'):
             state_dict.pop(prefix + name, None)
+
+    def _from_heatmap_head(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        """Load a heatmap-trained SimpleBaseline (mmpose's ``HeatmapHead``: ``head.deconv_layers.*``,
+        ``head.final_layer.*``) into the deconv stack, as mmpose's integral recipes start from one.
+
+        Checkpoints load with ``strict=False`` there (``init_cfg=dict(type='Pretrained')``, ``load_from``), so
+        without this rename the stack and final layer would silently keep their random initialisation.
+        """
+        if self.simplebaseline_head is None:  # no deconv stack: a HeatmapHead's final layer already matches
+            return
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            if key[len(prefix):].split('.', 1)[0] in HEATMAP_HEAD_LAYERS:
+                state_dict[f'{prefix}simplebaseline_head.{key[len(prefix):]}'] = state_dict.pop(key)
 
 
 def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1) -> Tensor:
