@@ -24,7 +24,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
 TIMEOUT = 900  # the run takes 2-3 minutes on 2 busy cores; this only stops a hung run
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
-FINE_TUNED = ('ours-Debias-ft', )  # also trains its start, ours-JS-beta10
+# fine-tuned rows, and the rows they start from (trained too)
+FINE_TUNED = {'ours-Debias-ft': 'ours-JS-beta10', 'ours-Debias-hm': 'mmpose-SimpleBaseline'}
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -63,8 +64,8 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
         assert cfg.model.data_preprocessor.type == 'IPRDataPreprocessor'
         assert cfg.train_dataloader.collate_fn == dict(type='ipr_collate')
         assert not cfg.train_dataloader.pin_memory  # CPU
-    else:
-        assert cfg.model.head.type == 'DSNTHead'
+    else:  # mmpose's integral heads, or the heatmap head their recipe starts from
+        assert cfg.model.head.type == ('HeatmapHead' if variant.name == 'mmpose-SimpleBaseline' else 'DSNTHead')
         assert cfg.model.data_preprocessor.type == 'PoseDataPreprocessor'
     if variant.anneal_by_iter:
         assert cfg.model.head.loss.anneal.by == 'iter'
@@ -96,6 +97,31 @@ def test_each_ablation_changes_only_the_head_settings_it_names(tmp_path):
     assert not {'ours-JS-beta10', 'ours-JS-debias', 'ours-JS-debias-median', 'ours-Debias-median',
                 'ours-Debias-cap0.5', 'ours-Debias-median-cap0.5', 'ours-JS-beta10-ft',
                 'ours-Debias-ft'} & set(DEFAULT_VARIANTS)
+
+
+HM_ROWS = ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias')
+
+
+def test_the_recipe_rows_are_the_issue_rows_started_from_a_heatmap_model(tmp_path):
+    """Each -hm row is its from-scratch row in every setting but the start: mmpose's recipe fine-tunes all three
+    of its integral configs from a heatmap-trained SimpleBaseline, which the study trains first."""
+    from ipr_plugin.apis.accuracy_study import with_needs
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    budget = Budget(base_channels=16, input_size=128)
+    start = build_variant_config(get_variant('mmpose-SimpleBaseline'), budget, data, tmp_path).model
+    assert start.head.type == 'HeatmapHead' and start.head.decoder.type == 'MSRAHeatmap'
+    assert tuple(start.head.decoder.heatmap_size) == (32, 32)  # the integral heads' maps at 128x128
+    for name in HM_ROWS:
+        scratch, hm = get_variant(name), get_variant(f'{name}-hm')
+        assert hm.init_from == 'mmpose-SimpleBaseline' and hm.ablation and hm.name not in DEFAULT_VARIANTS
+        a = build_variant_config(scratch, budget, data, tmp_path).to_dict()
+        b = build_variant_config(hm, budget, data, tmp_path, load_from='/start.pth').to_dict()
+        assert b.pop('load_from') == '/start.pth' and a.pop('load_from') is None
+        assert a == b, name
+        # the start's deconv stack and final layer have the shapes the fine-tuned head loads
+        assert b['model']['head']['deconv_out_channels'] == start.head.deconv_out_channels
+        assert b['model']['head']['in_channels'] == start.head.in_channels
+    assert with_needs(['ours-JS-hm']) == ['mmpose-SimpleBaseline', 'ours-JS-hm']
 
 
 def test_a_fine_tuned_variant_starts_from_its_source_and_runs_after_it(tmp_path):
@@ -234,7 +260,7 @@ def test_tiny_study_markdown(tiny_study):
 
 def test_tiny_study_json(tiny_study):
     report = json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())
-    assert set(report['results']) == {*DEFAULT_VARIANTS, *FINE_TUNED, 'ours-JS-beta10'}
+    assert set(report['results']) == {*DEFAULT_VARIANTS, *FINE_TUNED, *FINE_TUNED.values()}
     for name, result in report['results'].items():
         assert result['error'] is None, f'{name}: {result["error"]}'
         run = result['seeds']['0']
@@ -246,12 +272,15 @@ def test_tiny_study_json(tiny_study):
     for trained in ('ours-L1', 'ours-JS'):  # the same models, not retrained
         assert report['results'][f'{trained}-ones']['seeds']['0']['evaluated'] == \
             report['results'][trained]['seeds']['0']['checkpoint']
-    # the fine-tuned row started from its source's final weights, and mmengine loaded them
-    start = report['results']['ours-JS-beta10']['seeds']['0']['checkpoint']
-    fine_tuned = report['results']['ours-Debias-ft']['seeds']['0']
-    assert fine_tuned['init_from'] == start and Path(start).is_file()
-    logs = list(Path(fine_tuned['work_dir']).glob('mmengine/*/*.log'))
-    assert len(logs) == 1 and f'Load checkpoint from {start}' in logs[0].read_text()
+    # a fine-tuned row started from its source's final weights, and mmengine loaded every one of them (from the
+    # heatmap model too: its head's layers have other names, see tests/test_mmpose_compat.py)
+    for name, source in FINE_TUNED.items():
+        start = report['results'][source]['seeds']['0']['checkpoint']
+        fine_tuned = report['results'][name]['seeds']['0']
+        assert fine_tuned['init_from'] == start and Path(start).is_file()
+        logs = list(Path(fine_tuned['work_dir']).glob('mmengine/*/*.log'))
+        assert len(logs) == 1 and f'Load checkpoint from {start}' in logs[0].read_text()
+        assert 'do not match exactly' not in logs[0].read_text(), name
     (cal, *_) = report['calibration']
     assert cal['variant'] == 'ours-L1' and cal['num_keypoints'] > 0 and cal['bins']
     assert cal['spearman'] is None or -1.0 <= cal['spearman'] <= 1.0  # nan is written as null

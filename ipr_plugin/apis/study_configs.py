@@ -18,7 +18,8 @@ from mmpose.registry import HOOKS
 
 from .mim_runner import REPO_ROOT
 
-MMPOSE_CONFIG_DIR = 'body_2d_keypoint/integral_regression/coco'
+MMPOSE_CONFIG_DIR = 'body_2d_keypoint'
+MMPOSE_IPR_DIR = 'integral_regression/coco/'
 FAST_CONFIG = REPO_ROOT / 'configs' / 'ipr_res50_fast-8xb64-210e_coco-256x256.py'
 RECORD_FILE = 'study_record.json'
 PREDICTIONS_FILE = 'predictions.pkl'
@@ -26,7 +27,7 @@ PREDICTIONS_FILE = 'predictions.pkl'
 # file name, which must not overwrite the study's copy (``--reuse`` compares against it).
 MMENGINE_DIR = 'mmengine'
 # Codec types whose input (and heatmap) size follows the study's input size.
-_CODEC_TYPES = ('IntegralRegressionLabel', 'DSNTLabel')
+_CODEC_TYPES = ('IntegralRegressionLabel', 'DSNTLabel', 'MSRAHeatmap')
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Variant:
     Attributes:
         name: row name.
         source: ``'mmpose'`` (mmpose's installed configs) or ``'ours'`` (this repository's ``configs/``).
-        config: config file name in the source's folder; empty for a re-evaluation.
+        config: config file in the source's folder (mmpose's: below ``configs/body_2d_keypoint``); empty for a
+            re-evaluation.
         notes: what the row is, for the table.
         anneal_by_iter: the config anneals its regulariser by epoch; iteration-based training never advances
             the epoch, so the study anneals by iteration instead.
@@ -69,11 +71,11 @@ class Variant:
 
 
 VARIANTS: Tuple[Variant, ...] = (
-    Variant('mmpose-IPR', 'mmpose', 'ipr_res50_8xb64-210e_coco-256x256.py',
+    Variant('mmpose-IPR', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_8xb64-210e_coco-256x256.py',
             'mmpose DSNTHead: SmoothL1 + heatmap MSE; constant scores'),
-    Variant('mmpose-DSNT', 'mmpose', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
+    Variant('mmpose-DSNT', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
             'mmpose DSNTHead: SmoothL1 + JS; constant scores'),
-    Variant('mmpose-Debias', 'mmpose', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+    Variant('mmpose-Debias', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'mmpose DSNTHead: SmoothL1 + JS, beta 10, debias; constant scores'),
     Variant('ours-L1', 'ours', 'ipr_res50_8xb64-210e_coco-256x256.py', 'IPRHead: IntegralL1Loss'),
     Variant('ours-JS', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
@@ -117,6 +119,19 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('ours-Debias-ft', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'ablation: the ours-JS-beta10 model trained for the budget again with the debias correction',
             anneal_by_iter=True, init_from='ours-JS-beta10', ablation=True),
+    # mmpose's recipe for all three of its integral rows: start from a heatmap-trained SimpleBaseline. No weights
+    # reach this machine, so the study trains the start (mmpose's own heatmap config) and fine-tunes from it.
+    Variant('mmpose-SimpleBaseline', 'mmpose', 'topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py',
+            'ablation: mmpose HeatmapHead (Gaussian heatmaps, MSE): the start of the -hm rows', ablation=True),
+    *(Variant(f'{name}-hm', source, config, f'ablation: {name} fine-tuned from the mmpose-SimpleBaseline model '
+              "(mmpose's recipe)", anneal_by_iter=anneal, init_from='mmpose-SimpleBaseline', ablation=True)
+      for name, source, config, anneal in (
+          ('mmpose-IPR', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_8xb64-210e_coco-256x256.py', False),
+          ('mmpose-DSNT', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py', False),
+          ('mmpose-Debias', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_debias-8xb64-210e_coco-256x256.py', False),
+          ('ours-L1', 'ours', 'ipr_res50_8xb64-210e_coco-256x256.py', False),
+          ('ours-JS', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py', True),
+          ('ours-Debias', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py', True))),
 )
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
 # What the study runs unless --variants names others: the issue's rows, not the ablations.
@@ -234,7 +249,8 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     if budget.base_channels != 64:  # a narrower model (CPU-sized studies): the deconv stack narrows with it
         cfg.model.backbone.update(stem_channels=budget.base_channels, base_channels=budget.base_channels)
         cfg.model.head.deconv_out_channels = (4 * budget.base_channels, ) * 3
-    cfg.model.head.in_featuremap_size = (budget.input_size // 32, ) * 2
+    if 'in_featuremap_size' in cfg.model.head:  # the integral heads' (mmpose's HeatmapHead has none)
+        cfg.model.head.in_featuremap_size = (budget.input_size // 32, ) * 2
     _resize_inputs(cfg._cfg_dict, budget.input_size)
     if variant.anneal_by_iter:
         cfg.model.head.loss.anneal.by = 'iter'
