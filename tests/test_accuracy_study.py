@@ -65,7 +65,7 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
         assert cfg.train_dataloader.collate_fn == dict(type='ipr_collate')
         assert not cfg.train_dataloader.pin_memory  # CPU
     else:  # mmpose's integral heads, or the heatmap head their recipe starts from
-        assert cfg.model.head.type == ('HeatmapHead' if variant.name == 'mmpose-SimpleBaseline' else 'DSNTHead')
+        assert cfg.model.head.type == ('HeatmapHead' if 'topdown_heatmap' in variant.config else 'DSNTHead')
         assert cfg.model.data_preprocessor.type == 'PoseDataPreprocessor'
     if variant.anneal_by_iter:
         assert cfg.model.head.loss.anneal.by == 'iter'
@@ -122,6 +122,10 @@ def test_the_recipe_rows_are_the_issue_rows_started_from_a_heatmap_model(tmp_pat
         assert b['model']['head']['deconv_out_channels'] == start.head.deconv_out_channels
         assert b['model']['head']['in_channels'] == start.head.in_channels
     assert with_needs(['ours-JS-hm']) == ['mmpose-SimpleBaseline', 'ours-JS-hm']
+    # the control: the heatmap model itself, continued for the same budget
+    control = build_variant_config(get_variant('mmpose-SimpleBaseline-hm'), budget, data, tmp_path,
+                                   load_from='/start.pth')
+    assert control.load_from == '/start.pth' and control.model == start
 
 
 def test_a_fine_tuned_variant_starts_from_its_source_and_runs_after_it(tmp_path):

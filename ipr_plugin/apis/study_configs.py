@@ -123,6 +123,10 @@ VARIANTS: Tuple[Variant, ...] = (
     # reach this machine, so the study trains the start (mmpose's own heatmap config) and fine-tunes from it.
     Variant('mmpose-SimpleBaseline', 'mmpose', 'topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py',
             'ablation: mmpose HeatmapHead (Gaussian heatmaps, MSE): the start of the -hm rows', ablation=True),
+    # the -hm rows train for twice the budget in all; this control gives the heatmap model the same
+    Variant('mmpose-SimpleBaseline-hm', 'mmpose', 'topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py',
+            'ablation: the mmpose-SimpleBaseline model trained for the budget again, unchanged (the -hm rows\' '
+            'control)', init_from='mmpose-SimpleBaseline', ablation=True),
     *(Variant(f'{name}-hm', source, config, f'ablation: {name} fine-tuned from the mmpose-SimpleBaseline model '
               "(mmpose's recipe)", anneal_by_iter=anneal, init_from='mmpose-SimpleBaseline', ablation=True)
       for name, source, config, anneal in (
