@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, VARIANTS, Budget, build_variant_config, get_variant
-from ipr_plugin.apis.study_report import (keypoint_errors, nonfinite_predictions, score_bins, spearman,
+from ipr_plugin.apis.study_report import (keypoint_errors, nonfinite_predictions, plotted_curve, score_bins, spearman,
                                           table_rows)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +214,19 @@ def test_spearman_and_bins_survive_constant_scores():
     assert score_bins(np.zeros(0), np.zeros(0)) == []
 
 
+def test_the_plot_draws_a_fine_tuned_row_on_from_its_start():
+    def row(start, curve, seed='1'):
+        return dict(error=None, start=start, seeds={seed: dict(curve=[dict(iter=i, AP=a) for i, a in curve])})
+    results = {'hm': row(None, [(500, 0.1), (1000, 0.2)]), 'ft': row('hm', [(500, 0.05), (1000, 0.3)]),
+               'scratch': row(None, [(500, 0.07), (1000, 0.09)]), 'orphan': row('absent', [(1000, 0.4)]),
+               'other-seed': row('hm', [(1000, 0.25)], seed='0')}
+    assert [(p['iter'], p['AP']) for p in plotted_curve('ft', results)] == [(1000, 0.2), (1500, 0.05), (2000, 0.3)]
+    assert plotted_curve('scratch', results) == results['scratch']['seeds']['1']['curve']
+    assert plotted_curve('orphan', results) == [dict(iter=1000, AP=0.4)]  # its start is not in this report
+    assert plotted_curve('other-seed', results) == [dict(iter=1000, AP=0.25)]  # no start of the same seed
+    assert results['ft']['seeds']['1']['curve'][0] == dict(iter=500, AP=0.05)  # the report is not changed
+
+
 # ------------------------------------------------------------------------------------------ tiny run, end to end
 @pytest.fixture(scope='module')
 def tiny_study(tmp_path_factory):
@@ -282,6 +295,7 @@ def test_tiny_study_json(tiny_study):
         start = report['results'][source]['seeds']['0']['checkpoint']
         fine_tuned = report['results'][name]['seeds']['0']
         assert fine_tuned['init_from'] == start and Path(start).is_file()
+        assert report['results'][name]['start'] == source  # the plot draws the row on from its start
         logs = list(Path(fine_tuned['work_dir']).glob('mmengine/*/*.log'))
         assert len(logs) == 1 and f'Load checkpoint from {start}' in logs[0].read_text()
         assert 'do not match exactly' not in logs[0].read_text(), name

@@ -347,7 +347,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
                     batch_size=args.batch_size, val_batch_size=args.val_batch_size, lr=args.lr, warmup=args.warmup,
                     curve_points=args.curve_points, workers=args.workers, amp=args.amp,
                     cuda=args.device == 'cuda', seed=args.seeds[0])
-    results = {n: dict(notes=get_variant(n).notes, error=None, seeds={},
+    results = {n: dict(notes=get_variant(n).notes, error=None, seeds={}, start=get_variant(n).init_from,
                        source=str(source_config(get_variant(n))) if get_variant(n).trained else None)
                for n in args.variants}
     _run_seed(args.variants, budget, data, args, results, say)

@@ -223,14 +223,28 @@ def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
     return markdown_table(['variant'] + [f'AP @ {i}' for i in iters], rows)
 
 
+def plotted_curve(name: str, results: Mapping[str, Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """``name``'s AP curve (first seed) as the plot draws it: a row fine-tuned from another that is in
+    ``results`` (its ``start``) continues from the start's last point, its iterations counted after the start's,
+    so that the picture shows what fine-tuning adds to the model it began with."""
+    runs = results[name]['seeds']
+    seed = next(iter(runs), None)
+    curve = runs[seed].get('curve', []) if runs else []
+    start = results.get(results[name].get('start') or '', {})
+    before = start.get('seeds', {}).get(seed, {}).get('curve', [])  # a fine-tuned row's start has its seed
+    if not curve or not before:
+        return list(curve)
+    offset = before[-1]['iter']
+    return [dict(before[-1])] + [dict(p, iter=p['iter'] + offset) for p in curve]
+
+
 def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Mean normalised error per score bin (counts on the points), and the AP curves where there are several
     evaluations; PNG, matplotlib's Agg backend."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    curves = {n: r['seeds'][next(iter(r['seeds']))].get('curve', []) for n, r in results.items()
-              if not r.get('error') and r['seeds']}
+    curves = {n: plotted_curve(n, results) for n, r in results.items() if not r.get('error') and r['seeds']}
     with_curves = any(len(c) > 1 for c in curves.values())
     fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(12 if with_curves else 6.5, 4.5), squeeze=False)
     ax = axes[0, 0]
@@ -254,7 +268,9 @@ def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mappin
                 bad = _any_seed_diverged(results[name])
                 ax.plot([p['iter'] for p in curve], [p['AP'] for p in curve], 'x:' if bad else 'o-',
                         label=name + (' (diverged: NaN poses, AP meaningless)' if bad else ''))
-        ax.set(xlabel='iteration', ylabel='COCO AP (val)', title='AP during training (first seed)')
+        fine_tuned = any(results[n].get('start') in curves for n in curves)
+        ax.set(xlabel='iteration' + (' (a fine-tuned row continues from its start)' if fine_tuned else ''),
+               ylabel='COCO AP (val)', title='AP during training (first seed)')
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
