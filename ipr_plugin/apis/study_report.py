@@ -210,9 +210,14 @@ def text_table(rows: Sequence[Sequence[str]]) -> str:
     return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(r[:6], widths)) for r in [TABLE_HEADER, *rows])
 
 
+def _first_seed(result: Mapping[str, Any]) -> Optional[str]:
+    """The seed a row's curve is reported for: its first (the one every row of the study ran)."""
+    return next(iter(result['seeds']), None)
+
+
 def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
     """AP after each evaluated iteration (first seed), or None with a single evaluation."""
-    curves = {n: r['seeds'][next(iter(r['seeds']))].get('curve', []) for n, r in results.items()
+    curves = {n: r['seeds'][_first_seed(r)].get('curve', []) for n, r in results.items()
               if not r.get('error') and r['seeds']}
     iters = sorted({p['iter'] for c in curves.values() for p in c})
     if len(iters) < 2:
@@ -228,7 +233,7 @@ def plotted_curve(name: str, results: Mapping[str, Mapping[str, Any]]) -> List[D
     ``results`` (its ``start``) continues from the start's last point, its iterations counted after the start's,
     so that the picture shows what fine-tuning adds to the model it began with."""
     runs = results[name]['seeds']
-    seed = next(iter(runs), None)
+    seed = _first_seed(results[name])
     curve = runs[seed].get('curve', []) if runs else []
     start = results.get(results[name].get('start') or '', {})
     before = start.get('seeds', {}).get(seed, {}).get('curve', [])  # a fine-tuned row's start has its seed
