@@ -144,6 +144,21 @@ def test_a_fine_tuned_variant_starts_from_its_source_and_runs_after_it(tmp_path)
         assert all(VARIANTS.index(get_variant(n)) < VARIANTS.index(variant) for n in variant.needs)
 
 
+def test_a_longer_fine_tuning_keeps_the_evaluation_spacing_and_the_rest_of_the_budget(tmp_path):
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    budget = Budget(iters=1000, curve_points=4, warmup=100, seed=1)
+    longer = budget.fine_tuning(3000)
+    assert (longer.iters, longer.curve_points, longer.val_interval) == (3000, 12, 250)
+    def rest(b):
+        return {k: v for k, v in vars(b).items() if k not in ('iters', 'curve_points')}
+    assert longer.warmup_iters == 100 and rest(longer) == rest(budget)
+    assert budget.fine_tuning(1000) is budget  # the default: the start's budget, unchanged
+    assert Budget(iters=3, curve_points=2).fine_tuning(4).val_interval == 2  # the tiny run's spacing
+    cfg = build_variant_config(get_variant('ours-Debias-hm'), longer, data, tmp_path, load_from='/start.pth')
+    assert cfg.train_cfg == dict(by_epoch=False, max_iters=3000, val_interval=250)
+    assert cfg.param_scheduler[-1]['end'] == 3000 and cfg.param_scheduler[-1]['T_max'] == 2900
+
+
 def test_a_narrower_model_narrows_backbone_and_head_alike(tmp_path):
     data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
     for variant in (v for v in VARIANTS if v.trained):
@@ -235,7 +250,7 @@ def tiny_study(tmp_path_factory):
     repo_json = REPO_ROOT / 'docs' / 'accuracy_study.json'
     repo_json_before = repo_json.stat().st_mtime if repo_json.exists() else None
     cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(base / 'work'), '--out',
-           str(out), '--variants', *DEFAULT_VARIANTS, *FINE_TUNED, '--keep-checkpoints']
+           str(out), '--variants', *DEFAULT_VARIANTS, *FINE_TUNED, '--keep-checkpoints', '--finetune-iters', '4']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
     start = time.monotonic()
     proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
@@ -272,7 +287,8 @@ def test_tiny_study_markdown(tiny_study):
             assert name.startswith('mmpose-'), f'{name} produced NaN keypoints'
     assert re.search(r'^- Spearman \(keypoint score vs normalised error\), ours-L1', text, re.M), text
     assert 'docs/calibration.png' in text and 'docs/accuracy_study.json' in text
-    assert '| variant | AP @ 2 | AP @ 3 |' in text  # the AP curve (--curve-points 2)
+    assert '| variant | AP @ 2 | AP @ 3 | AP @ 4 |' in text  # the AP curve (--curve-points 2; fine-tuned: 4 iters)
+    assert 'ours-JS-beta10, mmpose-SimpleBaseline: 4 iterations from that row' in text  # --finetune-iters
 
 
 def test_tiny_study_json(tiny_study):
@@ -284,7 +300,8 @@ def test_tiny_study_json(tiny_study):
         for key in ('AP', 'AP50', 'AP75', 'AR'):
             assert 0.0 <= run[key] <= 1.0, f'{name} {key}={run[key]}'
         if not name.endswith('-ones'):
-            assert run['train_time_s'] > 0 and [p['iter'] for p in run['curve']] == [2, 3]
+            iters = [2, 4] if name in FINE_TUNED else [2, 3]  # --finetune-iters 4, evaluated every 2 like the rest
+            assert run['train_time_s'] > 0 and [p['iter'] for p in run['curve']] == iters
             assert Path(run['checkpoint']).is_file()  # --keep-checkpoints
     for trained in ('ours-L1', 'ours-JS'):  # the same models, not retrained
         assert report['results'][f'{trained}-ones']['seeds']['0']['evaluated'] == \
@@ -334,7 +351,8 @@ def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study,
     work = tiny_study['out'].parent / 'work'
     out = tmp_path / 'report'
     cmd = [sys.executable, str(TOOL), '--tiny', '--curve-points', '2', '--work-dir', str(work), '--out', str(out),
-           '--variants', 'ours-Debias-ft', '--keep-checkpoints', '--reuse', '--time-limit', '0.001']
+           '--variants', 'ours-Debias-ft', '--keep-checkpoints', '--finetune-iters', '4', '--reuse',
+           '--time-limit', '0.001']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get('PYTHONPATH')])))
     proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0 and 'FAILED' not in proc.stdout, _fail_text(proc)

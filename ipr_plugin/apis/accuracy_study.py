@@ -59,6 +59,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--base-channels', type=int, default=64, help="the ResNet's base width (64: the standard "
                    'model; 16 or 32 for CPU-sized studies, with the deconv stack narrowed in proportion)')
     p.add_argument('--iters', type=int, help=f'training iterations per variant (full {FULL["iters"]})')
+    p.add_argument('--finetune-iters', type=int, metavar='ITERS',
+                   help='training iterations of a row that starts from another row\'s weights (the -hm and -ft '
+                   'rows; default --iters), evaluated at the spacing --iters/--curve-points gives')
     p.add_argument('--batch-size', type=int, help=f'training batch (full {FULL["batch_size"]})')
     p.add_argument('--val-batch-size', type=int, help=f'evaluation batch (full {FULL["val_batch_size"]})')
     p.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate')
@@ -112,6 +115,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     for key, value in preset.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.finetune_iters is None:
+        args.finetune_iters = args.iters
     if args.workers is None:
         args.workers = default_workers()
     import torch
@@ -278,8 +283,9 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
         try:
             if variant.trained:
                 start = source_run(variant.init_from) if variant.init_from else None
+                own = budget.fine_tuning(args.finetune_iters) if start else budget
                 # the start's checkpoint path stays the same when it is retrained: reuse only on a reused start
-                run = train_variant(variant, budget, data, args, name in used or args.keep_checkpoints, say,
+                run = train_variant(variant, own, data, args, name in used or args.keep_checkpoints, say,
                                     load_from=start and start['checkpoint'],
                                     reuse=args.reuse and (start is None or start['reused']))
             else:
@@ -339,8 +345,9 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
     say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
-        f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}, device {args.device}, '
-        f'AMP {"bf16" if args.amp else "off"}, {args.workers} workers')
+        f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}'
+        f'{f" (a row with a start: {args.finetune_iters})" if args.finetune_iters != args.iters else ""}, '
+        f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers')
     data = prepare_data(args, say)
     budget = Budget(depth=int(args.backbone.replace('resnet', '')), base_channels=args.base_channels,
                     input_size=args.input_size, iters=args.iters,
@@ -366,7 +373,8 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
         date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command, machine=machine_info(),
         settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,
                       image_size=list(args.image_size), num_train=args.num_train, num_val=args.num_val,
-                      warmup_iters=budget.warmup_iters, backbone=args.backbone, variants=args.variants),
+                      warmup_iters=budget.warmup_iters, finetune_iters=args.finetune_iters, backbone=args.backbone,
+                      variants=args.variants),
         data=data, results=results, calibration=calibrations, calibration_variant=best,
         wall_s=time.monotonic() - started)
     paths = write_outputs(report, args.out)

@@ -9,7 +9,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -178,6 +178,13 @@ class Budget:
         # iterations to ramp at all (over one it would hold the start factor through the whole cosine).
         iters = min(self.warmup, self.iters // 2)
         return iters if iters >= 2 else 0
+
+    def fine_tuning(self, iters: int) -> 'Budget':
+        """The budget of a row that starts from another row's weights and trains ``iters`` iterations: the same
+        in all else, evaluated at the same spacing (so a longer fine-tuning draws a longer curve, not a sparser one)."""
+        if iters == self.iters:
+            return self
+        return replace(self, iters=iters, curve_points=max(1, round(iters / self.val_interval)))
 
 
 def source_config(variant: Variant) -> Path:

@@ -307,6 +307,16 @@ def _width(base_channels: int) -> str:
     return f' with base width {base_channels} (deconv stack {4 * base_channels} channels)'
 
 
+def _fine_tuning(report: Mapping[str, Any]) -> str:
+    """What the budget line adds when rows start from another row's weights."""
+    starts = sorted({r['start'] for r in report['results'].values() if r.get('start')})
+    if not starts:
+        return ''
+    iters = report['settings'].get('finetune_iters') or report['settings']['iters']
+    return (f' (a row with a start, {", ".join(starts)}: {iters} iterations from that row\'s final weights, '
+            'with its own warm-up and cosine)')
+
+
 def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], plot_rel: str,
                      json_rel: str) -> str:
     """The dated section appended to ``BENCHMARKS.md``."""
@@ -320,7 +330,8 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'Total wall time {report["wall_s"]:.0f} s.', '',
         f'Budget (every variant): ResNet-{s["depth"]}{_width(s.get("base_channels", 64))} from scratch at '
         f'{s["input_size"]}x{s["input_size"]} input'
-        f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}; '
+        f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}'
+        f'{_fine_tuning(report)}; '
         f'Adam lr {s["lr"]:g}, '
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
         f'(by iteration); '
