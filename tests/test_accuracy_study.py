@@ -288,7 +288,7 @@ def test_tiny_study_markdown(tiny_study):
     assert re.search(r'^- Spearman \(keypoint score vs normalised error\), ours-L1', text, re.M), text
     assert 'docs/calibration.png' in text and 'docs/accuracy_study.json' in text
     assert '| variant | AP @ 2 | AP @ 3 | AP @ 4 |' in text  # the AP curve (--curve-points 2; fine-tuned: 4 iters)
-    assert 'ours-JS-beta10, mmpose-SimpleBaseline: 4 iterations from that row' in text  # --finetune-iters
+    assert 'mmpose-SimpleBaseline, ours-JS-beta10: 4 iterations from that row' in text  # --finetune-iters
 
 
 def test_tiny_study_json(tiny_study):
