@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, VARIANTS, Budget, build_variant_config, get_variant
-from ipr_plugin.apis.study_report import (keypoint_errors, nonfinite_predictions, plotted_curve, score_bins, spearman,
-                                          table_rows)
+from ipr_plugin.apis.study_report import (calibration_lines, keypoint_errors, nonfinite_predictions, plotted_curve,
+                                          score_bins, spearman, table_rows)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
@@ -227,6 +227,13 @@ def test_spearman_and_bins_survive_constant_scores():
     assert len(bins) == 10 and sum(b['count'] for b in bins) == 100
     assert [b['mean_error'] for b in bins] == sorted((b['mean_error'] for b in bins), reverse=True)
     assert score_bins(np.zeros(0), np.zeros(0)) == []
+
+
+def test_an_empty_calibration_says_whether_ours_were_asked_for():
+    failed = calibration_lines([], None)
+    assert len(failed) == 1 and 'no trained variant of ours succeeded' in failed[0]
+    absent = calibration_lines([], None, ours_requested=False)
+    assert len(absent) == 1 and 'the run trains no variant of ours' in absent[0]
 
 
 def test_the_plot_draws_a_fine_tuned_row_on_from_its_start():

@@ -369,18 +369,19 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
             _run_seed(extra, replace(budget, seed=seed), data, args, results, say)
 
     calibrations, best = _ours_calibration(results, budget.seed, data['val_ann_file'], say)
+    ours_requested = any(get_variant(n).source == 'ours' and get_variant(n).trained for n in args.variants)
     report = dict(
         date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command, machine=machine_info(),
         settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,
                       image_size=list(args.image_size), num_train=args.num_train, num_val=args.num_val,
                       warmup_iters=budget.warmup_iters, finetune_iters=args.finetune_iters, backbone=args.backbone,
                       variants=args.variants),
-        data=data, results=results, calibration=calibrations, calibration_variant=best,
+        data=data, results=results, calibration=calibrations, calibration_variant=best, ours_requested=ours_requested,
         wall_s=time.monotonic() - started)
     paths = write_outputs(report, args.out)
 
     say('\n' + text_table(table_rows(results)))
-    for line in calibration_lines(calibrations, best):
+    for line in calibration_lines(calibrations, best, ours_requested):
         say(line)
     say(f'\nwrote {paths["markdown"]} (section appended), {paths["json"]}, {paths["plot"]}')
     failed = [n for n, r in results.items() if r['error']]
