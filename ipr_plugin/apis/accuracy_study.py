@@ -307,8 +307,8 @@ def _rank_key(run: Dict[str, Any]) -> Tuple[bool, float]:
 def _ours_calibration(results: Dict[str, Dict[str, Any]], seed: int, val_ann_file: str,
                       say: Say) -> Tuple[List[Dict[str, Any]], Optional[str]]:
     """Calibration of ours-L1 and, if another of our trained variants has a higher AP, of that one too."""
-    ok = {n: r['seeds'][str(seed)] for n, r in results.items() if get_variant(n).source == 'ours'
-          and get_variant(n).trained and not r.get('error') and str(seed) in r['seeds']}
+    ok = {n: r['seeds'][str(seed)] for n, r in results.items()
+          if get_variant(n).trains_ours and not r.get('error') and str(seed) in r['seeds']}
     if not ok:
         return [], None
     best = max(ok, key=lambda n: _rank_key(ok[n]))
@@ -369,7 +369,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
             _run_seed(extra, replace(budget, seed=seed), data, args, results, say)
 
     calibrations, best = _ours_calibration(results, budget.seed, data['val_ann_file'], say)
-    ours_requested = any(get_variant(n).source == 'ours' and get_variant(n).trained for n in args.variants)
+    ours_requested = any(get_variant(n).trains_ours for n in args.variants)
     report = dict(
         date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command, machine=machine_info(),
         settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,

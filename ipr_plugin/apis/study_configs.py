@@ -65,6 +65,11 @@ class Variant:
         return self.eval_of is None
 
     @property
+    def trains_ours(self) -> bool:
+        """A model of ours is trained in this row: the rows the calibration (Spearman, plot) is computed for."""
+        return self.source == 'ours' and self.trained
+
+    @property
     def needs(self) -> Tuple[str, ...]:
         """The variants whose final model this one uses (re-evaluates or starts from)."""
         return tuple(n for n in (self.eval_of, self.init_from) if n is not None)
