@@ -78,6 +78,39 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '
                      r'boxes, 29.5 per image\)', markdown)
     assert tiny_run['markdown'].split('\n', 3)[-1].strip() in tiny_run['stdout']  # the same table is printed
+    # where each Runner measurement's time outside its window went, for both configs
+    phases = re.search(r'^- Outside the windows \(s\): (.+)$', markdown, re.M)
+    assert phases, markdown[:3000]
+    for name in ('mmpose IPR', 'ours'):  # the columns' names
+        for key in ('train', 'eval'):
+            assert re.search(rf'{re.escape(name)} {key}: build [\d.e-]+, to window [\d.e-]+, after window '
+                             r'[\d.e-]+, teardown [\d.e-]+', phases.group(1)), (name, key, phases.group(1))
+
+
+class _Zeros:
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int):
+        import torch
+        return torch.zeros(3)
+
+
+@pytest.mark.parametrize('persistent', [True, False])
+def test_stop_workers_ends_every_loader_worker(persistent: bool) -> None:
+    from torch.utils.data import DataLoader
+
+    from ipr_plugin.benchmark.measure import _stop_workers
+    loader = DataLoader(_Zeros(), batch_size=4, num_workers=2, persistent_workers=persistent)
+    it = iter(loader)
+    next(it)
+    workers = list(it._workers)
+    assert all(w.is_alive() for w in workers)
+    # persistent: the loader holds the iterator; otherwise only the caller (mmengine's loop) does
+    _stop_workers(loader, *([] if persistent else [it]))
+    assert not any(w.is_alive() for w in workers)
+    _stop_workers(loader, it)  # a second call, and a single-process loader, are no-ops
+    _stop_workers(DataLoader(_Zeros(), num_workers=0))
 
 
 def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:

@@ -154,6 +154,14 @@ def window_line(results: List[Dict[str, Any]]) -> str:
     return 'Timed windows (s): ' + '; '.join(parts)
 
 
+def phase_line(results: List[Dict[str, Any]]) -> Optional[str]:
+    """The Runner measurements' time outside their windows: what a run of the tool costs beyond the windows."""
+    parts = [f'{r["name"]} {key}: ' + ', '.join(f'{name.replace("_", " ")} {s:.3g}'
+                                                 for name, s in r[key]['phases_s'].items())
+             for r in results for key in ('train', 'eval') if 'phases_s' in (r.get(key) or {})]
+    return 'Outside the windows (s): ' + '; '.join(parts) if parts else None
+
+
 def error_lines(results: List[Dict[str, Any]]) -> List[str]:
     return [f'- {r["name"]} {key}: {err}' for r in results for key, err in r.get('errors', {}).items()]
 
@@ -165,7 +173,8 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     title = f'## {now:%Y-%m-%d %H:%M} UTC' + (f' — {label}' if label else '')
     parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
              f'- Machine: {machine_line(results)}']
-    parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}']
+    phases = phase_line(results)
+    parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + ([f'- {phases}'] if phases else [])
     parts += ['- Configs (ratios are against the first):'] + ['  ' + line for line in config_lines(results)]
     errors = error_lines(results)
     if errors:
