@@ -373,3 +373,28 @@ def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study,
         assert {k: run[k] for k in ('AP', 'AR', 'curve', 'checkpoint')} == \
             {k: run0[k] for k in ('AP', 'AR', 'curve', 'checkpoint')}
     assert again['ours-Debias-ft']['seeds']['0']['init_from'] == first['ours-JS-beta10']['seeds']['0']['checkpoint']
+
+
+def test_a_run_stopped_at_its_timeout_after_its_final_evaluation_keeps_its_results(tmp_path):
+    """mmpose's train.py lingering at exit after writing everything (here it sleeps in an atexit handler, loaded
+    through ``sitecustomize``; not in the ``train.py -h`` that mim runs first) is stopped at ``--timeout``; the
+    row is kept, and the row re-evaluating its checkpoint runs."""
+    site = tmp_path / 'site'
+    site.mkdir()
+    (site / 'sitecustomize.py').write_text(
+        'import atexit, sys, time\n'
+        "if sys.argv[0].replace('\\\\', '/').endswith('tools/train.py') and '-h' not in sys.argv:\n"
+        '    atexit.register(time.sleep, 600)\n')
+    out = tmp_path / 'report'
+    cmd = [sys.executable, str(TOOL), '--tiny', '--variants', 'ours-L1', 'ours-L1-ones', '--timeout', '60',
+           '--work-dir', str(tmp_path / 'work'), '--out', str(out)]
+    path = [str(site), str(REPO_ROOT), os.environ.get('PYTHONPATH')]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
+    proc = subprocess.run(cmd, cwd=str(REPO_ROOT), env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0 and 'FAILED' not in proc.stdout, _fail_text(proc)
+    assert '[ours-L1] stopped at the time limit after its final evaluation; its results are kept' in proc.stdout
+    results = json.loads((out / 'docs' / 'accuracy_study.json').read_text())['results']
+    run = results['ours-L1']['seeds']['0']
+    assert run['wall_s'] >= 60 and run['train_time_s'] < 60  # it was stopped, not finished
+    assert run['curve'][-1]['iter'] == 3 and run['AP'] is not None
+    assert results['ours-L1-ones']['seeds']['0']['evaluated'] == run['checkpoint']

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .mim_runner import REPO_ROOT, MimError, run_mim
+from .mim_runner import REPO_ROOT, MimError, MimTimeout, run_mim
 from .study_configs import (DEFAULT_VARIANTS, MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget,
                             Variant, build_variant_config, get_variant, source_config)
 from .study_report import (METRIC_KEYS, calibration, calibration_lines, diverged, machine_info,
@@ -221,8 +221,15 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
         config_file.write_text(config_text)
         say(f'[{variant.name}] training, seed {budget.seed}' + (f', from {load_from}' if load_from else '')
             + f' ({config_file})')
-        run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR], timeout=_run_timeout(args),
-                env=_child_env(args), on_line=_progress(variant.name, say))
+        try:
+            run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR],
+                    timeout=_run_timeout(args), env=_child_env(args), on_line=_progress(variant.name, say))
+        except MimTimeout:
+            # A run stopped at the time limit after its training and final evaluation were written (the
+            # process still exiting) has lost nothing: keep it, as --reuse would.
+            if not _complete(run_dir, config_file, config_text, keep_checkpoint):
+                raise
+            say(f'[{variant.name}] stopped at the time limit after its final evaluation; its results are kept')
     record_file = run_dir / RECORD_FILE
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
     if not record.get('curve') or record.get('train_time_s') is None:

@@ -22,6 +22,10 @@ class MimError(RuntimeError):
     """A mim subprocess failed or ran out of time; the message ends with its output's tail."""
 
 
+class MimTimeout(MimError):
+    """A mim subprocess was stopped at its timeout (whatever it wrote before that is still on disk)."""
+
+
 def mim_executable() -> str:
     """The ``mim`` beside the running interpreter (the virtual environment's), else the one on ``PATH``."""
     beside = Path(sys.executable).with_name('mim')
@@ -62,7 +66,7 @@ def run_command(cmd: Sequence[str],
 
     The child gets its own session so that on timeout the whole tree (``torch.distributed.launch`` and its
     ranks, not just mim) is killed, also when it hangs without printing anything. With ``check``, a non-zero
-    exit or a timeout raises :class:`MimError` quoting the command and the tail of the output. ``on_line`` sees
+    exit or a timeout (:class:`MimTimeout`) raises :class:`MimError` quoting the command and the tail of the output. ``on_line`` sees
     each output line as it arrives (progress).
     """
     cmd = [str(c) for c in cmd]
@@ -86,7 +90,7 @@ def run_command(cmd: Sequence[str],
         kill_session(proc)  # whatever the child left running in its session (or this process interrupted)
     output = ''.join(lines)
     if expired.is_set():
-        raise MimError(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
+        raise MimTimeout(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
     result = subprocess.CompletedProcess(cmd, proc.returncode, output, None)
     if check and result.returncode != 0:
         raise MimError(f'exit status {result.returncode} after {time.monotonic() - start:.0f} s: '
