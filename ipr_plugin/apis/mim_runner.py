@@ -66,8 +66,8 @@ def run_command(cmd: Sequence[str],
 
     The child gets its own session so that on timeout the whole tree (``torch.distributed.launch`` and its
     ranks, not just mim) is killed, also when it hangs without printing anything. With ``check``, a non-zero
-    exit or a timeout (:class:`MimTimeout`) raises :class:`MimError` quoting the command and the tail of the output. ``on_line`` sees
-    each output line as it arrives (progress).
+    exit or a timeout (:class:`MimTimeout`) raises :class:`MimError` quoting the command and the tail of the
+    output. ``on_line`` sees each output line as it arrives (progress).
     """
     cmd = [str(c) for c in cmd]
     start = time.monotonic()

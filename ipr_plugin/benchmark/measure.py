@@ -5,7 +5,7 @@ import gc
 import random
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import cv2
 import numpy as np
@@ -30,24 +30,10 @@ def measure_train(cfg, warmup: int, iters: int, device: str) -> Dict[str, Any]:
                            on_stop=sampler and sampler.stop)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    runner = Runner.from_cfg(train_only(cfg))
-    runner.register_hook(hook)
-    t_built = time.perf_counter()
-    try:
-        runner.train()
-    finally:
-        if sampler is not None:
-            sampler.stop()
-    t_ran = time.perf_counter()
-    result = hook.result()
-    if cuda:
+    result = _run_window(train_only(cfg), hook, train=True, on_exit=sampler and sampler.stop)
+    if cuda:  # the peak of the whole run, which freeing the Runner does not reset
         result['peak_mem_mib'] = torch.cuda.max_memory_allocated() / MIB
         result['gpu_util'] = sampler.result()
-    _stop_workers(runner.train_loop.dataloader, runner.train_loop.dataloader_iterator._iterator)
-    del runner
-    _free_memory()
-    result['phases_s'] = _phases(hook, t0, t_built, t_ran)
     return result
 
 
@@ -56,26 +42,39 @@ def measure_eval(cfg, warmup: int, iters: int, device: str) -> Dict[str, Any]:
     hooks) with CocoMetric. The window covers the model's ``val_step`` and the metric's per-batch ``process``;
     the metric's final COCO evaluation runs after it."""
     hook = WindowTimerHook('val', warmup, iters, device == 'cuda')
+    return _run_window(eval_only(cfg), hook, train=False)
+
+
+def _run_window(cfg, hook: WindowTimerHook, train: bool,
+                on_exit: Optional[Callable[[], None]] = None) -> Dict[str, Any]:
+    """Run a Runner built from ``cfg`` with ``hook`` through its train loop (``train``) or its val loop, then
+    stop its loader workers and free it; ``on_exit`` runs however the loop ends.
+
+    Returns ``hook``'s window result with ``phases_s``: where the wall time went outside the window (seconds):
+    building the Runner, from the loop's start to the window (loader workers starting, first steps), from the
+    window's end to the loop's return (for eval: the rest of the val set and the COCO evaluation), and freeing
+    it (loader workers ending).
+    """
     t0 = time.perf_counter()
-    runner = Runner.from_cfg(eval_only(cfg))
+    runner = Runner.from_cfg(cfg)
     runner.register_hook(hook)
     t_built = time.perf_counter()
-    runner.val()
+    try:
+        runner.train() if train else runner.val()
+    finally:
+        if on_exit is not None:
+            on_exit()
     t_ran = time.perf_counter()
     result = hook.result()
-    _stop_workers(runner.val_loop.dataloader)
+    if train:
+        _stop_workers(runner.train_loop.dataloader, runner.train_loop.dataloader_iterator._iterator)
+    else:
+        _stop_workers(runner.val_loop.dataloader)
     del runner
     _free_memory()
-    result['phases_s'] = _phases(hook, t0, t_built, t_ran)
+    result['phases_s'] = dict(build=t_built - t0, to_window=hook.t_start - t_built,
+                              after_window=t_ran - hook.t_stop, teardown=time.perf_counter() - t_ran)
     return result
-
-
-def _phases(hook: WindowTimerHook, t0: float, t_built: float, t_ran: float) -> Dict[str, float]:
-    """Where a Runner measurement's wall time went outside its window (seconds): building the Runner, from
-    the loop's start to the window (loader workers starting, first steps), from the window's end to the loop's
-    return (for eval: the rest of the val set and the COCO evaluation), and freeing it (loader workers ending)."""
-    return dict(build=t_built - t0, to_window=hook.t_start - t_built, after_window=t_ran - hook.t_stop,
-                teardown=time.perf_counter() - t_ran)
 
 
 def measure_loader(cfg, warmup: int, iters: int, seed: int) -> Dict[str, Any]:
