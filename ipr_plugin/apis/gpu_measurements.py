@@ -5,9 +5,9 @@ Runs, in this order, each in its own process and each given a share of the time 
 1. ``benchmark``: ``tools/benchmark.py`` with mmpose's IPR config (the anchor) against ours-fast at the recipe's
    batch of 64 per GPU, so that the peak memory it reports is the one the performance targets name;
 2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations of batch 32 per row: mmpose's IPR, our best row
-   and its constant-score ablation (ResNet-18 at 256x256). On an H200 (2026-12-04) a row of ours took about
-   100 s from start to evaluation, 48 s of it training; mmpose's IPR trains 4-5 times slower per iteration
-   (its loader), so about 200 s;
+   and its constant-score ablation (ResNet-18 at 256x256). On an H200 (2026-12-04) a row of ours took under
+   102 s from start to evaluation, 48 s of it training (0.024-0.032 s per iteration); mmpose's IPR logged
+   0.107-0.232 s per iteration (its loader), 107-232 s for 1000;
 3. ``compile``: the benchmark of the ``torch.compile`` fast config alone (compilation takes minutes before its
    first step), only when asked for.
 
