@@ -4,7 +4,7 @@ import torch
 
 from ipr_plugin.apis import gpu_measurements as gm
 from ipr_plugin.apis.accuracy_study import build_parser as study_parser
-from ipr_plugin.apis.study_configs import VARIANT_NAMES
+from ipr_plugin.apis.study_configs import VARIANT_NAMES, get_variant
 from ipr_plugin.benchmark.cli import build_parser as benchmark_parser
 
 
@@ -23,6 +23,8 @@ def test_each_part_is_a_valid_command_of_its_tool(part, tmp_path):
         assert parsed.batch_size == 64  # the recipe's batch per GPU: the peak memory the targets name
     else:
         assert set(parsed.variants) <= set(VARIANT_NAMES) and parsed.iters == 1000
+        trained = [n for n in parsed.variants if get_variant(n).trained]
+        assert parsed.parallel == len(trained)  # every trained row at once; the re-evaluation follows its model
 
 
 @pytest.mark.parametrize('seconds', [200.0, 540.0, 3000.0])

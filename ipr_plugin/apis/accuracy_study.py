@@ -1,7 +1,8 @@
 """Accuracy study: mmpose's integral-regression configs against this plugin's, one budget, one hard split.
 
 It writes a synthetic COCO-layout split with ``difficulty='hard'``, trains every variant with ``mim train``
-(one subprocess each: registries, CUDA state and dataloader workers never leak from one run into the next),
+(one subprocess each: registries, CUDA state and dataloader workers never leak from one run into the next;
+``--parallel N`` runs N of them at once, each row after the rows it needs),
 re-evaluates the ``ours-L1`` and ``ours-JS`` models with constant keypoint scores (``mim test``), measures how
 well our keypoint scores rank keypoint errors, and writes the table to ``BENCHMARKS.md``, the numbers to
 ``docs/accuracy_study.json`` and the plot to ``docs/calibration.png`` (all under ``--out``).
@@ -12,7 +13,6 @@ under ``--work-dir`` unless ``--out`` says otherwise. Usage: ``python tools/accu
 import argparse
 import json
 import os
-import re
 import shlex
 import signal
 import sys
@@ -24,19 +24,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .mim_runner import REPO_ROOT, MimError, MimTimeout, run_mim
-from .study_configs import (DEFAULT_VARIANTS, MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, VARIANT_NAMES, Budget,
-                            Variant, build_variant_config, get_variant, source_config)
-from .study_report import (METRIC_KEYS, calibration, calibration_lines, diverged, machine_info,
-                           nonfinite_predictions, table_rows, text_table, write_outputs)
+from .mim_runner import REPO_ROOT, MimError, kill_running
+from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
+from .study_report import (calibration, calibration_lines, diverged, machine_info, table_rows, text_table,
+                           write_outputs)
+from .study_rows import failure_summary, reevaluate, train_variant
+from .study_schedule import locked, run_rows
 
 Say = Callable[[str], None]
 
 
-def default_workers() -> int:
-    """14 data workers where there are 16 cores or more (two left for the main process), else one per core."""
+def default_workers(parallel: int = 1) -> int:
+    """Data workers per row: 14 in all where there are 16 cores or more (two left for the main process), else
+    one per core, shared by the ``parallel`` rows that run at once."""
     cores = os.cpu_count() or 1
-    return 14 if cores >= 16 else cores
+    return max(1, (14 if cores >= 16 else cores) // parallel)
 
 
 # Sizes per mode; every one can be overridden by its flag. Full: 2000 x 64 samples, ~90 s of ResNet-18 training
@@ -74,7 +76,11 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--image-size', type=int, nargs=2, metavar=('W', 'H'), help='synthetic image size (full 640 480)')
     p.add_argument('--input-size', type=int, help='model input, square (full 256)')
     p.add_argument('--data-seed', type=int, default=0, help='seed of the synthetic split')
-    p.add_argument('--workers', type=int, help='dataloader workers (default: 14 with >= 16 cores, else nproc)')
+    p.add_argument('--workers', type=int, help='dataloader workers per row (default: 14 with >= 16 cores, else '
+                   'nproc, divided by --parallel)')
+    p.add_argument('--parallel', type=int, default=1, metavar='N',
+                   help='rows run at once (default 1), each in its own process; a row waits for the rows it needs. '
+                   'The train times then include the contention between rows')
     p.add_argument('--device', choices=('auto', 'cuda', 'cpu'), default='auto')
     p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
                    help='bf16 AMP for every variant (default: on with CUDA, off on the CPU)')
@@ -95,20 +101,6 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return p
 
 
-class TimeLimitReached(RuntimeError):
-    """``--time-limit`` is spent: the run was not started."""
-
-
-def _run_timeout(args: argparse.Namespace) -> float:
-    """Seconds the next mim run may take: ``--timeout``, or what ``--time-limit`` leaves when that is less."""
-    if args.deadline is None:
-        return args.timeout
-    left = args.deadline - time.monotonic()
-    if left <= 0:
-        raise TimeLimitReached(f'not run: --time-limit {args.time_limit:g} s reached')
-    return min(args.timeout, left)
-
-
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the size flags left out from the mode's preset, and the device-dependent defaults."""
     preset = TINY if args.tiny else FULL
@@ -117,8 +109,10 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.finetune_iters is None:
         args.finetune_iters = args.iters
+    if args.parallel < 1:
+        raise SystemExit(f'--parallel must be at least 1, got {args.parallel}')
     if args.workers is None:
-        args.workers = default_workers()
+        args.workers = default_workers(args.parallel)
     import torch
     if args.device == 'auto':
         args.device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -149,6 +143,11 @@ def with_needs(names: Sequence[str]) -> List[str]:
     return [n for n in VARIANT_NAMES if n in wanted]
 
 
+def row_order(names: Sequence[str]) -> List[str]:
+    """The order rows start in: trained variants first (in ``names``' order), then the re-evaluations."""
+    return sorted(names, key=lambda n: not get_variant(n).trained)
+
+
 def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
     """Write the hard synthetic split, or reuse the one already there if it was written with these parameters."""
     from ..datasets import write_synthetic_coco
@@ -171,109 +170,6 @@ def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
     return data
 
 
-def _progress(name: str, say: Say) -> Callable[[str], None]:
-    """Forward mmengine's training-interval lines and evaluation results, shortened."""
-    def on_line(line: str) -> None:
-        if 'Iter(train)' in line or 'coco/AP:' in line:
-            say(f'  [{name}] ' + line.split(' - mmengine - INFO - ')[-1][:170])
-    return on_line
-
-
-def _child_env(args: argparse.Namespace) -> Dict[str, str]:
-    # A CPU study on a CUDA machine must not put any run on the GPU.
-    return {'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}
-
-
-def _metrics(coco: Dict[str, float]) -> Dict[str, float]:
-    out = {name: coco.get(key) for name, key in METRIC_KEYS}
-    out['coco'] = coco
-    return out
-
-
-def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoint: bool) -> bool:
-    """Whether ``run_dir`` holds a finished run of exactly this config (``--reuse``)."""
-    record_file = run_dir / RECORD_FILE
-    if not (config_file.exists() and config_file.read_text() == config_text and record_file.exists()
-            and (run_dir / PREDICTIONS_FILE).exists()):
-        return False
-    if needs_checkpoint and not (run_dir / MMENGINE_DIR / 'last_checkpoint').exists():
-        return False
-    return json.loads(record_file.read_text()).get('train_time_s') is not None
-
-
-def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
-                  keep_checkpoint: bool, say: Say, load_from: Optional[str] = None,
-                  reuse: bool = False) -> Dict[str, Any]:
-    """Train one variant with ``mim train`` (from ``load_from``'s weights if given) and return its final
-    metrics, train time and AP curve; with ``reuse``, a finished run of the identical config is read instead."""
-    run_dir = args.work_dir / 'runs' / variant.name / f'seed{budget.seed}'
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file = run_dir / 'config.py'
-    config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint,
-                                       load_from=load_from).dump()
-    start = time.monotonic()
-    reused = reuse and _complete(run_dir, config_file, config_text, keep_checkpoint)
-    if reused:
-        say(f'[{variant.name}] reusing the finished run with this exact config in {run_dir}')
-    else:
-        for stale in (RECORD_FILE, PREDICTIONS_FILE, f'{MMENGINE_DIR}/last_checkpoint'):  # never read an
-            (run_dir / stale).unlink(missing_ok=True)  # earlier run's results as this one's
-        config_file.write_text(config_text)
-        say(f'[{variant.name}] training, seed {budget.seed}' + (f', from {load_from}' if load_from else '')
-            + f' ({config_file})')
-        try:
-            run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR],
-                    timeout=_run_timeout(args), env=_child_env(args), on_line=_progress(variant.name, say))
-        except MimTimeout:
-            # A run stopped at the time limit after its training and final evaluation were written (the
-            # process still exiting) has lost nothing: keep it, as --reuse would.
-            if not _complete(run_dir, config_file, config_text, keep_checkpoint):
-                raise
-            say(f'[{variant.name}] stopped at the time limit after its final evaluation; its results are kept')
-    record_file = run_dir / RECORD_FILE
-    record = json.loads(record_file.read_text()) if record_file.exists() else {}
-    if not record.get('curve') or record.get('train_time_s') is None:
-        raise RuntimeError(f'{variant.name}: training ended without a complete record in {record_file}')
-    result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
-                  wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
-                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']],
-                  nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE), reused=reused)
-    if load_from:
-        result['init_from'] = load_from
-    if diverged(result):
-        say(f'[{variant.name}] DIVERGED: {result["nonfinite_predictions"][0]}/{result["nonfinite_predictions"][1]} '
-            'final predictions have NaN keypoints; its AP is an artefact and it is ranked last')
-    if keep_checkpoint:
-        result['checkpoint'] = (run_dir / MMENGINE_DIR / 'last_checkpoint').read_text().strip()
-    return result
-
-
-def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argparse.Namespace,
-               say: Say) -> Dict[str, Any]:
-    """Evaluate a trained variant's final model again with ``variant.test_cfg`` (``mim test``, no training)."""
-    run_dir = args.work_dir / 'runs' / variant.name / f'seed{seed}'
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out_file = run_dir / 'metrics.json'
-    out_file.unlink(missing_ok=True)
-    options = [f'model.test_cfg.{key}={value}' for key, value in variant.test_cfg]
-    say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
-    start = time.monotonic()
-    run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
-             '--out', out_file, '--cfg-options', *options], timeout=_run_timeout(args), env=_child_env(args),
-            on_line=_progress(variant.name, say))
-    coco = json.loads(out_file.read_text())
-    return dict(_metrics(coco), train_time_s=None, wall_s=round(time.monotonic() - start, 1),
-                work_dir=str(run_dir), curve=[], evaluated=trained['checkpoint'])
-
-
-def _failure_summary(err: BaseException) -> str:
-    """One line for the table: the child's last exception line if the output has one, else the message's first."""
-    lines = str(err).splitlines()
-    raised = [ln.strip() for ln in lines if re.match(r'\s*[\w.]*(Error|Exception)\b.*:', ln)
-              and 'CalledProcessError' not in ln]
-    return (raised[-1] if raised else lines[0] if lines else repr(err))[:300]
-
-
 def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
               results: Dict[str, Dict[str, Any]], say: Say) -> None:
     """Run ``names`` (training, then re-evaluations) with ``budget.seed``, recording results or errors."""
@@ -285,7 +181,7 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             raise RuntimeError(f'{name} did not train')
         return source['seeds'][str(budget.seed)]
 
-    for name in sorted(names, key=lambda n: not get_variant(n).trained):  # trained variants first
+    def run_row(name: str) -> None:
         variant, entry = get_variant(name), results[name]
         try:
             if variant.trained:
@@ -298,12 +194,15 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             else:
                 run = reevaluate(variant, source_run(variant.eval_of), budget.seed, args, say)
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
-            entry['error'] = _failure_summary(err)
+            entry['error'] = failure_summary(err)
             say(f'[{name}] FAILED: {err}')
-            continue
+            return
         entry['seeds'][str(budget.seed)] = run
         say(f'[{name}] seed {budget.seed}: AP {run["AP"]:.4f}  AP50 {run["AP50"]:.4f}  AR {run["AR"]:.4f}'
             + (f'  train {run["train_time_s"]:.1f} s' if run['train_time_s'] is not None else ''))
+
+    run_rows(row_order(names), lambda n: get_variant(n).needs, run_row, parallel=args.parallel,
+             on_abort=kill_running)
 
 
 def _rank_key(run: Dict[str, Any]) -> Tuple[bool, float]:
@@ -348,13 +247,16 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     _exit_on_sigterm()
     args = _resolve(args)
+    if args.parallel > 1:
+        say = locked(say)
     args.deadline = started + args.time_limit if args.time_limit else None
     args.work_dir.mkdir(parents=True, exist_ok=True)
     width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
     say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
         f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}'
         f'{f" (a row with a start: {args.finetune_iters})" if args.finetune_iters != args.iters else ""}, '
-        f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers')
+        f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers'
+        f'{f" per row, {args.parallel} rows at once" if args.parallel > 1 else ""}')
     data = prepare_data(args, say)
     budget = Budget(depth=int(args.backbone.replace('resnet', '')), base_channels=args.base_channels,
                     input_size=args.input_size, iters=args.iters,
@@ -382,7 +284,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
         settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,
                       image_size=list(args.image_size), num_train=args.num_train, num_val=args.num_val,
                       warmup_iters=budget.warmup_iters, finetune_iters=args.finetune_iters, backbone=args.backbone,
-                      variants=args.variants),
+                      variants=args.variants, parallel=args.parallel),
         data=data, results=results, calibration=calibrations, calibration_variant=best, ours_requested=ours_requested,
         wall_s=time.monotonic() - started)
     paths = write_outputs(report, args.out)

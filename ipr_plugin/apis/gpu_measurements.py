@@ -4,10 +4,12 @@ Runs, in this order, each in its own process and each given a share of the time 
 
 1. ``benchmark``: ``tools/benchmark.py`` with mmpose's IPR config (the anchor) against ours-fast at the recipe's
    batch of 64 per GPU, so that the peak memory it reports is the one the performance targets name;
-2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations of batch 32 per row: mmpose's IPR, our best row
-   and its constant-score ablation (ResNet-18 at 256x256). On an H200 (2026-12-04) a row of ours took under
-   102 s from start to evaluation, 48 s of it training (0.024-0.032 s per iteration); mmpose's IPR logged
-   0.107-0.232 s per iteration (its loader), 107-232 s for 1000;
+2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations of batch 32 per row, the issue's seven rows
+   (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant scores), ResNet-18 at 256x256,
+   the six trained rows at once (``--parallel 6``, two loader workers each). Run one after another they would
+   not fit: on an H200 (2026-12-04) a row of ours took under 102 s from start to evaluation, 48 s of it
+   training (0.024-0.032 s per iteration), and mmpose's IPR logged 0.107-0.232 s per iteration, bound by its
+   loader and main process while the GPU idled;
 3. ``compile``: the benchmark of the ``torch.compile`` fast config alone (compilation takes minutes before its
    first step), only when asked for.
 
@@ -28,7 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 FAST_COMPILE = 'configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py'
-STUDY_VARIANTS = ('mmpose-IPR', 'ours-JS', 'ours-JS-ones')
+STUDY_VARIANTS = ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias', 'ours-JS-ones')
+STUDY_PARALLEL = 6  # every trained row of STUDY_VARIANTS at once
 PARTS = ('benchmark', 'study', 'compile')
 # Share of the time left that each part may use (the last part asked for takes all that is left), and the
 # most it needs. On an H200 (2026-12-04) the benchmark ran out of 270 s before ours' Runner measurements, with
@@ -47,7 +50,7 @@ def part_command(part: str, out: Path, limit: float) -> List[str]:
                 f'ours-fast={FAST}', '--out', str(out / 'benchmark.md'), '--label', 'batch 64'] + time_limit
     if part == 'study':
         return ['tools/accuracy_study.py', '--iters', '1000', '--batch-size', '32', '--variants', *STUDY_VARIANTS,
-                '--out', str(out / 'study')] + time_limit
+                '--parallel', str(STUDY_PARALLEL), '--out', str(out / 'study')] + time_limit
     if part == 'compile':
         return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'ours-fast-compile={FAST_COMPILE}',
                 '--out', str(out / 'compile.md'), '--label', 'batch 64, torch.compile'] + time_limit

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Set, Union
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,6 +16,11 @@ TAIL_LINES = 80
 
 # mmengine logs evaluation results as ``coco/AP: 0.0123  coco/AP .5: 0.2000  ...`` (keys may contain a space).
 _COCO_METRIC = re.compile(r'(coco/[\w]+(?: [.\w()]+)?):\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)')
+
+
+# The children of run_command still running, whichever thread started them (kill_running).
+_RUNNING: Set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
 
 
 class MimError(RuntimeError):
@@ -73,6 +78,8 @@ def run_command(cmd: Sequence[str],
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=str(cwd), env=None if env is None else dict(env), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     lines = []
     # Killing the child at the deadline closes its output, which ends the read below even if it never prints.
     expired = threading.Event()
@@ -88,6 +95,8 @@ def run_command(cmd: Sequence[str],
     finally:
         timer.cancel()
         kill_session(proc)  # whatever the child left running in its session (or this process interrupted)
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     output = ''.join(lines)
     if expired.is_set():
         raise MimTimeout(f'timed out after {timeout:.0f} s: {" ".join(cmd)}\n--- output tail ---\n{_tail(output)}')
@@ -105,6 +114,15 @@ def kill_session(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def kill_running() -> None:
+    """Kill the sessions of every child that :func:`run_command` has running, in any thread: a study running
+    several rows at once stops them all when it is stopped (each thread then sees its child's output end)."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        kill_session(proc)
 
 
 def parse_coco_metrics(stdout: str) -> Dict[str, float]:

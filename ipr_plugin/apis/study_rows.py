@@ -1,0 +1,138 @@
+"""One row of the accuracy study: train a variant with ``mim train``, or evaluate a trained one again with
+``mim test``, and read its results back (``--reuse``: a finished run of the identical config is read, not run)."""
+import argparse
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from .mim_runner import MimTimeout, run_mim
+from .study_configs import MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, Budget, Variant, build_variant_config
+from .study_report import METRIC_KEYS, diverged, nonfinite_predictions
+
+Say = Callable[[str], None]
+
+
+# Rows run at once (--parallel) build their configs one at a time: mmengine's Config resolves `mmpose::` paths
+# through pkg_resources, whose lazy set-up fails when two threads enter it together (seen: a TypeError).
+_CONFIG_LOCK = threading.Lock()
+
+
+class TimeLimitReached(RuntimeError):
+    """``--time-limit`` is spent: the run was not started."""
+
+
+def run_timeout(args: argparse.Namespace) -> float:
+    """Seconds the next mim run may take: ``--timeout``, or what ``--time-limit`` leaves when that is less."""
+    if args.deadline is None:
+        return args.timeout
+    left = args.deadline - time.monotonic()
+    if left <= 0:
+        raise TimeLimitReached(f'not run: --time-limit {args.time_limit:g} s reached')
+    return min(args.timeout, left)
+
+
+def _progress(name: str, say: Say) -> Callable[[str], None]:
+    """Forward mmengine's training-interval lines and evaluation results, shortened."""
+    def on_line(line: str) -> None:
+        if 'Iter(train)' in line or 'coco/AP:' in line:
+            say(f'  [{name}] ' + line.split(' - mmengine - INFO - ')[-1][:170])
+    return on_line
+
+
+def _child_env(args: argparse.Namespace) -> Dict[str, str]:
+    # A CPU study on a CUDA machine must not put any run on the GPU.
+    return {'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}
+
+
+def _metrics(coco: Dict[str, float]) -> Dict[str, float]:
+    out = {name: coco.get(key) for name, key in METRIC_KEYS}
+    out['coco'] = coco
+    return out
+
+
+def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoint: bool) -> bool:
+    """Whether ``run_dir`` holds a finished run of exactly this config (``--reuse``)."""
+    record_file = run_dir / RECORD_FILE
+    if not (config_file.exists() and config_file.read_text() == config_text and record_file.exists()
+            and (run_dir / PREDICTIONS_FILE).exists()):
+        return False
+    if needs_checkpoint and not (run_dir / MMENGINE_DIR / 'last_checkpoint').exists():
+        return False
+    return json.loads(record_file.read_text()).get('train_time_s') is not None
+
+
+def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
+                  keep_checkpoint: bool, say: Say, load_from: Optional[str] = None,
+                  reuse: bool = False) -> Dict[str, Any]:
+    """Train one variant with ``mim train`` (from ``load_from``'s weights if given) and return its final
+    metrics, train time and AP curve; with ``reuse``, a finished run of the identical config is read instead."""
+    run_dir = args.work_dir / 'runs' / variant.name / f'seed{budget.seed}'
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_file = run_dir / 'config.py'
+    with _CONFIG_LOCK:
+        config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint,
+                                           load_from=load_from).dump()
+    start = time.monotonic()
+    reused = reuse and _complete(run_dir, config_file, config_text, keep_checkpoint)
+    if reused:
+        say(f'[{variant.name}] reusing the finished run with this exact config in {run_dir}')
+    else:
+        for stale in (RECORD_FILE, PREDICTIONS_FILE, f'{MMENGINE_DIR}/last_checkpoint'):  # never read an
+            (run_dir / stale).unlink(missing_ok=True)  # earlier run's results as this one's
+        config_file.write_text(config_text)
+        say(f'[{variant.name}] training, seed {budget.seed}' + (f', from {load_from}' if load_from else '')
+            + f' ({config_file})')
+        try:
+            run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR],
+                    timeout=run_timeout(args), env=_child_env(args), on_line=_progress(variant.name, say))
+        except MimTimeout:
+            # A run stopped at the time limit after its training and final evaluation were written (the
+            # process still exiting) has lost nothing: keep it, as --reuse would.
+            if not _complete(run_dir, config_file, config_text, keep_checkpoint):
+                raise
+            say(f'[{variant.name}] stopped at the time limit after its final evaluation; its results are kept')
+    record_file = run_dir / RECORD_FILE
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    if not record.get('curve') or record.get('train_time_s') is None:
+        raise RuntimeError(f'{variant.name}: training ended without a complete record in {record_file}')
+    result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
+                  wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
+                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']],
+                  nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE), reused=reused)
+    if load_from:
+        result['init_from'] = load_from
+    if diverged(result):
+        say(f'[{variant.name}] DIVERGED: {result["nonfinite_predictions"][0]}/{result["nonfinite_predictions"][1]} '
+            'final predictions have NaN keypoints; its AP is an artefact and it is ranked last')
+    if keep_checkpoint:
+        result['checkpoint'] = (run_dir / MMENGINE_DIR / 'last_checkpoint').read_text().strip()
+    return result
+
+
+def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argparse.Namespace,
+               say: Say) -> Dict[str, Any]:
+    """Evaluate a trained variant's final model again with ``variant.test_cfg`` (``mim test``, no training)."""
+    run_dir = args.work_dir / 'runs' / variant.name / f'seed{seed}'
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_file = run_dir / 'metrics.json'
+    out_file.unlink(missing_ok=True)
+    options = [f'model.test_cfg.{key}={value}' for key, value in variant.test_cfg]
+    say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
+    start = time.monotonic()
+    run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
+             '--out', out_file, '--cfg-options', *options], timeout=run_timeout(args), env=_child_env(args),
+            on_line=_progress(variant.name, say))
+    coco = json.loads(out_file.read_text())
+    return dict(_metrics(coco), train_time_s=None, wall_s=round(time.monotonic() - start, 1),
+                work_dir=str(run_dir), curve=[], evaluated=trained['checkpoint'])
+
+
+def failure_summary(err: BaseException) -> str:
+    """One line for the table: the child's last exception line if the output has one, else the message's first."""
+    lines = str(err).splitlines()
+    raised = [ln.strip() for ln in lines if re.match(r'\s*[\w.]*(Error|Exception)\b.*:', ln)
+              and 'CalledProcessError' not in ln]
+    return (raised[-1] if raised else lines[0] if lines else repr(err))[:300]
