@@ -6,7 +6,8 @@ Runs, in this order, each in its own process and each given a share of the time 
    batch of 64 per GPU, so that the peak memory it reports is the one the performance targets name;
 2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations of batch 32 per row, the issue's seven rows
    (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant scores), ResNet-18 at 256x256,
-   the six trained rows at once (``--parallel 6``, two loader workers each). Run one after another they would
+   the six trained rows at once (``--parallel 6``, two loader workers each), evaluated at 500 and 1000
+   iterations (whether the AP still moves at the end of the budget). Run one after another they would
    not fit: on an H200 (2026-12-04) a row of ours took under 102 s from start to evaluation, 48 s of it
    training (0.024-0.032 s per iteration), and mmpose's IPR logged 0.107-0.232 s per iteration, bound by its
    loader and main process while the GPU idled;
@@ -50,7 +51,7 @@ def part_command(part: str, out: Path, limit: float) -> List[str]:
                 f'ours-fast={FAST}', '--out', str(out / 'benchmark.md'), '--label', 'batch 64'] + time_limit
     if part == 'study':
         return ['tools/accuracy_study.py', '--iters', '1000', '--batch-size', '32', '--variants', *STUDY_VARIANTS,
-                '--parallel', str(STUDY_PARALLEL), '--out', str(out / 'study')] + time_limit
+                '--parallel', str(STUDY_PARALLEL), '--curve-points', '2', '--out', str(out / 'study')] + time_limit
     if part == 'compile':
         return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'ours-fast-compile={FAST_COMPILE}',
                 '--out', str(out / 'compile.md'), '--label', 'batch 64, torch.compile'] + time_limit

@@ -1,10 +1,9 @@
 """The order of a study's rows, and running several of them at once.
 
-A row (training or re-evaluation) is one ``mim`` subprocess, and most of its time goes into that process and its
-data workers, so rows that do not need each other can run side by side: on a GPU machine with 16 cores, mmpose's
-rows are bound by their main process's single core (its loader's per-sample objects), not by the GPU, and run
-one after another they leave most of the machine idle. A row that needs another (its start, or the model it
-re-evaluates) starts only once that one has ended.
+A row (training or re-evaluation) is one ``mim`` subprocess with its own data workers, so rows that do not need
+each other can run side by side. That pays where one row leaves the machine idle: mmpose's IPR config kept an
+H200 22 % busy at batch 64, its main process waiting for batches half of the time (``BENCHMARKS.md``). A row
+that needs another (its start, or the model it re-evaluates) starts only once that one has ended.
 """
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
