@@ -344,7 +344,7 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
         f'(by iteration); '
         f'seed(s) {", ".join(map(str, s["seeds"]))}; {"bf16 AMP" if s["amp"] else "fp32"} training, fp32 '
-        f'validation with flip test; device {s["device"]}, {s["workers"]} data workers'
+        f'validation with flip test; device {s["device"]}, {s["workers"]} data worker{"" if s["workers"] == 1 else "s"}'
         f'{_parallel(s.get("parallel", 1))}.', '',
         f'Data: synthetic COCO layout, difficulty hard: {d["num_train_images"]} train images '
         f'({d["num_train_instances"]} people) and {d["num_val_images"]} val images ({d["num_val_instances"]} '
