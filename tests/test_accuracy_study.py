@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, VARIANTS, Budget, build_variant_config, get_variant
-from ipr_plugin.apis.study_report import (calibration_lines, keypoint_errors, nonfinite_predictions, plotted_curve,
-                                          score_bins, spearman, table_rows)
+from ipr_plugin.apis.study_report import (calibration_lines, curve_table, keypoint_errors, nonfinite_predictions,
+                                          plotted_curve, score_bins, spearman, table_rows)
 
 
 
@@ -196,6 +196,21 @@ def test_a_diverged_run_is_flagged_not_ranked_by_its_artefact_ap(tmp_path):
     assert rows[1][1] == '0.050' and 'diverged' not in rows[1][-1]
     from ipr_plugin.apis.accuracy_study import _rank_key
     assert max([run, healthy], key=_rank_key) is healthy
+
+
+def test_a_row_cut_off_by_its_time_limit_keeps_the_evaluations_it_made():
+    from ipr_plugin.apis.study_rows import CutOff
+    err = CutOff(99.6, [dict(iter=500, **{'coco/AP': 0.2345})])
+    assert str(err) == 'cut off by its time limit after 100 s; its last evaluation: AP 0.234 at iteration 500'
+    assert str(CutOff(12, [])) == 'cut off by its time limit after 12 s, before its first evaluation'
+    done = dict(AP=0.3, AP50=0.5, AP75=0.2, AR=0.4, train_time_s=9.0, nonfinite_predictions=(0, 3),
+                curve=[dict(iter=500, AP=0.25), dict(iter=1000, AP=0.3)])
+    results = dict(finished=dict(notes='n', error=None, seeds={'0': done}),
+                   cut=dict(notes='n', error=str(err), seeds={}, cut_off={'0': [dict(iter=500, AP=0.2345)]}),
+                   failed=dict(notes='n', error='boom', seeds={}))
+    rows = table_rows(results)
+    assert [r[1] for r in rows] == ['0.300', 'cut off', 'FAILED'] and 'AP 0.234 at iteration 500' in rows[1][-1]
+    assert curve_table(results).splitlines()[2:] == ['| finished | 0.250 | 0.300 |', '| cut (cut off) | 0.234 | — |']
 
 
 def test_spearman_and_bins_survive_constant_scores():

@@ -158,16 +158,22 @@ def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study,
     assert again['ours-Debias-ft']['seeds']['0']['init_from'] == first['ours-JS-beta10']['seeds']['0']['checkpoint']
 
 
+def _in_train_py(tmp_path, imports: str, *lines: str):
+    """A folder with a ``sitecustomize`` that runs ``lines`` in mmpose's ``train.py`` only (not in the
+    ``train.py -h`` that mim runs first); put it on the study's ``path``."""
+    site = tmp_path / 'site'
+    site.mkdir()
+    guard = "if sys.argv[0].replace('\\\\', '/').endswith('tools/train.py') and '-h' not in sys.argv:"
+    (site / 'sitecustomize.py').write_text('\n'.join([f'import sys; {imports}', guard, *(f'    {ln}' for ln in lines)])
+                                           + '\n')
+    return site
+
+
 def test_a_run_stopped_at_its_timeout_after_its_final_evaluation_keeps_its_results(tmp_path):
     """mmpose's train.py lingering at exit after writing everything (here it sleeps in an atexit handler, loaded
     through ``sitecustomize``; not in the ``train.py -h`` that mim runs first) is stopped at ``--timeout``; the
     row is kept, and the row re-evaluating its checkpoint runs."""
-    site = tmp_path / 'site'
-    site.mkdir()
-    (site / 'sitecustomize.py').write_text(
-        'import atexit, sys, time\n'
-        "if sys.argv[0].replace('\\\\', '/').endswith('tools/train.py') and '-h' not in sys.argv:\n"
-        '    atexit.register(time.sleep, 600)\n')
+    site = _in_train_py(tmp_path, 'import atexit, time', 'atexit.register(time.sleep, 600)')
     out = tmp_path / 'report'
     proc = _study('--variants', 'ours-L1', 'ours-L1-ones', '--timeout', '60', '--work-dir', tmp_path / 'work',
                   '--out', out, path=[site])
@@ -196,6 +202,29 @@ def test_rows_run_at_once_compute_what_rows_run_one_by_one(tiny_study, tmp_path)
         for key in ('keypoints', 'keypoint_scores'):
             np.testing.assert_array_equal(np.stack([p['pred_instances'][key] for p in ours]),
                                           np.stack([p['pred_instances'][key] for p in ref]), err_msg=name)
+
+
+def test_a_row_cut_off_after_an_evaluation_reports_it(tmp_path):
+    """A training stopped at ``--timeout`` between two evaluations (here StudyRecordHook, patched through
+    ``sitecustomize`` in mmpose's ``train.py`` only, sleeps after the first) is reported as cut off, with the AP
+    of the evaluation it made, in the log, the table and the JSON."""
+    site = _in_train_py(tmp_path, 'import time', 'from ipr_plugin.apis import study_configs',
+                        'write = study_configs.StudyRecordHook.after_val_epoch',
+                        'def after_val_epoch(self, runner, metrics=None):',
+                        '    write(self, runner, metrics)',
+                        '    time.sleep(600)',
+                        'study_configs.StudyRecordHook.after_val_epoch = after_val_epoch')
+    out = tmp_path / 'report'
+    proc = _study('--variants', 'ours-L1', '--curve-points', '2', '--timeout', '60', '--work-dir', tmp_path / 'work',
+                  '--out', out, path=[site])
+    assert proc.returncode == 1, _fail_text(proc)
+    message = re.search(r'cut off by its time limit after 60 s; its last evaluation: AP (\d\.\d{3}) at iteration 2',
+                        proc.stdout)
+    assert message, _fail_text(proc)
+    result = json.loads((out / 'docs' / 'accuracy_study.json').read_text())['results']['ours-L1']
+    assert result['error'] == message.group(0) and result['seeds'] == {}
+    assert [(p['iter'], f'{p["AP"]:.3f}') for p in result['cut_off']['0']] == [(2, message.group(1))]
+    assert '| ours-L1 | cut off |' in (out / 'BENCHMARKS.md').read_text()
 
 
 def _processes_mentioning(text: str) -> list:

@@ -28,7 +28,7 @@ from .mim_runner import REPO_ROOT, MimError, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_report import (calibration, calibration_lines, diverged, machine_info, table_rows, text_table,
                            write_outputs)
-from .study_rows import failure_summary, reevaluate, train_variant
+from .study_rows import CutOff, failure_summary, reevaluate, train_variant
 from .study_schedule import locked, run_rows
 
 Say = Callable[[str], None]
@@ -195,6 +195,9 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
                 run = reevaluate(variant, source_run(variant.eval_of), budget.seed, args, say)
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
             entry['error'] = failure_summary(err)
+            if isinstance(err, CutOff) and err.curve:  # what the row got through, for the report
+                entry.setdefault('cut_off', {})[str(budget.seed)] = [dict(iter=p['iter'], AP=p.get('coco/AP'))
+                                                                     for p in err.curve]
             say(f'[{name}] FAILED: {err}')
             return
         entry['seeds'][str(budget.seed)] = run

@@ -174,7 +174,8 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
     rows = []
     for name, res in results.items():
         if res.get('error'):
-            rows.append([name, 'FAILED', '', '', '', '', f'{res["notes"]}; error: {res["error"]}'])
+            state = 'cut off' if res.get('cut_off') else 'FAILED'
+            rows.append([name, state, '', '', '', '', f'{res["notes"]}; error: {res["error"]}'])
             continue
         row = [name]
         for key, _ in METRIC_KEYS:
@@ -216,13 +217,16 @@ def _first_seed(result: Mapping[str, Any]) -> Optional[str]:
 
 
 def curve_table(results: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
-    """AP after each evaluated iteration (first seed), or None with a single evaluation."""
+    """AP after each evaluated iteration (first seed; a row cut off by its time limit: the evaluations it made),
+    or None with a single evaluation."""
     curves = {n: r['seeds'][_first_seed(r)].get('curve', []) for n, r in results.items()
               if not r.get('error') and r['seeds']}
+    curves.update({n: next(iter(r['cut_off'].values())) for n, r in results.items() if r.get('cut_off')})
     iters = sorted({p['iter'] for c in curves.values() for p in c})
     if len(iters) < 2:
         return None
-    rows = [[n + (' (diverged)' if _any_seed_diverged(results[n]) else '')]
+    rows = [[n + (' (diverged)' if _any_seed_diverged(results[n]) else '')
+             + (' (cut off)' if results[n].get('cut_off') else '')]
             + [_fmt(next((p['AP'] for p in c if p['iter'] == i), None)) for i in iters]
             for n, c in curves.items() if c]
     return markdown_table(['variant'] + [f'AP @ {i}' for i in iters], rows)

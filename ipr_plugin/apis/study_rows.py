@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .mim_runner import MimTimeout, run_mim
 from .study_configs import MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, Budget, Variant, build_variant_config
@@ -18,6 +18,17 @@ Say = Callable[[str], None]
 # Rows run at once (--parallel) build their configs one at a time: mmengine's Config resolves `mmpose::` paths
 # through pkg_resources, whose lazy set-up fails when two threads enter it together (seen: a TypeError).
 _CONFIG_LOCK = threading.Lock()
+
+
+class CutOff(MimTimeout):
+    """A training stopped at its time limit before it finished. ``curve``: the evaluations it had written (each
+    ``iter`` with its ``coco/...`` metrics), what is left of the row; the message quotes the last one."""
+
+    def __init__(self, seconds: float, curve: List[Dict[str, Any]]) -> None:
+        last = (f'; its last evaluation: AP {curve[-1].get("coco/AP", float("nan")):.3f} at iteration '
+                f'{curve[-1]["iter"]}' if curve else ', before its first evaluation')
+        super().__init__(f'cut off by its time limit after {seconds:.0f} s{last}')
+        self.curve = curve
 
 
 class TimeLimitReached(RuntimeError):
@@ -85,14 +96,18 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
         config_file.write_text(config_text)
         say(f'[{variant.name}] training, seed {budget.seed}' + (f', from {load_from}' if load_from else '')
             + f' ({config_file})')
+        timeout = run_timeout(args)
         try:
             run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR],
-                    timeout=run_timeout(args), env=_child_env(args), on_line=_progress(variant.name, say))
-        except MimTimeout:
+                    timeout=timeout, env=_child_env(args), on_line=_progress(variant.name, say))
+        except MimTimeout as err:
             # A run stopped at the time limit after its training and final evaluation were written (the
-            # process still exiting) has lost nothing: keep it, as --reuse would.
+            # process still exiting) has lost nothing: keep it, as --reuse would. One stopped earlier leaves
+            # the evaluations it made (StudyRecordHook rewrites the record after each).
             if not _complete(run_dir, config_file, config_text, keep_checkpoint):
-                raise
+                record_file = run_dir / RECORD_FILE
+                curve = json.loads(record_file.read_text())['curve'] if record_file.exists() else []
+                raise CutOff(timeout, curve) from err
             say(f'[{variant.name}] stopped at the time limit after its final evaluation; its results are kept')
     record_file = run_dir / RECORD_FILE
     record = json.loads(record_file.read_text()) if record_file.exists() else {}
