@@ -199,8 +199,8 @@ def test_a_diverged_run_is_flagged_not_ranked_by_its_artefact_ap(tmp_path):
 
 
 def test_a_row_cut_off_by_its_time_limit_keeps_the_evaluations_it_made():
-    from ipr_plugin.apis.study_rows import CutOff
-    err = CutOff(99.6, [dict(iter=500, **{'coco/AP': 0.2345})])
+    from ipr_plugin.apis.study_rows import CutOff, ap_curve
+    err = CutOff(99.6, ap_curve(dict(curve=[dict(iter=500, **{'coco/AP': 0.2345, 'coco/AR': 0.3})])))
     assert str(err) == 'cut off by its time limit after 100 s; its last evaluation: AP 0.234 at iteration 500'
     assert str(CutOff(12, [])) == 'cut off by its time limit after 12 s, before its first evaluation'
     done = dict(AP=0.3, AP50=0.5, AP75=0.2, AR=0.4, train_time_s=9.0, nonfinite_predictions=(0, 3),

@@ -196,8 +196,7 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
             entry['error'] = failure_summary(err)
             if isinstance(err, CutOff) and err.curve:  # what the row got through, for the report
-                entry.setdefault('cut_off', {})[str(budget.seed)] = [dict(iter=p['iter'], AP=p.get('coco/AP'))
-                                                                     for p in err.curve]
+                entry.setdefault('cut_off', {})[str(budget.seed)] = err.curve
             say(f'[{name}] FAILED: {err}')
             return
         entry['seeds'][str(budget.seed)] = run

@@ -308,9 +308,10 @@ def calibration_lines(calibrations: Sequence[Mapping[str, Any]], chosen: Optiona
     return lines
 
 
-def _parallel(rows: int) -> str:
+def _workers(count: int, rows: int) -> str:
     # Rows run side by side share the machine: their train times are not a single row's speed.
-    return f' per row, {rows} rows at once (train times include their contention)' if rows > 1 else ''
+    at_once = f' per row, {rows} rows at once (train times include their contention)' if rows > 1 else ''
+    return f'{count} data worker{"" if count == 1 else "s"}{at_once}'
 
 
 def _width(base_channels: int) -> str:
@@ -348,8 +349,7 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
         f'(by iteration); '
         f'seed(s) {", ".join(map(str, s["seeds"]))}; {"bf16 AMP" if s["amp"] else "fp32"} training, fp32 '
-        f'validation with flip test; device {s["device"]}, {s["workers"]} data worker{"" if s["workers"] == 1 else "s"}'
-        f'{_parallel(s.get("parallel", 1))}.', '',
+        f'validation with flip test; device {s["device"]}, {_workers(s["workers"], s.get("parallel", 1))}.', '',
         f'Data: synthetic COCO layout, difficulty hard: {d["num_train_images"]} train images '
         f'({d["num_train_instances"]} people) and {d["num_val_images"]} val images ({d["num_val_instances"]} '
         f'people) at {s["image_size"][0]}x{s["image_size"][1]}; {d["num_detections"]} detector boxes (jittered, '

@@ -22,10 +22,12 @@ _CONFIG_LOCK = threading.Lock()
 
 class CutOff(MimTimeout):
     """A training stopped at its time limit before it finished. ``curve``: the evaluations it had written (each
-    ``iter`` with its ``coco/...`` metrics), what is left of the row; the message quotes the last one."""
+    ``iter`` with its ``AP``, as :func:`ap_curve` gives them), what is left of the row; the message quotes the
+    last one."""
 
     def __init__(self, seconds: float, curve: List[Dict[str, Any]]) -> None:
-        last = (f'; its last evaluation: AP {curve[-1].get("coco/AP", float("nan")):.3f} at iteration '
+        ap = curve[-1]['AP'] if curve else None
+        last = (f'; its last evaluation: AP {float("nan") if ap is None else ap:.3f} at iteration '
                 f'{curve[-1]["iter"]}' if curve else ', before its first evaluation')
         super().__init__(f'cut off by its time limit after {seconds:.0f} s{last}')
         self.curve = curve
@@ -75,6 +77,17 @@ def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoi
     return json.loads(record_file.read_text()).get('train_time_s') is not None
 
 
+def _record(run_dir: Path) -> Dict[str, Any]:
+    """What StudyRecordHook wrote for the run in ``run_dir`` (empty if nothing yet)."""
+    record_file = run_dir / RECORD_FILE
+    return json.loads(record_file.read_text()) if record_file.exists() else {}
+
+
+def ap_curve(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """A record's evaluations as the report keeps them: each ``iter`` with its ``AP``."""
+    return [dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record.get('curve', [])]
+
+
 def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
                   keep_checkpoint: bool, say: Say, load_from: Optional[str] = None,
                   reuse: bool = False) -> Dict[str, Any]:
@@ -105,17 +118,14 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
             # process still exiting) has lost nothing: keep it, as --reuse would. One stopped earlier leaves
             # the evaluations it made (StudyRecordHook rewrites the record after each).
             if not _complete(run_dir, config_file, config_text, keep_checkpoint):
-                record_file = run_dir / RECORD_FILE
-                curve = json.loads(record_file.read_text())['curve'] if record_file.exists() else []
-                raise CutOff(timeout, curve) from err
+                raise CutOff(timeout, ap_curve(_record(run_dir))) from err
             say(f'[{variant.name}] stopped at the time limit after its final evaluation; its results are kept')
-    record_file = run_dir / RECORD_FILE
-    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    record = _record(run_dir)
     if not record.get('curve') or record.get('train_time_s') is None:
-        raise RuntimeError(f'{variant.name}: training ended without a complete record in {record_file}')
+        raise RuntimeError(f'{variant.name}: training ended without a complete record in {run_dir / RECORD_FILE}')
     result = dict(_metrics(record['curve'][-1]), train_time_s=record['train_time_s'],
                   wall_s=round(time.monotonic() - start, 1), work_dir=str(run_dir), config=str(config_file),
-                  curve=[dict(iter=p['iter'], AP=p.get('coco/AP')) for p in record['curve']],
+                  curve=ap_curve(record),
                   nonfinite_predictions=nonfinite_predictions(run_dir / PREDICTIONS_FILE), reused=reused)
     if load_from:
         result['init_from'] = load_from
