@@ -1,0 +1,170 @@
+"""IPRCocoMetric's array-wide final evaluation gives mmpose's CocoMetric results bit for bit.
+
+Each pure function is compared with mmpose's per-instance code on random data (float32 and float64, ties,
+duplicate ids), then the whole metric with ``CocoMetric`` on predictions at a reduced COCO scale (every score
+and NMS mode: same COCO stats and the same results file) and on a real model's predictions for the COCO sample's
+detector boxes (with and without an annotation file).
+"""
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmpose.datasets.datasets.utils import parse_pose_metainfo
+from mmpose.evaluation.functional import oks_nms
+from mmpose.evaluation.functional.nms import oks_iou
+from mmpose.evaluation.metrics import CocoMetric
+from mmpose.registry import DATASETS, MODELS
+from mmpose.utils import register_all_modules
+
+from ipr_plugin.benchmark.coco_scale import write_coco_scale_set
+from ipr_plugin.evaluation import IPRCocoMetric
+from ipr_plugin.evaluation.functional import (first_of_each_id, greedy_nms, instance_scores,
+                                              keypoint_extent_areas, oks_matrix)
+
+COCO_META = dict(from_file='configs/_base_/datasets/coco.py')  # mmpose finds it in its installed configs
+
+
+@pytest.fixture(scope='module')
+def coco_meta():
+    return parse_pose_metainfo(COCO_META)
+
+
+def _poses(rng, n, dtype):
+    """(n, 17, 3) poses (x, y, score), a few of them near-copies of others so that OKS spans its range."""
+    poses = rng.uniform(0, 300, (n, 17, 3)).astype(dtype)
+    poses[1::3] = poses[0::3][:len(poses[1::3])] + rng.normal(0, 2, poses[1::3].shape).astype(dtype)
+    poses[..., 2] = rng.uniform(0, 1, (n, 17))
+    return poses
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_oks_matrix_rows_are_mmposes_oks_iou_bit_for_bit(coco_meta, dtype):
+    rng = np.random.default_rng(0)
+    poses = _poses(rng, 40, dtype)
+    areas = rng.uniform(50, 5e4, 40).astype(dtype)
+    sigmas = coco_meta['sigmas']  # float32, as mmpose parses them
+    matrix = oks_matrix(poses, areas, sigmas)
+    flat = poses.reshape(40, -1)
+    for i in range(40):
+        expected = oks_iou(flat[i], flat, areas[i], areas, sigmas)
+        assert expected.dtype == matrix.dtype
+        np.testing.assert_array_equal(matrix[i], expected)
+    assert 0.3 < matrix[0, 1] < 1 and matrix[0, 2] < 0.1  # near-copies overlap, random poses do not
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_greedy_nms_keeps_what_oks_nms_keeps(coco_meta, seed):
+    rng = np.random.default_rng(seed)
+    n = 30
+    poses = _poses(rng, n, np.float32)
+    areas = keypoint_extent_areas(poses)
+    scores = np.round(rng.uniform(0, 1, n), 1)  # ties: argsort's order among equal scores decides
+    db = [dict(keypoints=poses[i], score=scores[i], area=areas[i]) for i in range(n)]
+    for thr in (0.3, 0.6, 0.9):
+        expected = oks_nms(db, thr, sigmas=coco_meta['sigmas'])
+        kept = greedy_nms(scores, oks_matrix(poses, areas, coco_meta['sigmas']), thr)
+        assert kept == [int(i) for i in expected]
+        assert len(kept) < n or thr == 0.9
+
+
+def test_first_of_each_id_is_mmposes_sort_and_unique():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 15, 40)
+    instances = [dict(id=int(i), row=row) for row, i in enumerate(ids)]
+    expected = CocoMetric._sort_and_unique_bboxes(None, {1: instances})[1]
+    rows = first_of_each_id(ids, np.arange(40) + 100)
+    assert rows.tolist() == [100 + inst['row'] for inst in expected]
+    assert len(set(ids[rows - 100])) == len(rows)
+
+
+def test_instance_scores_by_mode():
+    kpt = np.array([[0.1, 0.5, 0.9], [0.1, 0.1, 0.1]], np.float32)
+    box = np.array([0.8, 0.5], np.float32)
+    np.testing.assert_allclose(instance_scores('bbox_keypoint', kpt, box, 0.2), [0.8 * 0.7, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(instance_scores('keypoint', kpt, box, 0.2), [0.5, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(instance_scores('bbox_rle', kpt, box, 0.2), [0.8 + 0.5 + 0.9, 0.5 + 0.1 + 0.1],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(instance_scores('bbox', kpt, box, 0.2), box)
+    with pytest.raises(ValueError, match="unknown score mode 'median'"):
+        instance_scores('median', kpt, box, 0.2)
+
+
+def _evaluate(metric_cls, samples, meta, **kwargs):
+    metric = metric_cls(**kwargs)
+    metric.dataset_meta = meta
+    metric.process([], copy.deepcopy(samples))
+    return metric.evaluate(size=len(samples))
+
+
+@pytest.fixture(scope='module')
+def coco_scale(tmp_path_factory):
+    out = tmp_path_factory.mktemp('coco_scale')
+    ann_file, samples = write_coco_scale_set(str(out), num_images=150, seed=1)
+    for sample in samples[5::40]:  # as gathered from several processes: the same instance twice
+        samples.append(copy.deepcopy(sample))
+    return ann_file, samples, out
+
+
+@pytest.mark.parametrize('score_mode', ['bbox_keypoint', 'bbox', 'keypoint', 'bbox_rle'])
+@pytest.mark.parametrize('nms_mode', ['oks_nms', 'none'])
+def test_metric_matches_cocometric_bit_for_bit(coco_scale, coco_meta, score_mode, nms_mode):
+    ann_file, samples, out = coco_scale
+    results = {}
+    for cls in (CocoMetric, IPRCocoMetric):
+        prefix = str(out / f'{cls.__name__}_{score_mode}_{nms_mode}')
+        metrics = _evaluate(cls, samples, coco_meta, ann_file=ann_file, score_mode=score_mode,
+                            nms_mode=nms_mode, outfile_prefix=prefix)
+        with open(f'{prefix}.keypoints.json') as f:
+            results[cls] = metrics, json.load(f)
+    assert results[IPRCocoMetric][0] == results[CocoMetric][0]
+    assert results[IPRCocoMetric][1] == results[CocoMetric][1]  # every pose, score and order
+    assert 0 < results[CocoMetric][0]['coco/AP'] < 1
+    unique = len({s['id'] for s in samples})
+    with open(ann_file) as f:
+        people = len(json.load(f)['annotations'])
+    # OKS NMS removes most of the near-copies (one per person); without it only duplicate ids go
+    assert len(results[CocoMetric][1]) == (unique if nms_mode == 'none' else pytest.approx(unique - people, abs=30))
+
+
+def test_soft_nms_and_bottom_up_results_go_through_mmposes_code(coco_scale, coco_meta):
+    ann_file, samples, _ = coco_scale
+    assert (_evaluate(IPRCocoMetric, samples, coco_meta, ann_file=ann_file, nms_mode='soft_oks_nms')
+            == _evaluate(CocoMetric, samples, coco_meta, ann_file=ann_file, nms_mode='soft_oks_nms'))
+    # a bottom-up sample (several poses, one id) among top-down ones
+    doubled = {part: {k: np.concatenate([v, v + 1]) for k, v in samples[0][part].items()}
+               for part in ('pred_instances', 'gt_instances')}
+    mixed = [dict(samples[0], **doubled)] + samples[1:]
+    assert (_evaluate(IPRCocoMetric, mixed, coco_meta, ann_file=ann_file)
+            == _evaluate(CocoMetric, mixed, coco_meta, ann_file=ann_file))
+
+
+def _sample_predictions(coco_sample, repo_root):
+    """A real (untrained, seeded) model's predictions for every detector box of the COCO sample."""
+    register_all_modules()
+    cfg = Config.fromfile(str(repo_root / 'configs/sample/ipr_res18_coco-sample-64x64.py'))
+    pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+                dict(type='TopdownAffine', input_size=cfg.codec['input_size']), dict(type='PackPoseInputs')]
+    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
+                                  bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'),
+                                  data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
+                                  pipeline=pipeline))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).eval()
+    batch = pseudo_collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        samples = model.test_step(batch)
+    return [s.to_dict() for s in samples], dataset.metainfo
+
+
+def test_real_model_predictions_on_the_coco_sample(coco_sample, repo_root):
+    samples, meta = _sample_predictions(coco_sample, repo_root)
+    assert len(samples) == 118
+    ann_file = str(coco_sample / 'test_coco.json')
+    expected = _evaluate(CocoMetric, samples, meta, ann_file=ann_file)
+    assert _evaluate(IPRCocoMetric, samples, meta, ann_file=ann_file) == expected
+    # no annotation file: the ground truth comes from the samples, converted as mmpose converts it
+    assert (_evaluate(IPRCocoMetric, samples, meta) == _evaluate(CocoMetric, samples, meta))
