@@ -17,7 +17,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
                  '(e) CPU test pipeline ms/sample', '(f) main process: train samples to device, ms/sample',
                  '(f) main process: val samples to device, ms/sample',
-                 '(f) main process: val predictions to metric, ms/sample')
+                 '(f) main process: val predictions to metric, ms/sample',
+                 '(g) final COCO evaluation, s (COCO val2017 scale)', '(g) final COCO evaluation, instances/s')
 
 
 def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
@@ -191,7 +192,7 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     from ipr_plugin.benchmark.cli import settings_lines
     from ipr_plugin.benchmark.report import render_section
     args = Namespace(warmup=20, iters=60, batch_size=64, workers=2, pipeline_samples=256, seed=0, device='cpu',
-                     cfg_options=None, tiny=False, skip=[], time_limit=None)
+                     cfg_options=None, tiny=False, skip=[], time_limit=None, metric_images=5000)
     data = dict(num_train_images=300, num_train_instances=764, num_val_images=50, num_detections=150)
     assert sum(line.startswith('Caveat') for line in settings_lines(args, data)) == 3  # 2 sizes, eval rounds
     args.skip = ['train', 'loader', 'eval', 'pipeline', 'test_pipeline']
@@ -205,6 +206,21 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     assert settings_lines(args, data)[1].endswith('; time limit 300 s')
 
 
+def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictions(tmp_path: Path) -> None:
+    from mmengine.config import Config
+    from ipr_plugin.benchmark.measure import measure_metric
+    results = {}
+    for index, config in enumerate((ANCHOR_CONFIG, OURS_CONFIG)):
+        (tmp_path / str(index)).mkdir()
+        cfg = Config.fromfile(resolve_config_path(config))
+        results[config] = measure_metric(cfg, 30, str(tmp_path / str(index)), seed=0)
+    anchor, ours = results[ANCHOR_CONFIG], results[OURS_CONFIG]
+    assert (anchor['metric'], ours['metric']) == ('CocoMetric', 'IPRCocoMetric')
+    assert anchor['instances'] == ours['instances'] == 30 * 21
+    assert 0 < anchor['ap'] < 1 and ours['ap'] == anchor['ap']  # the same result, computed differently
+    assert ours['per_s'] == pytest.approx(ours['instances'] / ours['compute_s'])
+
+
 # ------------------------------------------------------------------------------------------ --time-limit
 def _spec(tmp_path: Path, coco_sample: Path, deadline: float) -> WorkerSpec:
     """A tiny CPU spec on the COCO sample (train and val), with ``deadline``."""
@@ -213,7 +229,7 @@ def _spec(tmp_path: Path, coco_sample: Path, deadline: float) -> WorkerSpec:
                 val_img_dir=str(coco_sample), bbox_file=boxes)
     return WorkerSpec(name='ours', config=resolve_config_path(OURS_CONFIG), data=data, batch_size=2, workers=0,
                       warmup=1, iters=2, device='cpu', work_dir=str(tmp_path),
-                      result_file=str(tmp_path / 'result.json'), pipeline_samples=4,
+                      result_file=str(tmp_path / 'result.json'), pipeline_samples=4, metric_images=20,
                       cfg_options={'model.backbone.depth': 18, 'model.head.in_channels': 512}, deadline=deadline)
 
 

@@ -13,6 +13,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import kill_session
+from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .report import append_section, render_section
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
 
@@ -24,8 +25,9 @@ TRAIN_SAMPLES_PER_IMAGE = 2.4
 VAL_SAMPLES_PER_IMAGE = 2.6
 # --tiny: a CI-sized run. ResNet-18 instead of ResNet-50 (512 channels into the head) keeps it to minutes.
 TINY = dict(num_images=8, num_val_images=4, batch_size=2, workers=1, warmup=1, iters=3, pipeline_samples=32,
+            metric_images=40,
             device='cpu', cfg_options={'model.backbone.depth': 18, 'model.head.in_channels': 512})
-FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256)
+FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256, metric_images=VAL2017_IMAGES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--iters', type=int, default=None, help=f'iterations in each window ({FULL["iters"]})')
     p.add_argument('--pipeline-samples', type=int, default=None,
                    help=f'samples timed in (d) ({FULL["pipeline_samples"]})')
+    p.add_argument('--metric-images', type=int, default=None,
+                   help=f'images of the predictions (g) evaluates, {VAL2017_BOXES_PER_IMAGE} boxes each '
+                   f'({FULL["metric_images"]}: COCO val2017)')
     p.add_argument('--device', choices=['cuda', 'cpu'], default=None, help='default: cuda when available')
     p.add_argument('--val-data', nargs=3, default=None, metavar=('ANN_FILE', 'IMG_DIR', 'BBOX_FILE'),
                    help='a COCO-format val split with its detector boxes to use for (c) and (e) instead of the '
@@ -175,6 +180,10 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         'eval = runner.val() with CocoMetric (final COCO evaluation outside the window)'
         + (f'; time limit {args.time_limit:g} s' if args.time_limit else ''),
     ]
+    if _runs(args, 'metric'):
+        lines.append(f'(g): the config\'s val evaluator on predictions for {args.metric_images} images with '
+                     f'{VAL2017_BOXES_PER_IMAGE} boxes each (`write_coco_scale_set`, no images; COCO val2017: 5000 '
+                     'images, 104,125 boxes): the main process\'s work after the last batch of an evaluation')
     if args.cfg_options:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
         tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''
@@ -241,7 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 name=name, config=osp.abspath(path), data=data, batch_size=args.batch_size,
                 workers=args.workers, warmup=args.warmup, iters=args.iters, device=args.device,
                 work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=list(args.skip),
-                pipeline_samples=args.pipeline_samples, cfg_options=dict(args.cfg_options), seed=args.seed,
+                pipeline_samples=args.pipeline_samples, metric_images=args.metric_images,
+                cfg_options=dict(args.cfg_options), seed=args.seed,
                 deadline=deadline)
             result = run_config(spec)
             result['config'] = shown

@@ -1,7 +1,8 @@
-"""The measurements of one (already overridden) config, (a)-(f) of the report, each returning a JSON-able dict."""
+"""The measurements of one (already overridden) config, (a)-(g) of the report, each returning a JSON-able dict."""
 import contextlib
 import copy
 import gc
+import io
 import random
 import time
 from collections import OrderedDict
@@ -175,6 +176,30 @@ def measure_host(cfg, batch_size: int, device: str, seed: int, repeats: int = 5)
         result['val_post_ms_per_sample'] = (_val_post_ms(cfg, model, val_batch, val_meta, repeats)
                                             / len(val_batch['data_samples']))
     return result
+
+
+def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, Any]:
+    """(g) The final COCO evaluation: seconds for the config's val evaluator (its ``compute_metrics``: scoring,
+    OKS NMS, COCOeval) on predictions for ``num_images`` images with COCO val2017's ~21 detector boxes each
+    (:func:`~ipr_plugin.benchmark.coco_scale.write_coco_scale_set`), after its per-batch ``process`` (timed on
+    its own: (f) times it per batch). mmengine runs this once per evaluation, in the main process, after the
+    last batch."""
+    from mmpose.datasets.datasets.utils import parse_pose_metainfo
+    from mmpose.registry import DATASETS, METRICS
+
+    from .coco_scale import write_coco_scale_set
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    ann_file, samples = write_coco_scale_set(work_dir, num_images=num_images, seed=seed)
+    metric = METRICS.build(dict(copy.deepcopy(cfg.val_evaluator), ann_file=ann_file))
+    metric.dataset_meta = parse_pose_metainfo(DATASETS.get(cfg.val_dataloader.dataset.type).METAINFO)
+    start = time.perf_counter()
+    metric.process([], samples)
+    processed = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval's own printing
+        stats = metric.compute_metrics(metric.results)
+    elapsed = time.perf_counter() - processed
+    return dict(metric=type(metric).__name__, images=num_images, instances=len(samples),
+                process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'))
 
 
 def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> float:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host')
+MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host', 'metric')
 
 ANCHOR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -32,6 +32,7 @@ class WorkerSpec:
         device: 'cuda' or 'cpu'.
         skip: measurements (of :data:`MEASUREMENTS`) not to run.
         pipeline_samples: samples timed through the train pipeline in (d) and through the test pipeline in (e).
+        metric_images: images of the predictions the final COCO evaluation (g) is timed on (COCO val2017: 5000).
         cfg_options: ``--cfg-options``-style overrides applied to every config before the benchmark's own.
         work_dir: the Runner's work dir (a temp dir).
         result_file: where the worker writes its JSON result.
@@ -50,6 +51,7 @@ class WorkerSpec:
     result_file: str
     skip: List[str] = field(default_factory=list)
     pipeline_samples: int = 256
+    metric_images: int = 5000
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     deadline: Optional[float] = None

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict
 import torch
 
 import ipr_plugin  # noqa: F401  (registers the plugin's modules, as a config's custom_imports would)
-from .measure import measure_eval, measure_host, measure_loader, measure_pipeline, measure_train
+from .measure import measure_eval, measure_host, measure_loader, measure_metric, measure_pipeline, measure_train
 from .overrides import cpu_adjustments, describe, load_bench_config
 from .spec import WorkerSpec
 
@@ -34,6 +34,7 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
         'test_pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed,
                                                   loader_key='val_dataloader'),
         'host': lambda: measure_host(cfg, spec.batch_size, spec.device, spec.seed),
+        'metric': lambda: measure_metric(cfg, spec.metric_images, spec.work_dir, spec.seed),
         'loader': lambda: measure_loader(cfg, spec.warmup, spec.iters, spec.seed),
         'train': lambda: measure_train(cfg, spec.warmup, spec.iters, spec.device),
         'eval': lambda: measure_eval(cfg, spec.warmup, spec.iters, spec.device),
