@@ -76,6 +76,7 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     # the loader's speed depends on the decoder, and the test set-up installs simplejpeg
     assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
+    assert "- Of (g), xtcocotools' own steps as it timed them (s): mmpose IPR (CocoMetric): load results" in markdown
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '
                      r'boxes, 29.5 per image\)', markdown)
     assert tiny_run['markdown'].split('\n', 3)[-1].strip() in tiny_run['stdout']  # the same table is printed
@@ -219,6 +220,8 @@ def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictio
     assert anchor['instances'] == ours['instances'] == 30 * 21
     assert 0 < anchor['ap'] < 1 and ours['ap'] == anchor['ap']  # the same result, computed differently
     assert ours['per_s'] == pytest.approx(ours['instances'] / ours['compute_s'])
+    assert list(ours['cocoeval_s']) == ['load results', 'evaluate', 'accumulate']
+    assert sum(ours['cocoeval_s'].values()) <= ours['compute_s'] + 0.05  # xtcocotools rounds to 10 ms
 
 
 # ------------------------------------------------------------------------------------------ --time-limit

@@ -4,6 +4,7 @@ import copy
 import gc
 import io
 import random
+import re
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterator, List, Optional
@@ -195,11 +196,15 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     start = time.perf_counter()
     metric.process([], samples)
     processed = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval's own printing
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
         stats = metric.compute_metrics(metric.results)
     elapsed = time.perf_counter() - processed
+    # xtcocotools prints its steps' times: taking the results in, evaluating per image, accumulating
+    steps = re.findall(r'DONE \(t=([\d.]+)s\)', printed.getvalue())
     return dict(metric=type(metric).__name__, images=num_images, instances=len(samples),
-                process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'))
+                process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'),
+                cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'), map(float, steps[-3:]))))
 
 
 def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> float:

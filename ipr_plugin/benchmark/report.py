@@ -164,6 +164,14 @@ def phase_line(results: List[Dict[str, Any]]) -> Optional[str]:
     return 'Outside the windows (s): ' + '; '.join(parts) if parts else None
 
 
+def cocoeval_line(results: List[Dict[str, Any]]) -> Optional[str]:
+    """xtcocotools' own share of (g), as it printed it: what no metric class changes."""
+    parts = [f'{r["name"]} ({r["metric"]["metric"]}): ' + ', '.join(f'{k} {v:.3g}'
+                                                                 for k, v in r['metric']['cocoeval_s'].items())
+             for r in results if (r.get('metric') or {}).get('cocoeval_s')]
+    return "Of (g), xtcocotools' own steps as it timed them (s): " + '; '.join(parts) if parts else None
+
+
 def error_lines(results: List[Dict[str, Any]]) -> List[str]:
     return [f'- {r["name"]} {key}: {err}' for r in results for key, err in r.get('errors', {}).items()]
 
@@ -175,8 +183,8 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     title = f'## {now:%Y-%m-%d %H:%M} UTC' + (f' — {label}' if label else '')
     parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
              f'- Machine: {machine_line(results)}']
-    phases = phase_line(results)
-    parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + ([f'- {phases}'] if phases else [])
+    extra = [line for line in (phase_line(results), cocoeval_line(results)) if line]
+    parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + [f'- {line}' for line in extra]
     parts += ['- Configs (ratios are against the first):'] + ['  ' + line for line in config_lines(results)]
     errors = error_lines(results)
     if errors:
