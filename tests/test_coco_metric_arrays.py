@@ -168,3 +168,28 @@ def test_real_model_predictions_on_the_coco_sample(coco_sample, repo_root):
     assert _evaluate(IPRCocoMetric, samples, meta, ann_file=ann_file) == expected
     # no annotation file: the ground truth comes from the samples, converted as mmpose converts it
     assert (_evaluate(IPRCocoMetric, samples, meta) == _evaluate(CocoMetric, samples, meta))
+
+
+def test_bad_predictions_and_ground_truth_are_refused_naming_them(coco_scale, coco_meta, tmp_path):
+    ann_file, samples, _ = coco_scale
+    fewer = [dict(samples[0], pred_instances={k: v[:, :15] for k, v in samples[0]['pred_instances'].items()})]
+    with pytest.raises(ValueError, match=r'image id 1 .* have 15 keypoints, the dataset 17: does model.head'):
+        _evaluate(IPRCocoMetric, fewer, coco_meta, ann_file=ann_file)
+    nan_box = [dict(samples[0], gt_instances=dict(samples[0]['gt_instances'], bbox_scores=np.array([np.nan])))]
+    with pytest.raises(ValueError, match=r'the bbox_scores for image id 1 .* NaN or Inf'):
+        _evaluate(IPRCocoMetric, nan_box, coco_meta, ann_file=ann_file)
+    # ground truth without a labelled person: CocoMetric reports AP -1 as if it were a result
+    with open(ann_file) as f:
+        coco = json.load(f)
+    for ann in coco['annotations']:
+        ann['keypoints'][2::3] = [0] * 17
+    unlabelled = tmp_path / 'unlabelled.json'
+    unlabelled.write_text(json.dumps(coco))
+    assert _evaluate(CocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled))['coco/AP'] == -1
+    with pytest.raises(ValueError, match=r'unlabelled.json\) has no person with labelled keypoints'):
+        _evaluate(IPRCocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled))
+    # writing results without evaluating them (a test-dev submission) needs no labels
+    prefix = str(tmp_path / 'submission')
+    assert _evaluate(IPRCocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled), format_only=True,
+                     outfile_prefix=prefix) == {}
+    assert len(json.loads(open(prefix + '.keypoints.json').read())) > 0

@@ -181,6 +181,17 @@ def test_learnable_beta_gets_gradients_and_stays_positive():
     assert head.beta_raw.grad is not None and torch.isfinite(head.beta_raw.grad)
 
 
+@pytest.mark.parametrize('option, value', [('beta', 0.0), ('beta', -1.0), ('beta', float('nan')),
+                                           ('score_radius', 0), ('score_radius', -1.0),
+                                           ('score_radius', float('inf')), ('normalizer', 'sigmoid')])
+def test_options_that_would_train_or_test_silently_wrong_are_refused(option, value):
+    with pytest.raises(ValueError, match=f'IPRHead: `{option}` must be'):
+        logit_head(**{option: value})
+    # learnable beta starts from softplus^-1(beta), undefined at 0: the same message, not a math domain error
+    with pytest.raises(ValueError, match='IPRHead: `beta` must be'):
+        logit_head(beta=0.0, learnable_beta=True)
+
+
 def test_bad_input_names_the_tensor():
     head = logit_head()
     with pytest.raises(ValueError, match=r'keypoint_labels.*\(2, 4, 2\)'):

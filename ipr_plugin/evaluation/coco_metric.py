@@ -46,24 +46,28 @@ class IPRCocoMetric(CocoMetric):
         self.allow_nonfinite = allow_nonfinite
 
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:
-        if not self.allow_nonfinite:
-            for sample in data_samples:
-                pred = sample.get('pred_instances', {})
-                for key in ('keypoints', 'keypoint_scores'):
-                    value = pred.get(key)
-                    if value is not None and not np.isfinite(np.asarray(value, dtype=float)).all():
-                        raise ValueError(
-                            f'IPRCocoMetric: the predicted {key} for image id {sample.get("img_id")} '
-                            f'({sample.get("img_path", "unknown file")}) contain NaN or Inf: the model has '
-                            'diverged or was given bad input. COCO evaluation would count such poses as '
-                            'matches; pass allow_nonfinite=True to evaluate them anyway.')
+        expected = (self.dataset_meta or {}).get('num_keypoints') if self.pred_converter is None else None
+        for sample in data_samples:
+            pred = sample.get('pred_instances', {})
+            where = f'image id {sample.get("img_id")} ({sample.get("img_path", "unknown file")})'
+            keypoints = pred.get('keypoints')
+            if expected is not None and keypoints is not None and np.shape(keypoints)[-2] != expected:
+                # mmpose's metric would fail with an IndexError after the whole inference
+                raise ValueError(f'IPRCocoMetric: the predictions for {where} have {np.shape(keypoints)[-2]} '
+                                 f'keypoints, the dataset {expected}: does model.head.num_joints match it?')
+            if self.allow_nonfinite:
+                continue
+            box_scores = sample.get('gt_instances', {}).get('bbox_scores')
+            for key, value in (('keypoints', keypoints), ('keypoint_scores', pred.get('keypoint_scores')),
+                               ('bbox_scores', pred.get('bbox_scores', box_scores))):
+                if value is not None and not np.isfinite(np.asarray(value, dtype=float)).all():
+                    raise ValueError(
+                        f'IPRCocoMetric: the {key} for {where} contain NaN or Inf: the model has diverged or '
+                        'was given bad input. COCO evaluation would count such poses as matches (or rank them '
+                        'anywhere); pass allow_nonfinite=True to evaluate them anyway.')
         super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
-        preds = [pred for pred, _ in results]
-        arrays = self._stack(preds)
-        if arrays is None:
-            return super().compute_metrics(results)
         tmp_dir = None
         outfile_prefix = self.outfile_prefix
         if self.coco is None:  # no ann_file: ground truth from the samples, as mmpose converts it
@@ -71,6 +75,14 @@ class IPRCocoMetric(CocoMetric):
             outfile_prefix = outfile_prefix or osp.join(tmp_dir.name, 'results')
             MMLogger.get_current_instance().info('Converting ground truth to coco format...')
             self.coco = COCO(self.gt_to_coco_json(gt_dicts=[gt for _, gt in results], outfile_prefix=outfile_prefix))
+        if not self.format_only:
+            self._check_labelled_people()
+        preds = [pred for pred, _ in results]
+        arrays = self._stack(preds)
+        if arrays is None:
+            if tmp_dir is not None:
+                tmp_dir.cleanup()
+            return super().compute_metrics(results)
         try:
             coco_results = self._coco_results(preds, arrays)
             if self.outfile_prefix is not None:  # the user keeps the file (e.g. a test-dev submission)
@@ -82,6 +94,24 @@ class IPRCocoMetric(CocoMetric):
         finally:
             if tmp_dir is not None:
                 tmp_dir.cleanup()
+
+    def _check_labelled_people(self) -> None:
+        # COCOeval ignores crowds and people without a labelled keypoint (visibility > 0; CrowdPose: its
+        # num_keypoints); with none left it reports AP -1, which the Runner would log as a result (and keep a
+        # "best" checkpoint by)
+        if self.iou_type not in ('keypoints', 'keypoints_crowd'):
+            return
+
+        def labelled(ann: dict) -> bool:
+            if ann.get('iscrowd', 0):
+                return False
+            if self.iou_type == 'keypoints_crowd':
+                return ann.get('num_keypoints', 0) > 0
+            return bool(np.count_nonzero(np.asarray(ann.get('keypoints', []))[2::3] > 0))
+
+        if not any(labelled(ann) for ann in self.coco.anns.values()):
+            raise ValueError(f'IPRCocoMetric: the ground truth ({self.ann_file or "converted from the samples"}) '
+                             'has no person with labelled keypoints: COCO keypoint AP is undefined there (-1)')
 
     def _stack(self, preds: List[dict]) -> Optional[Dict[str, np.ndarray]]:
         """The predictions as arrays, one row per instance, or None where the array path does not apply."""

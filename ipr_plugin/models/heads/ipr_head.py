@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
-from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND
+from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND, NORMALIZERS
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
@@ -87,6 +87,13 @@ class IPRHead(BaseHead):
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
         if not isinstance(in_channels, int):
             raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
+        if normalizer not in NORMALIZERS:
+            raise ValueError(f'IPRHead: `normalizer` must be one of {NORMALIZERS}, got {normalizer!r}')
+        # a zero beta flattens every map (all keypoints at the crop centre), a negative one inverts them; a
+        # non-positive radius scores every keypoint 0: each trains or tests without an error, so refuse here
+        for name, value in (('beta', beta), ('score_radius', score_radius)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f'IPRHead: `{name}` must be a finite number > 0, got {value!r}')
         if debias and normalizer != 'softmax':
             raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
         if debias_background not in BACKGROUNDS:
