@@ -89,3 +89,48 @@ def test_bad_input_names_the_culprit(coco_sample, flat_checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match='no such file'):
         keypoint_shares(str(CONFIG), str(tmp_path / 'none.pth'), str(coco_sample / 'test_coco.json'),
                         str(coco_sample))
+
+
+def test_checkpoint_must_be_one_of_the_config(coco_sample, flat_checkpoint, tmp_path):
+    ann, img_dir = str(coco_sample / 'test_coco.json'), str(coco_sample)
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello\n')
+    with pytest.raises(ValueError, match=r'notes.pth is not a PyTorch checkpoint \(KeyError: 101\)'):
+        keypoint_shares(str(CONFIG), str(text), ann, img_dir)
+    state_dict = torch.load(flat_checkpoint)['state_dict']
+    headless = tmp_path / 'headless.pth'
+    torch.save(dict(state_dict={k: v for k, v in state_dict.items() if not k.startswith('head.')}), headless)
+    with pytest.raises(ValueError, match=r"headless.pth lacks \d+ of the model's \d+ keys \(head\..*: not a "):
+        keypoint_shares(str(CONFIG), str(headless), ann, img_dir)
+    prefixed = tmp_path / 'prefixed.pth'
+    torch.save(dict(state_dict={f'pose.{k}': v for k, v in state_dict.items()}), prefixed)
+    with pytest.raises(ValueError, match=r"prefixed.pth lacks (\d+) of the model's \1 keys \(backbone\."):
+        main([str(CONFIG), str(prefixed), '--ann-file', ann, '--img-dir', img_dir])
+
+
+def test_people_with_unusable_boxes_are_skipped_and_counted(coco_sample, flat_checkpoint, tmp_path, capsys):
+    coco = json.loads((coco_sample / 'test_coco.json').read_text())
+    people = [a for a in coco['annotations'] if not a.get('iscrowd', 0) and any(a['keypoints'][2::3])]
+    assert len(people) >= 3
+    people[0]['bbox'][2] = float('nan')  # written as NaN, which json reads back
+    people[1]['bbox'][3] = 0.0
+    bad_ids = [people[0]['id'], people[1]['id']]
+    ann_file = tmp_path / 'ann.json'
+    ann_file.write_text(json.dumps(coco))
+    found = keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))
+    assert found['skipped_ids'] == bad_ids
+    assert found['num_people'] == len(people) - 2
+    assert found['shares'].size == sum(int(np.count_nonzero(a['keypoints'][2::3])) for a in people[2:])
+    assert np.isfinite(found['shares']).all()
+
+    out = tmp_path / 'table.json'
+    assert main([str(CONFIG), str(flat_checkpoint), '--ann-file', str(ann_file), '--img-dir', str(coco_sample),
+                 '--out', str(out)]) == 0
+    assert (f'2 labelled people skipped for a non-finite or non-positive box or area (annotation ids '
+            f'{bad_ids[0]}, {bad_ids[1]})') in capsys.readouterr().out
+    assert json.loads(out.read_text())['skipped_ids'] == bad_ids
+
+    people[0]['bbox'] = [1, 2, 3]
+    ann_file.write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=rf'annotation {bad_ids[0]} has bbox \[1, 2, 3\], not \[x, y, w, h\]'):
+        keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))

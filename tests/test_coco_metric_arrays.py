@@ -17,11 +17,12 @@ from mmpose.datasets.datasets.utils import parse_pose_metainfo
 from mmpose.evaluation.functional import oks_nms
 from mmpose.evaluation.functional.nms import oks_iou
 from mmpose.evaluation.metrics import CocoMetric
-from mmpose.registry import DATASETS, MODELS
+from mmpose.registry import MODELS
 from mmpose.utils import register_all_modules
 
 from ipr_plugin.benchmark.coco_scale import write_coco_scale_set
 from ipr_plugin.evaluation import IPRCocoMetric
+from utils import detector_box_dataset
 from ipr_plugin.evaluation.functional import (first_of_each_id, greedy_nms, instance_scores,
                                               keypoint_extent_areas, oks_matrix)
 
@@ -146,12 +147,7 @@ def _sample_predictions(coco_sample, repo_root):
     """A real (untrained, seeded) model's predictions for every detector box of the COCO sample."""
     register_all_modules()
     cfg = Config.fromfile(str(repo_root / 'configs/sample/ipr_res18_coco-sample-64x64.py'))
-    pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
-                dict(type='TopdownAffine', input_size=cfg.codec['input_size']), dict(type='PackPoseInputs')]
-    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
-                                  bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'),
-                                  data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
-                                  pipeline=pipeline))
+    dataset = detector_box_dataset(coco_sample, cfg.codec['input_size'])
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     batch = pseudo_collate([dataset[i] for i in range(len(dataset))])

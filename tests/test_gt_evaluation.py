@@ -8,6 +8,7 @@ from mmpose.registry import DATASETS, METRICS, MODELS
 from mmpose.utils import register_all_modules
 
 import ipr_plugin  # noqa: F401
+from utils import detector_box_dataset
 
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 
@@ -48,12 +49,7 @@ def _nan_pose_results(coco_sample, repo_root, metric_cfg):
     """Evaluate all-NaN poses with constant scores on the sample's detector boxes."""
     register_all_modules()
     cfg = Config.fromfile(str(repo_root / CONFIG))
-    pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
-                dict(type='TopdownAffine', input_size=cfg.codec['input_size']), dict(type='PackPoseInputs')]
-    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
-                                  bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'),
-                                  data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
-                                  pipeline=pipeline))
+    dataset = detector_box_dataset(coco_sample, cfg.codec['input_size'])
     model = MODELS.build(cfg.model)
     metric = METRICS.build(dict(metric_cfg, ann_file=str(coco_sample / 'test_coco.json')))
     metric.dataset_meta = dataset.metainfo

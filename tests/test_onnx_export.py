@@ -1,5 +1,7 @@
-"""ONNX export of the sample config's ResNet-18 + IPRHead (random weights), checked with onnxruntime."""
+"""ONNX export of the sample config's ResNet-18 + IPRHead (random weights), checked with onnxruntime; checkpoints
+that are not of the config, and bad sizes, are refused."""
 import re
+import runpy
 import subprocess
 import sys
 
@@ -91,3 +93,65 @@ def test_export_from_checkpoint_and_tool(module, tmp_path, repo_root):
 def test_missing_config_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match='absent.py'):
         export_onnx(str(tmp_path / 'absent.py'), None, str(tmp_path / 'x.onnx'))
+
+
+def test_file_that_is_not_a_checkpoint_is_named(tmp_path, repo_root):
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello\n')  # torch's unpickler alone says "KeyError: 101"
+    with pytest.raises(ValueError, match=r'notes.pth is not a PyTorch checkpoint \(KeyError: 101\)'):
+        export_onnx(str(repo_root / CONFIG), str(text), str(tmp_path / 'x.onnx'))
+    assert not (tmp_path / 'x.onnx').exists()
+
+
+def _variants(state_dict):
+    """Checkpoints of other configs, or damaged ones, and the start of the error each must raise."""
+    final = 'head.simplebaseline_head.final_layer.'
+    return {
+        'renamed': ({f'model.{k}': v for k, v in state_dict.items()},
+                    r"lacks 117 of the model's 117 keys \(backbone.conv1.weight, backbone.bn1.weight, "),
+        'no head': ({k: v for k, v in state_dict.items() if not k.startswith('head.')},
+                    r"lacks 17 of the model's 117 keys \(head.simplebaseline_head.deconv_layers.0.weight, "),
+        'extra key': (dict(state_dict, **{'neck.weight': torch.zeros(1)}),
+                      r'has 1 key\(s\) the model does not have \(neck.weight\)'),
+        '15 joints': (dict(state_dict, **{final + 'weight': state_dict[final + 'weight'][:15],
+                                          final + 'bias': state_dict[final + 'bias'][:15]}),
+                      r'does not fit the model \(size mismatch for ' + final + r'weight: .*\[15, 64, 1, 1\]'),
+    }
+
+
+@pytest.mark.parametrize('variant', ['renamed', 'no head', 'extra key', '15 joints'])
+def test_checkpoint_of_another_config_is_refused(module, tmp_path, repo_root, variant):
+    state_dict, error = _variants(module.pose_model.state_dict())[variant]
+    ckpt = tmp_path / 'other.pth'
+    torch.save({'state_dict': state_dict, 'meta': {}}, ckpt)
+    with pytest.raises(ValueError, match=rf'checkpoint .*other.pth {error}.*: not a checkpoint of this config'):
+        export_onnx(str(repo_root / CONFIG), str(ckpt), str(tmp_path / 'x.onnx'))
+    assert not (tmp_path / 'x.onnx').exists()  # not a random-weight model
+
+
+def test_checkpoint_keys_the_model_renames_are_accepted(module, tmp_path, repo_root):
+    """An mmpose heatmap checkpoint's head keys (renamed by IPRHead's load hook), its frozen grids (dropped), a
+    DataParallel 'module.' prefix and no BatchNorm counters all load: the check runs after the model's hooks."""
+    state_dict = {f"module.{k.replace('head.simplebaseline_head.', 'head.')}": v
+                  for k, v in module.pose_model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    state_dict.update({'module.head.linspace_x': torch.zeros(W), 'module.head.linspace_y': torch.zeros(H)})
+    ckpt = tmp_path / 'heatmap_style.pth'
+    torch.save({'state_dict': state_dict}, ckpt)
+    out = export_onnx(str(repo_root / CONFIG), str(ckpt), str(tmp_path / 'ok.onnx'))
+    assert max(verify_onnx(out, module, random_images(2)).values()) < TOL
+
+
+def test_bad_sizes_name_the_argument(module, tmp_path, repo_root, monkeypatch, capsys):
+    with pytest.raises(ValueError, match=r'input_size must be two positive integers \(w, h\), got \(0, 0\)'):
+        export_module(module, str(tmp_path / 'x.onnx'), input_size=(0, 0))
+    with pytest.raises(ValueError, match='batch_size must be a positive integer, got 0'):
+        export_module(module, str(tmp_path / 'x.onnx'), batch_size=0)
+    tool = str(repo_root / 'tools' / 'export_onnx.py')
+    for flag, values in (('--input-size', ['0', '0']), ('--input-size', ['64', '-1']), ('--batch-size', ['0'])):
+        monkeypatch.setattr(sys, 'argv', [tool, str(repo_root / CONFIG), '--out', str(tmp_path / 'x.onnx'), flag,
+                                          *values])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(tool, run_name='__main__')
+        assert exit_info.value.code == 2
+        assert f'error: argument {flag}: must be' in capsys.readouterr().err
+    assert not (tmp_path / 'x.onnx').exists()

@@ -1,7 +1,8 @@
 """Person boxes from a real (randomly initialised) mmdet RTMDet-tiny: file format, mmpose round trip,
-unreadable images, missing inputs."""
+unreadable images, missing or bad inputs."""
 import json
 import os
+import runpy
 import subprocess
 import sys
 
@@ -45,9 +46,17 @@ def test_resolve_person_class():
     assert resolve_person_class({'classes': ('car', 'Person')}) == 1
     assert resolve_person_class({'classes': ('car', 'pedestrian')}, 'pedestrian') == 1
     assert resolve_person_class(None) == 0
-    assert resolve_person_class({'classes': ('car', )}, 3) == 3
+    assert resolve_person_class(None, 3) == 3  # no classes listed, no head count: taken as given
+    assert resolve_person_class({'classes': ('car', 'person')}, None, num_classes=2) == 1
     with pytest.raises(ValueError, match='person'):
         resolve_person_class({'classes': ('car', 'bus')})
+    # a label the detector never predicts would silently drop every box
+    with pytest.raises(ValueError, match=r'person class 3 is out of range: the detector has 1 class \(labels 0 to 0'):
+        resolve_person_class({'classes': ('car', )}, 3)
+    with pytest.raises(ValueError, match='person class 1 is out of range: the detector has 1 class'):
+        resolve_person_class({'classes': ('car', 'person')}, None, num_classes=1)  # the head's count decides
+    with pytest.raises(ValueError, match='person class -1 is out of range'):
+        resolve_person_class(None, -1)
 
 
 def test_boxes_file_loads_in_mmpose(coco_sample, tmp_path):
@@ -112,3 +121,70 @@ def test_missing_inputs_raise_with_path(coco_sample, tmp_path):
         make_person_boxes(str(tmp_path / 'no_config.py'), None, str(coco_sample / 'test_coco.json'),
                           str(coco_sample), str(tmp_path / 'out.json'))
     assert not (tmp_path / 'out.json').exists()
+
+
+@pytest.fixture
+def no_detector(monkeypatch):
+    """Fails the test if the detector is built: these inputs must be refused before (in well under a second)."""
+    import mmdet.apis
+
+    def built(*args, **kwargs):
+        raise AssertionError('the detector was built before the bad input was refused')
+
+    monkeypatch.setattr(mmdet.apis, 'init_detector', built)
+
+
+def test_bad_inputs_are_refused_before_the_detector_runs(coco_sample, tmp_path, no_detector):
+    ann, img_dir, out = str(coco_sample / 'test_coco.json'), str(coco_sample), tmp_path / 'out' / 'boxes.json'
+
+    def run(**kwargs):
+        args = dict(det_config=DET_CONFIG, det_checkpoint=None, ann_file=ann, img_dir=img_dir, out_file=str(out))
+        make_person_boxes(**dict(args, **kwargs), progress=False)
+
+    for score_thr in (1.5, -0.1, float('nan')):
+        with pytest.raises(ValueError, match='score_thr must lie in'):
+            run(score_thr=score_thr)
+    for max_images in (0, -1):
+        with pytest.raises(ValueError, match=f'max_images must be a positive number of images, got {max_images}'):
+            run(max_images=max_images)
+    with pytest.raises(FileNotFoundError, match='image folder not found: .*no_images'):
+        run(img_dir=str(tmp_path / 'no_images'))
+    (tmp_path / 'a_dir.json').mkdir()
+    with pytest.raises(IsADirectoryError, match='a_dir.json is a directory'):
+        run(out_file=str(tmp_path / 'a_dir.json'))
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(NotADirectoryError, match='a_file is not a directory'):
+        run(out_file=str(tmp_path / 'a_file' / 'boxes.json'))
+    not_a_checkpoint = tmp_path / 'weights.pth'
+    not_a_checkpoint.write_text('these are not weights\n')
+    with pytest.raises(ValueError, match=r'weights.pth is not a PyTorch checkpoint \(\w+Error'):
+        run(det_checkpoint=str(not_a_checkpoint))
+    empty = tmp_path / 'empty.json'
+    empty.write_text(json.dumps(dict(images=[], annotations=[])))
+    with pytest.raises(ValueError, match='empty.json lists no images'):
+        run(ann_file=str(empty))
+    assert not out.parent.exists()
+
+
+def test_tool_names_the_flag(tmp_path, repo_root, monkeypatch, capsys):
+    tool = str(repo_root / 'tools' / 'make_person_boxes.py')
+    for flag, value in (('--score-thr', '1.5'), ('--max-images', '0')):
+        monkeypatch.setattr(sys, 'argv', [tool, DET_CONFIG, 'none', '--ann-file', 'a.json', '--img-dir', '.',
+                                          '--out', str(tmp_path / 'b.json'), flag, value])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(tool, run_name='__main__')
+        assert exit_info.value.code == 2
+        assert f'error: argument {flag}: must' in capsys.readouterr().err
+
+
+def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path):
+    out = tmp_path / 'boxes.json'
+    with pytest.raises(RuntimeError, match=r'none of the 4 images listed in .*test_coco.json could be read from '):
+        make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(tmp_path), str(out),
+                          cfg_options=RANDOM_DET, progress=False)
+    assert not out.exists()  # an empty list would read as "nobody in any image"
+    # RANDOM_DET's head predicts 1 class, though the COCO names (80) are listed: label 5 never occurs
+    with pytest.raises(ValueError, match=r'person class 5 is out of range: the detector has 1 class '):
+        make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample), str(out),
+                          person_class=5, cfg_options=RANDOM_DET, progress=False)
+    assert not out.exists()

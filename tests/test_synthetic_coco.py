@@ -5,6 +5,8 @@ Pure numpy/cv2 (no mmpose); the loading through mmpose is in test_dataset_checks
 import hashlib
 import json
 import os
+import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +189,35 @@ def test_tool(tmp_path, repo_root):
                              '120', '--workers', '2'], env=env, capture_output=True, text=True, check=True)
     assert str(out) in result.stdout and ' s:' in result.stdout
     assert cv2.imread(str(out / 'val2017' / '000001000001.jpg')).shape == (120, 160, 3)
+
+
+BAD_ARGUMENTS = [  # (API argument, value, start of its problem, flag and its words)
+    ('num_train', -2, 'must be a number of images >= 0, got -2', ['--num-train', '-2']),
+    ('num_val', -1, 'must be a number of images >= 0, got -1', ['--num-val', '-1']),
+    ('image_size', (0, 0), r'must be \(width, height\), both at least 36 px, got \(0, 0\)',
+     ['--image-size', '0', '0']),
+    ('image_size', (320, 35), r'must be \(width, height\), both at least 36 px', ['--image-size', '320', '35']),
+    ('people_per_image', (3, 1), r'must be \(min, max\) with 0 <= min <= max and max >= 1, got \(3, 1\)',
+     ['--people-per-image', '3', '1']),
+    ('people_per_image', (0, 0), 'must be', ['--people-per-image', '0', '0']),
+    ('jpeg_quality', 101, r'must be in \[0, 100\], got 101', ['--jpeg-quality', '101']),
+    ('workers', 0, 'must be a number of processes >= 1, got 0', ['--workers', '0']),
+]
+
+
+@pytest.mark.parametrize('name,value,problem,words', BAD_ARGUMENTS)
+def test_bad_arguments_are_named(tmp_path, repo_root, monkeypatch, capsys, name, value, problem, words):
+    with pytest.raises(ValueError, match=f'{name} {problem}'):
+        write_synthetic_coco(str(tmp_path / 'api'), **{'num_train': 1, 'num_val': 1, 'image_size': SIZE, name: value})
+    tool = str(repo_root / 'tools' / 'make_synthetic_coco.py')
+    monkeypatch.setattr(sys, 'argv', [tool, '--out', str(tmp_path / 'cli'), *words])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(tool, run_name='__main__')
+    assert exit_info.value.code == 2
+    assert re.search(f'error: argument {words[0]}: {problem}', capsys.readouterr().err)
+    assert not (tmp_path / 'api').exists() and not (tmp_path / 'cli').exists()  # refused before writing anything
+
+
+def test_smallest_images_and_no_one_sometimes_are_fine(tmp_path):
+    out = write_synthetic_coco(str(tmp_path), num_train=3, num_val=0, image_size=(36, 36), people_per_image=(0, 1))
+    assert out['num_train_images'] == 3 and out['num_train_instances'] >= 3 and out['num_val_images'] == 0

@@ -17,7 +17,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from ipr_plugin.apis.onnx_export import build_export_module, export_module, verify_onnx  # noqa: E402
+from ipr_plugin.apis.onnx_export import (build_export_module, export_argument_problems, export_module,  # noqa: E402
+                                         verify_onnx)
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +36,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--verify', action='store_true',
                         help='compare onnxruntime with PyTorch on random inputs and print the max difference')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides')
-    return parser.parse_args()
+    args = parser.parse_args()
+    # before the model is built, and naming the flag rather than the API argument
+    for name, problem in export_argument_problems(args.input_size, args.batch_size).items():
+        parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+    return args
 
 
 def main() -> None:

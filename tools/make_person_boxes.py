@@ -2,7 +2,8 @@
 
 Output: a JSON list ``[{"image_id", "category_id": 1, "bbox": [x, y, w, h], "score"}, ...]`` to use as
 ``val_dataloader.dataset.bbox_file`` (see ``ipr_plugin.apis.person_boxes``). Unreadable images are reported
-on stderr and skipped; the summary line counts them.
+on stderr and skipped; the summary line counts them. When not one image can be read, nothing is written and the
+tool fails.
 
 Example, RTMDet-m from mmdet's model zoo (COCO box AP 49.1) on COCO val2017 (``mmdet::`` names resolve to
 the configs installed with mmdet; mmengine downloads and caches the checkpoint URL)::
@@ -28,7 +29,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
-from ipr_plugin.apis.person_boxes import format_summary, make_person_boxes  # noqa: E402
+from ipr_plugin.apis.person_boxes import argument_problems, format_summary, make_person_boxes  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,14 +41,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--ann-file', required=True, help='COCO annotation file listing the images')
     parser.add_argument('--img-dir', required=True, help="folder the images' file_name are relative to")
     parser.add_argument('--out', required=True, help='JSON file to write')
-    parser.add_argument('--score-thr', type=float, default=0.3, help='keep person boxes with score >= this')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='keep person boxes with score >= this, in [0, 1]')
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
     parser.add_argument('--person-class', default=None,
                         help="person label index or class name (default: 'person' in the detector's classes)")
-    parser.add_argument('--max-images', type=int, default=None, help='only the first N images')
+    parser.add_argument('--max-images', type=int, default=None, help='only the first N (>= 1) images')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='detector config overrides')
-    return parser.parse_args()
+    args = parser.parse_args()
+    # before the detector is built, and naming the flag rather than the API argument
+    for name, problem in argument_problems(args.score_thr, args.max_images).items():
+        parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+    return args
 
 
 def main() -> None:
@@ -56,7 +62,7 @@ def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format='%(levelname)s: %(message)s')
     person_class = args.person_class
-    if person_class is not None and person_class.isdigit():
+    if person_class is not None and person_class.lstrip('-').isdigit():  # '-1' too: an index out of range, not a name
         person_class = int(person_class)
     checkpoint = None if args.det_checkpoint.lower() == 'none' else args.det_checkpoint
     with logging_redirect_tqdm():  # warnings print between progress-bar updates, not inside them

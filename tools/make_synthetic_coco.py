@@ -7,7 +7,8 @@ Example::
 import argparse
 import time
 
-from ipr_plugin.datasets.synthetic_coco import DIFFICULTIES, PARALLEL_MIN_IMAGES, write_synthetic_coco
+from ipr_plugin.datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
+                                                write_synthetic_coco)
 
 
 def parse_args() -> argparse.Namespace:
@@ -17,14 +18,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--num-val', type=int, default=16, help='val images (with detector boxes)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--difficulty', choices=sorted(DIFFICULTIES), default='normal')
-    parser.add_argument('--image-size', type=int, nargs=2, default=(640, 480), metavar=('WIDTH', 'HEIGHT'))
+    parser.add_argument('--image-size', type=int, nargs=2, default=(640, 480), metavar=('WIDTH', 'HEIGHT'),
+                        help=f'pixels, at least {MIN_IMAGE_SIDE} each')
     parser.add_argument('--people-per-image', type=int, nargs=2, default=None, metavar=('MIN', 'MAX'),
                         help="default: the difficulty's")
     parser.add_argument('--jpeg-quality', type=int, default=90)
     parser.add_argument('--workers', type=int, default=None,
                         help=f'rendering processes (default: every core for {PARALLEL_MIN_IMAGES} images or more, '
                         'else 1); the files are the same for any number')
-    return parser.parse_args()
+    args = parser.parse_args()
+    # naming the flag rather than the API argument
+    for name, problem in argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
+                                           args.jpeg_quality, args.workers).items():
+        parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+    return args
 
 
 def main() -> None:

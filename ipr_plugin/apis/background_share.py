@@ -6,7 +6,9 @@ the background share ``r`` (:func:`ipr_plugin.ops.background_share`) stays under
 Training logs ``r`` and the capped share over all labelled keypoints (``debias_r``, ``debias_capped``). This
 module splits them by what a keypoint is: labelled visible (v=2) or occluded (v=1), on a small, medium or large
 person (COCO's area ranges). It runs a trained IPR model over the ground-truth person boxes of a COCO-layout
-split, without flip test, and reads ``r`` off the logits of every labelled keypoint.
+split, without flip test, and reads ``r`` off the logits of every labelled keypoint. People whose box is
+non-finite or has no width or height (or whose area is non-finite or negative) cannot be cropped or binned: they
+are left out, and the report counts them with their ids.
 
 Usage: ``python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR`` (see ``--help``).
 """
@@ -16,7 +18,7 @@ import math
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -67,21 +69,39 @@ def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
                                           cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
 
 
-def _labelled_people(ann_file: Path, num_keypoints: int) -> Dict[str, List[Dict[str, Any]]]:
-    """Non-crowd annotations with at least one labelled keypoint, by image file name; checks the keypoint count."""
+def _usable_box(ann: Dict[str, Any]) -> bool:
+    """Whether a person's box (and the area that picks its size group) can be cropped and binned: a box of
+    non-finite or non-positive size would make mmpose's crop (and so every share of that person) meaningless."""
+    w, h = ann['bbox'][2:]
+    area = ann.get('area', w * h)
+    return (isinstance(area, (int, float)) and bool(np.isfinite([*ann['bbox'], area]).all())
+            and w > 0 and h > 0 and area >= 0)
+
+
+def _labelled_people(ann_file: Path, num_keypoints: int) -> Tuple[Dict[str, List[Dict[str, Any]]], List[Any]]:
+    """Non-crowd annotations with at least one labelled keypoint, by image file name, and the ids of those skipped
+    for an unusable box (:func:`_usable_box`); checks the keypoint count and the box format."""
     coco = json.loads(ann_file.read_text())
     people = defaultdict(list)
+    skipped = []
     for ann in coco.get('annotations', []):
         if len(ann.get('keypoints', ())) != 3 * num_keypoints:
             raise ValueError(f'{ann_file}: annotation {ann.get("id")} has {len(ann.get("keypoints", ())) // 3} '
                              f'keypoints, the model predicts {num_keypoints}')
-        if not ann.get('iscrowd', 0) and any(v > 0 for v in ann['keypoints'][2::3]):
+        if ann.get('iscrowd', 0) or not any(v > 0 for v in ann['keypoints'][2::3]):
+            continue
+        bbox = ann.get('bbox')
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise ValueError(f'{ann_file}: annotation {ann.get("id")} has bbox {bbox!r}, not [x, y, w, h] numbers')
+        if _usable_box(ann):
             people[ann['image_id']].append(ann)
+        else:
+            skipped.append(ann.get('id'))
     files = {img['id']: img['file_name'] for img in coco.get('images', [])}
     missing = sorted(set(people) - set(files))
     if missing:
         raise ValueError(f'{ann_file}: annotations refer to images not listed in it: {missing[:5]}')
-    return {files[i]: anns for i, anns in people.items()}
+    return {files[i]: anns for i, anns in people.items()}, skipped
 
 
 def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_dir: str, device: str = 'cpu',
@@ -100,18 +120,30 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
     Returns:
         dict with ``shares``, ``visibility``, ``areas`` ((M,) arrays over labelled keypoints), ``cap``, ``beta``,
-        ``background`` (the head's debias settings) and ``num_people``.
+        ``background`` (the head's debias settings), ``num_people`` (measured) and ``skipped_ids`` (annotation ids
+        of the labelled people left out for a non-finite or non-positive box or area).
+
+    Raises:
+        FileNotFoundError: an input or a listed image is missing.
+        ValueError: ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an annotation has another
+            keypoint count than the model or a malformed bbox.
     """
     import torch
     from mmpose.apis import inference_topdown, init_model
     from tqdm import tqdm
 
     from ..ops import background_share
+    from .checkpoint_check import load_checked_checkpoint
     for path in (config, checkpoint, ann_file, img_dir):
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f'background share: no such file or folder: {path}')
-    model = init_model(config, checkpoint, device=device,
-                       cfg_options=dict(model=dict(test_cfg=dict(flip_test=False))))
+    # Loaded here rather than by init_model, which only warns about a checkpoint of another config and would
+    # measure random weights.
+    model = init_model(config, None, device=device, cfg_options=dict(model=dict(test_cfg=dict(flip_test=False))))
+    if checkpoint is not None:
+        meta = load_checked_checkpoint(model, checkpoint).get('meta') or {}
+        if 'dataset_meta' in meta:  # init_model's priority: the checkpoint's, then the config's
+            model.dataset_meta = meta['dataset_meta']
     head = model.head
     if type(head).__name__ != 'IPRHead':
         raise ValueError(f'background share: {config} has a {type(head).__name__}, not an IPRHead')
@@ -125,7 +157,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
     head.logits = keep_logits
     background = background or head.debias_background
-    people = _labelled_people(Path(ann_file), head.num_joints)
+    people, skipped = _labelled_people(Path(ann_file), head.num_joints)
     shares, visibility, areas = [], [], []
     with torch.no_grad():
         for file_name, anns in tqdm(sorted(people.items()), desc='background share', unit='img',
@@ -150,7 +182,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     concat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     return dict(shares=concat(shares), visibility=concat(visibility), areas=concat(areas),
                 cap=head.debias_max_background, beta=float(head.beta), background=background,
-                num_people=sum(len(a) for a in people.values()))
+                num_people=sum(len(a) for a in people.values()), skipped_ids=skipped)
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -173,9 +205,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
     print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
           f'{found["beta"]:g}, background level {found["background"]!r}')
+    skipped = found['skipped_ids']
+    if skipped:
+        print(f'{len(skipped)} labelled people skipped for a non-finite or non-positive box or area '
+              f'(annotation ids {", ".join(map(str, skipped[:10]))}{", ..." if len(skipped) > 10 else ""})')
     print(markdown_table(rows, found['cap']))
     if args.out:
-        settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people')}
+        settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people', 'skipped_ids')}
         Path(args.out).write_text(json.dumps(dict(settings, config=args.config, checkpoint=args.checkpoint,
                                                   rows=rows), indent=1))
         print(f'wrote {args.out}')

@@ -29,10 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import keypoint_scores
+from .checkpoint_check import load_checked_checkpoint
 from .person_boxes import ConfigLike, load_config
 
 __all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export_module', 'export_onnx',
-           'verify_onnx', 'INPUT_NAME', 'OUTPUT_NAMES']
+           'verify_onnx', 'export_argument_problems', 'INPUT_NAME', 'OUTPUT_NAMES']
 
 INPUT_NAME = 'image'
 OUTPUT_NAMES = ('keypoints', 'scores')
@@ -86,10 +87,11 @@ def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, devic
 
     Raises:
         FileNotFoundError: ``config`` or a local ``checkpoint`` is missing.
+        ValueError: ``checkpoint`` is not a PyTorch checkpoint, or not one of this config (keys missing or
+            unexpected, other shapes): see :func:`~ipr_plugin.apis.checkpoint_check.load_checked_checkpoint`.
     """
     from mmengine.model.utils import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
-    from mmengine.runner import load_checkpoint
     from mmpose.registry import MODELS
 
     # Registers IPRHead/DSNTLabel even where the config has no custom_imports.
@@ -101,7 +103,7 @@ def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, devic
     init_default_scope(config.get('default_scope', 'mmpose'))
     model = revert_sync_batchnorm(MODELS.build(config.model))
     if checkpoint is not None:
-        load_checkpoint(model, checkpoint, map_location='cpu')
+        load_checked_checkpoint(model, checkpoint)
     return model.to(device).eval()
 
 
@@ -109,6 +111,25 @@ def build_export_module(config: ConfigLike, checkpoint: Optional[str] = None,
                         cfg_options: Optional[dict] = None) -> IPRExportModule:
     """:func:`build_pose_model` on the CPU, wrapped as :class:`IPRExportModule` (eval mode)."""
     return IPRExportModule(build_pose_model(config, checkpoint, 'cpu', cfg_options)).eval()
+
+
+def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_size: int = 1) -> Dict[str, str]:
+    """What is wrong with :func:`export_module`'s arguments, by argument name (empty when all is well).
+
+    Checked up front because torch reports a zero or negative size only from deep inside the first convolution.
+    """
+    problems = {}
+    if input_size is not None and (len(input_size) != 2 or any(int(s) != s or s < 1 for s in input_size)):
+        problems['input_size'] = f'must be two positive integers (w, h), got {tuple(input_size)}'
+    if int(batch_size) != batch_size or batch_size < 1:
+        problems['batch_size'] = f'must be a positive integer, got {batch_size}'
+    return problems
+
+
+def _check_arguments(input_size: Optional[Sequence[int]], batch_size: int) -> None:
+    problems = export_argument_problems(input_size, batch_size)
+    if problems:
+        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
 
 
 def export_module(module: IPRExportModule, out_file: str, input_size: Optional[Sequence[int]] = None,
@@ -125,9 +146,13 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
 
     Returns:
         ``out_file``.
+
+    Raises:
+        ValueError: ``input_size`` or ``batch_size`` is not positive (see :func:`export_argument_problems`).
     """
     import onnx
 
+    _check_arguments(input_size, batch_size)
     w, h = (int(s) for s in (input_size or module.input_size))
     device = next(module.parameters()).device
     dummy = torch.rand(batch_size, 3, h, w, device=device) * 255
@@ -160,7 +185,12 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
 
     Returns:
         ``out_file``.
+
+    Raises:
+        ValueError: bad ``input_size`` or ``batch_size`` (checked before the model is built), or a checkpoint that
+            is not one of this config.
     """
+    _check_arguments(input_size, batch_size)
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
 

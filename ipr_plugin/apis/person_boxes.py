@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from mmengine.config import Config
 
 __all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_config', 'load_image_list',
-           'read_image', 'format_summary']
+           'read_image', 'format_summary', 'argument_problems']
 
 logger = logging.getLogger(__name__)
 
@@ -79,23 +79,49 @@ def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
     return [(int(img['id']), img['file_name']) for img in images]
 
 
-def resolve_person_class(dataset_meta: Optional[dict], person_class: Union[int, str, None] = None) -> int:
+def resolve_person_class(dataset_meta: Optional[dict], person_class: Union[int, str, None] = None,
+                         num_classes: Optional[int] = None) -> int:
     """Index of the person class among the detector's labels.
 
     Args:
         dataset_meta: the detector's ``dataset_meta`` (its ``classes`` are searched for names).
-        person_class: an index (returned as is), a class name, or ``None`` for ``'person'`` (falling back to
-            0, COCO's index, when the detector lists no classes).
+        person_class: an index, a class name, or ``None`` for ``'person'`` (falling back to 0, COCO's index,
+            when the detector lists no classes).
+        num_classes: the number of labels the detector predicts (its head's); default: its listed classes.
+
+    Raises:
+        ValueError: the name is not among the classes, or the index is not below the number of classes (such a
+            label never occurs, so every box would silently be dropped).
     """
-    if isinstance(person_class, (int, np.integer)):
-        return int(person_class)
     classes = [str(c).lower() for c in (dataset_meta or {}).get('classes', ())]
-    name = (person_class or PERSON_CLASS_NAME).lower()
-    if name in classes:
-        return classes.index(name)
-    if person_class is None and not classes:
-        return 0
-    raise ValueError(f'class {name!r} is not among the detector classes {classes}')
+    if isinstance(person_class, (int, np.integer)):
+        label = int(person_class)
+    else:
+        name = (person_class or PERSON_CLASS_NAME).lower()
+        if name in classes:
+            label = classes.index(name)
+        elif person_class is None and not classes:
+            label = 0
+        else:
+            raise ValueError(f'class {name!r} is not among the detector classes {classes}')
+    if num_classes is None:
+        num_classes = len(classes) or None
+    if label < 0 or (num_classes is not None and label >= num_classes):
+        plural = 'es' if num_classes and num_classes > 1 else ''
+        known = (f'the detector has {num_classes} class{plural} (labels 0 to {num_classes - 1})' if num_classes
+                 else 'labels start at 0')
+        raise ValueError(f'person class {label} is out of range: {known}')
+    return label
+
+
+def _head_num_classes(model) -> Optional[int]:
+    """Labels the detector's box head predicts (one-stage ``bbox_head`` or two-stage ``roi_head.bbox_head``,
+    the last stage of a cascade), or None where it has neither."""
+    head = getattr(model, 'bbox_head', None) or getattr(getattr(model, 'roi_head', None), 'bbox_head', None)
+    if hasattr(head, '__getitem__'):  # a cascade's ModuleList of stages
+        head = head[-1]
+    num_classes = getattr(head, 'num_classes', None)
+    return int(num_classes) if isinstance(num_classes, (int, np.integer)) else None
 
 
 def person_records(bboxes_xyxy: np.ndarray, scores: np.ndarray, labels: np.ndarray, image_id: int,
@@ -159,6 +185,34 @@ def _build_test_pipeline(model) -> Any:
     return Compose(pipeline)
 
 
+def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None) -> Dict[str, str]:
+    """What is wrong with :func:`make_person_boxes`'s numeric arguments, by argument name (empty when all is well).
+
+    A threshold outside [0, 1] keeps every box or none (detector scores are probabilities), and a negative
+    ``max_images`` would slice images off the end of the list: both silently wrong files.
+    """
+    problems = {}
+    if not 0 <= score_thr <= 1:  # NaN fails too
+        problems['score_thr'] = f'must lie in [0, 1] (a detector score), got {score_thr}'
+    if max_images is not None and (int(max_images) != max_images or max_images < 1):
+        problems['max_images'] = f'must be a positive number of images, got {max_images}'
+    return problems
+
+
+def _check_out_file(out_file: str) -> None:
+    """Fail before the detector runs, not after, when ``out_file`` cannot be written."""
+    if osp.isdir(out_file):
+        raise IsADirectoryError(f'output file {out_file} is a directory')
+    parent = osp.dirname(osp.abspath(out_file))
+    while not osp.exists(parent):  # the nearest existing folder decides whether the missing ones can be made
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise NotADirectoryError(f'output file {out_file}: {parent} is not a directory')
+    target = out_file if osp.exists(out_file) else parent
+    if not os.access(target, os.W_OK):
+        raise PermissionError(f'output file {out_file}: {target} is not writable')
+
+
 def make_person_boxes(det_config: ConfigLike,
                       det_checkpoint: Optional[str],
                       ann_file: str,
@@ -173,7 +227,8 @@ def make_person_boxes(det_config: ConfigLike,
     """Detect people in every image of a COCO annotation file and write mmpose's ``bbox_file``.
 
     Images that cannot be read (missing or not decodable) are logged as warnings with their path and
-    skipped; the others are still processed, and the returned summary lists them.
+    skipped; the others are still processed, and the returned summary lists them. When none can be read,
+    nothing is written and an error is raised.
 
     Args:
         det_config: mmdet config file, or a package name such as
@@ -182,12 +237,12 @@ def make_person_boxes(det_config: ConfigLike,
         ann_file: COCO annotation file whose ``images`` are processed.
         img_dir: folder the images' ``file_name`` are relative to.
         out_file: JSON file to write (parent folders are created).
-        score_thr: keep person boxes with ``score >= score_thr``.
+        score_thr: keep person boxes with ``score >= score_thr``; in [0, 1].
         device: torch device for the detector, e.g. ``'cpu'`` or ``'cuda:0'``.
         person_class: person label index or class name; ``None`` finds ``'person'`` in the detector's
             ``dataset_meta['classes']`` (0 when it lists none).
         cfg_options: overrides merged into the detector config (mmengine's dotted keys).
-        max_images: process only the first ``max_images`` images (smoke tests).
+        max_images: process only the first ``max_images`` (>= 1) images (smoke tests).
         progress: show a progress bar on stderr.
 
     Returns:
@@ -196,15 +251,33 @@ def make_person_boxes(det_config: ConfigLike,
         dropped), ``person_class``, ``out_file`` and ``seconds``.
 
     Raises:
-        FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path) or ``ann_file`` is missing.
+        FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path), ``ann_file`` or ``img_dir`` is missing.
+        ValueError: a bad ``score_thr`` or ``max_images`` (:func:`argument_problems`) or ``person_class``,
+            ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` lists no image.
+        OSError: ``out_file`` cannot be written (checked before detection).
+        RuntimeError: not one of the images could be read.
     """
     from mmdet.apis import inference_detector, init_detector
     from tqdm import tqdm
 
+    from .checkpoint_check import read_checkpoint
+
+    problems = argument_problems(score_thr, max_images)
+    if problems:
+        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
     cfg = load_config(det_config, cfg_options)
     if det_checkpoint is not None and '://' not in det_checkpoint:
         _require_file(det_checkpoint, 'detector checkpoint')
     images = load_image_list(ann_file)
+    if not images:
+        raise ValueError(f'{ann_file} lists no images')
+    if not osp.isdir(img_dir):
+        raise FileNotFoundError(f'image folder not found: {img_dir}')
+    _check_out_file(out_file)
+    if det_checkpoint is not None:
+        # Read once up front (init_detector reads it again) because torch fails on a file that is not a
+        # checkpoint with errors such as "KeyError: 101", naming neither the file nor the problem.
+        read_checkpoint(det_checkpoint)
     if max_images is not None:
         images = images[:max_images]
 
@@ -212,7 +285,7 @@ def make_person_boxes(det_config: ConfigLike,
     if 'init_cfg' in cfg.model.get('backbone', {}):
         cfg.model.backbone.init_cfg = None
     model = init_detector(cfg, det_checkpoint, device=device)
-    label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class)
+    label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
     pipeline = _build_test_pipeline(model)
 
     start = time.perf_counter()
@@ -233,6 +306,9 @@ def make_person_boxes(det_config: ConfigLike,
         records.extend(recs)
         with_boxes += bool(recs)
         degenerate += n_degenerate
+    if len(unreadable) == len(images):  # an empty file here would read as "no person anywhere"
+        raise RuntimeError(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
+                           f'(e.g. {unreadable[0]}); nothing written to {out_file}')
 
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)

@@ -7,23 +7,41 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
 - a missing ``data_root``, annotation file, image folder or detection file raises ``FileNotFoundError`` naming
   the path and the config key it came from;
 - an annotation file whose instances do not have the metainfo's keypoint count (17 for COCO) raises
-  ``ValueError`` naming the file, the count found and the count expected.
+  ``ValueError`` naming the file, the count found and the count expected;
+- an annotation with a non-finite box, keypoint or area value raises ``ValueError`` naming it, its image and the
+  file (mmpose would pass the NaN on until the label encoder, which cannot say where it came from);
+- a detection file that is not JSON, has no person boxes, or has a person box on an image the annotation file
+  does not have, without 4 finite numbers or without a finite score raises ``ValueError`` naming the file and
+  the entry; person boxes with no area are dropped with one warning (mmpose would estimate a pose on a point);
+- a dataset left empty by filtering raises ``ValueError`` saying why, instead of mmengine's
+  ``need at least one array to concatenate``.
 
 It also hands out each sample's metainfo entries more cheaply (see :meth:`IPRCocoDataset.get_data_info`).
 """
 import copy
+import json
+import logging
+import math
 import os.path as osp
 import pickle
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
+import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
+from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
                     'flip_indices', 'skeleton_links')
+
+
+def _is_number(value) -> bool:
+    # A bool or a numeric string would be converted by numpy without complaint. numpy numbers come from
+    # pickled detection files, which mmengine's load reads as well.
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _is_remote(path: str) -> bool:
@@ -46,7 +64,8 @@ class IPRCocoDataset(CocoDataset):
     Raises:
         FileNotFoundError: at load time, for a missing ``data_root``, annotation file, image folder or detection
             file.
-        ValueError: at load time, for an annotation file whose keypoint count differs from the metainfo's.
+        ValueError: at load time, for an annotation file whose keypoint count differs from the metainfo's, an
+            annotation with a non-finite value, an invalid detection file or entry, or nothing left to use.
     """
 
     def __init__(self, ann_file: str = '', bbox_file: Optional[str] = None, data_root: Optional[str] = None,
@@ -79,20 +98,63 @@ class IPRCocoDataset(CocoDataset):
     def load_data_list(self) -> list:
         """Check the inputs, then load as ``CocoDataset`` does."""
         self._check_paths()
-        if self.bbox_file:
-            # Detection results bring their own boxes and dummy keypoints: nothing of the annotation file goes
-            # through parse_data_info, so its keypoint count is checked here (val files are small).
-            self._check_file_keypoint_count()
+        # Why annotations were set aside, for the error if none is left (see filter_data).
+        self._num_annotations, self._unusable = 0, None
         return super().load_data_list()
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
-        """``CocoDataset.parse_data_info`` after checking the instance's keypoint count.
+        """``CocoDataset.parse_data_info`` after checking the instance's keypoint count, with non-finite values
+        refused.
 
         Checking each instance as it is parsed costs one ``len`` and no second read of the (possibly large,
-        e.g. 240 MB for COCO train) annotation file.
+        e.g. 240 MB for COCO train) annotation file; the finiteness checks run on the arrays mmpose builds anyway.
         """
-        self._check_instance_keypoint_count(raw_data_info['raw_ann_info'])
-        return super().parse_data_info(raw_data_info)
+        ann = raw_data_info['raw_ann_info']
+        self._num_annotations += 1
+        self._check_instance_keypoint_count(ann)
+        data_info = super().parse_data_info(raw_data_info)
+        if data_info is not None:
+            self._check_finite(ann, data_info)
+        return data_info
+
+    def _get_topdown_data_infos(self, instance_list: List[dict]) -> List[dict]:
+        data_list = super()._get_topdown_data_infos(instance_list)
+        if not data_list:  # counted only then: the error message is the only use
+            self._unusable = self._count_unusable(instance_list)
+        return data_list
+
+    def filter_data(self) -> List[dict]:
+        """``CocoDataset.filter_data``; an empty result raises, since mmengine cannot serialize it."""
+        data_list = super().filter_data()
+        if data_list:
+            return data_list
+        name = type(self).__name__
+        if self.bbox_file:  # _load_detection_results refuses a file without usable person boxes
+            raise ValueError(f'{name}: no person box in the detection file {self.bbox_file} has a score of at '
+                             f'least filter_cfg.bbox_score_thr={self.filter_cfg["bbox_score_thr"]}: nothing to '
+                             f'test on')
+        reasons = ', '.join(f'{n} {why}' for why, n in (self._unusable or {}).items() if n)
+        counts = f'{self._num_annotations} annotations' + (f': {reasons}' if reasons else '')
+        raise ValueError(f'{name}: no usable instances in {self.ann_file} ({counts}): nothing to '
+                         f'{"test" if self.test_mode else "train"} on')
+
+    def _load_detection_results(self) -> List[dict]:
+        """``CocoDataset._load_detection_results`` after checking the detection file, without person boxes of no
+        area (mmpose would estimate a pose on a point in them)."""
+        # Detection results bring their own boxes and dummy keypoints: nothing of the annotation file goes
+        # through parse_data_info, so its keypoint count is checked here (val files are small).
+        images = {img['id'] for img in self._check_file_keypoint_count().get('images', [])}
+        self._check_detections(self._read_detection_file(), images)
+        data_list = super()._load_detection_results()
+        kept = [info for info in data_list if (info['bbox'][0, 2:] > info['bbox'][0, :2]).all()]
+        if len(kept) < len(data_list):
+            if not kept:
+                raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} has no person boxes '
+                                 f'with a positive width and height ({len(data_list)} without)')
+            print_log(f'{type(self).__name__}: dropped {len(data_list) - len(kept)} of {len(data_list)} person '
+                      f'boxes with a width or height <= 0 from the detection file {self.bbox_file}: no pose can be '
+                      'estimated in them', logger='current', level=logging.WARNING)
+        return kept
 
     # -- checks ------------------------------------------------------------------------------------------------
 
@@ -137,19 +199,93 @@ class IPRCocoDataset(CocoDataset):
         values = ann.get('keypoints')
         if values is None:  # no keypoints at all: CocoDataset skips the instance
             return
-        if len(values) != 3 * self.metainfo['num_keypoints']:
+        # _metainfo, not metainfo: the property deep-copies the whole metainfo, once per instance here.
+        if len(values) != 3 * self._metainfo['num_keypoints']:
             found = f'{len(values) // 3} keypoints' if len(values) % 3 == 0 else \
                 f'{len(values)} keypoint values, not (x, y, visibility) triplets'
             raise self._keypoint_count_error(f'annotation id {ann.get("id")} (image {ann.get("image_id")})', found)
 
-    def _check_file_keypoint_count(self) -> None:
+    def _check_file_keypoint_count(self) -> dict:
+        """Check every category and annotation of ``ann_file``; returns the loaded file."""
         data = load(self.ann_file)
         expected = self.metainfo['num_keypoints']
         for cat in data.get('categories', []):
             if 'keypoints' in cat and len(cat['keypoints']) != expected:
                 raise self._keypoint_count_error(f'category {cat.get("name")!r}',
                                                  f'{len(cat["keypoints"])} keypoint names')
+        # Every annotation, not only the first: the evaluation reshapes each, after the whole inference.
+        length = 3 * expected
         for ann in data.get('annotations', []):
-            if ann.get('keypoints') is not None:
+            values = ann.get('keypoints')
+            if values is not None and len(values) != length:
                 self._check_instance_keypoint_count(ann)
-                return
+        return data
+
+    def _check_finite(self, ann: dict, data_info: dict) -> None:
+        # The raw box: mmpose clips it to the image, which turns an infinite size into the image border.
+        box = ann['bbox']
+        if not all(_is_number(v) and math.isfinite(v) for v in box):
+            what = f'bbox {box}'
+        elif not (np.isfinite(data_info['keypoints']).all() and np.isfinite(data_info['keypoints_visible']).all()):
+            values, limit = ann['keypoints'], float(np.finfo(np.float32).max)  # mmpose stores them as float32
+            k = next(j for j, v in enumerate(values) if not (_is_number(v) and abs(v) <= limit)) // 3
+            what = f'keypoint {k} (x, y, visibility) = {tuple(values[3 * k:3 * k + 3])}'
+        elif not np.isfinite(data_info['area']).all():
+            what = f'area {ann.get("area")}'
+        else:
+            return
+        raise ValueError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
+                         f'in {self.ann_file} has {what}: every value must be a finite number')
+
+    def _count_unusable(self, instance_list: List[dict]) -> Dict[str, int]:
+        """Why the annotations were not used: mmpose's ``_is_valid_instance`` reasons, the first that applies."""
+        counts = {'without bbox or keypoints': self._num_annotations - len(instance_list), 'crowd': 0,
+                  'with num_keypoints 0': 0, 'with a zero-area box': 0, 'without a positive keypoint': 0}
+        for info in instance_list:
+            w, h = info['bbox'][0, 2:] - info['bbox'][0, :2]
+            counts['crowd' if info.get('iscrowd') else 'with num_keypoints 0' if info['num_keypoints'] == 0 else
+                   'with a zero-area box' if w <= 0 or h <= 0 else 'without a positive keypoint'] += 1
+        return counts
+
+    def _read_detection_file(self) -> list:
+        try:
+            entries = load(self.bbox_file)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} is not valid JSON: '
+                             f'{error}') from error
+        if not isinstance(entries, list):
+            raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} has no person boxes: it '
+                             f'holds a {type(entries).__name__}, not a list of detections')
+        return entries
+
+    def _check_detections(self, entries: list, images: set) -> None:
+        """Check every person entry: on one of ``images`` (ids), 4 finite box numbers, a finite score."""
+        index, boxes, scores = [], [], []
+        for i, det in enumerate(entries):
+            if type(det) is not dict or 'category_id' not in det:
+                self._raise_detection(i, det, 'is not an object with a category_id')
+            if det['category_id'] != 1:
+                continue
+            image_id, box, score = det.get('image_id'), det.get('bbox'), det.get('score')
+            if type(image_id) not in (int, float, str) or image_id not in images:
+                self._raise_detection(i, det, f'is on no image of the annotation file {self.ann_file}')
+            if not isinstance(box, (list, tuple, np.ndarray)) or len(box) < 4 or not all(map(_is_number, box[:4])):
+                self._raise_detection(i, det, f'has bbox {box!r}, not [x, y, w, h] (4 numbers)')
+            if not _is_number(score):
+                self._raise_detection(i, det, f'has score {score!r}, not a number')
+            index.append(i)
+            boxes.append(box[:4])
+            scores.append(score)
+        if not index:
+            raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} has no person boxes '
+                             f'(no entry with category_id 1 among its {len(entries)} entries)')
+        boxes, scores = np.array(boxes, dtype=np.float64), np.array(scores, dtype=np.float64)
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        if not finite.all():
+            i = index[int(np.argmin(finite))]
+            self._raise_detection(i, entries[i], f'has bbox {entries[i]["bbox"]} and score {entries[i]["score"]}: '
+                                  f'every value must be finite')
+
+    def _raise_detection(self, index: int, det, what: str) -> None:
+        entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'
+        raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file}: {entry} {what}')

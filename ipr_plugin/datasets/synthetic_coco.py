@@ -43,6 +43,8 @@ _SPLITS = {'train': (0, 0), 'val': (1, VAL_ID_OFFSET)}  # split: (generator stre
 _DET_STREAM = 2  # generator stream of the detections, apart from the image streams
 _MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
 PARALLEL_MIN_IMAGES = 50  # write_synthetic_coco(workers=None) uses every core from this many images on
+# Smallest image side: the background's clutter draws sizes from 5 px to a sixth of the image height.
+MIN_IMAGE_SIDE = 36
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,34 @@ def _write_image(index: int, img_dir: str, stream_seed: Sequence[int], stream: i
     return people
 
 
+def argument_problems(num_train: int = 64, num_val: int = 16, image_size: Sequence[int] = (640, 480),
+                      people_per_image: Optional[Sequence[int]] = None, jpeg_quality: int = 90,
+                      workers: Optional[int] = 1) -> Dict[str, str]:
+    """What is wrong with :func:`write_synthetic_coco`'s arguments, by argument name (empty when all is well).
+
+    Checked up front: a negative count would silently write no image, and bad sizes or people ranges fail
+    only inside numpy, naming neither.
+    """
+    def is_int(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    problems = {}
+    for name, count in (('num_train', num_train), ('num_val', num_val)):
+        if not is_int(count) or count < 0:
+            problems[name] = f'must be a number of images >= 0, got {count!r}'
+    if len(image_size) != 2 or not all(is_int(s) and s >= MIN_IMAGE_SIDE for s in image_size):
+        problems['image_size'] = f'must be (width, height), both at least {MIN_IMAGE_SIDE} px, got {tuple(image_size)}'
+    if people_per_image is not None:
+        pair = tuple(people_per_image)
+        if len(pair) != 2 or not all(is_int(n) for n in pair) or not 0 <= pair[0] <= pair[1] or pair[1] < 1:
+            problems['people_per_image'] = f'must be (min, max) with 0 <= min <= max and max >= 1, got {pair}'
+    if not is_int(jpeg_quality) or not 0 <= jpeg_quality <= 100:
+        problems['jpeg_quality'] = f'must be in [0, 100], got {jpeg_quality!r}'
+    if workers is not None and (not is_int(workers) or workers < 1):
+        problems['workers'] = f'must be a number of processes >= 1, got {workers!r}'
+    return problems
+
+
 def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                          image_size: Tuple[int, int] = (640, 480),
                          people_per_image: Optional[Tuple[int, int]] = None, seed: int = 0,
@@ -188,9 +218,15 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
         dict: ``root``; ``train_ann_file``, ``val_ann_file``, ``train_img_dir``, ``val_img_dir``, ``bbox_file``
         (absolute paths); ``num_train_images``, ``num_val_images``, ``num_train_instances``,
         ``num_val_instances``, ``num_detections``.
+
+    Raises:
+        ValueError: a bad argument (see :func:`argument_problems`) or difficulty; nothing is written then.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f'difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}')
+    problems = argument_problems(num_train, num_val, image_size, people_per_image, jpeg_quality, workers)
+    if problems:
+        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
     scene, det = DIFFICULTIES[difficulty]
     if people_per_image is not None:
         scene = replace(scene, people_per_image=tuple(people_per_image))

@@ -1,0 +1,83 @@
+"""Reading checkpoints for the command-line tools, refusing files that are not checkpoints or do not fit the model.
+
+mmengine's ``load_checkpoint`` only warns about missing or unexpected keys and about shapes that differ, so a
+checkpoint of another config (or one with renamed keys) silently leaves random weights in the model; and a file
+that is not a checkpoint at all fails inside torch's unpickler (e.g. ``KeyError: 101`` for a text file), naming
+neither the file nor the problem.
+"""
+import re
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Sequence
+
+from torch import nn
+
+__all__ = ['read_checkpoint', 'load_checked_checkpoint']
+
+NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
+
+
+def _first(items: Sequence[str], sep: str = ', ') -> str:
+    more = len(items) - NUM_SHOWN
+    return sep.join(items[:NUM_SHOWN]) + (f'{sep}... {more} more' if more > 0 else '')
+
+
+def read_checkpoint(path: str) -> Dict[str, Any]:
+    """The checkpoint dict at ``path`` (local file or any mmengine-supported URL), read on the CPU.
+
+    Raises:
+        FileNotFoundError: the file is missing (other ``OSError``: unreadable, or the download failed).
+        ValueError: the file is not a PyTorch checkpoint; the message names it and quotes torch's error.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    except OSError:  # missing or unreadable file, failed download: these name the file already
+        raise
+    except Exception as err:  # torch's unpickler errors (KeyError, EOFError, UnpicklingError, ...) do not
+        reason = f'{type(err).__name__}: {err}' if str(err) else type(err).__name__
+        raise ValueError(f'{path} is not a PyTorch checkpoint ({reason})') from err
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f'{path} is not a PyTorch checkpoint (it holds a {type(checkpoint).__name__}, not a dict)')
+    return checkpoint
+
+
+def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
+    """Load the checkpoint at ``path`` into ``model``, as mmengine's ``load_checkpoint`` does but strictly.
+
+    The keys are compared after the model's own load hooks ran (e.g. ``IPRHead`` renaming the keys of an mmpose
+    heatmap checkpoint and dropping mmpose's frozen grids), so only what the model really lacks or cannot use is
+    reported. BatchNorm's ``num_batches_tracked`` may be absent, as mmengine allows.
+
+    Returns:
+        The checkpoint dict (``meta`` included).
+
+    Raises:
+        ValueError: ``path`` is not a checkpoint, or it lacks some of the model's keys, has keys the model does
+            not know or tensors of other shapes; the message names ``path`` and the first few keys.
+    """
+    checkpoint = read_checkpoint(path)
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f'{path} is not a PyTorch checkpoint (its state_dict is a {type(state_dict).__name__})')
+    metadata = getattr(state_dict, '_metadata', None)
+    # As mmengine does: weights saved from a (Distributed)DataParallel wrapper carry a 'module.' prefix.
+    state_dict = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
+    if metadata is not None:  # BatchNorm's version record, read by its own load hook
+        state_dict._metadata = metadata
+    not_this_config = 'not a checkpoint of this config'
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as err:  # shapes that differ (or values that are not tensors) raise even when not strict
+        problems = str(err).split('\n\t')[1:] or [str(err)]
+        raise ValueError(f'checkpoint {path} does not fit the model ({_first(problems, "; ")}): '
+                         f'{not_this_config}') from err
+    missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
+    if missing:
+        total = sum(not k.endswith('num_batches_tracked') for k in model.state_dict())
+        raise ValueError(f"checkpoint {path} lacks {len(missing)} of the model's {total} keys ({_first(missing)}): "
+                         f'{not_this_config}')
+    if result.unexpected_keys:
+        raise ValueError(f'checkpoint {path} has {len(result.unexpected_keys)} key(s) the model does not have '
+                         f'({_first(result.unexpected_keys)}): {not_this_config}')
+    return checkpoint
