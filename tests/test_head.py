@@ -192,6 +192,16 @@ def test_options_that_would_train_or_test_silently_wrong_are_refused(option, val
         logit_head(beta=0.0, learnable_beta=True)
 
 
+@pytest.mark.parametrize('final_layer, kernel', [(dict(kernel_size=1), 1), (dict(kernel_size=3, padding=1), 3)])
+def test_head_without_a_deconv_stack_has_its_final_conv(final_layer, kernel):
+    head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
+                             deconv_out_channels=None, final_layer=final_layer,
+                             decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    assert head.final_layer.kernel_size == (kernel, kernel) and head.heatmap_size == (W, H)
+    coords, maps = head((torch.randn(2, 32, H, W),))
+    assert coords.shape == (2, K, 2) and maps.shape == (2, K, H, W)
+
+
 def test_bad_input_names_the_tensor():
     head = logit_head()
     with pytest.raises(ValueError, match=r'keypoint_labels.*\(2, 4, 2\)'):

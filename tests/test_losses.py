@@ -8,7 +8,7 @@ from mmengine.logging import MessageHub
 import ipr_plugin  # noqa: F401
 from ipr_plugin.models.losses.integral_joint_loss import anneal_factor
 from ipr_plugin.ops import gaussian_heatmaps, make_grid
-from ipr_plugin.ops.losses import coordinate_loss
+from ipr_plugin.ops.losses import coordinate_loss, weighted_joint_mean
 from mmpose.registry import MODELS
 
 B, K, H, W = 2, 5, 16, 12
@@ -39,6 +39,13 @@ def test_all_invisible_gives_exact_zero_and_finite_grads(cfg):
     total.backward()
     assert torch.isfinite(pred.grad).all() and (pred.grad == 0).all()
     assert logits.grad is None or torch.isfinite(logits.grad).all()
+
+
+def test_fractional_weights_give_the_weighted_mean():
+    values = torch.tensor([[2.0, 5.0, 7.0]])
+    assert weighted_joint_mean(values, torch.tensor([[0.2, 0.0, 0.0]])).item() == pytest.approx(2.0)
+    assert weighted_joint_mean(values, torch.tensor([[0.5, 1.5, 0.0]])).item() == pytest.approx(4.25)
+    assert weighted_joint_mean(values, torch.zeros(1, 3)).item() == 0.0
 
 
 def test_l1_ignores_nan_at_zero_weight_joints():

@@ -59,5 +59,9 @@ def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
         raise ValueError(f'weighted_joint_mean: `weights` {tuple(weights.shape)} must match the per-joint '
                          f'values {tuple(values.shape)}')
     weights = weights.to(values.dtype)
-    masked = torch.where(weights > 0, values * weights, torch.zeros_like(values))
-    return masked.sum() / weights.sum().clamp_min(1.0)
+    positive = weights > 0
+    masked = torch.where(positive, values * weights, torch.zeros_like(values))
+    total = torch.where(positive, weights, torch.zeros_like(weights)).sum()
+    # the weighted mean; with no weighted joint 0 / 1, not 0 / 0 (fractional weights, e.g. CrowdPose's dataset
+    # keypoint weights of 0.2, must not be divided by 1 as a floor would)
+    return masked.sum() / torch.where(total > 0, total, torch.ones_like(total))

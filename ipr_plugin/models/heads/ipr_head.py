@@ -126,8 +126,9 @@ class IPRHead(BaseHead):
                 deconv_kernel_sizes=deconv_kernel_sizes, conv_out_channels=conv_out_channels,
                 conv_kernel_sizes=conv_kernel_sizes, final_layer=final_layer)
         elif final_layer is not None:
+            # final_layer's own kernel_size (its default dict has one) replaces the 1x1, as in mmpose's heads
             self.final_layer = build_conv_layer(
-                dict(type='Conv2d', in_channels=in_channels, out_channels=num_joints, kernel_size=1,
+                dict(dict(type='Conv2d', in_channels=in_channels, out_channels=num_joints, kernel_size=1),
                      **final_layer))
         self.heatmap_size = tuple(int(s) * 2**num_deconv for s in in_featuremap_size)
 
