@@ -185,3 +185,18 @@ def test_gradcheck_debias():
     coords = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
     assert gradcheck(full, (logits, beta))
     assert gradcheck(lambda c, z, b: debias_coords(c, z, b, gx, gy), (coords, logits, beta))
+
+
+def test_a_capped_keypoint_beyond_the_range_has_a_gradient_only_unclamped():
+    """A mostly flat map whose soft-argmax sits 0.15 right of the centre: r is above the cap of 0.9, the
+    amplified x passes the last cell centre, and the clamp leaves no gradient; the unclamped value keeps one."""
+    grid = make_grid(64)
+    grads = {}
+    for clamp in (True, False):
+        logits = (torch.linspace(-1, 1, 64) * 0.45).expand(64, 64).clone()[None, None].requires_grad_()
+        coords = soft_argmax(normalize_heatmaps(logits), grid, grid)
+        debiased = debias_from_share(coords, log_background_share(logits, 1.0), grid, grid, clamp=clamp)
+        (debiased - torch.tensor([[[0.5, 0.0]]])).abs().sum().backward()
+        grads[clamp] = logits.grad.abs().max().item()
+    assert background_share(logits, 1.0).item() > 0.9 and 0.1 < coords[0, 0, 0].item() < 0.2
+    assert grads[True] == 0.0 and grads[False] > 1e-4

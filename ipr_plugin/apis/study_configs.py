@@ -111,6 +111,10 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('ours-Debias-cap0.5', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'ablation: ours-Debias with the background share capped at 0.5 (at most 2x) instead of 0.9 (10x)',
             anneal_by_iter=True, head=(('debias_max_background', 0.5), ), ablation=True),
+    # ... and trained on the unclamped debiased coordinate, so that a capped keypoint beyond the range keeps a gradient
+    Variant('ours-Debias-noclamp', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
+            'ablation: ours-Debias trained on the unclamped debiased coordinates (clamped ones have no gradient)',
+            anneal_by_iter=True, head=(('debias_clamp_in_loss', False), ), ablation=True),
     Variant('ours-Debias-median-cap0.5', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py',
             'ablation: ours-Debias-cap0.5 with the background at each map\'s median logit (its logged share then '
             'reflects the maps\' shape alone)',

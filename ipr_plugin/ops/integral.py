@@ -202,7 +202,7 @@ def background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Te
 
 
 def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y: Tensor,
-                      max_background: float = MAX_BACKGROUND) -> Tensor:
+                      max_background: float = MAX_BACKGROUND, clamp: bool = True) -> Tensor:
     """The debias correction of :func:`debias_coords`, given the background share it assumes.
 
     Split out so that a caller who also reports the share (the head logs it in training) computes it once.
@@ -213,6 +213,9 @@ def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y:
         grid_x: (W,) normalised x of the cell centres.
         grid_y: (H,) normalised y of the cell centres.
         max_background: cap of ``r``, in (0, 1).
+        clamp: clamp the result to the cell-centre range. A clamped coordinate has no gradient, and neither
+            has a capped ``r``: a capped keypoint pushed beyond the range gets none at all, so a loss may want
+            the unclamped value.
 
     Returns:
         (..., 2) debiased ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
@@ -229,6 +232,8 @@ def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y:
         one_minus_r = -torch.expm1(log_share.clamp(max=math.log(max_background)))
         g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
         debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
+        if not clamp:
+            return debiased
         g_min = torch.stack((grid_x.min(), grid_y.min()))
         g_max = torch.stack((grid_x.max(), grid_y.max()))
         return torch.maximum(torch.minimum(debiased, g_max), g_min)

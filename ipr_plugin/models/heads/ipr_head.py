@@ -52,6 +52,9 @@ class IPRHead(BaseHead):
             the softmax is). See :func:`ipr_plugin.ops.debias_coords`.
         debias_max_background (float): Cap of the background share debias works with, in (0, 1): above it
             the correction is not exact and amplifies offsets from the map centre by ``1 / (1 - cap)``.
+        debias_clamp_in_loss (bool): Clamp the debiased coordinates to the cell-centre range in the loss too,
+            as in prediction (default). Where the share is capped and the amplified coordinate passes the last
+            cell centre the clamped keypoint then has no gradient; ``False`` trains on the unclamped value.
         grid (str): ``'center'`` (cell centres, exact) or ``'mmpose'`` (mmpose 1.3.2's ``j / W`` grid, to
             reproduce its released models' coordinates; needs ``decoder`` for the input size).
         score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
@@ -78,6 +81,7 @@ class IPRHead(BaseHead):
                  debias: bool = False,
                  debias_background: str = 'zero',
                  debias_max_background: float = MAX_BACKGROUND,
+                 debias_clamp_in_loss: bool = True,
                  grid: str = 'center',
                  score_radius: float = 2.0,
                  loss: ConfigType = dict(type='IntegralL1Loss'),
@@ -109,6 +113,7 @@ class IPRHead(BaseHead):
         self.debias = debias
         self.debias_background = debias_background
         self.debias_max_background = float(debias_max_background)
+        self.debias_clamp_in_loss = bool(debias_clamp_in_loss)
         self.grid_mode = grid
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
@@ -182,16 +187,17 @@ class IPRHead(BaseHead):
         """
         return self._integrate(self.logits(feats))[:2]
 
-    def _integrate(self, logits: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    def _integrate(self, logits: Tensor, clamp: bool = True) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Coords (B, K, 2) and probability maps (B, K, H, W), as :meth:`forward`; with debias also the
-        (B, K) ``log r`` the correction used (:func:`ipr_plugin.ops.log_background_share`), else None."""
+        (B, K) ``log r`` the correction used (:func:`ipr_plugin.ops.log_background_share`), else None.
+        ``clamp``: the debiased coords clamped to the cell-centre range."""
         grid_x, grid_y = self.grids_for(logits)
         probs = normalize_heatmaps(logits, self.normalizer, self.beta)
         coords = soft_argmax(probs, grid_x, grid_y)
         log_share = None
         if self.debias:
             log_share = log_background_share(logits, self.beta, self.debias_background)
-            coords = debias_from_share(coords, log_share, grid_x, grid_y, self.debias_max_background)
+            coords = debias_from_share(coords, log_share, grid_x, grid_y, self.debias_max_background, clamp)
         return coords, probs, log_share
 
     # ------------------------------------------------------------------ predict
@@ -247,7 +253,7 @@ class IPRHead(BaseHead):
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
-        coords, probs, log_share = self._integrate(self.logits(feats))
+        coords, probs, log_share = self._integrate(self.logits(feats), clamp=self.debias_clamp_in_loss)
         labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
         weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
         if labels.shape != coords.shape:
