@@ -43,3 +43,19 @@ def test_output_lines_and_exit_status(tmp_path):
         run_command([sys.executable, '-c', 'import sys; print("why"); sys.exit(3)'])
     assert 'why' in str(err.value) and not isinstance(err.value, MimTimeout)
     assert run_command([sys.executable, '-c', 'raise SystemExit(2)'], check=False).returncode == 2
+
+
+def test_a_child_that_ends_while_what_it_started_holds_its_output_is_not_waited_for(tmp_path):
+    """As a train.py killed from outside leaves its dataloader workers: the child ends, a grandchild keeps the
+    output pipe open. The run ends with the child, and the grandchild goes with it."""
+    script = ('import subprocess, sys; p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]); '
+              f'open({str(tmp_path / "pid")!r}, "w").write(str(p.pid)); print("started", flush=True); sys.exit(5)')
+    start = time.monotonic()
+    with pytest.raises(MimError, match='exit status 5') as err:
+        run_command([sys.executable, '-c', script], timeout=100)
+    assert time.monotonic() - start < 30 and 'started' in str(err.value)
+    grandchild = int((tmp_path / 'pid').read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(grandchild)

@@ -86,6 +86,9 @@ def run_command(cmd: Sequence[str],
     timer = threading.Timer(timeout, lambda: (expired.set(), kill_session(proc)))
     timer.daemon = True
     timer.start()
+    # The same when the child itself ends (killed, or crashed) while what it started still holds its output
+    # open (dataloader workers of a killed train.py): the read would otherwise wait for them.
+    threading.Thread(target=lambda: (proc.wait(), kill_session(proc)), daemon=True).start()
     try:
         for line in proc.stdout:
             lines.append(line)
