@@ -29,6 +29,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
+from ipr_plugin.arguments import parser_error  # noqa: E402
 from ipr_plugin.apis.person_boxes import argument_problems, format_summary, make_person_boxes  # noqa: E402
 
 
@@ -51,8 +52,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='detector config overrides')
     args = parser.parse_args()
     # before the detector is built, and naming the flag rather than the API argument
-    for name, problem in argument_problems(args.score_thr, args.max_images).items():
-        parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+    parser_error(parser, argument_problems(args.score_thr, args.max_images))
     return args
 
 

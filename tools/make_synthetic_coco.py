@@ -7,6 +7,7 @@ Example::
 import argparse
 import time
 
+from ipr_plugin.arguments import parser_error
 from ipr_plugin.datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
                                                 write_synthetic_coco)
 
@@ -28,9 +29,8 @@ def parse_args() -> argparse.Namespace:
                         'else 1); the files are the same for any number')
     args = parser.parse_args()
     # naming the flag rather than the API argument
-    for name, problem in argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
-                                           args.jpeg_quality, args.workers).items():
-        parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+    parser_error(parser, argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
+                                           args.jpeg_quality, args.workers))
     return args
 
 

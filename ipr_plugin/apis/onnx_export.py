@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..arguments import raise_problems
 from ..ops import keypoint_scores
 from .checkpoint_check import load_checked_checkpoint
 from .person_boxes import ConfigLike, load_config
@@ -126,12 +127,6 @@ def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_s
     return problems
 
 
-def _check_arguments(input_size: Optional[Sequence[int]], batch_size: int) -> None:
-    problems = export_argument_problems(input_size, batch_size)
-    if problems:
-        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
-
-
 def export_module(module: IPRExportModule, out_file: str, input_size: Optional[Sequence[int]] = None,
                   opset: int = 17, batch_size: int = 1, dynamic_batch: bool = True) -> str:
     """Trace ``module`` on a (batch_size, 3, h, w) input and write it as ONNX.
@@ -152,7 +147,7 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
     """
     import onnx
 
-    _check_arguments(input_size, batch_size)
+    raise_problems(export_argument_problems(input_size, batch_size))
     w, h = (int(s) for s in (input_size or module.input_size))
     device = next(module.parameters()).device
     dummy = torch.rand(batch_size, 3, h, w, device=device) * 255
@@ -190,7 +185,7 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
         ValueError: bad ``input_size`` or ``batch_size`` (checked before the model is built), or a checkpoint that
             is not one of this config.
     """
-    _check_arguments(input_size, batch_size)
+    raise_problems(export_argument_problems(input_size, batch_size))
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
 

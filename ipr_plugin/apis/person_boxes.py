@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..arguments import raise_problems
+
 if TYPE_CHECKING:
     from mmengine.config import Config
 
@@ -262,9 +264,7 @@ def make_person_boxes(det_config: ConfigLike,
 
     from .checkpoint_check import read_checkpoint
 
-    problems = argument_problems(score_thr, max_images)
-    if problems:
-        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
+    raise_problems(argument_problems(score_thr, max_images))
     cfg = load_config(det_config, cfg_options)
     if det_checkpoint is not None and '://' not in det_checkpoint:
         _require_file(det_checkpoint, 'detector checkpoint')

@@ -24,6 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..arguments import raise_problems
 from .render import RenderedPerson, SceneParams, render_scene
 
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
@@ -224,9 +225,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f'difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}')
-    problems = argument_problems(num_train, num_val, image_size, people_per_image, jpeg_quality, workers)
-    if problems:
-        raise ValueError('; '.join(f'{name} {problem}' for name, problem in problems.items()))
+    raise_problems(argument_problems(num_train, num_val, image_size, people_per_image, jpeg_quality, workers))
     scene, det = DIFFICULTIES[difficulty]
     if people_per_image is not None:
         scene = replace(scene, people_per_image=tuple(people_per_image))
