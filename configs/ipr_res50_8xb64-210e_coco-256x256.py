@@ -114,8 +114,12 @@ val_dataloader = dict(
     ))
 test_dataloader = val_dataloader
 
-# hooks
-default_hooks = dict(checkpoint=dict(save_best='coco/AP', rule='greater'))
+# hooks: besides mmpose's, stop training at a NaN or infinite loss (FiniteLossHook), and refuse to test a
+# checkpoint that does not fit the model (CheckpointFitHook; mmengine would leave the misfit weights random)
+default_hooks = dict(
+    checkpoint=dict(save_best='coco/AP', rule='greater'),
+    finite_loss=dict(type='FiniteLossHook'),
+    checkpoint_fit=dict(type='CheckpointFitHook'))
 
 # evaluators: mmpose's CocoMetric, refusing NaN keypoints (which COCO evaluation would count as matches)
 val_evaluator = dict(

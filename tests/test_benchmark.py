@@ -222,6 +222,10 @@ def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictio
     assert ours['per_s'] == pytest.approx(ours['instances'] / ours['compute_s'])
     assert list(ours['cocoeval_s']) == ['load results', 'evaluate', 'accumulate']
     assert sum(ours['cocoeval_s'].values()) <= ours['compute_s'] + 0.05  # xtcocotools rounds to 10 ms
+    # each config's own dataset class, built from the same detection file: one sample per detector box
+    assert (anchor['dataset'], ours['dataset']) == ('CocoDataset', 'IPRCocoDataset')
+    assert anchor['dataset_len'] == ours['dataset_len'] == 30 * 21
+    assert anchor['dataset_s'] > 0 and ours['dataset_s'] > 0
 
 
 # ------------------------------------------------------------------------------------------ --time-limit

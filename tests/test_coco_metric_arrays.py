@@ -104,7 +104,7 @@ def _evaluate(metric_cls, samples, meta, **kwargs):
 @pytest.fixture(scope='module')
 def coco_scale(tmp_path_factory):
     out = tmp_path_factory.mktemp('coco_scale')
-    ann_file, samples = write_coco_scale_set(str(out), num_images=150, seed=1)
+    ann_file, _, samples = write_coco_scale_set(str(out), num_images=150, seed=1)
     for sample in samples[5::40]:  # as gathered from several processes: the same instance twice
         samples.append(copy.deepcopy(sample))
     return ann_file, samples, out

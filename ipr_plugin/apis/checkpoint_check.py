@@ -11,7 +11,7 @@ from typing import Any, Dict, Mapping, Sequence
 
 from torch import nn
 
-__all__ = ['read_checkpoint', 'load_checked_checkpoint']
+__all__ = ['read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly']
 
 NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 
@@ -57,6 +57,13 @@ def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
             not know or tensors of other shapes; the message names ``path`` and the first few keys.
     """
     checkpoint = read_checkpoint(path)
+    load_checkpoint_strictly(model, checkpoint, path)
+    return checkpoint
+
+
+def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], path: str) -> None:
+    """Load the checkpoint dict ``checkpoint`` (read from ``path``) into ``model``, or raise as
+    :func:`load_checked_checkpoint` does."""
     state_dict = checkpoint.get('state_dict', checkpoint)
     if not isinstance(state_dict, Mapping):
         raise ValueError(f'{path} is not a PyTorch checkpoint (its state_dict is a {type(state_dict).__name__})')
@@ -80,4 +87,3 @@ def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
     if result.unexpected_keys:
         raise ValueError(f'checkpoint {path} has {len(result.unexpected_keys)} key(s) the model does not have '
                          f'({_first(result.unexpected_keys)}): {not_this_config}')
-    return checkpoint

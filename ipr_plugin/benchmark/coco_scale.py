@@ -2,9 +2,9 @@
 
 COCO val2017 has 5000 images, and the AP-56 detector file mmpose evaluates with gives 104,125 person boxes, about
 21 per image. The final evaluation (scoring, OKS NMS, COCOeval) sees only annotations and predictions, so this
-writes a ground-truth file with random people and makes one prediction per detector box, in the form a top-down
-model's data samples reach ``CocoMetric.process``: some boxes follow a person (two per person, so that OKS NMS
-has duplicates to remove), the rest are false positives.
+writes a ground-truth file with random people, a detection file with the boxes, and one prediction per detector
+box, in the form a top-down model's data samples reach ``CocoMetric.process``: some boxes follow a person (two
+per person, so that OKS NMS has duplicates to remove), the rest are false positives.
 """
 import json
 import os.path as osp
@@ -18,16 +18,17 @@ VAL2017_BOXES_PER_IMAGE = 21  # 104,125 boxes / 5000 images
 
 def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
                          boxes_per_image: int = VAL2017_BOXES_PER_IMAGE, num_keypoints: int = 17,
-                         seed: int = 0) -> Tuple[str, List[Dict[str, Any]]]:
-    """Write ``out_dir/coco_scale_gt.json`` and return its path with the predictions.
+                         seed: int = 0) -> Tuple[str, str, List[Dict[str, Any]]]:
+    """Write ``out_dir/coco_scale_gt.json`` and ``out_dir/coco_scale_det.json`` (the detector boxes, in the
+    format of mmpose's ``bbox_file``) and return their paths with the predictions.
 
     Returns:
-        (ann_file, samples): each sample a dict as ``CocoMetric.process`` takes it: ``id``, ``img_id``,
+        (ann_file, det_file, samples): the samples in the order of the detection file's entries, each a dict as ``CocoMetric.process`` takes it: ``id``, ``img_id``,
         ``category_id``, ``pred_instances`` (``keypoints`` (1, K, 2) float32 pixels, ``keypoint_scores``
         (1, K) float32) and ``gt_instances`` (``bbox_scores`` (1,) and ``bbox_scales`` (1, 2), float32).
     """
     rng = np.random.default_rng(seed)
-    images, annotations, samples = [], [], []
+    images, annotations, samples, detections = [], [], [], []
     for image_id in range(1, num_images + 1):
         images.append(dict(id=image_id, file_name=f'{image_id:012d}.jpg', width=640, height=480))
         people = [_person(rng, num_keypoints) for _ in range(rng.poisson(2.2) if rng.random() < 0.54 else 0)]
@@ -44,22 +45,28 @@ def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
                 scale = box[2:] * rng.uniform(1.1, 1.4)
                 first_boxes.append((keypoints, scale))
             elif k < 2 * len(people):  # and a second one, almost the same: what OKS NMS removes
+                box, _, _ = people[k - len(people)]
                 keypoints, scale = first_boxes[k - len(people)]
                 keypoints = keypoints + rng.normal(0, 0.002 * scale.max(), keypoints.shape)
             else:
                 box, keypoints, _ = _person(rng, num_keypoints)
                 scale = box[2:] * 1.25
+            score = np.float32(rng.uniform(0, 1))
+            detections.append(dict(image_id=image_id, category_id=1, bbox=box.tolist(), score=float(score)))
             samples.append(dict(
                 id=len(samples), img_id=image_id, category_id=1,
                 pred_instances=dict(keypoints=keypoints[None].astype(np.float32),
                                     keypoint_scores=rng.uniform(0, 1, (1, num_keypoints)).astype(np.float32)),
-                gt_instances=dict(bbox_scores=np.array([rng.uniform(0, 1)], np.float32),
+                gt_instances=dict(bbox_scores=np.array([score], np.float32),
                                   bbox_scales=scale[None].astype(np.float32))))
     ann_file = osp.join(out_dir, 'coco_scale_gt.json')
     categories = [dict(id=1, name='person', keypoints=[f'k{i}' for i in range(num_keypoints)], skeleton=[])]
     with open(ann_file, 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)
-    return ann_file, samples
+    det_file = osp.join(out_dir, 'coco_scale_det.json')
+    with open(det_file, 'w') as f:
+        json.dump(detections, f)
+    return ann_file, det_file, samples
 
 
 def _person(rng: np.random.Generator, num_keypoints: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -184,15 +184,21 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     OKS NMS, COCOeval) on predictions for ``num_images`` images with COCO val2017's ~21 detector boxes each
     (:func:`~ipr_plugin.benchmark.coco_scale.write_coco_scale_set`), after its per-batch ``process`` (timed on
     its own: (f) times it per batch). mmengine runs this once per evaluation, in the main process, after the
-    last batch."""
+    last batch. Also the seconds for building the config's val dataset class from that annotation file and its
+    detection file (``dataset_s``): what a test run does before its first batch."""
     from mmpose.datasets.datasets.utils import parse_pose_metainfo
     from mmpose.registry import DATASETS, METRICS
 
     from .coco_scale import write_coco_scale_set
     init_default_scope(cfg.get('default_scope', 'mmpose'))
-    ann_file, samples = write_coco_scale_set(work_dir, num_images=num_images, seed=seed)
+    ann_file, det_file, samples = write_coco_scale_set(work_dir, num_images=num_images, seed=seed)
+    dataset_type = cfg.val_dataloader.dataset.type
+    start = time.perf_counter()
+    dataset = DATASETS.build(dict(type=dataset_type, ann_file=ann_file, bbox_file=det_file, data_root=work_dir,
+                                  data_prefix=dict(img=''), data_mode='topdown', test_mode=True, pipeline=[]))
+    dataset_s = time.perf_counter() - start
     metric = METRICS.build(dict(copy.deepcopy(cfg.val_evaluator), ann_file=ann_file))
-    metric.dataset_meta = parse_pose_metainfo(DATASETS.get(cfg.val_dataloader.dataset.type).METAINFO)
+    metric.dataset_meta = parse_pose_metainfo(DATASETS.get(dataset_type).METAINFO)
     start = time.perf_counter()
     metric.process([], samples)
     processed = time.perf_counter()
@@ -204,7 +210,8 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     steps = re.findall(r'DONE \(t=([\d.]+)s\)', printed.getvalue())
     return dict(metric=type(metric).__name__, images=num_images, instances=len(samples),
                 process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'),
-                cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'), map(float, steps[-3:]))))
+                cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'), map(float, steps[-3:]))),
+                dataset=dataset_type, dataset_s=dataset_s, dataset_len=len(dataset))
 
 
 def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> float:

@@ -20,6 +20,7 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(f) main process: val predictions to metric, ms/sample', 'host', lambda r: r.get('val_post_ms_per_sample')),
     ('(g) final COCO evaluation, s (COCO val2017 scale)', 'metric', lambda r: r['compute_s']),
     ('(g) final COCO evaluation, instances/s', 'metric', lambda r: r['per_s']),
+    ('(g) val dataset from its detection file, s (same scale)', 'metric', lambda r: r.get('dataset_s')),
     ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
     ('GPU util in train window (%)', 'train', lambda r: (r.get('gpu_util') or {}).get('mean')),
     ('(a) main process waiting for batches (% of train window)', 'train', lambda r: r.get('data_wait_pct')),

@@ -6,10 +6,14 @@
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
 
 Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
-iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack).
+iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack). Hooks against silent
+failures, in every config of the plugin: :class:`FiniteLossHook` (training stops at a NaN or infinite loss) and
+:class:`CheckpointFitHook` (a test run refuses a checkpoint that does not fit the model).
 """
 from .checkpoint import register_safe_globals, safe_globals
+from .checkpoint_fit_hook import CheckpointFitHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
+from .finite_loss_hook import FiniteLossHook
 from .hooks import ChannelsLastHook, CompileHook
 from .runtime_info_hook import IPRRuntimeInfoHook
 
@@ -17,4 +21,4 @@ register_safe_globals()
 patch_cpu_distributed()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
-           'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook']
+           'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook', 'CheckpointFitHook']

@@ -1,14 +1,15 @@
 """mmengine's ``RuntimeInfoHook`` without a host synchronisation in every training iteration."""
-import math
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import torch
-from mmengine.hooks import LoggerHook, RuntimeInfoHook
+from mmengine.hooks import RuntimeInfoHook
 from mmpose.registry import HOOKS
+
+from .deferred import DeferredOutputsMixin
 
 
 @HOOKS.register_module()
-class IPRRuntimeInfoHook(RuntimeInfoHook):
+class IPRRuntimeInfoHook(DeferredOutputsMixin, RuntimeInfoHook):
     """``RuntimeInfoHook`` that hands the model's logged values to the message hub in batches.
 
     mmengine's hook calls ``.item()`` on every loss and metric tensor after every training step. Each call
@@ -30,41 +31,8 @@ class IPRRuntimeInfoHook(RuntimeInfoHook):
             scalars between two flushes sees them up to the last flush.
     """
 
-    def __init__(self, interval: Optional[int] = None) -> None:
-        if interval is not None and interval < 1:
-            raise ValueError(f'IPRRuntimeInfoHook: interval must be >= 1, got {interval}')
-        self.interval = interval
-        self._every = interval or 1
-        self._pending: List[Dict[str, object]] = []
-
-    def before_train(self, runner) -> None:
-        super().before_train(runner)
-        loggers = [hook.interval for hook in runner.hooks if isinstance(hook, LoggerHook)]
-        every = math.gcd(*loggers) if loggers else 1
-        self._every = math.gcd(every, self.interval) if self.interval else every
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
-        if outputs is not None:
-            self._pending.append({key: value.detach() if isinstance(value, torch.Tensor) else value
-                                  for key, value in outputs.items()})
-        # LoggerHook logs on the epoch's inner iteration (by-epoch runs) or the global one; flush for both
-        if (self.every_n_inner_iters(batch_idx, self._every) or self.every_n_train_iters(runner, self._every)
-                or self.end_of_epoch(runner.train_dataloader, batch_idx) or self.is_last_train_iter(runner)):
-            self.flush(runner)
-
-    def after_train_epoch(self, runner) -> None:
-        self.flush(runner)
-
-    def before_val(self, runner) -> None:
-        self.flush(runner)
-        super().before_val(runner)
-
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.flush(runner)
-
-    def after_train(self, runner) -> None:
-        self.flush(runner)
-        super().after_train(runner)
+    def keep(self, runner, outputs: dict) -> Dict[str, object]:
+        return {key: value.detach() if isinstance(value, torch.Tensor) else value for key, value in outputs.items()}
 
     def flush(self, runner) -> None:
         """Give every pending value to the message hub, in iteration order."""

@@ -1,0 +1,33 @@
+"""Refuse, in a test or validation run, a checkpoint that leaves part of the model at its initial weights."""
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.runner import BaseLoop
+from mmpose.registry import HOOKS
+
+
+@HOOKS.register_module()
+class CheckpointFitHook(Hook):
+    """Make ``load_from`` strict when the run only evaluates (``mim test``, ``Runner.test`` / ``Runner.val``).
+
+    mmengine's Runner loads ``load_from`` non-strictly: a checkpoint of another config, or one whose keys were
+    renamed, leaves the head (or more) at random weights with only a warning in the log, and the whole inference
+    runs to report an AP near 0. With this hook such a checkpoint raises ``ValueError`` before inference, naming
+    the file and the first keys it lacks, has in excess or has in another shape
+    (:func:`ipr_plugin.apis.checkpoint_check.load_checkpoint_strictly`; the model's own load hooks run first, so
+    what ``IPRHead`` converts, such as an mmpose heatmap checkpoint's keys, counts as fitting).
+
+    A training run keeps mmengine's behaviour: fine-tuning from another model's weights (a heatmap model's
+    checkpoint, whose head differs) is what ``load_from`` is for there.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # Runner.train() builds its train loop before loading; val() and test() leave it a config (or None).
+        if isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+            return
+        from ipr_plugin.apis.checkpoint_check import load_checkpoint_strictly  # apis builds on engine
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        # Loads the weights (mmengine loads the same ones again right after): the keys can only be compared
+        # after the model's load hooks have run.
+        load_checkpoint_strictly(model, checkpoint, runner._load_from)
