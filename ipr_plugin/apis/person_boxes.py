@@ -215,6 +215,33 @@ def _check_out_file(out_file: str) -> None:
         raise PermissionError(f'output file {out_file}: {target} is not writable')
 
 
+def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, score_thr: float,
+            progress: bool) -> Tuple[List[Dict[str, Any]], List[str], int, int]:
+    """Run the detector on each image: (person records, unreadable paths, images with boxes, zero-area boxes)."""
+    from mmdet.apis import inference_detector
+    from tqdm import tqdm
+
+    pipeline = _build_test_pipeline(model)
+    records: List[Dict[str, Any]] = []
+    unreadable: List[str] = []
+    with_boxes = degenerate = 0
+    for image_id, file_name in tqdm(images, desc='person boxes', unit='img', disable=not progress):
+        path = osp.join(img_dir, file_name)
+        try:
+            img = read_image(path)
+        except OSError as err:  # FileNotFoundError included
+            logger.warning('skipping unreadable image %s: %s', path, err.strerror or err)
+            unreadable.append(path)
+            continue
+        pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
+        recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
+                                            pred.labels.cpu().numpy(), image_id, label, score_thr)
+        records.extend(recs)
+        with_boxes += bool(recs)
+        degenerate += n_degenerate
+    return records, unreadable, with_boxes, degenerate
+
+
 def make_person_boxes(det_config: ConfigLike,
                       det_checkpoint: Optional[str],
                       ann_file: str,
@@ -259,8 +286,8 @@ def make_person_boxes(det_config: ConfigLike,
         OSError: ``out_file`` cannot be written (checked before detection).
         RuntimeError: not one of the images could be read.
     """
-    from mmdet.apis import inference_detector, init_detector
-    from tqdm import tqdm
+    from mmdet.apis import init_detector
+    from mmengine.registry import DefaultScope
 
     from .checkpoint_check import read_checkpoint
 
@@ -284,28 +311,13 @@ def make_person_boxes(det_config: ConfigLike,
     # Inference only: the weights come from the checkpoint, so a pretrained-backbone download is never needed.
     if 'init_cfg' in cfg.model.get('backbone', {}):
         cfg.model.backbone.init_cfg = None
-    model = init_detector(cfg, det_checkpoint, device=device)
-    label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
-    pipeline = _build_test_pipeline(model)
-
-    start = time.perf_counter()
-    records: List[Dict[str, Any]] = []
-    unreadable: List[str] = []
-    with_boxes = degenerate = 0
-    for image_id, file_name in tqdm(images, desc='person boxes', unit='img', disable=not progress):
-        path = osp.join(img_dir, file_name)
-        try:
-            img = read_image(path)
-        except OSError as err:  # FileNotFoundError included
-            logger.warning('skipping unreadable image %s: %s', path, err.strerror or err)
-            unreadable.append(path)
-            continue
-        pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
-        recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
-                                            pred.labels.cpu().numpy(), image_id, label, score_thr)
-        records.extend(recs)
-        with_boxes += bool(recs)
-        degenerate += n_degenerate
+    # mmdet's init_detector makes mmdet the process's default scope; the caller's (mmpose's, in a pose script)
+    # comes back afterwards, so that building mmpose modules by unprefixed name still works.
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        model = init_detector(cfg, det_checkpoint, device=device)
+        label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
+        start = time.perf_counter()
+        records, unreadable, with_boxes, degenerate = _detect(model, images, img_dir, label, score_thr, progress)
     if len(unreadable) == len(images):  # an empty file here would read as "no person anywhere"
         raise RuntimeError(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
                            f'(e.g. {unreadable[0]}); nothing written to {out_file}')
