@@ -8,25 +8,15 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
-from utils import REPO_ROOT, run_mim
-
-CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'
+from utils import OURS_SAMPLE_CONFIG as CONFIG
+from utils import run_mim, sample_runner_cfg
 
 
 def _cfg(coco_sample, work_dir, **train_cfg) -> Config:
-    cfg = Config.fromfile(str(CONFIG))
-    root = f'{coco_sample}/'
-    cfg.train_dataloader.dataset.data_root = root
-    cfg.train_dataloader.batch_size = 2
-    cfg.val_dataloader.dataset.update(data_root=root, bbox_file=f'{root}test_coco_det_AP_H_56.json')
-    cfg.val_evaluator.ann_file = f'{root}test_coco.json'
-    cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
-    cfg.train_cfg = dict(by_epoch=False, val_interval=1000, **train_cfg)
+    cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, val_interval=1000, **train_cfg),
+                            logger_interval=4)
     cfg.param_scheduler = []
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=4)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=3)
-    cfg.randomness = dict(seed=0)
-    cfg.work_dir = str(work_dir)
     return cfg
 
 

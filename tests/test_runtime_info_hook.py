@@ -4,33 +4,20 @@ import re
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.engine.runtime_info_hook import _to_host
-from utils import REPO_ROOT
-
-CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'
+from utils import sample_runner_cfg
 
 
 def _train(coco_sample, work_dir, runtime_info):
-    cfg = Config.fromfile(str(CONFIG))
-    root = f'{coco_sample}/'
-    cfg.train_dataloader.dataset.data_root = root
-    cfg.train_dataloader.batch_size = 2
-    cfg.val_dataloader.dataset.update(data_root=root, bbox_file=f'{root}test_coco_det_AP_H_56.json')
-    cfg.val_evaluator.ann_file = f'{root}test_coco.json'
-    cfg.test_dataloader = cfg.val_dataloader
-    cfg.test_evaluator = cfg.val_evaluator
-    cfg.train_cfg = dict(by_epoch=True, max_epochs=3, val_interval=2)
+    cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=True, max_epochs=3, val_interval=2),
+                            logger_interval=2)
     cfg.val_dataloader.dataset.indices = 2  # validation runs, briefly
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=2)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, save_last=False)
     if runtime_info:
         cfg.default_hooks.runtime_info = runtime_info
-    cfg.randomness = dict(seed=0)
-    cfg.work_dir = str(work_dir)
     runner = Runner.from_cfg(cfg)
     runner.train()
     hub = {key: buf.data[0].copy() for key, buf in runner.message_hub.log_scalars.items()

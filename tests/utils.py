@@ -1,10 +1,30 @@
-"""Helpers for tests that run the real ``mim train`` / ``mim test`` (mmpose's tools) as subprocesses."""
+"""Helpers for tests that run the real ``mim train`` / ``mim test`` (mmpose's tools) as subprocesses, or the
+sample config through mmengine's Runner."""
 from pathlib import Path
 from typing import List
 
 from ipr_plugin.apis.mim_runner import REPO_ROOT, MimError, parse_coco_metrics, run_mim  # noqa: F401
 
 SAMPLE_CONFIG = REPO_ROOT / 'configs' / 'sample' / 'mmpose-ipr_res18_coco-sample-64x64.py'
+OURS_SAMPLE_CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'
+
+
+def sample_runner_cfg(coco_sample: Path, work_dir: Path, train_cfg: dict, logger_interval: int):
+    """Our sample config on ``coco_sample`` at batch size 2, seed 0, for ``Runner.from_cfg``: validation (and
+    testing) on the sample's detector boxes, the given ``train_cfg`` and logger interval."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(OURS_SAMPLE_CONFIG))
+    root = f'{coco_sample}/'
+    cfg.train_dataloader.dataset.data_root = root
+    cfg.train_dataloader.batch_size = 2
+    cfg.val_dataloader.dataset.update(data_root=root, bbox_file=f'{root}test_coco_det_AP_H_56.json')
+    cfg.val_evaluator.ann_file = f'{root}test_coco.json'
+    cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
+    cfg.train_cfg = train_cfg
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=logger_interval)
+    cfg.randomness = dict(seed=0)
+    cfg.work_dir = str(work_dir)
+    return cfg
 
 
 def coco_sample_cfg_options(coco_sample: Path) -> List[str]:

@@ -183,8 +183,9 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
     if _runs(args, 'metric'):
         lines.append(f'(g): the config\'s val evaluator on predictions for {args.metric_images} images with '
                      f'{VAL2017_BOXES_PER_IMAGE} boxes each (`write_coco_scale_set`, no images; COCO val2017: 5000 '
-                     'images, 104,125 boxes): the main process\'s work after the last batch of an evaluation; and the config\'s '
-                     'val dataset class built from that annotation file and its detection file (no images read)')
+                     'images, 104,125 boxes): the main process\'s work after the last batch of an evaluation; and '
+                     'the config\'s val dataset class built from that annotation file and its detection file (no '
+                     'images read)')
     if args.cfg_options:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
         tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''

@@ -23,9 +23,10 @@ def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
     format of mmpose's ``bbox_file``) and return their paths with the predictions.
 
     Returns:
-        (ann_file, det_file, samples): the samples in the order of the detection file's entries, each a dict as ``CocoMetric.process`` takes it: ``id``, ``img_id``,
-        ``category_id``, ``pred_instances`` (``keypoints`` (1, K, 2) float32 pixels, ``keypoint_scores``
-        (1, K) float32) and ``gt_instances`` (``bbox_scores`` (1,) and ``bbox_scales`` (1, 2), float32).
+        (ann_file, det_file, samples): the samples in the order of the detection file's entries, each a dict as
+        ``CocoMetric.process`` takes it: ``id``, ``img_id``, ``category_id``, ``pred_instances`` (``keypoints``
+        (1, K, 2) float32 pixels, ``keypoint_scores`` (1, K) float32) and ``gt_instances`` (``bbox_scores`` (1,)
+        and ``bbox_scales`` (1, 2), float32).
     """
     rng = np.random.default_rng(seed)
     images, annotations, samples, detections = [], [], [], []
