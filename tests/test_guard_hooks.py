@@ -1,10 +1,11 @@
-"""FiniteLossHook stops a diverging run at its first NaN loss; CheckpointFitHook refuses a misfit checkpoint in a
-test run, but not in training."""
+"""FiniteLossHook stops a diverging run at its first NaN loss and refuses to save NaN weights; CheckpointFitHook
+refuses a misfit checkpoint in a test run, but not in training."""
 import re
 
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
@@ -41,6 +42,36 @@ def test_a_diverging_run_stops_at_its_first_non_finite_loss_before_saving_it(coc
     assert iteration == first  # the first bad iteration is named, not the one where the check ran
     assert re.search(r'loss_kpt=(nan|inf|-inf)', message) and 'learning rate' in message
     assert all(it < first for it in saved)  # nothing saved from NaN weights
+    # and what was saved before is finite: the step before the first NaN loss wrote huge, not NaN, weights here
+    for it in saved:
+        weights = torch.load(tmp_path / 'deferred' / f'iter_{it}.pth', map_location='cpu', weights_only=False)
+        assert all(torch.isfinite(v).all() for v in weights['state_dict'].values() if v.is_floating_point())
+
+
+class _NaNGradientStep(Hook):
+    """Writes NaN into one weight after the optimizer step of ``iteration``: what a non-finite gradient does,
+    while that iteration's own loss was still finite."""
+
+    priority = 'LOW'  # after FiniteLossHook's and the logger's after_train_iter, before CheckpointHook's
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if runner.iter + 1 == self.iteration:
+            with torch.no_grad():
+                runner.model.backbone.conv1.weight[0, 0, 0, 0] = float('nan')
+
+
+def test_non_finite_weights_are_not_saved_even_while_the_loss_is_finite(coco_sample, tmp_path):
+    cfg = _cfg(coco_sample, tmp_path, max_iters=6)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=1)
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(_NaNGradientStep(3))
+    with pytest.raises(FloatingPointError, match=r'weights to be saved after iteration 3 are not finite '
+                       r'\(backbone\.conv1\.weight\)'):
+        runner.train()
+    assert sorted(p.name for p in tmp_path.glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
 
 
 def _checkpoint(coco_sample, work_dir) -> Runner:
@@ -64,6 +95,12 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
     metrics = Runner.from_cfg(cfg).test()
     assert 'coco/AP' in metrics
     del runner
+    # a hook that builds the train loop in a test run (EarlyStoppingHook reads runner.train_loop) changes nothing
+    cfg = _cfg(coco_sample, tmp_path / 'test_early', max_iters=1)
+    cfg.load_from = str(misfit)
+    cfg.custom_hooks = [dict(type='EarlyStoppingHook', monitor='coco/AP', rule='greater')]
+    with pytest.raises(ValueError, match='lacks'):
+        Runner.from_cfg(cfg).test()
 
     # mmengine alone would warn and report an AP from a random head; the user's command names the file instead
     options = [f'train_dataloader.dataset.data_root={coco_sample}/',
@@ -92,3 +129,21 @@ def test_training_still_fine_tunes_from_another_models_checkpoint(coco_sample, t
     assert runner.iter == 2
     loaded = runner.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state['state_dict'].items() if k.startswith('backbone.conv1'))
+
+
+def test_with_a_loss_scaler_an_isolated_non_finite_loss_is_a_skipped_step_and_a_lasting_one_an_error():
+    from ipr_plugin.engine import FiniteLossHook
+    hook = FiniteLossHook()
+    hook._scaled = True  # what before_train finds for AmpOptimWrapper(dtype='float16'): a GradScaler, enabled
+
+    def check(*losses):
+        hook._pending = [(i + 1, 1, ['loss_kpt'], torch.tensor([v])) for i, v in enumerate(losses)]
+        hook.flush(None)
+
+    check(0.5, float('inf'), 0.4)  # the scaler skipped one step and training goes on
+    assert hook._pending == []
+    with pytest.raises(FloatingPointError, match=r'in all 3 iterations up to 3, the first at iteration 1 '):
+        check(float('nan'), float('inf'), float('nan'))
+    hook._scaled = False
+    with pytest.raises(FloatingPointError, match=r'not finite at iteration 2 \(epoch 1\): loss_kpt=inf'):
+        check(0.5, float('inf'), 0.4)

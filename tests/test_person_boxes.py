@@ -62,13 +62,13 @@ def test_resolve_person_class():
 def test_boxes_file_loads_in_mmpose(coco_sample, tmp_path):
     from mmpose.datasets import CocoDataset
 
-    from mmengine.registry import DefaultScope, init_default_scope
+    from mmengine.registry import DefaultScope
 
     out = tmp_path / 'boxes.json'
-    init_default_scope('mmpose')  # as in a pose script that makes its boxes first
-    stats = make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample),
-                              str(out), score_thr=0.0, cfg_options=RANDOM_DET, progress=False)
-    assert DefaultScope.get_current_instance().scope_name == 'mmpose'  # mmdet's scope does not stay behind
+    with DefaultScope.overwrite_default_scope('mmpose'):  # as in a pose script that makes its boxes first
+        stats = make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample),
+                                  str(out), score_thr=0.0, cfg_options=RANDOM_DET, progress=False)
+        assert DefaultScope.get_current_instance().scope_name == 'mmpose'  # mmdet's scope does not stay behind
     image_ids = {img['id'] for img in json.loads((coco_sample / 'test_coco.json').read_text())['images']}
     records = json.loads(out.read_text())
     print(f"{stats['num_boxes']} boxes ({stats['num_degenerate']} without area dropped) from "

@@ -1,7 +1,7 @@
 """Refuse, in a test or validation run, a checkpoint that leaves part of the model at its initial weights."""
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.runner import BaseLoop
+from mmengine.optim import BaseOptimWrapper
 from mmpose.registry import HOOKS
 
 
@@ -23,11 +23,12 @@ class CheckpointFitHook(Hook):
     priority = 'VERY_HIGH'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Runner.train() builds its train loop before loading; val() and test() leave it a config (or None).
-        if isinstance(getattr(runner, '_train_loop', None), BaseLoop):
+        # Runner.train() builds its optimizer wrapper before loading; val() and test() leave it a config (or
+        # None). (Not the train loop: hooks such as EarlyStoppingHook build that on reading runner.train_loop.)
+        if isinstance(runner.optim_wrapper, BaseOptimWrapper):
             return
         from ipr_plugin.apis.checkpoint_check import load_checkpoint_strictly  # apis builds on engine
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # Loads the weights (mmengine loads the same ones again right after): the keys can only be compared
         # after the model's load hooks have run.
-        load_checkpoint_strictly(model, checkpoint, runner._load_from)
+        load_checkpoint_strictly(model, checkpoint, runner._load_from or 'the resumed checkpoint')

@@ -1,25 +1,38 @@
-"""Stop training at a non-finite loss, naming the iteration, instead of training on with NaN weights."""
+"""Stop training at a non-finite loss or non-finite weights, naming where, instead of training on with NaN weights."""
+import logging
 from typing import List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmpose.registry import HOOKS
 
 from .deferred import DeferredOutputsMixin
 
+_ADVICE = ('Lower the learning rate (or enable gradient clipping, optim_wrapper.clip_grad) and resume from the last '
+           'checkpoint, or check the samples of that iteration.')
+
 
 @HOOKS.register_module()
 class FiniteLossHook(DeferredOutputsMixin, Hook):
-    """Raise ``FloatingPointError`` when a loss term is NaN or infinite.
+    """Raise ``FloatingPointError`` when a loss term is NaN or infinite, or before saving non-finite weights.
 
     Without it mmengine logs ``loss: nan`` and trains on: the optimizer step writes NaN into the weights, the
     checkpoints saved after it are unusable, and the first error comes at the next validation (``IPRHead``
     refuses NaN logits), possibly epochs later. This hook stops the run at the first logging iteration (or end
-    of epoch, validation, checkpoint, whichever comes first) after the loss turned non-finite, before anything
-    is saved, and names the first such iteration and every loss term's value in it.
+    of epoch, validation, checkpoint, whichever comes first) after the loss turned non-finite, and names the
+    first such iteration and every loss term's value in it. A step can also write NaN into the weights while its
+    own loss is still finite (a NaN gradient); the loss shows it one iteration later, so the weights a checkpoint
+    is about to save are checked too (on the host copy mmengine saves: no device synchronisation).
 
-    Checking costs no host synchronisation per iteration: each iteration's loss terms (the outputs whose name
-    contains ``loss``) stay on the device until :class:`DeferredOutputsMixin` flushes them with the logger.
+    Checking the loss costs no host synchronisation per iteration: each iteration's loss terms (the outputs whose
+    name contains ``loss``) stay on the device until :class:`DeferredOutputsMixin` flushes them with the logger.
+    Each process checks its own loss; in distributed training the weights (the same in every process) are
+    checked where they are saved.
+
+    With a dynamic loss scaler (``AmpOptimWrapper`` in float16) a non-finite loss is what the scaler handles by
+    skipping that step, so the hook warns instead, and raises only when the loss is non-finite in every
+    iteration between two checks (the scaler is not recovering) or the weights to be saved are not finite.
 
     Args:
         interval (int, optional): check at least every ``interval`` iterations (see
@@ -28,11 +41,17 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
 
     priority = 'NORMAL'  # after_train_iter before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
 
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
+        self._scaled = scaler is not None and scaler.is_enabled()
+
     def keep(self, runner, outputs: dict) -> Optional[Tuple[int, int, List[str], torch.Tensor]]:
         names = [key for key, value in outputs.items() if 'loss' in key and isinstance(value, torch.Tensor)]
         if not names:
             return None
-        values = torch.stack([outputs[key].detach().reshape(()).float() for key in names])
+        # a term with several elements (a custom model's) counts as non-finite when any element is
+        values = torch.stack([outputs[key].detach().float().reshape(-1).sum() for key in names])
         return runner.iter + 1, runner.epoch + 1, names, values
 
     def flush(self, runner) -> None:
@@ -41,13 +60,37 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         pending, self._pending = self._pending, []
         # One transfer for the whole batch of iterations; the values themselves are read only for the message.
         finite = torch.isfinite(torch.cat([values.to(pending[0][3].device) for *_, values in pending])).cpu()
-        start = 0
+        bad, start = [], 0
         for iteration, epoch, names, values in pending:
             if not finite[start:start + len(names)].all():
-                terms = ', '.join(f'{name}={value}' for name, value in zip(names, values.tolist()))
-                raise FloatingPointError(
-                    f'FiniteLossHook: the loss is not finite at iteration {iteration} (epoch {epoch}): {terms}. '
-                    'The optimizer step wrote it into the weights, so training stops here, before they are saved '
-                    'or validated. Lower the learning rate (or enable gradient clipping, optim_wrapper.clip_grad) '
-                    'and resume from the last checkpoint, or check the samples of that iteration.')
+                bad.append((iteration, epoch, ', '.join(f'{n}={v}' for n, v in zip(names, values.tolist()))))
             start += len(names)
+        if not bad:
+            return
+        iteration, epoch, terms = bad[0]
+        where = f'at iteration {iteration} (epoch {epoch}): {terms}'
+        if not self._scaled:
+            raise FloatingPointError(
+                f'FiniteLossHook: the loss is not finite {where}. The optimizer step wrote it into the weights, so '
+                f'training stops here, before they are saved or validated. {_ADVICE}')
+        if len(bad) == len(pending):
+            raise FloatingPointError(
+                f'FiniteLossHook: the loss is not finite in all {len(pending)} iterations up to {bad[-1][0]}, the '
+                f'first {where}: the loss scaler skips those steps but is not recovering. {_ADVICE}')
+        print_log(f'FiniteLossHook: the loss is not finite in {len(bad)} of the last {len(pending)} iterations, '
+                  f'the first {where}; the loss scaler skipped those steps', logger='current', level=logging.WARNING)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        super().before_save_checkpoint(runner, checkpoint)  # the losses first: their message says more
+        state = [(k, v) for k, v in checkpoint.get('state_dict', {}).items()
+                 if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        if not state:
+            return
+        finite = torch.stack([torch.isfinite(v).all() for _, v in state]).cpu()
+        if not finite.all():
+            names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
+            more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+            raise FloatingPointError(
+                f'FiniteLossHook: the weights to be saved after iteration {checkpoint.get("meta", {}).get("iter")} '
+                f'are not finite ({", ".join(names[:3])}{more}) although the loss was finite so far: a step with a '
+                f'non-finite gradient wrote them. Nothing is saved. {_ADVICE}')
