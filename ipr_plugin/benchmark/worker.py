@@ -28,16 +28,18 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
     result: Dict[str, Any] = dict(
         name=spec.name, config=spec.config, device=spec.device, setup=describe(cfg), notes=notes,
         gpu_name=torch.cuda.get_device_name() if spec.device == 'cuda' else None, errors={})
-    # The single-threaded pipeline measurements first, while no loader workers compete for the cores.
+    # The single-threaded pipeline measurements first, while no loader workers compete for the cores; the final
+    # COCO evaluation (g) last: it is main-process CPU work of half a minute at val2017 scale, and a time limit
+    # should cut it rather than the GPU windows.
     jobs: Dict[str, Callable[[], Dict[str, Any]]] = {
         'pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed),
         'test_pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed,
                                                   loader_key='val_dataloader'),
         'host': lambda: measure_host(cfg, spec.batch_size, spec.device, spec.seed),
-        'metric': lambda: measure_metric(cfg, spec.metric_images, spec.work_dir, spec.seed),
         'loader': lambda: measure_loader(cfg, spec.warmup, spec.iters, spec.seed),
         'train': lambda: measure_train(cfg, spec.warmup, spec.iters, spec.device),
         'eval': lambda: measure_eval(cfg, spec.warmup, spec.iters, spec.device),
+        'metric': lambda: measure_metric(cfg, spec.metric_images, spec.work_dir, spec.seed),
     }
     for key, job in jobs.items():
         if key in spec.skip:
