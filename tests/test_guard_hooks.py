@@ -1,6 +1,7 @@
 """FiniteLossHook stops a diverging run at its first NaN loss and refuses to save NaN weights; CheckpointFitHook
 refuses a misfit checkpoint in a test run, but not in training."""
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,17 +75,16 @@ def test_non_finite_weights_are_not_saved_even_while_the_loss_is_finite(coco_sam
     assert sorted(p.name for p in tmp_path.glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
 
 
-def _checkpoint(coco_sample, work_dir) -> Runner:
-    cfg = _cfg(coco_sample, work_dir, max_iters=1)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner
+def _checkpoint(coco_sample, work_dir) -> Path:
+    """The checkpoint of one training iteration of the sample config."""
+    Runner.from_cfg(_cfg(coco_sample, work_dir, max_iters=1)).train()
+    checkpoint = work_dir / 'iter_1.pth'
+    assert checkpoint.is_file()
+    return checkpoint
 
 
 def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco_sample, tmp_path):
-    runner = _checkpoint(coco_sample, tmp_path / 'train')
-    own = tmp_path / 'train' / 'iter_1.pth'
-    assert own.is_file()
+    own = _checkpoint(coco_sample, tmp_path / 'train')
     state = torch.load(own, map_location='cpu', weights_only=False)
     state['state_dict'] = {k.replace('head.', 'other_head.'): v for k, v in state['state_dict'].items()}
     misfit = tmp_path / 'misfit.pth'
@@ -94,7 +94,6 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
     cfg.load_from = str(own)
     metrics = Runner.from_cfg(cfg).test()
     assert 'coco/AP' in metrics
-    del runner
     # a hook that builds the train loop in a test run (EarlyStoppingHook reads runner.train_loop) changes nothing
     cfg = _cfg(coco_sample, tmp_path / 'test_early', max_iters=1)
     cfg.load_from = str(misfit)
@@ -116,8 +115,7 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
 
 
 def test_training_still_fine_tunes_from_another_models_checkpoint(coco_sample, tmp_path):
-    _checkpoint(coco_sample, tmp_path / 'train')
-    state = torch.load(tmp_path / 'train' / 'iter_1.pth', map_location='cpu', weights_only=False)
+    state = torch.load(_checkpoint(coco_sample, tmp_path / 'train'), map_location='cpu', weights_only=False)
     backbone_only = tmp_path / 'backbone_only.pth'
     torch.save({'state_dict': {k: v for k, v in state['state_dict'].items() if k.startswith('backbone.')}},
                backbone_only)
