@@ -73,6 +73,9 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert f'- Command: `python tools/benchmark.py --tiny --configs {ANCHOR_CONFIG} {OURS_CONFIG}' in markdown
     assert f'- Date: {today}' in markdown
     assert re.search(r'^- Machine: .+, \d+ cores; GPU: none; torch \S+', markdown, re.M)
+    assert re.search(r"^- Of \(g\)'s val dataset build, the input checks, each run again on its own \(s\): "
+                     r'ours \(IPRCocoDataset\): annotation file read, keypoint counts [\d.e-]+, detection file read '
+                     r'[\d.e-]+, detection entries [\d.e-]+$', markdown, re.M), markdown
     # the loader's speed depends on the decoder, and the test set-up installs simplejpeg
     assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
@@ -226,6 +229,10 @@ def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictio
     assert (anchor['dataset'], ours['dataset']) == ('CocoDataset', 'IPRCocoDataset')
     assert anchor['dataset_len'] == ours['dataset_len'] == 30 * 21
     assert anchor['dataset_s'] > 0 and ours['dataset_s'] > 0
+    assert anchor['dataset_checks_s'] == {}
+    assert list(ours['dataset_checks_s']) == ['annotation file read, keypoint counts', 'detection file read',
+                                              'detection entries']
+    assert all(s > 0 for s in ours['dataset_checks_s'].values())
 
 
 # ------------------------------------------------------------------------------------------ --time-limit

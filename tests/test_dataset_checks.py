@@ -197,6 +197,15 @@ def test_detection_on_an_image_not_in_the_annotation_file(sample):
     _det_raises(sample, 'entry 7 (image_id 999999)', str(sample / 'test_coco.json'))
 
 
+@pytest.mark.parametrize('image_id', [785.0, '785'], ids=['float', 'string'])
+def test_detection_with_an_image_id_that_is_no_int(sample, image_id):
+    """mmpose looks images up by int: 785.0 would crash it with a TypeError, '785' with a KeyError."""
+    _edit_json(sample / DET_FILE, lambda dets: dets[7].update(image_id=image_id))
+    _det_raises(sample, f'entry 7 (image_id {image_id!r})', f'a {type(image_id).__name__}, not an int')
+    with pytest.raises((TypeError, KeyError)):
+        CocoDataset(**_sample_cfg(sample, DET_FILE))
+
+
 @pytest.mark.parametrize('field, value, needle', [
     ('bbox', None, 'bbox None'), ('bbox', [1, 2, 3], 'bbox [1, 2, 3]'), ('bbox', [1, 2, '3', 4], "bbox [1, 2, '3', 4]"),
     ('bbox', [1, float('nan'), 3, 4], 'finite'), ('bbox', [1, 2, float('inf'), 4], 'finite'),

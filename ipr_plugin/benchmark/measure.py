@@ -185,7 +185,8 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     (:func:`~ipr_plugin.benchmark.coco_scale.write_coco_scale_set`), after its per-batch ``process`` (timed on
     its own: (f) times it per batch). mmengine runs this once per evaluation, in the main process, after the
     last batch. Also the seconds for building the config's val dataset class from that annotation file and its
-    detection file (``dataset_s``): what a test run does before its first batch."""
+    detection file (``dataset_s``): what a test run does before its first batch; and, for a dataset that checks
+    its inputs first, those checks timed one by one (``dataset_checks_s``, see :func:`_dataset_checks_s`)."""
     from mmpose.datasets.datasets.utils import parse_pose_metainfo
     from mmpose.registry import DATASETS, METRICS
 
@@ -197,6 +198,7 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     dataset = DATASETS.build(dict(type=dataset_type, ann_file=ann_file, bbox_file=det_file, data_root=work_dir,
                                   data_prefix=dict(img=''), data_mode='topdown', test_mode=True, pipeline=[]))
     dataset_s = time.perf_counter() - start
+    checks_s = _dataset_checks_s(dataset)
     metric = METRICS.build(dict(copy.deepcopy(cfg.val_evaluator), ann_file=ann_file))
     metric.dataset_meta = parse_pose_metainfo(DATASETS.get(dataset_type).METAINFO)
     start = time.perf_counter()
@@ -211,7 +213,24 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     return dict(metric=type(metric).__name__, images=num_images, instances=len(samples),
                 process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'),
                 cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'), map(float, steps[-3:]))),
-                dataset=dataset_type, dataset_s=dataset_s, dataset_len=len(dataset))
+                dataset=dataset_type, dataset_s=dataset_s, dataset_len=len(dataset), dataset_checks_s=checks_s)
+
+
+def _dataset_checks_s(dataset) -> Dict[str, float]:
+    """Seconds for each of :class:`~ipr_plugin.datasets.IPRCocoDataset`'s detection-file checks, run once more
+    on the built dataset (they only read), in the order its loading runs them; empty for a dataset without
+    them. What the build costs beyond mmpose's own loading, which reads both files again."""
+    if not hasattr(dataset, '_check_detections'):
+        return {}
+    times, start = {}, time.perf_counter()
+    annotations = dataset._check_file_keypoint_count()
+    images = {img['id'] for img in annotations.get('images', [])}
+    times['annotation file read, keypoint counts'], start = time.perf_counter() - start, time.perf_counter()
+    entries = dataset._read_detection_file()
+    times['detection file read'], start = time.perf_counter() - start, time.perf_counter()
+    dataset._check_detections(entries, images)
+    times['detection entries'] = time.perf_counter() - start
+    return times
 
 
 def _val_post_ms(cfg, model, batch: dict, dataset_meta: dict, repeats: int) -> float:

@@ -165,12 +165,22 @@ def phase_line(results: List[Dict[str, Any]]) -> Optional[str]:
     return 'Outside the windows (s): ' + '; '.join(parts) if parts else None
 
 
+def _metric_split_line(results: List[Dict[str, Any]], split: str, label: str, title: str) -> Optional[str]:
+    # One part of (g) split into its steps, for each config that has the split.
+    parts = [f'{r["name"]} ({r["metric"][label]}): ' + ', '.join(f'{k} {v:.3g}' for k, v in r['metric'][split].items())
+             for r in results if (r.get('metric') or {}).get(split)]
+    return f'{title}: ' + '; '.join(parts) if parts else None
+
+
 def cocoeval_line(results: List[Dict[str, Any]]) -> Optional[str]:
     """xtcocotools' own share of (g), as it printed it: what no metric class changes."""
-    parts = [f'{r["name"]} ({r["metric"]["metric"]}): ' + ', '.join(f'{k} {v:.3g}'
-                                                                 for k, v in r['metric']['cocoeval_s'].items())
-             for r in results if (r.get('metric') or {}).get('cocoeval_s')]
-    return "Of (g), xtcocotools' own steps as it timed them (s): " + '; '.join(parts) if parts else None
+    return _metric_split_line(results, 'cocoeval_s', 'metric', "Of (g), xtcocotools' own steps as it timed them (s)")
+
+
+def dataset_checks_line(results: List[Dict[str, Any]]) -> Optional[str]:
+    """The input checks of a checking val dataset class, each timed on its own: its cost beyond mmpose's build."""
+    return _metric_split_line(results, 'dataset_checks_s', 'dataset',
+                              "Of (g)'s val dataset build, the input checks, each run again on its own (s)")
 
 
 def error_lines(results: List[Dict[str, Any]]) -> List[str]:
@@ -184,7 +194,7 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     title = f'## {now:%Y-%m-%d %H:%M} UTC' + (f' — {label}' if label else '')
     parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
              f'- Machine: {machine_line(results)}']
-    extra = [line for line in (phase_line(results), cocoeval_line(results)) if line]
+    extra = [line for line in (phase_line(results), cocoeval_line(results), dataset_checks_line(results)) if line]
     parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + [f'- {line}' for line in extra]
     parts += ['- Configs (ratios are against the first):'] + ['  ' + line for line in config_lines(results)]
     errors = error_lines(results)

@@ -14,7 +14,11 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
   does not have, without 4 finite numbers or without a finite score raises ``ValueError`` naming the file and
   the entry; person boxes with no area are dropped with one warning (mmpose would estimate a pose on a point);
 - a dataset left empty by filtering raises ``ValueError`` saying why, instead of mmengine's
-  ``need at least one array to concatenate``.
+  ``need at least one array to concatenate``;
+- an image that loads at another size than the annotation file gives for it raises ``ValueError`` naming the
+  image and both sizes, when its sample is loaded: its boxes and keypoints would miss the person (a resized or
+  replaced image folder; a file whose EXIF orientation OpenCV applies while the annotation describes the stored
+  pixels). mmpose trains on such a sample as if nothing were wrong.
 
 It also hands out each sample's metainfo entries more cheaply (see :meth:`IPRCocoDataset.get_data_info`).
 """
@@ -24,14 +28,17 @@ import logging
 import math
 import os.path as osp
 import pickle
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from mmengine import fileio
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
 from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
+
+from .transforms.jpeg import exif_orientation
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
@@ -59,22 +66,30 @@ class IPRCocoDataset(CocoDataset):
             ``data_root``).
         data_root: root of ``ann_file`` and ``data_prefix``.
         data_prefix: ``dict(img=folder)``, the image folder relative to ``data_root`` unless absolute.
+        check_image_size: compare each loaded image's size (the ``ori_shape`` its pipeline packs) with the
+            annotation file's ``height`` and ``width`` for it, and raise on a mismatch. One array lookup per
+            sample; a pipeline that packs no ``ori_shape`` or ``img_id`` is not checked. Default True.
         **kwargs: the other arguments of ``CocoDataset`` (``data_mode``, ``test_mode``, ``pipeline``, ...).
 
     Raises:
         FileNotFoundError: at load time, for a missing ``data_root``, annotation file, image folder or detection
             file.
         ValueError: at load time, for an annotation file whose keypoint count differs from the metainfo's, an
-            annotation with a non-finite value, an invalid detection file or entry, or nothing left to use.
+            annotation with a non-finite value, an invalid detection file or entry, or nothing left to use; when
+            a sample is loaded, for an image whose size differs from the annotation file's.
     """
 
     def __init__(self, ann_file: str = '', bbox_file: Optional[str] = None, data_root: Optional[str] = None,
-                 data_prefix: Optional[Dict[str, str]] = None, **kwargs) -> None:
+                 data_prefix: Optional[Dict[str, str]] = None, check_image_size: bool = True, **kwargs) -> None:
         data_prefix = dict(img='') if data_prefix is None else data_prefix
         # The values as written in the config; mmengine joins them with data_root before loading and the error
         # messages show both, since the config is what the user has to fix.
         self._config_paths = dict(ann_file=ann_file, bbox_file=bbox_file, data_root=data_root,
                                   data_prefix=copy.deepcopy(data_prefix))
+        self.check_image_size = check_image_size
+        # (height, width) of every image of the annotation file, by sorted image id: arrays, not a dict, so that
+        # forked dataloader workers do not copy it page by page as they touch its reference counts
+        self._image_ids, self._image_sizes = np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
         super().__init__(ann_file=ann_file, bbox_file=bbox_file, data_root=data_root, data_prefix=data_prefix,
                          **kwargs)
 
@@ -101,6 +116,19 @@ class IPRCocoDataset(CocoDataset):
         # Why annotations were set aside, for the error if none is left (see filter_data).
         self._num_annotations, self._unusable = 0, None
         return super().load_data_list()
+
+    def prepare_data(self, idx: int) -> Any:
+        """``CocoDataset.prepare_data``, then the loaded image's size checked against the annotation file's."""
+        data = super().prepare_data(idx)
+        if self.check_image_size and isinstance(data, dict):
+            meta = data['data_samples'].metainfo if 'data_samples' in data else data
+            self._check_image_size(meta.get('img_id'), meta.get('ori_shape'), meta.get('img_path'))
+        return data
+
+    def _load_annotations(self) -> Tuple[List[dict], List[dict]]:
+        loaded = super()._load_annotations()
+        self._record_image_sizes()
+        return loaded
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
         """``CocoDataset.parse_data_info`` after checking the instance's keypoint count, with non-finite values
@@ -146,6 +174,7 @@ class IPRCocoDataset(CocoDataset):
         images = {img['id'] for img in self._check_file_keypoint_count().get('images', [])}
         self._check_detections(self._read_detection_file(), images)
         data_list = super()._load_detection_results()
+        self._record_image_sizes()
         kept = [info for info in data_list if (info['bbox'][0, 2:] > info['bbox'][0, :2]).all()]
         if len(kept) < len(data_list):
             if not kept:
@@ -286,6 +315,45 @@ class IPRCocoDataset(CocoDataset):
             self._raise_detection(i, entries[i], f'has bbox {entries[i]["bbox"]} and score {entries[i]["score"]}: '
                                   f'every value must be finite')
 
+    def _record_image_sizes(self) -> None:
+        # mmpose's COCO index of the annotation file, which it deletes once the data list is built
+        sizes = sorted((img['id'], img.get('height', -1), img.get('width', -1)) for img in self.coco.imgs.values()
+                       if _is_number(img.get('id')))
+        table = np.array([size if all(map(_is_number, size)) else (size[0], -1, -1) for size in sizes],
+                         dtype=np.int64).reshape(-1, 3)
+        self._image_ids, self._image_sizes = table[:, 0].copy(), table[:, 1:].copy()
+
+    def _check_image_size(self, img_id, loaded: Optional[tuple], img_path: Optional[str]) -> None:
+        """Raise if the image ``img_id`` loaded at another (height, width) than the annotation file gives."""
+        if loaded is None or not _is_number(img_id):
+            return
+        pos = int(np.searchsorted(self._image_ids, img_id))
+        if pos == len(self._image_ids) or self._image_ids[pos] != img_id:
+            return
+        expected = tuple(int(v) for v in self._image_sizes[pos])
+        if min(expected) <= 0 or tuple(loaded[:2]) == expected:
+            return
+        (h, w), (eh, ew) = loaded[:2], expected
+        why = 'its boxes and keypoints would miss the person (was the image folder resized or replaced?)'
+        if (h, w) == (ew, eh):
+            orientation = _file_orientation(img_path)
+            if orientation in (5, 6, 7, 8):
+                why = (f'its EXIF orientation {orientation} turned it as it was decoded (OpenCV, and so mmpose\'s '
+                       'LoadImage, applies EXIF rotations) while the annotation describes the pixels as stored; '
+                       "load the images without the rotation (color_type='color_ignore_orientation' in the "
+                       "pipeline's LoadImage or IPRLoadImage), or rotate the file and its annotations")
+        raise ValueError(f'{type(self).__name__}: image {img_path} (id {img_id}) loads as {w}x{h} pixels but the '
+                         f'annotation file {self.ann_file} gives {ew}x{eh}: {why}; check_image_size=False '
+                         'turns this check off')
+
     def _raise_detection(self, index: int, det, what: str) -> None:
         entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'
         raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file}: {entry} {what}')
+
+
+def _file_orientation(path: Optional[str]) -> int:
+    """The EXIF orientation of the JPEG at ``path``; 1 when it has none, is no JPEG or cannot be read."""
+    try:
+        return exif_orientation(fileio.get(path))
+    except Exception:  # noqa: BLE001 - only refines an error message
+        return 1
