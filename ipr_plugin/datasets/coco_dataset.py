@@ -10,9 +10,9 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
   ``ValueError`` naming the file, the count found and the count expected;
 - an annotation with a non-finite box, keypoint or area value raises ``ValueError`` naming it, its image and the
   file (mmpose would pass the NaN on until the label encoder, which cannot say where it came from);
-- a detection file that is not JSON, has no person boxes, or has a person box on an image the annotation file
-  does not have, without 4 finite numbers or without a finite score raises ``ValueError`` naming the file and
-  the entry; person boxes with no area are dropped with one warning (mmpose would estimate a pose on a point);
+- a detection file that is not JSON, has no person boxes, or has a person box with an image_id that is not an
+  int or not an image of the annotation file, without 4 finite numbers or without a finite score raises
+  ``ValueError`` naming the file and the entry; person boxes with no area are dropped with one warning (mmpose would estimate a pose on a point);
 - a dataset left empty by filtering raises ``ValueError`` saying why, instead of mmengine's
   ``need at least one array to concatenate``;
 - an image that loads at another size than the annotation file gives for it raises ``ValueError`` naming the
@@ -296,7 +296,10 @@ class IPRCocoDataset(CocoDataset):
             if det['category_id'] != 1:
                 continue
             image_id, box, score = det.get('image_id'), det.get('bbox'), det.get('score')
-            if type(image_id) not in (int, float, str) or image_id not in images:
+            if type(image_id) is not int:  # mmpose's COCO index finds images by int only, and crashes otherwise
+                self._raise_detection(i, det, 'has no image_id' if image_id is None else
+                                      f'has image_id {image_id!r}, a {type(image_id).__name__}, not an int')
+            if image_id not in images:
                 self._raise_detection(i, det, f'is on no image of the annotation file {self.ann_file}')
             if not isinstance(box, (list, tuple, np.ndarray)) or len(box) < 4 or not all(map(_is_number, box[:4])):
                 self._raise_detection(i, det, f'has bbox {box!r}, not [x, y, w, h] (4 numbers)')
