@@ -5,7 +5,6 @@ Tests that need the real COCO sample look for it in ``../shared/data/coco_sample
 ``CI=true``, where they fail: CI must never pass by skipping them.
 """
 import os
-import os.path as osp
 from pathlib import Path
 
 import pytest

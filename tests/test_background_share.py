@@ -1,6 +1,5 @@
 """The background-share breakdown (tools/background_share.py): its grouping, and a real model on the COCO sample."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

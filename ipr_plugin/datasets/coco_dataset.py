@@ -12,13 +12,15 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
   file (mmpose would pass the NaN on until the label encoder, which cannot say where it came from);
 - a detection file that is not JSON, has no person boxes, or has a person box with an image_id that is not an
   int or not an image of the annotation file, without 4 finite numbers or without a finite score raises
-  ``ValueError`` naming the file and the entry; person boxes with no area are dropped with one warning (mmpose would estimate a pose on a point);
+  ``ValueError`` naming the file and the entry; person boxes with no area are dropped with one warning (mmpose
+  would estimate a pose on a point);
 - a dataset left empty by filtering raises ``ValueError`` saying why, instead of mmengine's
   ``need at least one array to concatenate``;
 - an image that loads at another size than the annotation file gives for it raises ``ValueError`` naming the
   image and both sizes, when its sample is loaded: its boxes and keypoints would miss the person (a resized or
   replaced image folder; a file whose EXIF orientation OpenCV applies while the annotation describes the stored
-  pixels). mmpose trains on such a sample as if nothing were wrong.
+  pixels). mmpose trains on such a sample as if nothing were wrong. ``tools/check_data.py`` finds them all at once
+  (:func:`ipr_plugin.apis.data_check.check_data`).
 
 It also hands out each sample's metainfo entries more cheaply (see :meth:`IPRCocoDataset.get_data_info`).
 """
@@ -122,7 +124,9 @@ class IPRCocoDataset(CocoDataset):
         data = super().prepare_data(idx)
         if self.check_image_size and isinstance(data, dict):
             meta = data['data_samples'].metainfo if 'data_samples' in data else data
-            self._check_image_size(meta.get('img_id'), meta.get('ori_shape'), meta.get('img_path'))
+            problem = self.image_size_problem(meta.get('img_id'), meta.get('ori_shape'), meta.get('img_path'))
+            if problem:
+                raise ValueError(f'{problem}; check_image_size=False turns this check off')
         return data
 
     def _load_annotations(self) -> Tuple[List[dict], List[dict]]:
@@ -326,16 +330,17 @@ class IPRCocoDataset(CocoDataset):
                          dtype=np.int64).reshape(-1, 3)
         self._image_ids, self._image_sizes = table[:, 0].copy(), table[:, 1:].copy()
 
-    def _check_image_size(self, img_id, loaded: Optional[tuple], img_path: Optional[str]) -> None:
-        """Raise if the image ``img_id`` loaded at another (height, width) than the annotation file gives."""
+    def image_size_problem(self, img_id, loaded: Optional[tuple], img_path: Optional[str]) -> Optional[str]:
+        """Why the image ``img_id``, loaded from ``img_path`` at ``loaded`` = (height, width) pixels, does not fit
+        the annotation file, or None when it fits or cannot be told (an image or size the file does not give)."""
         if loaded is None or not _is_number(img_id):
-            return
+            return None
         pos = int(np.searchsorted(self._image_ids, img_id))
         if pos == len(self._image_ids) or self._image_ids[pos] != img_id:
-            return
+            return None
         expected = tuple(int(v) for v in self._image_sizes[pos])
         if min(expected) <= 0 or tuple(loaded[:2]) == expected:
-            return
+            return None
         (h, w), (eh, ew) = loaded[:2], expected
         why = 'its boxes and keypoints would miss the person (was the image folder resized or replaced?)'
         if (h, w) == (ew, eh):
@@ -345,9 +350,8 @@ class IPRCocoDataset(CocoDataset):
                        'LoadImage, applies EXIF rotations) while the annotation describes the pixels as stored; '
                        "load the images without the rotation (color_type='color_ignore_orientation' in the "
                        "pipeline's LoadImage or IPRLoadImage), or rotate the file and its annotations")
-        raise ValueError(f'{type(self).__name__}: image {img_path} (id {img_id}) loads as {w}x{h} pixels but the '
-                         f'annotation file {self.ann_file} gives {ew}x{eh}: {why}; check_image_size=False '
-                         'turns this check off')
+        return (f'{type(self).__name__}: image {img_path} (id {img_id}) loads as {w}x{h} pixels but the annotation '
+                f'file {self.ann_file} gives {ew}x{eh}: {why}')
 
     def _raise_detection(self, index: int, det, what: str) -> None:
         entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'

@@ -1,0 +1,160 @@
+"""Check a config's data before a long run: every dataset it builds, and every image as its pipeline loads it.
+
+Training stops at the first bad sample a dataloader worker meets: a missing or undecodable image, or (with
+``IPRCocoDataset``) an image whose size differs from the annotation file's. :func:`check_data` finds all of them
+at once: it builds each split's dataset as the Runner would (``IPRCocoDataset``'s path, annotation and detection
+checks run then), then loads every image of it once with the split's own loading transform (the first pipeline
+step named ``*LoadImage``), in ``workers`` processes, and compares the loaded size with the annotation file's.
+"""
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .person_boxes import ConfigLike, load_config
+
+SPLITS = ('train', 'val', 'test')
+
+_loader = None  # the loading transform of a worker process (set by _init_worker)
+
+
+@dataclass
+class DataProblem:
+    """One thing that would stop or spoil a run: ``split`` (train, val, test), ``what`` (an image path, or
+    ``dataset`` for one that could not be built) and ``message`` (the error, naming the culprit)."""
+    split: str
+    what: str
+    message: str
+
+
+def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int = 0,
+               cfg_options: Optional[dict] = None, progress: bool = True) -> Dict[str, Any]:
+    """Build each split's dataset of ``config`` and load each of its images once.
+
+    Args:
+        config: a config file, ``package::path`` name or ``Config``.
+        splits: which of ``train``, ``val``, ``test`` to check; a split without a dataloader in the config, or
+            with the same dataset as a split checked before it (mmpose's ``test_dataloader = val_dataloader``),
+            is skipped and listed under ``skipped``.
+        workers: processes loading images (0: this process).
+        cfg_options: config overrides, as ``--cfg-options`` gives them.
+        progress: show a progress bar per split on stderr.
+
+    Returns:
+        dict: ``problems`` (list of :class:`DataProblem`), and per split checked, under ``splits``: its
+        dataset class, ``samples``, ``images`` loaded, ``seconds``, and ``sizes_compared`` (whether the dataset
+        knows the annotation's image sizes: ``IPRCocoDataset`` does, mmpose's ``CocoDataset`` does not);
+        ``skipped``: split -> why.
+    """
+    from mmengine.registry import init_default_scope
+    cfg = load_config(config, cfg_options)
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    problems: List[DataProblem] = []
+    report: Dict[str, Any] = dict(problems=problems, splits={}, skipped={})
+    seen: List[Tuple[str, Any]] = []
+    for split in splits:
+        loader_cfg = cfg.get(f'{split}_dataloader')
+        if not loader_cfg or not loader_cfg.get('dataset'):
+            report['skipped'][split] = 'no dataloader in the config'
+            continue
+        same = next((name for name, dataset_cfg in seen if dataset_cfg == loader_cfg.dataset), None)
+        if same:
+            report['skipped'][split] = f'the same dataset as {same}'
+            continue
+        seen.append((split, loader_cfg.dataset))
+        report['splits'][split] = _check_split(split, loader_cfg.dataset, workers, progress, problems)
+    return report
+
+
+def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems: List[DataProblem]) -> dict:
+    from mmpose.registry import DATASETS
+    from tqdm import tqdm
+    start = time.perf_counter()
+    try:
+        dataset = DATASETS.build(dataset_cfg)
+        dataset.full_init()
+    except Exception as error:  # noqa: BLE001 - reported with the others, not raised
+        problems.append(DataProblem(split, 'dataset', f'{type(error).__name__}: {error}'))
+        return dict(dataset=dataset_cfg.get('type'), built=False, seconds=time.perf_counter() - start)
+    load_cfg = next((step for step in dataset_cfg.get('pipeline', [])
+                     if str(step.get('type', '')).endswith('LoadImage')), None)
+    images = _images(dataset)
+    size_problem = getattr(dataset, 'image_size_problem', None)
+    result = dict(dataset=type(dataset).__name__, built=True, samples=len(dataset), images=0,
+                  loader=load_cfg and load_cfg['type'], sizes_compared=size_problem is not None)
+    if load_cfg is not None:
+        bar = tqdm(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
+        for img_id, path, shape, error in _load_all(load_cfg, images, workers):
+            message = error or (size_problem(img_id, shape, path) if size_problem else None)
+            if message:
+                problems.append(DataProblem(split, path, message))
+            result['images'] += 1
+            bar.update()
+        bar.close()
+    result['seconds'] = time.perf_counter() - start
+    return result
+
+
+def _images(dataset) -> List[Tuple[Any, str]]:
+    """(img_id, img_path) of each image of ``dataset``'s samples, once each, in sample order."""
+    images: Dict[str, Any] = {}
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        images.setdefault(info['img_path'], info.get('img_id'))
+    return [(img_id, path) for path, img_id in images.items()]
+
+
+def _load_all(load_cfg: dict, images: List[Tuple[Any, str]], workers: int) -> Iterator[tuple]:
+    if workers <= 0:
+        _init_worker(load_cfg)
+        yield from map(_load_one, images)
+        return
+    # fork: the workers inherit the registries and default scope this process has set up
+    with multiprocessing.get_context('fork').Pool(workers, _init_worker, (load_cfg, )) as pool:
+        yield from pool.imap(_load_one, images, chunksize=16)
+
+
+def _init_worker(load_cfg: dict) -> None:
+    global _loader
+    from mmpose.registry import TRANSFORMS
+    _loader = TRANSFORMS.build(load_cfg)
+
+
+def _load_one(image: Tuple[Any, str]) -> tuple:
+    """(img_id, path, loaded (height, width) or None, error message or None)."""
+    img_id, path = image
+    try:
+        results = _loader(dict(img_path=path, img_id=img_id))
+    except Exception as error:  # noqa: BLE001 - mmpose's LoadImage names the path in its message
+        return img_id, path, None, f'{type(error).__name__}: {error}'
+    if results is None:
+        return img_id, path, None, f'{type(_loader).__name__} loaded nothing from {path}'
+    return img_id, path, tuple(results['ori_shape']), None
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The report of :func:`check_data` as lines a person reads: one per split, then one per problem."""
+    lines = []
+    for split, r in report['splits'].items():
+        if not r['built']:
+            lines.append(f'{split}: {r["dataset"]} could not be built ({r["seconds"]:.1f} s)')
+            continue
+        if not r['loader']:
+            note = '; images not checked: no pipeline step named *LoadImage'
+        elif not r['sizes_compared']:
+            note = f"; sizes not compared ({r['dataset']} does not keep the annotation file's image sizes)"
+        else:
+            note = ''
+        lines.append(f'{split}: {r["dataset"]}, {r["samples"]} samples, {r["images"]} images loaded with '
+                     f'{r["loader"]} in {r["seconds"]:.1f} s{note}')
+    lines += [f'{split}: skipped, {why}' for split, why in report['skipped'].items()]
+    problems = report['problems']
+    lines.append(f'{len(problems)} problem{"s" if len(problems) != 1 else ""}' + (':' if problems else ''))
+    lines += [f'- {p.split}: {p.message}' if p.what in p.message else f'- {p.split}: {p.what}: {p.message}'
+              for p in problems]
+    return '\n'.join(lines)
+
+
+def report_json(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The report with its problems as plain dicts, for ``json.dump``."""
+    return dict(report, problems=[asdict(p) for p in report['problems']])

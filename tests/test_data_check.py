@@ -1,0 +1,89 @@
+"""``tools/check_data.py`` lists every bad image of a config's data at once, on copies of the COCO sample."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+from PIL import Image
+
+from ipr_plugin.apis.data_check import SPLITS, check_data, format_report
+
+FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
+MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
+
+
+def _options(root: Path) -> dict:
+    data = dict(data_root=f'{root}/', ann_file='test_coco.json', data_prefix=dict(img=''))
+    val = dict(data, bbox_file=f'{root}/test_coco_det_AP_H_56.json')
+    return {'train_dataloader.dataset': data, 'val_dataloader.dataset': val, 'test_dataloader.dataset': val}
+
+
+def _cli_options(root: Path) -> List[str]:
+    return [f'{key}.{name}={value}' for key, data in _options(root).items() for name, value in data.items()
+            if name != 'data_prefix'] + [f'{split}_dataloader.dataset.data_prefix.img=' for split in SPLITS]
+
+
+@pytest.fixture
+def broken(coco_sample, tmp_path) -> Path:
+    """The sample with one image resized, one deleted and one that is not an image."""
+    root = tmp_path / 'sample'
+    shutil.copytree(coco_sample, root)
+    with Image.open(root / '000000000785.jpg') as image:
+        image.resize((320, 212)).save(root / '000000000785.jpg')
+    (root / '000000040083.jpg').unlink()
+    (root / '000000196141.jpg').write_bytes(b'\xff\xd8 not a jpeg at all' * 50)
+    return root
+
+
+def test_the_sample_passes_and_the_test_split_is_the_val_split(coco_sample):
+    report = check_data(FAST_CONFIG, workers=0, cfg_options=_options(coco_sample), progress=False)
+    assert report['problems'] == []
+    assert report['skipped'] == dict(test='the same dataset as val')
+    assert report['splits']['train'] == dict(report['splits']['train'], dataset='IPRCocoDataset', built=True,
+                                             samples=12, images=4, loader='IPRLoadImage', sizes_compared=True)
+    assert report['splits']['val']['samples'] == 118 and report['splits']['val']['images'] == 4
+    text = format_report(report)
+    assert 'val: IPRCocoDataset, 118 samples, 4 images loaded with IPRLoadImage in ' in text
+    assert text.endswith('test: skipped, the same dataset as val\n0 problems')
+
+
+def test_every_bad_image_is_listed_by_the_tool(broken):
+    out = broken / 'report.json'
+    cmd = [sys.executable, 'tools/check_data.py', FAST_CONFIG, '--workers', '2',
+           '--no-progress', '--out', str(out), '--cfg-options', *_cli_options(broken)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr[-3000:]
+    problems = json.loads(out.read_text())['problems']
+    # three bad images in each split: the train and val samples both cover every image of the sample
+    assert sorted((p['split'], Path(p['what']).name) for p in problems) == sorted(
+        (split, name) for split in ('train', 'val')
+        for name in ('000000000785.jpg', '000000040083.jpg', '000000196141.jpg'))
+    by_image = {Path(p['what']).name: p['message'] for p in problems if p['split'] == 'val'}
+    assert 'loads as 320x212' in by_image['000000000785.jpg'] and 'gives 640x425' in by_image['000000000785.jpg']
+    assert 'No such file' in by_image['000000040083.jpg']
+    assert str(broken / '000000196141.jpg') in by_image['000000196141.jpg']
+    listed = proc.stdout.split('6 problems:\n', 1)[1].splitlines()
+    assert len(listed) == 6 and sum(str(broken / '000000040083.jpg') in line for line in listed) == 2, proc.stdout
+
+
+def test_a_dataset_that_cannot_be_built_is_a_problem_and_the_rest_is_checked(coco_sample, tmp_path):
+    options = _options(coco_sample)
+    options['val_dataloader.dataset'] = dict(options['val_dataloader.dataset'], bbox_file=str(tmp_path / 'no.json'))
+    report = check_data(FAST_CONFIG, splits=['val', 'train'], cfg_options=options, progress=False)
+    [problem] = report['problems']
+    assert problem.split == 'val' and problem.what == 'dataset'
+    assert 'detection (bbox) file not found' in problem.message and str(tmp_path / 'no.json') in problem.message
+    assert report['splits']['train']['images'] == 4
+    assert 'val: IPRCocoDataset could not be built' in format_report(report)
+
+
+def test_mmposes_own_config_is_checked_without_sizes(broken):
+    report = check_data(MMPOSE_IPR, splits=['train'], cfg_options=_options(broken), progress=False)
+    assert report['splits']['train']['dataset'] == 'CocoDataset'
+    assert not report['splits']['train']['sizes_compared']
+    # the missing and the undecodable image, not the resized one: CocoDataset does not know its size
+    assert sorted(Path(p.what).name for p in report['problems']) == ['000000040083.jpg', '000000196141.jpg']
+    assert "sizes not compared (CocoDataset does not keep the annotation file's image sizes)" in format_report(report)
