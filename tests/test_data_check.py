@@ -87,3 +87,17 @@ def test_mmposes_own_config_is_checked_without_sizes(broken):
     # the missing and the undecodable image, not the resized one: CocoDataset does not know its size
     assert sorted(Path(p.what).name for p in report['problems']) == ['000000040083.jpg', '000000196141.jpg']
     assert "sizes not compared (CocoDataset does not keep the annotation file's image sizes)" in format_report(report)
+
+
+def test_a_wrapped_dataset_is_checked_image_by_image(broken):
+    """RepeatDataset's inner dataset has the pipeline: its images are loaded once each and their sizes compared."""
+    options = _options(broken)
+    options['train_dataloader.dataset'] = dict(type='RepeatDataset', times=3, _delete_=True, dataset=dict(
+        type='IPRCocoDataset', data_mode='topdown', pipeline=[dict(type='IPRLoadImage')],
+        **options['train_dataloader.dataset']))
+    report = check_data(FAST_CONFIG, splits=['train'], cfg_options=options, progress=False)
+    train = report['splits']['train']
+    assert (train['dataset'], train['samples'], train['images'], train['loader']) == (
+        'RepeatDataset', 36, 4, 'IPRLoadImage') and train['sizes_compared']
+    assert sorted(Path(p.what).name for p in report['problems']) == [
+        '000000000785.jpg', '000000040083.jpg', '000000196141.jpg']

@@ -201,7 +201,7 @@ def test_detection_on_an_image_not_in_the_annotation_file(sample):
 def test_detection_with_an_image_id_that_is_no_int(sample, image_id):
     """mmpose looks images up by int: 785.0 would crash it with a TypeError, '785' with a KeyError."""
     _edit_json(sample / DET_FILE, lambda dets: dets[7].update(image_id=image_id))
-    _det_raises(sample, f'entry 7 (image_id {image_id!r})', f'a {type(image_id).__name__}, not an int')
+    _det_raises(sample, f'entry 7 (image_id {image_id!r})', f'of type {type(image_id).__name__}, not int')
     with pytest.raises((TypeError, KeyError)):
         CocoDataset(**_sample_cfg(sample, DET_FILE))
 

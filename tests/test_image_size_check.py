@@ -119,3 +119,17 @@ def test_an_upright_tag_and_a_rotation_that_matches_the_annotation_pass(sample):
         _store_with_orientation(sample / IMAGE, orientation)
         dataset = _dataset(sample, FAST_CONFIG)
         assert len(_load_all(dataset)) == len(dataset)
+
+
+def test_a_test_time_augmentation_pipeline_is_checked_per_packed_sample(sample):
+    """mmcv's TestTimeAug packs a list of samples: each is checked (mmpose's CocoDataset hands the list out)."""
+    tta = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
+           dict(type='TestTimeAug', transforms=[[dict(type='RandomFlip', prob=0.), dict(type='RandomFlip', prob=1.)],
+                                                [dict(type='TopdownAffine', input_size=(192, 256))],
+                                                [dict(type='PackPoseInputs')]])]
+    dataset = _dataset(sample, PLAIN_CONFIG, 'test', pipeline=tta)
+    assert len(dataset[0]['data_samples']) == 2
+    with Image.open(sample / IMAGE) as image:
+        image.resize((320, 212)).save(sample / IMAGE, quality=95)
+    with pytest.raises(ValueError, match='loads as 320x212'):
+        dataset[_indices_on(dataset, IMAGE)[0]]

@@ -3,8 +3,10 @@
 Training stops at the first bad sample a dataloader worker meets: a missing or undecodable image, or (with
 ``IPRCocoDataset``) an image whose size differs from the annotation file's. :func:`check_data` finds all of them
 at once: it builds each split's dataset as the Runner would (``IPRCocoDataset``'s path, annotation and detection
-checks run then), then loads every image of it once with the split's own loading transform (the first pipeline
-step named ``*LoadImage``), in ``workers`` processes, and compares the loaded size with the annotation file's.
+checks run then), then loads every image of it once with the split's own loading transform (the first transform
+named ``*LoadImage`` in the dataset's pipeline, or in that of a wrapper around it such as mmpose's
+``CombinedDataset``), in ``workers`` processes, and compares the loaded size with the annotation file's, whatever
+the dataset's ``check_image_size`` says.
 """
 import multiprocessing
 import time
@@ -76,15 +78,18 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
     except Exception as error:  # noqa: BLE001 - reported with the others, not raised
         problems.append(DataProblem(split, 'dataset', f'{type(error).__name__}: {error}'))
         return dict(dataset=dataset_cfg.get('type'), built=False, seconds=time.perf_counter() - start)
-    load_cfg = next((step for step in dataset_cfg.get('pipeline', [])
-                     if str(step.get('type', '')).endswith('LoadImage')), None)
-    images = _images(dataset)
-    size_problem = getattr(dataset, 'image_size_problem', None)
+    leaves = list(_leaves(dataset))
+    loaders = [loader for _, loader in leaves if loader is not None]
     result = dict(dataset=type(dataset).__name__, built=True, samples=len(dataset), images=0,
-                  loader=load_cfg and load_cfg['type'], sizes_compared=size_problem is not None)
-    if load_cfg is not None:
+                  loader=type(loaders[0]).__name__ if loaders else None,
+                  sizes_compared=all(hasattr(leaf, 'image_size_problem') for leaf, _ in leaves))
+    for leaf, loader in leaves:
+        if loader is None:
+            continue
+        images = _images(leaf)
+        size_problem = getattr(leaf, 'image_size_problem', None)
         bar = tqdm(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
-        for img_id, path, shape, error in _load_all(load_cfg, images, workers):
+        for img_id, path, shape, error in _load_all(loader, images, workers):
             message = error or (size_problem(img_id, shape, path) if size_problem else None)
             if message:
                 problems.append(DataProblem(split, path, message))
@@ -93,6 +98,21 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
         bar.close()
     result['seconds'] = time.perf_counter() - start
     return result
+
+
+def _leaves(dataset, loader=None) -> Iterator[tuple]:
+    """(dataset, its loading transform or None) for each dataset under wrappers (``RepeatDataset``,
+    ``ConcatDataset``, mmpose's ``CombinedDataset``, whose own pipeline loads the images of its parts)."""
+    transforms = getattr(getattr(dataset, 'pipeline', None), 'transforms', None) or []
+    loader = next((t for t in transforms if type(t).__name__.endswith('LoadImage')), loader)
+    children = getattr(dataset, 'datasets', None)
+    if children is None and getattr(dataset, 'dataset', None) is not None:
+        children = [dataset.dataset]
+    if not children:
+        yield dataset, loader
+        return
+    for child in children:
+        yield from _leaves(child, loader)
 
 
 def _images(dataset) -> List[Tuple[Any, str]]:
@@ -104,20 +124,19 @@ def _images(dataset) -> List[Tuple[Any, str]]:
     return [(img_id, path) for path, img_id in images.items()]
 
 
-def _load_all(load_cfg: dict, images: List[Tuple[Any, str]], workers: int) -> Iterator[tuple]:
+def _load_all(loader, images: List[Tuple[Any, str]], workers: int) -> Iterator[tuple]:
     if workers <= 0:
-        _init_worker(load_cfg)
+        _init_worker(loader)
         yield from map(_load_one, images)
         return
-    # fork: the workers inherit the registries and default scope this process has set up
-    with multiprocessing.get_context('fork').Pool(workers, _init_worker, (load_cfg, )) as pool:
+    # fork: the workers inherit the transform, the registries and the default scope of this process
+    with multiprocessing.get_context('fork').Pool(workers, _init_worker, (loader, )) as pool:
         yield from pool.imap(_load_one, images, chunksize=16)
 
 
-def _init_worker(load_cfg: dict) -> None:
+def _init_worker(loader) -> None:
     global _loader
-    from mmpose.registry import TRANSFORMS
-    _loader = TRANSFORMS.build(load_cfg)
+    _loader = loader
 
 
 def _load_one(image: Tuple[Any, str]) -> tuple:
@@ -127,9 +146,9 @@ def _load_one(image: Tuple[Any, str]) -> tuple:
         results = _loader(dict(img_path=path, img_id=img_id))
     except Exception as error:  # noqa: BLE001 - mmpose's LoadImage names the path in its message
         return img_id, path, None, f'{type(error).__name__}: {error}'
-    if results is None:
+    if results is None or 'img' not in results:
         return img_id, path, None, f'{type(_loader).__name__} loaded nothing from {path}'
-    return img_id, path, tuple(results['ori_shape']), None
+    return img_id, path, tuple(results['img'].shape[:2]), None
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -140,7 +159,7 @@ def format_report(report: Dict[str, Any]) -> str:
             lines.append(f'{split}: {r["dataset"]} could not be built ({r["seconds"]:.1f} s)')
             continue
         if not r['loader']:
-            note = '; images not checked: no pipeline step named *LoadImage'
+            note = '; images not checked: no loading transform (*LoadImage) in its pipeline'
         elif not r['sizes_compared']:
             note = f"; sizes not compared ({r['dataset']} does not keep the annotation file's image sizes)"
         else:

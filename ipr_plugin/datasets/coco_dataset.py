@@ -123,10 +123,13 @@ class IPRCocoDataset(CocoDataset):
         """``CocoDataset.prepare_data``, then the loaded image's size checked against the annotation file's."""
         data = super().prepare_data(idx)
         if self.check_image_size and isinstance(data, dict):
-            meta = data['data_samples'].metainfo if 'data_samples' in data else data
-            problem = self.image_size_problem(meta.get('img_id'), meta.get('ori_shape'), meta.get('img_path'))
-            if problem:
-                raise ValueError(f'{problem}; check_image_size=False turns this check off')
+            samples = data.get('data_samples', data)
+            # a test-time-augmentation pipeline packs a list of samples, all of the same image
+            for sample in samples if isinstance(samples, (list, tuple)) else [samples]:
+                meta = sample if isinstance(sample, dict) else getattr(sample, 'metainfo', {})
+                problem = self.image_size_problem(meta.get('img_id'), meta.get('ori_shape'), meta.get('img_path'))
+                if problem:
+                    raise ValueError(f'{problem}; check_image_size=False turns this check off')
         return data
 
     def _load_annotations(self) -> Tuple[List[dict], List[dict]]:
@@ -302,7 +305,7 @@ class IPRCocoDataset(CocoDataset):
             image_id, box, score = det.get('image_id'), det.get('bbox'), det.get('score')
             if type(image_id) is not int:  # mmpose's COCO index finds images by int only, and crashes otherwise
                 self._raise_detection(i, det, 'has no image_id' if image_id is None else
-                                      f'has image_id {image_id!r}, a {type(image_id).__name__}, not an int')
+                                      f'has image_id {image_id!r} of type {type(image_id).__name__}, not int')
             if image_id not in images:
                 self._raise_detection(i, det, f'is on no image of the annotation file {self.ann_file}')
             if not isinstance(box, (list, tuple, np.ndarray)) or len(box) < 4 or not all(map(_is_number, box[:4])):
@@ -325,9 +328,10 @@ class IPRCocoDataset(CocoDataset):
     def _record_image_sizes(self) -> None:
         # mmpose's COCO index of the annotation file, which it deletes once the data list is built
         sizes = sorted((img['id'], img.get('height', -1), img.get('width', -1)) for img in self.coco.imgs.values()
-                       if _is_number(img.get('id')))
-        table = np.array([size if all(map(_is_number, size)) else (size[0], -1, -1) for size in sizes],
-                         dtype=np.int64).reshape(-1, 3)
+                       if _is_number(img.get('id')) and math.isfinite(img['id']))
+        # a size that is no finite number is not compared (-1) rather than failing the build without a name
+        table = np.array([size if all(_is_number(v) and math.isfinite(v) for v in size) else (size[0], -1, -1)
+                          for size in sizes], dtype=np.int64).reshape(-1, 3)
         self._image_ids, self._image_sizes = table[:, 0].copy(), table[:, 1:].copy()
 
     def image_size_problem(self, img_id, loaded: Optional[tuple], img_path: Optional[str]) -> Optional[str]:
