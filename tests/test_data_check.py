@@ -1,12 +1,16 @@
 """``tools/check_data.py`` lists every bad image of a config's data at once, on copies of the COCO sample."""
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import List
 
 import pytest
+from mmpose.datasets.transforms import LoadImage
+from mmpose.registry import TRANSFORMS
 from PIL import Image
 
 from ipr_plugin.apis.data_check import SPLITS, check_data, format_report
@@ -101,3 +105,38 @@ def test_a_wrapped_dataset_is_checked_image_by_image(broken):
         'RepeatDataset', 36, 4, 'IPRLoadImage') and train['sizes_compared']
     assert sorted(Path(p.what).name for p in report['problems']) == [
         '000000000785.jpg', '000000040083.jpg', '000000196141.jpg']
+
+
+@TRANSFORMS.register_module(force=True)
+class DyingLoadImage(LoadImage):
+    """mmpose's LoadImage, except that the process loading ``fatal`` dies with ``signum``, as one the
+    out-of-memory killer ends (SIGKILL) or one whose decoder crashes (SIGSEGV) does."""
+
+    def __init__(self, fatal: str, signum: int, **kwargs):
+        super().__init__(**kwargs)
+        self.fatal, self.signum = fatal, signum
+
+    def transform(self, results: dict) -> dict:
+        if Path(results['img_path']).name == self.fatal:
+            os.kill(os.getpid(), self.signum)
+        return super().transform(results)
+
+
+@pytest.mark.parametrize('signum, likely', [(signal.SIGKILL, 'out-of-memory killer'),
+                                            (signal.SIGSEGV, 'crash inside the image decoder')])
+def test_a_worker_that_dies_costs_only_the_image_it_was_loading(broken, signum, likely):
+    """One worker, killed on the second image of its first chunk: a new one takes the rest of the share."""
+    options = _options(broken)
+    options['train_dataloader.dataset.pipeline'] = [dict(type='DyingLoadImage', fatal='000000040083.jpg',
+                                                         signum=int(signum))]
+    report = check_data(FAST_CONFIG, splits=['train'], workers=1, cfg_options=options, progress=False)
+    assert report['splits']['train']['images'] == 4 and report['splits']['train']['loader'] == 'DyingLoadImage'
+    messages = {Path(p.what).name: p.message for p in report['problems']}
+    assert sorted(messages) == ['000000000785.jpg', '000000040083.jpg', '000000196141.jpg']
+    dead = messages['000000040083.jpg']
+    assert f'loading {broken / "000000040083.jpg"} was killed by {signal.Signals(signum).name}' in dead
+    assert likely in dead
+    assert 'loads as 320x212' in messages['000000000785.jpg']  # checked by the worker that replaced it
+    # the problems are listed in sample order, whichever worker found them
+    images = [image['file_name'] for image in json.loads((broken / 'test_coco.json').read_text())['images']]
+    assert [Path(p.what).name for p in report['problems']] == [name for name in images if name in messages]

@@ -20,7 +20,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('config', help='config file, or package::path of an installed one')
     parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS))
-    parser.add_argument('--workers', type=int, default=0, help='processes loading images (0: this one)')
+    parser.add_argument('--workers', type=int, default=0,
+                        help='processes loading images (0: this one; then an image that kills its loader ends '
+                        'the check)')
     parser.add_argument('--out', default=None, help='also write the report as JSON here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, help='config overrides')

@@ -6,11 +6,15 @@ at once: it builds each split's dataset as the Runner would (``IPRCocoDataset``'
 checks run then), then loads every image of it once with the split's own loading transform (the first transform
 named ``*LoadImage`` in the dataset's pipeline, or in that of a wrapper around it such as mmpose's
 ``CombinedDataset``), in ``workers`` processes, and compares the loaded size with the annotation file's, whatever
-the dataset's ``check_image_size`` says.
+the dataset's ``check_image_size`` says. An image whose loading kills the worker process (the out-of-memory
+killer, a crash inside a decoder) is one problem on the list, not the end of the check.
 """
 import multiprocessing
+import signal
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .person_boxes import ConfigLike, load_config
@@ -89,13 +93,15 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
         images = _images(leaf)
         size_problem = getattr(leaf, 'image_size_problem', None)
         bar = tqdm(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
-        for img_id, path, shape, error in _load_all(loader, images, workers):
+        found = []
+        for index, (img_id, path, shape, error) in _load_all(loader, images, workers):
             message = error or (size_problem(img_id, shape, path) if size_problem else None)
             if message:
-                problems.append(DataProblem(split, path, message))
+                found.append((index, DataProblem(split, path, message)))
             result['images'] += 1
             bar.update()
         bar.close()
+        problems += [problem for _, problem in sorted(found, key=lambda item: item[0])]  # in sample order
     result['seconds'] = time.perf_counter() - start
     return result
 
@@ -125,13 +131,107 @@ def _images(dataset) -> List[Tuple[Any, str]]:
 
 
 def _load_all(loader, images: List[Tuple[Any, str]], workers: int) -> Iterator[tuple]:
+    """(index into ``images``, :func:`_load_one`'s result) for every image, in the order they finish.
+
+    A worker process that dies (the out-of-memory killer, a crash inside a decoder) costs only the image it was
+    loading: that one is reported as the culprit, and the rest of its share goes to a new worker. With
+    ``workers=0`` such a crash ends this process instead.
+    """
     if workers <= 0:
         _init_worker(loader)
-        yield from map(_load_one, images)
+        yield from ((index, _load_one(image)) for index, image in enumerate(images))
         return
-    # fork: the workers inherit the transform, the registries and the default scope of this process
-    with multiprocessing.get_context('fork').Pool(workers, _init_worker, (loader, )) as pool:
-        yield from pool.imap(_load_one, images, chunksize=16)
+    context = multiprocessing.get_context('fork')  # workers inherit the transform, registries and default scope
+    todo = deque(enumerate(images))
+    pool = [_Worker(context, loader) for _ in range(min(workers, len(images)))]
+    try:
+        for worker in pool:
+            worker.feed(todo)
+        while todo or any(worker.pending for worker in pool):
+            ready = set(wait([w.conn for w in pool] + [w.process.sentinel for w in pool]))
+            for k, worker in enumerate(pool):
+                if worker.conn in ready:
+                    yield from worker.drain()
+                if not worker.process.is_alive():  # also one killed while idle: its share must not be lost
+                    yield from worker.drain()  # it has exited, so all it sent is in the pipe now
+                    if worker.pending:
+                        index, (img_id, path) = worker.pending.popleft()
+                        yield index, (img_id, path, None, _death_message(worker.process.exitcode, path))
+                        todo.extendleft(reversed(worker.pending))
+                    worker.close()
+                    pool[k] = worker = _Worker(context, loader)
+                worker.feed(todo)
+    finally:
+        for worker in pool:
+            worker.close()
+
+
+class _Worker:
+    """A forked process that loads the images it is sent, over a pipe of its own: with no queue lock shared
+    between workers, one killed mid-message cannot block the others."""
+    CHUNK = 16  # images per message: few round trips, and little to resend after a death
+
+    def __init__(self, context, loader):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, loader), daemon=True)
+        self.process.start()
+        child.close()
+        self.pending: deque = deque()  # (index, image) sent and not answered yet, in the order sent
+
+    def feed(self, todo: deque) -> None:
+        """Keep up to two chunks in flight, so that the worker never waits for the next one."""
+        while todo and len(self.pending) <= self.CHUNK and self.process.is_alive():
+            chunk = [todo.popleft() for _ in range(min(self.CHUNK, len(todo)))]
+            self.pending.extend(chunk)
+            try:
+                self.conn.send(chunk)
+            except OSError:  # it died just now: the caller requeues its pending images when it sees the exit
+                return
+
+    def drain(self) -> Iterator[tuple]:
+        try:
+            while self.conn.poll():
+                answer = self.conn.recv()
+                self.pending.popleft()
+                yield answer
+        except (EOFError, OSError):  # the worker is gone; the caller sees its exit code
+            pass
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def _serve(conn, loader) -> None:
+    _init_worker(loader)
+    while True:
+        try:
+            chunk = conn.recv()
+        except EOFError:  # the checking process is gone
+            return
+        if chunk is None:
+            return
+        for index, image in chunk:
+            conn.send((index, _load_one(image)))
+
+
+def _death_message(exitcode: Optional[int], path: str) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        likely = dict(SIGKILL='the out-of-memory killer sends it', SIGSEGV='a crash inside the image decoder')
+        how = f'was killed by {name}' + (f' ({likely[name]}?)' if name in likely else '')
+    else:
+        how = f'exited with status {exitcode}'
+    return (f'the process loading {path} {how}; a dataloader worker would die on it the same way and stop '
+            'the run')
 
 
 def _init_worker(loader) -> None:
