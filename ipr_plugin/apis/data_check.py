@@ -230,8 +230,8 @@ def _death_message(exitcode: Optional[int], path: str) -> str:
         how = f'was killed by {name}' + (f' ({likely[name]}?)' if name in likely else '')
     else:
         how = f'exited with status {exitcode}'
-    return (f'the process loading {path} {how}; a dataloader worker would die on it the same way and stop '
-            'the run')
+    return (f'the process loading {path} {how}; if the image is the cause, a dataloader worker will die on it '
+            'the same way and stop the run')
 
 
 def _init_worker(loader) -> None:
