@@ -94,6 +94,23 @@ def test_instance_scores_by_mode():
         instance_scores('median', kpt, box, 0.2)
 
 
+def test_a_keypoint_score_equal_to_the_threshold_is_counted_as_mmpose_counts_it():
+    """float32(0.2) > 0.2 for mmpose's one-scalar-at-a-time comparison (float64 with numpy < 2), though not in a
+    float32 array comparison: the score of the second keypoint is counted by mmpose, so by us."""
+    kpt = np.array([[0.9, 0.2, 0.05], [0.2, 0.2, 0.2]], np.float32)
+    box = np.array([1.0, 0.5], np.float32)
+    expected = []
+    for row, bbox in zip(kpt, box):  # CocoMetric's loop, as written in mmpose
+        total, valid = 0, 0
+        for score in row:
+            if score > 0.2:
+                total += score
+                valid += 1
+        expected.append(bbox * (total / valid if valid else total))
+    np.testing.assert_array_equal(instance_scores('bbox_keypoint', kpt, box, 0.2), expected)
+    assert expected[1] > 0
+
+
 def _evaluate(metric_cls, samples, meta, **kwargs):
     metric = metric_cls(**kwargs)
     metric.dataset_meta = meta

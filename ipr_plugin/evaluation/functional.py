@@ -38,7 +38,10 @@ def instance_scores(mode: str, keypoint_scores: np.ndarray, bbox_scores: np.ndar
         return (bbox_scores + keypoint_scores.mean(axis=1) + keypoint_scores.max(axis=1)).astype(np.float64)
     if mode != 'bbox_keypoint':
         raise ValueError(f'instance_scores: unknown score mode {mode!r}')
-    valid = keypoint_scores > keypoint_score_thr
+    # mmpose compares one numpy scalar at a time with the Python float threshold, which numpy < 2 does in float64
+    # (a float32 array against a Python float is compared in float32): compare in the dtype the scalar gets
+    scalar_dtype = np.result_type(keypoint_scores.dtype.type(0), keypoint_score_thr)
+    valid = keypoint_scores.astype(scalar_dtype, copy=False) > keypoint_score_thr
     # mmpose adds the valid scores one by one to the Python int 0, which makes the sum float64; cumsum adds in
     # the same order, and the zeros of the invalid ones change nothing
     total = np.cumsum(np.where(valid, keypoint_scores, 0), axis=1, dtype=np.float64)[:, -1]
