@@ -59,6 +59,20 @@ def test_collate_ships_contiguous_tensors(setup):
         assert not any(isinstance(v, torch.Tensor) for v in sample.gt_instances.values())
 
 
+@pytest.mark.parametrize('which', [0, 1])
+def test_labels_with_other_keys_stay_on_their_samples(setup, which):
+    """One sample with a label key the others lack (another codec, a custom transform): nothing is stacked and
+    nothing is dropped, whichever sample it is."""
+    _, _, datasets = setup
+    items = _items(datasets['train'], 2)
+    items[which]['data_samples'].gt_instance_labels.set_field(torch.full((1, 17), 7.0), 'extra_weights')
+    batch = ipr_collate(items)
+    assert LABELS_KEY not in batch
+    keys = [set(sample.gt_instance_labels.keys()) for sample in batch['data_samples']]
+    assert 'extra_weights' in keys[which] and 'extra_weights' not in keys[1 - which]
+    assert {'keypoint_labels', 'keypoint_weights'} <= keys[0] & keys[1]
+
+
 def test_same_losses_as_the_plain_path(setup):
     model, fast, datasets = setup
     items = _items(datasets['train'], 4)

@@ -63,11 +63,13 @@ def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _stack_labels(samples: List) -> Optional[Dict[str, torch.Tensor]]:
-    """Per-key (B, N, ...) stacks of the samples' labels; None unless every sample has same-shaped ones."""
+    """Per-key (B, N, ...) stacks of the samples' labels; None unless every sample has the same keys, of one shape."""
     if not all('gt_instance_labels' in s for s in samples):
         return None
     per_sample = [s.gt_instance_labels for s in samples]
     keys = list(per_sample[0].keys())
+    if any(set(labels.keys()) != set(keys) for labels in per_sample):  # else a key only some samples have is lost
+        return None
     stacked = {}
     for key in keys:
         values = [labels.get(key) for labels in per_sample]
