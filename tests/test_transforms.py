@@ -102,8 +102,8 @@ def test_exif_orientation_is_read_in_both_byte_orders(order):
     assert exif_orientation(b'\xff\xd8\x00\x00\x00\x00') == -1  # not a marker: unreadable
 
 
-def _load(transform_type, path):
-    transform = TRANSFORMS.build(dict(type=transform_type))
+def _load(transform_type, path, **kwargs):
+    transform = TRANSFORMS.build(dict(type=transform_type, **kwargs))
     return transform(dict(img_path=str(path)))
 
 
@@ -130,6 +130,15 @@ def test_ipr_load_image_names_a_corrupt_or_missing_file(tmp_path):
     for path in (corrupt, tmp_path / 'missing.jpg'):
         with pytest.raises(Exception, match=path.name):
             _load('IPRLoadImage', path)
+
+
+@pytest.mark.parametrize('reuse_last', [False, True])
+def test_ipr_load_image_skips_an_empty_file_as_load_image_does_with_ignore_empty(tmp_path, reuse_last):
+    register_all_modules()
+    empty = tmp_path / 'empty.jpg'
+    empty.write_bytes(b'')
+    assert _load('LoadImage', empty, ignore_empty=True) is None
+    assert _load('IPRLoadImage', empty, ignore_empty=True, reuse_last=reuse_last) is None
 
 
 def test_ipr_load_image_to_float32_gives_load_images_float_image(coco_sample):

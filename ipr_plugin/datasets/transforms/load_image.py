@@ -52,7 +52,7 @@ class IPRLoadImage(LoadImage):
             if img is not None:
                 results['img'] = img
         results = super().transform(results)
-        if key is not None:
+        if key is not None and results is not None:  # None: an empty file with ignore_empty, as LoadImage gives
             results['img'].flags.writeable = False
             self._last = (key, results['img'])
         return results
