@@ -10,6 +10,11 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
   ``ValueError`` naming the file, the count found and the count expected;
 - an annotation with a non-finite box, keypoint or area value raises ``ValueError`` naming it, its image and the
   file (mmpose would pass the NaN on until the label encoder, which cannot say where it came from);
+- an annotation file that is not JSON, an image entry without a ``file_name`` or a positive ``width`` and
+  ``height``, an annotation without an ``id``, with a box that is not 4 numbers or null keypoints raises
+  ``ValueError`` naming the record and the file (mmpose fails with a bare ``KeyError`` or unpacking error;
+  :mod:`.coco_checks`); annotations on no image of the file's list, which COCO's index never reaches, are
+  reported with one warning;
 - a detection file that is not JSON, has no person boxes, or has a person box with an image_id that is not an
   int or not an image of the annotation file, without 4 finite numbers or without a finite score raises
   ``ValueError`` naming the file and the entry; person boxes with no area are dropped with one warning (mmpose
@@ -31,7 +36,8 @@ import math
 import os.path as osp
 import pickle
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from mmengine import fileio
@@ -41,17 +47,13 @@ from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
+from .coco_checks import annotation_problem, detection_problem, file_problem, image_size_table
+from .coco_checks import is_number as _is_number
 from .transforms.jpeg import exif_orientation
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
                     'flip_indices', 'skeleton_links')
-
-
-def _is_number(value) -> bool:
-    # A bool or a numeric string would be converted by numpy without complaint. numpy numbers come from
-    # pickled detection files, which mmengine's load reads as well.
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _is_remote(path: str) -> bool:
@@ -134,9 +136,38 @@ class IPRCocoDataset(CocoDataset):
         return data
 
     def _load_annotations(self) -> Tuple[List[dict], List[dict]]:
-        loaded = super()._load_annotations()
+        with self._naming_bad_records():
+            loaded = super()._load_annotations()
+        if not isinstance(self.coco.dataset.get('images'), list):  # COCO's index then finds no annotation
+            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: '
+                             f'{file_problem(self.coco.dataset)}')
+        orphans = [ann['id'] for ann in self.coco.dataset.get('annotations') or []
+                   if ann['image_id'] not in self.coco.imgs]
+        if orphans:  # COCO's index reaches annotations through their image only: these would vanish unsaid
+            print_log(f'{type(self).__name__}: {len(orphans)} annotations in {self.ann_file} are on no image of '
+                      f'its "images" list and are not used (ids {", ".join(map(str, orphans[:5]))}'
+                      f'{", ..." if len(orphans) > 5 else ""})', logger='current', level=logging.WARNING)
         self._record_image_sizes()
         return loaded
+
+    @contextmanager
+    def _naming_bad_records(self) -> Iterator[None]:
+        """mmpose reads the annotation file and indexes its images unchecked: a file that is not JSON, or an
+        image without a file_name, width or height, fails with an error that names neither. Name them."""
+        try:
+            yield
+        except json.JSONDecodeError as error:
+            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file} is not valid JSON: '
+                             f'{error}') from error
+        except (AssertionError, KeyError, TypeError, ValueError) as error:
+            coco = getattr(self, 'coco', None)  # absent when COCO's index refused the file
+            try:
+                problem = file_problem(coco.dataset if coco is not None else load(self.ann_file))
+            except Exception:  # noqa: BLE001 - only names the culprit of the error being raised
+                problem = None
+            if problem is None:  # not the file's records: the error as it was
+                raise
+            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}') from error
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
         """``CocoDataset.parse_data_info`` after checking the instance's keypoint count, with non-finite values
@@ -180,7 +211,8 @@ class IPRCocoDataset(CocoDataset):
         # Detection results bring their own boxes and dummy keypoints: nothing of the annotation file goes
         # through parse_data_info, so its keypoint count is checked here (val files are small).
         self._check_detection_inputs()
-        data_list = super()._load_detection_results()
+        with self._naming_bad_records():
+            data_list = super()._load_detection_results()
         self._record_image_sizes()
         kept = [info for info in data_list if (info['bbox'][0, 2:] > info['bbox'][0, :2]).all()]
         if len(kept) < len(data_list):
@@ -249,9 +281,14 @@ class IPRCocoDataset(CocoDataset):
                           f'annotation file matching the metainfo')
 
     def _check_instance_keypoint_count(self, ann: dict) -> None:
-        values = ann.get('keypoints')
-        if values is None:  # no keypoints at all: CocoDataset skips the instance
+        """The record's structure (what mmpose unpacks unchecked), then its keypoint count."""
+        if 'bbox' not in ann or 'keypoints' not in ann:  # CocoDataset skips the instance
             return
+        problem = annotation_problem(ann)
+        if problem:
+            raise ValueError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
+                             f'in {self.ann_file} has {problem}')
+        values = ann['keypoints']
         # _metainfo, not metainfo: the property deep-copies the whole metainfo, once per instance here.
         if len(values) != 3 * self._metainfo['num_keypoints']:
             found = f'{len(values) // 3} keypoints' if len(values) % 3 == 0 else \
@@ -260,18 +297,19 @@ class IPRCocoDataset(CocoDataset):
 
     def _check_file_keypoint_count(self) -> dict:
         """Check every category and annotation of ``ann_file``; returns the loaded file."""
-        data = load(self.ann_file)
+        with self._naming_bad_records():
+            data = load(self.ann_file)
+        problem = file_problem(data)
+        if problem:
+            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
         expected = self.metainfo['num_keypoints']
         for cat in data.get('categories', []):
             if 'keypoints' in cat and len(cat['keypoints']) != expected:
                 raise self._keypoint_count_error(f'category {cat.get("name")!r}',
                                                  f'{len(cat["keypoints"])} keypoint names')
-        # Every annotation, not only the first: the evaluation reshapes each, after the whole inference.
-        length = 3 * expected
+        # Every annotation, not only the first: the evaluation reads each, after the whole inference.
         for ann in data.get('annotations', []):
-            values = ann.get('keypoints')
-            if values is not None and len(values) != length:
-                self._check_instance_keypoint_count(ann)
+            self._check_instance_keypoint_count(ann)
         return data
 
     def _check_finite(self, ann: dict, data_info: dict) -> None:
@@ -313,43 +351,16 @@ class IPRCocoDataset(CocoDataset):
 
     def _check_detections(self, entries: list, images: set) -> None:
         """Check every person entry: on one of ``images`` (ids), 4 finite box numbers, a finite score."""
-        index, boxes, scores = [], [], []
-        for i, det in enumerate(entries):
-            if type(det) is not dict or 'category_id' not in det:
-                self._raise_detection(i, det, 'is not an object with a category_id')
-            if det['category_id'] != 1:
-                continue
-            image_id, box, score = det.get('image_id'), det.get('bbox'), det.get('score')
-            if type(image_id) is not int:  # mmpose's COCO index finds images by int only, and crashes otherwise
-                self._raise_detection(i, det, 'has no image_id' if image_id is None else
-                                      f'has image_id {image_id!r} of type {type(image_id).__name__}, not int')
-            if image_id not in images:
-                self._raise_detection(i, det, f'is on no image of the annotation file {self.ann_file}')
-            if not isinstance(box, (list, tuple, np.ndarray)) or len(box) < 4 or not all(map(_is_number, box[:4])):
-                self._raise_detection(i, det, f'has bbox {box!r}, not [x, y, w, h] (4 numbers)')
-            if not _is_number(score):
-                self._raise_detection(i, det, f'has score {score!r}, not a number')
-            index.append(i)
-            boxes.append(box[:4])
-            scores.append(score)
-        if not index:
-            raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} has no person boxes '
-                             f'(no entry with category_id 1 among its {len(entries)} entries)')
-        boxes, scores = np.array(boxes, dtype=np.float64), np.array(scores, dtype=np.float64)
-        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
-        if not finite.all():
-            i = index[int(np.argmin(finite))]
-            self._raise_detection(i, entries[i], f'has bbox {entries[i]["bbox"]} and score {entries[i]["score"]}: '
-                                  f'every value must be finite')
+        found = detection_problem(entries, images, self.ann_file)
+        if found is not None:
+            index, what = found
+            if index is None:
+                raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} {what}')
+            self._raise_detection(index, entries[index], what)
 
     def _record_image_sizes(self) -> None:
         # mmpose's COCO index of the annotation file, which it deletes once the data list is built
-        sizes = sorted((img['id'], img.get('height', -1), img.get('width', -1)) for img in self.coco.imgs.values()
-                       if _is_number(img.get('id')) and math.isfinite(img['id']))
-        # a size that is no finite number is not compared (-1) rather than failing the build without a name
-        table = np.array([size if all(_is_number(v) and math.isfinite(v) for v in size) else (size[0], -1, -1)
-                          for size in sizes], dtype=np.int64).reshape(-1, 3)
-        self._image_ids, self._image_sizes = table[:, 0].copy(), table[:, 1:].copy()
+        self._image_ids, self._image_sizes = image_size_table(self.coco.imgs.values())
 
     def image_size_problem(self, img_id, loaded: Optional[tuple], img_path: Optional[str]) -> Optional[str]:
         """Why the image ``img_id``, loaded from ``img_path`` at ``loaded`` = (height, width) pixels, does not fit
