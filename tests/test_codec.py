@@ -79,6 +79,19 @@ def test_bad_input_names_the_culprit(kpts, vis, match):
         build().encode(kpts, vis)
 
 
+def test_no_instance_gives_empty_labels_and_zero_maps():
+    enc = build(heatmap_size=(48, 64), sigma=2.0).encode(np.zeros((0, 3, 2)), np.zeros((0, 3)))
+    assert enc['keypoint_labels'].shape == (0, 3, 2) and enc['keypoint_weights'].shape == (0, 3)
+    assert enc['heatmaps'].shape == (3, 64, 48) and not enc['heatmaps'].any()
+
+
+@pytest.mark.parametrize('kwargs', [dict(heatmap_size=(48, 64), sigma=0.0), dict(heatmap_size=(48, 0), sigma=2.0),
+                                    dict(heatmap_size=(48, 64), sigma=-1.0)])
+def test_bad_heatmap_config_fails_when_built(kwargs):
+    with pytest.raises(ValueError, match=r'heatmap_size.*sigma'):
+        build(**kwargs)
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match='sigma'):
         build(heatmap_size=(48, 64))

@@ -217,3 +217,25 @@ def test_bad_input_names_the_tensor():
             head.predict(pair, samples(1), dict(flip_test=True))
     with pytest.raises(ValueError, match='debias'):
         logit_head(debias=True, normalizer='relu')
+
+
+def test_variance_regulariser_measures_the_map_around_its_own_mean_with_debias():
+    # 0.7 of a Gaussian at the label plus 0.3 spread evenly: debias recovers the label, and the map's spread
+    # around its own mean is what the regulariser judges, whether or not the coordinates are debiased.
+    from ipr_plugin.ops import gaussian_heatmaps, make_grid
+    labels = torch.rand(2, K, 2) * 0.8 - 0.4
+    probs = 0.7 * gaussian_heatmaps(labels, make_grid(W), make_grid(H), 1.5) + 0.3 / (H * W)
+    loss = dict(type='IntegralJointLoss', regularizer='var', sigma=1.5)
+    plain = logit_head(loss=loss).loss((probs.log(),), samples(2, labels))
+    debiased = logit_head(loss=loss, debias=True, debias_background='median').loss((probs.log(),), samples(2, labels))
+    assert debiased['loss_coord'].item() < 0.05 * plain['loss_coord'].item()
+    assert debiased['loss_hm'].item() == pytest.approx(plain['loss_hm'].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize('cast', ['half', 'bfloat16'])
+def test_casting_the_head_keeps_the_grids_exact(cast):
+    from ipr_plugin.ops import make_grid
+    head = getattr(logit_head(), cast)()
+    assert head.grid_x.dtype == torch.float32 and torch.equal(head.grid_x, make_grid(W))
+    assert torch.equal(head.grid_y, make_grid(H))
+    assert head.double().grid_x.dtype == torch.float64  # a wider cast is left as torch makes it

@@ -105,3 +105,5 @@ def test_bad_config_names_the_option():
         MODELS.build(dict(type='IntegralJointLoss', regularizer='mse'))
     with pytest.raises(ValueError, match='coord_loss'):
         MODELS.build(dict(type='IntegralJointLoss', coord_loss='l3'))
+    with pytest.raises(ValueError, match='sigma'):
+        MODELS.build(dict(type='IntegralJointLoss', sigma=0))

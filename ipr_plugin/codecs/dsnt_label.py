@@ -61,6 +61,9 @@ class DSNTLabel(BaseKeypointCodec):
         if (heatmap_size is None) != (sigma is None):
             raise ValueError('DSNTLabel: heatmap targets need both `heatmap_size` and `sigma`, got '
                              f'heatmap_size={heatmap_size}, sigma={sigma}')
+        if heatmap_size is not None and (len(heatmap_size) != 2 or min(heatmap_size) <= 0 or not sigma > 0):
+            raise ValueError(f'DSNTLabel: `heatmap_size` must be (W, H) > 0 and `sigma` > 0 (heatmap cells), got '
+                             f'heatmap_size={heatmap_size}, sigma={sigma}')
         self.input_size = tuple(int(s) for s in input_size)
         self.heatmap_size = None if heatmap_size is None else tuple(int(s) for s in heatmap_size)
         self.sigma = sigma
@@ -90,7 +93,9 @@ class DSNTLabel(BaseKeypointCodec):
         W, H = self.heatmap_size
         grid_x, grid_y = make_grid(W, dtype=torch.float64), make_grid(H, dtype=torch.float64)
         maps = gaussian_heatmaps(torch.from_numpy(labels.astype(np.float64)), grid_x, grid_y, self.sigma)
-        maps = (maps * torch.from_numpy(weights.astype(np.float64))[..., None, None]).amax(dim=0)
+        maps = maps * torch.from_numpy(weights.astype(np.float64))[..., None, None]
+        # no instance (N = 0): zero maps, the same as an instance with no labelled keypoint
+        maps = maps.amax(dim=0) if len(maps) else maps.new_zeros(maps.shape[1:])
         total = maps.sum(dim=(-1, -2), keepdim=True)
         maps = torch.where(total > 0, maps / total.clamp_min(1e-300), torch.zeros_like(maps))
         return maps.numpy().astype(np.float32)

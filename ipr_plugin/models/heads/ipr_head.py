@@ -159,6 +159,15 @@ class IPRHead(BaseHead):
         input_size = self.decoder.input_size[axis] if self.grid_mode == 'mmpose' else None
         return make_grid(size, self.grid_mode, input_size=input_size, device=device)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .half() / .bfloat16() would round the derived grids (up to 1/64 px at 48 cells), and the ops integrate
+        # in float32: rebuild them exactly on the new device instead.
+        super()._apply(fn, *args, **kwargs)
+        if torch.finfo(self.grid_x.dtype).bits < 32:
+            (W, H), device = self.heatmap_size, self.grid_x.device
+            self.grid_x, self.grid_y = self._make_grid(W, 0, device), self._make_grid(H, 1, device)
+        return self
+
     def grids_for(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
         """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs)."""
         H, W = logits.shape[-2:]

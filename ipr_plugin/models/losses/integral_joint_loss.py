@@ -6,7 +6,7 @@ from mmengine.logging import MessageHub
 from mmpose.registry import MODELS
 from torch import Tensor, nn
 
-from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, variance_regularizer
+from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, soft_argmax, variance_regularizer
 from ...ops.losses import COORD_LOSSES, coordinate_loss, weighted_joint_mean
 
 REGULARIZERS = ('js', 'kl', 'var')
@@ -32,7 +32,8 @@ class IntegralJointLoss(nn.Module):
         coord_loss (str): ``'l1'`` (default), ``'smooth_l1'``, ``'l2'`` or ``'euclidean'``.
         coord_weight (float): Weight of the coordinate term.
         regularizer (str): ``'js'`` (Jensen-Shannon, default, as DSNT), ``'kl'`` (KL(prediction || target))
-            or ``'var'`` (variance regulariser: the map's variance should match ``sigma``).
+            or ``'var'`` (variance regulariser: the map's variance around its own soft-argmax should match
+            ``sigma``).
         reg_weight (float): Weight of the regulariser before annealing.
         sigma (float): Standard deviation of the Gaussian target, in heatmap cells.
         anneal (dict, optional): Anneal the regulariser's weight to 0: ``dict(mode='linear' | 'cosine',
@@ -54,6 +55,8 @@ class IntegralJointLoss(nn.Module):
         if regularizer not in REGULARIZERS:
             raise ValueError(f'IntegralJointLoss: `regularizer` must be one of {REGULARIZERS}, '
                              f'got {regularizer!r}')
+        if not sigma > 0:
+            raise ValueError(f'IntegralJointLoss: `sigma` must be > 0 (heatmap cells), got {sigma!r}')
         if anneal is not None:
             anneal = dict(dict(mode='linear', by='epoch', begin=0, end=None), **anneal)
             if anneal['mode'] not in ('linear', 'cosine') or anneal['by'] not in ('epoch', 'iter'):
@@ -106,7 +109,9 @@ class IntegralJointLoss(nn.Module):
         grid_x, grid_y = grids
         reg_weight = self.current_reg_weight()
         if self.regularizer == 'var':
-            reg = variance_regularizer(heatmaps, pred_coords, grid_x, grid_y, self.sigma)
+            # Around the map's own mean, not `pred_coords`: with debias those are corrected for the background
+            # share, and the spread around them would penalise the share the correction already removes.
+            reg = variance_regularizer(heatmaps, soft_argmax(heatmaps, grid_x, grid_y), grid_x, grid_y, self.sigma)
         else:
             # The target is a constant: it is built from labels, never from predictions.
             target = gaussian_heatmaps(target_coords.detach(), grid_x, grid_y, self.sigma)
