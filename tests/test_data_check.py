@@ -140,3 +140,41 @@ def test_a_worker_that_dies_costs_only_the_image_it_was_loading(broken, signum, 
     # the problems are listed in sample order, whichever worker found them
     images = [image['file_name'] for image in json.loads((broken / 'test_coco.json').read_text())['images']]
     assert [Path(p.what).name for p in report['problems']] == [name for name in images if name in messages]
+
+
+@pytest.fixture
+def turned(coco_sample, tmp_path) -> Path:
+    """The sample with two images tagged with an EXIF orientation: 3 (turned 180 degrees: same size when decoded)
+    and 6 (turned 90 degrees: width and height swap)."""
+    root = tmp_path / 'sample'
+    shutil.copytree(coco_sample, root)
+    for name, orientation in (('000000000785.jpg', 3), ('000000040083.jpg', 6)):
+        with Image.open(root / name) as image:
+            exif = image.getexif()
+            exif[0x0112] = orientation
+            image.save(root / name, exif=exif, quality=95)
+    return root
+
+
+def test_exif_turned_images_are_notes_or_named_as_the_cause_of_a_size_problem(turned):
+    report = check_data(FAST_CONFIG, splits=['val'], cfg_options=_options(turned), progress=False)
+    [problem] = report['problems']
+    assert Path(problem.what).name == '000000040083.jpg' and 'EXIF orientation 6' in problem.message
+    [note] = report['notes']  # same size turned: the annotation file cannot tell, so it is a note
+    assert Path(note.what).name == '000000000785.jpg'
+    assert f'IPRLoadImage loads {turned / "000000000785.jpg"} turned 180 degrees' in note.message
+    assert 'EXIF orientation 3' in note.message and 'color_ignore_orientation' in note.message
+    assert format_report(report).endswith(f'1 note (worth a look, not counted as problems):\n- val: {note.message}')
+    # mmpose's dataset does not know the sizes: both are notes
+    report = check_data(MMPOSE_IPR, splits=['val'], cfg_options=_options(turned), progress=False)
+    assert report['problems'] == []
+    notes = {Path(n.what).name: n.message for n in report['notes']}
+    assert sorted(notes) == ['000000000785.jpg', '000000040083.jpg']
+    assert 'LoadImage loads' in notes['000000040083.jpg'] and 'turned 90 degrees clockwise' in notes['000000040083.jpg']
+
+
+def test_a_loader_that_keeps_the_stored_pixels_has_no_exif_notes(turned):
+    options = _options(turned)
+    options['val_dataloader.dataset.pipeline'] = [dict(type='IPRLoadImage', color_type='color_ignore_orientation')]
+    report = check_data(FAST_CONFIG, splits=['val'], workers=1, cfg_options=options, progress=False)
+    assert report['problems'] == [] and report['notes'] == [] and report['splits']['val']['images'] == 4

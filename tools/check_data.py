@@ -1,7 +1,8 @@
 """Check a config's data before a long run: builds each split's dataset, loads every image once.
 
 Lists every missing or unreadable image and (with ``IPRCocoDataset``) every image whose size differs from its
-annotation file's, instead of stopping at the first one mid-training. Exit status 1 when there is a problem.
+annotation file's, instead of stopping at the first one mid-training; notes JPEGs that load turned by their EXIF
+orientation. Exit status 1 when there is a problem (notes do not count).
 
 Example::
 

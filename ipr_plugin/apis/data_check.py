@@ -7,7 +7,9 @@ checks run then), then loads every image of it once with the split's own loading
 named ``*LoadImage`` in the dataset's pipeline, or in that of a wrapper around it such as mmpose's
 ``CombinedDataset``), in ``workers`` processes, and compares the loaded size with the annotation file's, whatever
 the dataset's ``check_image_size`` says. An image whose loading kills the worker process (the out-of-memory
-killer, a crash inside a decoder) is one problem on the list, not the end of the check.
+killer, a crash inside a decoder) is one problem on the list, not the end of the check. A JPEG that the loader
+turns by its EXIF orientation as it decodes (OpenCV does, unless ``color_type`` says ``ignore_orientation``) is a
+note, not a problem: the annotation file cannot say whether its keypoints were made on the turned pixels.
 """
 import multiprocessing
 import signal
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..datasets.transforms.jpeg import ORIENTATION_TURNS, file_orientation
 from .person_boxes import ConfigLike, load_config
 
 SPLITS = ('train', 'val', 'test')
@@ -47,7 +50,8 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
         progress: show a progress bar per split on stderr.
 
     Returns:
-        dict: ``problems`` (list of :class:`DataProblem`), and per split checked, under ``splits``: its
+        dict: ``problems`` (list of :class:`DataProblem`), ``notes`` (the same, for images worth a look that
+        need not be wrong: EXIF-turned ones), and per split checked, under ``splits``: its
         dataset class, ``samples``, ``images`` loaded, ``seconds``, and ``sizes_compared`` (whether the dataset
         knows the annotation's image sizes: ``IPRCocoDataset`` does, mmpose's ``CocoDataset`` does not);
         ``skipped``: split -> why.
@@ -56,7 +60,8 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmpose'))
     problems: List[DataProblem] = []
-    report: Dict[str, Any] = dict(problems=problems, splits={}, skipped={})
+    notes: List[DataProblem] = []
+    report: Dict[str, Any] = dict(problems=problems, notes=notes, splits={}, skipped={})
     seen: List[Tuple[str, Any]] = []
     for split in splits:
         loader_cfg = cfg.get(f'{split}_dataloader')
@@ -68,11 +73,12 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
             report['skipped'][split] = f'the same dataset as {same}'
             continue
         seen.append((split, loader_cfg.dataset))
-        report['splits'][split] = _check_split(split, loader_cfg.dataset, workers, progress, problems)
+        report['splits'][split] = _check_split(split, loader_cfg.dataset, workers, progress, problems, notes)
     return report
 
 
-def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems: List[DataProblem]) -> dict:
+def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems: List[DataProblem],
+                 notes: List[DataProblem]) -> dict:
     from mmpose.registry import DATASETS
     from tqdm import tqdm
     start = time.perf_counter()
@@ -93,15 +99,18 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
         images = _images(leaf)
         size_problem = getattr(leaf, 'image_size_problem', None)
         bar = tqdm(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
-        found = []
-        for index, (img_id, path, shape, error) in _load_all(loader, images, workers):
+        found, turned = [], []
+        for index, (img_id, path, shape, error, orientation) in _load_all(loader, images, workers):
             message = error or (size_problem(img_id, shape, path) if size_problem else None)
             if message:
                 found.append((index, DataProblem(split, path, message)))
+            elif orientation in ORIENTATION_TURNS:
+                turned.append((index, DataProblem(split, path, _turn_note(path, orientation, loader))))
             result['images'] += 1
             bar.update()
         bar.close()
         problems += [problem for _, problem in sorted(found, key=lambda item: item[0])]  # in sample order
+        notes += [note for _, note in sorted(turned, key=lambda item: item[0])]
     result['seconds'] = time.perf_counter() - start
     return result
 
@@ -156,7 +165,7 @@ def _load_all(loader, images: List[Tuple[Any, str]], workers: int) -> Iterator[t
                     yield from worker.drain()  # it has exited, so all it sent is in the pipe now
                     if worker.pending:
                         index, (img_id, path) = worker.pending.popleft()
-                        yield index, (img_id, path, None, _death_message(worker.process.exitcode, path))
+                        yield index, (img_id, path, None, _death_message(worker.process.exitcode, path), 1)
                         todo.extendleft(reversed(worker.pending))
                     worker.close()
                     pool[k] = worker = _Worker(context, loader)
@@ -240,15 +249,29 @@ def _init_worker(loader) -> None:
 
 
 def _load_one(image: Tuple[Any, str]) -> tuple:
-    """(img_id, path, loaded (height, width) or None, error message or None)."""
+    """(img_id, path, loaded (height, width) or None, error message or None, the EXIF orientation the loader
+    applied: 1 when none)."""
     img_id, path = image
     try:
         results = _loader(dict(img_path=path, img_id=img_id))
     except Exception as error:  # noqa: BLE001 - mmpose's LoadImage names the path in its message
-        return img_id, path, None, f'{type(error).__name__}: {error}'
+        return img_id, path, None, f'{type(error).__name__}: {error}', 1
     if results is None or 'img' not in results:
-        return img_id, path, None, f'{type(_loader).__name__} loaded nothing from {path}'
-    return img_id, path, tuple(results['img'].shape[:2]), None
+        return img_id, path, None, f'{type(_loader).__name__} loaded nothing from {path}', 1
+    return img_id, path, tuple(results['img'].shape[:2]), None, file_orientation(path) if _turns(_loader) else 1
+
+
+def _turns(loader) -> bool:
+    """Whether ``loader`` applies EXIF orientations: mmcv's cv2 and pillow decoders do for ``color`` and
+    ``grayscale`` (turbojpeg and tifffile never do)."""
+    return (getattr(loader, 'color_type', 'color') in ('color', 'grayscale')
+            and getattr(loader, 'imdecode_backend', 'cv2') in ('cv2', 'pillow'))
+
+
+def _turn_note(path: str, orientation: int, loader) -> str:
+    return (f'{type(loader).__name__} loads {path} {ORIENTATION_TURNS[orientation]}, as its EXIF orientation '
+            f'{orientation} says; check that its keypoints were annotated on the image so turned, or load the '
+            "stored pixels with color_type='color_ignore_orientation'")
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -267,13 +290,17 @@ def format_report(report: Dict[str, Any]) -> str:
         lines.append(f'{split}: {r["dataset"]}, {r["samples"]} samples, {r["images"]} images loaded with '
                      f'{r["loader"]} in {r["seconds"]:.1f} s{note}')
     lines += [f'{split}: skipped, {why}' for split, why in report['skipped'].items()]
-    problems = report['problems']
+    problems, notes = report['problems'], report.get('notes', [])
     lines.append(f'{len(problems)} problem{"s" if len(problems) != 1 else ""}' + (':' if problems else ''))
     lines += [f'- {p.split}: {p.message}' if p.what in p.message else f'- {p.split}: {p.what}: {p.message}'
               for p in problems]
+    if notes:
+        lines.append(f'{len(notes)} note{"s" if len(notes) != 1 else ""} (worth a look, not counted as problems):')
+        lines += [f'- {n.split}: {n.message}' for n in notes]
     return '\n'.join(lines)
 
 
 def report_json(report: Dict[str, Any]) -> Dict[str, Any]:
     """The report with its problems as plain dicts, for ``json.dump``."""
-    return dict(report, problems=[asdict(p) for p in report['problems']])
+    return dict(report, problems=[asdict(p) for p in report['problems']],
+                notes=[asdict(n) for n in report.get('notes', [])])

@@ -40,7 +40,6 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-from mmengine import fileio
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import load
 from mmengine.logging import print_log
@@ -49,7 +48,7 @@ from mmpose.registry import DATASETS
 
 from .coco_checks import annotation_problem, detection_problem, file_problem, image_size_table
 from .coco_checks import is_number as _is_number
-from .transforms.jpeg import exif_orientation
+from .transforms.jpeg import file_orientation
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
@@ -376,7 +375,7 @@ class IPRCocoDataset(CocoDataset):
         (h, w), (eh, ew) = loaded[:2], expected
         why = 'its boxes and keypoints would miss the person (was the image folder resized or replaced?)'
         if (h, w) == (ew, eh):
-            orientation = _file_orientation(img_path)
+            orientation = file_orientation(img_path)
             if orientation in (5, 6, 7, 8):
                 why = (f'its EXIF orientation {orientation} turned it as it was decoded (OpenCV, and so mmpose\'s '
                        'LoadImage, applies EXIF rotations) while the annotation describes the pixels as stored; '
@@ -388,11 +387,3 @@ class IPRCocoDataset(CocoDataset):
     def _raise_detection(self, index: int, det, what: str) -> None:
         entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'
         raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file}: {entry} {what}')
-
-
-def _file_orientation(path: Optional[str]) -> int:
-    """The EXIF orientation of the JPEG at ``path``; 1 when it has none, is no JPEG or cannot be read."""
-    try:
-        return exif_orientation(fileio.get(path))
-    except Exception:  # noqa: BLE001 - only refines an error message
-        return 1

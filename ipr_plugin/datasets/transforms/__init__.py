@@ -9,11 +9,12 @@ arguments and is tested against it (``tests/test_transforms.py``):
 - :class:`IPRRandomBBoxTransform`: the same truncated-normal draws without scipy's per-call overhead;
 - :class:`IPRPackInputs`: the image packed without a transpose (channels-last strides).
 """
-from .jpeg import decode_jpeg_bgr, exif_orientation, fast_jpeg_available
+from .jpeg import ORIENTATION_TURNS, decode_jpeg_bgr, exif_orientation, fast_jpeg_available, file_orientation
 from .load_image import IPRLoadImage
 from .pack_inputs import IPRPackInputs
 from .random_bbox_transform import IPRRandomBBoxTransform, truncated_normal
 from .random_flip import IPRRandomFlip, contiguous_flip
 
 __all__ = ['IPRLoadImage', 'IPRPackInputs', 'IPRRandomBBoxTransform', 'IPRRandomFlip', 'contiguous_flip',
-           'decode_jpeg_bgr', 'exif_orientation', 'fast_jpeg_available', 'truncated_normal']
+           'decode_jpeg_bgr', 'exif_orientation', 'fast_jpeg_available', 'file_orientation', 'ORIENTATION_TURNS',
+           'truncated_normal']

@@ -71,6 +71,22 @@ def exif_orientation(buf: bytes) -> int:
     return _UNKNOWN
 
 
+def file_orientation(path: Optional[str]) -> int:
+    """The EXIF orientation of the JPEG at ``path`` (any mmengine file backend); 1 when it has none, is no JPEG
+    or cannot be read: callers only use it to explain or flag, never to decide how to decode."""
+    from mmengine import fileio
+    try:
+        return max(exif_orientation(fileio.get(path)), 1)
+    except Exception:  # noqa: BLE001 - a file that cannot be read is reported by the loader itself
+        return 1
+
+
+# What OpenCV's IMREAD_COLOR (and so mmpose's LoadImage) does to the stored pixels for each EXIF orientation.
+ORIENTATION_TURNS = {2: 'mirrored left to right', 3: 'turned 180 degrees', 4: 'mirrored top to bottom',
+                     5: 'transposed (mirrored about its main diagonal)', 6: 'turned 90 degrees clockwise',
+                     7: 'transversed (mirrored about its other diagonal)', 8: 'turned 90 degrees counter-clockwise'}
+
+
 def _tiff_orientation(tiff: bytes) -> int:
     """The orientation entry of a TIFF header's first IFD (EXIF payload), 1 if absent, -1 if unreadable."""
     if tiff[:2] == b'II':

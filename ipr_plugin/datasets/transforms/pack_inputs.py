@@ -15,8 +15,9 @@ class IPRPackInputs(PackPoseInputs):
       anyway; any other consumer sees an ordinary, if strided, (C, H, W) tensor.
     - the metainfo (``meta_keys``) holds the results' own values. mmengine's ``set_metainfo`` deep-copies them,
       including ``raw_ann_info`` (a COCO annotation with its segmentation polygons), for every sample; with the
-      transpose that is most of the packing cost (``BENCHMARKS.md``: 0.34 -> 0.10 ms); the results dict is discarded after packing and its values were made for this sample alone
-      (the dataset hands out fresh copies), so the copy protects nothing.
+      transpose that is most of the packing cost (``BENCHMARKS.md``: 0.34 -> 0.10 ms); the results dict is
+      discarded after packing and its values were made for this sample alone (the dataset hands out fresh
+      copies), so the copy protects nothing.
 
     Same arguments, keys and values as ``PackPoseInputs``.
     """
