@@ -2,9 +2,12 @@
 
 The functions that check their arguments up front (``argument_problems`` in the person-box, ONNX-export and
 synthetic-data modules) return ``{argument name: problem}``; these two turn that into the error each caller needs.
+:func:`check_out_file` makes a tool that writes its result at the end fail at the start when it could not.
 """
 import argparse
-from typing import Mapping
+import os
+import os.path as osp
+from typing import Mapping, Optional
 
 
 def raise_problems(problems: Mapping[str, str]) -> None:
@@ -17,3 +20,33 @@ def parser_error(parser: argparse.ArgumentParser, problems: Mapping[str, str]) -
     """Exit through ``parser.error`` naming the first argument in ``problems`` as its flag (``--max-images``)."""
     for name, problem in problems.items():
         parser.error(f"argument --{name.replace('_', '-')}: {problem}")
+
+
+def check_out_file(out_file: Optional[str], what: str = 'output file') -> None:
+    """Fail before the work, not after it, when ``out_file`` cannot be written. Folders missing on its path
+    count as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes.
+
+    Raises:
+        IsADirectoryError, NotADirectoryError, PermissionError: naming ``out_file`` and what is in the way.
+    """
+    if out_file is None:
+        return
+    if osp.isdir(out_file):
+        raise IsADirectoryError(f'{what} {out_file} is a directory')
+    parent = osp.dirname(osp.abspath(out_file))
+    while not osp.exists(parent):  # the nearest existing folder decides whether the missing ones can be made
+        parent = osp.dirname(parent)
+    if not osp.isdir(parent):
+        raise NotADirectoryError(f'{what} {out_file}: {parent} is not a directory')
+    target = out_file if osp.exists(out_file) else parent
+    if not os.access(target, os.W_OK):
+        raise PermissionError(f'{what} {out_file}: {target} is not writable')
+
+
+def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[str], flag: str = '--out',
+                          what: str = 'output file') -> None:
+    """:func:`check_out_file` for a command line: exit through ``parser.error`` naming ``flag``."""
+    try:
+        check_out_file(out_file, what)
+    except OSError as error:
+        parser.error(f'argument {flag}: {error}')

@@ -105,6 +105,11 @@ def test_checkpoint_must_be_one_of_the_config(coco_sample, flat_checkpoint, tmp_
     torch.save(dict(state_dict={f'pose.{k}': v for k, v in state_dict.items()}), prefixed)
     with pytest.raises(ValueError, match=r"prefixed.pth lacks (\d+) of the model's \1 keys \(backbone\."):
         main([str(CONFIG), str(prefixed), '--ann-file', ann, '--img-dir', img_dir])
+    diverged = tmp_path / 'diverged.pth'  # named as the culprit, not the first image its NaN logits meet
+    nan_conv = state_dict['backbone.conv1.weight'] * torch.nan
+    torch.save(dict(state_dict=dict(state_dict, **{'backbone.conv1.weight': nan_conv})), diverged)
+    with pytest.raises(ValueError, match=r'diverged.pth holds NaN or Inf in 1 tensor\(s\) \(backbone.conv1.weight\)'):
+        keypoint_shares(str(CONFIG), str(diverged), ann, img_dir)
 
 
 def test_people_with_unusable_boxes_are_skipped_and_counted(coco_sample, flat_checkpoint, tmp_path, capsys):

@@ -117,3 +117,27 @@ def test_getattr_escape_is_refused(tmp_path: Path) -> None:
     _assert_refused((rebind_import, rebind_spawn, spawn), tmp_path / 'evil.pth', marker)
     # Refused before the first rebinding took effect.
     assert torch._utils._rebuild_tensor is original_rebuild_tensor
+
+
+@pytest.mark.parametrize('numpy_module', ['numpy.core.multiarray', 'numpy._core.multiarray'])
+def test_arrays_pickled_under_either_numpy_load_weights_only(numpy_module: str, tmp_path: Path) -> None:
+    """numpy 1.x names its array helpers ``numpy.core.multiarray``, numpy 2 ``numpy._core.multiarray``: a checkpoint
+    carries the name of the numpy that saved it, whichever is installed where it is read."""
+    import io
+    import zipfile
+
+    import numpy as np
+    plain = tmp_path / 'plain.pth'
+    torch.save(dict(meta=dict(dataset_meta=dict(sigmas=np.arange(3, dtype=np.float32))), eta=np.float64(2.5)), plain)
+    renamed = tmp_path / 'renamed.pth'
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(renamed, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith('data.pkl'):  # protocol 2: GLOBAL names end at a newline, no length prefix
+                for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+                    data = data.replace(f'{module}\n'.encode(), b'MULTIARRAY\n')
+                assert b'MULTIARRAY\n' in data
+                data = data.replace(b'MULTIARRAY\n', f'{numpy_module}\n'.encode())
+            dst.writestr(info, data)
+    loaded = torch.load(io.BytesIO(renamed.read_bytes()), weights_only=True)
+    assert loaded['meta']['dataset_meta']['sigmas'].tolist() == [0, 1, 2] and loaded['eta'] == 2.5

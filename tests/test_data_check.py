@@ -178,3 +178,12 @@ def test_a_loader_that_keeps_the_stored_pixels_has_no_exif_notes(turned):
     options['val_dataloader.dataset.pipeline'] = [dict(type='IPRLoadImage', color_type='color_ignore_orientation')]
     report = check_data(FAST_CONFIG, splits=['val'], workers=1, cfg_options=options, progress=False)
     assert report['problems'] == [] and report['notes'] == [] and report['splits']['val']['images'] == 4
+
+
+def test_a_report_file_that_cannot_be_written_fails_before_the_check(coco_sample, tmp_path):
+    (tmp_path / 'a_file').write_text('')
+    cmd = [sys.executable, 'tools/check_data.py', FAST_CONFIG, '--out', str(tmp_path / 'a_file' / 'r.json'),
+           '--cfg-options', *_cli_options(coco_sample)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ''
+    assert f'argument --out: report file {tmp_path}/a_file/r.json: {tmp_path}/a_file is not a directory' in proc.stderr

@@ -155,3 +155,29 @@ def test_bad_sizes_name_the_argument(module, tmp_path, repo_root, monkeypatch, c
         assert exit_info.value.code == 2
         assert f'error: argument {flag}: must be' in capsys.readouterr().err
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_and_verify_does_not_pass_nan(module, tmp_path, repo_root):
+    state_dict = dict(module.pose_model.state_dict())
+    state_dict['backbone.conv1.weight'] = state_dict['backbone.conv1.weight'].clone()
+    state_dict['backbone.conv1.weight'][0, 0, 0, 0] = float('nan')
+    ckpt = tmp_path / 'diverged.pth'
+    torch.save({'state_dict': state_dict}, ckpt)
+    with pytest.raises(ValueError, match=r'diverged.pth holds NaN or Inf in 1 tensor\(s\) \(backbone.conv1.weight\)'):
+        export_onnx(str(repo_root / CONFIG), str(ckpt), str(tmp_path / 'x.onnx'))
+    assert not (tmp_path / 'x.onnx').exists()
+    # a NaN on either side is an error, not a difference of 0 (Python's max(0.0, nan) is 0.0)
+    good = export_module(module, str(tmp_path / 'good.onnx'))
+    broken = build_export_module(str(repo_root / CONFIG))
+    broken.pose_model.load_state_dict(state_dict)
+    with pytest.raises(ValueError, match=r'keypoints: torch gives NaN or Inf for an input of shape \(2, 3, 64, 64\)'):
+        verify_onnx(good, broken, random_images(2))
+
+
+def test_an_out_file_that_cannot_be_written_fails_before_the_export(tmp_path, repo_root):
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(NotADirectoryError, match=r'output file .*a_file/m.onnx: .*a_file is not a directory'):
+        export_onnx(str(repo_root / CONFIG), str(tmp_path / 'missing.pth'), str(tmp_path / 'a_file' / 'm.onnx'))
+    proc = subprocess.run([sys.executable, 'tools/export_onnx.py', CONFIG, '--out', str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=repo_root)
+    assert proc.returncode == 2 and f'argument --out: output file {tmp_path} is a directory' in proc.stderr

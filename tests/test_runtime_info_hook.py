@@ -50,3 +50,27 @@ def test_values_come_back_as_item_gives_them():
     assert out == expected and [type(v) for v in out] == [type(v) for v in expected]
     with pytest.raises(ValueError, match='one element'):
         _to_host([torch.zeros(2)])
+
+
+def _checkpoint_hub(coco_sample, work_dir, runtime_info):
+    """train/* histories in the message hub of a checkpoint saved between two logging iterations."""
+    cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=4, val_interval=1000),
+                            logger_interval=4)
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=3, save_last=False)
+    if runtime_info:
+        cfg.default_hooks.runtime_info = runtime_info
+    Runner.from_cfg(cfg).train()
+    hub = torch.load(work_dir / 'iter_3.pth', map_location='cpu', weights_only=True)['message_hub']
+    return {key: buf.data[0] for key, buf in hub['log_scalars'].items()
+            if key.startswith('train/') and key not in ('train/time', 'train/data_time')}
+
+
+def test_a_checkpoint_between_logging_iterations_saves_every_value(coco_sample, tmp_path):
+    """The Runner copies the message hub before ``before_save_checkpoint``: the copy must hold the values the
+    hook had not yet handed over, or a run resumed from it would smooth its losses differently."""
+    ref = _checkpoint_hub(coco_sample, tmp_path / 'default', None)
+    out = _checkpoint_hub(coco_sample, tmp_path / 'deferred', dict(type='IPRRuntimeInfoHook'))
+    assert len(ref['train/loss']) == 3 and set(out) == set(ref)
+    for key in ref:
+        np.testing.assert_array_equal(out[key], ref[key], err_msg=key)

@@ -11,8 +11,10 @@ Example::
 """
 import argparse
 import json
+import os
 import sys
 
+from ipr_plugin.arguments import parser_check_out_file
 from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json
 
 
@@ -30,6 +32,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.workers < 0:
         parser.error(f'--workers must be 0 or more, got {args.workers}')
+    parser_check_out_file(parser, args.out, what='report file')
     return args
 
 
@@ -38,6 +41,7 @@ def main() -> int:
     report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     print(format_report(report))
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:
             json.dump(report_json(report), f, indent=1)
     return 1 if report['problems'] else 0

@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 import torch  # noqa: E402
 
-from ipr_plugin.arguments import parser_error  # noqa: E402
+from ipr_plugin.arguments import parser_check_out_file, parser_error  # noqa: E402
 from ipr_plugin.apis.onnx_export import (build_export_module, export_argument_problems, export_module,  # noqa: E402
                                          verify_onnx)
 
@@ -40,6 +40,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     # before the model is built, and naming the flag rather than the API argument
     parser_error(parser, export_argument_problems(args.input_size, args.batch_size))
+    parser_check_out_file(parser, args.out)
     return args
 
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..arguments import parser_check_out_file
 from ..ops.integral import BACKGROUNDS
 from .study_report import markdown_table as study_markdown_table
 
@@ -129,21 +130,15 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
             keypoint count than the model or a malformed bbox.
     """
     import torch
-    from mmpose.apis import inference_topdown, init_model
+    from mmpose.apis import inference_topdown
     from tqdm import tqdm
 
     from ..ops import background_share
-    from .checkpoint_check import load_checked_checkpoint
+    from .checkpoint_check import init_checked_model
     for path in (config, checkpoint, ann_file, img_dir):
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f'background share: no such file or folder: {path}')
-    # Loaded here rather than by init_model, which only warns about a checkpoint of another config and would
-    # measure random weights.
-    model = init_model(config, None, device=device, cfg_options=dict(model=dict(test_cfg=dict(flip_test=False))))
-    if checkpoint is not None:
-        meta = load_checked_checkpoint(model, checkpoint).get('meta') or {}
-        if 'dataset_meta' in meta:  # init_model's priority: the checkpoint's, then the config's
-            model.dataset_meta = meta['dataset_meta']
+    model = init_checked_model(config, checkpoint, device, dict(model=dict(test_cfg=dict(flip_test=False))))
     head = model.head
     if type(head).__name__ != 'IPRHead':
         raise ValueError(f'background share: {config} has a {type(head).__name__}, not an IPRHead')
@@ -199,7 +194,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    parser_check_out_file(parser, args.out)
     found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
                             args.background, progress=True)
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
@@ -212,6 +209,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
     print(markdown_table(rows, found['cap']))
     if args.out:
         settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people', 'skipped_ids')}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(dict(settings, config=args.config, checkpoint=args.checkpoint,
                                                   rows=rows), indent=1))
         print(f'wrote {args.out}')

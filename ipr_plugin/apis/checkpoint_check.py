@@ -3,15 +3,17 @@
 mmengine's ``load_checkpoint`` only warns about missing or unexpected keys and about shapes that differ, so a
 checkpoint of another config (or one with renamed keys) silently leaves random weights in the model; and a file
 that is not a checkpoint at all fails inside torch's unpickler (e.g. ``KeyError: 101`` for a text file), naming
-neither the file nor the problem.
+neither the file nor the problem. Weights holding NaN (a diverged run's) are refused too: through a model they
+become an error about the first image it sees.
 """
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
+import torch
 from torch import nn
 
-__all__ = ['read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly']
+__all__ = ['read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly', 'init_checked_model']
 
 NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 
@@ -54,7 +56,8 @@ def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
 
     Raises:
         ValueError: ``path`` is not a checkpoint, or it lacks some of the model's keys, has keys the model does
-            not know or tensors of other shapes; the message names ``path`` and the first few keys.
+            not know or tensors of other shapes, or weights with NaN or Inf; the message names ``path`` and the
+            first few keys.
     """
     checkpoint = read_checkpoint(path)
     load_checkpoint_strictly(model, checkpoint, path)
@@ -87,3 +90,23 @@ def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], pa
     if result.unexpected_keys:
         raise ValueError(f'checkpoint {path} has {len(result.unexpected_keys)} key(s) the model does not have '
                          f'({_first(result.unexpected_keys)}): {not_this_config}')
+    # Weights with a NaN or Inf give NaN for every image; said here, the culprit is the file, not an image.
+    broken = [k for k, v in state_dict.items()
+              if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise ValueError(f'checkpoint {path} holds NaN or Inf in {len(broken)} tensor(s) ({_first(broken)}): '
+                         'the run that saved it diverged')
+
+
+def init_checked_model(config, checkpoint: Optional[str], device: str = 'cpu',
+                       cfg_options: Optional[dict] = None) -> nn.Module:
+    """mmpose's ``init_model``, except that ``checkpoint`` (if any) is loaded by :func:`load_checked_checkpoint`:
+    ``init_model`` only warns about another config's checkpoint, and the model would run with random weights.
+    ``dataset_meta`` comes, as there, from the checkpoint's meta, else from the config."""
+    from mmpose.apis import init_model
+    model = init_model(str(config), None, device='cpu', cfg_options=cfg_options)
+    if checkpoint is not None:
+        meta = load_checked_checkpoint(model, checkpoint).get('meta') or {}
+        if 'dataset_meta' in meta:
+            model.dataset_meta = meta['dataset_meta']
+    return model.to(device)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..arguments import raise_problems
+from ..arguments import check_out_file, raise_problems
 from ..ops import keypoint_scores
 from .checkpoint_check import load_checked_checkpoint
 from .person_boxes import ConfigLike, load_config
@@ -152,6 +152,7 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
     device = next(module.parameters()).device
     dummy = torch.rand(batch_size, 3, h, w, device=device) * 255
     dynamic_axes = {name: {0: 'batch'} for name in (INPUT_NAME, ) + OUTPUT_NAMES} if dynamic_batch else None
+    check_out_file(out_file)  # before tracing, which takes a while
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     module.eval()
     with torch.no_grad(), warnings.catch_warnings():
@@ -186,6 +187,7 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
             is not one of this config.
     """
     raise_problems(export_argument_problems(input_size, batch_size))
+    check_out_file(out_file)
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
 
@@ -205,7 +207,7 @@ def verify_onnx(model_path: str, torch_module: nn.Module,
         ``keypoints``, probability for ``scores``).
 
     Raises:
-        ValueError: an output's shape differs between onnxruntime and torch.
+        ValueError: an output's shape differs between onnxruntime and torch, or either gives NaN or Inf.
     """
     import onnxruntime as ort
 
@@ -222,5 +224,8 @@ def verify_onnx(model_path: str, torch_module: nn.Module,
             ref = ref.cpu().numpy()
             if ref.shape != out.shape:
                 raise ValueError(f'{name}: onnxruntime gives shape {out.shape}, torch {ref.shape}')
+            for who, values in (('onnxruntime', out), ('torch', ref)):  # max() would pass a NaN difference as 0
+                if not np.isfinite(values).all():
+                    raise ValueError(f'{name}: {who} gives NaN or Inf for an input of shape {tuple(x.shape)}')
             diffs[name] = max(diffs[name], float(np.abs(ref - out).max()))
     return diffs

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arguments import raise_problems
+from ..arguments import check_out_file, raise_problems
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -201,20 +201,6 @@ def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None) 
     return problems
 
 
-def _check_out_file(out_file: str) -> None:
-    """Fail before the detector runs, not after, when ``out_file`` cannot be written."""
-    if osp.isdir(out_file):
-        raise IsADirectoryError(f'output file {out_file} is a directory')
-    parent = osp.dirname(osp.abspath(out_file))
-    while not osp.exists(parent):  # the nearest existing folder decides whether the missing ones can be made
-        parent = osp.dirname(parent)
-    if not osp.isdir(parent):
-        raise NotADirectoryError(f'output file {out_file}: {parent} is not a directory')
-    target = out_file if osp.exists(out_file) else parent
-    if not os.access(target, os.W_OK):
-        raise PermissionError(f'output file {out_file}: {target} is not writable')
-
-
 def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, score_thr: float,
             progress: bool) -> Tuple[List[Dict[str, Any]], List[str], int, int]:
     """Run the detector on each image: (person records, unreadable paths, images with boxes, zero-area boxes)."""
@@ -300,7 +286,7 @@ def make_person_boxes(det_config: ConfigLike,
         raise ValueError(f'{ann_file} lists no images')
     if not osp.isdir(img_dir):
         raise FileNotFoundError(f'image folder not found: {img_dir}')
-    _check_out_file(out_file)
+    check_out_file(out_file)
     if det_checkpoint is not None:
         # Read once up front (init_detector reads it again) because torch fails on a file that is not a
         # checkpoint with errors such as "KeyError: 101", naming neither the file nor the problem.

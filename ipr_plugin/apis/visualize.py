@@ -29,9 +29,11 @@ def draw_predictions(config: Union[str, Path],
         list[str]: the written image paths (``out_dir/<image name>.jpg``).
     """
     import mmcv
-    from mmpose.apis import inference_topdown, init_model
+    from mmpose.apis import inference_topdown
     from mmpose.registry import VISUALIZERS
     from mmpose.structures import merge_data_samples
+
+    from .checkpoint_check import init_checked_model
 
     with open(ann_file) as f:
         images = json.load(f)['images'][:num_images]
@@ -42,7 +44,7 @@ def draw_predictions(config: Union[str, Path],
                 x, y, w, h = det['bbox']
                 boxes[det['image_id']].append([x, y, x + w, y + h])
 
-    model = init_model(str(config), checkpoint, device=device)
+    model = init_checked_model(config, checkpoint, device)
     visualizer = VISUALIZERS.build(dict(type='PoseLocalVisualizer', name='ipr_demo_visualizer',
                                         radius=3, line_width=2))
     visualizer.set_dataset_meta(model.dataset_meta)

@@ -48,8 +48,9 @@ from mmengine.logging.history_buffer import HistoryBuffer
 # ``dataset_meta`` (float32 sigmas and joint weights, uint8 colours).
 CHECKPOINT_DTYPES: Tuple[str, ...] = ('float64', 'float32', 'int64', 'uint8')
 
-# Where numpy 1.x pickles name the array helpers; numpy 2 moved them to ``numpy._core.multiarray``.
-_LEGACY_MULTIARRAY = 'numpy.core.multiarray'
+# Where numpy 1.x and numpy 2 pickles name the array helpers: a checkpoint names the one of the numpy that saved
+# it, whichever is installed where it is read.
+_MULTIARRAY_NAMES = ('numpy.core.multiarray', 'numpy._core.multiarray')
 
 # The statistics HistoryBuffer registers for itself (``HistoryBuffer._set_default_statistics``).
 HISTORY_BUFFER_STATISTICS: Tuple[str, ...] = ('min', 'max', 'current', 'mean')
@@ -73,7 +74,7 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 
 def _multiarray_globals() -> List[SafeGlobal]:
-    """numpy's array/scalar rebuild functions under their own name and the name numpy 1.x pickles use."""
+    """numpy's array/scalar rebuild functions under their own name and the names numpy 1.x and 2 pickles use."""
     try:  # numpy >= 2 (1.26 also has it, as an alias of numpy.core)
         from numpy._core import multiarray
     except ImportError:
@@ -81,9 +82,8 @@ def _multiarray_globals() -> List[SafeGlobal]:
     entries: List[SafeGlobal] = []
     for func in (multiarray._reconstruct, multiarray.scalar):
         entries.append(func)
-        legacy_name = f'{_LEGACY_MULTIARRAY}.{func.__name__}'
-        if f'{func.__module__}.{func.__name__}' != legacy_name:
-            entries.append((func, legacy_name))
+        entries += [(func, f'{module}.{func.__name__}') for module in _MULTIARRAY_NAMES
+                    if module != func.__module__]
     return entries
 
 

@@ -3,6 +3,7 @@ from typing import Dict, List
 
 import torch
 from mmengine.hooks import RuntimeInfoHook
+from mmengine.utils import apply_to
 from mmpose.registry import HOOKS
 
 from .deferred import DeferredOutputsMixin
@@ -30,6 +31,15 @@ class IPRRuntimeInfoHook(DeferredOutputsMixin, RuntimeInfoHook):
             interval (every iteration without a ``LoggerHook``). Anything else that reads ``train/*``
             scalars between two flushes sees them up to the last flush.
     """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        had_pending = bool(self._pending)
+        super().before_save_checkpoint(runner, checkpoint)  # flushes
+        if had_pending and 'message_hub' in checkpoint:
+            # The Runner copied the hub into the checkpoint before calling this hook: copy it again, as it does,
+            # so that a resumed run continues from the same smoothed values as an uninterrupted one.
+            checkpoint['message_hub'] = apply_to(runner.message_hub.state_dict(), lambda x: hasattr(x, 'cpu'),
+                                                 lambda x: x.cpu())
 
     def keep(self, runner, outputs: dict) -> Dict[str, object]:
         return {key: value.detach() if isinstance(value, torch.Tensor) else value for key, value in outputs.items()}

@@ -1,0 +1,44 @@
+"""draw_predictions (the demo's pictures): the sample's skeletons drawn, and only with a checkpoint of the config."""
+from pathlib import Path
+
+import pytest
+import torch
+from mmpose.apis import init_model
+
+from ipr_plugin.apis.visualize import draw_predictions
+
+CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
+
+
+@pytest.fixture(scope='module')
+def state_dict():
+    torch.manual_seed(0)
+    return init_model(CONFIG, None, device='cpu').state_dict()
+
+
+def _draw(coco_sample, checkpoint, out_dir):
+    return draw_predictions(CONFIG, str(checkpoint), coco_sample / 'test_coco.json', coco_sample,
+                            coco_sample / 'test_coco_det_AP_H_56.json', out_dir, num_images=2)
+
+
+def test_pictures_are_drawn_with_a_checkpoint_of_the_config(coco_sample, state_dict, tmp_path):
+    torch.save(dict(state_dict=state_dict), tmp_path / 'ok.pth')
+    written = _draw(coco_sample, tmp_path / 'ok.pth', tmp_path / 'out')
+    assert len(written) == 2 and all(Path(path).stat().st_size > 1000 for path in written)
+
+
+@pytest.mark.parametrize('damage, error', [
+    ('renamed head', r"lacks 17 of the model's 117 keys \(head\..*: not a checkpoint of this config"),
+    ('nan', r'holds NaN or Inf in 1 tensor\(s\) \(head\.simplebaseline_head\.final_layer\.bias\)')])
+def test_another_configs_or_a_diverged_checkpoint_is_refused_before_drawing(coco_sample, state_dict, tmp_path,
+                                                                            damage, error):
+    """mmpose's init_model would load the renamed one with a warning and draw a random head's guesses."""
+    if damage == 'nan':
+        bias = 'head.simplebaseline_head.final_layer.bias'
+        weights = dict(state_dict, **{bias: torch.full_like(state_dict[bias], float('nan'))})
+    else:
+        weights = {k.replace('head.', 'pose_head.', 1): v for k, v in state_dict.items()}
+    torch.save(dict(state_dict=weights), tmp_path / 'bad.pth')
+    with pytest.raises(ValueError, match=rf'checkpoint .*bad.pth {error}'):
+        _draw(coco_sample, tmp_path / 'bad.pth', tmp_path / 'out')
+    assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
