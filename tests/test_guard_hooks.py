@@ -100,6 +100,15 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
     cfg.custom_hooks = [dict(type='EarlyStoppingHook', monitor='coco/AP', rule='greater')]
     with pytest.raises(ValueError, match='lacks'):
         Runner.from_cfg(cfg).test()
+    # a diverged run's weights: named, not a NaN error from the first image (or an AP of 0)
+    state = torch.load(own, map_location='cpu', weights_only=False)
+    state['state_dict']['backbone.conv1.weight'][0, 0, 0, 0] = float('nan')
+    diverged = tmp_path / 'diverged.pth'
+    torch.save(state, diverged)
+    cfg = _cfg(coco_sample, tmp_path / 'test_nan', max_iters=1)
+    cfg.load_from = str(diverged)
+    with pytest.raises(ValueError, match=r'diverged.pth holds NaN or Inf in 1 tensor\(s\) \(backbone.conv1.weight\)'):
+        Runner.from_cfg(cfg).test()
 
     # mmengine alone would warn and report an AP from a random head; the user's command names the file instead
     options = [f'train_dataloader.dataset.data_root={coco_sample}/',
