@@ -1,11 +1,12 @@
 """The subprocess runner behind the demo and the accuracy study: output, exit status and the timeout."""
+import math
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from ipr_plugin.apis.mim_runner import MimError, MimTimeout, run_command
+from ipr_plugin.apis.mim_runner import MimError, MimTimeout, parse_coco_metrics, run_command
 
 # A child that starts a grandchild in its session, says one line, then hangs without another word.
 SILENT_HANG = ('import subprocess, sys, time; '
@@ -59,3 +60,12 @@ def test_a_child_that_ends_while_what_it_started_holds_its_output_is_not_waited_
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(grandchild)
+
+
+def test_coco_metrics_of_the_last_evaluation_including_nan():
+    out = ('12/05 10:00:00 - mmengine - INFO - Epoch(val) [1][4/4]    coco/AP: 0.100000  coco/AP .5: 0.250000\n'
+           '12/05 10:01:00 - mmengine - INFO - Epoch(test) [4/4]    coco/AP: nan  coco/AP .5: -1.000000  '
+           'coco/AR: 1e-05  data_time: 0.01\n')
+    metrics = parse_coco_metrics(out)
+    assert set(metrics) == {'coco/AP', 'coco/AP .5', 'coco/AR'} and math.isnan(metrics['coco/AP'])
+    assert metrics['coco/AP .5'] == -1.0 and metrics['coco/AR'] == 1e-05

@@ -15,7 +15,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TAIL_LINES = 80
 
 # mmengine logs evaluation results as ``coco/AP: 0.0123  coco/AP .5: 0.2000  ...`` (keys may contain a space).
-_COCO_METRIC = re.compile(r'(coco/[\w]+(?: [.\w()]+)?):\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)')
+# a value may also be nan or inf (float() reads both): dropping it would read as "not evaluated"
+_COCO_METRIC = re.compile(r'(coco/[\w]+(?: [.\w()]+)?):\s+(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|-?nan|-?inf)\b')
 
 
 # The children of run_command still running, whichever thread started them (kill_running).
