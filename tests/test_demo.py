@@ -3,6 +3,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from ipr_plugin.apis.demo import run_demo
+
 
 def test_demo_runs_end_to_end(repo_root, tmp_path):
     work, data = tmp_path / 'work', tmp_path / 'data'
@@ -19,3 +23,12 @@ def test_demo_runs_end_to_end(repo_root, tmp_path):
     assert results['pictures'] and all((work / 'predictions').joinpath(p.split('/')[-1]).exists()
                                        for p in results['pictures'])
     assert f'predictions drawn on {len(results["pictures"])} val images' in out.stdout
+
+
+def test_counts_that_cannot_make_a_demo_are_refused_up_front(repo_root, tmp_path):
+    with pytest.raises(ValueError, match=r'num_train must be at least 1, got 0; epochs must be at least 1, got 0'):
+        run_demo(work_dir=str(tmp_path / 'work'), data_root=str(tmp_path / 'data'), num_train=0, epochs=0)
+    assert not (tmp_path / 'data').exists()
+    out = subprocess.run([sys.executable, 'tools/demo.py', '--num-val', '0', '--data-root', str(tmp_path / 'data')],
+                         cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and 'argument --num-val: must be at least 1, got 0' in out.stderr

@@ -8,7 +8,8 @@ import warnings
 # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from ipr_plugin.apis.demo import run_demo  # noqa: E402
+from ipr_plugin.apis.demo import demo_argument_problems, run_demo  # noqa: E402
+from ipr_plugin.arguments import parser_error  # noqa: E402
 
 
 def main() -> None:
@@ -20,6 +21,7 @@ def main() -> None:
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
+    parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
     run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
              epochs=args.epochs, seed=args.seed)
 

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
+from ..arguments import raise_problems
 from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
 
 DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
@@ -54,6 +55,16 @@ def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
     return on_line
 
 
+def demo_argument_problems(num_train: int, num_val: int, epochs: Optional[int]) -> Dict[str, str]:
+    """What is wrong with :func:`run_demo`'s counts, by argument name: each would otherwise fail minutes later,
+    inside mmengine (an empty training set, no val image to measure, no epoch and so no checkpoint)."""
+    problems = {}
+    for name, value in (('num_train', num_train), ('num_val', num_val), ('epochs', epochs)):
+        if value is not None and (int(value) != value or value < 1):
+            problems[name] = f'must be at least 1, got {value}'
+    return problems
+
+
 def run_demo(work_dir: str = 'work_dirs/demo',
              data_root: str = 'data/synthetic',
              config: Path = DEMO_CONFIG,
@@ -65,6 +76,7 @@ def run_demo(work_dir: str = 'work_dirs/demo',
     """Run the whole job and return its numbers (also written to ``work_dir/demo_results.json``)."""
     from ..datasets import write_synthetic_coco
 
+    raise_problems(demo_argument_problems(num_train, num_val, epochs))
     work = (REPO_ROOT / work_dir).resolve()
     started = time.monotonic()
     say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')
