@@ -207,3 +207,32 @@ def test_preprocessor_gives_the_plain_paths_samples_without_metainfo_copies(setu
     for q, p, indices in zip(quick['data_samples'], plain['data_samples'], flip_indices):
         _assert_same_element(q, p)
         assert q.flip_indices is indices  # shared: mmengine's BaseDataElement.to would have deep-copied it
+
+
+def test_batch_augments_see_the_stacked_labels_as_with_the_plain_path():
+    """mmpose's BatchSyncRandomResize rescales the samples' labels in place: with ipr_collate they must be back on
+    the samples when it runs, or the images shrink and the labels keep their old scale."""
+    from mmengine.logging import MessageHub
+    from mmengine.structures import InstanceData
+    from mmpose.structures import PoseDataSample
+    register_all_modules()
+    MessageHub.get_current_instance().update_info('iter', 0)
+    items = []
+    for i in range(2):  # the same number of people in each: ipr_collate stacks the labels
+        sample = PoseDataSample(metainfo=dict(img_shape=(64, 64)))
+        sample.gt_instance_labels = InstanceData(keypoints=torch.full((2, 17, 2), 40.0 + i),
+                                                 bboxes=torch.tensor([[8., 8., 48., 48.], [0., 0., 60., 60.]]))
+        items.append(dict(inputs=torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8), data_samples=sample))
+    assert LABELS_KEY in ipr_collate(copy.deepcopy(items))
+    out = {}
+    for kind, collate in (('PoseDataPreprocessor', pseudo_collate), ('IPRDataPreprocessor', ipr_collate)):
+        resize = dict(type='BatchSyncRandomResize', random_size_range=(32, 32), interval=1000, size_divisor=32)
+        preprocessor = MODELS.build(dict(type=kind, batch_augments=[resize]))
+        preprocessor.batch_augments[0]._input_size = (32, 32)  # a size drawn before: halves the 64x64 batch
+        out[kind] = preprocessor(collate(copy.deepcopy(items)), True)
+    plain, fast = out['PoseDataPreprocessor'], out['IPRDataPreprocessor']
+    assert fast['inputs'].shape == plain['inputs'].shape == (2, 3, 32, 32)
+    for p, f in zip(plain['data_samples'], fast['data_samples']):
+        for key in ('keypoints', 'bboxes'):
+            torch.testing.assert_close(f.gt_instance_labels[key], p.gt_instance_labels[key], rtol=0, atol=0)
+    assert fast['data_samples'][0].gt_instance_labels.keypoints[0, 0].tolist() == [20.0, 20.0]

@@ -14,7 +14,7 @@ from PIL import Image
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.datasets.collate import ipr_collate
-from ipr_plugin.datasets.transforms import decode_jpeg_bgr, exif_orientation, fast_jpeg_available
+from ipr_plugin.datasets.transforms import contiguous_flip, decode_jpeg_bgr, exif_orientation, fast_jpeg_available
 
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 PLAIN_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -98,6 +98,12 @@ def test_exif_orientation_is_read_in_both_byte_orders(order):
     app1 = b'Exif\x00\x00' + tiff
     buf = b'\xff\xd8' + b'\xff\xe1' + (len(app1) + 2).to_bytes(2, 'big') + app1 + b'\xff\xda\x00\x02'
     assert exif_orientation(buf) == 8
+    # OpenCV reads the first APP1 as EXIF whatever its header: with another one, the orientation is not known
+    segment = b'\xff\xe1' + (len(app1) + 2).to_bytes(2, 'big') + app1.replace(b'Exif\x00\x00', b'Exif\x00\xff')
+    image = _jpeg(Image.new('RGB', (8, 4)))
+    damaged = image[:2] + segment + image[2:]
+    assert exif_orientation(damaged) == -1 and decode_jpeg_bgr(damaged) is None
+    assert mmcv.imfrombytes(damaged).shape == (8, 4, 3)  # OpenCV turned it (orientation 8)
     assert exif_orientation(b'\xff\xd8\xff\xda\x00\x02') == 1  # no metadata before the scan
     assert exif_orientation(b'\xff\xd8\x00\x00\x00\x00') == -1  # not a marker: unreadable
 
@@ -281,3 +287,18 @@ def test_ipr_random_bbox_transform_gives_random_bbox_transforms_results():
         for key in ('bbox_center', 'bbox_scale', 'bbox_rotation'):
             np.testing.assert_array_equal(results['IPRRandomBBoxTransform'][key],
                                           results['RandomBBoxTransform'][key], err_msg=key)
+
+
+@pytest.mark.parametrize('name, image', [
+    ('one channel', np.arange(48, dtype=np.uint8).reshape(4, 4, 3)[..., :1].copy()),
+    ('int64 beyond int32', np.full((4, 6, 3), 2**40, dtype=np.int64) + np.arange(6)[:, None]),
+    ('uint32', np.arange(72, dtype=np.uint32).reshape(4, 6, 3)),
+    ('float16', np.linspace(0, 1, 72, dtype=np.float16).reshape(4, 6, 3)),
+    ('600 channels', np.arange(4 * 6 * 600, dtype=np.float32).reshape(4, 6, 600))])
+@pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])
+def test_contiguous_flip_keeps_shape_dtype_and_values_of_any_array(name, image, direction):
+    """cv2.flip drops the axis of (H, W, 1), casts int64 to int32 and refuses uint32: numpy copies those."""
+    view = mmcv.imflip(image, direction)
+    out = contiguous_flip(view, direction)
+    assert out.flags['C_CONTIGUOUS'] and out.shape == view.shape and out.dtype == view.dtype, name
+    np.testing.assert_array_equal(out, view)

@@ -45,7 +45,8 @@ def is_jpeg(buf: bytes) -> bool:
 
 
 def exif_orientation(buf: bytes) -> int:
-    """The EXIF orientation tag (1-8) of a JPEG, 1 when it has none, ``-1`` when the metadata cannot be read.
+    """The EXIF orientation tag (1-8) of a JPEG, 1 when it has none, ``-1`` when the metadata cannot be read or its
+    first APP1 segment is not EXIF (OpenCV would read that one).
 
     Walks the marker segments up to the first start-of-scan, where metadata ends.
     """
@@ -65,7 +66,11 @@ def exif_orientation(buf: bytes) -> int:
         length = int.from_bytes(buf[pos + 2:pos + 4], 'big')
         if length < 2:
             return _UNKNOWN
-        if marker == _APP1 and buf[pos + 4:pos + 10] == _EXIF_HEADER:
+        if marker == _APP1:
+            # OpenCV reads the first APP1 segment as EXIF whatever its header says: with another header (XMP,
+            # a damaged one) what it applies is not known here
+            if buf[pos + 4:pos + 10] != _EXIF_HEADER:
+                return _UNKNOWN
             return _tiff_orientation(buf[pos + 10:pos + 2 + length])
         pos += 2 + length
     return _UNKNOWN

@@ -8,6 +8,10 @@ from mmpose.datasets.transforms import RandomFlip
 from mmpose.registry import TRANSFORMS
 
 _CV2_FLIP_CODES = {'horizontal': 1, 'vertical': 0, 'diagonal': -1}
+# Dtypes cv2.flip returns unchanged (it casts int64 to int32, refuses bool and uint32); it also drops the axis of
+# (H, W, 1) arrays and refuses more than 512 channels (CV_CN_MAX): those go through numpy's copy.
+_CV2_KEEPS = tuple(np.dtype(t) for t in ('uint8', 'int8', 'uint16', 'int16', 'int32', 'float16', 'float32',
+                                         'float64'))
 
 
 def contiguous_flip(view: np.ndarray, direction: str) -> np.ndarray:
@@ -17,7 +21,7 @@ def contiguous_flip(view: np.ndarray, direction: str) -> np.ndarray:
     image with vectorised row copies: the same pixels as ``np.ascontiguousarray(view)`` at a small fraction of
     its cost.
     """
-    if view.dtype == bool:  # cv2 has no boolean arrays (masks)
+    if view.dtype not in _CV2_KEEPS or view.ndim not in (2, 3) or (view.ndim == 3 and not 1 < view.shape[-1] <= 512):
         return np.ascontiguousarray(view)
     return cv2.flip(np.ascontiguousarray(imflip(view, direction)), _CV2_FLIP_CODES[direction])
 

@@ -50,11 +50,20 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
-        out = super().forward(data, training)
+        # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
+        # here, once the labels are back on the samples, not inside mmpose's forward.
+        batch_augments, self.batch_augments = self.batch_augments, None
+        try:
+            out = super().forward(data, training)
+        finally:
+            self.batch_augments = batch_augments
         if labels is not None:
             labels = self.cast_data(labels)
             for i, sample in enumerate(out['data_samples']):
                 sample.gt_instance_labels = InstanceData(**{k: v[i] for k, v in labels.items()})
+        if training and batch_augments is not None:
+            for batch_aug in batch_augments:
+                out['inputs'], out['data_samples'] = batch_aug(out['inputs'], out['data_samples'])
         if self.channels_last and out['inputs'].is_cuda:
             out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
         return out
