@@ -160,6 +160,32 @@ def test_soft_nms_and_bottom_up_results_go_through_mmposes_code(coco_scale, coco
             == _evaluate(CocoMetric, mixed, coco_meta, ann_file=ann_file))
 
 
+def test_crowdpose_evaluation_matches_cocometric_with_and_without_an_annotation_file(coco_scale, coco_meta, tmp_path):
+    """iou_type='keypoints_crowd' also reports AP by crowd index, read again from the ground-truth file."""
+    ann_file, samples, _ = coco_scale
+    with open(ann_file) as f:
+        data = json.load(f)
+    for i, image in enumerate(data['images']):
+        image['crowdIndex'] = (i % 10) / 10
+    crowd_file = tmp_path / 'crowd.json'
+    crowd_file.write_text(json.dumps(data))
+    options = dict(iou_type='keypoints_crowd', use_area=False)
+    expected = _evaluate(CocoMetric, samples, coco_meta, ann_file=str(crowd_file), **options)
+    assert {'coco/AP(E)', 'coco/AP(M)', 'coco/AP(H)'} <= set(expected) and 0 < expected['coco/AP'] < 1
+    assert _evaluate(IPRCocoMetric, samples, coco_meta, ann_file=str(crowd_file), **options) == expected
+    # no annotation file: the ground truth converted from the samples (a temporary file) must outlive the summary
+    by_image = {}
+    for ann in data['annotations']:
+        by_image.setdefault(ann['image_id'], []).append(ann)
+    crowd_index = {image['id']: image['crowdIndex'] for image in data['images']}
+    converted = [dict(s, raw_ann_info=by_image.get(s['img_id'], []), crowd_index=crowd_index[s['img_id']],
+                      ori_shape=(480, 640)) for s in samples]
+    meta = dict(coco_meta, CLASSES=data['categories'])
+    for nms_mode in ('oks_nms', 'soft_oks_nms'):  # the array path and mmpose's own
+        assert (_evaluate(IPRCocoMetric, converted, meta, nms_mode=nms_mode, **options)
+                == _evaluate(CocoMetric, converted, meta, nms_mode=nms_mode, **options))
+
+
 def _sample_predictions(coco_sample, repo_root):
     """A real (untrained, seeded) model's predictions for every detector box of the COCO sample."""
     register_all_modules()

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ipr_plugin.apis.person_boxes import make_person_boxes, person_records, resolve_person_class
 
@@ -96,8 +97,10 @@ def test_tool_skips_unreadable_images(coco_sample, tmp_path, repo_root):
     for img in real:
         (img_dir / img['file_name']).symlink_to(coco_sample / img['file_name'])
     (img_dir / 'corrupt.jpg').write_bytes(b'\xff\xd8 definitely not a jpeg ' * 10)
+    # decodes, but its 2 px side resizes to 0 in the detector's pipeline: OpenCV raises there
+    Image.new('RGB', (2, 3000)).save(img_dir / 'thin.png')
     ann['images'] = real + [dict(real[0], id=1, file_name='corrupt.jpg'),
-                            dict(real[0], id=2, file_name='missing.jpg')]
+                            dict(real[0], id=2, file_name='missing.jpg'), dict(real[0], id=3, file_name='thin.png')]
     ann_file = tmp_path / 'ann.json'
     ann_file.write_text(json.dumps(ann))
     out = tmp_path / 'boxes.json'
@@ -112,9 +115,22 @@ def test_tool_skips_unreadable_images(coco_sample, tmp_path, repo_root):
     assert any(str(img_dir / 'corrupt.jpg') in line for line in warnings)
     assert any(str(img_dir / 'missing.jpg') in line for line in warnings)
     assert '2 unreadable image(s)' in proc.stdout
+    thin = img_dir / 'thin.png'
+    assert any(f'skipping image {thin}: the detector failed on it (error: ' in line for line in warnings)
+    assert f"1 image(s) the detector failed on skipped: {img_dir / 'thin.png'} (error: " in proc.stdout
     records = json.loads(out.read_text())
     check_records(records, {img['id'] for img in real})
     assert {r['image_id'] for r in records} == {img['id'] for img in real}
+
+
+def test_no_person_box_above_the_threshold_writes_nothing(coco_sample, tmp_path):
+    """mmpose's dataset refuses a detection file without boxes: the tool says so, not the run that reads it."""
+    out = tmp_path / 'boxes.json'
+    with pytest.raises(RuntimeError, match=r'no person box scored >= 1.0 in the 1 images detected \(the highest was '
+                       r'0\.\d+\); nothing written to .*boxes.json: lower the score threshold'):
+        make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample), str(out),
+                          score_thr=1.0, cfg_options=RANDOM_DET, max_images=1, progress=False)
+    assert not out.exists()
 
 
 def test_missing_inputs_raise_with_path(coco_sample, tmp_path):
@@ -192,3 +208,15 @@ def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path
         make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample), str(out),
                           person_class=5, cfg_options=RANDOM_DET, progress=False)
     assert not out.exists()
+
+
+def test_image_list_names_a_bad_entry_and_lists_each_image_once(tmp_path, caplog):
+    from ipr_plugin.apis.person_boxes import load_image_list
+    ann = tmp_path / 'ann.json'
+    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(file_name='b.jpg')])))
+    with pytest.raises(ValueError, match=r'ann.json: images entry 1 \(.*b.jpg.*\) needs an integer "id"'):
+        load_image_list(str(ann))
+    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(id=2, file_name='b.jpg'),
+                                           dict(id=1, file_name='a.jpg')])))
+    assert load_image_list(str(ann)) == [(1, 'a.jpg'), (2, 'b.jpg')]
+    assert 'lists 1 image id(s) more than once' in caplog.text

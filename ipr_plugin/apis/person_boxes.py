@@ -78,7 +78,17 @@ def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
         images = json.load(f).get('images')
     if not isinstance(images, list):
         raise ValueError(f'{ann_file} has no "images" list: not a COCO annotation file')
-    return [(int(img['id']), img['file_name']) for img in images]
+    listed: Dict[int, str] = {}
+    for index, img in enumerate(images):
+        if not (isinstance(img, dict) and isinstance(img.get('file_name'), str) and 'id' in img
+                and isinstance(img['id'], (int, np.integer)) and not isinstance(img['id'], bool)):
+            raise ValueError(f'{ann_file}: images entry {index} ({str(img)[:100]}) needs an integer "id" and a '
+                             '"file_name"')
+        listed.setdefault(int(img['id']), img['file_name'])  # detected twice, its boxes would be doubled
+    if len(listed) < len(images):
+        logger.warning('%s lists %d image id(s) more than once; each image is detected once, as first listed',
+                       ann_file, len(images) - len(listed))
+    return list(listed.items())
 
 
 def resolve_person_class(dataset_meta: Optional[dict], person_class: Union[int, str, None] = None,
@@ -202,30 +212,38 @@ def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None) 
 
 
 def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, score_thr: float,
-            progress: bool) -> Tuple[List[Dict[str, Any]], List[str], int, int]:
-    """Run the detector on each image: (person records, unreadable paths, images with boxes, zero-area boxes)."""
+            progress: bool) -> Dict[str, Any]:
+    """Run the detector on each image: ``records`` (person records), ``unreadable`` (paths), ``failed``
+    (``path (error)`` of images the detector failed on), ``with_boxes`` (images with a kept box),
+    ``degenerate`` (zero-area boxes dropped), ``best`` (the highest person score seen, -inf if none)."""
     from mmdet.apis import inference_detector
     from tqdm import tqdm
 
     pipeline = _build_test_pipeline(model)
-    records: List[Dict[str, Any]] = []
-    unreadable: List[str] = []
-    with_boxes = degenerate = 0
+    found: Dict[str, Any] = dict(records=[], unreadable=[], failed=[], with_boxes=0, degenerate=0, best=-np.inf)
     for image_id, file_name in tqdm(images, desc='person boxes', unit='img', disable=not progress):
         path = osp.join(img_dir, file_name)
         try:
             img = read_image(path)
         except OSError as err:  # FileNotFoundError included
             logger.warning('skipping unreadable image %s: %s', path, err.strerror or err)
-            unreadable.append(path)
+            found['unreadable'].append(path)
             continue
-        pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
-        recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), pred.scores.cpu().numpy(),
-                                            pred.labels.cpu().numpy(), image_id, label, score_thr)
-        records.extend(recs)
-        with_boxes += bool(recs)
-        degenerate += n_degenerate
-    return records, unreadable, with_boxes, degenerate
+        try:  # one image the detector cannot take (a 2 x 3000 strip, out of memory) costs only that image
+            pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
+        except Exception as err:  # noqa: BLE001 - named and counted; all of them failing is an error below
+            why = f'{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ""}'
+            logger.warning('skipping image %s: the detector failed on it (%s)', path, why)
+            found['failed'].append(f'{path} ({why})')
+            continue
+        labels, scores = pred.labels.cpu().numpy(), pred.scores.cpu().numpy()
+        recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), scores, labels, image_id, label, score_thr)
+        found['records'].extend(recs)
+        found['with_boxes'] += bool(recs)
+        found['degenerate'] += n_degenerate
+        if (labels == label).any():
+            found['best'] = max(found['best'], float(scores[labels == label].max()))
+    return found
 
 
 def make_person_boxes(det_config: ConfigLike,
@@ -241,9 +259,10 @@ def make_person_boxes(det_config: ConfigLike,
                       progress: bool = True) -> Dict[str, Any]:
     """Detect people in every image of a COCO annotation file and write mmpose's ``bbox_file``.
 
-    Images that cannot be read (missing or not decodable) are logged as warnings with their path and
-    skipped; the others are still processed, and the returned summary lists them. When none can be read,
-    nothing is written and an error is raised.
+    Images that cannot be read (missing or not decodable), or that the detector fails on (a size its resize
+    cannot take, out of memory), are logged as warnings with their path and skipped; the others are still
+    processed, and the returned summary lists them. When none can be detected in, or no person box reaches
+    ``score_thr`` (mmpose's dataset would refuse the file), nothing is written and an error is raised.
 
     Args:
         det_config: mmdet config file, or a package name such as
@@ -262,7 +281,8 @@ def make_person_boxes(det_config: ConfigLike,
 
     Returns:
         dict: ``num_images`` (listed), ``num_processed``, ``num_unreadable`` and ``unreadable`` (their
-        paths), ``num_boxes`` written, ``num_images_with_boxes``, ``num_degenerate`` (zero-area person boxes
+        paths), ``num_failed`` and ``failed`` (path and error), ``num_boxes`` written,
+        ``num_images_with_boxes``, ``num_degenerate`` (zero-area person boxes
         dropped), ``person_class``, ``out_file`` and ``seconds``.
 
     Raises:
@@ -270,7 +290,8 @@ def make_person_boxes(det_config: ConfigLike,
         ValueError: a bad ``score_thr`` or ``max_images`` (:func:`argument_problems`) or ``person_class``,
             ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` lists no image.
         OSError: ``out_file`` cannot be written (checked before detection).
-        RuntimeError: not one of the images could be read.
+        RuntimeError: not one of the images could be read and detected in, or no person box reached
+            ``score_thr``.
     """
     from mmdet.apis import init_detector
     from mmengine.registry import DefaultScope
@@ -303,18 +324,24 @@ def make_person_boxes(det_config: ConfigLike,
         model = init_detector(cfg, det_checkpoint, device=device)
         label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
         start = time.perf_counter()
-        records, unreadable, with_boxes, degenerate = _detect(model, images, img_dir, label, score_thr, progress)
-    if len(unreadable) == len(images):  # an empty file here would read as "no person anywhere"
+        found = _detect(model, images, img_dir, label, score_thr, progress)
+    skipped = found['unreadable'] + found['failed']
+    if len(skipped) == len(images):  # an empty file here would read as "no person anywhere"
         raise RuntimeError(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
-                           f'(e.g. {unreadable[0]}); nothing written to {out_file}')
+                           f'or detected in (e.g. {skipped[0]}); nothing written to {out_file}')
+    if not found['records']:  # mmpose's dataset would refuse the file, or evaluate no person at all
+        best = 'no person box at all' if found['best'] == -np.inf else f"the highest was {found['best']:.3f}"
+        raise RuntimeError(f'no person box scored >= {score_thr} in the {len(images) - len(skipped)} images '
+                           f'detected ({best}); nothing written to {out_file}: lower the score threshold')
 
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)
     with open(out_file, 'w') as f:
-        json.dump(records, f)
-    return dict(num_images=len(images), num_processed=len(images) - len(unreadable),
-                num_unreadable=len(unreadable), unreadable=unreadable, num_boxes=len(records),
-                num_images_with_boxes=with_boxes, num_degenerate=degenerate, person_class=label,
+        json.dump(found['records'], f)
+    return dict(num_images=len(images), num_processed=len(images) - len(skipped),
+                num_unreadable=len(found['unreadable']), unreadable=found['unreadable'],
+                num_failed=len(found['failed']), failed=found['failed'], num_boxes=len(found['records']),
+                num_images_with_boxes=found['with_boxes'], num_degenerate=found['degenerate'], person_class=label,
                 out_file=out_file, seconds=time.perf_counter() - start)
 
 
@@ -324,4 +351,6 @@ def format_summary(stats: Dict[str, Any]) -> str:
             f"images -> {stats['out_file']} ({stats['seconds']:.1f} s)")
     if stats['num_unreadable']:
         line += f"; {stats['num_unreadable']} unreadable image(s) skipped: {', '.join(stats['unreadable'])}"
+    if stats.get('num_failed'):
+        line += f"; {stats['num_failed']} image(s) the detector failed on skipped: {', '.join(stats['failed'])}"
     return line

@@ -79,11 +79,9 @@ class IPRCocoMetric(CocoMetric):
             self._check_labelled_people()
         preds = [pred for pred, _ in results]
         arrays = self._stack(preds)
-        if arrays is None:
-            if tmp_dir is not None:
-                tmp_dir.cleanup()
-            return super().compute_metrics(results)
-        try:
+        try:  # the converted ground truth is read again by the crowd summary: removed only once all is done
+            if arrays is None:
+                return super().compute_metrics(results)
             coco_results = self._coco_results(preds, arrays)
             if self.outfile_prefix is not None:  # the user keeps the file (e.g. a test-dev submission)
                 dump(coco_results, f'{self.outfile_prefix}.keypoints.json', sort_keys=True, indent=4)
@@ -168,6 +166,8 @@ class IPRCocoMetric(CocoMetric):
         coco_det = self.coco.loadRes(coco_results)
         self.coco.anno_file = anno_files  # loadRes keeps its argument there: not every val epoch's results
         coco_eval = COCOeval(self.coco, coco_det, self.iou_type, self.dataset_meta['sigmas'], self.use_area)
+        # the crowd summary unpacks (ground-truth file, results file) from it; only the first is read
+        coco_eval.anno_file = [anno_files[0], None]
         coco_eval.params.useSegm = None
         coco_eval.evaluate()
         coco_eval.accumulate()
