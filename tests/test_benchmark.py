@@ -18,7 +18,7 @@ MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (fli
                  '(e) CPU test pipeline ms/sample', '(f) main process: train samples to device, ms/sample',
                  '(f) main process: val samples to device, ms/sample',
                  '(f) main process: val predictions to metric, ms/sample',
-                 '(g) final COCO evaluation, s (COCO val2017 scale)', '(g) final COCO evaluation, instances/s')
+                 '(g) final COCO evaluation, s (images as in the settings)', '(g) final COCO evaluation, instances/s')
 
 
 def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
@@ -327,3 +327,28 @@ def test_cut_off_cells_say_so_and_the_section_names_them() -> None:
     assert rows['(c) eval img/s (flip)'][:2] == ['cut off', 'cut off']
     assert rows['(b) loader samples/s'][:2] == ['skipped', 'skipped']
     assert '- Cut off by the time limit, not measured: a: eval; b: train, eval' in section
+
+
+def test_a_failed_measurement_is_listed_and_the_other_numbers_are_still_written(tmp_path, monkeypatch):
+    """One measurement failing (an out-of-memory error in evaluation) must not cost the file the others went to:
+    on a time-limited GPU machine that file is all that comes back."""
+    from ipr_plugin.benchmark import cli
+
+    def one_eval_fails(spec):  # what the worker reports: measured numbers, and an error by measurement
+        result = dict(name=spec.name, config=spec.config, device='cpu', errors={},
+                      train=dict(per_s=500.0, elapsed_s=7.0, data_wait_pct=10.0),
+                      loader=dict(per_s=900.0, elapsed_s=4.0))
+        if spec.name == 'ours':
+            result['errors']['eval'] = 'OutOfMemoryError: CUDA out of memory'
+        return result
+
+    monkeypatch.setattr(cli, 'run_config', one_eval_fails)
+    monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
+        num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
+    out = tmp_path / 'B.md'
+    rc = cli.main(['tools/benchmark.py', '--device', 'cpu', '--configs', f'mmpose={ANCHOR_CONFIG}',
+                   f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric', '--out', str(out)])
+    text = out.read_text()
+    assert rc == 1
+    assert '- ours eval: OutOfMemoryError: CUDA out of memory' in text
+    assert _table_rows(text, 'metric')['(a) train img/s'] == ['500', '500', '1.00']

@@ -55,3 +55,35 @@ def test_no_part_starts_without_a_minute_left(tmp_path):
 def test_refuses_to_run_without_a_gpu(tmp_path):
     with pytest.raises(SystemExit, match='no CUDA device'):
         gm.main([str(tmp_path)])
+
+
+STAND_IN = '''
+import subprocess, sys, time
+from ipr_plugin.apis.mim_runner import exit_on_sigterm, kill_session
+exit_on_sigterm()
+# as the benchmark starts its worker and the study its trainings: in a session of their own
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)
+open(sys.argv[1], 'w').write(str(child.pid))
+try:
+    time.sleep(120)  # overruns its time limit
+finally:
+    kill_session(child)
+'''
+
+
+def test_a_part_past_its_limit_is_stopped_with_what_it_started(tmp_path, monkeypatch):
+    """SIGKILL of the tool alone would leave its worker (another session) on the GPU for the next part."""
+    import os
+    import time
+    tool, pid_file = tmp_path / 'tool.py', tmp_path / 'child.pid'
+    tool.write_text(STAND_IN)
+    monkeypatch.setattr(gm, 'part_limit', lambda part, left, last: 60.0)
+    monkeypatch.setattr(gm, 'REPORT_MARGIN', -55.0)  # so that the tool is stopped after 5 s, not 80
+    monkeypatch.setattr(gm, 'part_command', lambda part, out, limit: [str(tool), str(pid_file)])
+    monkeypatch.setenv('PYTHONPATH', str(gm.REPO_ROOT))
+    done = gm.run_parts(tmp_path / 'out', 100.0, ['benchmark'], say=lambda line: None)
+    assert done == {'benchmark': ('killed at its limit', None)}
+    child = int(pid_file.read_text())
+    time.sleep(0.5)
+    stat = f'/proc/{child}/stat'
+    assert not os.path.exists(stat) or open(stat).read().split()[2] == 'Z', 'the tool\'s child is still running'

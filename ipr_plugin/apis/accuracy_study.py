@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -24,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .mim_runner import REPO_ROOT, MimError, kill_running
+from .mim_runner import REPO_ROOT, MimError, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_report import (calibration, calibration_lines, diverged, machine_info, table_rows, text_table,
                            write_outputs)
@@ -231,13 +229,6 @@ def _ours_calibration(results: Dict[str, Dict[str, Any]], seed: int, val_ann_fil
     return calibrations, best
 
 
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM (``timeout``, a job scheduler) into SystemExit, so that run_mim's cleanup kills the running
-    training's process group instead of leaving it on the GPU."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 def _say(line: str) -> None:
     print(line, flush=True)  # progress must show while a long run goes on, also through a pipe
 
@@ -247,7 +238,7 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     started = time.monotonic()
     # mmengine resolves `mmpose::` config paths through pkg_resources, which warns on every import attempt
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-    _exit_on_sigterm()
+    exit_on_sigterm()
     args = _resolve(args)
     if args.parallel > 1:
         say = locked(say)

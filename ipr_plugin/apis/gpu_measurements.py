@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .mim_runner import stop_session
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
@@ -91,11 +93,16 @@ def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys
             continue
         argv = part_command(part, out, limit)
         say(f'[gpu] {part}: {limit:.0f} s allowed: python ' + ' '.join(argv))
-        # the tool stops itself at --time-limit; the margin is its time to write and exit
+        # the tool stops itself at --time-limit; the margin is its time to write and exit. Past it, SIGTERM lets
+        # it kill the sessions of its own children (the benchmark's worker, the study's trainings), which a
+        # SIGKILL of the tool alone would leave running on the GPU.
+        proc = subprocess.Popen([python, *argv], cwd=REPO_ROOT, start_new_session=True)
         try:
-            rc = subprocess.run([python, *argv], cwd=REPO_ROOT, timeout=limit + REPORT_MARGIN).returncode
+            rc = proc.wait(limit + REPORT_MARGIN)
         except subprocess.TimeoutExpired:
             rc = None
+        finally:
+            stop_session(proc)
         done[part] = ('finished' if rc == 0 else 'killed at its limit' if rc is None else f'failed (exit {rc})', rc)
         say(f'[gpu] {part}: {done[part][0]} after {time.monotonic() - start:.0f} s in all')
     return done

@@ -137,3 +137,24 @@ def parse_coco_metrics(stdout: str) -> Dict[str, float]:
         if found:
             metrics = found
     return metrics
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, a job scheduler, a parent's time limit) into SystemExit in the main thread, so
+    that the ``finally`` blocks that kill the children's sessions run instead of leaving them on the GPU."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def stop_session(proc: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM the session of ``proc`` (started with ``start_new_session=True``), give it ``grace`` seconds to
+    clean up (kill the sessions it started itself, write a partial report), then SIGKILL what is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    kill_session(proc)

@@ -12,7 +12,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..apis.mim_runner import kill_session
+from ..apis.mim_runner import exit_on_sigterm, kill_session
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .report import append_section, render_section
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='configs to compare, the first is the anchor of the ratios (package::path allowed); '
                    'default: mmpose IPR, ours, ours-fast when present')
     p.add_argument('--data-root', default=None,
-                   help='synthetic set (reused when written with the same sizes); default data/bench_synthetic, '
-                   'or a temp dir with --tiny')
+                   help='synthetic set (reused when written with the same sizes); default data/bench_synthetic in '
+                   'the repository, or a temp dir with --tiny')
     p.add_argument('--num-images', type=int, default=None,
                    help='train images; default: enough for warm-up + window without an epoch boundary')
     p.add_argument('--num-val-images', type=int, default=None, help='val images; default: enough for eval')
@@ -84,8 +84,8 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.out is None and not args.tiny:
-        args.out = 'BENCHMARKS.md'
+    if args.out is None and not args.tiny:  # the repository's, from wherever the command runs
+        args.out = str(repo_root() / 'BENCHMARKS.md')
 
 
 def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
@@ -235,12 +235,14 @@ def command_line(argv: Sequence[str]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     args = build_parser().parse_args(argv[1:])
+    exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _fill_defaults(args)
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
     deadline = time.time() + args.time_limit if args.time_limit else None
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     try:
-        data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny else 'data/bench_synthetic')
+        data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny
+                                      else str(repo_root() / 'data' / 'bench_synthetic'))
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
         if args.val_data:
             data = dict(data, **given_val_split(*args.val_data))
@@ -265,13 +267,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             shutil.rmtree(work_root, ignore_errors=True)
     print(section)
-    if any(r.get('errors') for r in results):
-        print('[benchmark] some measurements failed (see above); nothing appended', file=sys.stderr)
-        return 1
+    failed = any(r.get('errors') for r in results)
+    if failed:  # the section names each failure; the numbers measured beside it are kept all the same
+        print('[benchmark] some measurements failed: see the errors listed in the section', file=sys.stderr)
     if any(r.get('cut_off') for r in results):
         print(f'[benchmark] --time-limit {args.time_limit:g} s reached: the cells marked "cut off" were not '
               'measured', file=sys.stderr)
     if args.out:
         append_section(args.out, section)
         print(f'[benchmark] appended to {args.out}', file=sys.stderr)
-    return 0
+    return 1 if failed else 0

@@ -18,7 +18,7 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(f) main process: train samples to device, ms/sample', 'host', lambda r: r['train_ms_per_sample']),
     ('(f) main process: val samples to device, ms/sample', 'host', lambda r: r['val_ms_per_sample']),
     ('(f) main process: val predictions to metric, ms/sample', 'host', lambda r: r.get('val_post_ms_per_sample')),
-    ('(g) final COCO evaluation, s (COCO val2017 scale)', 'metric', lambda r: r['compute_s']),
+    ('(g) final COCO evaluation, s (images as in the settings)', 'metric', lambda r: r['compute_s']),
     ('(g) final COCO evaluation, instances/s', 'metric', lambda r: r['per_s']),
     ('(g) val dataset from its detection file, s (same scale)', 'metric', lambda r: r.get('dataset_s')),
     ('peak GPU memory, train (MiB)', 'train', lambda r: r.get('peak_mem_mib')),
