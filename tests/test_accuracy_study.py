@@ -245,3 +245,47 @@ def test_the_plot_draws_a_fine_tuned_row_on_from_its_start():
     assert plotted_curve('orphan', results) == [dict(iter=1000, AP=0.4)]  # its start is not in this report
     assert plotted_curve('other-seed', results) == [dict(iter=1000, AP=0.25)]  # no start of the same seed
     assert results['ft']['seeds']['1']['curve'][0] == dict(iter=500, AP=0.05)  # the report is not changed
+
+
+def _run_seeds(monkeypatch, train):
+    """Rows mmpose-IPR and ours-L1 through the study's seed loop, with ``train`` in place of a training."""
+    import argparse
+
+    from ipr_plugin.apis import accuracy_study
+    monkeypatch.setattr(accuracy_study, 'train_variant', train)
+    args = argparse.Namespace(parallel=1, finetune_iters=1000, keep_checkpoints=False, reuse=False)
+    names = ['mmpose-IPR', 'ours-L1']
+    results = {n: dict(notes=get_variant(n).notes, error=None, seeds={}, start=None, source=None) for n in names}
+    for seed in (0, 1):
+        accuracy_study._run_seed(names, Budget(seed=seed), {}, args, results, lambda line: None)
+    return {row[0]: row for row in table_rows(results)}
+
+
+def _trained(variant, ap):
+    return dict(AP=ap, AP50=0.7, AP75=0.5, AR=0.6, train_time_s=10.0, curve=[dict(iter=500, AP=ap)],
+                work_dir='/nonexistent', nonfinite_predictions=(0, 10), reused=False, checkpoint='x.pth')
+
+
+def test_a_row_failing_on_an_extra_seed_keeps_the_seeds_it_did(monkeypatch):
+    from ipr_plugin.apis.study_rows import CutOff
+
+    def train(variant, budget, *args, **kwargs):
+        if budget.seed == 1 and variant.name == 'ours-L1':
+            raise CutOff(300, [dict(iter=500, AP=0.11)])
+        return _trained(variant, 0.5 if variant.name == 'ours-L1' else 0.4)
+
+    rows = _run_seeds(monkeypatch, train)
+    assert rows['ours-L1'][1] == '0.500' and 'seed 1 not counted: ' in rows['ours-L1'][-1]
+    assert rows['mmpose-IPR'][1] == '0.400 (0.400 / 0.400)'
+
+
+def test_a_row_stopped_by_the_time_limit_is_cut_off_not_failed(monkeypatch):
+    from ipr_plugin.apis.study_rows import CutOff, TimeLimitReached
+
+    def train(variant, budget, *args, **kwargs):
+        if variant.name == 'ours-L1':
+            raise CutOff(290, []) if budget.seed == 0 else TimeLimitReached('not run')  # before any evaluation
+        return _trained(variant, 0.4)
+
+    rows = _run_seeds(monkeypatch, train)
+    assert rows['ours-L1'][1] == 'cut off'

@@ -22,11 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .mim_runner import REPO_ROOT, MimError, exit_on_sigterm, kill_running
+from .mim_runner import REPO_ROOT, MimError, MimTimeout, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_report import (calibration, calibration_lines, diverged, machine_info, table_rows, text_table,
                            write_outputs)
-from .study_rows import CutOff, failure_summary, reevaluate, train_variant
+from .study_rows import CutOff, TimeLimitReached, failure_summary, reevaluate, train_variant
 from .study_schedule import locked, run_rows
 
 Say = Callable[[str], None]
@@ -192,10 +192,15 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             else:
                 run = reevaluate(variant, source_run(variant.eval_of), budget.seed, args, say)
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
+            stopped = isinstance(err, (MimTimeout, TimeLimitReached))  # by the time limit, not by a fault
+            say(f'[{name}] {"CUT OFF" if stopped else "FAILED"}: {err}')
+            if entry['seeds']:  # an extra seed: the seeds done stay the row's result
+                entry.setdefault('seed_errors', {})[str(budget.seed)] = failure_summary(err)
+                return
             entry['error'] = failure_summary(err)
+            entry['stopped'] = stopped
             if isinstance(err, CutOff) and err.curve:  # what the row got through, for the report
                 entry.setdefault('cut_off', {})[str(budget.seed)] = err.curve
-            say(f'[{name}] FAILED: {err}')
             return
         entry['seeds'][str(budget.seed)] = run
         say(f'[{name}] seed {budget.seed}: AP {run["AP"]:.4f}  AP50 {run["AP50"]:.4f}  AR {run["AR"]:.4f}'

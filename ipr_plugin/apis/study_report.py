@@ -174,7 +174,7 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
     rows = []
     for name, res in results.items():
         if res.get('error'):
-            state = 'cut off' if res.get('cut_off') else 'FAILED'
+            state = 'cut off' if res.get('cut_off') or res.get('stopped') else 'FAILED'
             rows.append([name, state, '', '', '', '', f'{res["notes"]}; error: {res["error"]}'])
             continue
         row = [name]
@@ -187,6 +187,7 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
         times = [s['train_time_s'] for s in res['seeds'].values() if s.get('train_time_s') is not None]
         row.append(_fmt(float(np.mean(times)), 1) if times else '—')
         notes = res['notes'] + (f'; seeds {", ".join(res["seeds"])}' if len(res['seeds']) > 1 else '')
+        notes += ''.join(f'; seed {seed} not counted: {why}' for seed, why in res.get('seed_errors', {}).items())
         bad = [s['nonfinite_predictions'] for s in res['seeds'].values() if diverged(s)]
         if bad:
             row[1] += ' (NaN)'
@@ -349,7 +350,8 @@ def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], p
         f'{f"linear warm-up {w} iterations then " if (w := s["warmup_iters"]) else "no warm-up, "}cosine to 0 '
         f'(by iteration); '
         f'seed(s) {", ".join(map(str, s["seeds"]))}; {"bf16 AMP" if s["amp"] else "fp32"} training, fp32 '
-        f'validation with flip test; device {s["device"]}, {_workers(s["workers"], s.get("parallel", 1))}.', '',
+        f'validation with flip test (a row whose config evaluates in fp16, ours-L1-fast, keeps that); '
+        f'device {s["device"]}, {_workers(s["workers"], s.get("parallel", 1))}.', '',
         f'Data: synthetic COCO layout, difficulty hard: {d["num_train_images"]} train images '
         f'({d["num_train_instances"]} people) and {d["num_val_images"]} val images ({d["num_val_instances"]} '
         f'people) at {s["image_size"][0]}x{s["image_size"][1]}; {d["num_detections"]} detector boxes (jittered, '
