@@ -239,3 +239,23 @@ def test_casting_the_head_keeps_the_grids_exact(cast):
     assert head.grid_x.dtype == torch.float32 and torch.equal(head.grid_x, make_grid(W))
     assert torch.equal(head.grid_y, make_grid(H))
     assert head.double().grid_x.dtype == torch.float64  # a wider cast is left as torch makes it
+
+
+def test_a_misspelt_keypoint_score_mode_is_refused():
+    logits = torch.randn(1, K, H, W)
+    assert (logit_head().predict((logits,), samples(1), dict(keypoint_scores='ones'))[0].keypoint_scores == 1).all()
+    with pytest.raises(ValueError, match=r"keypoint_scores'\] must be 'mass' or 'ones', got 'one'"):
+        logit_head().predict((logits,), samples(1), dict(keypoint_scores='one'))
+
+
+def test_flip_test_scores_do_not_depend_on_which_pass_is_the_flipped_one_on_mmposes_grid():
+    """Swapping the two passes mirrors the keypoints and keeps the scores. On the 'mmpose' grid a mirrored map
+    is not cell-aligned with the other pass, so scoring an averaged, cell-mirrored map broke this."""
+    head = logit_head(grid='mmpose', beta=4.0, score_radius=1.0)
+    torch.manual_seed(0)
+    a, b = torch.randn(2, K, H, W) * 2, torch.randn(2, K, H, W) * 2
+    ab = head.predict([(a,), (b,)], samples(2), dict(flip_test=True))
+    ba = head.predict([(b,), (a,)], samples(2), dict(flip_test=True))
+    for x, y in zip(ab, ba):
+        np.testing.assert_allclose(x.keypoint_scores, y.keypoint_scores[:, FLIP], atol=1e-6)
+        np.testing.assert_allclose(x.keypoints[..., 0], INPUT[0] - 1 - y.keypoints[:, FLIP, 0], atol=1e-3)

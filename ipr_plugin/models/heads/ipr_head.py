@@ -218,7 +218,9 @@ class IPRHead(BaseHead):
 
         With ``test_cfg['flip_test']`` ``feats`` is ``[feats, feats_of_flipped_input]``: the flipped pass's
         coordinates are mirrored exactly (``u -> -u``, joints swapped by ``flip_indices``) and its maps
-        mirrored, then both are averaged. ``test_cfg['output_heatmaps']`` also returns the probability maps;
+        mirrored, then both are averaged; the scores are each pass's own map scored at the averaged keypoint,
+        averaged (on the ``'mmpose'`` grid a mirrored map is off by a fraction of a cell, so the returned
+        averaged maps are approximate there). ``test_cfg['output_heatmaps']`` also returns the probability maps;
         ``test_cfg['keypoint_scores'] = 'ones'`` reports constant scores (an ablation of the real ones).
 
         Returns:
@@ -235,17 +237,26 @@ class IPRHead(BaseHead):
             logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
             coords, probs, _ = self._integrate(logits)
             coords_f, probs_f, _ = self._integrate(logits_f)
-            coords_f = flip_coords(coords_f, flip_indices)
-            probs_f = probs_f.flip(-1)[:, flip_indices]
-            coords, probs = (coords + coords_f) * 0.5, (probs + probs_f) * 0.5
+            grid_x, grid_y = self.grids_for(probs)
+            coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
+            # Each pass's map is scored in its own frame, at the averaged keypoint (mirrored for the flipped
+            # pass): on the 'mmpose' grid u -> -u is not a flip of the cells, so a mirrored map would be off by
+            # a fraction of a cell; on the 'center' grid this equals scoring the averaged map (the score is
+            # linear in the map).
+            scores = 0.5 * (keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius) + keypoint_scores(
+                probs_f, flip_coords(coords, flip_indices), grid_x, grid_y, self.score_radius)[:, flip_indices])
+            probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
             finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         else:
             logits = self.logits(feats)
             coords, probs, _ = self._integrate(logits)
+            grid_x, grid_y = self.grids_for(probs)
+            scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
             finite = torch.isfinite(logits).all()
-        grid_x, grid_y = self.grids_for(probs)
-        scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
-        if test_cfg.get('keypoint_scores', 'mass') == 'ones':  # ablation: what mmpose's heads report
+        score_mode = test_cfg.get('keypoint_scores', 'mass')
+        if score_mode not in ('mass', 'ones'):  # a misspelt ablation would silently report the real scores
+            raise ValueError(f"IPRHead: test_cfg['keypoint_scores'] must be 'mass' or 'ones', got {score_mode!r}")
+        if score_mode == 'ones':  # ablation: what mmpose's heads report
             scores = torch.ones_like(scores)
         # Checked once, after all of the batch's work is queued: decoding waits for the device right after, so
         # this costs no extra stall (a check per pass would idle the GPU while the second pass is queued).
