@@ -210,3 +210,21 @@ def test_autocast_bf16_outputs_float32():
         for out, expected in ((c, ref_c), (d, ref_d), (s, ref_s)):
             assert out.dtype == torch.float32 and torch.isfinite(out).all()
             assert (out - expected).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize('method', ['softmax', 'relu', 'abs'])
+def test_huge_finite_logits_still_give_a_distribution(method):
+    """beta * z, or the sum of a relu/abs map, can pass float32's largest value while every logit is finite."""
+    logits = torch.full((1, 1, 16, 12), 1e35)
+    logits[..., 3, 7] = 3e38
+    grid_x, grid_y = make_grid(12), make_grid(16)
+    for beta in (1.0, 10.0):
+        z = logits.clone().requires_grad_(True)
+        probs = normalize_heatmaps(z, method, beta)
+        coords = soft_argmax(probs, grid_x, grid_y)
+        coords.sum().backward()
+        assert torch.isfinite(probs).all() and torch.isfinite(z.grad).all()
+        torch.testing.assert_close(probs.sum((-2, -1)), torch.ones(1, 1))
+        if method != 'softmax' and beta == 1.0:  # the same map as in float64, where the sum does not overflow
+            expected = soft_argmax(normalize_heatmaps(logits.double(), method, beta), grid_x, grid_y)
+            torch.testing.assert_close(coords.double(), expected, rtol=0, atol=1e-6)

@@ -136,13 +136,19 @@ def normalize_heatmaps(logits: Tensor, method: str = 'softmax', beta: Beta = 1.0
         raise ValueError(f'eps must be > 0, got {eps!r}')
     with _full_precision(logits):
         logits, beta = _upcast(logits, beta)
-        scaled = beta * logits
+        # finite logits times beta can exceed the float range; clamped, the map stays a distribution
+        limit = torch.finfo(logits.dtype).max
+        scaled = (beta * logits).clamp(-limit, limit)
         if method == 'softmax':
             return torch.softmax(scaled.flatten(-2), dim=-1).view_as(scaled)
         f = torch.relu(scaled) if method == 'relu' else scaled.abs()
-        denom = f.sum(dim=(-2, -1), keepdim=True) + eps
+        # The formula is unchanged by dividing f and eps by the same c; c = the map's largest f (when > 1) keeps
+        # the sum of huge values finite. Detached: the maps do not depend on c, so neither does the gradient.
+        c = f.detach().amax(dim=(-2, -1), keepdim=True).clamp_min(1.0)
+        f, eps_c = f / c, eps / c
+        denom = f.sum(dim=(-2, -1), keepdim=True) + eps_c
         n_cells = f.shape[-2] * f.shape[-1]
-        return f / denom + (eps / denom) / n_cells
+        return f / denom + (eps_c / denom) / n_cells
 
 
 def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
