@@ -129,12 +129,14 @@ def test_a_spent_time_limit_starts_no_run_and_still_writes_the_report(tmp_path):
     proc = _study('--variants', 'ours-L1', 'ours-L1-ones', '--time-limit', '0.001', '--work-dir', tmp_path / 'work',
                   '--out', out)
     assert proc.returncode == 1, _fail_text(proc)  # a study that did not run its rows did not succeed
-    assert '[ours-L1] FAILED: not run: --time-limit 0.001 s reached' in proc.stdout, _fail_text(proc)
+    assert '[ours-L1] CUT OFF: not run: --time-limit 0.001 s reached' in proc.stdout, _fail_text(proc)
+    assert '[ours-L1-ones] CUT OFF: ours-L1 did not train' in proc.stdout, _fail_text(proc)
     report = json.loads((out / 'docs' / 'accuracy_study.json').read_text())
     assert report['results']['ours-L1']['error'] == 'not run: --time-limit 0.001 s reached'
     assert report['results']['ours-L1-ones']['error'] == 'ours-L1 did not train'
     assert not (tmp_path / 'work' / 'runs' / 'ours-L1' / 'seed0' / 'mmengine').exists()  # mim never started
-    assert 'not run: --time-limit' in (out / 'BENCHMARKS.md').read_text()
+    section = (out / 'BENCHMARKS.md').read_text()
+    assert 'not run: --time-limit' in section and '| ours-L1-ones | cut off |' in section
 
 
 def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study, tmp_path):

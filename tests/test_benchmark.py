@@ -207,7 +207,7 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     assert '| (f) main process: val predictions to metric, ms/sample | 0.05 |' in section
     assert 'step (ms/sample' not in section
     args.time_limit = 300
-    assert settings_lines(args, data)[1].endswith('; time limit 300 s')
+    assert settings_lines(args, data)[1].endswith('; time limit 300 s, shared equally by the configs still to run')
 
 
 def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictions(tmp_path: Path) -> None:
@@ -352,3 +352,29 @@ def test_a_failed_measurement_is_listed_and_the_other_numbers_are_still_written(
     assert rc == 1
     assert '- ours eval: OutOfMemoryError: CUDA out of memory' in text
     assert _table_rows(text, 'metric')['(a) train img/s'] == ['500', '500', '1.00']
+
+
+def test_the_time_limit_is_shared_equally_by_the_configs_still_to_run() -> None:
+    """The first config must not use the whole limit: the table compares configs, so it needs each of them."""
+    from ipr_plugin.benchmark.cli import config_deadline
+    assert config_deadline(None, 2, now=1000.0) is None
+    assert config_deadline(1300.0, 2, now=1000.0) == 1150.0  # the first of two: half of the 300 s left
+    assert config_deadline(1300.0, 1, now=1000.0) == 1300.0  # the last: all that is left, savings included
+    assert config_deadline(900.0, 2, now=1000.0) == 1000.0  # already past: no time left to share
+
+
+def test_each_config_gets_its_share_of_the_time_limit(monkeypatch) -> None:
+    import time
+    from ipr_plugin.benchmark import cli
+    shares = []
+
+    def record(spec):
+        shares.append(spec.deadline - time.time())
+        return dict(name=spec.name, config=spec.config, device='cpu', errors={})
+
+    monkeypatch.setattr(cli, 'run_config', record)
+    monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
+        num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
+    cli.main(['tools/benchmark.py', '--device', 'cpu', '--time-limit', '600', '--configs', f'mmpose={ANCHOR_CONFIG}',
+              f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric'])
+    assert 290 < shares[0] <= 300 and 590 < shares[1] <= 600  # the first returned at once: the second gets it all

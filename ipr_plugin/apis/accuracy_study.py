@@ -176,7 +176,8 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
     def source_run(name: str) -> Dict[str, Any]:
         source = results[name]
         if source.get('error') or str(budget.seed) not in source['seeds']:
-            raise RuntimeError(f'{name} did not train')
+            # a start cut off by the time limit leaves this row cut off too, not failed
+            raise (TimeLimitReached if source.get('stopped') else RuntimeError)(f'{name} did not train')
         return source['seeds'][str(budget.seed)]
 
     def run_row(name: str) -> None:

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                    help='stop measuring this long after the start (data writing included): no measurement starts '
                    'later, one still running is stopped, and the section reports what finished and marks the '
-                   'rest "cut off" (for machines lent for a fixed time)')
+                   'rest "cut off" (for machines lent for a fixed time); each config gets an equal share of the time '
+                   'left when it starts, so that the comparison is not one measured row beside one cut off')
     p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
     return p
 
@@ -164,6 +165,18 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     return result
 
 
+def config_deadline(deadline: Optional[float], configs_left: int, now: Optional[float] = None) -> Optional[float]:
+    """The deadline of the next of ``configs_left`` configs: an equal share of the time left before ``deadline``.
+
+    The table is a side-by-side comparison, so a limit that lets the first config use all of it leaves a row of
+    "cut off" beside a row of numbers; a config that finishes early hands what it did not use to the next.
+    """
+    if deadline is None:
+        return None
+    now = time.time() if now is None else now
+    return now + max(0.0, deadline - now) / max(1, configs_left)
+
+
 def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
     """The run's settings and caveats, as markdown bullet text."""
     needed = (args.warmup + args.iters) * args.batch_size
@@ -178,7 +191,8 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         f'{args.warmup} warm-up + {args.iters} timed iterations for (a) (b) (c), {args.pipeline_samples} samples '
         'for (d) and (e), in dataset order; a batch for (f); each config in its own process, one after another; '
         'eval = runner.val() with CocoMetric (final COCO evaluation outside the window)'
-        + (f'; time limit {args.time_limit:g} s' if args.time_limit else ''),
+        + (f'; time limit {args.time_limit:g} s, shared equally by the configs still to run'
+           if args.time_limit else ''),
     ]
     if _runs(args, 'metric'):
         lines.append(f'(g): the config\'s val evaluator on predictions for {args.metric_images} images with '
@@ -256,7 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=list(args.skip),
                 pipeline_samples=args.pipeline_samples, metric_images=args.metric_images,
                 cfg_options=dict(args.cfg_options), seed=args.seed,
-                deadline=deadline)
+                deadline=config_deadline(deadline, len(configs) - index))
             result = run_config(spec)
             result['config'] = shown
             results.append(result)
