@@ -60,6 +60,27 @@ def test_l1_ignores_nan_at_zero_weight_joints():
     assert torch.isfinite(value) and torch.isfinite(pred.grad).all()
 
 
+@pytest.mark.parametrize('cfg', [dict(type='IntegralL1Loss')]
+                         + [dict(type='IntegralJointLoss', coord_loss=c) for c in ('smooth_l1', 'l2', 'euclidean')]
+                         + [dict(type='IntegralJointLoss', regularizer=r) for r in ('js', 'kl', 'var')])
+def test_a_nan_label_at_a_zero_weight_joint_leaves_loss_and_gradients_finite(cfg):
+    """The loss drops an unlabelled joint's value, but autograd would still form 0 * NaN in its backward pass:
+    a finite loss with NaN gradients, which no loss guard notices."""
+    loss = MODELS.build(cfg)
+    pred = (torch.rand(B, K, 2) - 0.5).requires_grad_()
+    logits = torch.randn(B, K, H, W, requires_grad=True)
+    probs = logits.flatten(2).softmax(-1).view(B, K, H, W)
+    target, weights = torch.rand(B, K, 2) - 0.5, torch.ones(B, K)
+    target[:, 1], weights[:, 1] = float('nan'), 0
+    out = loss(pred, target, weights, heatmaps=probs, grids=grids())
+    clean = loss(pred, torch.where(weights[..., None] > 0, target, 0.0), weights, heatmaps=probs, grids=grids())
+    for key, value in out.items():
+        assert value.item() == pytest.approx(clean[key].item(), rel=1e-6)  # the joint counts for nothing
+    sum(out.values()).backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad[:, 1] == 0).all()
+    assert logits.grad is None or torch.isfinite(logits.grad).all()  # IntegralL1Loss does not use the maps
+
+
 def test_joint_loss_terms_are_separate_and_zero_at_the_target():
     loss = MODELS.build(dict(type='IntegralJointLoss', sigma=1.5))
     target = torch.rand(B, K, 2) * 1.2 - 0.6

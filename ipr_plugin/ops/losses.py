@@ -40,6 +40,27 @@ def coordinate_loss(pred: Tensor, target: Tensor, kind: str = 'l1', beta: float 
     raise ValueError(f'coordinate_loss: `kind` must be one of {COORD_LOSSES}, got {kind!r}')
 
 
+def mask_unweighted_targets(target: Tensor, pred: Tensor, weights: Optional[Tensor]) -> Tensor:
+    """``target`` with each joint of weight <= 0 replaced by the (detached) prediction.
+
+    :func:`weighted_joint_mean` drops those joints' values, but autograd still multiplies their zero weight into
+    their local gradients: a NaN label at an unlabelled joint gives 0 * NaN = NaN in the backward pass of every
+    loss but L1, with a finite loss that no guard notices. A target equal to the prediction has a finite loss.
+
+    Args:
+        target (Tensor): (B, K, D) target coordinates.
+        pred (Tensor): (B, K, D) predicted coordinates, same shape.
+        weights (Tensor, optional): (B, K) joint weights; None: ``target`` as it is.
+
+    Returns:
+        Tensor: (B, K, D), ``target``'s dtype.
+    """
+    if weights is None or weights.shape != target.shape[:-1]:  # a wrong shape: weighted_joint_mean names it
+        return target
+    keep = (weights > 0)[..., None]
+    return torch.where(keep, target, pred.detach().to(target.dtype))
+
+
 def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
     """Average per-joint values over the joints with positive weight.
 

@@ -7,7 +7,7 @@ from mmpose.registry import MODELS
 from torch import Tensor, nn
 
 from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, soft_argmax, variance_regularizer
-from ...ops.losses import COORD_LOSSES, coordinate_loss, weighted_joint_mean
+from ...ops.losses import COORD_LOSSES, coordinate_loss, mask_unweighted_targets, weighted_joint_mean
 
 REGULARIZERS = ('js', 'kl', 'var')
 
@@ -104,6 +104,7 @@ class IntegralJointLoss(nn.Module):
         if heatmaps is None or grids is None:
             raise ValueError('IntegralJointLoss needs the predicted `heatmaps` and the `grids`; use it with '
                              'IPRHead (which passes them)')
+        target_coords = mask_unweighted_targets(target_coords, pred_coords, target_weights)
         coord = coordinate_loss(pred_coords, target_coords, self.coord_loss)
         losses = dict(loss_coord=self.coord_weight * weighted_joint_mean(coord, target_weights))
         grid_x, grid_y = grids

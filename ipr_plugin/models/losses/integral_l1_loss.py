@@ -4,7 +4,7 @@ from typing import Dict, Optional
 from mmpose.registry import MODELS
 from torch import Tensor, nn
 
-from ...ops.losses import coordinate_loss, weighted_joint_mean
+from ...ops.losses import coordinate_loss, mask_unweighted_targets, weighted_joint_mean
 
 
 @MODELS.register_module()
@@ -41,5 +41,6 @@ class IntegralL1Loss(nn.Module):
         Returns:
             dict: ``{loss_name: scalar}``; exactly 0 with finite gradients when no joint is visible.
         """
+        target_coords = mask_unweighted_targets(target_coords, pred_coords, target_weights)
         per_joint = coordinate_loss(pred_coords, target_coords, 'l1')
         return {self.loss_name: self.loss_weight * weighted_joint_mean(per_joint, target_weights)}
