@@ -39,7 +39,10 @@ class IntegralJointLoss(nn.Module):
         anneal (dict, optional): Anneal the regulariser's weight to 0: ``dict(mode='linear' | 'cosine',
             by='epoch' | 'iter', begin=0, end=None)``; ``end=None`` means the end of training (``max_epochs`` /
             ``max_iters`` from mmengine's MessageHub). Progress is read from the MessageHub's ``epoch`` /
-            ``iter`` info, host-side integers, so annealing costs no device synchronisation.
+            ``iter`` info, host-side integers, so annealing costs no device synchronisation. mmengine's
+            ``IterBasedTrainLoop`` never advances the epoch (it counts one epoch of ``max_iters``): anneal such a
+            run ``by='iter'``, or the weight stays at ``reg_weight``. With ``end=None`` and ``by='epoch'`` the
+            last epoch trains at ``1 / max_epochs`` of the weight (epochs count from 0).
     """
 
     def __init__(self,
