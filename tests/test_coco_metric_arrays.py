@@ -188,11 +188,12 @@ def test_crowdpose_evaluation_matches_cocometric_with_and_without_an_annotation_
                 == _evaluate(CocoMetric, converted, meta, nms_mode=nms_mode, **options))
 
 
-def _sample_predictions(coco_sample, repo_root):
-    """A real (untrained, seeded) model's predictions for every detector box of the COCO sample."""
+def _sample_predictions(coco_sample, repo_root, detector_boxes=True):
+    """A real (untrained, seeded) model's predictions for every detector (or ground-truth) box of the COCO
+    sample."""
     register_all_modules()
     cfg = Config.fromfile(str(repo_root / 'configs/sample/ipr_res18_coco-sample-64x64.py'))
-    dataset = detector_box_dataset(coco_sample, cfg.codec['input_size'])
+    dataset = detector_box_dataset(coco_sample, cfg.codec['input_size'], detector_boxes)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model).eval()
     batch = pseudo_collate([dataset[i] for i in range(len(dataset))])
@@ -209,6 +210,17 @@ def test_real_model_predictions_on_the_coco_sample(coco_sample, repo_root):
     assert _evaluate(IPRCocoMetric, samples, meta, ann_file=ann_file) == expected
     # no annotation file: the ground truth comes from the samples, converted as mmpose converts it
     assert (_evaluate(IPRCocoMetric, samples, meta) == _evaluate(CocoMetric, samples, meta))
+
+
+def test_predictions_on_ground_truth_boxes_match_cocometric(coco_sample, repo_root):
+    """On ground-truth boxes mmpose's samples carry ``category_id`` as a 0-d array, which mmpose's JSON round
+    trip turns into an int; results handed to ``loadRes`` in memory must hold the int too."""
+    samples, meta = _sample_predictions(coco_sample, repo_root, detector_boxes=False)
+    assert isinstance(samples[0]['category_id'], np.ndarray)  # what makes this case differ from detector boxes
+    ann_file = str(coco_sample / 'test_coco.json')
+    expected = _evaluate(CocoMetric, samples, meta, ann_file=ann_file)
+    assert _evaluate(IPRCocoMetric, samples, meta, ann_file=ann_file) == expected
+    assert _evaluate(IPRCocoMetric, samples, meta) == _evaluate(CocoMetric, samples, meta)
 
 
 def test_bad_predictions_and_ground_truth_are_refused_naming_them(coco_scale, coco_meta, tmp_path):

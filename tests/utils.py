@@ -42,11 +42,12 @@ def coco_sample_cfg_options(coco_sample: Path) -> List[str]:
     ]
 
 
-def detector_box_dataset(coco_sample: Path, input_size):
-    """The COCO sample's detector boxes (``IPRCocoDataset``, test mode) through a minimal test pipeline."""
+def detector_box_dataset(coco_sample: Path, input_size, detector_boxes: bool = True):
+    """The COCO sample's detector boxes (``IPRCocoDataset``, test mode) through a minimal test pipeline;
+    ``detector_boxes=False``: its ground-truth boxes instead."""
     from mmpose.registry import DATASETS
     pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
                 dict(type='TopdownAffine', input_size=input_size), dict(type='PackPoseInputs')]
     return DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
-                               bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'),
+                               bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json') if detector_boxes else None,
                                data_prefix=dict(img=''), data_mode='topdown', test_mode=True, pipeline=pipeline))

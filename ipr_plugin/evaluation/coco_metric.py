@@ -152,7 +152,7 @@ class IPRCocoMetric(CocoMetric):
                 overlaps = oks_matrix(poses[rows], arrays['areas'][rows], self.dataset_meta['sigmas'])
                 rows = rows[greedy_nms(scores[rows], overlaps, self.nms_thr)]
             for row in rows:
-                entry = dict(image_id=preds[row]['img_id'], category_id=preds[row]['category_id'],
+                entry = dict(image_id=_plain(preds[row]['img_id']), category_id=_plain(preds[row]['category_id']),
                              keypoints=flat_poses[row], score=float(score_list[row]))
                 if boxes is not None:
                     entry['bbox'] = boxes[row]
@@ -174,3 +174,9 @@ class IPRCocoMetric(CocoMetric):
         coco_eval.summarize()
         return list(zip(_STATS['keypoints_crowd' if self.iou_type == 'keypoints_crowd' else 'keypoints'],
                         coco_eval.stats))
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar or 0-d array as the Python number mmpose's JSON round trip makes of it (on ground-truth
+    boxes ``category_id`` is a 0-d array, which ``loadRes`` cannot use as a key)."""
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value
