@@ -1,4 +1,6 @@
 """draw_predictions (the demo's pictures): the sample's skeletons drawn, and only with a checkpoint of the config."""
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,32 @@ def test_another_configs_or_a_diverged_checkpoint_is_refused_before_drawing(coco
     with pytest.raises(ValueError, match=rf'checkpoint .*bad.pth {error}'):
         _draw(coco_sample, tmp_path / 'bad.pth', tmp_path / 'out')
     assert not (tmp_path / 'out').exists() or not any((tmp_path / 'out').iterdir())
+
+
+def test_pictures_stay_in_the_output_folder_and_never_replace_an_image(coco_sample, state_dict, tmp_path):
+    """An absolute or nested file name must not lead the picture out of the output folder (osp.join would drop
+    the folder and write over the source image), and pictures of images with one name must not overwrite each
+    other."""
+    torch.save(dict(state_dict=state_dict), tmp_path / 'ok.pth')
+    images = tmp_path / 'images'
+    (images / 'a').mkdir(parents=True)
+    (images / 'b').mkdir()
+    ann = json.loads((coco_sample / 'test_coco.json').read_text())
+    first, second = ann['images'][:2]
+    shutil.copy(coco_sample / first['file_name'], images / 'a' / 'same.jpg')
+    shutil.copy(coco_sample / second['file_name'], images / 'b' / 'same.jpg')
+    first['file_name'] = str(images / 'a' / 'same.jpg')  # absolute, as some labelling tools export it
+    second['file_name'] = 'b/same.jpg'
+    ann_file = tmp_path / 'ann.json'
+    ann_file.write_text(json.dumps(ann))
+    sources = {p: p.read_bytes() for p in images.rglob('*.jpg')}
+    out = tmp_path / 'out'
+    written = draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), ann_file, images,
+                               coco_sample / 'test_coco_det_AP_H_56.json', out, num_images=2)
+    assert written == [str(out / 'same.jpg'), str(out / f'same_{second["id"]}.jpg')]
+    assert all(p.read_bytes() == data for p, data in sources.items())  # no image replaced
+    # into a folder of the images: the first picture, same.jpg, would replace the second image
+    with pytest.raises(ValueError, match=rf'image {first["id"]} would replace the image file .*b/same.jpg'):
+        draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), ann_file, images,
+                         coco_sample / 'test_coco_det_AP_H_56.json', images / 'b', num_images=2)
+    assert all(p.read_bytes() == data for p, data in sources.items())
