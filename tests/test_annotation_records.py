@@ -56,6 +56,14 @@ def test_file_problem():
     no_id = {k: v for k, v in ANN.items() if k != 'id'}
     assert file_problem(dict(images=[IMAGE], annotations=[ANN, no_id])) == \
         'annotation 1 (counting from 0; image_id 785) has no id'
+    # only the images whose fields will be read, and every entry COCO's index cannot take
+    sizeless = dict(id=9, file_name='9.jpg')
+    assert file_problem(dict(images=[IMAGE, sizeless]), image_ids={785}) is None
+    assert file_problem(dict(images=[IMAGE, sizeless]), image_ids={9}) == \
+        'image id 9 (9.jpg) has no width and no height'
+    assert file_problem(dict(images=[IMAGE, 'x']), image_ids=set()) == "image entry 'x' is not an object"
+    assert file_problem(dict(images=[IMAGE, dict(file_name='a.jpg')]), image_ids=set()).endswith('has no id and no '
+                                                                                                  'width and no height')
 
 
 def test_detection_problem():
@@ -113,6 +121,33 @@ def test_a_malformed_record_is_named_where_mmpose_crashes(coco_sample, tmp_path,
     with pytest.raises(ValueError) as ours:
         IPRCocoDataset(**kwargs)
     assert 'IPRCocoDataset: ' in str(ours.value) and ann_file in str(ours.value) and needle in str(ours.value)
+
+
+def test_an_image_without_a_size_and_without_person_boxes_is_accepted_as_mmpose_accepts_it(coco_sample, tmp_path):
+    """With a detection file mmpose reads file_name, width and height only of the images with person boxes."""
+    def unused_image(data):
+        data['images'].append(dict(id=999, file_name='not_there.jpg'))
+
+    kwargs = dict(ann_file=_edited(coco_sample, tmp_path, unused_image), data_prefix=dict(img=str(coco_sample)),
+                  pipeline=[], bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'), test_mode=True)
+    assert len(IPRCocoDataset(**kwargs)) == len(CocoDataset(**kwargs)) > 0
+    (tmp_path / 'det.json').write_text(json.dumps([dict(image_id=999, category_id=1, bbox=[1, 2, 30, 40],
+                                                        score=0.9)]))
+    with pytest.raises(ValueError, match='image id 999 .not_there.jpg. has no width and no height'):
+        IPRCocoDataset(**dict(kwargs, bbox_file=str(tmp_path / 'det.json')))
+
+
+def test_a_named_record_is_not_replaced_by_another_record_of_the_file(coco_sample, tmp_path):
+    """An instance with the wrong keypoint count is the error, not an unused image without a size elsewhere in
+    the file (which mmpose accepts)."""
+    def two_faults(data):
+        _first_person(data)['keypoints'] = [0] * 45
+        data['images'].append(dict(id=999, file_name='not_there.jpg'))
+
+    kwargs = dict(ann_file=_edited(coco_sample, tmp_path, two_faults), data_prefix=dict(img=str(coco_sample)),
+                  pipeline=[])
+    with pytest.raises(ValueError, match=r'annotation id \d+ \(image \d+\) has 15 keypoints but the dataset '):
+        IPRCocoDataset(**kwargs)
 
 
 def test_a_file_that_is_not_json_is_named(coco_sample, tmp_path):

@@ -6,11 +6,16 @@ that names neither the record nor the file. Each function here returns why a rec
 dataset adds the file's name and raises.
 """
 import math
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Hashable, Iterable, Optional, Tuple
 
 import numpy as np
 
 IMAGE_KEYS = ('id', 'file_name', 'width', 'height')
+
+
+class RecordError(ValueError):
+    """A record of an annotation or detection file that the dataset has already named precisely: raised as it
+    is, not replaced by a guess at the file's first bad record."""
 
 
 def is_number(value: Any) -> bool:
@@ -50,14 +55,20 @@ def annotation_problem(ann: dict) -> Optional[str]:
     return None
 
 
-def file_problem(dataset: Any) -> Optional[str]:
+def file_problem(dataset: Any, image_ids: Optional[set] = None) -> Optional[str]:
     """Why a loaded annotation file cannot be indexed: not an object, no ``images`` list, its first unusable
-    image entry, or its first annotation without an ``id`` or ``image_id`` (COCO's index needs both)."""
+    image entry, or its first annotation without an ``id`` or ``image_id`` (COCO's index needs both).
+
+    ``image_ids``: the images whose ``file_name``, ``width`` and ``height`` will be read (those with person
+    detections); the others need only be objects with an ``id``. None: every image."""
     if not isinstance(dataset, dict):
         return f'holds a {type(dataset).__name__}, not a COCO object with images, annotations and categories'
     images = dataset.get('images')
     if not isinstance(images, list):
         return f'has no "images" list (COCO finds annotations through their image; {images!r} given)'
+    if image_ids is not None:  # an entry COCO's index cannot take stays in, whatever its id
+        images = [img for img in images if not isinstance(img, dict) or 'id' not in img
+                  or not isinstance(img['id'], Hashable) or img['id'] in image_ids]
     problem = next((problem for problem in map(image_problem, images) if problem), None)
     if problem:
         return problem

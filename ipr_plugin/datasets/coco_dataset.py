@@ -11,7 +11,7 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
 - an annotation with a non-finite box, keypoint or area value raises ``ValueError`` naming it, its image and the
   file (mmpose would pass the NaN on until the label encoder, which cannot say where it came from);
 - an annotation file that is not JSON, an image entry without a ``file_name`` or a positive ``width`` and
-  ``height``, an annotation without an ``id``, with a box that is not 4 numbers or null keypoints raises
+  ``height`` (with a detection file: an image with person boxes, the only ones mmpose reads), an annotation without an ``id``, with a box that is not 4 numbers or null keypoints raises
   ``ValueError`` naming the record and the file (mmpose fails with a bare ``KeyError`` or unpacking error;
   :mod:`.coco_checks`); annotations on no image of the file's list, which COCO's index never reaches, are
   reported with one warning;
@@ -46,7 +46,7 @@ from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
-from .coco_checks import annotation_problem, detection_problem, file_problem, image_size_table
+from .coco_checks import RecordError, annotation_problem, detection_problem, file_problem, image_size_table
 from .coco_checks import is_number as _is_number
 from .transforms.jpeg import file_orientation
 
@@ -158,6 +158,8 @@ class IPRCocoDataset(CocoDataset):
         except json.JSONDecodeError as error:
             raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file} is not valid JSON: '
                              f'{error}') from error
+        except RecordError:  # named already, by parse_data_info
+            raise
         except (AssertionError, KeyError, TypeError, ValueError) as error:
             coco = getattr(self, 'coco', None)  # absent when COCO's index refused the file
             try:
@@ -242,11 +244,16 @@ class IPRCocoDataset(CocoDataset):
             if seconds is not None:
                 seconds[step], start = time.perf_counter() - start, time.perf_counter()
 
-        images = {img['id'] for img in self._check_file_keypoint_count().get('images', [])}
+        # mmpose reads file_name, width and height only of the images with person boxes: those are checked
+        # once the detection file is known to be sound
+        data = self._check_file_keypoint_count(image_ids=set())
         done('annotation file read, keypoint counts')
         entries = self._read_detection_file()
         done('detection file read')
-        self._check_detections(entries, images)
+        self._check_detections(entries, {img['id'] for img in data.get('images', [])})
+        problem = file_problem(data, {det['image_id'] for det in entries if det['category_id'] == 1})
+        if problem:
+            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
         done('detection entries')
 
     def _check_paths(self) -> None:
@@ -274,7 +281,7 @@ class IPRCocoDataset(CocoDataset):
 
     def _keypoint_count_error(self, what: str, found: str) -> ValueError:
         expected = self.metainfo['num_keypoints']
-        return ValueError(f'{type(self).__name__}: annotation file {self.ann_file}: {what} has {found} but the '
+        return RecordError(f'{type(self).__name__}: annotation file {self.ann_file}: {what} has {found} but the '
                           f'dataset metainfo ({self.metainfo.get("dataset_name", "?")}) expects {expected} '
                           f'keypoints; give a metainfo matching the file (metainfo=dict(from_file=...)) or the '
                           f'annotation file matching the metainfo')
@@ -285,8 +292,8 @@ class IPRCocoDataset(CocoDataset):
             return
         problem = annotation_problem(ann)
         if problem:
-            raise ValueError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
-                             f'in {self.ann_file} has {problem}')
+            raise RecordError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
+                              f'in {self.ann_file} has {problem}')
         values = ann['keypoints']
         # _metainfo, not metainfo: the property deep-copies the whole metainfo, once per instance here.
         if len(values) != 3 * self._metainfo['num_keypoints']:
@@ -294,11 +301,12 @@ class IPRCocoDataset(CocoDataset):
                 f'{len(values)} keypoint values, not (x, y, visibility) triplets'
             raise self._keypoint_count_error(f'annotation id {ann.get("id")} (image {ann.get("image_id")})', found)
 
-    def _check_file_keypoint_count(self) -> dict:
-        """Check every category and annotation of ``ann_file``; returns the loaded file."""
+    def _check_file_keypoint_count(self, image_ids: Optional[set] = None) -> dict:
+        """Check every category and annotation of ``ann_file`` (and the images ``image_ids``, as
+        :func:`file_problem` does); returns the loaded file."""
         with self._naming_bad_records():
             data = load(self.ann_file)
-        problem = file_problem(data)
+        problem = file_problem(data, image_ids)
         if problem:
             raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
         expected = self.metainfo['num_keypoints']
@@ -324,8 +332,8 @@ class IPRCocoDataset(CocoDataset):
             what = f'area {ann.get("area")}'
         else:
             return
-        raise ValueError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
-                         f'in {self.ann_file} has {what}: every value must be a finite number')
+        raise RecordError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
+                          f'in {self.ann_file} has {what}: every value must be a finite number')
 
     def _count_unusable(self, instance_list: List[dict]) -> Dict[str, int]:
         """Why the annotations were not used: mmpose's ``_is_valid_instance`` reasons, the first that applies."""
