@@ -13,8 +13,8 @@ all: it loads, then shapes disagree somewhere in the head or the metric. Here:
 - an annotation file that is not JSON, an image entry without a ``file_name`` or a positive ``width`` and
   ``height`` (with a detection file: an image with person boxes, the only ones mmpose reads), an annotation
   without an ``id``, with a box that is not 4 numbers or null keypoints raises ``ValueError`` naming the record
-  and the file (mmpose fails with a bare ``KeyError`` or unpacking error; :mod:`.coco_checks`); annotations on no image of the file's list, which COCO's index never reaches, are
-  reported with one warning;
+  and the file (mmpose fails with a bare ``KeyError`` or unpacking error; :mod:`.coco_checks`); annotations on
+  no image of the file's list, which COCO's index never reaches, are reported with one warning;
 - a detection file that is not JSON, has no person boxes, or has a person box with an image_id that is not an
   int or not an image of the annotation file, without 4 finite numbers or without a finite score raises
   ``ValueError`` naming the file and the entry; person boxes with no area are dropped with one warning (mmpose
