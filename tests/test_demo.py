@@ -9,7 +9,8 @@ from ipr_plugin.apis.demo import run_demo
 
 
 def test_demo_runs_end_to_end(repo_root, tmp_path):
-    work, data = tmp_path / 'work', tmp_path / 'data'
+    # a space and a comma, which --cfg-options would turn into another path and a list
+    work, data = tmp_path / 'demo work', tmp_path / 'my data, 1'
     out = subprocess.run([sys.executable, 'tools/demo.py', '--epochs', '1', '--num-train', '8', '--num-val', '4',
                           '--work-dir', str(work), '--data-root', str(data)],
                          cwd=repo_root, capture_output=True, text=True, timeout=600)

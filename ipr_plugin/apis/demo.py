@@ -36,15 +36,21 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     return out_file
 
 
-def _data_options(data: Dict) -> List[str]:
-    """``--cfg-options`` pointing the demo config's loaders and metrics at the dataset just written."""
+def data_config(config: Path, data: Dict, out_file: Path) -> Path:
+    """Write a config inheriting ``config`` with its loaders and metrics pointed at the dataset just written.
+
+    A file, not ``--cfg-options``: mmengine's option parser deletes the spaces in a value and splits it at
+    commas, so a data folder like ``~/My Projects/`` would become another path.
+    """
     root = f'{data["root"]}/'
-    options = [f'train_dataloader.dataset.data_root={root}']
-    for split in ('val', 'test'):
-        options += [f'{split}_dataloader.dataset.data_root={root}',
-                    f'{split}_dataloader.dataset.bbox_file={data["bbox_file"]}',
-                    f'{split}_evaluator.ann_file={data["val_ann_file"]}']
-    return options
+    val = dict(dataset=dict(data_root=root, bbox_file=data['bbox_file']))
+    evaluator = dict(ann_file=data['val_ann_file'])
+    lines = [f'_base_ = [{str(Path(config).resolve())!r}]',
+             f'train_dataloader = {dict(dataset=dict(data_root=root))!r}']
+    lines += [f'{split}_dataloader = {val!r}\n{split}_evaluator = {evaluator!r}' for split in ('val', 'test')]
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text('# the demo config on the dataset the demo wrote\n' + '\n'.join(lines) + '\n')
+    return out_file
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -84,13 +90,14 @@ def run_demo(work_dir: str = 'work_dirs/demo',
                                 image_size=(320, 240), seed=seed, workers=None)
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')
-    options = [f'randomness.seed={seed}', *_data_options(data)]
+    run_config = data_config(config, data, work / 'demo_config.py')
+    options = [f'randomness.seed={seed}']
     if epochs is not None:
         options += [f'train_cfg.max_epochs={epochs}', f'param_scheduler.1.end={epochs}',
                     f'param_scheduler.1.T_max={epochs}']
 
     def coco_metrics(checkpoint, name: str) -> Dict[str, float]:
-        out = run_mim(['test', 'mmpose', config, '--checkpoint', checkpoint, '--work-dir', work / f'test_{name}',
+        out = run_mim(['test', 'mmpose', run_config, '--checkpoint', checkpoint, '--work-dir', work / f'test_{name}',
                        '--cfg-options', *options], timeout=900).stdout
         return parse_coco_metrics(out)
 
@@ -99,7 +106,7 @@ def run_demo(work_dir: str = 'work_dirs/demo',
     say(f'      AP {before.get("coco/AP", float("nan")):.3f}')
 
     say('[3/5] training (mim train mmpose, CPU)')
-    run_mim(['train', 'mmpose', config, '--work-dir', work, '--cfg-options', *options], timeout=3600,
+    run_mim(['train', 'mmpose', run_config, '--work-dir', work, '--cfg-options', *options], timeout=3600,
             on_line=_progress(say))
     checkpoint = (work / 'last_checkpoint').read_text().strip()
 
