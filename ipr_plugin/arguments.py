@@ -2,12 +2,18 @@
 
 The functions that check their arguments up front (``argument_problems`` in the person-box, ONNX-export and
 synthetic-data modules) return ``{argument name: problem}``; these two turn that into the error each caller needs.
-:func:`check_out_file` makes a tool that writes its result at the end fail at the start when it could not.
+:func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its result at the end fail at the start when it could not.
 """
 import argparse
 import os
 import os.path as osp
 from typing import Mapping, Optional
+
+
+def is_url(path) -> bool:
+    """A path for one of mmengine's file backends (``https://``, ``s3://``, ...): ``os.path`` cannot check it, and
+    loading it reports what is wrong."""
+    return '://' in str(path)
 
 
 def raise_problems(problems: Mapping[str, str]) -> None:

@@ -88,6 +88,11 @@ def test_bad_input_names_the_culprit(coco_sample, flat_checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match='no such file'):
         keypoint_shares(str(CONFIG), str(tmp_path / 'none.pth'), str(coco_sample / 'test_coco.json'),
                         str(coco_sample))
+    # a URL is no missing file: loading it is tried, as mmpose's init_model tries it (nothing listens there)
+    with pytest.raises(Exception) as error:
+        keypoint_shares(str(CONFIG), 'http://127.0.0.1:9/weights.pth', str(coco_sample / 'test_coco.json'),
+                        str(coco_sample))
+    assert not isinstance(error.value, FileNotFoundError) and 'refused' in str(error.value)
 
 
 def test_checkpoint_must_be_one_of_the_config(coco_sample, flat_checkpoint, tmp_path):

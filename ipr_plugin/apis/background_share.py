@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import parser_check_out_file
+from ..arguments import is_url, parser_check_out_file
 from ..ops.integral import BACKGROUNDS
 from .study_report import markdown_table as study_markdown_table
 
@@ -136,7 +136,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     from ..ops import background_share
     from .checkpoint_check import init_checked_model
     for path in (config, checkpoint, ann_file, img_dir):
-        if path is not None and not Path(path).exists():
+        if path is not None and not is_url(path) and not Path(path).exists():
             raise FileNotFoundError(f'background share: no such file or folder: {path}')
     model = init_checked_model(config, checkpoint, device, dict(model=dict(test_cfg=dict(flip_test=False))))
     head = model.head

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..arguments import check_out_file, raise_problems
+from ..arguments import check_out_file, is_url, raise_problems
 from ..ops import keypoint_scores
 from .checkpoint_check import load_checked_checkpoint
 from .person_boxes import ConfigLike, load_config
@@ -99,7 +99,7 @@ def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, devic
     from .. import codecs, models  # noqa: F401
 
     config = load_config(config, cfg_options)
-    if checkpoint is not None and '://' not in checkpoint and not osp.isfile(checkpoint):
+    if checkpoint is not None and not is_url(checkpoint) and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'pose checkpoint not found: {checkpoint}')
     init_default_scope(config.get('default_scope', 'mmpose'))
     model = revert_sync_batchnorm(MODELS.build(config.model))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arguments import check_out_file, raise_problems
+from ..arguments import check_out_file, is_url, raise_problems
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -300,7 +300,7 @@ def make_person_boxes(det_config: ConfigLike,
 
     raise_problems(argument_problems(score_thr, max_images))
     cfg = load_config(det_config, cfg_options)
-    if det_checkpoint is not None and '://' not in det_checkpoint:
+    if det_checkpoint is not None and not is_url(det_checkpoint):
         _require_file(det_checkpoint, 'detector checkpoint')
     images = load_image_list(ann_file)
     if not images:

@@ -46,6 +46,7 @@ from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
+from ..arguments import is_url
 from .coco_checks import RecordError, annotation_problem, detection_problem, file_problem, image_size_table
 from .coco_checks import is_number as _is_number
 from .transforms.jpeg import file_orientation
@@ -53,11 +54,6 @@ from .transforms.jpeg import file_orientation
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
                     'flip_indices', 'skeleton_links')
-
-
-def _is_remote(path: str) -> bool:
-    # mmengine file backends (s3://, http://, ...) cannot be checked with os.path; loading will report them.
-    return '://' in path
 
 
 @DATASETS.register_module()
@@ -259,19 +255,19 @@ class IPRCocoDataset(CocoDataset):
     def _check_paths(self) -> None:
         name, cfg = type(self).__name__, self._config_paths
         root = self.data_root
-        if root and not _is_remote(root) and not osp.isdir(root):
+        if root and not is_url(root) and not osp.isdir(root):
             raise FileNotFoundError(f'{name}: data_root not found: {osp.abspath(root)} (config key '
                                     f'data_root={cfg["data_root"]!r})')
         if not self.ann_file:
             raise FileNotFoundError(f'{name}: no annotation file given (config key ann_file is empty)')
-        if not _is_remote(self.ann_file) and not osp.isfile(self.ann_file):
+        if not is_url(self.ann_file) and not osp.isfile(self.ann_file):
             raise FileNotFoundError(f'{name}: annotation file not found: {osp.abspath(self.ann_file)} '
                                     f'({self._where("ann_file", cfg["ann_file"])})')
         img_dir = self.data_prefix.get('img', '')
-        if img_dir and not _is_remote(img_dir) and not osp.isdir(img_dir):
+        if img_dir and not is_url(img_dir) and not osp.isdir(img_dir):
             raise FileNotFoundError(f'{name}: image folder not found: {osp.abspath(img_dir)} '
                                     f'({self._where("data_prefix.img", cfg["data_prefix"].get("img"))})')
-        if self.bbox_file and not _is_remote(self.bbox_file) and not osp.isfile(self.bbox_file):
+        if self.bbox_file and not is_url(self.bbox_file) and not osp.isfile(self.bbox_file):
             hint = ''
             if root and osp.isfile(osp.join(root, self.bbox_file)):
                 hint = f'; {osp.join(root, self.bbox_file)} exists: give bbox_file that full path'
