@@ -50,7 +50,7 @@ def test_the_sample_passes_and_the_test_split_is_the_val_split(coco_sample):
                                              samples=12, images=4, loader='IPRLoadImage', sizes_compared=True)
     assert report['splits']['val']['samples'] == 118 and report['splits']['val']['images'] == 4
     text = format_report(report)
-    assert 'val: IPRCocoDataset, 118 samples, 4 images loaded with IPRLoadImage in ' in text
+    assert 'val: IPRCocoDataset, 118 samples, 4 images checked with IPRLoadImage in ' in text
     assert text.endswith('test: skipped, the same dataset as val\n0 problems')
 
 

@@ -51,9 +51,10 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
 
     Returns:
         dict: ``problems`` (list of :class:`DataProblem`), ``notes`` (the same, for images worth a look that
-        need not be wrong: EXIF-turned ones), and per split checked, under ``splits``: its
-        dataset class, ``samples``, ``images`` loaded, ``seconds``, and ``sizes_compared`` (whether the dataset
-        knows the annotation's image sizes: ``IPRCocoDataset`` does, mmpose's ``CocoDataset`` does not);
+        need not be wrong: EXIF-turned ones), and per split checked, under ``splits``: its dataset class,
+        ``samples``, ``images`` checked (the problems among them listed), ``seconds``, and ``sizes_compared``
+        (whether the dataset knows the annotation's image sizes: ``IPRCocoDataset`` does, mmpose's
+        ``CocoDataset`` does not);
         ``skipped``: split -> why.
     """
     from mmengine.registry import init_default_scope
@@ -287,7 +288,7 @@ def format_report(report: Dict[str, Any]) -> str:
             note = f"; sizes not compared ({r['dataset']} does not keep the annotation file's image sizes)"
         else:
             note = ''
-        lines.append(f'{split}: {r["dataset"]}, {r["samples"]} samples, {r["images"]} images loaded with '
+        lines.append(f'{split}: {r["dataset"]}, {r["samples"]} samples, {r["images"]} images checked with '
                      f'{r["loader"]} in {r["seconds"]:.1f} s{note}')
     lines += [f'{split}: skipped, {why}' for split, why in report['skipped'].items()]
     problems, notes = report['problems'], report.get('notes', [])
