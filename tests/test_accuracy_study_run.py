@@ -158,6 +158,13 @@ def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study,
         assert {k: run[k] for k in ('AP', 'AR', 'curve', 'checkpoint')} == \
             {k: run0[k] for k in ('AP', 'AR', 'curve', 'checkpoint')}
     assert again['ours-Debias-ft']['seeds']['0']['init_from'] == first['ours-JS-beta10']['seeds']['0']['checkpoint']
+    # the split rewritten in the same folder (another data seed): the config names the same files, but a run
+    # trained and evaluated on the old split must not be read as this one's (ours-L1: no later test reads it)
+    proc = _study(*TINY_FLAGS, '--work-dir', work, '--out', tmp_path / 'report2', '--variants', 'ours-L1',
+                  '--reuse', '--data-seed', '1', '--time-limit', '0.001')
+    assert 'writing the hard synthetic split' in proc.stdout, _fail_text(proc)
+    assert 'reusing the finished run' not in proc.stdout, _fail_text(proc)
+    assert '[ours-L1] CUT OFF: not run: --time-limit' in proc.stdout, _fail_text(proc)
 
 
 def _in_train_py(tmp_path, imports: str, *lines: str):

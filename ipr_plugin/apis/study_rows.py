@@ -1,6 +1,7 @@
 """One row of the accuracy study: train a variant with ``mim train``, or evaluate a trained one again with
 ``mim test``, and read its results back (``--reuse``: a finished run of the identical config is read, not run)."""
 import argparse
+import hashlib
 import json
 import re
 import threading
@@ -77,6 +78,16 @@ def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoi
     return json.loads(record_file.read_text()).get('train_time_s') is not None
 
 
+def data_digest(data: Dict[str, Any]) -> str:
+    """SHA-1 of the split's annotation and detection files: the config names the files, not what they hold, and
+    a split rewritten in the same folder (another size, count or data seed) must not let ``--reuse`` read runs
+    trained and evaluated on the old one."""
+    digest = hashlib.sha1()
+    for key in sorted(k for k in data if k.endswith('_ann_file') or k == 'bbox_file'):
+        digest.update(Path(data[key]).read_bytes())
+    return digest.hexdigest()
+
+
 def _record(run_dir: Path) -> Dict[str, Any]:
     """What StudyRecordHook wrote for the run in ``run_dir`` (empty if nothing yet)."""
     record_file = run_dir / RECORD_FILE
@@ -99,6 +110,7 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
     with _CONFIG_LOCK:
         config_text = build_variant_config(variant, budget, data, run_dir, save_checkpoint=keep_checkpoint,
                                            load_from=load_from).dump()
+    config_text += f'# data files (annotations, detections) sha1: {data_digest(data)}\n'
     start = time.monotonic()
     reused = reuse and _complete(run_dir, config_file, config_text, keep_checkpoint)
     if reused:
