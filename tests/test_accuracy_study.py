@@ -181,6 +181,31 @@ def test_matching_uses_the_detector_box_and_labeled_keypoints(tmp_path):
     np.testing.assert_allclose(pairs['scores'], [0.5] * 5)
 
 
+def test_calibration_leaves_out_keypoints_without_a_finite_score_or_position(tmp_path):
+    """One NaN keypoint (fp16 evaluation, a diverging model) must not make rho and its score bin NaN."""
+    import pickle
+    from ipr_plugin.apis.study_report import calibration
+    kpts = np.zeros((17, 3))
+    kpts[:, 0], kpts[:, 1], kpts[:, 2] = np.arange(17) * 5.0, 50, 2
+    ann = dict(id=1, image_id=7, bbox=[0, 0, 100, 100], area=400.0, iscrowd=0, num_keypoints=17,
+               keypoints=kpts.reshape(-1).tolist())
+    ann_file = tmp_path / 'val.json'
+    ann_file.write_text(json.dumps(dict(images=[dict(id=7)], annotations=[ann], categories=[])))
+    pred = kpts[None, :, :2].copy()
+    pred[0, :, 1] += np.arange(17)  # error grows with the keypoint's index, score falls: rho = -1
+    scores = np.linspace(1, 0.2, 17)[None]
+    pred[0, 3] = np.nan
+    scores[0, 5] = np.nan
+    path = tmp_path / 'predictions.pkl'
+    path.write_bytes(pickle.dumps([dict(img_id=7, pred_instances=dict(keypoints=pred, keypoint_scores=scores,
+                                                                        bboxes=np.array([[0, 0, 100, 100]])))]))
+    cal = calibration('ours', path, str(ann_file))
+    assert cal['num_keypoints'] == 15 and cal['num_nonfinite'] == 2
+    assert cal['spearman'] == pytest.approx(-1.0) and all(np.isfinite(b['mean_error']) for b in cal['bins'])
+    [line] = calibration_lines([cal], 'ours', True)
+    assert '15 keypoints of 1/1 matched predictions; 2 keypoints with a non-finite score or position left out' in line
+
+
 def test_a_diverged_run_is_flagged_not_ranked_by_its_artefact_ap(tmp_path):
     import pickle
     finite = dict(img_id=1, pred_instances=dict(keypoints=np.zeros((1, 17, 2))))

@@ -135,10 +135,13 @@ def calibration(variant: str, predictions_file: Path, val_ann_file: str) -> Dict
     with open(predictions_file, 'rb') as f:  # written by our own DumpResults in this study's work dir
         predictions = pickle.load(f)
     pairs = keypoint_errors(predictions, val_ann_file)
-    rho, p_value = spearman(pairs['scores'], pairs['errors'])
-    return dict(variant=variant, spearman=rho, p_value=p_value, num_keypoints=int(len(pairs['scores'])),
-                num_predictions=pairs['num_predictions'], num_matched=pairs['num_matched'],
-                bins=score_bins(pairs['scores'], pairs['errors']))
+    # a NaN keypoint or score (a model evaluated in fp16, or diverging) would make rho and its bin's mean NaN
+    finite = np.isfinite(pairs['scores']) & np.isfinite(pairs['errors'])
+    scores, errors = pairs['scores'][finite], pairs['errors'][finite]
+    rho, p_value = spearman(scores, errors)
+    return dict(variant=variant, spearman=rho, p_value=p_value, num_keypoints=int(len(scores)),
+                num_nonfinite=int((~finite).sum()), num_predictions=pairs['num_predictions'],
+                num_matched=pairs['num_matched'], bins=score_bins(scores, errors))
 
 
 # ---------------------------------------------------------------------------------------------- machine
@@ -304,8 +307,11 @@ def calibration_lines(calibrations: Sequence[Mapping[str, Any]], chosen: Optiona
         role = 'our best variant by AP' if cal['variant'] == chosen else 'reference'
         lines.append(f'Spearman (keypoint score vs normalised error), {cal["variant"]} ({role}): '
                      f'rho = {_fmt(cal["spearman"])} (p = {_fmt(cal["p_value"], 2)}; {cal["num_keypoints"]} '
-                     f'keypoints of {cal["num_matched"]}/{cal["num_predictions"]} matched predictions)'
-                     + (' — nan: scores or errors constant' if np.isnan(cal['spearman']) else ''))
+                     f'keypoints of {cal["num_matched"]}/{cal["num_predictions"]} matched predictions'
+                     + (f'; {cal["num_nonfinite"]} keypoints with a non-finite score or position left out'
+                        if cal.get('num_nonfinite') else '') + ')'
+                     + (' — nan: fewer than 3 keypoints, or scores or errors constant'
+                        if np.isnan(cal['spearman']) else ''))
     return lines
 
 
