@@ -314,3 +314,14 @@ def test_a_row_stopped_by_the_time_limit_is_cut_off_not_failed(monkeypatch):
 
     rows = _run_seeds(monkeypatch, train)
     assert rows['ours-L1'][1] == 'cut off'
+
+
+@pytest.mark.parametrize('flags, message', [(['--input-size', '200'], '--input-size must be a multiple of 32'),
+                                            (['--parallel', '0'], '--parallel must be at least 1')])
+def test_sizes_the_models_cannot_take_are_refused_before_any_work(flags, message, tmp_path):
+    """An input size off ResNet's stride gives mmpose's integral heads a wrong feature-map size: refused up front,
+    not after the data is written."""
+    from ipr_plugin.apis.accuracy_study import main
+    with pytest.raises(SystemExit, match=message):
+        main(['--tiny', '--work-dir', str(tmp_path / 'work'), *flags])
+    assert not (tmp_path / 'work').exists()
