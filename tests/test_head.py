@@ -259,3 +259,25 @@ def test_flip_test_scores_do_not_depend_on_which_pass_is_the_flipped_one_on_mmpo
     for x, y in zip(ab, ba):
         np.testing.assert_allclose(x.keypoint_scores, y.keypoint_scores[:, FLIP], atol=1e-6)
         np.testing.assert_allclose(x.keypoints[..., 0], INPUT[0] - 1 - y.keypoints[:, FLIP, 0], atol=1e-3)
+
+
+@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel'])
+def test_labels_of_mmposes_integral_codec_are_refused_on_the_first_batch(codec):
+    """A config inheriting one of mmpose's integral configs keeps its pipelines' IntegralRegressionLabel, whose
+    labels run over [0, 1] from the input's corner: trained on them, the head would learn points shifted by half
+    the input, without an error."""
+    from mmpose.registry import KEYPOINT_CODECS
+    cfg = dict(type=codec, input_size=INPUT)
+    if codec == 'IntegralRegressionLabel':
+        cfg.update(heatmap_size=(W, H), sigma=2.0)
+    encoder = KEYPOINT_CODECS.build(cfg)
+    rng = np.random.default_rng(0)
+    people = [np.array(INPUT) / 2 + rng.uniform(-0.3, 0.3, (1, K, 2)) * INPUT for _ in range(8)]  # centred crops
+    labels = torch.from_numpy(np.concatenate([encoder.encode(p)['keypoint_labels'] for p in people]))
+    head = logit_head()
+    batch = ((torch.randn(8, K, H, W),), samples(8, labels))
+    if codec == 'DSNTLabel':
+        assert torch.isfinite(head.loss(*batch)['loss_kpt'])
+        return
+    with pytest.raises(ValueError, match=r"all 40 labelled keypoints .* in \[0, 1\], mmpose's IntegralRegressionLabel"):
+        head.loss(*batch)

@@ -118,6 +118,7 @@ class IPRHead(BaseHead):
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
+        self._labels_checked = False  # the label convention, once (check_label_convention)
         if grid == 'mmpose' and self.decoder is None:
             raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
@@ -283,6 +284,9 @@ class IPRHead(BaseHead):
             raise ValueError(f'IPRHead.loss: `keypoint_weights` has shape {tuple(weights.shape)}, expected '
                              f'{tuple(coords.shape[:2])}')
         labels, weights = labels.to(coords.device), weights.to(coords.device)
+        if not self._labels_checked:
+            self._labels_checked = True
+            check_label_convention(labels, weights)
         losses = dict(self.loss_module(coords, labels, weights, heatmaps=probs,
                                        grids=self.grids_for(probs)))
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
@@ -330,3 +334,26 @@ def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1
     hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
     valid = (weights > 0).float()
     return (hit * valid).sum() / valid.sum().clamp_min(1.0)
+
+
+def check_label_convention(labels: Tensor, weights: Tensor, min_count: int = 32) -> None:
+    """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
+    head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
+
+    A config that inherits one of mmpose's integral configs keeps its pipelines' ``GenerateTarget`` encoder:
+    the model then trains without an error towards points shifted by half the input. In a top-down crop the
+    person is centred, so with ``min_count`` labelled keypoints at least one lies left of or above the centre
+    (a negative label); none does under the other convention. Checked once, on the first training batch (one
+    host sync).
+
+    Args:
+        labels (Tensor): (B, K, 2) keypoint labels.
+        weights (Tensor): (B, K) keypoint weights.
+    """
+    labelled = labels[weights > 0]
+    if len(labelled) >= min_count and bool(torch.isfinite(labelled).all()) and float(labelled.min()) >= 0:
+        raise ValueError(
+            f'IPRHead: all {len(labelled)} labelled keypoints of the first batch have labels in [0, 1], mmpose\'s '
+            'IntegralRegressionLabel convention (from the input\'s corner); IPRHead regresses DSNTLabel\'s [-1, 1] '
+            "around the centre. Use GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...)) in the train "
+            'pipeline (a config inheriting one of mmpose\'s integral configs keeps its pipelines\' codec)')
