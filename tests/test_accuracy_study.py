@@ -325,3 +325,19 @@ def test_sizes_the_models_cannot_take_are_refused_before_any_work(flags, message
     with pytest.raises(SystemExit, match=message):
         main(['--tiny', '--work-dir', str(tmp_path / 'work'), *flags])
     assert not (tmp_path / 'work').exists()
+
+
+def test_rows_run_at_once_share_the_cores(monkeypatch):
+    """Each row's torch would take a thread per core: rows at once get a share, a user's setting stands."""
+    import argparse
+    from ipr_plugin.apis import study_rows
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(study_rows.os, 'cpu_count', lambda: 16)
+
+    def env(parallel, device='cpu'):
+        return study_rows.child_env(argparse.Namespace(parallel=parallel, device=device))
+
+    assert env(1) == {'CUDA_VISIBLE_DEVICES': ''} and env(1, 'cuda') == {}
+    assert env(3, 'cuda') == {'OMP_NUM_THREADS': '5'} and env(32)['OMP_NUM_THREADS'] == '1'
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    assert 'OMP_NUM_THREADS' not in env(3)
