@@ -126,10 +126,27 @@ def test_tool_skips_unreadable_images(coco_sample, tmp_path, repo_root):
 def test_no_person_box_above_the_threshold_writes_nothing(coco_sample, tmp_path):
     """mmpose's dataset refuses a detection file without boxes: the tool says so, not the run that reads it."""
     out = tmp_path / 'boxes.json'
-    with pytest.raises(RuntimeError, match=r'no person box scored >= 1.0 in the 1 images detected \(the highest was '
-                       r'0\.\d+\); nothing written to .*boxes.json: lower the score threshold'):
+    with pytest.raises(RuntimeError, match=r'no person box scored >= 1.0 in the 1 images detected; nothing written '
+                       r'to .*boxes.json; the highest was 0\.\d+: lower the score threshold'):
         make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample), str(out),
                           score_thr=1.0, cfg_options=RANDOM_DET, max_images=1, progress=False)
+    assert not out.exists()
+
+
+def test_a_detector_without_any_box_of_the_class_names_the_weights_not_the_threshold(coco_sample, repo_root,
+                                                                                      tmp_path):
+    """No threshold can help where the detector gives no box of the person class at all (random or foreign
+    weights, a wrong --person-class): the tool says so, in one line, without a traceback."""
+    out = tmp_path / 'boxes.json'
+    nothing = dict(RANDOM_DET, **{'model.test_cfg.score_thr': 1.1})  # mmdet keeps no box at all
+    cmd = [sys.executable, str(repo_root / 'tools' / 'make_person_boxes.py'), DET_CONFIG, 'none',
+           '--ann-file', str(coco_sample / 'test_coco.json'), '--img-dir', str(coco_sample), '--out', str(out),
+           '--score-thr', '0', '--max-images', '1', '--no-progress',
+           '--cfg-options'] + [f"{k}={v}".replace(' ', '') for k, v in nothing.items()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert ('make_person_boxes: no person box scored >= 0.0 in the 1 images detected; nothing written to '
+            f'{out}; no box of class 0 at all: check the checkpoint') in proc.stderr, proc.stderr[-3000:]
     assert not out.exists()
 
 

@@ -30,7 +30,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a clone without installing
 
 from ipr_plugin.arguments import parser_error  # noqa: E402
-from ipr_plugin.apis.person_boxes import argument_problems, format_summary, make_person_boxes  # noqa: E402
+from ipr_plugin.apis.person_boxes import (NothingDetected, argument_problems, format_summary,  # noqa: E402
+                                         make_person_boxes)
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,10 +67,13 @@ def main() -> None:
         person_class = int(person_class)
     checkpoint = None if args.det_checkpoint.lower() == 'none' else args.det_checkpoint
     with logging_redirect_tqdm():  # warnings print between progress-bar updates, not inside them
-        stats = make_person_boxes(args.det_config, checkpoint, args.ann_file, args.img_dir, args.out,
-                                  score_thr=args.score_thr, device=args.device, person_class=person_class,
-                                  cfg_options=args.cfg_options, max_images=args.max_images,
-                                  progress=not args.no_progress)
+        try:
+            stats = make_person_boxes(args.det_config, checkpoint, args.ann_file, args.img_dir, args.out,
+                                      score_thr=args.score_thr, device=args.device, person_class=person_class,
+                                      cfg_options=args.cfg_options, max_images=args.max_images,
+                                      progress=not args.no_progress)
+        except NothingDetected as error:  # the run's outcome, which the message explains: no traceback
+            sys.exit(f'make_person_boxes: {error}')
     print(format_summary(stats))
 
 

@@ -246,6 +246,10 @@ def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, scor
     return found
 
 
+class NothingDetected(RuntimeError):
+    """The detection ran and found nothing to write: the run's outcome, which the message explains."""
+
+
 def make_person_boxes(det_config: ConfigLike,
                       det_checkpoint: Optional[str],
                       ann_file: str,
@@ -290,8 +294,8 @@ def make_person_boxes(det_config: ConfigLike,
         ValueError: a bad ``score_thr`` or ``max_images`` (:func:`argument_problems`) or ``person_class``,
             ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` lists no image.
         OSError: ``out_file`` cannot be written (checked before detection).
-        RuntimeError: not one of the images could be read and detected in, or no person box reached
-            ``score_thr``.
+        NothingDetected (a RuntimeError): not one of the images could be read and detected in, or no person box
+            reached ``score_thr``.
     """
     from mmdet.apis import init_detector
     from mmengine.registry import DefaultScope
@@ -327,12 +331,16 @@ def make_person_boxes(det_config: ConfigLike,
         found = _detect(model, images, img_dir, label, score_thr, progress)
     skipped = found['unreadable'] + found['failed']
     if len(skipped) == len(images):  # an empty file here would read as "no person anywhere"
-        raise RuntimeError(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
+        raise NothingDetected(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
                            f'or detected in (e.g. {skipped[0]}); nothing written to {out_file}')
     if not found['records']:  # mmpose's dataset would refuse the file, or evaluate no person at all
-        best = 'no person box at all' if found['best'] == -np.inf else f"the highest was {found['best']:.3f}"
-        raise RuntimeError(f'no person box scored >= {score_thr} in the {len(images) - len(skipped)} images '
-                           f'detected ({best}); nothing written to {out_file}: lower the score threshold')
+        if found['best'] == -np.inf:  # no threshold can help: the weights or the class are wrong
+            why = (f'no box of class {label} at all: check the checkpoint (weights trained for this config?) '
+                   'and --person-class')
+        else:
+            why = f"the highest was {found['best']:.3f}: lower the score threshold"
+        raise NothingDetected(f'no person box scored >= {score_thr} in the {len(images) - len(skipped)} images '
+                           f'detected; nothing written to {out_file}; {why}')
 
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)
