@@ -3,6 +3,7 @@
 Every variant trains with ``mim train`` for 3 iterations (the ones-rows re-evaluate with ``mim test``) into
 temporary folders; a failure of any variant fails it. No accuracy is asserted: 3 iterations learn nothing.
 """
+import argparse
 import json
 import os
 import pickle
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE
+from ipr_plugin.apis.study_rows import child_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
@@ -33,10 +35,11 @@ def _env(path=()) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, python_path)))
 
 
-def _study(*args, path=()) -> subprocess.CompletedProcess:
-    """Run ``tools/accuracy_study.py --tiny *args`` as a user would, the plugin (and ``path``) importable."""
-    return subprocess.run([sys.executable, str(TOOL), '--tiny', *map(str, args)], cwd=str(REPO_ROOT), env=_env(path),
-                          capture_output=True, text=True, timeout=TIMEOUT)
+def _study(*args, path=(), env=None) -> subprocess.CompletedProcess:
+    """Run ``tools/accuracy_study.py --tiny *args`` as a user would, the plugin (and ``path``) importable, with
+    ``env`` added to the environment."""
+    return subprocess.run([sys.executable, str(TOOL), '--tiny', *map(str, args)], cwd=str(REPO_ROOT),
+                          env=dict(_env(path), **(env or {})), capture_output=True, text=True, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope='module')
@@ -201,7 +204,11 @@ def test_rows_run_at_once_compute_what_rows_run_one_by_one(tiny_study, tmp_path)
     its start was written, it would have failed or started from other weights."""
     assert tiny_study['proc'].returncode == 0, _fail_text(tiny_study['proc'])
     rows = ['mmpose-IPR', 'ours-JS-beta10', 'ours-Debias-ft']
-    proc = _study(*TINY_FLAGS, '--work-dir', tmp_path / 'work', '--out', tmp_path / 'report', '--variants', *rows)
+    # with the CPU threads each of the three rows at once had: a thread count changes the CPU kernels' sums
+    threads = {k: v for k, v in child_env(argparse.Namespace(parallel=3, device='cpu')).items()
+               if k == 'OMP_NUM_THREADS'}  # none where the environment sets it for both runs
+    proc = _study(*TINY_FLAGS, '--work-dir', tmp_path / 'work', '--out', tmp_path / 'report', '--variants', *rows,
+                  env=threads)
     assert proc.returncode == 0 and 'FAILED' not in proc.stdout, _fail_text(proc)
     parallel = tiny_study['out'].parent / 'work' / 'runs'
     for name in rows:
