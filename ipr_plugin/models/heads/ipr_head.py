@@ -353,7 +353,8 @@ def check_label_convention(labels: Tensor, weights: Tensor, min_count: int = 32)
     labelled = labels[weights > 0]
     if len(labelled) >= min_count and bool(torch.isfinite(labelled).all()) and float(labelled.min()) >= 0:
         raise ValueError(
-            f'IPRHead: all {len(labelled)} labelled keypoints of the first batch have labels in [0, 1], mmpose\'s '
-            'IntegralRegressionLabel convention (from the input\'s corner); IPRHead regresses DSNTLabel\'s [-1, 1] '
-            "around the centre. Use GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...)) in the train "
-            'pipeline (a config inheriting one of mmpose\'s integral configs keeps its pipelines\' codec)')
+            f'IPRHead: none of the {len(labelled)} labelled keypoints of the first batch has a negative label, as '
+            'in mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
+            "DSNTLabel's [-1, 1] around the centre. Use GenerateTarget(encoder=dict(type='DSNTLabel', "
+            "input_size=...)) in the train pipeline (a config inheriting one of mmpose's integral configs keeps its "
+            "pipelines' codec)")
