@@ -236,3 +236,15 @@ def test_batch_augments_see_the_stacked_labels_as_with_the_plain_path():
         for key in ('keypoints', 'bboxes'):
             torch.testing.assert_close(f.gt_instance_labels[key], p.gt_instance_labels[key], rtol=0, atol=0)
     assert fast['data_samples'][0].gt_instance_labels.keypoints[0, 0].tolist() == [20.0, 20.0]
+
+
+def test_a_batch_without_three_channels_is_refused_by_name():
+    """bgr_to_rgb on a grayscale batch: mmengine refuses the per-sample list with a shape assertion, but indexes
+    channel 2 of a stacked batch (IndexError); ours names the batch and the likely cause."""
+    from mmpose.structures import PoseDataSample
+    sample = PoseDataSample(metainfo=dict(img_shape=(16, 16)))
+    items = [dict(inputs=torch.zeros(1, 16, 16, dtype=torch.uint8), data_samples=copy.deepcopy(sample))
+             for _ in range(2)]
+    preprocessor = MODELS.build(dict(type='IPRDataPreprocessor', bgr_to_rgb=True))
+    with pytest.raises(ValueError, match=r'needs 3-channel images, the batch \(2, 1, 16, 16\) has 1 \(a LoadImage'):
+        preprocessor(ipr_collate(items), True)

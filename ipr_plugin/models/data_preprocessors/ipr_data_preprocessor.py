@@ -50,6 +50,11 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
+        inputs = data.get('inputs') if isinstance(data, dict) else None
+        if self._channel_conversion and isinstance(inputs, torch.Tensor) and inputs.dim() == 4 \
+                and inputs.shape[1] != 3:  # mmengine's stacked path would index channel 2 of it
+            raise ValueError(f'IPRDataPreprocessor: bgr_to_rgb / rgb_to_bgr needs 3-channel images, the batch '
+                             f'{tuple(inputs.shape)} has {inputs.shape[1]} (a LoadImage with another color_type?)')
         # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
         # here, once the labels are back on the samples, not inside mmpose's forward.
         batch_augments, self.batch_augments = self.batch_augments, None
