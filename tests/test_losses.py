@@ -121,6 +121,23 @@ def test_anneal_reads_the_message_hub():
     assert loss.current_reg_weight() == 0.0
 
 
+def test_annealing_by_epoch_over_a_single_epoch_is_reported_once(monkeypatch):
+    """An IterBasedTrainLoop counts its whole run as one epoch: annealed by epoch, the weight never falls."""
+    import ipr_plugin.models.losses.integral_joint_loss as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda msg, **kwargs: logged.append(msg))
+    hub = MessageHub.get_instance('ipr_test_anneal_one_epoch')
+    loss = MODELS.build(dict(type='IntegralJointLoss', anneal=dict(mode='cosine', by='epoch')))
+    hub.update_info('epoch', 0)
+    hub.update_info('max_epochs', 1)
+    assert loss.current_reg_weight() == loss.current_reg_weight() == 1.0
+    assert len(logged) == 1 and "anneal by='iter' instead" in logged[0]
+    hub.update_info('max_epochs', 4)
+    fresh = MODELS.build(dict(type='IntegralJointLoss', anneal=dict(mode='linear', by='epoch')))
+    hub.update_info('epoch', 2)
+    assert fresh.current_reg_weight() == pytest.approx(0.5) and len(logged) == 1
+
+
 def test_bad_config_names_the_option():
     with pytest.raises(ValueError, match='regularizer'):
         MODELS.build(dict(type='IntegralJointLoss', regularizer='mse'))

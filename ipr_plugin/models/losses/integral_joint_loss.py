@@ -1,8 +1,9 @@
 """Coordinate loss plus a heatmap regulariser (DSNT-style joint loss), with an optional annealed weight."""
+import logging
 import math
 from typing import Dict, Optional, Tuple
 
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmpose.registry import MODELS
 from torch import Tensor, nn
 
@@ -71,6 +72,7 @@ class IntegralJointLoss(nn.Module):
         self.reg_weight = reg_weight
         self.sigma = sigma
         self.anneal = anneal
+        self._warned = False  # the one-epoch annealing warning, once
 
     def current_reg_weight(self) -> float:
         """The regulariser's weight at the current epoch/iteration of the running mmengine job."""
@@ -82,6 +84,13 @@ class IntegralJointLoss(nn.Module):
         end = self.anneal['end']
         if end is None:
             end = hub.get_info(f'max_{by}s')
+            if by == 'epoch' and end is not None and end - self.anneal['begin'] <= 1 and not self._warned:
+                # epochs count from 0: over one epoch (an IterBasedTrainLoop counts its whole run as one) the
+                # weight would never fall
+                self._warned = True
+                print_log(f'IntegralJointLoss: annealing by epoch over {end} epoch(s) keeps the full regulariser '
+                          "weight for the whole run; anneal by='iter' instead", logger='current',
+                          level=logging.WARNING)
         if end is None:  # outside a Runner nothing says when training ends: keep the full weight
             return self.reg_weight
         return self.reg_weight * anneal_factor(progress, self.anneal['begin'], end, self.anneal['mode'])
