@@ -2,7 +2,8 @@
 
 The functions that check their arguments up front (``argument_problems`` in the person-box, ONNX-export and
 synthetic-data modules) return ``{argument name: problem}``; these two turn that into the error each caller needs.
-:func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its result at the end fail at the start when it could not.
+:func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its
+result at the end fail at the start when it could not.
 """
 import argparse
 import os

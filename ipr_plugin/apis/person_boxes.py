@@ -331,8 +331,8 @@ def make_person_boxes(det_config: ConfigLike,
         found = _detect(model, images, img_dir, label, score_thr, progress)
     skipped = found['unreadable'] + found['failed']
     if len(skipped) == len(images):  # an empty file here would read as "no person anywhere"
-        raise NothingDetected(f'none of the {len(images)} images listed in {ann_file} could be read from {img_dir} '
-                           f'or detected in (e.g. {skipped[0]}); nothing written to {out_file}')
+        raise NothingDetected(f'none of the {len(images)} images listed in {ann_file} could be read from '
+                              f'{img_dir} or detected in (e.g. {skipped[0]}); nothing written to {out_file}')
     if not found['records']:  # mmpose's dataset would refuse the file, or evaluate no person at all
         if found['best'] == -np.inf:  # no threshold can help: the weights or the class are wrong
             why = (f'no box of class {label} at all: check the checkpoint (weights trained for this config?) '
@@ -340,7 +340,7 @@ def make_person_boxes(det_config: ConfigLike,
         else:
             why = f"the highest was {found['best']:.3f}: lower the score threshold"
         raise NothingDetected(f'no person box scored >= {score_thr} in the {len(images) - len(skipped)} images '
-                           f'detected; nothing written to {out_file}; {why}')
+                              f'detected; nothing written to {out_file}; {why}')
 
     out_dir = osp.dirname(osp.abspath(out_file))
     os.makedirs(out_dir, exist_ok=True)

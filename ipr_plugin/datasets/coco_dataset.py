@@ -134,8 +134,7 @@ class IPRCocoDataset(CocoDataset):
         with self._naming_bad_records():
             loaded = super()._load_annotations()
         if not isinstance(self.coco.dataset.get('images'), list):  # COCO's index then finds no annotation
-            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: '
-                             f'{file_problem(self.coco.dataset)}')
+            raise self._file_error(file_problem(self.coco.dataset))
         orphans = [ann['id'] for ann in self.coco.dataset.get('annotations') or []
                    if ann['image_id'] not in self.coco.imgs]
         if orphans:  # COCO's index reaches annotations through their image only: these would vanish unsaid
@@ -164,7 +163,7 @@ class IPRCocoDataset(CocoDataset):
                 problem = None
             if problem is None:  # not the file's records: the error as it was
                 raise
-            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}') from error
+            raise self._file_error(problem) from error
 
     def parse_data_info(self, raw_data_info: dict) -> Optional[dict]:
         """``CocoDataset.parse_data_info`` after checking the instance's keypoint count, with non-finite values
@@ -249,7 +248,7 @@ class IPRCocoDataset(CocoDataset):
         self._check_detections(entries, {img['id'] for img in data.get('images', [])})
         problem = file_problem(data, {det['image_id'] for det in entries if det['category_id'] == 1})
         if problem:
-            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
+            raise self._file_error(problem)
         done('detection entries')
 
     def _check_paths(self) -> None:
@@ -275,12 +274,16 @@ class IPRCocoDataset(CocoDataset):
             raise FileNotFoundError(f'{name}: detection (bbox) file not found: {osp.abspath(self.bbox_file)} '
                                     f'({where}, used as given: mmpose does not join bbox_file with data_root{hint})')
 
+    def _file_error(self, problem: Optional[str]) -> ValueError:
+        """The error naming ``problem`` (from :func:`file_problem`) of the annotation file."""
+        return ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
+
     def _keypoint_count_error(self, what: str, found: str) -> ValueError:
         expected = self.metainfo['num_keypoints']
         return RecordError(f'{type(self).__name__}: annotation file {self.ann_file}: {what} has {found} but the '
-                          f'dataset metainfo ({self.metainfo.get("dataset_name", "?")}) expects {expected} '
-                          f'keypoints; give a metainfo matching the file (metainfo=dict(from_file=...)) or the '
-                          f'annotation file matching the metainfo')
+                           f'dataset metainfo ({self.metainfo.get("dataset_name", "?")}) expects {expected} '
+                           f'keypoints; give a metainfo matching the file (metainfo=dict(from_file=...)) or the '
+                           f'annotation file matching the metainfo')
 
     def _check_instance_keypoint_count(self, ann: dict) -> None:
         """The record's structure (what mmpose unpacks unchecked), then its keypoint count."""
@@ -304,7 +307,7 @@ class IPRCocoDataset(CocoDataset):
             data = load(self.ann_file)
         problem = file_problem(data, image_ids)
         if problem:
-            raise ValueError(f'{type(self).__name__}: the annotation file {self.ann_file}: {problem}')
+            raise self._file_error(problem)
         expected = self.metainfo['num_keypoints']
         for cat in data.get('categories', []):
             if 'keypoints' in cat and len(cat['keypoints']) != expected:
