@@ -59,8 +59,9 @@ def _progress(name: str, say: Say) -> Callable[[str], None]:
 
 def child_env(args: argparse.Namespace) -> Dict[str, str]:
     """Environment of each row's mim process: a CPU study on a CUDA machine must not put any run on the GPU, and
-    rows run at once share the cores (torch's default of one thread per core in each row made a 2-core
-    ``--parallel 2`` study's iterations about 100x slower); a user's ``OMP_NUM_THREADS`` stands."""
+    rows run at once share the cores (torch's default of one thread per core in each row oversubscribes them, and
+    a 2-core ``--parallel 2`` study's iterations slowed down by orders of magnitude); a user's
+    ``OMP_NUM_THREADS`` stands."""
     env = {'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}
     if args.parallel > 1 and 'OMP_NUM_THREADS' not in os.environ:
         env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.parallel))
