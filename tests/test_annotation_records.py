@@ -150,6 +150,32 @@ def test_a_named_record_is_not_replaced_by_another_record_of_the_file(coco_sampl
         IPRCocoDataset(**kwargs)
 
 
+@pytest.mark.parametrize('test_mode', [False, True])
+def test_an_instance_with_an_empty_keypoint_list_is_dropped_as_mmpose_drops_it(coco_sample, tmp_path, test_mode):
+    """``"keypoints": []`` with num_keypoints 0 (or none given) is a person annotated without keypoints, which
+    mmpose's top-down filter drops, as it drops one with 3 x K zeros; with num_keypoints > 0 it contradicts
+    itself and stays refused."""
+    def empty(num_keypoints):
+        def edit(data):
+            extra = dict(_first_person(data), id=10 ** 9, keypoints=[], num_keypoints=num_keypoints)
+            if num_keypoints is None:
+                extra.pop('num_keypoints')
+            data['annotations'].append(extra)
+        return edit
+
+    kwargs = dict(data_prefix=dict(img=str(coco_sample)), pipeline=[], test_mode=test_mode)
+    expected = len(CocoDataset(ann_file=str(coco_sample / 'test_coco.json'), **kwargs))
+    for num_keypoints in (0, None):
+        ann_file = _edited(coco_sample, tmp_path, empty(num_keypoints))
+        assert len(IPRCocoDataset(ann_file=ann_file, **kwargs)) == len(CocoDataset(ann_file=ann_file, **kwargs)) \
+            == expected
+        if test_mode:  # the detection path checks every annotation of the file before mmpose reads it
+            det = dict(ann_file=ann_file, bbox_file=str(coco_sample / 'test_coco_det_AP_H_56.json'), **kwargs)
+            assert len(IPRCocoDataset(**det)) == len(CocoDataset(**det)) > 0
+    with pytest.raises(ValueError, match=r'annotation id 1000000000 \(image \d+\) has 0 keypoints but the '):
+        IPRCocoDataset(ann_file=_edited(coco_sample, tmp_path, empty(3)), **kwargs)
+
+
 def test_a_file_that_is_not_json_is_named(coco_sample, tmp_path):
     path = tmp_path / 'cut.json'
     path.write_text((coco_sample / 'test_coco.json').read_text()[:500])

@@ -124,6 +124,7 @@ def test_people_with_unusable_boxes_are_skipped_and_counted(coco_sample, flat_ch
     people[0]['bbox'][2] = float('nan')  # written as NaN, which json reads back
     people[1]['bbox'][3] = 0.0
     bad_ids = [people[0]['id'], people[1]['id']]
+    coco['annotations'].append(dict(people[2], id=10 ** 9, keypoints=[], num_keypoints=0))  # no keypoints: not used
     ann_file = tmp_path / 'ann.json'
     ann_file.write_text(json.dumps(coco))
     found = keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))

@@ -1,4 +1,6 @@
 """Sanity of our decode and scoring path: ground truth fed as predictions through it gives COCO AP 1.0."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -13,19 +15,35 @@ from utils import detector_box_dataset
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 
 
-def test_ground_truth_through_our_decode_path_scores_ap_one(coco_sample, repo_root):
+def _with_an_instance_without_keypoints(coco_sample, tmp_path):
+    """The sample's annotations and one more person whose keypoints are an empty list (num_keypoints 0), as
+    files converted from other formats write people annotated without keypoints."""
+    data = json.loads((coco_sample / 'test_coco.json').read_text())
+    person = next(ann for ann in data['annotations'] if ann['num_keypoints'] > 0)
+    data['annotations'].append(dict(person, id=10 ** 9, keypoints=[], num_keypoints=0))
+    path = tmp_path / 'with_empty_keypoints.json'
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize('metric_type', ['CocoMetric', 'IPRCocoMetric'])
+@pytest.mark.parametrize('ann_file', ['as is', 'with an instance without keypoints'])
+def test_ground_truth_through_our_decode_path_scores_ap_one(coco_sample, repo_root, tmp_path, metric_type,
+                                                            ann_file):
     register_all_modules()
     cfg = Config.fromfile(str(repo_root / CONFIG))
     codec = cfg.codec
     pipeline = [dict(type='LoadImage'), dict(type='GetBBoxCenterScale'),
                 dict(type='TopdownAffine', input_size=codec['input_size']),
                 dict(type='GenerateTarget', encoder=codec), dict(type='PackPoseInputs')]
+    ann_file = coco_sample / 'test_coco.json' if ann_file == 'as is' else \
+        _with_an_instance_without_keypoints(coco_sample, tmp_path)
     # ground-truth boxes (no bbox_file): every person of the sample, with its labels
-    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file='test_coco.json',
+    dataset = DATASETS.build(dict(type='IPRCocoDataset', data_root=str(coco_sample), ann_file=str(ann_file),
                                   data_prefix=dict(img=''), data_mode='topdown', test_mode=True,
                                   pipeline=pipeline))
     model = MODELS.build(cfg.model)
-    metric = METRICS.build(dict(type='CocoMetric', ann_file=str(coco_sample / 'test_coco.json')))
+    metric = METRICS.build(dict(type=metric_type, ann_file=str(ann_file)))
     metric.dataset_meta = dataset.metainfo
 
     batch = pseudo_collate([dataset[i] for i in range(len(dataset))])

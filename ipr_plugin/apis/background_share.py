@@ -86,6 +86,8 @@ def _labelled_people(ann_file: Path, num_keypoints: int) -> Tuple[Dict[str, List
     people = defaultdict(list)
     skipped = []
     for ann in coco.get('annotations', []):
+        if not ann.get('keypoints') and not ann.get('num_keypoints'):
+            continue  # a person annotated without keypoints (an empty list), as the dataset takes it
         if len(ann.get('keypoints', ())) != 3 * num_keypoints:
             raise ValueError(f'{ann_file}: annotation {ann.get("id")} has {len(ann.get("keypoints", ())) // 3} '
                              f'keypoints, the model predicts {num_keypoints}')

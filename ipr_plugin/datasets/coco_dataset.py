@@ -294,6 +294,8 @@ class IPRCocoDataset(CocoDataset):
             raise RecordError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
                               f'in {self.ann_file} has {problem}')
         values = ann['keypoints']
+        if not values and not ann.get('num_keypoints') and self.data_mode == 'topdown':
+            return  # an instance without keypoints, which mmpose's top-down filter drops, as it would a list of zeros
         # _metainfo, not metainfo: the property deep-copies the whole metainfo, once per instance here.
         if len(values) != 3 * self._metainfo['num_keypoints']:
             found = f'{len(values) // 3} keypoints' if len(values) % 3 == 0 else \
