@@ -261,24 +261,63 @@ def test_flip_test_scores_do_not_depend_on_which_pass_is_the_flipped_one_on_mmpo
         np.testing.assert_allclose(x.keypoints[..., 0], INPUT[0] - 1 - y.keypoints[:, FLIP, 0], atol=1e-3)
 
 
-@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel'])
-def test_labels_of_mmposes_integral_codec_are_refused_on_the_first_batch(codec):
-    """A config inheriting one of mmpose's integral configs keeps its pipelines' IntegralRegressionLabel, whose
-    labels run over [0, 1] from the input's corner: trained on them, the head would learn points shifted by half
-    the input, without an error."""
+def _centred_labels(codec, num_people):
+    """(num_people, K, 2) labels of people centred in their crops, as top-down crops put them, from ``codec``."""
     from mmpose.registry import KEYPOINT_CODECS
     cfg = dict(type=codec, input_size=INPUT)
     if codec == 'IntegralRegressionLabel':
         cfg.update(heatmap_size=(W, H), sigma=2.0)
     encoder = KEYPOINT_CODECS.build(cfg)
     rng = np.random.default_rng(0)
-    people = [np.array(INPUT) / 2 + rng.uniform(-0.3, 0.3, (1, K, 2)) * INPUT for _ in range(8)]  # centred crops
-    labels = torch.from_numpy(np.concatenate([encoder.encode(p)['keypoint_labels'] for p in people]))
+    people = [np.array(INPUT) / 2 + rng.uniform(-0.3, 0.3, (1, K, 2)) * INPUT for _ in range(num_people)]
+    return torch.from_numpy(np.concatenate([encoder.encode(p)['keypoint_labels'] for p in people]))
+
+
+@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel'])
+def test_labels_of_mmposes_integral_codec_are_refused_on_the_first_batch(codec):
+    """A config inheriting one of mmpose's integral configs keeps its pipelines' IntegralRegressionLabel, whose
+    labels run over [0, 1] from the input's corner: trained on them, the head would learn points shifted by half
+    the input, without an error."""
+    labels = _centred_labels(codec, 8)
     head = logit_head()
     batch = ((torch.randn(8, K, H, W),), samples(8, labels))
     if codec == 'DSNTLabel':
         assert torch.isfinite(head.loss(*batch)['loss_kpt'])
         return
-    with pytest.raises(ValueError, match=r"none of the 40 labelled keypoints .* negative label, as in mmpose's "
-                                         r"IntegralRegressionLabel convention"):
+    with pytest.raises(ValueError, match=r"none of the first 40 labelled keypoints of training has a negative "
+                                         r"label, as in mmpose's IntegralRegressionLabel convention"):
         head.loss(*batch)
+
+
+@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel'])
+def test_batches_of_one_person_are_checked_together(codec):
+    """With one person per batch (5 keypoints here) the first batches are counted together: mmpose's labels are
+    refused on the batch that brings the count to 32, the 7th; DSNT labels train on."""
+    labels = _centred_labels(codec, 10)
+    head = logit_head()
+    for i in range(10):
+        batch = ((torch.randn(1, K, H, W),), samples(1, labels[i:i + 1]))
+        if codec == 'IntegralRegressionLabel' and i == 6:
+            with pytest.raises(ValueError, match='none of the first 35 labelled keypoints'):
+                head.loss(*batch)
+            return
+        assert torch.isfinite(head.loss(*batch)['loss_kpt'])
+    assert codec == 'DSNTLabel'
+
+
+def test_mmposes_own_coordinate_losses_train_the_head():
+    """mmpose's coordinate losses take (output, target, weight) and return one tensor: logged as loss_kpt, equal to
+    that loss on the head's coordinates. MultipleLossWrapper (DSNTHead's pair) takes lists and is refused when built."""
+    labels = _centred_labels('DSNTLabel', 4)
+    logits = torch.randn(4, K, H, W, requires_grad=True)
+    head = logit_head(loss=dict(type='SmoothL1Loss', use_target_weight=True))
+    losses = head.loss((logits,), samples(4, labels))
+    assert set(losses) == {'loss_kpt', 'acc_pose'}
+    expected = MODELS.build(dict(type='SmoothL1Loss', use_target_weight=True))(
+        logit_head()._integrate(logits, clamp=True)[0], labels, torch.ones(4, K))
+    torch.testing.assert_close(losses['loss_kpt'], expected)
+    losses['loss_kpt'].backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"MultipleLossWrapper .* use dict\(type='IntegralJointLoss'\)"):
+        logit_head(loss=dict(type='MultipleLossWrapper', losses=[dict(type='SmoothL1Loss'),
+                                                                  dict(type='JSDiscretLoss')]))

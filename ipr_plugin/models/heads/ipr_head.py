@@ -1,4 +1,5 @@
 """Integral (soft-argmax) regression head with exact pixel-centre grids, debias and real keypoint scores."""
+import inspect
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -8,6 +9,7 @@ from mmcv.cnn import build_conv_layer
 from mmengine.structures import PixelData
 from mmpose.models.heads import HeatmapHead
 from mmpose.models.heads.base_head import BaseHead
+from mmpose.models.losses import MultipleLossWrapper
 from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
 from torch import Tensor, nn
@@ -15,10 +17,13 @@ from torch import Tensor, nn
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND, NORMALIZERS
+from ...ops.losses import mask_unweighted_targets
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
 HEATMAP_HEAD_LAYERS = ('deconv_layers', 'conv_layers', 'final_layer')
+# labelled keypoints over which the first training batches are checked for mmpose's label convention
+LABEL_CHECK_COUNT = 32
 
 
 @MODELS.register_module()
@@ -59,7 +64,9 @@ class IPRHead(BaseHead):
             reproduce its released models' coordinates; needs ``decoder`` for the input size).
         score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
             predicted location: near 1 for a sharp, unimodal map, near ``pi r^2 / (H W)`` for a flat one.
-        loss (dict): Loss config (:class:`IntegralL1Loss`, :class:`IntegralJointLoss`, ...).
+        loss (dict): Loss config (:class:`IntegralL1Loss`, :class:`IntegralJointLoss`, or one of mmpose's
+            coordinate losses such as ``SmoothL1Loss``, given (B, K, 2) coordinates in [-1, 1], labels and
+            weights, its result logged as ``loss_kpt``).
         decoder (dict, optional): Codec config (:class:`DSNTLabel`) used to decode predictions.
         init_cfg (dict, optional): Initialisation config.
     """
@@ -117,8 +124,14 @@ class IPRHead(BaseHead):
         self.grid_mode = grid
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
+        if isinstance(self.loss_module, MultipleLossWrapper):  # it pairs lists of outputs and targets
+            raise ValueError('IPRHead: `loss` MultipleLossWrapper (mmpose DSNTHead\'s coordinate + heatmap pair) '
+                             "takes lists of outputs; use dict(type='IntegralJointLoss') for both terms")
+        # mmpose's own coordinate losses (SmoothL1Loss, L1Loss, ...) take (output, target, weight) and return one
+        # tensor; ours also take the maps and return each term under its own key
+        self._loss_takes_maps = 'heatmaps' in inspect.signature(self.loss_module.forward).parameters
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
-        self._labels_checked = False  # the label convention, once (check_label_convention)
+        self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         if grid == 'mmpose' and self.decoder is None:
             raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
@@ -284,11 +297,13 @@ class IPRHead(BaseHead):
             raise ValueError(f'IPRHead.loss: `keypoint_weights` has shape {tuple(weights.shape)}, expected '
                              f'{tuple(coords.shape[:2])}')
         labels, weights = labels.to(coords.device), weights.to(coords.device)
-        if not self._labels_checked:
-            self._labels_checked = True
-            check_label_convention(labels, weights)
-        losses = dict(self.loss_module(coords, labels, weights, heatmaps=probs,
-                                       grids=self.grids_for(probs)))
+        if self._label_tally[0] < LABEL_CHECK_COUNT:
+            self._label_tally = check_label_convention(labels, weights, self._label_tally, LABEL_CHECK_COUNT)
+        if self._loss_takes_maps:
+            losses = dict(self.loss_module(coords, labels, weights, heatmaps=probs, grids=self.grids_for(probs)))
+        else:
+            value = self.loss_module(coords, mask_unweighted_targets(labels, coords, weights), weights)
+            losses = dict(value) if isinstance(value, dict) else dict(loss_kpt=value)
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
         if self.beta_raw is not None:
             losses['beta'] = self.beta.detach()
@@ -336,25 +351,34 @@ def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1
     return (hit * valid).sum() / valid.sum().clamp_min(1.0)
 
 
-def check_label_convention(labels: Tensor, weights: Tensor, min_count: int = 32) -> None:
+def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
+                           min_count: int = 32) -> Tuple[int, float]:
     """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
     head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
 
     A config that inherits one of mmpose's integral configs keeps its pipelines' ``GenerateTarget`` encoder:
     the model then trains without an error towards points shifted by half the input. In a top-down crop the
-    person is centred, so with ``min_count`` labelled keypoints at least one lies left of or above the centre
-    (a negative label); none does under the other convention. Checked once, on the first training batch (one
-    host sync).
+    person is centred, so among ``min_count`` labelled keypoints at least one lies left of or above the centre
+    (a negative label); none does under the other convention. The first training batches are counted together
+    until ``min_count`` is reached (one host sync each), so that a batch of one or two people is checked too.
 
     Args:
         labels (Tensor): (B, K, 2) keypoint labels.
         weights (Tensor): (B, K) keypoint weights.
+        tally (tuple): (labelled keypoints, smallest label) of the batches before, as returned for them.
+
+    Returns:
+        tuple: the tally with this batch; the check is decided once its count reaches ``min_count``.
     """
     labelled = labels[weights > 0]
-    if len(labelled) >= min_count and bool(torch.isfinite(labelled).all()) and float(labelled.min()) >= 0:
+    labelled = labelled[torch.isfinite(labelled).all(dim=-1)]
+    count = tally[0] + len(labelled)
+    smallest = min(tally[1], float(labelled.min())) if len(labelled) else tally[1]
+    if count >= min_count and smallest >= 0:
         raise ValueError(
-            f'IPRHead: none of the {len(labelled)} labelled keypoints of the first batch has a negative label, as '
-            'in mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
+            f'IPRHead: none of the first {count} labelled keypoints of training has a negative label, as in '
+            'mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
             "DSNTLabel's [-1, 1] around the centre. Use GenerateTarget(encoder=dict(type='DSNTLabel', "
             "input_size=...)) in the train pipeline (a config inheriting one of mmpose's integral configs keeps its "
             "pipelines' codec)")
+    return count, smallest
