@@ -3,12 +3,13 @@
 The functions that check their arguments up front (``argument_problems`` in the person-box, ONNX-export and
 synthetic-data modules) return ``{argument name: problem}``; these two turn that into the error each caller needs.
 :func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its
-result at the end fail at the start when it could not.
+result at the end fail at the start when it could not; :func:`write_json` writes that result whole or not at all.
 """
 import argparse
+import json
 import os
 import os.path as osp
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 
 def is_url(path) -> bool:
@@ -57,3 +58,18 @@ def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[st
         check_out_file(out_file, what)
     except OSError as error:
         parser.error(f'argument {flag}: {error}')
+
+
+def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:
+    """Write ``obj`` as JSON to ``out_file``, making missing folders, whole or not at all: through a temporary
+    file beside it, moved into place, so that a value JSON cannot hold (or an interrupted write) leaves neither a
+    truncated file nor a damaged earlier one."""
+    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
+    partial = f'{out_file}.{os.getpid()}.partial'
+    try:
+        with open(partial, 'w', encoding='utf-8') as f:
+            json.dump(obj, f, **dump_kwargs)
+        os.replace(partial, out_file)
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)

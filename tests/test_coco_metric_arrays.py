@@ -13,6 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MessageHub
 from mmpose.datasets.datasets.utils import parse_pose_metainfo
 from mmpose.evaluation.functional import oks_nms
 from mmpose.evaluation.functional.nms import oks_iou
@@ -241,6 +242,14 @@ def test_bad_predictions_and_ground_truth_are_refused_naming_them(coco_scale, co
     assert _evaluate(CocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled))['coco/AP'] == -1
     with pytest.raises(ValueError, match=r'unlabelled.json\) has no person with labelled keypoints'):
         _evaluate(IPRCocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled))
+    # without ann_file, mmpose's metric loads the file the dataset registered: named too, not "converted"
+    hub, key = MessageHub.get_current_instance(), f'{coco_meta["dataset_name"]}_ann_file'
+    hub.update_info(key, str(unlabelled))
+    try:
+        with pytest.raises(ValueError, match=r'unlabelled.json\) has no person with labelled keypoints'):
+            _evaluate(IPRCocoMetric, samples[:50], coco_meta)
+    finally:
+        hub.pop_info(key)
     # writing results without evaluating them (a test-dev submission) needs no labels
     prefix = str(tmp_path / 'submission')
     assert _evaluate(IPRCocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled), format_only=True,

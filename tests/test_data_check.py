@@ -187,3 +187,29 @@ def test_a_report_file_that_cannot_be_written_fails_before_the_check(coco_sample
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ''
     assert f'argument --out: report file {tmp_path}/a_file/r.json: {tmp_path}/a_file is not a directory' in proc.stderr
+
+
+def test_a_python_style_config_that_cannot_be_built_gives_a_whole_report(tmp_path):
+    """In mmengine's Python-style configs ``type`` is the class itself: the report names it, and JSON holds it.
+    The report file is written whole or not at all (``write_json``)."""
+    config = tmp_path / 'python_style.py'
+    config.write_text('from mmpose.datasets import CocoDataset\n\n'
+                      "train_dataloader = dict(dataset=dict(type=CocoDataset, data_root='/nonexistent/', "
+                      "ann_file='a.json', pipeline=[]))\n")
+    out = tmp_path / 'report.json'
+    proc = subprocess.run([sys.executable, 'tools/check_data.py', str(config), '--splits', 'train', '--no-progress',
+                           '--out', str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['splits']['train']['dataset'] == 'CocoDataset' and not report['splits']['train']['built']
+    assert sorted(os.listdir(tmp_path)) == ['python_style.py', 'report.json']
+
+
+def test_write_json_leaves_no_partial_file(tmp_path):
+    from ipr_plugin.arguments import write_json
+    out = tmp_path / 'new' / 'out.json'
+    write_json(str(out), dict(a=[1, 2]), indent=1)
+    assert json.loads(out.read_text()) == dict(a=[1, 2])
+    with pytest.raises(TypeError, match='not JSON serializable'):
+        write_json(str(out), dict(a=object()))
+    assert json.loads(out.read_text()) == dict(a=[1, 2]) and os.listdir(out.parent) == ['out.json']

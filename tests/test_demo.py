@@ -9,12 +9,15 @@ from ipr_plugin.apis.demo import run_demo
 
 
 def test_demo_runs_end_to_end(repo_root, tmp_path):
-    # a space and a comma, which --cfg-options would turn into another path and a list
+    # a space and a comma, which --cfg-options would turn into another path and a list; relative to the folder
+    # the tool is run from, not to the repository
     work, data = tmp_path / 'demo work', tmp_path / 'my data, 1'
-    out = subprocess.run([sys.executable, 'tools/demo.py', '--epochs', '1', '--num-train', '8', '--num-val', '4',
-                          '--work-dir', str(work), '--data-root', str(data)],
-                         cwd=repo_root, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, str(repo_root / 'tools' / 'demo.py'), '--epochs', '1', '--num-train', '8',
+                          '--num-val', '4', '--work-dir', work.name, '--data-root', data.name],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert f'writing the synthetic COCO-layout dataset to {data}/' in out.stdout
+    assert (data / 'annotations').is_dir() and not (repo_root / data.name).exists()
     for step in ('[1/5]', '[2/5]', '[3/5]', '[4/5]', '[5/5]'):
         assert step in out.stdout
     assert 'pkg_resources' not in out.stdout + out.stderr

@@ -248,3 +248,28 @@ def test_a_batch_without_three_channels_is_refused_by_name():
     preprocessor = MODELS.build(dict(type='IPRDataPreprocessor', bgr_to_rgb=True))
     with pytest.raises(ValueError, match=r'needs 3-channel images, the batch \(2, 1, 16, 16\) has 1 \(a LoadImage'):
         preprocessor(ipr_collate(items), True)
+
+
+def test_a_bgra_batch_becomes_rgb_as_with_mmposes_preprocessor():
+    """Four channels (a PNG loaded with color_type='unchanged'): mmengine's channel flip keeps B, G, R as R, G, B
+    and drops alpha, stacked or not."""
+    from mmpose.structures import PoseDataSample
+    images = torch.randint(0, 256, (2, 4, 16, 16), dtype=torch.uint8)
+    items = [dict(inputs=image, data_samples=PoseDataSample(metainfo=dict(img_shape=(16, 16)))) for image in images]
+    cfg = dict(bgr_to_rgb=True, mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0])
+    theirs = MODELS.build(dict(type='PoseDataPreprocessor', **cfg))(pseudo_collate(copy.deepcopy(items)), True)
+    ours = MODELS.build(dict(type='IPRDataPreprocessor', **cfg))(ipr_collate(copy.deepcopy(items)), True)
+    assert ours['inputs'].shape == (2, 3, 16, 16)
+    torch.testing.assert_close(ours['inputs'], theirs['inputs'], rtol=0, atol=0)
+
+
+def test_a_multilevel_field_is_moved_by_its_own_to():
+    """mmpose's MultilevelPixelData (MSPN / RSN targets) keeps lists of tensors, which only its own ``to`` moves."""
+    from mmpose.structures import MultilevelPixelData, PoseDataSample
+    fields = MultilevelPixelData()
+    fields.heatmaps = [torch.zeros(3, 8, 6), torch.zeros(3, 4, 3)]
+    sample = PoseDataSample(metainfo=dict(img_shape=(16, 16)))
+    sample.gt_fields = fields
+    moved, ref = element_to(sample, torch.float64), sample.to(torch.float64)
+    assert [h.dtype for h in moved.gt_fields.heatmaps] == [h.dtype for h in ref.gt_fields.heatmaps] \
+        == [torch.float64] * 2

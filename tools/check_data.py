@@ -10,11 +10,9 @@ Example::
     python tools/check_data.py CONFIG --splits val --cfg-options val_dataloader.dataset.data_root=data/coco/
 """
 import argparse
-import json
-import os
 import sys
 
-from ipr_plugin.arguments import parser_check_out_file
+from ipr_plugin.arguments import parser_check_out_file, write_json
 from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json
 
 
@@ -41,9 +39,7 @@ def main() -> int:
     report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     print(format_report(report))
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w', encoding='utf-8') as f:
-            json.dump(report_json(report), f, indent=1)
+        write_json(args.out, report_json(report), indent=1)
     return 1 if report['problems'] else 0
 
 

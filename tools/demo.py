@@ -8,14 +8,16 @@ import warnings
 # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-from ipr_plugin.apis.demo import demo_argument_problems, run_demo  # noqa: E402
+from ipr_plugin.apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo  # noqa: E402
 from ipr_plugin.arguments import parser_error  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data-root', default='data/synthetic')
+    parser.add_argument('--work-dir', default=str(DEFAULT_WORK_DIR), help='checkpoints, logs, pictures and the '
+                        "results (default: the repository's work_dirs/demo); relative to the current folder")
+    parser.add_argument('--data-root', default=str(DEFAULT_DATA_ROOT), help='where the synthetic set is written '
+                        "(default: the repository's data/synthetic); relative to the current folder")
     parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
     parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import is_url, parser_check_out_file
+from ..arguments import is_url, parser_check_out_file, write_json
 from ..ops.integral import BACKGROUNDS
 from .study_report import markdown_table as study_markdown_table
 
@@ -211,9 +211,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
     print(markdown_table(rows, found['cap']))
     if args.out:
         settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people', 'skipped_ids')}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(dict(settings, config=args.config, checkpoint=args.checkpoint,
-                                                  rows=rows), indent=1))
+        write_json(args.out, dict(settings, config=args.config, checkpoint=args.checkpoint, rows=rows), indent=1)
         print(f'wrote {args.out}')
     return 0
 

@@ -88,7 +88,8 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
         dataset.full_init()
     except Exception as error:  # noqa: BLE001 - reported with the others, not raised
         problems.append(DataProblem(split, 'dataset', f'{type(error).__name__}: {error}'))
-        return dict(dataset=dataset_cfg.get('type'), built=False, seconds=time.perf_counter() - start)
+        kind = dataset_cfg.get('type')  # a class in mmengine's Python-style configs
+        return dict(dataset=getattr(kind, '__name__', kind), built=False, seconds=time.perf_counter() - start)
     leaves = list(_leaves(dataset))
     loaders = [loader for _, loader in leaves if loader is not None]
     result = dict(dataset=type(dataset).__name__, built=True, samples=len(dataset), images=0,

@@ -3,12 +3,14 @@
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 from ..arguments import raise_problems
 from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
 
 DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
+DEFAULT_WORK_DIR = REPO_ROOT / 'work_dirs' / 'demo'
+DEFAULT_DATA_ROOT = REPO_ROOT / 'data' / 'synthetic'
 
 
 def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Path:
@@ -71,22 +73,23 @@ def demo_argument_problems(num_train: int, num_val: int, epochs: Optional[int]) 
     return problems
 
 
-def run_demo(work_dir: str = 'work_dirs/demo',
-             data_root: str = 'data/synthetic',
+def run_demo(work_dir: Union[str, Path] = DEFAULT_WORK_DIR,
+             data_root: Union[str, Path] = DEFAULT_DATA_ROOT,
              config: Path = DEMO_CONFIG,
              num_train: int = 300,
              num_val: int = 40,
              epochs: Optional[int] = None,
              seed: int = 0,
              say: Callable[[str], None] = print) -> Dict:
-    """Run the whole job and return its numbers (also written to ``work_dir/demo_results.json``)."""
+    """Run the whole job and return its numbers (also written to ``work_dir/demo_results.json``). Relative
+    ``work_dir`` and ``data_root`` are taken from the current folder, as any command line takes them."""
     from ..datasets import write_synthetic_coco
 
     raise_problems(demo_argument_problems(num_train, num_val, epochs))
-    work = (REPO_ROOT / work_dir).resolve()
+    work, data_root = Path(work_dir).resolve(), Path(data_root).resolve()
     started = time.monotonic()
     say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')
-    data = write_synthetic_coco(str(REPO_ROOT / data_root), num_train=num_train, num_val=num_val,
+    data = write_synthetic_coco(str(data_root), num_train=num_train, num_val=num_val,
                                 image_size=(320, 240), seed=seed, workers=None)
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')

@@ -13,7 +13,6 @@ import copy
 import importlib.util
 import json
 import logging
-import os
 import os.path as osp
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arguments import check_out_file, is_url, raise_problems
+from ..arguments import check_out_file, is_url, raise_problems, write_json
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -342,10 +341,7 @@ def make_person_boxes(det_config: ConfigLike,
         raise NothingDetected(f'no person box scored >= {score_thr} in the {len(images) - len(skipped)} images '
                               f'detected; nothing written to {out_file}; {why}')
 
-    out_dir = osp.dirname(osp.abspath(out_file))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(out_file, 'w') as f:
-        json.dump(found['records'], f)
+    write_json(out_file, found['records'])
     return dict(num_images=len(images), num_processed=len(images) - len(skipped),
                 num_unreadable=len(found['unreadable']), unreadable=found['unreadable'],
                 num_failed=len(found['failed']), failed=found['failed'], num_boxes=len(found['records']),

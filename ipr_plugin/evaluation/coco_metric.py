@@ -44,6 +44,7 @@ class IPRCocoMetric(CocoMetric):
     def __init__(self, allow_nonfinite: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.allow_nonfinite = allow_nonfinite
+        self._gt_converted = False  # self.coco holds ground truth converted from the samples (no annotation file)
 
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:
         expected = (self.dataset_meta or {}).get('num_keypoints') if self.pred_converter is None else None
@@ -75,6 +76,7 @@ class IPRCocoMetric(CocoMetric):
             outfile_prefix = outfile_prefix or osp.join(tmp_dir.name, 'results')
             MMLogger.get_current_instance().info('Converting ground truth to coco format...')
             self.coco = COCO(self.gt_to_coco_json(gt_dicts=[gt for _, gt in results], outfile_prefix=outfile_prefix))
+            self._gt_converted = True
         if not self.format_only:
             self._check_labelled_people()
         preds = [pred for pred, _ in results]
@@ -108,8 +110,10 @@ class IPRCocoMetric(CocoMetric):
             return bool(np.count_nonzero(np.asarray(ann.get('keypoints', []))[2::3] > 0))
 
         if not any(labelled(ann) for ann in self.coco.anns.values()):
-            raise ValueError(f'IPRCocoMetric: the ground truth ({self.ann_file or "converted from the samples"}) '
-                             'has no person with labelled keypoints: COCO keypoint AP is undefined there (-1)')
+            # without ann_file mmpose loads the dataset's annotation file (dataset_meta's setter), if it has one
+            source = 'converted from the samples' if self._gt_converted else self.ann_file or self.coco.anno_file[0]
+            raise ValueError(f'IPRCocoMetric: the ground truth ({source}) has no person with labelled keypoints: '
+                             'COCO keypoint AP is undefined there (-1)')
 
     def _stack(self, preds: List[dict]) -> Optional[Dict[str, np.ndarray]]:
         """The predictions as arrays, one row per instance, or None where the array path does not apply."""

@@ -52,7 +52,7 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
         inputs = data.get('inputs') if isinstance(data, dict) else None
         if self._channel_conversion and isinstance(inputs, torch.Tensor) and inputs.dim() == 4 \
-                and inputs.shape[1] != 3:  # mmengine's stacked path would index channel 2 of it
+                and inputs.shape[1] < 3:  # mmengine's stacked path would index channel 2 of it (4: BGRA -> RGB)
             raise ValueError(f'IPRDataPreprocessor: bgr_to_rgb / rgb_to_bgr needs 3-channel images, the batch '
                              f'{tuple(inputs.shape)} has {inputs.shape[1]} (a LoadImage with another color_type?)')
         # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
@@ -83,11 +83,14 @@ def element_to(element: BaseDataElement, *args, **kwargs) -> BaseDataElement:
     18 ms of main-process time per batch of 128, serialised with the GPU's work. Here the moved element shares
     the metainfo values with ``element``; its data fields are moved exactly as mmengine moves them (tensors and
     nested data elements; anything without ``.to`` is kept as it is). Metainfo is read-only in mmpose's models
-    and metrics, and the unmoved sample is not used again once the model has its moved copy.
+    and metrics, and the unmoved sample is not used again once the model has its moved copy. An element whose
+    class has its own ``to`` (mmpose's ``MultilevelPixelData`` keeps lists of tensors) is moved by it.
 
     Returns:
         A new element of the same class: equal metainfo (the same objects) and equal, moved data.
     """
+    if type(element).to is not BaseDataElement.to:
+        return element.to(*args, **kwargs)
     moved = element.__class__()
     for key, value in element.metainfo_items():
         moved.set_field(value, key, field_type='metainfo')
