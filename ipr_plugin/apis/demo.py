@@ -3,7 +3,7 @@
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 from ..arguments import raise_problems
 from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
