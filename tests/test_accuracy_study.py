@@ -133,10 +133,14 @@ def test_a_longer_fine_tuning_keeps_the_evaluation_spacing_and_the_rest_of_the_b
     longer = budget.fine_tuning(3000)
     assert (longer.iters, longer.curve_points, longer.val_interval) == (3000, 12, 250)
     def rest(b):
-        return {k: v for k, v in vars(b).items() if k not in ('iters', 'curve_points')}
+        return {k: v for k, v in vars(b).items() if k not in ('iters', 'curve_points', 'val_every')}
     assert longer.warmup_iters == 100 and rest(longer) == rest(budget)
     assert budget.fine_tuning(1000) is budget  # the default: the start's budget, unchanged
     assert Budget(iters=3, curve_points=2).fine_tuning(4).val_interval == 2  # the tiny run's spacing
+    # lengths that are no multiple of the spacing keep it too (the last point comes at the end of training)
+    for iters, points in ((600, 2), (1200, 3), (1700, 4)):
+        shorter_or_odd = Budget(iters=1000, curve_points=2).fine_tuning(iters)
+        assert (shorter_or_odd.val_interval, shorter_or_odd.curve_points) == (500, points)
     cfg = build_variant_config(get_variant('ours-Debias-hm'), longer, data, tmp_path, load_from='/start.pth')
     assert cfg.train_cfg == dict(by_epoch=False, max_iters=3000, val_interval=250)
     assert cfg.param_scheduler[-1]['end'] == 3000 and cfg.param_scheduler[-1]['T_max'] == 2900

@@ -161,6 +161,12 @@ def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study,
         assert {k: run[k] for k in ('AP', 'AR', 'curve', 'checkpoint')} == \
             {k: run0[k] for k in ('AP', 'AR', 'curve', 'checkpoint')}
     assert again['ours-Debias-ft']['seeds']['0']['init_from'] == first['ours-JS-beta10']['seeds']['0']['checkpoint']
+    # a row whose weights were kept (--keep-checkpoints) is reused by a study that does not keep them: whether the
+    # last weights are saved changes nothing the run computes
+    flags = [flag for flag in TINY_FLAGS if flag != '--keep-checkpoints']
+    proc = _study(*flags, '--work-dir', work, '--out', tmp_path / 'report1', '--variants', 'ours-JS', '--reuse',
+                  '--time-limit', '0.001')
+    assert proc.returncode == 0 and '[ours-JS] reusing the finished run' in proc.stdout, _fail_text(proc)
     # the split rewritten in the same folder (another data seed): the config names the same files, but a run
     # trained and evaluated on the old split must not be read as this one's (ours-L1: no later test reads it)
     proc = _study(*TINY_FLAGS, '--work-dir', work, '--out', tmp_path / 'report2', '--variants', 'ours-L1',

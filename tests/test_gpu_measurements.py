@@ -21,6 +21,8 @@ def test_each_part_is_a_valid_command_of_its_tool(part, tmp_path):
             path = spec.split('=', 1)[1]
             assert path.startswith('mmpose::') or (gm.REPO_ROOT / path).is_file(), spec
         assert parsed.batch_size == 64  # the recipe's batch per GPU: the peak memory the targets name
+        # the metric part's few images must not replace the full-size set the other parts reuse
+        assert (parsed.data_root is None) == (part != 'metric')
     else:
         assert set(parsed.variants) <= set(VARIANT_NAMES) and parsed.iters == 1000
         trained = [n for n in parsed.variants if get_variant(n).trained]

@@ -175,10 +175,13 @@ class Budget:
     amp: bool = False
     cuda: bool = True
     seed: int = 0
+    val_every: int = 0  # iterations between evaluations; 0: from iters and curve_points
 
     @property
     def val_interval(self) -> int:
         # IterBasedTrainLoop also validates after the last iteration, whatever the interval.
+        if self.val_every > 0:
+            return self.val_every
         return max(1, math.ceil(self.iters / max(1, self.curve_points)))
 
     @property
@@ -193,7 +196,8 @@ class Budget:
         in all else, evaluated at the same spacing (so a longer fine-tuning draws a longer curve, not a sparser one)."""
         if iters == self.iters:
             return self
-        return replace(self, iters=iters, curve_points=max(1, round(iters / self.val_interval)))
+        every = self.val_interval  # kept as it is: the rows' curves share their iterations up to the shorter end
+        return replace(self, iters=iters, val_every=every, curve_points=math.ceil(iters / every))
 
 
 def source_config(variant: Variant) -> Path:

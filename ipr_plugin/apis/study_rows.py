@@ -74,11 +74,18 @@ def _metrics(coco: Dict[str, float]) -> Dict[str, float]:
     return out
 
 
+def _same_run(text: str) -> str:
+    """A config text without its CheckpointHook's ``save_last``: whether the last weights are kept depends on the
+    other rows asked for (a row whose model another row starts from keeps them), not on what the run computes;
+    :func:`_complete` checks that kept weights are there when they are needed."""
+    return re.sub(r'save_last=(True|False)', 'save_last=...', text)
+
+
 def _complete(run_dir: Path, config_file: Path, config_text: str, needs_checkpoint: bool) -> bool:
     """Whether ``run_dir`` holds a finished run of exactly this config (``--reuse``)."""
     record_file = run_dir / RECORD_FILE
-    if not (config_file.exists() and config_file.read_text() == config_text and record_file.exists()
-            and (run_dir / PREDICTIONS_FILE).exists()):
+    if not (config_file.exists() and _same_run(config_file.read_text()) == _same_run(config_text)
+            and record_file.exists() and (run_dir / PREDICTIONS_FILE).exists()):
         return False
     if needs_checkpoint and not (run_dir / MMENGINE_DIR / 'last_checkpoint').exists():
         return False
