@@ -141,3 +141,40 @@ def test_arrays_pickled_under_either_numpy_load_weights_only(numpy_module: str, 
             dst.writestr(info, data)
     loaded = torch.load(io.BytesIO(renamed.read_bytes()), weights_only=True)
     assert loaded['meta']['dataset_meta']['sigmas'].tolist() == [0, 1, 2] and loaded['eta'] == 2.5
+
+
+def _schedulers(optimizer: torch.optim.Optimizer) -> dict:
+    """One of each of mmengine's learning-rate schedulers (OneCycleLR with either annealing function)."""
+    from mmengine.optim.scheduler import lr_scheduler as lr
+    return dict(
+        constant=lr.ConstantLR(optimizer), linear=lr.LinearLR(optimizer), step=lr.StepLR(optimizer, step_size=2),
+        multi_step=lr.MultiStepLR(optimizer, milestones=[2]), exponential=lr.ExponentialLR(optimizer, gamma=0.9),
+        cosine=lr.CosineAnnealingLR(optimizer, T_max=4), poly=lr.PolyLR(optimizer),
+        cosine_restart=lr.CosineRestartLR(optimizer, periods=[2, 2], restart_weights=[1, 0.5], eta_min=0.0),
+        one_cycle_cos=lr.OneCycleLR(optimizer, eta_max=0.1, total_steps=10),
+        one_cycle_linear=lr.OneCycleLR(optimizer, eta_max=0.1, total_steps=10, anneal_strategy='linear'))
+
+
+def test_every_mmengine_scheduler_state_loads_weights_only(tmp_path: Path) -> None:
+    """A Runner checkpoint holds its schedulers' state dicts; OneCycleLR's holds its annealing function, pickled
+    as ``getattr(OneCycleParamScheduler, '_annealing_cos')``."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    states = {name: scheduler.state_dict() for name, scheduler in _schedulers(optimizer).items()}
+    torch.save(dict(param_schedulers=states), tmp_path / 'schedulers.pth')
+    loaded = torch.load(tmp_path / 'schedulers.pth', weights_only=True)['param_schedulers']
+    for name, state in states.items():
+        assert loaded[name].keys() == state.keys(), name
+        for key, value in state.items():
+            assert loaded[name][key] == value, (name, key)
+
+
+def test_the_one_cycle_scheduler_class_cannot_be_called_from_a_pickle(tmp_path: Path) -> None:
+    """Its pickle name resolves to an inert marker, from which only the two annealing functions can be got."""
+    from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
+    path = tmp_path / 'evil.pth'
+    torch.save(_Reduce(OneCycleParamScheduler, (None, 'lr')), path)
+    with pytest.raises(pickle.UnpicklingError, match='OneCycleParamScheduler may not be constructed'):
+        torch.load(path, weights_only=True)
+    torch.save(_Reduce(getattr, (OneCycleParamScheduler, '__init__')), path)
+    with pytest.raises(pickle.UnpicklingError, match='is not allowed in a weights-only checkpoint'):
+        torch.load(path, weights_only=True)

@@ -12,13 +12,17 @@ and nothing else, also under numpy 2.5 / torch 2.11:
   creates it with ``object.__new__`` and hands its state to ``HistoryBuffer.__setstate__``, which only stores
   data (its statistics table can only receive objects the unpickler could build, i.e. allow-listed ones); its
   ``__init__`` is never called.
-- ``builtins.getattr``, **restricted** (:func:`_history_buffer_getattr`). A HistoryBuffer pickles its
+- ``builtins.getattr``, **restricted** (:func:`_restricted_getattr`). A HistoryBuffer pickles its
   statistics methods as ``getattr(HistoryBuffer, 'mean')`` and so on. The real ``getattr`` must not be allowed:
   ``getattr(getattr, '__self__')`` is the ``builtins`` module, from which a pickle can reach ``__import__``;
   through ``getattr(fn, '__globals__')`` it can rebind the globals of an allowed function such as
   ``torch._utils._rebuild_tensor_v2`` and so call ``os.spawnlp`` (verified: it runs a command under
   ``weights_only=True``). The stand-in answers only ``getattr(HistoryBuffer, name)`` for the statistics
-  methods HistoryBuffer itself registers and refuses everything else.
+  methods HistoryBuffer itself registers, and the annealing functions below, and refuses everything else.
+- ``OneCycleParamScheduler`` (``param_schedulers`` of a run with mmengine's ``OneCycleLR``): its state holds its
+  annealing function, pickled as ``getattr(OneCycleParamScheduler, '_annealing_cos')`` (or ``_linear``). The
+  class is **not** allowed: its name stands for an inert marker (:data:`_ONE_CYCLE`) that the restricted
+  ``getattr`` turns into those two static functions only, so that a pickle cannot construct a scheduler.
 - ``numpy.core.multiarray._reconstruct`` and ``numpy.ndarray``: numpy arrays (HistoryBuffer histories,
   mmpose's ``dataset_meta``: ``sigmas``, keypoint colours...). ``_reconstruct`` only allocates an empty array of
   an allowed subtype, and ``ndarray.__setstate__`` only copies raw bytes into it.
@@ -43,6 +47,7 @@ from typing import Any, Callable, List, Tuple, Union
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 
 # Dtypes of the numpy objects mmengine Runner checkpoints hold (float64 histories, int64 counts) and mmpose's
 # ``dataset_meta`` (float32 sigmas and joint weights, uint8 colours).
@@ -58,8 +63,28 @@ HISTORY_BUFFER_STATISTICS: Tuple[str, ...] = ('min', 'max', 'current', 'mean')
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
 
-def _history_buffer_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` limited to the statistics methods a HistoryBuffer pickles by reference.
+class _ClassMarker:
+    """What a class's pickle name stands for where the class itself must not be callable from a pickle: only
+    :func:`_restricted_getattr` of one of ``names`` resolves it, to the class's attribute."""
+
+    def __init__(self, cls: type, names: Tuple[str, ...]) -> None:
+        self.cls, self.names = cls, names
+
+    def __repr__(self) -> str:
+        return f'<{self.cls.__name__} (only {", ".join(self.names)})>'
+
+    def __call__(self, *args, **kwargs):
+        raise pickle.UnpicklingError(f'ipr_plugin: {self.cls.__name__} may not be constructed by a weights-only '
+                                     'checkpoint')
+
+
+# mmengine's OneCycleParamScheduler keeps ``anneal_func``, one of its static methods, in its state dict.
+_ONE_CYCLE = _ClassMarker(OneCycleParamScheduler, ('_annealing_cos', '_annealing_linear'))
+
+
+def _restricted_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` limited to the statistics methods a HistoryBuffer pickles by reference and the attributes a
+    :class:`_ClassMarker` names.
 
     Registered under the pickle name ``builtins.getattr``; see the module docstring for why the real ``getattr``
     is not safe to allow.
@@ -68,9 +93,11 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     # through getattr, and needs allow-listing of its own.
     if obj is HistoryBuffer and name in HISTORY_BUFFER_STATISTICS:
         return getattr(HistoryBuffer, name)
+    if isinstance(obj, _ClassMarker) and name in obj.names:
+        return getattr(obj.cls, name)
     raise pickle.UnpicklingError(
         f'ipr_plugin: getattr({obj!r}, {name!r}) is not allowed in a weights-only checkpoint '
-        '(only HistoryBuffer statistics methods are)')
+        '(only HistoryBuffer statistics methods and OneCycleParamScheduler annealing functions are)')
 
 
 def _multiarray_globals() -> List[SafeGlobal]:
@@ -92,7 +119,8 @@ def safe_globals() -> List[SafeGlobal]:
     dtype_classes = [type(np.dtype(name)) for name in CHECKPOINT_DTYPES]
     return [
         HistoryBuffer,
-        (_history_buffer_getattr, f'{builtins.__name__}.getattr'),
+        (_restricted_getattr, f'{builtins.__name__}.getattr'),
+        (_ONE_CYCLE, f'{OneCycleParamScheduler.__module__}.{OneCycleParamScheduler.__qualname__}'),
         *_multiarray_globals(),
         np.ndarray,
         np.dtype,
