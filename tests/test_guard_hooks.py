@@ -140,17 +140,28 @@ def test_training_still_fine_tunes_from_another_models_checkpoint(coco_sample, t
 
 def test_with_a_loss_scaler_an_isolated_non_finite_loss_is_a_skipped_step_and_a_lasting_one_an_error():
     from ipr_plugin.engine import FiniteLossHook
-    hook = FiniteLossHook()
+    hook = FiniteLossHook(max_skipped=3)
     hook._scaled = True  # what before_train finds for AmpOptimWrapper(dtype='float16'): a GradScaler, enabled
+    last = 0
 
     def check(*losses):
-        hook._pending = [(i + 1, 1, ['loss_kpt'], torch.tensor([v])) for i, v in enumerate(losses)]
+        nonlocal last
+        hook._pending = [(last + i + 1, 1, ['loss_kpt'], torch.tensor([v])) for i, v in enumerate(losses)]
+        last += len(losses)
         hook.flush(None)
 
-    check(0.5, float('inf'), 0.4)  # the scaler skipped one step and training goes on
+    nan, inf = float('nan'), float('inf')
+    check(0.5, inf, 0.4)  # the scaler skipped one step and training goes on
     assert hook._pending == []
-    with pytest.raises(FloatingPointError, match=r'in all 3 iterations up to 3, the first at iteration 1 '):
-        check(float('nan'), float('inf'), float('nan'))
+    # a check over a single iteration (end of an epoch, a checkpoint, logging every iteration) is no reason
+    check(inf)
+    check(0.3)
+    # a run is counted across checks: iterations 7-9 are non-finite in a row
+    check(0.2, inf)
+    with pytest.raises(FloatingPointError, match=r'in 3 iterations in a row, up to 9, the first at iteration 7 '):
+        check(nan, inf)
     hook._scaled = False
-    with pytest.raises(FloatingPointError, match=r'not finite at iteration 2 \(epoch 1\): loss_kpt=inf'):
-        check(0.5, float('inf'), 0.4)
+    with pytest.raises(FloatingPointError, match=r'not finite at iteration 11 \(epoch 1\): loss_kpt=inf'):
+        check(0.5, inf, 0.4)
+    with pytest.raises(ValueError, match='max_skipped must be >= 1'):
+        FiniteLossHook(max_skipped=0)

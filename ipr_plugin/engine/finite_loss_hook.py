@@ -31,20 +31,33 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
     checked where they are saved.
 
     With a dynamic loss scaler (``AmpOptimWrapper`` in float16) a non-finite loss is what the scaler handles by
-    skipping that step, so the hook warns instead, and raises only when the loss is non-finite in every
-    iteration between two checks (the scaler is not recovering) or the weights to be saved are not finite.
+    skipping that step, so the hook warns instead, and raises only when the loss has been non-finite in
+    ``max_skipped`` iterations in a row (the scaler is not recovering; counted across checks, so a check over a
+    single iteration is no reason) or the weights to be saved are not finite.
 
     Args:
         interval (int, optional): check at least every ``interval`` iterations (see
             :class:`DeferredOutputsMixin`). Default: the logger's interval.
+        max_skipped (int): with a loss scaler, the non-finite iterations in a row that stop training. Default
+            16: a scaler that halves its scale at each skipped step (torch's, mmengine's) has then brought its
+            default 2^16 down to 1, and no smaller scale keeps float16 gradients useful.
     """
 
     priority = 'NORMAL'  # after_train_iter before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
+
+    def __init__(self, interval: Optional[int] = None, max_skipped: int = 16) -> None:
+        super().__init__(interval)
+        if max_skipped < 1:
+            raise ValueError(f'FiniteLossHook: max_skipped must be >= 1, got {max_skipped}')
+        self.max_skipped = max_skipped
+        self._scaled = False
+        self._run: List[Tuple[int, int, str]] = []  # the non-finite iterations in a row up to the last check
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
         scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
         self._scaled = scaler is not None and scaler.is_enabled()
+        self._run = []
 
     def keep(self, runner, outputs: dict) -> Optional[Tuple[int, int, List[str], torch.Tensor]]:
         names = [key for key, value in outputs.items() if 'loss' in key and isinstance(value, torch.Tensor)]
@@ -64,6 +77,9 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         for iteration, epoch, names, values in pending:
             if not finite[start:start + len(names)].all():
                 bad.append((iteration, epoch, ', '.join(f'{n}={v}' for n, v in zip(names, values.tolist()))))
+                self._run.append(bad[-1])
+            else:
+                self._run = []
             start += len(names)
         if not bad:
             return
@@ -73,10 +89,12 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
             raise FloatingPointError(
                 f'FiniteLossHook: the loss is not finite {where}. The optimizer step wrote it into the weights, so '
                 f'training stops here, before they are saved or validated. {_ADVICE}')
-        if len(bad) == len(pending):
+        if len(self._run) >= self.max_skipped:
+            iteration, epoch, terms = self._run[0]
             raise FloatingPointError(
-                f'FiniteLossHook: the loss is not finite in all {len(pending)} iterations up to {bad[-1][0]}, the '
-                f'first {where}: the loss scaler skips those steps but is not recovering. {_ADVICE}')
+                f'FiniteLossHook: the loss is not finite in {len(self._run)} iterations in a row, up to '
+                f'{self._run[-1][0]}, the first at iteration {iteration} (epoch {epoch}): {terms}: the loss scaler '
+                f'skips those steps but is not recovering. {_ADVICE}')
         print_log(f'FiniteLossHook: the loss is not finite in {len(bad)} of the last {len(pending)} iterations, '
                   f'the first {where}; the loss scaler skipped those steps', logger='current', level=logging.WARNING)
 
