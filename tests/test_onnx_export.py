@@ -27,14 +27,29 @@ def module(repo_root):
     would hide under the tolerance; He init gives peaked maps, keypoints across the crop and scores in (0, 1).
     """
     torch.manual_seed(0)
-    module = build_export_module(str(repo_root / CONFIG))
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, nonlinearity='relu')
+    module = _peaked(build_export_module(str(repo_root / CONFIG)))
     with torch.no_grad():
         keypoints, scores = module(random_images(4)[0])
     assert keypoints.std() > 0.1 and scores.min() < 0.2 and scores.max() > 0.8, 'maps not peaked enough'
     return module
+
+
+def _peaked(module: nn.Module) -> nn.Module:
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, nonlinearity='relu')
+    return module
+
+
+@pytest.mark.parametrize('background', ['zero', 'median'])
+def test_a_debiased_model_exports_and_matches_torch(repo_root, tmp_path, background):
+    """ONNX has neither ``expm1`` nor ``median``: exported, the correction is written with ``exp`` and a sort."""
+    torch.manual_seed(0)
+    options = {'model.head.debias': True, 'model.head.debias_background': background}
+    module = _peaked(build_export_module(str(repo_root / CONFIG), cfg_options=options))
+    out = export_module(module, str(tmp_path / 'debias.onnx'))
+    diffs = verify_onnx(out, module, random_images(1, 3))
+    assert max(diffs.values()) < TOL, diffs
 
 
 def random_images(*batch_sizes):

@@ -183,8 +183,25 @@ def log_background_share(logits: Tensor, beta: Beta, background: str = 'zero') -
         log_r = math.log(logits.shape[-2] * logits.shape[-1]) - _flat_logsumexp(scaled)
         if background == 'median':
             # not detached: its gradient is what keeps r's gradient blind to a common shift, like its value
-            log_r = log_r + scaled.flatten(-2).median(dim=-1).values
+            log_r = log_r + _lower_median(scaled.flatten(-2))
         return log_r
+
+
+def _lower_median(values: Tensor) -> Tensor:
+    """``values.median(dim=-1).values`` (the lower median of an even count); when exported to ONNX, which has no
+    median, the same element taken from a sort."""
+    if torch.onnx.is_in_onnx_export():
+        return values.sort(dim=-1).values[..., (values.shape[-1] - 1) // 2]
+    return values.median(dim=-1).values
+
+
+def _one_minus_exp(x: Tensor) -> Tensor:
+    """``1 - exp(x)``: through ``expm1`` (exact near 0), or as written when exported to ONNX, which has no
+    ``expm1``; the callers' cap (``x <= log(max_background)``, log 0.9 by default) keeps the written form
+    within a few float32 roundings of it."""
+    if torch.onnx.is_in_onnx_export():
+        return 1 - torch.exp(x)
+    return -torch.expm1(x)
 
 
 def background_share(logits: Tensor, beta: Beta, background: str = 'zero') -> Tensor:
@@ -235,7 +252,7 @@ def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y:
     with _full_precision(coords):
         coords, log_share, grid_x, grid_y = _upcast(coords, log_share, grid_x, grid_y)
         # capped through the exponent: capped entries get a zero (not NaN) gradient with respect to r
-        one_minus_r = -torch.expm1(log_share.clamp(max=math.log(max_background)))
+        one_minus_r = _one_minus_exp(log_share.clamp(max=math.log(max_background)))
         g_mean = torch.stack((grid_x.mean(), grid_y.mean()))
         debiased = g_mean + (coords - g_mean) / one_minus_r.unsqueeze(-1)
         if not clamp:
