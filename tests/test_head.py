@@ -321,3 +321,26 @@ def test_mmposes_own_coordinate_losses_train_the_head():
     with pytest.raises(ValueError, match=r"MultipleLossWrapper .* use dict\(type='IntegralJointLoss'\)"):
         logit_head(loss=dict(type='MultipleLossWrapper', losses=[dict(type='SmoothL1Loss'),
                                                                   dict(type='JSDiscretLoss')]))
+
+
+def test_inputs_from_other_mmpose_configs_are_refused_naming_the_change():
+    """What a config written on one of mmpose's bases may still bring: a pooling neck (its regression configs), a
+    loss for a predicted sigma (RLE), heatmap or SimCC targets (its heatmap and RTMPose pipelines, also after a
+    PipelineSwitchHook's switch), a dataset of another keypoint count."""
+    with pytest.raises(ValueError, match=r'takes \(B, C, H, W\) feature maps, got shape \(2, 5\): .* model.neck=None'):
+        logit_head().predict((torch.randn(2, K),), samples(2))
+    with pytest.raises(ValueError, match=r"RLELoss takes a predicted sigma .* use dict\(type='IntegralL1Loss'\)"):
+        logit_head(loss=dict(type='RLELoss'))
+    heatmap_samples = samples(2)
+    for sample in heatmap_samples:
+        sample.gt_instance_labels = InstanceData(keypoint_weights=torch.ones(1, K))
+    with pytest.raises(ValueError, match=r"gt_instance_labels hold \['keypoint_weights'\], not keypoint_labels .*"
+                                         r"DSNTLabel.*switch_pipeline"):
+        logit_head().loss((torch.randn(2, K, H, W),), heatmap_samples)
+    other_dataset = samples(2)
+    for sample in other_dataset:
+        sample.set_metainfo(dict(flip_indices=FLIP[:4]))
+    for flip_test in (False, True):
+        feats = [(torch.randn(2, K, H, W),)] * 2 if flip_test else (torch.randn(2, K, H, W),)
+        with pytest.raises(ValueError, match='the dataset has 4 keypoints .*, the head predicts 5: does model.head'):
+            logit_head().predict(feats, other_dataset, dict(flip_test=flip_test))

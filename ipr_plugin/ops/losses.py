@@ -1,4 +1,5 @@
-"""Per-joint coordinate losses and the visible-joint average, as pure functions (no mmpose imports)."""
+"""Per-joint coordinate losses, the visible-joint average and PCK accuracy, as pure functions (no mmpose
+imports)."""
 from typing import Optional
 
 import torch
@@ -86,3 +87,17 @@ def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
     # the weighted mean; with no weighted joint 0 / 1, not 0 / 0 (fractional weights, e.g. CrowdPose's dataset
     # keypoint weights of 0.2, must not be divided by 1 as a floor would)
     return masked.sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1) -> Tensor:
+    """Fraction of weighted joints within ``thr`` normalised units (0.1 = 5% of the input size, mmpose's
+    default PCK threshold for regression heads), computed on the device; 0 when no joint is visible.
+
+    Args:
+        pred (Tensor): (B, K, 2) normalised coordinates.
+        target (Tensor): (B, K, 2) normalised coordinates.
+        weights (Tensor): (B, K) joint weights.
+    """
+    hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
+    valid = (weights > 0).float()
+    return (hit * valid).sum() / valid.sum().clamp_min(1.0)

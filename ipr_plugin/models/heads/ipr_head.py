@@ -1,5 +1,4 @@
 """Integral (soft-argmax) regression head with exact pixel-centre grids, debias and real keypoint scores."""
-import inspect
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -9,7 +8,6 @@ from mmcv.cnn import build_conv_layer
 from mmengine.structures import PixelData
 from mmpose.models.heads import HeatmapHead
 from mmpose.models.heads.base_head import BaseHead
-from mmpose.models.losses import MultipleLossWrapper
 from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
 from torch import Tensor, nn
@@ -17,13 +15,13 @@ from torch import Tensor, nn
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND, NORMALIZERS
-from ...ops.losses import mask_unweighted_targets
+from ...ops.losses import mask_unweighted_targets, pck_accuracy
+from .head_inputs import (LABEL_CHECK_COUNT, check_dataset_joints, check_features, check_label_convention,
+                          loss_takes_maps, training_labels)
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
 HEATMAP_HEAD_LAYERS = ('deconv_layers', 'conv_layers', 'final_layer')
-# labelled keypoints over which the first training batches are checked for mmpose's label convention
-LABEL_CHECK_COUNT = 32
 
 
 @MODELS.register_module()
@@ -124,12 +122,9 @@ class IPRHead(BaseHead):
         self.grid_mode = grid
         self.score_radius = score_radius
         self.loss_module = MODELS.build(loss)
-        if isinstance(self.loss_module, MultipleLossWrapper):  # it pairs lists of outputs and targets
-            raise ValueError('IPRHead: `loss` MultipleLossWrapper (mmpose DSNTHead\'s coordinate + heatmap pair) '
-                             "takes lists of outputs; use dict(type='IntegralJointLoss') for both terms")
         # mmpose's own coordinate losses (SmoothL1Loss, L1Loss, ...) take (output, target, weight) and return one
         # tensor; ours also take the maps and return each term under its own key
-        self._loss_takes_maps = 'heatmaps' in inspect.signature(self.loss_module.forward).parameters
+        self._loss_takes_maps = loss_takes_maps(self.loss_module)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         if grid == 'mmpose' and self.decoder is None:
@@ -191,6 +186,7 @@ class IPRHead(BaseHead):
 
     def logits(self, feats: Tuple[Tensor]) -> Tensor:
         """(B, K, H, W) logits from the multi-scale features (the last one is used)."""
+        check_features(feats[-1])
         if self.simplebaseline_head is not None:
             x = self.simplebaseline_head(feats)
         else:
@@ -241,13 +237,11 @@ class IPRHead(BaseHead):
             list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
             [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
         """
+        check_dataset_joints(batch_data_samples, self.num_joints)
         if test_cfg.get('flip_test', False):
             if not (isinstance(feats, list) and len(feats) == 2):
                 raise ValueError('IPRHead.predict: flip_test expects feats = [feats, flipped_feats]')
             flip_indices = batch_data_samples[0].metainfo['flip_indices']
-            if len(flip_indices) != self.num_joints:
-                raise ValueError(f'IPRHead.predict: `flip_indices` has {len(flip_indices)} entries for '
-                                 f'{self.num_joints} joints')
             logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
             coords, probs, _ = self._integrate(logits)
             coords_f, probs_f, _ = self._integrate(logits_f)
@@ -288,8 +282,7 @@ class IPRHead(BaseHead):
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
         coords, probs, log_share = self._integrate(self.logits(feats), clamp=self.debias_clamp_in_loss)
-        labels = torch.cat([d.gt_instance_labels.keypoint_labels for d in batch_data_samples])
-        weights = torch.cat([d.gt_instance_labels.keypoint_weights for d in batch_data_samples])
+        labels, weights = training_labels(batch_data_samples)
         if labels.shape != coords.shape:
             raise ValueError(f'IPRHead.loss: `keypoint_labels` has shape {tuple(labels.shape)}, the head '
                              f'predicts {tuple(coords.shape)} (num_joints={self.num_joints})')
@@ -336,49 +329,3 @@ class IPRHead(BaseHead):
             if key[len(prefix):].split('.', 1)[0] in HEATMAP_HEAD_LAYERS:
                 state_dict[f'{prefix}simplebaseline_head.{key[len(prefix):]}'] = state_dict.pop(key)
 
-
-def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1) -> Tensor:
-    """Fraction of weighted joints within ``thr`` normalised units (0.1 = 5% of the input size, mmpose's
-    default PCK threshold for regression heads), computed on the device; 0 when no joint is visible.
-
-    Args:
-        pred (Tensor): (B, K, 2) normalised coordinates.
-        target (Tensor): (B, K, 2) normalised coordinates.
-        weights (Tensor): (B, K) joint weights.
-    """
-    hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
-    valid = (weights > 0).float()
-    return (hit * valid).sum() / valid.sum().clamp_min(1.0)
-
-
-def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
-                           min_count: int = 32) -> Tuple[int, float]:
-    """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
-    head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
-
-    A config that inherits one of mmpose's integral configs keeps its pipelines' ``GenerateTarget`` encoder:
-    the model then trains without an error towards points shifted by half the input. In a top-down crop the
-    person is centred, so among ``min_count`` labelled keypoints at least one lies left of or above the centre
-    (a negative label); none does under the other convention. The first training batches are counted together
-    until ``min_count`` is reached (one host sync each), so that a batch of one or two people is checked too.
-
-    Args:
-        labels (Tensor): (B, K, 2) keypoint labels.
-        weights (Tensor): (B, K) keypoint weights.
-        tally (tuple): (labelled keypoints, smallest label) of the batches before, as returned for them.
-
-    Returns:
-        tuple: the tally with this batch; the check is decided once its count reaches ``min_count``.
-    """
-    labelled = labels[weights > 0]
-    labelled = labelled[torch.isfinite(labelled).all(dim=-1)]
-    count = tally[0] + len(labelled)
-    smallest = min(tally[1], float(labelled.min())) if len(labelled) else tally[1]
-    if count >= min_count and smallest >= 0:
-        raise ValueError(
-            f'IPRHead: none of the first {count} labelled keypoints of training has a negative label, as in '
-            'mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
-            "DSNTLabel's [-1, 1] around the centre. Use GenerateTarget(encoder=dict(type='DSNTLabel', "
-            "input_size=...)) in the train pipeline (a config inheriting one of mmpose's integral configs keeps its "
-            "pipelines' codec)")
-    return count, smallest

@@ -1,0 +1,95 @@
+"""What ``IPRHead`` is given, checked where a mistake in the config would otherwise fail deep in the model or
+train without an error: its features, its loss, its training labels and the dataset's keypoint count.
+
+mmpose configs are usually written on top of one of mmpose's own (``_base_``), which bring their own necks,
+pipelines and losses; each check names what to change.
+"""
+import inspect
+import math
+from typing import Sequence, Tuple
+
+import torch
+from mmpose.models.losses import MultipleLossWrapper
+from torch import Tensor, nn
+
+# labelled keypoints over which the first training batches are checked for mmpose's label convention
+LABEL_CHECK_COUNT = 32
+
+_DSNT_TARGET = "GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...))"
+
+
+def check_features(feats: Tensor) -> None:
+    """Refuse features that are not one (B, C, H, W) map: mmpose's regression configs pool them to (B, C) with
+    a ``GlobalAveragePooling`` neck, which the deconv stack would meet as a bare shape error."""
+    if feats.ndim != 4:
+        raise ValueError(f'IPRHead takes (B, C, H, W) feature maps, got shape {tuple(feats.shape)}: a neck that '
+                         "pools them (mmpose's regression configs' GlobalAveragePooling) must go, model.neck=None")
+
+
+def loss_takes_maps(loss: nn.Module) -> bool:
+    """Whether ``loss`` is called as the plugin's losses are, ``(coords, labels, weights, heatmaps=, grids=)``,
+    rather than as mmpose's coordinate losses, ``(coords, labels, weights)``; refuses mmpose's losses that need
+    what the head does not predict."""
+    name = type(loss).__name__
+    if isinstance(loss, MultipleLossWrapper):  # it pairs lists of outputs and targets
+        raise ValueError(f"IPRHead: `loss` {name} (mmpose DSNTHead's coordinate + heatmap pair) takes lists of "
+                         "outputs; use dict(type='IntegralJointLoss') for both terms")
+    parameters = inspect.signature(loss.forward).parameters
+    if 'sigma' in parameters:  # RLELoss: (pred, sigma, target, ...)
+        raise ValueError(f"IPRHead: `loss` {name} takes a predicted sigma (mmpose's RLEHead), which IPRHead does "
+                         "not predict; use dict(type='IntegralL1Loss') or one of mmpose's coordinate losses")
+    return 'heatmaps' in parameters
+
+
+def training_labels(samples: Sequence) -> Tuple[Tensor, Tensor]:
+    """The (B, K, 2) ``keypoint_labels`` and (B, K) ``keypoint_weights`` of a training batch's samples, or an
+    error naming the target the pipeline must make (a base config's heatmap or SimCC target has other keys)."""
+    labels = samples[0].gt_instance_labels
+    if 'keypoint_labels' not in labels or 'keypoint_weights' not in labels:
+        raise ValueError(f"IPRHead.loss: the samples' gt_instance_labels hold {sorted(labels.keys())}, not "
+                         f'keypoint_labels and keypoint_weights: the train pipeline must end its targets with '
+                         f'{_DSNT_TARGET}. On top of one of mmpose\'s configs, restate its train pipeline, and '
+                         "a PipelineSwitchHook's switch_pipeline in custom_hooks (RTMPose's) if it has one")
+    return (torch.cat([d.gt_instance_labels.keypoint_labels for d in samples]),
+            torch.cat([d.gt_instance_labels.keypoint_weights for d in samples]))
+
+
+def check_dataset_joints(samples: Sequence, num_joints: int) -> None:
+    """Refuse a dataset whose keypoint count (its ``flip_indices``) differs from the head's: mmpose's metric
+    would fail after the whole inference, inside its NMS."""
+    flip_indices = samples[0].metainfo.get('flip_indices') if samples else None
+    if flip_indices is not None and len(flip_indices) != num_joints:
+        raise ValueError(f'IPRHead.predict: the dataset has {len(flip_indices)} keypoints (its flip_indices), the '
+                         f'head predicts {num_joints}: does model.head.num_joints match the dataset?')
+
+
+def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
+                           min_count: int = 32) -> Tuple[int, float]:
+    """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
+    head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
+
+    A config that inherits one of mmpose's integral configs keeps its pipelines' ``GenerateTarget`` encoder:
+    the model then trains without an error towards points shifted by half the input. In a top-down crop the
+    person is centred, so among ``min_count`` labelled keypoints at least one lies left of or above the centre
+    (a negative label); none does under the other convention. The first training batches are counted together
+    until ``min_count`` is reached (one host sync each), so that a batch of one or two people is checked too.
+
+    Args:
+        labels (Tensor): (B, K, 2) keypoint labels.
+        weights (Tensor): (B, K) keypoint weights.
+        tally (tuple): (labelled keypoints, smallest label) of the batches before, as returned for them.
+
+    Returns:
+        tuple: the tally with this batch; the check is decided once its count reaches ``min_count``.
+    """
+    labelled = labels[weights > 0]
+    labelled = labelled[torch.isfinite(labelled).all(dim=-1)]
+    count = tally[0] + len(labelled)
+    smallest = min(tally[1], float(labelled.min())) if len(labelled) else tally[1]
+    if count >= min_count and smallest >= 0:
+        raise ValueError(
+            f'IPRHead: none of the first {count} labelled keypoints of training has a negative label, as in '
+            'mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
+            f"DSNTLabel's [-1, 1] around the centre. Use {_DSNT_TARGET} in the train pipeline (a config "
+            "inheriting one of mmpose's integral configs keeps its pipelines' codec)")
+    return count, smallest
