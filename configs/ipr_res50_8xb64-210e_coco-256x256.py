@@ -1,6 +1,7 @@
 # Integral Human Pose Regression, ResNet-50, 256x256 input, 64x64 heatmaps, true L1 on normalised coordinates.
-# mmpose's own runs of this recipe (COCO val2017, detector human AP 56.4): 0.633 AP with its DSNTHead/SmoothL1;
-# see the README for what this plugin's variant measured. Training: 8 GPUs x 64 images.
+# mmpose's own runs of this recipe (COCO val2017, detector human AP 56.4): 0.633 AP with its DSNTHead trained on
+# SmoothL1 coordinates plus a heatmap MSE term (weight 1, sigma-2 Gaussian); this config has no heatmap term. See
+# the README for what this plugin's variant measured. Training: 8 GPUs x 64 images.
 _base_ = ['mmpose::_base_/default_runtime.py']
 
 custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)
@@ -49,8 +50,8 @@ model = dict(
         loss=dict(type='IntegralL1Loss'),
         decoder=codec),
     test_cfg=dict(flip_test=True),
-    # As mmpose's 0.633 run: start from mmpose's heatmap-trained SimpleBaseline ResNet-50 (backbone and deconv
-    # stack). The IPR paper's alternative is ImageNet initialisation of the backbone only:
+    # As mmpose's 0.633 run: start from mmpose's heatmap-trained SimpleBaseline ResNet-50 (backbone, deconv
+    # stack and final layer). The IPR paper's alternative is ImageNet initialisation of the backbone only:
     #   model.init_cfg=None, model.backbone.init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')
     init_cfg=dict(
         type='Pretrained',

@@ -1,5 +1,6 @@
 # DSNT row: the coordinate loss plus a Jensen-Shannon regulariser against a Gaussian (sigma 1 cell) at the
-# exact label, generated on the device, its weight annealed to 0 over training.
+# exact label, generated on the device, its weight annealed to 0 over training (mmpose's DSNT row keeps its JS
+# weight at 1 throughout, against a sigma-2 target).
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
 model = dict(

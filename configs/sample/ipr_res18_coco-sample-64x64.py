@@ -1,5 +1,6 @@
 # The main recipe shrunk to run on a CPU in seconds: ResNet-18 at 64x64 on the 4-image COCO val2017 sample
-# (../shared/data/coco_sample), validated with its AP-56 detector boxes. For tests and smoke runs only.
+# (../shared/data/coco_sample), validated with its AP-56 detector boxes, trained without the random half-body and
+# box jitter (deterministic crops for the tests). For tests and smoke runs only.
 _base_ = ['../ipr_res50_8xb64-210e_coco-256x256.py']
 
 data_root = '../shared/data/coco_sample/'
