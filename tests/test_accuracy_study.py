@@ -345,3 +345,17 @@ def test_rows_run_at_once_share_the_cores(monkeypatch):
     assert env(3, 'cuda') == {'OMP_NUM_THREADS': '5'} and env(32)['OMP_NUM_THREADS'] == '1'
     monkeypatch.setenv('OMP_NUM_THREADS', '2')
     assert 'OMP_NUM_THREADS' not in env(3)
+
+
+def test_the_table_reports_medium_and_large_people_apart_and_every_row_has_its_columns():
+    """The hard split labels small people too (COCO leaves them unlabelled): AP (M) and AP (L) stand beside AP."""
+    from ipr_plugin.apis.study_report import TABLE_HEADER, text_table
+    from ipr_plugin.apis.study_rows import _metrics
+    run = dict(_metrics({'coco/AP': 0.3, 'coco/AP .5': 0.6, 'coco/AP .75': 0.25, 'coco/AP (M)': 0.2,
+                         'coco/AP (L)': 0.45, 'coco/AR': 0.4}), train_time_s=9.0, nonfinite_predictions=(0, 3))
+    rows = table_rows(dict(ok=dict(notes='n', error=None, seeds={'0': run}),
+                           broken=dict(notes='n', error='boom', seeds={})))
+    assert TABLE_HEADER[1:7] == ('AP', 'AP50', 'AP75', 'AP (M)', 'AP (L)', 'AR')
+    assert rows[0][:8] == ['ok', '0.300', '0.600', '0.250', '0.200', '0.450', '0.400', '9.0']
+    assert all(len(row) == len(TABLE_HEADER) for row in rows) and rows[1][1] == 'FAILED'
+    assert text_table(rows).splitlines()[0].split()[-3:] == ['train', 'time', 's']

@@ -19,8 +19,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 # CocoMetric's keys, as the table names them.
+# AP (M) and AP (L) beside AP: the hard split labels small people too, which COCO leaves unlabelled (its
+# keypoint AP covers medium and large people), and OKS at their scale is set by single pixels
 METRIC_KEYS: Tuple[Tuple[str, str], ...] = (('AP', 'coco/AP'), ('AP50', 'coco/AP .5'), ('AP75', 'coco/AP .75'),
-                                            ('AR', 'coco/AR'))
+                                            ('AP (M)', 'coco/AP (M)'), ('AP (L)', 'coco/AP (L)'), ('AR', 'coco/AR'))
 MATCH_IOU = 0.5
 NUM_BINS = 10
 
@@ -173,12 +175,13 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
 
 
 def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
-    """Rows (variant, AP, AP50, AP75, AR, train time s, notes); with several seeds, means (and each seed's AP)."""
+    """Rows (variant, the metrics of :data:`METRIC_KEYS`, train time s, notes); with several seeds, means (and each
+    seed's AP)."""
     rows = []
     for name, res in results.items():
         if res.get('error'):
             state = 'cut off' if res.get('cut_off') or res.get('stopped') else 'FAILED'
-            rows.append([name, state, '', '', '', '', f'{res["notes"]}; error: {res["error"]}'])
+            rows.append([name, state, *[''] * len(METRIC_KEYS), f'{res["notes"]}; error: {res["error"]}'])
             continue
         row = [name]
         for key, _ in METRIC_KEYS:
@@ -206,13 +209,14 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return '\n'.join(lines + ['| ' + ' | '.join(str(c).replace('|', '/') for c in row) + ' |' for row in rows])
 
 
-TABLE_HEADER = ('variant', 'AP', 'AP50', 'AP75', 'AR', 'train time s', 'notes')
+TABLE_HEADER = ('variant', *(name for name, _ in METRIC_KEYS), 'train time s', 'notes')
 
 
 def text_table(rows: Sequence[Sequence[str]]) -> str:
     """The table for the terminal (notes left out)."""
-    widths = [max(len(str(r[i])) for r in [TABLE_HEADER, *rows]) for i in range(6)]
-    return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(r[:6], widths)) for r in [TABLE_HEADER, *rows])
+    columns = len(TABLE_HEADER) - 1
+    widths = [max(len(str(r[i])) for r in [TABLE_HEADER, *rows]) for i in range(columns)]
+    return '\n'.join('  '.join(str(c).ljust(w) for c, w in zip(r[:columns], widths)) for r in [TABLE_HEADER, *rows])
 
 
 def _first_seed(result: Mapping[str, Any]) -> Optional[str]:
