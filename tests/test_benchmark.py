@@ -171,23 +171,24 @@ def test_windows_shorter_than_three_worker_rounds_are_flagged() -> None:
     assert worker_wave_caveats(Namespace(**dict(vars(short), workers=0)), data) == []
 
 
-def test_window_counts_the_wait_for_batches_inside_the_window_only() -> None:
-    """The hook driven in the order of mmengine's train loop (fetch, before_iter, step, after_iter): a loader
-    that takes 30 ms per batch and a 10 ms step give a wait of at least 30 ms per window iteration, and none
-    of the warm-up's or the iterations after the window."""
-    import time
-    from ipr_plugin.benchmark.timing import WindowTimerHook
-    hook = WindowTimerHook('train', warmup=2, iters=3, cuda=False)
+def test_window_counts_the_wait_for_batches_inside_the_window_only(monkeypatch) -> None:
+    """The hook driven in the order of mmengine's train loop (fetch, before_iter, step, after_iter) on a clock
+    the test moves: a loader that takes 30 ms per batch and a 10 ms step give a wait of 30 ms per window
+    iteration, and none of the warm-up's or the iterations after the window."""
+    from ipr_plugin.benchmark import timing
+    now = [100.0]
+    monkeypatch.setattr(timing.time, 'perf_counter', lambda: now[0])
+    hook = timing.WindowTimerHook('train', warmup=2, iters=3, cuda=False)
     batch = dict(data_samples=[None] * 4)
     for index in range(7):
-        time.sleep(0.2 if index in (0, 1, 5, 6) else 0.03)  # slow fetches outside the window
+        now[0] += 0.2 if index in (0, 1, 5, 6) else 0.03  # slow fetches outside the window
         hook.before_train_iter(None, index, batch)
-        time.sleep(0.01)
+        now[0] += 0.01
         hook.after_train_iter(None, index, batch)
     result = hook.result()
     assert result['samples'] == 12 and result['iters'] == 3
-    assert 0.09 <= result['data_wait_s'] < 0.2  # three 30 ms fetches, not one of the 200 ms ones
-    assert result['data_wait_s'] < result['elapsed_s']
+    assert result['data_wait_s'] == pytest.approx(0.09)  # three 30 ms fetches, not one of the 200 ms ones
+    assert result['elapsed_s'] == pytest.approx(0.12)  # the window: three fetches and three steps
     assert result['data_wait_pct'] == pytest.approx(100 * result['data_wait_s'] / result['elapsed_s'])
 
 

@@ -102,7 +102,10 @@ def test_default_backend_gives_the_eager_numbers(repo_root, monkeypatch):
     hook = CompileHook()
     assert compile_modules(compiled, hook.modules, hook.optional) == ['backbone', 'head.simplebaseline_head']
     x = torch.randn(4, 3, 64, 64)
+    counters.clear()
     outs = [m.head(m.backbone(x))[0] for m in (eager, compiled)]
+    assert counters['stats']['unique_graphs'] >= 2  # compiled, not the eager copy: the backbone and the deconv stack
+    assert counters['inductor']  # and by inductor
     for out in outs:
         out.square().sum().backward()
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)

@@ -179,6 +179,12 @@ def test_learnable_beta_gets_gradients_and_stays_positive():
     losses = head.loss((torch.randn(2, K, H, W),), samples(2, torch.rand(2, K, 2) * 2 - 1))
     losses['loss_kpt'].backward()
     assert head.beta_raw.grad is not None and torch.isfinite(head.beta_raw.grad)
+    # an optimiser may push the raw parameter anywhere: beta stays positive and the maps finite
+    with torch.no_grad():
+        head.beta_raw.fill_(-50.0)
+    assert 0 < head.beta.item() < 1e-20
+    losses = head.loss((torch.randn(2, K, H, W),), samples(2, torch.rand(2, K, 2) * 2 - 1))
+    assert torch.isfinite(losses['loss_kpt']) and losses['beta'] > 0
 
 
 @pytest.mark.parametrize('option, value', [('beta', 0.0), ('beta', -1.0), ('beta', float('nan')),

@@ -218,6 +218,18 @@ def test_bad_arguments_are_named(tmp_path, repo_root, monkeypatch, capsys, name,
     assert not (tmp_path / 'api').exists() and not (tmp_path / 'cli').exists()  # refused before writing anything
 
 
-def test_smallest_images_and_no_one_sometimes_are_fine(tmp_path):
-    out = write_synthetic_coco(str(tmp_path), num_train=3, num_val=0, image_size=(36, 36), people_per_image=(0, 1))
-    assert out['num_train_images'] == 3 and out['num_train_instances'] >= 3 and out['num_val_images'] == 0
+def test_smallest_images_and_no_one_sometimes_are_fine(tmp_path, monkeypatch):
+    """A scene of nobody (or of nobody annotated) is drawn again: one person in each image, as asked."""
+    import ipr_plugin.datasets.synthetic_coco as module
+    scenes = []
+
+    def counted(rng, image_size, params):
+        scenes.append(module._is_annotated)  # any marker: one entry per scene drawn
+        return render_scene(rng, image_size, params)
+
+    render_scene = module.render_scene
+    monkeypatch.setattr(module, 'render_scene', counted)
+    out = write_synthetic_coco(str(tmp_path), num_train=3, num_val=0, image_size=(36, 36), people_per_image=(0, 1),
+                               seed=7)
+    assert out['num_train_images'] == 3 and out['num_train_instances'] == 3 and out['num_val_images'] == 0
+    assert len(scenes) > 3  # seed 7 draws scenes without an annotated person, and none of them is written
