@@ -107,6 +107,25 @@ def test_wrong_keypoint_count(synthetic, fifteen_keypoint_root, mode):
     assert re.search(r'\b15 keypoint', message) and re.search(r'expects 17\b', message), message
 
 
+def test_the_metainfo_is_mmposes_installed_one_without_its_fallback_warning(coco_sample, tmp_path, monkeypatch):
+    """CocoDataset names its metainfo file relative to an mmpose checkout and warns at every build elsewhere that
+    it falls back on the installed one; ours names the installed one: the same metainfo, no warning."""
+    import warnings
+
+    from ipr_plugin.datasets.coco_dataset import IPRCocoDataset
+    monkeypatch.chdir(tmp_path)  # no configs/_base_/datasets/coco.py here
+    kwargs = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''), pipeline=[])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        ours = IPRCocoDataset(**kwargs)
+    assert not [w for w in caught if 'metainfo config file' in str(w.message)]
+    with pytest.warns(UserWarning, match='metainfo config file "configs/_base_/datasets/coco.py" does not exist'):
+        theirs = CocoDataset(**kwargs)
+    assert ours.metainfo.keys() == theirs.metainfo.keys()
+    for key, value in theirs.metainfo.items():
+        assert str(ours.metainfo[key]) == str(value), key
+
+
 def test_samples_equal_mmposes_and_own_their_metainfo(coco_sample):
     """get_data_info gives what CocoDataset's gives, and mutating a sample leaves the dataset untouched."""
     import numpy as np

@@ -56,6 +56,15 @@ _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pa
                     'flip_indices', 'skeleton_links')
 
 
+def _installed(metainfo: dict) -> dict:
+    """``CocoDataset.METAINFO`` with its file (``configs/_base_/datasets/coco.py``, relative to an mmpose checkout)
+    taken from the installed mmpose, which mmpose falls back on anyway, with a warning at every dataset build
+    outside such a checkout."""
+    import mmpose
+    installed = osp.join(osp.dirname(mmpose.__file__), '.mim', metainfo['from_file'])
+    return dict(metainfo, from_file=installed) if osp.isfile(installed) else metainfo
+
+
 @DATASETS.register_module()
 class IPRCocoDataset(CocoDataset):
     """``mmpose.datasets.CocoDataset`` that checks its inputs before loading; same arguments and behaviour.
@@ -78,6 +87,8 @@ class IPRCocoDataset(CocoDataset):
             annotation with a non-finite value, an invalid detection file or entry, or nothing left to use; when
             a sample is loaded, for an image whose size differs from the annotation file's.
     """
+
+    METAINFO: dict = _installed(CocoDataset.METAINFO)
 
     def __init__(self, ann_file: str = '', bbox_file: Optional[str] = None, data_root: Optional[str] = None,
                  data_prefix: Optional[Dict[str, str]] = None, check_image_size: bool = True, **kwargs) -> None:
