@@ -63,13 +63,14 @@ def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[st
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:
     """Write ``obj`` as JSON to ``out_file``, making missing folders, whole or not at all: through a temporary
     file beside it, moved into place, so that a value JSON cannot hold (or an interrupted write) leaves neither a
-    truncated file nor a damaged earlier one."""
-    os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    partial = f'{out_file}.{os.getpid()}.partial'
+    truncated file nor a damaged earlier one. A symbolic link is written through, as ``open`` would."""
+    target = osp.realpath(out_file)
+    os.makedirs(osp.dirname(target), exist_ok=True)
+    partial = f'{target}.{os.getpid()}.partial'
     try:
         with open(partial, 'w', encoding='utf-8') as f:
             json.dump(obj, f, **dump_kwargs)
-        os.replace(partial, out_file)
+        os.replace(partial, target)
     finally:
         if osp.exists(partial):
             os.remove(partial)

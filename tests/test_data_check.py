@@ -213,3 +213,6 @@ def test_write_json_leaves_no_partial_file(tmp_path):
     with pytest.raises(TypeError, match='not JSON serializable'):
         write_json(str(out), dict(a=object()))
     assert json.loads(out.read_text()) == dict(a=[1, 2]) and os.listdir(out.parent) == ['out.json']
+    (out.parent / 'link.json').symlink_to(out)  # written through, as open() writes
+    write_json(str(out.parent / 'link.json'), [3])
+    assert (out.parent / 'link.json').is_symlink() and json.loads(out.read_text()) == [3]

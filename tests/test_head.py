@@ -346,7 +346,40 @@ def test_inputs_from_other_mmpose_configs_are_refused_naming_the_change():
     other_dataset = samples(2)
     for sample in other_dataset:
         sample.set_metainfo(dict(flip_indices=FLIP[:4]))
-    for flip_test in (False, True):
-        feats = [(torch.randn(2, K, H, W),)] * 2 if flip_test else (torch.randn(2, K, H, W),)
-        with pytest.raises(ValueError, match='the dataset has 4 keypoints .*, the head predicts 5: does model.head'):
-            logit_head().predict(feats, other_dataset, dict(flip_test=flip_test))
+    with pytest.raises(ValueError, match='the dataset has 4 keypoints .*, the head predicts 5: does model.head'):
+        logit_head().predict([(torch.randn(2, K, H, W),)] * 2, other_dataset, dict(flip_test=True))
+
+
+def test_without_flip_test_a_dataset_of_another_keypoint_count_is_warned_of_once(monkeypatch):
+    """An evaluator's pred_converter may map the head's keypoints onto the dataset's (mmpose's CocoMetric takes
+    one): predicted, with one warning that names the mismatch."""
+    import ipr_plugin.models.heads.ipr_head as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
+    other_dataset = samples(2)
+    for sample in other_dataset:
+        sample.set_metainfo(dict(flip_indices=FLIP[:4]))
+    head = logit_head()
+    for _ in range(2):
+        preds = head.predict((torch.randn(2, K, H, W),), other_dataset, dict(flip_test=False))
+        assert preds[0].keypoints.shape == (1, K, 2)
+    [message] = logged
+    assert 'the dataset has 4 keypoints (its flip_indices), the head predicts 5' in message
+    assert 'pred_converter' in message
+
+
+def test_a_loss_written_with_kwargs_is_given_the_maps():
+    """A loss in the plugin's pattern, ``forward(pred, target, weights=None, **kwargs)``, gets heatmaps and grids
+    (mmpose 1.3.2's losses take no **kwargs)."""
+    from mmengine.model import BaseModule
+
+    @MODELS.register_module(force=True)
+    class MapEntropyForTest(BaseModule):
+        def forward(self, pred, target, weights=None, **kwargs):
+            maps = kwargs['heatmaps']
+            return dict(loss_kpt=(pred - target).abs().mean(), loss_entropy=-(maps * maps.clamp_min(1e-12).log()).sum(
+                (-2, -1)).mean(), grids=torch.tensor(float(len(kwargs['grids']))))
+
+    labels = _centred_labels('DSNTLabel', 2)
+    losses = logit_head(loss=dict(type='MapEntropyForTest')).loss((torch.randn(2, K, H, W),), samples(2, labels))
+    assert torch.isfinite(losses['loss_entropy']) and losses['grids'] == 2

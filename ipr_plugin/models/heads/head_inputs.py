@@ -6,7 +6,7 @@ pipelines and losses; each check names what to change.
 """
 import inspect
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmpose.models.losses import MultipleLossWrapper
@@ -38,7 +38,8 @@ def loss_takes_maps(loss: nn.Module) -> bool:
     if 'sigma' in parameters:  # RLELoss: (pred, sigma, target, ...)
         raise ValueError(f"IPRHead: `loss` {name} takes a predicted sigma (mmpose's RLEHead), which IPRHead does "
                          "not predict; use dict(type='IntegralL1Loss') or one of mmpose's coordinate losses")
-    return 'heatmaps' in parameters
+    # a loss that takes **kwargs is written to the plugin's pattern (mmpose 1.3.2's take none)
+    return 'heatmaps' in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def training_labels(samples: Sequence) -> Tuple[Tensor, Tensor]:
@@ -54,13 +55,15 @@ def training_labels(samples: Sequence) -> Tuple[Tensor, Tensor]:
             torch.cat([d.gt_instance_labels.keypoint_weights for d in samples]))
 
 
-def check_dataset_joints(samples: Sequence, num_joints: int) -> None:
-    """Refuse a dataset whose keypoint count (its ``flip_indices``) differs from the head's: mmpose's metric
-    would fail after the whole inference, inside its NMS."""
+def dataset_joints_problem(samples: Sequence, num_joints: int) -> Optional[str]:
+    """Why the dataset's keypoint count (its ``flip_indices``) does not fit the head's, or None. Flip test cannot
+    mirror such predictions; without it only an evaluator with a ``pred_converter`` can use them (mmpose's
+    ``CocoMetric`` without one fails after the whole inference, inside its NMS)."""
     flip_indices = samples[0].metainfo.get('flip_indices') if samples else None
-    if flip_indices is not None and len(flip_indices) != num_joints:
-        raise ValueError(f'IPRHead.predict: the dataset has {len(flip_indices)} keypoints (its flip_indices), the '
-                         f'head predicts {num_joints}: does model.head.num_joints match the dataset?')
+    if flip_indices is None or len(flip_indices) == num_joints:
+        return None
+    return (f'IPRHead.predict: the dataset has {len(flip_indices)} keypoints (its flip_indices), the head predicts '
+            f'{num_joints}: does model.head.num_joints match the dataset?')
 
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),

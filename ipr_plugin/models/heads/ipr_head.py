@@ -1,10 +1,12 @@
 """Integral (soft-argmax) regression head with exact pixel-centre grids, debias and real keypoint scores."""
+import logging
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer
+from mmengine.logging import print_log
 from mmengine.structures import PixelData
 from mmpose.models.heads import HeatmapHead
 from mmpose.models.heads.base_head import BaseHead
@@ -16,7 +18,7 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND, NORMALIZERS
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
-from .head_inputs import (LABEL_CHECK_COUNT, check_dataset_joints, check_features, check_label_convention,
+from .head_inputs import (LABEL_CHECK_COUNT, check_features, check_label_convention, dataset_joints_problem,
                           loss_takes_maps, training_labels)
 
 OptIntSeq = Optional[Sequence[int]]
@@ -127,6 +129,7 @@ class IPRHead(BaseHead):
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
+        self._joints_warned = False  # dataset_joints_problem, without flip test
         if grid == 'mmpose' and self.decoder is None:
             raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
@@ -237,8 +240,10 @@ class IPRHead(BaseHead):
             list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
             [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
         """
-        check_dataset_joints(batch_data_samples, self.num_joints)
+        joints_problem = dataset_joints_problem(batch_data_samples, self.num_joints)
         if test_cfg.get('flip_test', False):
+            if joints_problem:
+                raise ValueError(joints_problem)
             if not (isinstance(feats, list) and len(feats) == 2):
                 raise ValueError('IPRHead.predict: flip_test expects feats = [feats, flipped_feats]')
             flip_indices = batch_data_samples[0].metainfo['flip_indices']
@@ -256,6 +261,10 @@ class IPRHead(BaseHead):
             probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
             finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         else:
+            if joints_problem and not self._joints_warned:  # once: an evaluator's pred_converter may map them
+                self._joints_warned = True
+                print_log(f'{joints_problem} (unless the evaluator converts them, pred_converter)', logger='current',
+                          level=logging.WARNING)
             logits = self.logits(feats)
             coords, probs, _ = self._integrate(logits)
             grid_x, grid_y = self.grids_for(probs)
