@@ -2,8 +2,8 @@
 
 Output: a JSON list ``[{"image_id", "category_id": 1, "bbox": [x, y, w, h], "score"}, ...]`` to use as
 ``val_dataloader.dataset.bbox_file`` (see ``ipr_plugin.apis.person_boxes``). Unreadable images are reported
-on stderr and skipped; the summary line counts them. When not one image can be read, nothing is written and the
-tool fails.
+on stderr and skipped; the summary line counts them. When not one image can be read, or not one person box
+reaches ``--score-thr`` (mmpose's dataset would refuse the file), nothing is written and the tool fails.
 
 Example, RTMDet-m from mmdet's model zoo (COCO box AP 49.1) on COCO val2017 (``mmdet::`` names resolve to
 the configs installed with mmdet; mmengine downloads and caches the checkpoint URL)::
