@@ -359,3 +359,30 @@ def test_the_table_reports_medium_and_large_people_apart_and_every_row_has_its_c
     assert rows[0][:8] == ['ok', '0.300', '0.600', '0.250', '0.200', '0.450', '0.400', '9.0']
     assert all(len(row) == len(TABLE_HEADER) for row in rows) and rows[1][1] == 'FAILED'
     assert text_table(rows).splitlines()[0].split()[-3:] == ['train', 'time', 's']
+
+
+def test_a_threshold_row_reevaluates_with_the_evaluators_keypoint_score_threshold(monkeypatch, tmp_path):
+    """``ours-L1-thr0`` evaluates the ours-L1 model again with CocoMetric's keypoint_score_thr at 0: the option
+    reaches ``mim test`` and, merged into the row's config, its test evaluator."""
+    import argparse
+
+    from ipr_plugin.apis import study_rows
+    calls = []
+
+    def fake_mim(argv, **kwargs):
+        calls.append([str(a) for a in argv])
+        out = argv[argv.index('--out') + 1]
+        out.write_text(json.dumps({'coco/AP': 0.5}))
+
+    monkeypatch.setattr(study_rows, 'run_mim', fake_mim)
+    args = argparse.Namespace(work_dir=tmp_path, device='cpu', parallel=1, timeout=60, deadline=None)
+    variant = get_variant('ours-L1-thr0')
+    assert variant.eval_of == 'ours-L1' and variant.ablation and 'ours-L1-thr0' not in DEFAULT_VARIANTS
+    result = study_rows.reevaluate(variant, dict(config='c.py', checkpoint='k.pth'), 0, args, lambda line: None)
+    [argv] = calls
+    options = argv[argv.index('--cfg-options') + 1:]
+    assert options == ['test_evaluator.keypoint_score_thr=0.0'] and result['AP'] == 0.5
+    data = dict(root=str(tmp_path), val_ann_file='v.json', bbox_file='d.json')
+    cfg = build_variant_config(get_variant('ours-L1'), Budget(), data, tmp_path)
+    cfg.merge_from_dict({key: float(value) for key, value in (o.split('=') for o in options)})
+    assert cfg.test_evaluator['keypoint_score_thr'] == 0.0 and cfg.test_evaluator['type'] == 'CocoMetric'

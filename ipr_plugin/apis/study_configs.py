@@ -44,6 +44,7 @@ class Variant:
             the epoch, so the study anneals by iteration instead.
         eval_of: for a re-evaluation, the trained variant whose model is evaluated again (no training).
         test_cfg: ``model.test_cfg`` entries changed for the re-evaluation.
+        evaluator: ``test_evaluator`` (CocoMetric) entries changed for the re-evaluation.
         head: ``model.head`` entries changed after the config is read (an ablation of one of its settings).
         init_from: a trained variant whose final weights this one starts from (``load_from``): fine-tuning,
             with the whole budget run again on top of that variant's.
@@ -55,7 +56,8 @@ class Variant:
     notes: str
     anneal_by_iter: bool = False
     eval_of: Optional[str] = None
-    test_cfg: Optional[Tuple[Tuple[str, Any], ...]] = None
+    test_cfg: Tuple[Tuple[str, Any], ...] = ()
+    evaluator: Tuple[Tuple[str, Any], ...] = ()
     head: Tuple[Tuple[str, Any], ...] = ()
     init_from: Optional[str] = None
     ablation: bool = False
@@ -93,6 +95,12 @@ VARIANTS: Tuple[Variant, ...] = (
             eval_of='ours-L1', test_cfg=(('keypoint_scores', 'ones'), )),
     Variant('ours-JS-ones', 'ours', '', 'the ours-JS model re-evaluated with constant keypoint scores',
             eval_of='ours-JS', test_cfg=(('keypoint_scores', 'ones'), )),
+    # mmpose's instance score averages the keypoint scores above keypoint_score_thr (0.2) only, and is 0 when none
+    # is: our scores are probability masses, which a model with wide maps keeps low; these rows count them all
+    *(Variant(f'{name}-thr0', 'ours', '', f'ablation: the {name} model re-evaluated with CocoMetric\'s '
+              'keypoint_score_thr 0 instead of 0.2 (every keypoint score counts in the instance score)',
+              eval_of=name, evaluator=(('keypoint_score_thr', 0.0), ), ablation=True)
+      for name in ('ours-L1', 'ours-JS')),
     # ours-Debias differs from ours-JS in two settings at once; these two rows take them one at a time
     Variant('ours-JS-beta10', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
             'ablation: ours-JS at softmax beta 10, no debias (ours-Debias without its correction)',

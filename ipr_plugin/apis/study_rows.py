@@ -165,12 +165,14 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
 
 def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argparse.Namespace,
                say: Say) -> Dict[str, Any]:
-    """Evaluate a trained variant's final model again with ``variant.test_cfg`` (``mim test``, no training)."""
+    """Evaluate a trained variant's final model again with ``variant.test_cfg`` and ``variant.evaluator``
+    (``mim test``, no training)."""
     run_dir = args.work_dir / 'runs' / variant.name / f'seed{seed}'
     run_dir.mkdir(parents=True, exist_ok=True)
     out_file = run_dir / 'metrics.json'
     out_file.unlink(missing_ok=True)
     options = [f'model.test_cfg.{key}={value}' for key, value in variant.test_cfg]
+    options += [f'test_evaluator.{key}={value}' for key, value in variant.evaluator]
     say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
     start = time.monotonic()
     run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
