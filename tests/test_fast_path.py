@@ -248,6 +248,9 @@ def test_a_batch_without_three_channels_is_refused_by_name():
     preprocessor = MODELS.build(dict(type='IPRDataPreprocessor', bgr_to_rgb=True))
     with pytest.raises(ValueError, match=r'needs 3-channel images, the batch \(2, 1, 16, 16\) has 1 \(a LoadImage'):
         preprocessor(ipr_collate(items), True)
+    # a list (pseudo_collate, as mmpose's inference_topdown batches a grayscale array): the same, not an IndexError
+    with pytest.raises(ValueError, match=r'an image of the batch \(1, 16, 16\) has 1 .* grayscale array'):
+        preprocessor(pseudo_collate(copy.deepcopy(items)), False)
 
 
 def test_a_bgra_batch_becomes_rgb_as_with_mmposes_preprocessor():

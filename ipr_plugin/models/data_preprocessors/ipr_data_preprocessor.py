@@ -51,10 +51,8 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
     def forward(self, data: dict, training: bool = False) -> dict:
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
         inputs = data.get('inputs') if isinstance(data, dict) else None
-        if self._channel_conversion and isinstance(inputs, torch.Tensor) and inputs.dim() == 4 \
-                and inputs.shape[1] < 3:  # mmengine's stacked path would index channel 2 of it (4: BGRA -> RGB)
-            raise ValueError(f'IPRDataPreprocessor: bgr_to_rgb / rgb_to_bgr needs 3-channel images, the batch '
-                             f'{tuple(inputs.shape)} has {inputs.shape[1]} (a LoadImage with another color_type?)')
+        if self._channel_conversion:
+            _check_channels(inputs)
         # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
         # here, once the labels are back on the samples, not inside mmpose's forward.
         batch_augments, self.batch_augments = self.batch_augments, None
@@ -103,3 +101,20 @@ def element_to(element: BaseDataElement, *args, **kwargs) -> BaseDataElement:
         data[key] = value
     moved.set_data(data)  # through setattr, as mmengine does, so property setters and length checks apply
     return moved
+
+
+def _check_channels(inputs: Any) -> None:
+    """Refuse images of fewer than 3 channels under ``bgr_to_rgb``: mmengine indexes channel 2 of a stacked
+    (B, C, H, W) batch or of each (C, H, W) image of a list (an IndexError); 4 channels (BGRA) become RGB."""
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        found = [('the batch', tuple(inputs.shape), inputs.shape[1])]
+    elif isinstance(inputs, (list, tuple)):
+        found = [('an image of the batch', tuple(x.shape), x.shape[0]) for x in inputs
+                 if isinstance(x, torch.Tensor) and x.dim() == 3]
+    else:
+        found = []
+    for what, shape, channels in found:
+        if channels < 3:
+            raise ValueError(f'IPRDataPreprocessor: bgr_to_rgb / rgb_to_bgr needs 3-channel images, {what} {shape} '
+                             f'has {channels} (a LoadImage with another color_type, or a grayscale array given to '
+                             'inference?)')
