@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..arguments import is_url, parser_check_out_file, write_json
+from ..datasets.coco_checks import without_keypoints
 from ..ops.integral import BACKGROUNDS
 from .study_report import markdown_table as study_markdown_table
 
@@ -86,8 +87,8 @@ def _labelled_people(ann_file: Path, num_keypoints: int) -> Tuple[Dict[str, List
     people = defaultdict(list)
     skipped = []
     for ann in coco.get('annotations', []):
-        if not ann.get('keypoints') and not ann.get('num_keypoints'):
-            continue  # a person annotated without keypoints (an empty list), as the dataset takes it
+        if without_keypoints(ann):
+            continue  # as the dataset drops it
         if len(ann.get('keypoints', ())) != 3 * num_keypoints:
             raise ValueError(f'{ann_file}: annotation {ann.get("id")} has {len(ann.get("keypoints", ())) // 3} '
                              f'keypoints, the model predicts {num_keypoints}')

@@ -6,8 +6,6 @@ dataloader worker pools of one config from touching the next one's numbers. The 
 leaves the measurements it finished; a measurement that fails is recorded with its error, and the others
 still run. None starts after ``spec.deadline``: those are listed under ``cut_off``.
 """
-import json
-import os
 import sys
 import time
 import traceback
@@ -16,6 +14,7 @@ from typing import Any, Callable, Dict
 import torch
 
 import ipr_plugin  # noqa: F401  (registers the plugin's modules, as a config's custom_imports would)
+from ..arguments import write_json
 from .measure import measure_eval, measure_host, measure_loader, measure_metric, measure_pipeline, measure_train
 from .overrides import cpu_adjustments, describe, load_bench_config
 from .spec import WorkerSpec
@@ -56,16 +55,10 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
             result['errors'][key] = f'{type(err).__name__}: {err}'
         print(f'[benchmark] {spec.name}: {key} done in {time.perf_counter() - start:.1f} s', file=sys.stderr,
               flush=True)
-        _write(spec.result_file, result)
-    _write(spec.result_file, result)
+        # after each measurement, replaced whole: a worker killed later (or while writing) leaves what it measured
+        write_json(spec.result_file, result, indent=1)
+    write_json(spec.result_file, result, indent=1)
     return result
-
-
-def _write(path: str, result: Dict[str, Any]) -> None:
-    # Replaced in one step: a worker killed while writing leaves the previous measurement's file, not half a file.
-    with open(path + '.tmp', 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(path + '.tmp', path)
 
 
 def main() -> int:

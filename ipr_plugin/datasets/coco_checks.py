@@ -55,6 +55,12 @@ def annotation_problem(ann: dict) -> Optional[str]:
     return None
 
 
+def without_keypoints(ann: dict) -> bool:
+    """A person annotated without keypoints: ``"keypoints": []`` (or none) and ``num_keypoints`` 0 (or none).
+    mmpose's top-down filter drops it, as it drops one with 3 x K zeros, so it is no other keypoint count."""
+    return not ann.get('keypoints') and not ann.get('num_keypoints')
+
+
 def file_problem(dataset: Any, image_ids: Optional[set] = None) -> Optional[str]:
     """Why a loaded annotation file cannot be indexed: not an object, no ``images`` list, its first unusable
     image entry, or its first annotation without an ``id`` or ``image_id`` (COCO's index needs both).

@@ -47,7 +47,8 @@ from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 from ..arguments import is_url
-from .coco_checks import RecordError, annotation_problem, detection_problem, file_problem, image_size_table
+from .coco_checks import (RecordError, annotation_problem, detection_problem, file_problem, image_size_table,
+                          without_keypoints)
 from .coco_checks import is_number as _is_number
 from .transforms.jpeg import file_orientation
 
@@ -305,8 +306,8 @@ class IPRCocoDataset(CocoDataset):
             raise RecordError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
                               f'in {self.ann_file} has {problem}')
         values = ann['keypoints']
-        if not values and not ann.get('num_keypoints') and self.data_mode == 'topdown':
-            return  # an instance without keypoints, which mmpose's top-down filter drops, as it would a list of zeros
+        if without_keypoints(ann) and self.data_mode == 'topdown':
+            return  # dropped by mmpose's top-down filter
         # _metainfo, not metainfo: the property deep-copies the whole metainfo, once per instance here.
         if len(values) != 3 * self._metainfo['num_keypoints']:
             found = f'{len(values) // 3} keypoints' if len(values) % 3 == 0 else \

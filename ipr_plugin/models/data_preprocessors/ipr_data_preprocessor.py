@@ -50,9 +50,8 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
-        inputs = data.get('inputs') if isinstance(data, dict) else None
-        if self._channel_conversion:
-            _check_channels(inputs)
+        if self._channel_conversion and isinstance(data, dict):
+            _check_channels(data.get('inputs'))
         # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
         # here, once the labels are back on the samples, not inside mmpose's forward.
         batch_augments, self.batch_augments = self.batch_augments, None
