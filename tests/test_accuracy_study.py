@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, VARIANTS, Budget, build_variant_config, get_variant
-from ipr_plugin.apis.study_report import (calibration_lines, curve_table, keypoint_errors, nonfinite_predictions,
-                                          plotted_curve, score_bins, spearman, table_rows)
+from ipr_plugin.apis.study_calibration import keypoint_errors, score_bins, spearman
+from ipr_plugin.apis.study_report import (calibration_lines, curve_table, nonfinite_predictions, plotted_curve,
+                                          table_rows)
 
 
 
@@ -188,7 +189,7 @@ def test_matching_uses_the_detector_box_and_labeled_keypoints(tmp_path):
 def test_calibration_leaves_out_keypoints_without_a_finite_score_or_position(tmp_path):
     """One NaN keypoint (fp16 evaluation, a diverging model) must not make rho and its score bin NaN."""
     import pickle
-    from ipr_plugin.apis.study_report import calibration
+    from ipr_plugin.apis.study_calibration import calibration
     kpts = np.zeros((17, 3))
     kpts[:, 0], kpts[:, 1], kpts[:, 2] = np.arange(17) * 5.0, 50, 2
     ann = dict(id=1, image_id=7, bbox=[0, 0, 100, 100], area=400.0, iscrowd=0, num_keypoints=17,

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .mim_runner import REPO_ROOT, MimError, MimTimeout, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
-from .study_report import (calibration, calibration_lines, diverged, machine_info, table_rows, text_table,
-                           write_outputs)
+from .study_calibration import calibration
+from .study_report import calibration_lines, diverged, machine_info, table_rows, text_table, write_outputs
 from .study_rows import CutOff, TimeLimitReached, failure_summary, reevaluate, train_variant
 from .study_schedule import locked, run_rows
 

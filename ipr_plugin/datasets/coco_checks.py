@@ -6,7 +6,7 @@ that names neither the record nor the file. Each function here returns why a rec
 dataset adds the file's name and raises.
 """
 import math
-from typing import Any, Hashable, Iterable, Optional, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Tuple
 
 import numpy as np
 
@@ -131,3 +131,17 @@ def image_size_table(images: Iterable[dict]) -> Tuple[np.ndarray, np.ndarray]:
     table = np.array([size if all(is_number(v) and math.isfinite(v) for v in size) else (size[0], -1, -1)
                       for size in sizes], dtype=np.int64).reshape(-1, 3)
     return table[:, 0].copy(), table[:, 1:].copy()
+
+
+def unusable_counts(instance_list: List[dict], num_annotations: int) -> Dict[str, int]:
+    """Why no annotation was used, by mmpose's ``_is_valid_instance`` reason (the first that applies).
+
+    ``instance_list`` holds the parsed instances, all dropped by mmpose's filter; of the ``num_annotations`` read,
+    those not in it were skipped while parsing, for having no bbox or keypoints."""
+    counts = {'without bbox or keypoints': num_annotations - len(instance_list), 'crowd': 0,
+              'with num_keypoints 0': 0, 'with a zero-area box': 0, 'without a positive keypoint': 0}
+    for info in instance_list:
+        w, h = info['bbox'][0, 2:] - info['bbox'][0, :2]
+        counts['crowd' if info.get('iscrowd') else 'with num_keypoints 0' if info['num_keypoints'] == 0 else
+               'with a zero-area box' if w <= 0 or h <= 0 else 'without a positive keypoint'] += 1
+    return counts

@@ -48,7 +48,7 @@ from mmpose.registry import DATASETS
 
 from ..arguments import is_url
 from .coco_checks import (RecordError, annotation_problem, detection_problem, file_problem, image_size_table,
-                          without_keypoints)
+                          unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
 from .transforms.jpeg import file_orientation
 
@@ -195,7 +195,7 @@ class IPRCocoDataset(CocoDataset):
     def _get_topdown_data_infos(self, instance_list: List[dict]) -> List[dict]:
         data_list = super()._get_topdown_data_infos(instance_list)
         if not data_list:  # counted only then: the error message is the only use
-            self._unusable = self._count_unusable(instance_list)
+            self._unusable = unusable_counts(instance_list, self._num_annotations)
         return data_list
 
     def filter_data(self) -> List[dict]:
@@ -347,16 +347,6 @@ class IPRCocoDataset(CocoDataset):
             return
         raise RecordError(f'{type(self).__name__}: annotation id {ann.get("id")} (image {ann.get("image_id")}) '
                           f'in {self.ann_file} has {what}: every value must be a finite number')
-
-    def _count_unusable(self, instance_list: List[dict]) -> Dict[str, int]:
-        """Why the annotations were not used: mmpose's ``_is_valid_instance`` reasons, the first that applies."""
-        counts = {'without bbox or keypoints': self._num_annotations - len(instance_list), 'crowd': 0,
-                  'with num_keypoints 0': 0, 'with a zero-area box': 0, 'without a positive keypoint': 0}
-        for info in instance_list:
-            w, h = info['bbox'][0, 2:] - info['bbox'][0, :2]
-            counts['crowd' if info.get('iscrowd') else 'with num_keypoints 0' if info['num_keypoints'] == 0 else
-                   'with a zero-area box' if w <= 0 or h <= 0 else 'without a positive keypoint'] += 1
-        return counts
 
     def _read_detection_file(self) -> list:
         try:
