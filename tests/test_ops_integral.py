@@ -169,6 +169,22 @@ def test_keypoint_scores():
         assert abs(float(keypoint_scores(uniform, centre, gx, gy, radius=r)) - expected) < 0.1 * expected
 
 
+
+def test_keypoint_scores_count_cells_exactly_at_the_radius():
+    """A cell exactly ``radius`` cells from a prediction on a cell centre is inside, in every column and in the
+    mirror image, rather than in or out by the rounding of its float32 distance."""
+    h, w = 64, 48
+    gx, gy = make_grid(w), make_grid(h)
+    for j in range(2, w - 2):
+        probs = torch.zeros(h, w)
+        probs[30, j], probs[30, j - 2], probs[30, j + 2] = 0.5, 0.25, 0.25  # soft-argmax: cell (30, j)
+        for p in (probs, probs.flip(-1)):
+            assert float(keypoint_scores(p, soft_argmax(p, gx, gy), gx, gy, radius=2.0)) == pytest.approx(1.0)
+    one = torch.zeros(h, w)
+    one[30, 23] = 1.0  # just beyond the radius: a hundredth of a cell counts as outside
+    beyond = torch.stack((gx[20] - 0.01 * 2 / w, gy[30]))
+    assert float(keypoint_scores(one, beyond, gx, gy, radius=3.0)) == 0.0
+
 # -------------------------------------------------------------------------------------------- gradcheck
 @pytest.mark.parametrize('method', METHODS)
 def test_gradcheck_normalize(method):

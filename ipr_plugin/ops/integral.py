@@ -23,6 +23,8 @@ NORMALIZERS = ('softmax', 'relu', 'abs')
 BACKGROUNDS = ('zero', 'median')
 # Cap of the background share in debias: at most 1 / (1 - 0.9) = 10x amplification (see debias_coords).
 MAX_BACKGROUND = 0.9
+# relative, on radius^2 in keypoint_scores: float32 rounding of a distance is far below it, a cell's size far above
+_RADIUS_TOLERANCE = 1e-4
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
@@ -73,6 +75,14 @@ def _marginals(probs: Tensor) -> Tuple[Tensor, Tensor]:
 def _cell_offsets(coords: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tuple[Tensor, Tensor]:
     """Signed offsets ``grid - coord`` in normalised units: x (..., W) and y (..., H)."""
     return grid_x - coords[..., 0:1], grid_y - coords[..., 1:2]
+
+
+def _scaled(logits: Tensor, beta: Beta) -> Tensor:
+    """``beta * logits``, clamped to the finite range: an infinite logit (a float16 convolution overflowing under
+    autocast) or a product past the float range would give the normalised map a finite value but its gradient
+    NaNs (``inf - inf`` in softmax's and logsumexp's backward)."""
+    limit = torch.finfo(logits.dtype).max
+    return (beta * logits).clamp(-limit, limit)
 
 
 def _flat_logsumexp(x: Tensor) -> Tensor:
@@ -136,9 +146,7 @@ def normalize_heatmaps(logits: Tensor, method: str = 'softmax', beta: Beta = 1.0
         raise ValueError(f'eps must be > 0, got {eps!r}')
     with _full_precision(logits):
         logits, beta = _upcast(logits, beta)
-        # finite logits times beta can exceed the float range; clamped, the map stays a distribution
-        limit = torch.finfo(logits.dtype).max
-        scaled = (beta * logits).clamp(-limit, limit)
+        scaled = _scaled(logits, beta)
         if method == 'softmax':
             return torch.softmax(scaled.flatten(-2), dim=-1).view_as(scaled)
         f = torch.relu(scaled) if method == 'relu' else scaled.abs()
@@ -179,7 +187,7 @@ def log_background_share(logits: Tensor, beta: Beta, background: str = 'zero') -
         raise ValueError(f'background must be one of {BACKGROUNDS}, got {background!r}')
     with _full_precision(logits):
         logits, beta = _upcast(logits, beta)
-        scaled = beta * logits
+        scaled = _scaled(logits, beta)
         log_r = math.log(logits.shape[-2] * logits.shape[-1]) - _flat_logsumexp(scaled)
         if background == 'median':
             # not detached: its gradient is what keeps r's gradient blind to a common shift, like its value
@@ -326,5 +334,7 @@ def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tenso
         h, w = probs.shape[-2:]
         dx, dy = _cell_offsets(coords, grid_x, grid_y)
         dist2 = (dy * (h / 2)).square().unsqueeze(-1) + (dx * (w / 2)).square().unsqueeze(-2)
-        inside = (dist2 <= radius * radius).to(probs.dtype)
+        # A cell exactly `radius` cells away (the usual integer radius, a prediction on a cell centre) must not
+        # fall in or out by the rounding of dist2, which would score a map and its mirror image differently.
+        inside = (dist2 <= radius * radius * (1 + _RADIUS_TOLERANCE)).to(probs.dtype)
         return (probs * inside).sum(dim=(-2, -1)).clamp(0.0, 1.0)
