@@ -165,3 +165,39 @@ def test_with_a_loss_scaler_an_isolated_non_finite_loss_is_a_skipped_step_and_a_
         check(0.5, inf, 0.4)
     with pytest.raises(ValueError, match='max_skipped must be >= 1'):
         FiniteLossHook(max_skipped=0)
+
+
+def test_a_resumed_run_counts_the_skipped_steps_on_from_its_checkpoint(tmp_path):
+    """The count of non-finite iterations in a row survives a resume (the scaler's halved scale does too), through
+    a weights_only load; a run fine-tuning from the same checkpoint (load_from) starts counting afresh."""
+    from types import SimpleNamespace
+
+    from ipr_plugin.engine import FiniteLossHook
+
+    def runner(iteration):  # what the hook reads of mmengine's Runner; the scaler is torch's own
+        return SimpleNamespace(iter=iteration, epoch=0, max_iters=1000, hooks=[], train_dataloader=range(1000),
+                               optim_wrapper=SimpleNamespace(loss_scaler=torch.amp.GradScaler('cpu')))
+
+    def skipped_steps(hook, run, count):
+        for _ in range(count):
+            hook.after_train_iter(run, run.iter, outputs=dict(loss_kpt=torch.tensor(float('nan'))))
+            run.iter += 1
+
+    first, run = FiniteLossHook(max_skipped=4), runner(100)
+    first.before_train(run)
+    skipped_steps(first, run, 3)  # iterations 101-103: skipped, training goes on
+    checkpoint = dict(meta=dict(iter=run.iter, epoch=0), state_dict=dict(weight=torch.ones(2)))
+    first.before_save_checkpoint(run, checkpoint)
+    torch.save(checkpoint, tmp_path / 'iter_103.pth')
+    loaded = torch.load(tmp_path / 'iter_103.pth', weights_only=True)
+
+    resumed, run = FiniteLossHook(max_skipped=4), runner(103)
+    resumed.after_load_checkpoint(run, loaded)
+    resumed.before_train(run)
+    with pytest.raises(FloatingPointError, match=r'in 4 iterations in a row, up to 104, the first at iteration 101 '):
+        skipped_steps(resumed, run, 1)
+
+    tuned, run = FiniteLossHook(max_skipped=4), runner(0)
+    tuned.after_load_checkpoint(run, loaded)
+    tuned.before_train(run)
+    skipped_steps(tuned, run, 3)

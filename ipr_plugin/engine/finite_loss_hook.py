@@ -12,6 +12,9 @@ from .deferred import DeferredOutputsMixin
 _ADVICE = ('Lower the learning rate (or enable gradient clipping, optim_wrapper.clip_grad) and resume from the last '
            'checkpoint, or check the samples of that iteration.')
 
+# The checkpoint's meta entry with the non-finite iterations in a row up to it, (iteration, epoch, loss terms) each.
+_RUN_KEY = 'finite_loss_run'
+
 
 @HOOKS.register_module()
 class FiniteLossHook(DeferredOutputsMixin, Hook):
@@ -33,7 +36,8 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
     With a dynamic loss scaler (``AmpOptimWrapper`` in float16) a non-finite loss is what the scaler handles by
     skipping that step, so the hook warns instead, and raises only when the loss has been non-finite in
     ``max_skipped`` iterations in a row (the scaler is not recovering; counted across checks, so a check over a
-    single iteration is no reason) or the weights to be saved are not finite.
+    single iteration is no reason, and across a resume, which the checkpoint's ``meta`` carries the count to) or
+    the weights to be saved are not finite.
 
     Args:
         interval (int, optional): check at least every ``interval`` iterations (see
@@ -52,12 +56,16 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         self.max_skipped = max_skipped
         self._scaled = False
         self._run: List[Tuple[int, int, str]] = []  # the non-finite iterations in a row up to the last check
+        self._loaded: Tuple[Optional[int], list] = (None, [])  # a loaded checkpoint's iteration and run
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
         scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
         self._scaled = scaler is not None and scaler.is_enabled()
-        self._run = []
+        # A resumed run (training goes on from the checkpoint's iteration, with the scaler's state, scale included)
+        # counts on from the checkpoint's run; a run fine-tuning from load_from starts afresh.
+        iteration, run = self._loaded
+        self._run = [tuple(step) for step in run] if iteration == runner.iter else []
 
     def keep(self, runner, outputs: dict) -> Optional[Tuple[int, int, List[str], torch.Tensor]]:
         names = [key for key, value in outputs.items() if 'loss' in key and isinstance(value, torch.Tensor)]
@@ -98,8 +106,13 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         print_log(f'FiniteLossHook: the loss is not finite in {len(bad)} of the last {len(pending)} iterations, '
                   f'the first {where}; the loss scaler skipped those steps', logger='current', level=logging.WARNING)
 
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta') or {}
+        self._loaded = (meta.get('iter'), list(meta.get(_RUN_KEY) or []))
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         super().before_save_checkpoint(runner, checkpoint)  # the losses first: their message says more
+        checkpoint.setdefault('meta', {})[_RUN_KEY] = [list(step) for step in self._run]  # plain, for weights_only
         state = [(k, v) for k, v in checkpoint.get('state_dict', {}).items()
                  if isinstance(v, torch.Tensor) and v.is_floating_point()]
         if not state:
