@@ -33,3 +33,14 @@ def coco_sample() -> Path:
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_untouched():
+    """No test writes into the repository's BENCHMARKS.md: the tools append to it by default, and a test that
+    forgets its own ``--out`` would leave a section of skipped rows there to be committed."""
+    path = REPO_ROOT / 'BENCHMARKS.md'
+    before = path.stat().st_mtime_ns if path.exists() else None
+    yield
+    after = path.stat().st_mtime_ns if path.exists() else None
+    assert after == before, f'this test wrote into {path}; give the tool an --out under tmp_path'

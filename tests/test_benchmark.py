@@ -364,7 +364,7 @@ def test_the_time_limit_is_shared_equally_by_the_configs_still_to_run() -> None:
     assert config_deadline(900.0, 2, now=1000.0) == 1000.0  # already past: no time left to share
 
 
-def test_each_config_gets_its_share_of_the_time_limit(monkeypatch) -> None:
+def test_each_config_gets_its_share_of_the_time_limit(monkeypatch, tmp_path) -> None:
     import time
     from ipr_plugin.benchmark import cli
     shares = []
@@ -377,5 +377,7 @@ def test_each_config_gets_its_share_of_the_time_limit(monkeypatch) -> None:
     monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
         num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
     cli.main(['tools/benchmark.py', '--device', 'cpu', '--time-limit', '600', '--configs', f'mmpose={ANCHOR_CONFIG}',
-              f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric'])
+              f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric',
+              '--out', str(tmp_path / 'B.md')])  # not the repository's BENCHMARKS.md
+    assert (tmp_path / 'B.md').is_file()
     assert 290 < shares[0] <= 300 and 590 < shares[1] <= 600  # the first returned at once: the second gets it all

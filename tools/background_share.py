@@ -4,9 +4,12 @@
 
 See ``python tools/background_share.py --help`` and ipr_plugin/apis/background_share.py.
 """
+import os.path as osp
 import sys
 
-from ipr_plugin.apis.background_share import main
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+
+from ipr_plugin.apis.background_share import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main(prog='python tools/background_share.py'))

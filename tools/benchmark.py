@@ -6,11 +6,10 @@ Examples:
     python tools/benchmark.py --configs mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py \
         fast=configs/ipr_res50_fast-8xb64-210e_coco-256x256.py --skip pipeline --label "fast only"
 """
+import os.path as osp
 import sys
-from pathlib import Path
 
-# Runnable from a checkout without installing the package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.benchmark import main  # noqa: E402
 

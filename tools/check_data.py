@@ -10,10 +10,13 @@ Example::
     python tools/check_data.py CONFIG --splits val --cfg-options val_dataloader.dataset.data_root=data/coco/
 """
 import argparse
+import os.path as osp
 import sys
 
-from ipr_plugin.arguments import parser_check_out_file, write_json
-from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+
+from ipr_plugin.arguments import parser_check_out_file, write_json  # noqa: E402
+from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

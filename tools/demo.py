@@ -3,10 +3,14 @@
 Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or simply `make demo`)
 """
 import argparse
+import os.path as osp
+import sys
 import warnings
 
 # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo  # noqa: E402
 from ipr_plugin.arguments import parser_error  # noqa: E402

@@ -4,9 +4,12 @@
 
 See ipr_plugin/apis/gpu_measurements.py.
 """
+import os.path as osp
 import sys
 
-from ipr_plugin.apis.gpu_measurements import main
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+
+from ipr_plugin.apis.gpu_measurements import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main(prog='python tools/gpu_measurements.py'))

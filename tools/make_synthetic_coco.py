@@ -5,11 +5,15 @@ Example::
     python tools/make_synthetic_coco.py --out data/synthetic --num-train 64 --num-val 16 --seed 0
 """
 import argparse
+import os.path as osp
+import sys
 import time
 
-from ipr_plugin.arguments import parser_error
-from ipr_plugin.datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
-                                                write_synthetic_coco)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+
+from ipr_plugin.arguments import parser_error  # noqa: E402
+from ipr_plugin.datasets.synthetic_coco import (  # noqa: E402
+    DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco)
 
 
 def parse_args() -> argparse.Namespace:
