@@ -230,12 +230,12 @@ def test_a_row_cut_off_after_an_evaluation_reports_it(tmp_path):
     """A training stopped at ``--timeout`` between two evaluations (here StudyRecordHook, patched through
     ``sitecustomize`` in mmpose's ``train.py`` only, sleeps after the first) is reported as cut off, with the AP
     of the evaluation it made, in the log, the table and the JSON."""
-    site = _in_train_py(tmp_path, 'import time', 'from ipr_plugin.apis import study_configs',
-                        'write = study_configs.StudyRecordHook.after_val_epoch',
+    site = _in_train_py(tmp_path, 'import time', 'from ipr_plugin.apis import study_record_hook',
+                        'write = study_record_hook.StudyRecordHook.after_val_epoch',
                         'def after_val_epoch(self, runner, metrics=None):',
                         '    write(self, runner, metrics)',
                         '    time.sleep(600)',
-                        'study_configs.StudyRecordHook.after_val_epoch = after_val_epoch')
+                        'study_record_hook.StudyRecordHook.after_val_epoch = after_val_epoch')
     out = tmp_path / 'report'
     proc = _study('--variants', 'ours-L1', '--curve-points', '2', '--timeout', '60', '--work-dir', tmp_path / 'work',
                   '--out', out, path=[site])

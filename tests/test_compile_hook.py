@@ -14,7 +14,7 @@ from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.engine import CompileHook
-from ipr_plugin.engine.hooks import compile_modules
+from ipr_plugin.engine.compile_hook import compile_modules
 
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 

@@ -145,3 +145,32 @@ def test_bad_config_names_the_option():
         MODELS.build(dict(type='IntegralJointLoss', coord_loss='l3'))
     with pytest.raises(ValueError, match='sigma'):
         MODELS.build(dict(type='IntegralJointLoss', sigma=0))
+
+
+def test_pck_accuracy_counts_weighted_joints_within_the_threshold():
+    from ipr_plugin.ops import pck_accuracy
+    target = torch.zeros(1, 4, 2)
+    pred = torch.tensor([[[0.05, 0.0], [0.0, 0.2], [0.06, 0.08], [0.0, 0.0]]])  # distances 0.05, 0.2, 0.1, 0
+    weights = torch.tensor([[1.0, 1.0, 1.0, 0.0]])  # the last joint (a hit) is unlabelled
+    assert pck_accuracy(pred, target, weights).item() == pytest.approx(1 / 3)  # 0.1 itself is not within
+    assert pck_accuracy(pred, target, weights, thr=0.25).item() == pytest.approx(1.0)
+    assert pck_accuracy(pred, target, torch.zeros(1, 4)).item() == 0.0
+
+
+@pytest.mark.parametrize('kind', ['l2', 'smooth_l1'])
+def test_unlabelled_nan_targets_leave_the_gradient_finite(kind):
+    """A NaN label at a joint of weight 0 would give 0 * NaN in the backward pass of every loss but L1."""
+    from ipr_plugin.ops import mask_unweighted_targets
+    pred = torch.rand(2, 3, 2, requires_grad=True)
+    target = torch.rand(2, 3, 2)
+    target[1, 2] = float('nan')
+    weights = torch.ones(2, 3)
+    weights[1, 2] = 0
+    masked = mask_unweighted_targets(target, pred, weights)
+    assert torch.equal(masked[0], target[0]) and torch.equal(masked[1, 2], pred[1, 2].detach())
+    weighted_joint_mean(coordinate_loss(pred, masked, kind), weights).backward()
+    assert torch.isfinite(pred.grad).all() and (pred.grad[1, 2] == 0).all()
+    pred.grad = None
+    weighted_joint_mean(coordinate_loss(pred, target, kind), weights).backward()  # unmasked: the NaN gets through
+    assert not torch.isfinite(pred.grad).all()
+    assert mask_unweighted_targets(target, pred, None) is target

@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..paths import REPO_ROOT
 from .mim_runner import stop_session
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 FAST_COMPILE = 'configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py'

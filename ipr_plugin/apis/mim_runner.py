@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Set, Union
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ..paths import REPO_ROOT
+
 
 # Lines of output quoted in a failure message: enough for a traceback and the log lines before it.
 TAIL_LINES = 80

@@ -10,7 +10,6 @@ load::
 ``category_id`` is always 1 (COCO's person), the only category mmpose's loader keeps.
 """
 import copy
-import importlib.util
 import json
 import logging
 import os.path as osp
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..arguments import check_out_file, is_url, raise_problems, write_json
+from ..paths import installed_config
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -57,12 +57,7 @@ def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Conf
         cfg = copy.deepcopy(config)  # Config.copy is shallow: overrides would leak into the caller's
     else:
         path = str(config)
-        if '::' in path:
-            package, rel = path.split('::', 1)
-            spec = importlib.util.find_spec(package)
-            if spec is None or not spec.submodule_search_locations:
-                raise FileNotFoundError(f'config {path}: package {package!r} is not installed')
-            path = osp.join(spec.submodule_search_locations[0], '.mim', 'configs', rel)
+        path = installed_config(path)
         _require_file(path, 'config')
         cfg = Config.fromfile(path)
     if cfg_options:

@@ -2,26 +2,22 @@
 
 Each variant starts from a real config file (mmpose's installed integral-regression configs, or this plugin's
 ``configs/``) and only data paths, budget and logging are replaced, identically for every variant (see
-:func:`build_variant_config`). :class:`StudyRecordHook` runs inside each training and writes what the study
-reads back (train time without validation, every evaluation's metrics) to a JSON file.
+:func:`build_variant_config`). :class:`~.study_record_hook.StudyRecordHook` runs inside each training and writes
+what the study reads back (train time without validation, every evaluation's metrics) to a JSON file.
 """
 import copy
-import json
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from mmengine.hooks import Hook
-from mmpose.registry import HOOKS
-
-from .mim_runner import REPO_ROOT
+from ..paths import REPO_ROOT, installed_config
 
 MMPOSE_CONFIG_DIR = 'body_2d_keypoint'
 MMPOSE_IPR_DIR = 'integral_regression/coco/'
 FAST_CONFIG = REPO_ROOT / 'configs' / 'ipr_res50_fast-8xb64-210e_coco-256x256.py'
 RECORD_FILE = 'study_record.json'
+RECORD_HOOK_MODULE = 'ipr_plugin.apis.study_record_hook'  # registers StudyRecordHook in each training
 PREDICTIONS_FILE = 'predictions.pkl'
 # mmengine's own work dir inside a run's folder: the Runner writes its copy of the config there under the same
 # file name, which must not overwrite the study's copy (``--reuse`` compares against it).
@@ -211,8 +207,7 @@ class Budget:
 def source_config(variant: Variant) -> Path:
     """The file a trained variant's config is read from."""
     if variant.source == 'mmpose':
-        import mmpose
-        return Path(mmpose.__file__).parent / '.mim' / 'configs' / MMPOSE_CONFIG_DIR / variant.config
+        return Path(installed_config(f'mmpose::{MMPOSE_CONFIG_DIR}/{variant.config}'))
     return REPO_ROOT / 'configs' / variant.config
 
 
@@ -267,7 +262,7 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg = Config.fromfile(str(source_config(variant)))
     # The plugin registers IPRHead and the record hook; for mmpose's rows it changes nothing that runs.
     imports = list(cfg.get('custom_imports', {}).get('imports', []))
-    cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', __name__])),
+    cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', RECORD_HOOK_MODULE])),
                               allow_failed_imports=False)
 
     # model: same backbone for all, trained from scratch (no network: drop the pretrained URL) unless it
@@ -338,48 +333,3 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg.log_processor.by_epoch = False
     cfg.work_dir = str(work_dir / MMENGINE_DIR)
     return cfg
-
-
-def _synchronize() -> None:
-    import torch
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
-@HOOKS.register_module()
-class StudyRecordHook(Hook):
-    """Write the training time (validation excluded) and every evaluation's metrics to ``out_file`` (JSON).
-
-    The file is rewritten after each evaluation, so a run that dies later still leaves its curve behind.
-    """
-
-    priority = 'LOWEST'
-
-    def __init__(self, out_file: str) -> None:
-        self.out_file = Path(out_file)
-        self.record: Dict[str, Any] = dict(curve=[], train_time_s=None)
-        self._start = self._val_start = None
-        self._val_seconds = 0.0
-
-    def _write(self) -> None:
-        self.out_file.parent.mkdir(parents=True, exist_ok=True)
-        self.out_file.write_text(json.dumps(self.record, indent=1))
-
-    def before_train(self, runner) -> None:
-        self._start = time.perf_counter()
-
-    def before_val_epoch(self, runner) -> None:
-        _synchronize()  # the training steps queued before this one belong to training time
-        self._val_start = time.perf_counter()
-
-    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        if self._val_start is not None:
-            self._val_seconds += time.perf_counter() - self._val_start
-        self.record['curve'].append(dict(iter=runner.iter, **{k: float(v) for k, v in (metrics or {}).items()}))
-        self._write()
-
-    def after_train(self, runner) -> None:
-        _synchronize()
-        self.record['train_time_s'] = round(time.perf_counter() - self._start - self._val_seconds, 2)
-        self.record['iters'] = runner.iter
-        self._write()

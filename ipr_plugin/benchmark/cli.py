@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .report import append_section, render_section
-from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg, repo_root
+from ..paths import REPO_ROOT
+from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg
 
 DATA_STAMP = 'bench_synthetic.json'
 IMAGE_SIZE = (640, 480)
@@ -86,7 +87,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.out is None and not args.tiny:  # the repository's, from wherever the command runs
-        args.out = str(repo_root() / 'BENCHMARKS.md')
+        args.out = str(REPO_ROOT / 'BENCHMARKS.md')
 
 
 def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
@@ -135,7 +136,7 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     spec.dump(spec_file)
     env = dict(os.environ)
     # The worker must import this very package, installed or not.
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(repo_root()), env.get('PYTHONPATH')) if p)
+    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
     if spec.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
@@ -256,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     try:
         data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny
-                                      else str(repo_root() / 'data' / 'bench_synthetic'))
+                                      else str(REPO_ROOT / 'data' / 'bench_synthetic'))
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
         if args.val_data:
             data = dict(data, **given_val_split(*args.val_data))

@@ -1,10 +1,10 @@
 """What one benchmark worker is asked to measure, and the configs it can be asked about."""
-import importlib
 import json
 import os.path as osp
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from ..paths import REPO_ROOT, installed_config
 
 MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host', 'metric')
 
@@ -68,19 +68,13 @@ class WorkerSpec:
             return cls(**json.load(f))
 
 
-def repo_root() -> Path:
-    """The checkout this package lives in (configs/ and BENCHMARKS.md sit there in an editable install)."""
-    return Path(__file__).resolve().parents[2]
-
-
 def resolve_config_path(path: str) -> str:
     """A config file path: ``package::rel`` -> the package's installed ``.mim/configs/rel``; a relative path
     that does not exist from the working directory is tried from the repository root."""
     if '::' in path:
-        package, rel = path.split('::', 1)
-        return osp.join(osp.dirname(importlib.import_module(package).__file__), '.mim', 'configs', rel)
-    if not osp.isabs(path) and not osp.exists(path) and (repo_root() / path).exists():
-        return str(repo_root() / path)
+        return installed_config(path)
+    if not osp.isabs(path) and not osp.exists(path) and (REPO_ROOT / path).exists():
+        return str(REPO_ROOT / path)
     return path
 
 

@@ -68,7 +68,8 @@ def _installed(metainfo: dict) -> dict:
 
 @DATASETS.register_module()
 class IPRCocoDataset(CocoDataset):
-    """``mmpose.datasets.CocoDataset`` that checks its inputs before loading; same arguments and behaviour.
+    """``mmpose.datasets.CocoDataset`` that checks its inputs before loading: its arguments plus
+    ``check_image_size``, and its behaviour except where the module documentation says.
 
     Args:
         ann_file: annotation file, relative to ``data_root`` unless absolute.

@@ -10,11 +10,12 @@ iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv s
 failures, in every config of the plugin: :class:`FiniteLossHook` (training stops at a NaN or infinite loss) and
 :class:`CheckpointFitHook` (a test run refuses a checkpoint that does not fit the model).
 """
+from .channels_last_hook import ChannelsLastHook
 from .checkpoint import register_safe_globals, safe_globals
 from .checkpoint_fit_hook import CheckpointFitHook
+from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
-from .hooks import ChannelsLastHook, CompileHook
 from .runtime_info_hook import IPRRuntimeInfoHook
 
 register_safe_globals()

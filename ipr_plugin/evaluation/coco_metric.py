@@ -123,14 +123,13 @@ class IPRCocoMetric(CocoMetric):
         if any(len(p['keypoints']) != 1 or isinstance(p['id'], Sequence) for p in preds):
             return None  # bottom-up: several poses per sample
         arrays = {}
-        for key, source in (('keypoints', 'keypoints'), ('keypoint_scores', 'keypoint_scores'),
-                            ('bbox_scores', 'bbox_scores'), ('areas', 'areas'), ('bbox', 'bbox')):
-            present = [source in p for p in preds]
+        for key in ('keypoints', 'keypoint_scores', 'bbox_scores', 'areas', 'bbox'):
+            present = [key in p for p in preds]
             if not all(present):
                 if any(present):
                     return None
                 continue
-            values = [np.asarray(p[source]) for p in preds]
+            values = [np.asarray(p[key]) for p in preds]
             if len({v.dtype for v in values}) != 1:
                 return None  # mixed dtypes would change mmpose's arithmetic
             arrays[key] = np.concatenate(values)

@@ -6,6 +6,7 @@ coordinate conversions).
 from .coords import flip_coords, normalized_to_pixel, pixel_to_normalized
 from .integral import (background_share, debias_coords, debias_from_share, keypoint_scores, log_background_share,
                        make_grid, normalize_heatmaps, soft_argmax)
+from .losses import coordinate_loss, mask_unweighted_targets, pck_accuracy, weighted_joint_mean
 from .targets import gaussian_heatmaps, js_divergence, kl_divergence, variance_regularizer
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     'make_grid', 'normalize_heatmaps', 'soft_argmax', 'log_background_share', 'background_share',
     'debias_from_share', 'debias_coords', 'keypoint_scores',
     'gaussian_heatmaps', 'kl_divergence', 'js_divergence', 'variance_regularizer',
+    'coordinate_loss', 'mask_unweighted_targets', 'weighted_joint_mean', 'pck_accuracy',
 ]

@@ -96,7 +96,11 @@ def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1
     Args:
         pred (Tensor): (B, K, 2) normalised coordinates.
         target (Tensor): (B, K, 2) normalised coordinates.
-        weights (Tensor): (B, K) joint weights.
+        weights (Tensor): (B, K) joint weights; a joint counts when its weight is > 0.
+        thr (float): distance threshold, in normalised units.
+
+    Returns:
+        Tensor: 0-d float32, in [0, 1].
     """
     hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
     valid = (weights > 0).float()

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
-from ...ops.integral import BACKGROUNDS, MAX_BACKGROUND, NORMALIZERS
+from ...ops.integral import BACKGROUNDS, GRID_MODES, MAX_BACKGROUND, NORMALIZERS
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
 from .head_inputs import (LABEL_CHECK_COUNT, check_features, check_label_convention, dataset_joints_problem,
                           loss_takes_maps, training_labels)
@@ -54,7 +54,8 @@ class IPRHead(BaseHead):
             ``debias_capped``, the share of maps where it is capped (not exact), both over labelled keypoints.
         debias_background (str): The background logit level debias assumes: ``'zero'`` (the paper's and
             mmpose's) or ``'median'`` (each map's median logit: blind to a common shift of the logits, as
-            the softmax is). See :func:`ipr_plugin.ops.debias_coords`.
+            the softmax is). See :func:`ipr_plugin.ops.debias_coords` (applied in two steps,
+            :func:`~ipr_plugin.ops.log_background_share` and :func:`~ipr_plugin.ops.debias_from_share`).
         debias_max_background (float): Cap of the background share debias works with, in (0, 1): above it
             the correction is not exact and amplifies offsets from the map centre by ``1 / (1 - cap)``.
         debias_clamp_in_loss (bool): Clamp the debiased coordinates to the cell-centre range in the loss too,
@@ -70,8 +71,6 @@ class IPRHead(BaseHead):
         decoder (dict, optional): Codec config (:class:`DSNTLabel`) used to decode predictions.
         init_cfg (dict, optional): Initialisation config.
     """
-
-    _version = 2
 
     def __init__(self,
                  in_channels: int,
@@ -112,8 +111,8 @@ class IPRHead(BaseHead):
                              f'{debias_background!r}')
         if not 0.0 < debias_max_background < 1.0:
             raise ValueError(f'IPRHead: `debias_max_background` must be in (0, 1), got {debias_max_background}')
-        if grid not in ('center', 'mmpose'):
-            raise ValueError(f"IPRHead: `grid` must be 'center' or 'mmpose', got {grid!r}")
+        if grid not in GRID_MODES:
+            raise ValueError(f'IPRHead: `grid` must be one of {GRID_MODES}, got {grid!r}')
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.normalizer = normalizer
