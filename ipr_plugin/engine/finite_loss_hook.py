@@ -68,6 +68,7 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         self._run = [tuple(step) for step in run] if iteration == runner.iter else []
 
     def keep(self, runner, outputs: dict) -> Optional[Tuple[int, int, List[str], torch.Tensor]]:
+        """(iteration, epoch, the loss terms' names, their (T,) float32 values still on the device), 1-based."""
         names = [key for key, value in outputs.items() if 'loss' in key and isinstance(value, torch.Tensor)]
         if not names:
             return None

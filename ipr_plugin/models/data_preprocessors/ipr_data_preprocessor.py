@@ -49,6 +49,10 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         return [pad] * inputs.shape[0]
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        """A batch from :func:`ipr_collate` (``inputs`` (B, C, H, W) uint8, the labels stacked beside the samples)
+        or mmpose's ``pseudo_collate`` (a list of (C, H, W) images) -> ``inputs`` (B, 3, H, W) float on the
+        model's device, normalised (and RGB when ``bgr_to_rgb``), and ``data_samples`` with their
+        ``gt_instance_labels`` handed back as views of the stacked labels."""
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
         if self._channel_conversion and isinstance(data, dict):
             _check_channels(data.get('inputs'))

@@ -164,6 +164,7 @@ class IPRHead(BaseHead):
     # ------------------------------------------------------------------ forward
     @property
     def beta(self) -> Union[float, Tensor]:
+        """The logit scale: the configured float, or a positive 0-d tensor when learnt."""
         return F.softplus(self.beta_raw) if self.beta_raw is not None else self.beta_value
 
     def _make_grid(self, size: int, axis: int, device=None) -> Tensor:
@@ -187,7 +188,8 @@ class IPRHead(BaseHead):
         return grid_x.to(logits.device), grid_y.to(logits.device)
 
     def logits(self, feats: Tuple[Tensor]) -> Tensor:
-        """(B, K, H, W) logits from the multi-scale features (the last one is used)."""
+        """(B, K, H, W) logits from the backbone's (or neck's) features, a tuple of (B, C, h, w) maps of which the
+        last is used (C = ``in_channels``; H, W = ``heatmap_size`` reversed, e.g. h, w times 8 after 3 deconvs)."""
         check_features(feats[-1])
         if self.simplebaseline_head is not None:
             x = self.simplebaseline_head(feats)
@@ -201,7 +203,7 @@ class IPRHead(BaseHead):
         return x
 
     def forward(self, feats: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
-        """Soft-argmax over the logits.
+        """Soft-argmax over the logits of ``feats`` (as :meth:`logits`).
 
         Returns:
             tuple: coords (B, K, 2) normalised (x, y), float32; probability maps (B, K, H, W), float32.
@@ -288,7 +290,17 @@ class IPRHead(BaseHead):
              feats: Tuple[Tensor],
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
-        """Losses (each term under its own key) and a device-side PCK accuracy, with no host sync."""
+        """Losses and a device-side PCK accuracy, with no host sync.
+
+        Args:
+            feats: as for :meth:`logits`.
+            batch_data_samples: B samples with ``gt_instance_labels.keypoint_labels`` (1, K, 2) in [-1, 1]
+                (:class:`DSNTLabel`) and ``keypoint_weights`` (1, K).
+
+        Returns:
+            dict: 0-d tensors: ``loss_kpt`` (or each term of the loss under its own key), ``acc_pose`` (PCK at
+            0.1 normalised units), ``beta`` when learnt, and with debias ``debias_r`` and ``debias_capped``.
+        """
         coords, probs, log_share = self._integrate(self.logits(feats), clamp=self.debias_clamp_in_loss)
         labels, weights = training_labels(batch_data_samples)
         if labels.shape != coords.shape:
