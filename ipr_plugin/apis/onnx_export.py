@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from ..arguments import check_out_file, is_url, raise_problems
-from ..ops import keypoint_scores
 from .checkpoint_check import load_checked_checkpoint
 from .person_boxes import ConfigLike, load_config
 
@@ -50,7 +49,7 @@ class IPRExportModule(nn.Module):
     def __init__(self, pose_model: nn.Module):
         super().__init__()
         head = getattr(pose_model, 'head', None)
-        if not (hasattr(head, 'grids_for') and hasattr(head, 'score_radius')):
+        if not (hasattr(head, 'scores') and hasattr(head, 'score_radius')):
             raise TypeError(f'export needs a top-down model with an IPRHead, got head {type(head).__name__}')
         self.pose_model = pose_model
         preprocessor = pose_model.data_preprocessor
@@ -75,8 +74,7 @@ class IPRExportModule(nn.Module):
         feats = self.pose_model.extract_feat((image - self.mean) / self.std)
         head = self.pose_model.head
         coords, probs = head(feats)
-        grid_x, grid_y = head.grids_for(probs)
-        return coords, keypoint_scores(probs, coords, grid_x, grid_y, head.score_radius)
+        return coords, head.scores(probs, coords)
 
 
 def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, device: str = 'cpu',

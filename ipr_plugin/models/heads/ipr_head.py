@@ -187,6 +187,12 @@ class IPRHead(BaseHead):
         grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
         return grid_x.to(logits.device), grid_y.to(logits.device)
 
+    def scores(self, probs: Tensor, coords: Tensor) -> Tensor:
+        """(B, K) keypoint scores in [0, 1]: each (B, K, H, W) map's mass within ``score_radius`` cells of its
+        (B, K, 2) normalised keypoint (:func:`ipr_plugin.ops.keypoint_scores`)."""
+        grid_x, grid_y = self.grids_for(probs)
+        return keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
+
     def logits(self, feats: Tuple[Tensor]) -> Tensor:
         """(B, K, H, W) logits from the backbone's (or neck's) features, a tuple of (B, C, h, w) maps of which the
         last is used (C = ``in_channels``; H, W = ``heatmap_size`` reversed, e.g. h, w times 8 after 3 deconvs)."""
@@ -251,14 +257,13 @@ class IPRHead(BaseHead):
             logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
             coords, probs, _ = self._integrate(logits)
             coords_f, probs_f, _ = self._integrate(logits_f)
-            grid_x, grid_y = self.grids_for(probs)
             coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
             # Each pass's map is scored in its own frame, at the averaged keypoint (mirrored for the flipped
             # pass): on the 'mmpose' grid u -> -u is not a flip of the cells, so a mirrored map would be off by
             # a fraction of a cell; on the 'center' grid this equals scoring the averaged map (the score is
             # linear in the map).
-            scores = 0.5 * (keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius) + keypoint_scores(
-                probs_f, flip_coords(coords, flip_indices), grid_x, grid_y, self.score_radius)[:, flip_indices])
+            scores = 0.5 * (self.scores(probs, coords)
+                            + self.scores(probs_f, flip_coords(coords, flip_indices))[:, flip_indices])
             probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
             finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         else:
@@ -268,8 +273,7 @@ class IPRHead(BaseHead):
                           level=logging.WARNING)
             logits = self.logits(feats)
             coords, probs, _ = self._integrate(logits)
-            grid_x, grid_y = self.grids_for(probs)
-            scores = keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
+            scores = self.scores(probs, coords)
             finite = torch.isfinite(logits).all()
         score_mode = test_cfg.get('keypoint_scores', 'mass')
         if score_mode not in ('mass', 'ones'):  # a misspelt ablation would silently report the real scores
