@@ -1,7 +1,14 @@
 """Where the package finds things: the checkout it lives in, and the configs an OpenMMLab package installs."""
+import copy
 import importlib.util
 import os.path as osp
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Union
+
+if TYPE_CHECKING:
+    from mmengine.config import Config
+
+ConfigLike = Union[str, Path, 'Config']
 
 # The checkout: configs/, tools/, data/ and BENCHMARKS.md sit there in an editable install (the tools put their own
 # checkout first on sys.path, so this is the checkout of the tool that runs).
@@ -18,3 +25,27 @@ def installed_config(path: str) -> str:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(f'config {path}: package {package!r} is not installed')
     return osp.join(spec.submodule_search_locations[0], '.mim', 'configs', rel)
+
+
+def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Config':
+    """An mmengine ``Config`` from a file, a ``package::path`` name or a ``Config`` (copied), with overrides.
+
+    ``package::rel/path.py`` (e.g. ``mmdet::rtmdet/rtmdet_m_8xb32-300e_coco.py``) is the config installed
+    with that OpenMMLab package, ``<package>/.mim/configs/rel/path.py``: ``Config.fromfile`` only resolves
+    such names inside ``_base_``, and mmengine's ``get_config`` may try to pip-install the package.
+
+    Raises:
+        FileNotFoundError: the file (or the package) is missing; the message names the path.
+    """
+    from mmengine.config import Config
+
+    if isinstance(config, Config):
+        cfg = copy.deepcopy(config)  # Config.copy is shallow: overrides would leak into the caller's
+    else:
+        path = installed_config(str(config))
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'config not found: {path}')
+        cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg

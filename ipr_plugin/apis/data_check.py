@@ -20,7 +20,7 @@ from multiprocessing.connection import wait
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..datasets.transforms.jpeg import ORIENTATION_TURNS, file_orientation
-from .person_boxes import ConfigLike, load_config
+from ..paths import ConfigLike, load_config
 
 SPLITS = ('train', 'val', 'test')
 

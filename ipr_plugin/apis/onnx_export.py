@@ -29,8 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from ..arguments import check_out_file, is_url, raise_problems
+from ..paths import ConfigLike, load_config
 from .checkpoint_check import load_checked_checkpoint
-from .person_boxes import ConfigLike, load_config
 
 __all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export_module', 'export_onnx',
            'verify_onnx', 'export_argument_problems', 'INPUT_NAME', 'OUTPUT_NAMES']

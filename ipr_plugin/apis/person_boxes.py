@@ -14,23 +14,17 @@ import json
 import logging
 import os.path as osp
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..arguments import check_out_file, is_url, raise_problems, write_json
-from ..paths import installed_config
+from ..paths import ConfigLike, load_config
 
-if TYPE_CHECKING:
-    from mmengine.config import Config
-
-__all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_config', 'load_image_list',
+__all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_image_list',
            'read_image', 'format_summary', 'argument_problems']
 
 logger = logging.getLogger(__name__)
-
-ConfigLike = Union[str, Path, 'Config']
 
 COCO_PERSON_CATEGORY_ID = 1
 PERSON_CLASS_NAME = 'person'
@@ -39,30 +33,6 @@ PERSON_CLASS_NAME = 'person'
 def _require_file(path: str, what: str) -> None:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path}')
-
-
-def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Config':
-    """An mmengine ``Config`` from a file, a ``package::path`` name or a ``Config`` (copied), with overrides.
-
-    ``package::rel/path.py`` (e.g. ``mmdet::rtmdet/rtmdet_m_8xb32-300e_coco.py``) is the config installed
-    with that OpenMMLab package, ``<package>/.mim/configs/rel/path.py``: ``Config.fromfile`` only resolves
-    such names inside ``_base_``, and mmengine's ``get_config`` may try to pip-install the package.
-
-    Raises:
-        FileNotFoundError: the file (or the package) is missing; the message names the path.
-    """
-    from mmengine.config import Config
-
-    if isinstance(config, Config):
-        cfg = copy.deepcopy(config)  # Config.copy is shallow: overrides would leak into the caller's
-    else:
-        path = str(config)
-        path = installed_config(path)
-        _require_file(path, 'config')
-        cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
