@@ -71,11 +71,16 @@ def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
                                           cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
 
 
+def _person_area(ann: Dict[str, Any]) -> Any:
+    """The area that picks a person's size group: COCO's (the mask's), else the box's."""
+    return ann.get('area', ann['bbox'][2] * ann['bbox'][3])
+
+
 def _usable_box(ann: Dict[str, Any]) -> bool:
     """Whether a person's box (and the area that picks its size group) can be cropped and binned: a box of
     non-finite or non-positive size would make mmpose's crop (and so every share of that person) meaningless."""
     w, h = ann['bbox'][2:]
-    area = ann.get('area', w * h)
+    area = _person_area(ann)
     return (isinstance(area, (int, float)) and bool(np.isfinite([*ann['bbox'], area]).all())
             and w > 0 and h > 0 and area >= 0)
 
@@ -175,8 +180,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
                 labelled = flags > 0
                 shares.append(r_person[labelled])
                 visibility.append(flags[labelled])
-                area = ann.get('area', ann['bbox'][2] * ann['bbox'][3])  # COCO's area is the mask's
-                areas.append(np.full(labelled.sum(), float(area)))
+                areas.append(np.full(labelled.sum(), float(_person_area(ann))))
     concat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
     return dict(shares=concat(shares), visibility=concat(visibility), areas=concat(areas),
                 cap=head.debias_max_background, beta=float(head.beta), background=background,
