@@ -162,20 +162,22 @@ def test_log_background_share_finite_where_share_overflows():
     torch.testing.assert_close(capped, torch.stack((gx.max(), gy.max())).expand(2, 2))
 
 
-
 @pytest.mark.parametrize('background', ['zero', 'median'])
 def test_debias_gradients_finite_with_an_infinite_logit(background):
     """An infinite logit (a float16 convolution overflowing under autocast), or a finite one whose product with
     beta overflows: finite coordinates and finite gradients, as without the correction."""
     gx, gy = grids()
-    for value, beta in ((float('inf'), 1.0), (1e38, 10.0)):
+    for value, beta_value in ((float('inf'), 1.0), (float('-inf'), 1.0), (1e38, 10.0)):
         logits = torch.randn(2, H, W)
         logits[0, 3, 4] = value
         logits.requires_grad_(True)
+        beta = torch.tensor(beta_value, requires_grad=True)  # learnt, as with learnable_beta
         coords = soft_argmax(normalize_heatmaps(logits, beta=beta), gx, gy)
         debiased = debias_from_share(coords, log_background_share(logits, beta, background), gx, gy)
         debiased.sum().backward()
-        assert torch.isfinite(debiased).all() and torch.isfinite(logits.grad).all(), (value, beta)
+        assert torch.isfinite(debiased).all() and torch.isfinite(logits.grad).all(), (value, beta_value)
+        assert torch.isfinite(beta.grad), (value, beta_value)
+
 
 def test_debias_from_share_bad_input_raises():
     gx, gy = grids()

@@ -185,6 +185,7 @@ def test_keypoint_scores_count_cells_exactly_at_the_radius():
     beyond = torch.stack((gx[20] - 0.01 * 2 / w, gy[30]))
     assert float(keypoint_scores(one, beyond, gx, gy, radius=3.0)) == 0.0
 
+
 # -------------------------------------------------------------------------------------------- gradcheck
 @pytest.mark.parametrize('method', METHODS)
 def test_gradcheck_normalize(method):

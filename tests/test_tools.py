@@ -11,17 +11,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = sorted(path.name for path in (REPO / 'tools').glob('*.py'))
+MARK = 'imported from the checkout beside it'
+
+
+def _stand_in_checkout(root: Path, tool: str) -> Path:
+    """A checkout holding ``tools/<tool>`` and a package that only says it was imported; the tool's path."""
+    (root / 'tools').mkdir(parents=True)
+    (root / 'ipr_plugin').mkdir()
+    (root / 'ipr_plugin' / '__init__.py').write_text(f'raise SystemExit({MARK!r})\n')
+    return Path(shutil.copy(REPO / 'tools' / tool, root / 'tools' / tool))
+
+
+def _help_output(script: Path, cwd: Path) -> str:
+    # run from elsewhere: neither the working directory nor PYTHONPATH may lead to the right package
+    result = subprocess.run([sys.executable, str(script), '--help'], cwd=cwd, capture_output=True, text=True,
+                            timeout=300, env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})
+    return result.stdout[-500:] + result.stderr[-500:]
 
 
 @pytest.mark.parametrize('tool', TOOLS)
 def test_a_tool_imports_the_package_beside_it(tool, tmp_path):
-    checkout = tmp_path / 'checkout'
-    (checkout / 'tools').mkdir(parents=True)
-    shutil.copy(REPO / 'tools' / tool, checkout / 'tools' / tool)
-    (checkout / 'ipr_plugin').mkdir()
-    (checkout / 'ipr_plugin' / '__init__.py').write_text("raise SystemExit('imported from the checkout beside it')\n")
-    # run from elsewhere: neither the working directory nor PYTHONPATH may lead to the right package
-    result = subprocess.run([sys.executable, str(checkout / 'tools' / tool), '--help'], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300,
-                            env={k: v for k, v in os.environ.items() if k != 'PYTHONPATH'})
-    assert 'imported from the checkout beside it' in result.stderr, result.stdout[-500:] + result.stderr[-500:]
+    assert MARK in _help_output(_stand_in_checkout(tmp_path / 'checkout', tool), tmp_path)
+
+
+def test_a_tool_run_through_a_symlink_imports_the_package_of_its_file(tmp_path):
+    script = _stand_in_checkout(tmp_path / 'checkout', 'benchmark.py')
+    (tmp_path / 'bin').mkdir()
+    (tmp_path / 'bin' / 'benchmark.py').symlink_to(script)
+    assert MARK in _help_output(tmp_path / 'bin' / 'benchmark.py', tmp_path)

@@ -7,7 +7,7 @@ See ``python tools/accuracy_study.py --help`` and ipr_plugin/apis/accuracy_study
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.apis.accuracy_study import main  # noqa: E402
 

@@ -13,7 +13,7 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.arguments import parser_check_out_file, write_json  # noqa: E402
 from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json  # noqa: E402

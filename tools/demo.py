@@ -10,7 +10,7 @@ import warnings
 # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo  # noqa: E402
 from ipr_plugin.arguments import parser_error  # noqa: E402

@@ -27,7 +27,7 @@ import logging
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.arguments import parser_error  # noqa: E402
 from ipr_plugin.apis.person_boxes import (NothingDetected, argument_problems, format_summary,  # noqa: E402

@@ -9,7 +9,7 @@ import os.path as osp
 import sys
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's package, before any installed
+sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.arguments import parser_error  # noqa: E402
 from ipr_plugin.datasets.synthetic_coco import (  # noqa: E402

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..paths import REPO_ROOT, installed_config
+from .study_record_hook import StudyRecordHook  # noqa: F401  (registered in each training, which imports this module)
 
 MMPOSE_CONFIG_DIR = 'body_2d_keypoint'
 MMPOSE_IPR_DIR = 'integral_regression/coco/'
 FAST_CONFIG = REPO_ROOT / 'configs' / 'ipr_res50_fast-8xb64-210e_coco-256x256.py'
 RECORD_FILE = 'study_record.json'
-RECORD_HOOK_MODULE = 'ipr_plugin.apis.study_record_hook'  # registers StudyRecordHook in each training
 PREDICTIONS_FILE = 'predictions.pkl'
 # mmengine's own work dir inside a run's folder: the Runner writes its copy of the config there under the same
 # file name, which must not overwrite the study's copy (``--reuse`` compares against it).
@@ -260,9 +260,10 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     """
     from mmengine.config import Config
     cfg = Config.fromfile(str(source_config(variant)))
-    # The plugin registers IPRHead and the record hook; for mmpose's rows it changes nothing that runs.
+    # The plugin registers IPRHead, this module the record hook (a module name kept as it was, so that the config
+    # text of runs made before still matches for --reuse); for mmpose's rows it changes nothing that runs.
     imports = list(cfg.get('custom_imports', {}).get('imports', []))
-    cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', RECORD_HOOK_MODULE])),
+    cfg.custom_imports = dict(imports=list(dict.fromkeys([*imports, 'ipr_plugin', __name__])),
                               allow_failed_imports=False)
 
     # model: same backbone for all, trained from scratch (no network: drop the pretrained URL) unless it

@@ -36,8 +36,9 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
     With a dynamic loss scaler (``AmpOptimWrapper`` in float16) a non-finite loss is what the scaler handles by
     skipping that step, so the hook warns instead, and raises only when the loss has been non-finite in
     ``max_skipped`` iterations in a row (the scaler is not recovering; counted across checks, so a check over a
-    single iteration is no reason, and across a resume, which the checkpoint's ``meta`` carries the count to) or
-    the weights to be saved are not finite.
+    single iteration is no reason, and across a resume, which the checkpoint's ``meta`` carries the count to; in
+    distributed training that is the saving process's count, which every process resumes with) or the weights to
+    be saved are not finite.
 
     Args:
         interval (int, optional): check at least every ``interval`` iterations (see

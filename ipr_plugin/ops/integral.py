@@ -80,9 +80,13 @@ def _cell_offsets(coords: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tuple[Tenso
 def _scaled(logits: Tensor, beta: Beta) -> Tensor:
     """``beta * logits``, clamped to the finite range: an infinite logit (a float16 convolution overflowing under
     autocast) or a product past the float range would give the normalised map a finite value but its gradient
-    NaNs (``inf - inf`` in softmax's and logsumexp's backward)."""
+    NaNs (``inf - inf`` in softmax's and logsumexp's backward). An infinite logit becomes the extreme value
+    itself, with no gradient: multiplied by beta, it would give a learnt beta the gradient ``0 * inf``, NaN.
+    A NaN logit stays NaN (the head names it)."""
     limit = torch.finfo(logits.dtype).max
-    return (beta * logits).clamp(-limit, limit)
+    finite = torch.isfinite(logits)
+    scaled = (beta * torch.where(finite, logits, torch.zeros_like(logits))).clamp(-limit, limit)
+    return torch.where(finite, scaled, logits.detach().clamp(-limit, limit))
 
 
 def _flat_logsumexp(x: Tensor) -> Tensor:
