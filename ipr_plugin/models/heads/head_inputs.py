@@ -1,5 +1,5 @@
 """What ``IPRHead`` is given, checked where a mistake in the config would otherwise fail deep in the model or
-train without an error: its features, its loss, its training labels and the dataset's keypoint count.
+train without an error: its arguments, features, loss, training labels and the dataset's keypoint count.
 
 mmpose configs are usually written on top of one of mmpose's own (``_base_``), which bring their own necks,
 pipelines and losses; each check names what to change.
@@ -12,10 +12,36 @@ import torch
 from mmpose.models.losses import MultipleLossWrapper
 from torch import Tensor, nn
 
+from ...ops.integral import BACKGROUNDS, GRID_MODES, NORMALIZERS
+
 # labelled keypoints over which the first training batches are checked for mmpose's label convention
 LABEL_CHECK_COUNT = 32
 
 _DSNT_TARGET = "GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...))"
+
+
+def check_arguments(*, in_channels, normalizer: str, beta, score_radius, debias: bool, debias_background: str,
+                    debias_max_background: float, grid: str, decoder: Optional[dict]) -> None:
+    """Refuse ``IPRHead`` arguments it could only fail on later, or train on without an error."""
+    if not isinstance(in_channels, int):
+        raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
+    if normalizer not in NORMALIZERS:
+        raise ValueError(f'IPRHead: `normalizer` must be one of {NORMALIZERS}, got {normalizer!r}')
+    # a zero beta flattens every map (all keypoints at the crop centre), a negative one inverts them; a
+    # non-positive radius scores every keypoint 0: each trains or tests without an error, so refuse here
+    for name, value in (('beta', beta), ('score_radius', score_radius)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f'IPRHead: `{name}` must be a finite number > 0, got {value!r}')
+    if debias and normalizer != 'softmax':
+        raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
+    if debias_background not in BACKGROUNDS:
+        raise ValueError(f'IPRHead: `debias_background` must be one of {BACKGROUNDS}, got {debias_background!r}')
+    if not 0.0 < debias_max_background < 1.0:
+        raise ValueError(f'IPRHead: `debias_max_background` must be in (0, 1), got {debias_max_background}')
+    if grid not in GRID_MODES:
+        raise ValueError(f'IPRHead: `grid` must be one of {GRID_MODES}, got {grid!r}')
+    if grid == 'mmpose' and decoder is None:
+        raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
 
 def check_features(feats: Tensor) -> None:

@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
-from ...ops.integral import BACKGROUNDS, GRID_MODES, MAX_BACKGROUND, NORMALIZERS
+from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
-from .head_inputs import (LABEL_CHECK_COUNT, check_features, check_label_convention, dataset_joints_problem,
-                          loss_takes_maps, training_labels)
+from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_label_convention,
+                          dataset_joints_problem, loss_takes_maps, training_labels)
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
@@ -95,24 +95,9 @@ class IPRHead(BaseHead):
                  init_cfg: OptConfigType = None):
         super().__init__(init_cfg if init_cfg is not None else
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
-        if not isinstance(in_channels, int):
-            raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
-        if normalizer not in NORMALIZERS:
-            raise ValueError(f'IPRHead: `normalizer` must be one of {NORMALIZERS}, got {normalizer!r}')
-        # a zero beta flattens every map (all keypoints at the crop centre), a negative one inverts them; a
-        # non-positive radius scores every keypoint 0: each trains or tests without an error, so refuse here
-        for name, value in (('beta', beta), ('score_radius', score_radius)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f'IPRHead: `{name}` must be a finite number > 0, got {value!r}')
-        if debias and normalizer != 'softmax':
-            raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
-        if debias_background not in BACKGROUNDS:
-            raise ValueError(f'IPRHead: `debias_background` must be one of {BACKGROUNDS}, got '
-                             f'{debias_background!r}')
-        if not 0.0 < debias_max_background < 1.0:
-            raise ValueError(f'IPRHead: `debias_max_background` must be in (0, 1), got {debias_max_background}')
-        if grid not in GRID_MODES:
-            raise ValueError(f'IPRHead: `grid` must be one of {GRID_MODES}, got {grid!r}')
+        check_arguments(in_channels=in_channels, normalizer=normalizer, beta=beta, score_radius=score_radius,
+                        debias=debias, debias_background=debias_background,
+                        debias_max_background=debias_max_background, grid=grid, decoder=decoder)
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.normalizer = normalizer
@@ -129,8 +114,6 @@ class IPRHead(BaseHead):
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._joints_warned = False  # dataset_joints_problem, without flip test
-        if grid == 'mmpose' and self.decoder is None:
-            raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
         # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly.
         num_deconv = len(deconv_out_channels) if deconv_out_channels else 0
