@@ -27,6 +27,13 @@ def installed_config(path: str) -> str:
     return osp.join(spec.submodule_search_locations[0], '.mim', 'configs', rel)
 
 
+def require_file(path: str, what: str) -> None:
+    """Raise ``FileNotFoundError`` naming ``what`` (``'config'``, ``'annotation file'``, ...) unless ``path`` is a
+    file."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+
+
 def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Config':
     """An mmengine ``Config`` from a file, a ``package::path`` name or a ``Config`` (copied), with overrides.
 
@@ -43,8 +50,7 @@ def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Conf
         cfg = copy.deepcopy(config)  # Config.copy is shallow: overrides would leak into the caller's
     else:
         path = installed_config(str(config))
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'config not found: {path}')
+        require_file(path, 'config')
         cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

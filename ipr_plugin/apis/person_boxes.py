@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..arguments import check_out_file, is_url, raise_problems, write_json
-from ..paths import ConfigLike, load_config
+from ..paths import ConfigLike, load_config, require_file
 
 __all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_image_list',
            'read_image', 'format_summary', 'argument_problems']
@@ -30,14 +30,9 @@ COCO_PERSON_CATEGORY_ID = 1
 PERSON_CLASS_NAME = 'person'
 
 
-def _require_file(path: str, what: str) -> None:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{what} not found: {path}')
-
-
 def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
     """``(image_id, file_name)`` of every image listed in a COCO annotation file, in file order."""
-    _require_file(ann_file, 'annotation file')
+    require_file(ann_file, 'annotation file')
     with open(ann_file) as f:
         images = json.load(f).get('images')
     if not isinstance(images, list):
@@ -269,7 +264,7 @@ def make_person_boxes(det_config: ConfigLike,
     raise_problems(argument_problems(score_thr, max_images))
     cfg = load_config(det_config, cfg_options)
     if det_checkpoint is not None and not is_url(det_checkpoint):
-        _require_file(det_checkpoint, 'detector checkpoint')
+        require_file(det_checkpoint, 'detector checkpoint')
     images = load_image_list(ann_file)
     if not images:
         raise ValueError(f'{ann_file} lists no images')

@@ -85,7 +85,7 @@ def _scaled(logits: Tensor, beta: Beta) -> Tensor:
     A NaN logit stays NaN (the head names it)."""
     limit = torch.finfo(logits.dtype).max
     finite = torch.isfinite(logits)
-    scaled = (beta * torch.where(finite, logits, torch.zeros_like(logits))).clamp(-limit, limit)
+    scaled = (beta * torch.where(finite, logits, 0.0)).clamp(-limit, limit)
     return torch.where(finite, scaled, logits.detach().clamp(-limit, limit))
 
 
