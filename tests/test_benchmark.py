@@ -10,8 +10,8 @@ from typing import Dict, List
 import pytest
 
 from ipr_plugin.benchmark.cli import given_val_split
-from ipr_plugin.benchmark.report import append_section
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, resolve_config_path
+from ipr_plugin.markdown import append_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',

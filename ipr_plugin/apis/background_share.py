@@ -24,8 +24,8 @@ import numpy as np
 
 from ..arguments import is_url, parser_check_out_file, write_json
 from ..datasets.coco_checks import without_keypoints
+from ..markdown import markdown_table as _markdown_table
 from ..ops.integral import BACKGROUNDS
-from .study_report import markdown_table as study_markdown_table
 
 # COCO's area ranges (pixels^2), as its evaluation names them
 AREA_RANGES = (('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, math.inf))
@@ -67,8 +67,8 @@ def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
         return '' if value is None else format(value, fmt)
 
     header = ('keypoints', 'person size', 'count', 'mean r', 'median r', f'above the cap of {cap:g}')
-    return study_markdown_table(header, [(r['visibility'], r['size'], r['count'], cell(r['mean_r'], '.3f'),
-                                          cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
+    return _markdown_table(header, [(r['visibility'], r['size'], r['count'], cell(r['mean_r'], '.3f'),
+                                      cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
 
 
 def _person_area(ann: Dict[str, Any]) -> Any:

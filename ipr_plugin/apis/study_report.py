@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..markdown import append_section, markdown_table
 from .study_calibration import load_predictions
 
 # CocoMetric's keys, as the table names them.
@@ -48,7 +49,7 @@ def machine_info() -> Dict[str, str]:
     """CPU, GPU and library versions, without creating a CUDA context in this process."""
     import torch
 
-    from ..benchmark.report import cpu_model
+    from ..markdown import cpu_model
     from ..datasets.transforms.jpeg import jpeg_decoder
     gpu = 'none'
     if shutil.which('nvidia-smi') and torch.cuda.is_available():
@@ -99,11 +100,6 @@ def table_rows(results: Mapping[str, Mapping[str, Any]]) -> List[List[str]]:
         row.append(notes)
         rows.append(row)
     return rows
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    return '\n'.join(lines + ['| ' + ' | '.join(str(c).replace('|', '/') for c in row) + ' |' for row in rows])
 
 
 TABLE_HEADER = ('variant', *(name for name, _ in METRIC_KEYS), 'train time s', 'notes')
@@ -303,8 +299,5 @@ def write_outputs(report: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     rows = table_rows(report['results'])
     section = markdown_section(report, rows, os.path.relpath(paths['plot'], out_dir),
                                os.path.relpath(paths['json'], out_dir))
-    markdown = paths['markdown']
-    head = '' if markdown.exists() else '# Benchmarks\n\n'
-    with open(markdown, 'a') as f:
-        f.write(head + ('\n' if not head else '') + section)
+    append_section(paths['markdown'], section)
     return paths

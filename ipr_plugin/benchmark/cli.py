@@ -13,9 +13,10 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
+from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
-from .report import append_section, render_section
+from .report import render_section
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg
 
 DATA_STAMP = 'bench_synthetic.json'

@@ -2,11 +2,9 @@
 import os
 import platform
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-HEADER = ('# Benchmarks\n\nSections appended by `tools/benchmark.py` (newest last); earlier sections are never '
-          'rewritten.\n')
+from ..markdown import cpu_model, markdown_table
 
 # (row label, measurement, how to read the value from that measurement's result)
 MAIN_ROWS: Sequence[tuple] = (
@@ -26,17 +24,6 @@ MAIN_ROWS: Sequence[tuple] = (
     ('(a) main process waiting for batches (% of train window)', 'train', lambda r: r.get('data_wait_pct')),
     ('(c) main process waiting for batches (% of eval window)', 'eval', lambda r: r.get('data_wait_pct')),
 )
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` says."""
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_line(results: List[Dict[str, Any]]) -> str:
@@ -78,11 +65,6 @@ def _status(result: Dict[str, Any], key: str) -> str:
     return 'skipped' if key not in result else 'n/a'
 
 
-def _table(header: List[str], rows: List[List[str]]) -> str:
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '|'.join(['---'] + ['---:'] * (len(header) - 1)) + '|']
-    return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
-
-
 def _ratio_header(results: List[Dict[str, Any]]) -> List[str]:
     return [f'{r["name"]} / {results[0]["name"]}' for r in results[1:]]
 
@@ -99,7 +81,7 @@ def main_table(results: List[Dict[str, Any]]) -> str:
     header = ['metric'] + [r['name'] for r in results] + _ratio_header(results)
     rows = [_row(label, [_cell(r, key, read) for r in results], [_status(r, key) for r in results])
             for label, key, read in MAIN_ROWS]
-    return _table(header, rows)
+    return markdown_table(header, rows, numeric=True)
 
 
 def _step_key(name: str) -> str:
@@ -133,7 +115,7 @@ def pipeline_table(results: List[Dict[str, Any]], key: str = 'pipeline') -> str:
     statuses = ['-' if key in r else _status(r, key) for r in results]
     rows = [_row(' / '.join(labels.get(row, [row])), [values.get(row) for values in by_key], statuses)
             for row in list(labels) + ['total']]
-    return _table(header, rows)
+    return markdown_table(header, rows, numeric=True)
 
 
 def config_lines(results: List[Dict[str, Any]]) -> List[str]:
@@ -209,14 +191,3 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     if any('test_pipeline' in r for r in results):
         parts += [pipeline_table(results, 'test_pipeline'), '']
     return '\n'.join(parts)
-
-
-def append_section(path: str, section: str) -> None:
-    """Append ``section`` to ``path``, creating the file with its header first when absent."""
-    path_obj = Path(path)
-    path_obj.parent.mkdir(parents=True, exist_ok=True)
-    new = not path_obj.exists() or path_obj.stat().st_size == 0
-    with open(path_obj, 'a', encoding='utf-8') as f:
-        if new:
-            f.write(HEADER)
-        f.write('\n' + section)

@@ -1,0 +1,48 @@
+"""What the measuring tools share when they write ``BENCHMARKS.md``: its tables, its sections, the machine.
+
+``tools/benchmark.py`` and ``tools/accuracy_study.py`` (and ``tools/background_share.py``'s table) append to the
+same file, so a table, a new file's header and a machine line look alike whichever tool wrote them.
+"""
+import os
+import platform
+from pathlib import Path
+from typing import Sequence
+
+HEADER = ('# Benchmarks\n\nSections appended by `tools/benchmark.py` and `tools/accuracy_study.py` (newest last); '
+          'earlier sections are never rewritten.\n')
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], numeric: bool = False) -> str:
+    """A markdown table; ``numeric``: right-align every column but the first (ratios and timings line up).
+
+    A ``|`` inside a cell (a config name, a note) would end the cell early, so it is written as ``/``.
+    """
+    align = ['---'] + [('---:' if numeric else '---')] * (len(header) - 1)
+    lines = [_row(header), '|' + '|'.join(align) + '|']
+    return '\n'.join(lines + [_row(row) for row in rows])
+
+
+def _row(cells: Sequence[object]) -> str:
+    return '| ' + ' | '.join(str(c).replace('|', '/') for c in cells) + ' |'
+
+
+def append_section(path: os.PathLike, section: str) -> None:
+    """Append ``section`` to the markdown file ``path``, creating it (and its folder) with :data:`HEADER` first."""
+    path_obj = Path(path)
+    path_obj.parent.mkdir(parents=True, exist_ok=True)
+    new = not path_obj.exists() or path_obj.stat().st_size == 0
+    with open(path_obj, 'a', encoding='utf-8') as f:
+        if new:
+            f.write(HEADER)
+        f.write('\n' + section)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` says."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
