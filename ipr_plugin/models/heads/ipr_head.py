@@ -236,19 +236,8 @@ class IPRHead(BaseHead):
                 raise ValueError(joints_problem)
             if not (isinstance(feats, list) and len(feats) == 2):
                 raise ValueError('IPRHead.predict: flip_test expects feats = [feats, flipped_feats]')
-            flip_indices = batch_data_samples[0].metainfo['flip_indices']
-            logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
-            coords, probs, _ = self._integrate(logits)
-            coords_f, probs_f, _ = self._integrate(logits_f)
-            coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
-            # Each pass's map is scored in its own frame, at the averaged keypoint (mirrored for the flipped
-            # pass): on the 'mmpose' grid u -> -u is not a flip of the cells, so a mirrored map would be off by
-            # a fraction of a cell; on the 'center' grid this equals scoring the averaged map (the score is
-            # linear in the map).
-            scores = 0.5 * (self.scores(probs, coords)
-                            + self.scores(probs_f, flip_coords(coords, flip_indices))[:, flip_indices])
-            probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
-            finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
+            logits, coords, probs, scores, finite = self._flip_test(
+                feats, batch_data_samples[0].metainfo['flip_indices'])
         else:
             if joints_problem and not self._joints_warned:  # once: an evaluator's pred_converter may map them
                 self._joints_warned = True
@@ -271,6 +260,27 @@ class IPRHead(BaseHead):
         if test_cfg.get('output_heatmaps', False):
             return preds, [PixelData(heatmaps=hm) for hm in probs.detach()]
         return preds
+
+    def _flip_test(self, feats: List[Tuple[Tensor]], flip_indices: List[int]) -> Tuple[Tensor, ...]:
+        """Both passes of a flip test, merged in the unflipped frame.
+
+        Returns:
+            tuple: the first pass's ``logits`` (B, K, H, W) (for error messages), averaged ``coords`` (B, K, 2)
+            in [-1, 1], averaged ``probs`` (B, K, H, W), averaged ``scores`` (B, K), and ``finite`` (a 0-dim
+            bool tensor, left on the device: whether both passes' logits are finite).
+        """
+        logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
+        coords, probs, _ = self._integrate(logits)
+        coords_f, probs_f, _ = self._integrate(logits_f)
+        coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
+        # Each pass's map is scored in its own frame, at the averaged keypoint (mirrored for the flipped pass): on
+        # the 'mmpose' grid u -> -u is not a flip of the cells, so a mirrored map would be off by a fraction of a
+        # cell; on the 'center' grid this equals scoring the averaged map (the score is linear in the map).
+        scores = 0.5 * (self.scores(probs, coords)
+                        + self.scores(probs_f, flip_coords(coords, flip_indices))[:, flip_indices])
+        probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
+        finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
+        return logits, coords, probs, scores, finite
 
     # ------------------------------------------------------------------ loss
     def loss(self,
