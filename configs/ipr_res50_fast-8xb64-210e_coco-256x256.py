@@ -10,7 +10,7 @@
 #   at test time each image is decoded once for all of its detector boxes), IPRRandomFlip (the
 #   flipped image copied by cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
-#   ipr_collate stacks the batch in channels-last order).
+#   ipr_collate stacks the batch in channels-last order; the test loader collates as mmpose does, see there).
 # torch.compile of the backbone and deconv stack: ipr_res50_fast-compile-8xb64-210e_coco-256x256.py.
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
@@ -47,6 +47,9 @@ train_dataloader = dict(
 val_dataloader = dict(
     num_workers=14, pin_memory=True, prefetch_factor=4, collate_fn=dict(type='ipr_collate'),
     dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# mmengine's inferencer (behind MMPoseInferencer) reads test_dataloader.collate_fn as a registry name and fails on the
+# dict the Runner needs, so testing collates with pseudo_collate (IPRDataPreprocessor takes both): the config then
+# serves the inferencer too; validation during training keeps ipr_collate.
+test_dataloader = dict(num_workers=14, pin_memory=True, prefetch_factor=4, dataset=dict(pipeline=test_pipeline))
 val_cfg = dict(fp16=True)
 test_cfg = dict(fp16=True)

@@ -11,7 +11,8 @@ without CUDA (gloo).
 # engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001
 from . import codecs, datasets, evaluation, models  # noqa: F401
-from .datasets import coco_dataset, collate, transforms  # noqa: F401  (register the dataset, collate, transforms)
+from .datasets import collate, transforms  # noqa: F401  (register the collate function and transforms)
+from .datasets.body import coco_dataset  # noqa: F401  (registers the dataset)
 from .version import __version__
 
 __all__ = ['__version__']

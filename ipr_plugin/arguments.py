@@ -3,13 +3,16 @@
 The functions that check their arguments up front (``argument_problems`` in the person-box, ONNX-export and
 synthetic-data modules) return ``{argument name: problem}``; these two turn that into the error each caller needs.
 :func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its
-result at the end fail at the start when it could not; :func:`write_json` writes that result whole or not at all.
+result at the end fail at the start when it could not, or would overwrite one of its inputs; :func:`write_json`
+writes that result whole or not at all; :func:`exit_on_input_errors` gives a command line one line, not a traceback.
 """
 import argparse
 import json
 import os
 import os.path as osp
-from typing import Any, Mapping, Optional
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 
 def is_url(path) -> bool:
@@ -30,15 +33,21 @@ def parser_error(parser: argparse.ArgumentParser, problems: Mapping[str, str]) -
         parser.error(f"argument --{name.replace('_', '-')}: {problem}")
 
 
-def check_out_file(out_file: Optional[str], what: str = 'output file') -> None:
-    """Fail before the work, not after it, when ``out_file`` cannot be written. Folders missing on its path
-    count as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes.
+def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: Sequence[Optional[str]] = ()) -> None:
+    """Fail before the work, not after it, when ``out_file`` cannot be written, or is one of the run's ``inputs``
+    (an annotation file given as ``--out`` too would be replaced by the result). Folders missing on its path count
+    as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes.
 
     Raises:
         IsADirectoryError, NotADirectoryError, PermissionError: naming ``out_file`` and what is in the way.
+        ValueError: ``out_file`` is one of ``inputs`` (after resolving links and relative paths).
     """
     if out_file is None:
         return
+    same = next((i for i in inputs if i is not None and not is_url(i) and osp.realpath(i) == osp.realpath(out_file)),
+                None)
+    if same is not None:
+        raise ValueError(f'{what} {out_file} is an input of this run ({same}): writing it would replace that file')
     if osp.isdir(out_file):
         raise IsADirectoryError(f'{what} {out_file} is a directory')
     parent = osp.dirname(osp.abspath(out_file))
@@ -52,12 +61,23 @@ def check_out_file(out_file: Optional[str], what: str = 'output file') -> None:
 
 
 def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[str], flag: str = '--out',
-                          what: str = 'output file') -> None:
+                          what: str = 'output file', inputs: Sequence[Optional[str]] = ()) -> None:
     """:func:`check_out_file` for a command line: exit through ``parser.error`` naming ``flag``."""
     try:
-        check_out_file(out_file, what)
-    except OSError as error:
+        check_out_file(out_file, what, inputs)
+    except (OSError, ValueError) as error:
         parser.error(f'argument {flag}: {error}')
+
+
+@contextmanager
+def exit_on_input_errors(prog: str) -> Iterator[None]:
+    """For a tool's ``main``: the errors the package raises about a user's inputs (``OSError``: a missing or
+    unwritable file; ``ValueError``: a bad value or file content; each naming the culprit) end the tool with that
+    one line on stderr and exit status 1, as ``parser.error`` does for arguments, instead of a traceback."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        sys.exit(f'{prog}: {error}')
 
 
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from mmpose.datasets import CocoDataset
 
-from ipr_plugin.datasets.coco_checks import (annotation_problem, detection_problem, file_problem, image_problem,
+from ipr_plugin.datasets.body.coco_checks import (annotation_problem, detection_problem, file_problem, image_problem,
                                              image_size_table)
-from ipr_plugin.datasets.coco_dataset import IPRCocoDataset
+from ipr_plugin.datasets.body.coco_dataset import IPRCocoDataset
 
 IMAGE = dict(id=785, file_name='000000000785.jpg', width=640, height=425)
 ANN = dict(id=1, image_id=785, bbox=[1.0, 2.0, 30.0, 40.0], keypoints=[0] * 51, area=900.0)
@@ -186,7 +186,7 @@ def test_a_file_that_is_not_json_is_named(coco_sample, tmp_path):
 
 
 def test_annotations_on_no_listed_image_are_reported_not_dropped_silently(coco_sample, tmp_path, monkeypatch):
-    import ipr_plugin.datasets.coco_dataset as module
+    import ipr_plugin.datasets.body.coco_dataset as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda *args, **kwargs: logged.append((args, kwargs)))
     ann_file = _edited(coco_sample, tmp_path, lambda d: _first_person(d).update(image_id=999))

@@ -95,3 +95,41 @@ def test_bad_heatmap_config_fails_when_built(kwargs):
 def test_bad_config():
     with pytest.raises(ValueError, match='sigma'):
         build(heatmap_size=(48, 64))
+
+
+@pytest.mark.parametrize('use_udp', [False, True])
+def test_a_perfect_prediction_lands_on_the_image_keypoint_with_and_without_udp(use_udp):
+    """mmpose's real TopdownAffine (UDP or not), GenerateTarget, the head's decode and TopdownPoseEstimator's
+    back-transform: the label itself, decoded, must give back the image keypoints. mmpose maps predictions back
+    with the non-UDP formula; with use_udp the codec compensates, as mmpose's UDP codecs do."""
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS, TRANSFORMS
+    init_default_scope('mmpose')
+    w, h = 192, 256
+    codec = dict(type='DSNTLabel', input_size=(w, h), use_udp=use_udp)
+    model = MODELS.build(dict(type='TopdownPoseEstimator', backbone=dict(type='ResNet', depth=18),
+                              head=dict(type='IPRHead', in_channels=512, in_featuremap_size=(6, 8), num_joints=3,
+                                        decoder=codec)))
+    kpts = np.array([[[110.0, 80.0], [200.0, 150.0], [290.0, 330.0]]], np.float32)  # image pixels, near the box edges
+    results = dict(img=np.zeros((480, 640, 3), np.uint8), img_shape=(480, 640), ori_shape=(480, 640),
+                   bbox=np.array([[100., 60., 300., 340.]], np.float32), bbox_score=np.ones(1, np.float32),
+                   keypoints=kpts.copy(), keypoints_visible=np.ones((1, 3), np.float32), id=1, img_id=1,
+                   category_id=1, flip_indices=[0, 1, 2])
+    for t in (dict(type='GetBBoxCenterScale'), dict(type='TopdownAffine', input_size=(w, h), use_udp=use_udp),
+              dict(type='GenerateTarget', encoder=codec), dict(type='PackPoseInputs')):
+        results = TRANSFORMS.build(t)(results)
+    sample = results['data_samples']
+    labels = sample.gt_instance_labels.keypoint_labels.float()
+    model.add_pred_to_datasample(model.head.decode((labels[None], torch.ones(1, 1, 3))), None, [sample])
+    np.testing.assert_allclose(sample.pred_instances.keypoints[0], kpts[0], atol=2e-3)
+
+
+def test_udp_decoding_scales_crop_pixels_by_w_over_w_minus_1():
+    plain, udp = build(), build(use_udp=True)
+    enc = np.array([[[0.5, -0.25]]], np.float32)
+    (x, y), (xu, yu) = plain.decode(enc)[0][0, 0], udp.decode(enc)[0][0, 0]
+    assert xu == pytest.approx(x * 192 / 191) and yu == pytest.approx(y * 256 / 255)
+    batch = udp.batch_decode(torch.from_numpy(enc)[None])[0][0]
+    np.testing.assert_allclose(batch, udp.decode(enc)[0], rtol=1e-6)
+    with pytest.raises(ValueError, match='use_udp'):
+        KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=(1, 256), use_udp=True))

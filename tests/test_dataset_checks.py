@@ -12,7 +12,7 @@ from mmpose.datasets import CocoDataset
 from mmpose.datasets.transforms import LoadImage
 from mmpose.registry import DATASETS
 
-import ipr_plugin.datasets.coco_dataset  # noqa: F401  (registers IPRCocoDataset)
+import ipr_plugin.datasets.body.coco_dataset  # noqa: F401  (registers IPRCocoDataset)
 from ipr_plugin.datasets.synthetic_coco import write_synthetic_coco
 
 TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
@@ -112,7 +112,7 @@ def test_the_metainfo_is_mmposes_installed_one_without_its_fallback_warning(coco
     it falls back on the installed one; ours names the installed one: the same metainfo, no warning."""
     import warnings
 
-    from ipr_plugin.datasets.coco_dataset import IPRCocoDataset
+    from ipr_plugin.datasets.body.coco_dataset import IPRCocoDataset
     monkeypatch.chdir(tmp_path)  # no configs/_base_/datasets/coco.py here
     kwargs = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''), pipeline=[])
     with warnings.catch_warnings(record=True) as caught:
@@ -130,7 +130,7 @@ def test_samples_equal_mmposes_and_own_their_metainfo(coco_sample):
     """get_data_info gives what CocoDataset's gives, and mutating a sample leaves the dataset untouched."""
     import numpy as np
 
-    from ipr_plugin.datasets.coco_dataset import IPRCocoDataset
+    from ipr_plugin.datasets.body.coco_dataset import IPRCocoDataset
     kwargs = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''),
                   data_mode='topdown', pipeline=[])
     ours, ref = IPRCocoDataset(**kwargs), CocoDataset(**kwargs)
@@ -241,7 +241,7 @@ def test_detection_entry_without_a_valid_box_or_score(sample, field, value, need
 
 
 def test_degenerate_detections_are_dropped_with_one_warning(sample, monkeypatch):
-    import ipr_plugin.datasets.coco_dataset as module
+    import ipr_plugin.datasets.body.coco_dataset as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda *args, **kwargs: logged.append((args, kwargs)), raising=False)
 

@@ -383,3 +383,60 @@ def test_a_loss_written_with_kwargs_is_given_the_maps():
     labels = _centred_labels('DSNTLabel', 2)
     losses = logit_head(loss=dict(type='MapEntropyForTest')).loss((torch.randn(2, K, H, W),), samples(2, labels))
     assert torch.isfinite(losses['loss_entropy']) and losses['grids'] == 2
+
+
+def test_a_pipeline_cropping_at_another_size_than_the_decoder_is_refused_in_training_and_prediction():
+    """A child config that changes the codec and the head but not the base's pipelines trains without an error and
+    decodes every keypoint to the wrong pixels; the head compares the crops' size (metainfo) with its decoder's."""
+    head = logit_head()
+    other = samples(2, torch.rand(2, K, 2) * 2 - 1)
+    for s in other:
+        s.set_metainfo(dict(input_size=(64, 64)))
+    with pytest.raises(ValueError, match=r"crops are \(64, 64\).*decodes for \(48, 64\)"):
+        head.loss((torch.randn(2, K, H, W),), other)
+    with pytest.raises(ValueError, match=r"crops are \(64, 64\).*decodes for \(48, 64\)"):
+        head.predict((torch.randn(2, K, H, W),), other)
+    head.predict((torch.randn(2, K, H, W),), samples(2))  # the matching size predicts
+
+
+def test_convs_without_a_deconv_stack_are_built_as_mmposes_heatmap_head_builds_them():
+    from mmpose.models.heads import HeatmapHead
+    args = dict(in_channels=32, out_channels=K, deconv_out_channels=None, conv_out_channels=(16, 16),
+                conv_kernel_sizes=(3, 3))
+    head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
+                             deconv_out_channels=None, conv_out_channels=(16, 16), conv_kernel_sizes=(3, 3),
+                             decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    reference = HeatmapHead(**args)
+    assert (sum(p.numel() for p in head.parameters()) == sum(p.numel() for p in reference.parameters()) > 32 * K)
+    assert head.simplebaseline_head.state_dict().keys() == reference.state_dict().keys()
+    coords, maps = head((torch.randn(2, 32, H, W),))
+    assert coords.shape == (2, K, 2) and maps.shape == (2, K, H, W)
+
+
+def test_maps_of_another_size_than_configured_are_warned_of_once(monkeypatch):
+    import ipr_plugin.models.heads.ipr_head as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
+    head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
+                             deconv_out_channels=None, final_layer=dict(kernel_size=3),  # no padding: 2 cells less
+                             decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    for _ in range(2):
+        coords, maps = head((torch.randn(2, 32, H, W),))
+    assert maps.shape[-2:] == (H - 2, W - 2)
+    [message] = logged
+    assert 'the maps are 10x14' in message and 'configured 12x16' in message
+    head((torch.randn(2, 32, H + 2, W + 2),))  # the configured size: nothing more
+    assert len(logged) == 1
+
+
+@pytest.mark.parametrize('normalizer', ['relu', 'abs'])
+def test_a_beta_that_cannot_change_a_relu_or_abs_map_is_refused(normalizer):
+    from ipr_plugin.ops import normalize_heatmaps
+    logits = torch.randn(2, K, H, W)
+    # why: the normalised map is the same at any beta > 0, so a tuned or learnt beta would only be a label
+    torch.testing.assert_close(normalize_heatmaps(logits, normalizer, beta=10.0),
+                               normalize_heatmaps(logits, normalizer))
+    for kwargs in (dict(beta=10.0), dict(learnable_beta=True)):
+        with pytest.raises(ValueError, match=f"`beta` scales softmax logits only; with normalizer='{normalizer}'"):
+            logit_head(normalizer=normalizer, **kwargs)
+    logit_head(normalizer=normalizer)  # beta 1, not learnt: builds

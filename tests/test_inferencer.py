@@ -43,3 +43,37 @@ def test_the_inferencer_predicts_what_inference_topdown_does_and_draws_our_maps(
     assert (tmp_path / '000000000785.jpg').is_file()
     heat = drawn[height:].astype(np.float32)
     assert heat.std() > 1.0  # not a blank panel: the maps differ across the image
+
+
+def test_without_det_model_the_inferencer_builds_mmposes_person_detector_for_our_dataset(monkeypatch):
+    """mmpose picks the default detector from the dataset class's module path (``datasets.body`` -> people);
+    elsewhere it would silently take the whole image as the one person. Its RTMDet config is built with random
+    weights here (the zoo's weights cannot be fetched): what is checked is that a detector is built at all."""
+    from mmdet.apis import DetInferencer
+    from mmpose.apis import MMPoseInferencer
+    from mmpose.apis.inferencers import base_mmpose_inferencer
+    person = dict(base_mmpose_inferencer.default_det_models['body'], weights=None)
+    monkeypatch.setitem(base_mmpose_inferencer.default_det_models, 'body', person)
+    inferencer = MMPoseInferencer(pose2d=CONFIG, device='cpu')
+    assert isinstance(inferencer.inferencer.detector, DetInferencer)
+
+
+def test_the_fast_config_serves_the_inferencer_with_the_plain_configs_predictions(coco_sample, tmp_path):
+    """mmengine's inferencer reads test_dataloader.collate_fn as a registry name: the fast config tests with
+    pseudo_collate so that it builds; on the same weights it predicts what the main config does (same pixels from
+    IPRLoadImage, same normalisation in IPRDataPreprocessor)."""
+    from mmpose.apis import MMPoseInferencer, init_model
+    torch.manual_seed(0)
+    path = tmp_path / 'r50.pth'
+    save_checkpoint(init_model('configs/ipr_res50_8xb64-210e_coco-256x256.py', None, device='cpu').state_dict(),
+                    str(path))
+    image = str(coco_sample / '000000000785.jpg')
+    predictions = {}
+    for name in ('ipr_res50_8xb64-210e_coco-256x256', 'ipr_res50_fast-8xb64-210e_coco-256x256'):
+        inferencer = MMPoseInferencer(pose2d=f'configs/{name}.py', pose2d_weights=str(path), det_model='whole_image',
+                                      device='cpu')
+        [person] = next(inferencer(image))['predictions'][0]
+        predictions[name] = np.asarray(person['keypoints']), np.asarray(person['keypoint_scores'])
+    (plain, plain_scores), (fast, fast_scores) = predictions.values()
+    np.testing.assert_allclose(fast, plain, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(fast_scores, plain_scores, rtol=0, atol=1e-5)

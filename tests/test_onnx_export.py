@@ -118,6 +118,36 @@ def test_file_that_is_not_a_checkpoint_is_named(tmp_path, repo_root):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+def test_a_pickle_beyond_a_checkpoint_is_named_without_torchs_advice_to_run_it(tmp_path, repo_root):
+    """torch's weights-only error advises loading with weights_only=False, which would run the file's code."""
+    import os
+    path = tmp_path / 'odd.pth'
+    torch.save({'state_dict': {}, 'call': _RunsCode()}, path)
+    with pytest.raises(ValueError) as error:
+        export_onnx(str(repo_root / CONFIG), str(path), str(tmp_path / 'x.onnx'))
+    message = str(error.value)
+    assert 'odd.pth is not a PyTorch checkpoint, or holds objects beyond' in message
+    assert f'GLOBAL {os.getcwd.__module__}.getcwd' in message and 'weights_only' not in message
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+        return os.getcwd, ()
+
+
+def test_the_tool_ends_with_one_line_on_a_missing_checkpoint(tmp_path, repo_root):
+    result = subprocess.run([sys.executable, str(repo_root / 'tools' / 'export_onnx.py'), str(repo_root / CONFIG),
+                             str(tmp_path / 'nope.pth'), '--out', str(tmp_path / 'x.onnx')],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith('export_onnx: ') and 'nope.pth' in result.stderr
+    config = str(repo_root / CONFIG)
+    same = subprocess.run([sys.executable, str(repo_root / 'tools' / 'export_onnx.py'), config, '--out', config],
+                          capture_output=True, text=True, timeout=300)
+    assert same.returncode == 2 and 'is an input of this run' in same.stderr
+
+
 def _variants(state_dict):
     """Checkpoints of other configs, or damaged ones, and the start of the error each must raise."""
     final = 'head.simplebaseline_head.final_layer.'

@@ -201,6 +201,12 @@ def test_bad_inputs_are_refused_before_the_detector_runs(coco_sample, tmp_path, 
     with pytest.raises(ValueError, match='empty.json lists no images'):
         run(ann_file=str(empty))
     assert not out.parent.exists()
+    # the annotation file given as the output too (both under data/coco/...): it would be replaced by the boxes
+    copy = tmp_path / 'ann.json'
+    copy.write_bytes((coco_sample / 'test_coco.json').read_bytes())
+    with pytest.raises(ValueError, match=r'ann.json is an input of this run'):
+        run(ann_file=str(copy), out_file=str(tmp_path / '.' / 'ann.json'))
+    assert copy.read_bytes() == (coco_sample / 'test_coco.json').read_bytes()
 
 
 def test_tool_names_the_flag(tmp_path, repo_root, monkeypatch, capsys):
@@ -212,6 +218,21 @@ def test_tool_names_the_flag(tmp_path, repo_root, monkeypatch, capsys):
             runpy.run_path(tool, run_name='__main__')
         assert exit_info.value.code == 2
         assert f'error: argument {flag}: must' in capsys.readouterr().err
+
+
+def test_the_tool_ends_with_one_line_on_a_missing_input_or_an_input_given_as_its_output(coco_sample, tmp_path,
+                                                                                       repo_root):
+    tool = [sys.executable, str(repo_root / 'tools' / 'make_person_boxes.py'), DET_CONFIG, 'none']
+    missing = subprocess.run(tool + ['--ann-file', str(tmp_path / 'nope.json'), '--img-dir', str(coco_sample),
+                                     '--out', str(tmp_path / 'boxes.json')],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 1 and 'Traceback' not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith('make_person_boxes: ')
+    assert 'nope.json' in missing.stderr
+    ann = str(coco_sample / 'test_coco.json')
+    same = subprocess.run(tool + ['--ann-file', ann, '--img-dir', str(coco_sample), '--out', ann],
+                          capture_output=True, text=True, timeout=300)
+    assert same.returncode == 2 and 'error: argument --out:' in same.stderr and 'is an input of this run' in same.stderr
 
 
 def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path):

@@ -17,7 +17,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this che
 
 import torch  # noqa: E402
 
-from ipr_plugin.arguments import parser_check_out_file, parser_error  # noqa: E402
+from ipr_plugin.arguments import exit_on_input_errors, parser_check_out_file, parser_error  # noqa: E402
 from ipr_plugin.apis.onnx_export import (build_export_module, export_argument_problems, export_module,  # noqa: E402
                                          verify_onnx)
 
@@ -40,15 +40,16 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     # before the model is built, and naming the flag rather than the API argument
     parser_error(parser, export_argument_problems(args.input_size, args.batch_size))
-    parser_check_out_file(parser, args.out)
+    parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint])
     return args
 
 
 def main() -> None:
     args = parse_args()
-    module = build_export_module(args.config, args.checkpoint, args.cfg_options)
-    out = export_module(module, args.out, args.input_size, args.opset, args.batch_size,
-                        dynamic_batch=not args.static_batch)
+    with exit_on_input_errors('export_onnx'):
+        module = build_export_module(args.config, args.checkpoint, args.cfg_options)
+        out = export_module(module, args.out, args.input_size, args.opset, args.batch_size,
+                            dynamic_batch=not args.static_batch)
     print(f'wrote {out}')
     if args.verify:
         w, h = args.input_size or module.input_size

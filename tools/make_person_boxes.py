@@ -29,7 +29,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
-from ipr_plugin.arguments import parser_error  # noqa: E402
+from ipr_plugin.arguments import exit_on_input_errors, parser_check_out_file, parser_error  # noqa: E402
 from ipr_plugin.apis.person_boxes import (NothingDetected, argument_problems, format_summary,  # noqa: E402
                                          make_person_boxes)
 
@@ -54,6 +54,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     # before the detector is built, and naming the flag rather than the API argument
     parser_error(parser, argument_problems(args.score_thr, args.max_images))
+    parser_check_out_file(parser, args.out, inputs=[args.ann_file, args.det_config, args.det_checkpoint])
     return args
 
 
@@ -66,7 +67,8 @@ def main() -> None:
     if person_class is not None and person_class.lstrip('-').isdigit():  # '-1' too: an index out of range, not a name
         person_class = int(person_class)
     checkpoint = None if args.det_checkpoint.lower() == 'none' else args.det_checkpoint
-    with logging_redirect_tqdm():  # warnings print between progress-bar updates, not inside them
+    # warnings print between progress-bar updates, not inside them
+    with logging_redirect_tqdm(), exit_on_input_errors('make_person_boxes'):
         try:
             stats = make_person_boxes(args.det_config, checkpoint, args.ann_file, args.img_dir, args.out,
                                       score_thr=args.score_thr, device=args.device, person_class=person_class,

@@ -22,8 +22,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import is_url, parser_check_out_file, write_json
-from ..datasets.coco_checks import without_keypoints
+from ..arguments import exit_on_input_errors, is_url, parser_check_out_file, write_json
+from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table as _markdown_table
 from ..ops.integral import BACKGROUNDS
 
@@ -203,9 +203,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    parser_check_out_file(parser, args.out)
-    found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
-                            args.background, progress=True)
+    parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
+    with exit_on_input_errors('background_share'):
+        found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
+                                args.background, progress=True)
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
     print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
           f'{found["beta"]:g}, background level {found["background"]!r}')

@@ -185,7 +185,7 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
             is not one of this config.
     """
     raise_problems(export_argument_problems(input_size, batch_size))
-    check_out_file(out_file)
+    check_out_file(out_file, inputs=(config if isinstance(config, str) else None, checkpoint))
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
 

@@ -47,6 +47,12 @@ class DSNTLabel(BaseKeypointCodec):
         input_size (tuple[int, int]): Model input size (w, h) in pixels.
         heatmap_size (tuple[int, int], optional): Heatmap size (W, H) in cells for heatmap targets.
         sigma (float, optional): Standard deviation of the Gaussian targets, in heatmap cells.
+        use_udp (bool): The pipeline's ``TopdownAffine`` has ``use_udp=True`` (unbiased data processing, as in
+            mmpose's ``*_udp`` configs). Its crops put pixel 0 and ``w - 1`` on the box's edges, while mmpose's
+            ``TopdownPoseEstimator`` maps predictions back with the other convention (``x / w`` of the box), so
+            decoding then returns ``x * w / (w - 1)`` (and ``h / (h - 1)`` for y), as mmpose's UDP codecs do.
+            Labels are unchanged. Default False: a UDP pipeline without it shrinks every prediction towards the
+            box's top-left corner by a factor ``(w - 1) / w``, up to a crop pixel at the far side.
     """
 
     label_mapping_table = dict(keypoint_labels='keypoint_labels', keypoint_weights='keypoint_weights')
@@ -54,7 +60,8 @@ class DSNTLabel(BaseKeypointCodec):
     def __init__(self,
                  input_size: Tuple[int, int],
                  heatmap_size: Optional[Tuple[int, int]] = None,
-                 sigma: Optional[float] = None) -> None:
+                 sigma: Optional[float] = None,
+                 use_udp: bool = False) -> None:
         super().__init__()
         if len(input_size) != 2 or min(input_size) <= 0:
             raise ValueError(f'DSNTLabel: `input_size` must be (w, h) > 0, got {input_size}')
@@ -65,6 +72,9 @@ class DSNTLabel(BaseKeypointCodec):
             raise ValueError(f'DSNTLabel: `heatmap_size` must be (W, H) > 0 and `sigma` > 0 (heatmap cells), got '
                              f'heatmap_size={heatmap_size}, sigma={sigma}')
         self.input_size = tuple(int(s) for s in input_size)
+        if use_udp and min(self.input_size) < 2:
+            raise ValueError(f'DSNTLabel: `use_udp` needs an input of at least 2 x 2 pixels, got {self.input_size}')
+        self.use_udp = bool(use_udp)
         self.heatmap_size = None if heatmap_size is None else tuple(int(s) for s in heatmap_size)
         self.sigma = sigma
         # An instance attribute, so PackPoseInputs packs heatmaps only when this codec makes them.
@@ -112,7 +122,8 @@ class DSNTLabel(BaseKeypointCodec):
         """
         if encoded.ndim != 3 or encoded.shape[-1] != 2:
             raise ValueError(f'DSNTLabel.decode: `encoded` must have shape (N, K, 2), got {encoded.shape}')
-        keypoints = normalized_to_pixel(encoded.astype(np.float64), self.input_size).astype(np.float32)
+        keypoints = (normalized_to_pixel(encoded.astype(np.float64), self.input_size)
+                     * self._back_scale()).astype(np.float32)
         if scores is None:
             scores = np.ones(encoded.shape[:2], dtype=np.float32)
         return keypoints, scores.astype(np.float32)
@@ -135,8 +146,18 @@ class DSNTLabel(BaseKeypointCodec):
             raise ValueError(f'DSNTLabel.batch_decode: `batch_coords` must have shape (B, N, K, 2), '
                              f'got {tuple(coords.shape)}')
         keypoints = normalized_to_pixel(coords.detach().float(), self.input_size).cpu().numpy()
+        if self.use_udp:
+            keypoints = (keypoints * self._back_scale()).astype(np.float32)
         if batch_scores is None:
             scores = np.ones(keypoints.shape[:3], dtype=np.float32)
         else:
             scores = torch.as_tensor(batch_scores).detach().float().cpu().numpy()
         return list(keypoints), list(scores)
+
+    def _back_scale(self) -> np.ndarray:
+        """(2,) factors from crop pixels to what mmpose's back-transform expects: ones, or w/(w-1), h/(h-1) with
+        ``use_udp`` (see the class doc)."""
+        if not self.use_udp:
+            return np.ones(2)
+        w, h = self.input_size
+        return np.array([w / (w - 1), h / (h - 1)])

@@ -20,8 +20,8 @@ LABEL_CHECK_COUNT = 32
 _DSNT_TARGET = "GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...))"
 
 
-def check_arguments(*, in_channels, normalizer: str, beta, score_radius, debias: bool, debias_background: str,
-                    debias_max_background: float, grid: str, decoder: Optional[dict]) -> None:
+def check_arguments(*, in_channels, normalizer: str, beta, learnable_beta: bool, score_radius, debias: bool,
+                    debias_background: str, debias_max_background: float, grid: str, decoder: Optional[dict]) -> None:
     """Refuse ``IPRHead`` arguments it could only fail on later, or train on without an error."""
     if not isinstance(in_channels, int):
         raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
@@ -32,6 +32,11 @@ def check_arguments(*, in_channels, normalizer: str, beta, score_radius, debias:
     for name, value in (('beta', beta), ('score_radius', score_radius)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f'IPRHead: `{name}` must be a finite number > 0, got {value!r}')
+    # relu(beta z) / sum relu(beta z) is the same map for every beta > 0 (abs too): a beta to learn or tune
+    # there would be logged as a setting while changing nothing
+    if normalizer != 'softmax' and (learnable_beta or beta != 1):
+        raise ValueError(f'IPRHead: `beta` scales softmax logits only; with normalizer={normalizer!r} it changes '
+                         f'nothing, got beta={beta!r}, learnable_beta={learnable_beta!r}')
     if debias and normalizer != 'softmax':
         raise ValueError(f'IPRHead: `debias` is defined for softmax only, got normalizer={normalizer!r}')
     if debias_background not in BACKGROUNDS:
@@ -90,6 +95,19 @@ def dataset_joints_problem(samples: Sequence, num_joints: int) -> Optional[str]:
         return None
     return (f'IPRHead.predict: the dataset has {len(flip_indices)} keypoints (its flip_indices), the head predicts '
             f'{num_joints}: does model.head.num_joints match the dataset?')
+
+
+def input_size_problem(samples: Sequence, decoder_input_size: Optional[Tuple[int, int]]) -> Optional[str]:
+    """Why the pipeline's crops (``TopdownAffine``'s ``input_size``, in the samples' metainfo) are not the size the
+    head's decoder maps predictions back from, or None. A child config that redefines ``codec`` and the head but
+    not the pipelines (mmengine keeps the base's, built with its codec) gives such a pair: every keypoint is then
+    decoded to the wrong input pixels, and mmpose maps those back to the image without an error."""
+    size = samples[0].metainfo.get('input_size') if samples and decoder_input_size is not None else None
+    if size is None or tuple(int(s) for s in size) == tuple(decoder_input_size):
+        return None
+    return (f"IPRHead: the pipeline's crops are {tuple(int(s) for s in size)} (w, h; TopdownAffine's input_size) but "
+            f'the head decodes for {tuple(decoder_input_size)} (model.head.decoder.input_size): restate the '
+            'pipelines with the same codec as the head')
 
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),

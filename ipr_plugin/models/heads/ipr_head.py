@@ -19,7 +19,7 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
 from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_label_convention,
-                          dataset_joints_problem, loss_takes_maps, training_labels)
+                          dataset_joints_problem, input_size_problem, loss_takes_maps, training_labels)
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
@@ -95,8 +95,8 @@ class IPRHead(BaseHead):
                  init_cfg: OptConfigType = None):
         super().__init__(init_cfg if init_cfg is not None else
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
-        check_arguments(in_channels=in_channels, normalizer=normalizer, beta=beta, score_radius=score_radius,
-                        debias=debias, debias_background=debias_background,
+        check_arguments(in_channels=in_channels, normalizer=normalizer, beta=beta, learnable_beta=learnable_beta,
+                        score_radius=score_radius, debias=debias, debias_background=debias_background,
                         debias_max_background=debias_max_background, grid=grid, decoder=decoder)
         self.in_channels = in_channels
         self.num_joints = num_joints
@@ -114,12 +114,14 @@ class IPRHead(BaseHead):
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._joints_warned = False  # dataset_joints_problem, without flip test
+        self._map_size_warned = False  # grids_for
 
-        # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly.
+        # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly. Unlike it, convs
+        # without deconvs are built too (HeatmapHead builds them; mmpose's integral head drops them silently).
         num_deconv = len(deconv_out_channels) if deconv_out_channels else 0
         self.simplebaseline_head = None
         self.final_layer = None
-        if num_deconv:
+        if num_deconv or conv_out_channels:
             self.simplebaseline_head = HeatmapHead(
                 in_channels=in_channels, out_channels=num_joints, deconv_out_channels=deconv_out_channels,
                 deconv_kernel_sizes=deconv_kernel_sizes, conv_out_channels=conv_out_channels,
@@ -164,8 +166,17 @@ class IPRHead(BaseHead):
         return self
 
     def grids_for(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
-        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs)."""
+        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs, with a warning:
+        maps cropped by an unpadded final conv, or a wrong ``in_featuremap_size``, would be stretched over the
+        input).
+        """
         H, W = logits.shape[-2:]
+        if (W, H) != self.heatmap_size and not self._map_size_warned:
+            self._map_size_warned = True
+            print_log(f'IPRHead: the maps are {W}x{H} (w x h), configured {self.heatmap_size[0]}x'
+                      f'{self.heatmap_size[1]} (in_featuremap_size x 2^deconvs): check in_featuremap_size (w, h) and '
+                      'that the final conv keeps the size (padding); the grids follow the maps', logger='current',
+                      level=logging.WARNING)
         grid_x = self.grid_x if self.grid_x.numel() == W else self._make_grid(W, 0, logits.device)
         grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
         return grid_x.to(logits.device), grid_y.to(logits.device)
@@ -230,6 +241,9 @@ class IPRHead(BaseHead):
             list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
             [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
         """
+        size_problem = input_size_problem(batch_data_samples, getattr(self.decoder, 'input_size', None))
+        if size_problem:
+            raise ValueError(size_problem)
         joints_problem = dataset_joints_problem(batch_data_samples, self.num_joints)
         if test_cfg.get('flip_test', False):
             if joints_problem:
@@ -300,6 +314,9 @@ class IPRHead(BaseHead):
         """
         coords, probs, log_share = self._integrate(self.logits(feats), clamp=self.debias_clamp_in_loss)
         labels, weights = training_labels(batch_data_samples)
+        size_problem = input_size_problem(batch_data_samples, getattr(self.decoder, 'input_size', None))
+        if size_problem:  # trains without an error, then every prediction is decoded wrongly
+            raise ValueError(size_problem)
         if labels.shape != coords.shape:
             raise ValueError(f'IPRHead.loss: `keypoint_labels` has shape {tuple(labels.shape)}, the head '
                              f'predicts {tuple(coords.shape)} (num_joints={self.num_joints})')

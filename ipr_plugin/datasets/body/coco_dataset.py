@@ -46,11 +46,11 @@ from mmengine.logging import print_log
 from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
-from ..arguments import is_url
+from ...arguments import is_url
 from .coco_checks import (RecordError, annotation_problem, detection_problem, file_problem, image_size_table,
                           unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
-from .transforms.jpeg import file_orientation
+from ..transforms.jpeg import file_orientation
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
