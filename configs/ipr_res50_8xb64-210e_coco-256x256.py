@@ -120,7 +120,13 @@ test_dataloader = val_dataloader
 default_hooks = dict(
     checkpoint=dict(save_best='coco/AP', rule='greater'),
     finite_loss=dict(type='FiniteLossHook'),
-    checkpoint_fit=dict(type='CheckpointFitHook'))
+    checkpoint_fit=dict(type='CheckpointFitHook'),
+    # mmpose's drawing hooks (`--show-dir`, `--badcase`) skip keypoints scoring under 0.3: our scores are the
+    # probability mass near each keypoint, mostly under that for a model trained with L1 alone, so draw them all
+    visualization=dict(kpt_thr=0.0),
+    # `--badcase` takes the head's loss as its metric unless given one; ours return a term per key (the joint one
+    # also needs the maps): mmpose's L1Loss gives the mean pixel error over the visible keypoints
+    badcase=dict(kpt_thr=0.0, metric=dict(type='L1Loss', use_target_weight=True)))
 
 # evaluators: mmpose's CocoMetric, refusing NaN keypoints (which COCO evaluation would count as matches)
 val_evaluator = dict(

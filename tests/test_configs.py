@@ -44,3 +44,30 @@ def test_the_three_rows_differ_only_where_they_should(monkeypatch):
         assert cfg.train_cfg.max_epochs == 210 and cfg.optim_wrapper.optimizer == dict(type='Adam', lr=5e-4)
         assert cfg.val_dataloader.dataset.bbox_file.endswith('COCO_val2017_detections_AP_H_56_person.json')
         assert cfg.model.test_cfg.flip_test
+
+
+@pytest.mark.parametrize('name', ['ipr_res50_8xb64-210e_coco-256x256.py', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py'])
+def test_mim_tests_badcase_hook_gets_a_metric_it_can_call(name, monkeypatch):
+    """mmpose's ``test.py --badcase`` takes the head's loss as the bad-case metric unless the config names one, and
+    calls ``metric(pred, gt, visible).item()`` on image-pixel keypoints: our losses return a dict (or need the
+    maps). The configs name mmpose's L1Loss: the mean pixel error over the visible keypoints."""
+    import numpy as np
+    from mmengine.structures import InstanceData
+    from mmpose.registry import HOOKS
+    from mmpose.structures import PoseDataSample
+    monkeypatch.chdir(REPO)
+    register_all_modules()
+    from mmpose.visualization import PoseLocalVisualizer
+    PoseLocalVisualizer.get_instance('badcase_test')  # the hook draws with the current visualizer
+    hook = HOOKS.build(Config.fromfile(f'configs/{name}').default_hooks.badcase)
+    assert hook.kpt_thr == 0.0
+    sample = PoseDataSample()
+    gt = np.random.default_rng(0).uniform(0, 200, (1, 17, 2)).astype(np.float32)
+    visible = np.ones((1, 17), np.float32)
+    visible[0, :5] = 0
+    pred = gt + 4.0
+    pred[0, :5] += 1000  # invisible keypoints do not count
+    sample.gt_instances = InstanceData(keypoints=gt, keypoints_visible=visible)
+    sample.pred_instances = InstanceData(keypoints=pred)
+    is_bad, value = hook.check_badcase(None, sample)
+    assert value == pytest.approx(4.0 * 12 / 17) and not is_bad  # mmpose's L1Loss averages over all K x 2 entries

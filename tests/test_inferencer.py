@@ -26,7 +26,8 @@ def test_the_inferencer_predicts_what_inference_topdown_does_and_draws_our_maps(
     height, width = mmcv.imread(image).shape[:2]
     # 'whole_image': the image as the one person box, as no detector weights can be fetched here
     inferencer = MMPoseInferencer(pose2d=CONFIG, pose2d_weights=checkpoint, det_model='whole_image', device='cpu')
-    result = next(inferencer(image, draw_heatmap=True, return_vis=True, vis_out_dir=str(tmp_path)))
+    # kpt_thr=0 as in the README: our scores are probability masses, mostly under mmpose's default of 0.3
+    result = next(inferencer(image, draw_heatmap=True, return_vis=True, vis_out_dir=str(tmp_path), kpt_thr=0))
     [person] = result['predictions'][0]
     keypoints, scores = np.asarray(person['keypoints']), np.asarray(person['keypoint_scores'])
 
@@ -40,6 +41,10 @@ def test_the_inferencer_predicts_what_inference_topdown_does_and_draws_our_maps(
     # mmpose's visualizer draws the heatmaps under the image: ours are (K, H, W) maps it can draw
     [drawn] = result['visualization']
     assert drawn.shape == (2 * height, width, 3)
+    assert scores.max() < 0.3  # random weights: mmpose's default threshold would draw no keypoint at all
+    # the keypoints are drawn on the image (random weights put all 17 near the centre: one small blob, which
+    # mmpose's default threshold leaves out, so the picture would equal the image)
+    assert (drawn[:height] != mmcv.imread(image, channel_order='rgb')).any()
     assert (tmp_path / '000000000785.jpg').is_file()
     heat = drawn[height:].astype(np.float32)
     assert heat.std() > 1.0  # not a blank panel: the maps differ across the image

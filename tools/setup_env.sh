@@ -38,12 +38,13 @@ say "base tools (setuptools<82 for mim and mmcv's setup.py, numpy 1.26.4 for xtc
 run "${PIP[@]}" -q "setuptools>=77.0.3,<82" wheel "numpy==1.26.4"
 say "torch $TORCH + torchvision $TORCHVISION"
 run "${PIP[@]}" -q "torch==$TORCH" "torchvision==$TORCHVISION" "numpy==1.26.4"
+# seaborn: mmpose's `analyze_logs` tool plots with it, though mmpose does not list it
 say "OpenMMLab runtime dependencies"
 run "${PIP[@]}" -q "numpy==1.26.4" "opencv-python==4.11.0.86" "pandas==2.3.3" "mmengine==0.10.7" \
   "xtcocotools==1.14.3" "pycocotools==2.0.11" "json-tricks==3.17.3" "munkres==3.0.0" "shapely==2.2.0" \
   "simplejpeg==1.9.0" addict yapf six terminaltables tqdm scipy matplotlib pillow \
   click colorama model-index rich tabulate requests \
-  pytest onnx onnxruntime
+  pytest onnx onnxruntime "seaborn==0.13.2"
 
 torch_tag=$("$VENV/bin/python" -c "import torch; print(torch.__version__.replace('+', '_'))")
 py_tag=$("$VENV/bin/python" -c "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')")
