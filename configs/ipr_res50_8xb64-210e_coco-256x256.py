@@ -125,7 +125,10 @@ default_hooks = dict(
     # probability mass near each keypoint, mostly under that for a model trained with L1 alone, so draw them all
     visualization=dict(kpt_thr=0.0),
     # `--badcase` takes the head's loss as its metric unless given one; ours return a term per key (the joint one
-    # also needs the maps): mmpose's L1Loss gives the mean pixel error over the visible keypoints
+    # also needs the maps): mmpose's L1Loss sums the pixel errors of the visible keypoints' coordinates over 2 K.
+    # It compares with annotated keypoints, so test on ground-truth boxes for it
+    # (--cfg-options test_dataloader.dataset.bbox_file=None); a child with metric_type='accuracy' replaces this
+    # metric with dict(_delete_=True, ...)
     badcase=dict(kpt_thr=0.0, metric=dict(type='L1Loss', use_target_weight=True)))
 
 # evaluators: mmpose's CocoMetric, refusing NaN keypoints (which COCO evaluation would count as matches)

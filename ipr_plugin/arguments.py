@@ -33,7 +33,7 @@ def parser_error(parser: argparse.ArgumentParser, problems: Mapping[str, str]) -
         parser.error(f"argument --{name.replace('_', '-')}: {problem}")
 
 
-def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: Sequence[Optional[str]] = ()) -> None:
+def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: Sequence[Any] = ()) -> None:
     """Fail before the work, not after it, when ``out_file`` cannot be written, or is one of the run's ``inputs``
     (an annotation file given as ``--out`` too would be replaced by the result). Folders missing on its path count
     as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes.
@@ -44,8 +44,9 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
     """
     if out_file is None:
         return
-    same = next((i for i in inputs if i is not None and not is_url(i) and osp.realpath(i) == osp.realpath(out_file)),
-                None)
+    # inputs may be anything a caller was given (a Config object, an mmdet:: name, a URL): only paths compare
+    paths = [i for i in inputs if isinstance(i, (str, os.PathLike)) and not is_url(i)]
+    same = next((i for i in paths if osp.realpath(i) == osp.realpath(out_file)), None)
     if same is not None:
         raise ValueError(f'{what} {out_file} is an input of this run ({same}): writing it would replace that file')
     if osp.isdir(out_file):
@@ -61,7 +62,7 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
 
 
 def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[str], flag: str = '--out',
-                          what: str = 'output file', inputs: Sequence[Optional[str]] = ()) -> None:
+                          what: str = 'output file', inputs: Sequence[Any] = ()) -> None:
     """:func:`check_out_file` for a command line: exit through ``parser.error`` naming ``flag``."""
     try:
         check_out_file(out_file, what, inputs)
@@ -73,11 +74,14 @@ def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[st
 def exit_on_input_errors(prog: str) -> Iterator[None]:
     """For a tool's ``main``: the errors the package raises about a user's inputs (``OSError``: a missing or
     unwritable file; ``ValueError``: a bad value or file content; each naming the culprit) end the tool with that
-    one line on stderr and exit status 1, as ``parser.error`` does for arguments, instead of a traceback."""
+    one line on stderr and exit status 1, as ``parser.error`` does for arguments, instead of a traceback.
+    ``IPR_TRACEBACK=1`` in the environment keeps the traceback (an error from deep in the stack looks the same)."""
     try:
         yield
     except (OSError, ValueError) as error:
-        sys.exit(f'{prog}: {error}')
+        if os.environ.get('IPR_TRACEBACK') == '1':
+            raise
+        sys.exit(f'{prog}: {error} (IPR_TRACEBACK=1 shows where it was raised)')
 
 
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:

@@ -413,20 +413,40 @@ def test_convs_without_a_deconv_stack_are_built_as_mmposes_heatmap_head_builds_t
     assert coords.shape == (2, K, 2) and maps.shape == (2, K, H, W)
 
 
-def test_maps_of_another_size_than_configured_are_warned_of_once(monkeypatch):
+def test_maps_of_another_size_than_configured_are_warned_of_once_in_training_and_prediction(monkeypatch):
     import ipr_plugin.models.heads.ipr_head as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
-    head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
-                             deconv_out_channels=None, final_layer=dict(kernel_size=3),  # no padding: 2 cells less
-                             decoder=dict(type='DSNTLabel', input_size=INPUT)))
-    for _ in range(2):
-        coords, maps = head((torch.randn(2, 32, H, W),))
-    assert maps.shape[-2:] == (H - 2, W - 2)
+
+    def build():
+        return MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
+                                 deconv_out_channels=None, final_layer=dict(kernel_size=3),  # unpadded: 2 cells less
+                                 decoder=dict(type='DSNTLabel', input_size=INPUT)))
+
+    head, feats = build(), (torch.randn(2, 32, H, W),)
+    coords, maps = head(feats)  # forward alone (an ONNX export at another input size) says nothing
+    assert maps.shape[-2:] == (H - 2, W - 2) and not logged
+    head.loss(feats, samples(2, torch.rand(2, K, 2) * 2 - 1))
+    head.predict(feats, samples(2))
     [message] = logged
     assert 'the maps are 10x14' in message and 'configured 12x16' in message
-    head((torch.randn(2, 32, H + 2, W + 2),))  # the configured size: nothing more
+    fresh = build()  # the configured size: nothing
+    fresh.loss((torch.randn(2, 32, H + 2, W + 2),), samples(2, torch.rand(2, K, 2) * 2 - 1))
+    configured = (torch.randn(2, 32, H + 2, W + 2),)
+    fresh.predict([configured, configured], samples(2), dict(flip_test=True))
     assert len(logged) == 1
+
+
+def test_a_checkpoint_of_a_head_that_dropped_its_convs_is_refused_by_name():
+    """mmpose's IntegralRegressionHead (and this head before it built them) ignores conv_out_channels without
+    deconvs: its state dict holds a final layer on the backbone's channels only."""
+    cfg = dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K, deconv_out_channels=None,
+               decoder=dict(type='DSNTLabel', input_size=INPUT))
+    dropped = MODELS.build(cfg).state_dict()  # no convs: final_layer.* only
+    head = MODELS.build(dict(cfg, conv_out_channels=(16, ), conv_kernel_sizes=(3, )))
+    with pytest.raises(ValueError, match='load it with conv_out_channels=None'):
+        head.load_state_dict(dropped)
+    head.load_state_dict(head.state_dict())  # its own checkpoints load
 
 
 @pytest.mark.parametrize('normalizer', ['relu', 'abs'])

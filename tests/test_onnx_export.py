@@ -65,7 +65,7 @@ def test_export_matches_torch_with_dynamic_batch(module, tmp_path):
     assert [(o.name, o.shape) for o in session.get_outputs()] == [('keypoints', ['batch', K, 2]),
                                                                    ('scores', ['batch', K])]
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
-    assert meta['input_size'] == f'{W},{H}' and meta['channel_order'] == 'RGB'
+    assert meta['input_size'] == f'{W},{H}' and meta['channel_order'] == 'RGB' and meta['crop'] == 'standard'
 
     inputs = random_images(1, 3)  # 3 != the export batch: the batch axis is really dynamic
     keypoints, scores = session.run(None, {'image': inputs[1].numpy()})
@@ -75,6 +75,13 @@ def test_export_matches_torch_with_dynamic_batch(module, tmp_path):
     print(f'max |onnxruntime - torch|: {diffs}')
     assert set(diffs) == {'keypoints', 'scores'}
     assert max(diffs.values()) < TOL
+
+
+def test_a_udp_model_says_so_in_its_metadata(repo_root, tmp_path):
+    """A UDP crop maps back to the image by x * box_w / (w - 1), not the standard x * box_w / w."""
+    udp = build_export_module(str(repo_root / CONFIG), None, {'model.head.decoder.use_udp': True})
+    out = export_module(udp, str(tmp_path / 'udp.onnx'))
+    assert {p.key: p.value for p in onnx.load(out).metadata_props}['crop'] == 'udp'
 
 
 def test_static_batch(module, tmp_path):

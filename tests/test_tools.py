@@ -39,3 +39,31 @@ def test_a_tool_run_through_a_symlink_imports_the_package_of_its_file(tmp_path):
     (tmp_path / 'bin').mkdir()
     (tmp_path / 'bin' / 'benchmark.py').symlink_to(script)
     assert MARK in _help_output(tmp_path / 'bin' / 'benchmark.py', tmp_path)
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_whatever_form_the_inputs_take(tmp_path):
+    from pathlib import Path as P
+
+    from mmengine.config import Config
+
+    from ipr_plugin.arguments import check_out_file
+    config = tmp_path / 'cfg.py'
+    config.write_text('x = 1\n')
+    for given in (str(config), P(config)):
+        with pytest.raises(ValueError, match='is an input of this run'):
+            check_out_file(str(tmp_path / '.' / 'cfg.py'), inputs=[given])
+    # names that are no paths are left alone, whatever they are
+    check_out_file(str(config), inputs=[Config(dict(x=1)), 'mmdet::rtmdet/rtmdet_m_8xb32-300e_coco.py',
+                                        'https://host/cfg.py', None])
+
+
+def test_input_errors_end_a_tool_in_one_line_unless_the_traceback_is_asked_for(monkeypatch):
+    from ipr_plugin.arguments import exit_on_input_errors
+    monkeypatch.delenv('IPR_TRACEBACK', raising=False)
+    with pytest.raises(SystemExit, match=r'^tool: no such file: a.json \(IPR_TRACEBACK=1 shows where'):
+        with exit_on_input_errors('tool'):
+            raise FileNotFoundError('no such file: a.json')
+    monkeypatch.setenv('IPR_TRACEBACK', '1')
+    with pytest.raises(FileNotFoundError):
+        with exit_on_input_errors('tool'):
+            raise FileNotFoundError('no such file: a.json')

@@ -13,7 +13,8 @@ The exported graph (:class:`IPRExportModule`):
 
 The batch axis is dynamic unless ``dynamic_batch=False``. There is no flip test in the graph (run the
 flipped crop as a second batch item and mirror it yourself: ``u -> -u`` and the dataset's ``flip_indices``).
-The graph's ``metadata_props`` record the input size, channel order and coordinate convention.
+The graph's ``metadata_props`` record the input size, channel order and coordinate convention, and whether the
+crop is a UDP one (``crop``: ``'udp'`` when the codec has ``use_udp``: pixel 0 and ``w - 1`` on the box's edges).
 
 The TorchScript exporter (``dynamo=False``) is used: torch's default ``torch.export``-based exporter needs
 ``onnxscript``, which the pinned environment does not install, and the traced graph is static apart from
@@ -164,6 +165,8 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
     graph = onnx.load(out_file)
     meta = dict(input_size=f'{w},{h}', input_range='0-255', channel_order=module.channel_order,
                 keypoints='normalised (u, v), pixel x = ((u + 1) * w - 1) / 2',
+                # a UDP crop (pixel 0 and w - 1 on the box's edges) maps back to the image by x * box_w / (w - 1)
+                crop=('udp' if getattr(module.pose_model.head.decoder, 'use_udp', False) else 'standard'),
                 scores=f'probability mass within {module.pose_model.head.score_radius} heatmap cells')
     for key, value in meta.items():
         graph.metadata_props.add(key=key, value=value)
@@ -185,7 +188,7 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
             is not one of this config.
     """
     raise_problems(export_argument_problems(input_size, batch_size))
-    check_out_file(out_file, inputs=(config if isinstance(config, str) else None, checkpoint))
+    check_out_file(out_file, inputs=(config, checkpoint))
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)
 

@@ -270,7 +270,7 @@ def make_person_boxes(det_config: ConfigLike,
         raise ValueError(f'{ann_file} lists no images')
     if not osp.isdir(img_dir):
         raise FileNotFoundError(f'image folder not found: {img_dir}')
-    check_out_file(out_file, inputs=(ann_file, det_checkpoint, det_config if isinstance(det_config, str) else None))
+    check_out_file(out_file, inputs=(ann_file, det_checkpoint, det_config))
     if det_checkpoint is not None:
         # Read once up front (init_detector reads it again) because torch fails on a file that is not a
         # checkpoint with errors such as "KeyError: 101", naming neither the file nor the problem.

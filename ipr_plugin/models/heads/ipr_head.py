@@ -117,7 +117,8 @@ class IPRHead(BaseHead):
         self._map_size_warned = False  # grids_for
 
         # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly. Unlike it, convs
-        # without deconvs are built too (HeatmapHead builds them; mmpose's integral head drops them silently).
+        # without deconvs are built too, as HeatmapHead builds them (mmpose's integral head drops them without a
+        # word, so its checkpoints of such a config are refused by name: _from_heatmap_head).
         num_deconv = len(deconv_out_channels) if deconv_out_channels else 0
         self.simplebaseline_head = None
         self.final_layer = None
@@ -166,10 +167,16 @@ class IPRHead(BaseHead):
         return self
 
     def grids_for(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
-        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs, with a warning:
-        maps cropped by an unpadded final conv, or a wrong ``in_featuremap_size``, would be stretched over the
-        input).
-        """
+        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs)."""
+        H, W = logits.shape[-2:]
+        grid_x = self.grid_x if self.grid_x.numel() == W else self._make_grid(W, 0, logits.device)
+        grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
+        return grid_x.to(logits.device), grid_y.to(logits.device)
+
+    def _warn_map_size(self, logits: Tensor) -> None:
+        """Warn once when training or predicting on maps of another size than configured: maps cropped by an
+        unpadded final conv, or a wrong ``in_featuremap_size``, would be stretched over the input. (Not in
+        :meth:`forward`: an export at another input size than the decoder's is a valid reason.)"""
         H, W = logits.shape[-2:]
         if (W, H) != self.heatmap_size and not self._map_size_warned:
             self._map_size_warned = True
@@ -177,9 +184,6 @@ class IPRHead(BaseHead):
                       f'{self.heatmap_size[1]} (in_featuremap_size x 2^deconvs): check in_featuremap_size (w, h) and '
                       'that the final conv keeps the size (padding); the grids follow the maps', logger='current',
                       level=logging.WARNING)
-        grid_x = self.grid_x if self.grid_x.numel() == W else self._make_grid(W, 0, logits.device)
-        grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
-        return grid_x.to(logits.device), grid_y.to(logits.device)
 
     def scores(self, probs: Tensor, coords: Tensor) -> Tensor:
         """(B, K) keypoint scores in [0, 1]: each (B, K, H, W) map's mass within ``score_radius`` cells of its
@@ -261,6 +265,7 @@ class IPRHead(BaseHead):
             coords, probs, _ = self._integrate(logits)
             scores = self.scores(probs, coords)
             finite = torch.isfinite(logits).all()
+        self._warn_map_size(logits)
         score_mode = test_cfg.get('keypoint_scores', 'mass')
         if score_mode not in ('mass', 'ones'):  # a misspelt ablation would silently report the real scores
             raise ValueError(f"IPRHead: test_cfg['keypoint_scores'] must be 'mass' or 'ones', got {score_mode!r}")
@@ -312,7 +317,9 @@ class IPRHead(BaseHead):
             dict: 0-d tensors: ``loss_kpt`` (or each term of the loss under its own key), ``acc_pose`` (PCK at
             0.1 normalised units), ``beta`` when learnt, and with debias ``debias_r`` and ``debias_capped``.
         """
-        coords, probs, log_share = self._integrate(self.logits(feats), clamp=self.debias_clamp_in_loss)
+        logits = self.logits(feats)
+        self._warn_map_size(logits)
+        coords, probs, log_share = self._integrate(logits, clamp=self.debias_clamp_in_loss)
         labels, weights = training_labels(batch_data_samples)
         size_problem = input_size_problem(batch_data_samples, getattr(self.decoder, 'input_size', None))
         if size_problem:  # trains without an error, then every prediction is decoded wrongly
@@ -359,6 +366,13 @@ class IPRHead(BaseHead):
         """
         if self.simplebaseline_head is None:  # no deconv stack: a HeatmapHead's final layer already matches
             return
+        names = {key[len(prefix):].split('.', 1)[0] for key in state_dict if key.startswith(prefix)}
+        convs_only = isinstance(self.simplebaseline_head.deconv_layers, nn.Identity)
+        if convs_only and 'final_layer' in names and not names & {'conv_layers', 'simplebaseline_head'}:
+            raise ValueError(
+                'IPRHead: the checkpoint has a final layer but none of the convs that conv_out_channels builds here '
+                "without deconvs: it comes from a head that dropped them (mmpose's IntegralRegressionHead, or this "
+                'one before it built them); load it with conv_out_channels=None')
         for key in [k for k in state_dict if k.startswith(prefix)]:
             if key[len(prefix):].split('.', 1)[0] in HEATMAP_HEAD_LAYERS:
                 state_dict[f'{prefix}simplebaseline_head.{key[len(prefix):]}'] = state_dict.pop(key)
