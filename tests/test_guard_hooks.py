@@ -123,6 +123,17 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
     assert 'Epoch(test)' not in result.stdout  # refused before inference
 
 
+@pytest.mark.parametrize('content', [b'', b"_base_ = ['x.py']\n", b'\xff\xd8\xff\xe0 a JPEG'])
+def test_a_load_from_that_is_no_checkpoint_is_named_before_mmengine_reads_it(coco_sample, tmp_path, content):
+    not_a_checkpoint = tmp_path / 'weights.pth'
+    not_a_checkpoint.write_bytes(content)
+    for mode in ('test', 'train'):
+        cfg = _cfg(coco_sample, tmp_path / mode, max_iters=1)
+        cfg.load_from = str(not_a_checkpoint)
+        with pytest.raises(ValueError, match=r'weights.pth is not a PyTorch checkpoint \((the file is empty|it starts)'):
+            getattr(Runner.from_cfg(cfg), mode)()
+
+
 def test_training_still_fine_tunes_from_another_models_checkpoint(coco_sample, tmp_path):
     state = torch.load(_checkpoint(coco_sample, tmp_path / 'train'), map_location='cpu', weights_only=False)
     backbone_only = tmp_path / 'backbone_only.pth'

@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-__all__ = ['read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly', 'init_checked_model']
+__all__ = ['checkpoint_format_problem', 'read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly', 'init_checked_model']
 
 NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 
@@ -22,6 +22,25 @@ NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 def _first(items: Sequence[str], sep: str = ', ') -> str:
     more = len(items) - NUM_SHOWN
     return sep.join(items[:NUM_SHOWN]) + (f'{sep}... {more} more' if more > 0 else '')
+
+
+# torch.save writes a zip archive; files saved with _use_new_zipfile_serialization=False (and torch < 1.6) are a
+# pickle, which starts with the PROTO opcode
+_CHECKPOINT_STARTS = (b'PK\x03\x04', b'\x80')
+
+
+def checkpoint_format_problem(path: str) -> Optional[str]:
+    """Why the local file ``path`` cannot be a PyTorch checkpoint, from its first bytes alone (a config, an image,
+    a text file given in its place), or None. Cheap enough to run before a loader that would fail on such a file
+    without naming it (mmengine's, inside ``mim test --checkpoint``)."""
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if not head:
+        return f'{path} is not a PyTorch checkpoint (the file is empty)'
+    if not head.startswith(_CHECKPOINT_STARTS):
+        return (f'{path} is not a PyTorch checkpoint (it starts with {head!r}, neither the zip archive torch.save '
+                'writes nor a pickle)')
+    return None
 
 
 def read_checkpoint(path: str) -> Dict[str, Any]:

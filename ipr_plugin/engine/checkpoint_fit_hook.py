@@ -1,4 +1,7 @@
-"""Refuse, in a test or validation run, a checkpoint that leaves part of the model at its initial weights."""
+"""Refuse, in a test or validation run, a checkpoint that leaves part of the model at its initial weights, and in
+any run a ``load_from`` that is no checkpoint at all."""
+import os.path as osp
+
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper
@@ -18,9 +21,23 @@ class CheckpointFitHook(Hook):
 
     A training run keeps mmengine's behaviour: fine-tuning from another model's weights (a heatmap model's
     checkpoint, whose head differs) is what ``load_from`` is for there.
+
+    In every run, a local ``load_from`` that cannot be a checkpoint (a config, an image or a text file given in
+    its place) is refused before mmengine reads it, naming the file: torch's unpickler would fail with an error
+    that names neither the file nor the problem (``invalid load key, 'h'``) and advises loading it with
+    ``weights_only=False``.
     """
 
     priority = 'VERY_HIGH'
+
+    def before_run(self, runner) -> None:
+        from ipr_plugin.apis.checkpoint_check import checkpoint_format_problem  # apis builds on engine
+        from ipr_plugin.arguments import is_url
+        path = runner._load_from
+        if path and not is_url(path) and osp.isfile(path):  # a missing file: mmengine names it already
+            problem = checkpoint_format_problem(path)
+            if problem:
+                raise ValueError(problem)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runner.train() builds its optimizer wrapper before loading; val() and test() leave it a config (or
