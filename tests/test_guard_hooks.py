@@ -130,7 +130,8 @@ def test_a_load_from_that_is_no_checkpoint_is_named_before_mmengine_reads_it(coc
     for mode in ('test', 'train'):
         cfg = _cfg(coco_sample, tmp_path / mode, max_iters=1)
         cfg.load_from = str(not_a_checkpoint)
-        with pytest.raises(ValueError, match=r'weights.pth is not a PyTorch checkpoint \((the file is empty|it starts)'):
+        problem = r'weights.pth is not a PyTorch checkpoint \((the file is empty|it starts)'
+        with pytest.raises(ValueError, match=problem):
             getattr(Runner.from_cfg(cfg), mode)()
 
 

@@ -14,7 +14,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-__all__ = ['checkpoint_format_problem', 'read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly', 'init_checked_model']
+__all__ = ['checkpoint_format_problem', 'read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly',
+           'init_checked_model']
 
 NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 
