@@ -26,7 +26,9 @@ class IPRLoadImage(LoadImage):
             file (same path, size and modification time). A top-down test pipeline runs once per detector box,
             and mmpose's COCO person detections give each val image about 20-30 boxes, in file order
             (29.5 per image on the four-image COCO sample), so this decodes each image once instead of once per
-            box. The array is then shared by those samples, so it is marked read-only: a later transform that
+            box (once per process under DDP, where mmengine's sampler deals the samples to the processes in turn,
+            and once more where a batch boundary splits an image's boxes between loader workers). The array is
+            then shared by those samples, so it is marked read-only: a later transform that
             writes into it in place fails with NumPy's error instead of corrupting the next sample (mmpose's
             test-time transforms only read it). Default False (every sample loads its own copy).
         **kwargs: ``LoadImage``'s arguments.
