@@ -81,7 +81,9 @@ def exit_on_input_errors(prog: str) -> Iterator[None]:
     except (OSError, ValueError) as error:
         if os.environ.get('IPR_TRACEBACK') == '1':
             raise
-        sys.exit(f'{prog}: {error} (IPR_TRACEBACK=1 shows where it was raised)')
+        text = str(error)
+        named = text.lower().startswith((f'{prog}:', f"{prog.replace('_', ' ')}:"))  # the API named its tool
+        sys.exit(f"{'' if named else prog + ': '}{text} (IPR_TRACEBACK=1 shows where it was raised)")
 
 
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:

@@ -216,3 +216,10 @@ def test_write_json_leaves_no_partial_file(tmp_path):
     (out.parent / 'link.json').symlink_to(out)  # written through, as open() writes
     write_json(str(out.parent / 'link.json'), [3])
     assert (out.parent / 'link.json').is_symlink() and json.loads(out.read_text()) == [3]
+
+
+def test_a_missing_config_ends_the_tool_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, 'tools/check_data.py', str(tmp_path / 'nope.py')], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith('check_data: config not found: ')

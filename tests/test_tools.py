@@ -63,6 +63,9 @@ def test_input_errors_end_a_tool_in_one_line_unless_the_traceback_is_asked_for(m
     with pytest.raises(SystemExit, match=r'^tool: no such file: a.json \(IPR_TRACEBACK=1 shows where'):
         with exit_on_input_errors('tool'):
             raise FileNotFoundError('no such file: a.json')
+    with pytest.raises(SystemExit, match=r'^tool: the API named it \(IPR_TRACEBACK'):  # not prefixed twice
+        with exit_on_input_errors('tool'):
+            raise ValueError('tool: the API named it')
     monkeypatch.setenv('IPR_TRACEBACK', '1')
     with pytest.raises(FileNotFoundError):
         with exit_on_input_errors('tool'):

@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
-from ipr_plugin.arguments import parser_check_out_file, write_json  # noqa: E402
+from ipr_plugin.arguments import exit_on_input_errors, parser_check_out_file, write_json  # noqa: E402
 from ipr_plugin.apis.data_check import SPLITS, check_data, format_report, report_json  # noqa: E402
 
 
@@ -39,7 +39,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
+    with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
+        report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     print(format_report(report))
     if args.out:
         write_json(args.out, report_json(report), indent=1)
