@@ -3,11 +3,11 @@
 #   are copied to the GPU without blocking (IPRDataPreprocessor); uint8 is normalised on the GPU;
 # - bf16 autocast for training (AmpOptimWrapper; the head's soft-argmax, debias, scores and losses stay in
 #   float32), fp16 autocast for validation/testing, channels-last convolutions, cuDNN autotuning;
-# - no host synchronisation in a training step: the logged values are copied to the host in one go per logging
-#   interval (IPRRuntimeInfoHook);
+# - no host synchronisation in a training step (after the head's check of the first batches' labels): the logged
+#   values are copied to the host in one go per logging interval (IPRRuntimeInfoHook);
 # - the same pipelines with four of mmpose's transforms replaced by drop-ins that compute the same results with
 #   less CPU: IPRLoadImage (libjpeg-turbo decoding via simplejpeg, pixel-identical to OpenCV;
-#   at test time each image is decoded once for all of its detector boxes), IPRRandomFlip (the
+#   at test time each image is decoded once for the detector boxes of a batch), IPRRandomFlip (the
 #   flipped image copied by cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
 #   ipr_collate stacks the batch in channels-last order; the test loader collates as mmpose does, see there).

@@ -1,5 +1,5 @@
 # A CPU-sized IPR model trained on the embedded synthetic COCO-layout dataset (tools/make_synthetic_coco.py
-# writes it to data/synthetic). The README's main job (`make demo`) trains it with `mim train` on the CPU.
+# writes it to data/synthetic). The README's main job (`make demo`) trains it with `mim train` (sized for a CPU).
 # ResNet-18 at a quarter width (16 stem/base channels), 128x128 input, 32x32 heatmaps.
 _base_ = ['../ipr_res50_8xb64-210e_coco-256x256.py']
 

@@ -306,7 +306,8 @@ class IPRHead(BaseHead):
              feats: Tuple[Tensor],
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
-        """Losses and a device-side PCK accuracy, with no host sync.
+        """Losses and a device-side PCK accuracy, with no host sync (after the first batches' check of the label
+        convention, :func:`check_label_convention`).
 
         Args:
             feats: as for :meth:`logits`.

@@ -43,7 +43,8 @@ class IntegralJointLoss(nn.Module):
             ``iter`` info, host-side integers, so annealing costs no device synchronisation. mmengine's
             ``IterBasedTrainLoop`` never advances the epoch (it counts one epoch of ``max_iters``): anneal such a
             run ``by='iter'``, or the weight stays at ``reg_weight``. With ``end=None`` and ``by='epoch'`` the
-            last epoch trains at ``1 / max_epochs`` of the weight (epochs count from 0).
+            last epoch trains at ``1 / max_epochs`` of the weight with ``'linear'``, about
+            ``(pi / (2 max_epochs))^2`` of it with ``'cosine'`` (epochs count from 0).
     """
 
     def __init__(self,
