@@ -122,8 +122,7 @@ class DSNTLabel(BaseKeypointCodec):
         """
         if encoded.ndim != 3 or encoded.shape[-1] != 2:
             raise ValueError(f'DSNTLabel.decode: `encoded` must have shape (N, K, 2), got {encoded.shape}')
-        keypoints = (normalized_to_pixel(encoded.astype(np.float64), self.input_size)
-                     * self._back_scale()).astype(np.float32)
+        keypoints = self._for_back_transform(normalized_to_pixel(encoded.astype(np.float64), self.input_size))
         if scores is None:
             scores = np.ones(encoded.shape[:2], dtype=np.float32)
         return keypoints, scores.astype(np.float32)
@@ -145,19 +144,18 @@ class DSNTLabel(BaseKeypointCodec):
         if coords.ndim != 4 or coords.shape[-1] != 2:
             raise ValueError(f'DSNTLabel.batch_decode: `batch_coords` must have shape (B, N, K, 2), '
                              f'got {tuple(coords.shape)}')
-        keypoints = normalized_to_pixel(coords.detach().float(), self.input_size).cpu().numpy()
-        if self.use_udp:
-            keypoints = (keypoints * self._back_scale()).astype(np.float32)
+        pixels = normalized_to_pixel(coords.detach().float(), self.input_size).cpu().numpy()
+        keypoints = self._for_back_transform(pixels)
         if batch_scores is None:
             scores = np.ones(keypoints.shape[:3], dtype=np.float32)
         else:
             scores = torch.as_tensor(batch_scores).detach().float().cpu().numpy()
         return list(keypoints), list(scores)
 
-    def _back_scale(self) -> np.ndarray:
-        """(2,) factors from crop pixels to what mmpose's back-transform expects: ones, or w/(w-1), h/(h-1) with
-        ``use_udp`` (see the class doc)."""
-        if not self.use_udp:
-            return np.ones(2)
-        w, h = self.input_size
-        return np.array([w / (w - 1), h / (h - 1)])
+    def _for_back_transform(self, keypoints: np.ndarray) -> np.ndarray:
+        """(..., 2) crop pixels as mmpose's back-transform expects them, float32: as they are, or times w/(w-1),
+        h/(h-1) with ``use_udp`` (see the class doc)."""
+        if self.use_udp:
+            w, h = self.input_size
+            keypoints = keypoints * np.array([w / (w - 1), h / (h - 1)])
+        return keypoints.astype(np.float32)

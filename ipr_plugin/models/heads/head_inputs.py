@@ -97,17 +97,18 @@ def dataset_joints_problem(samples: Sequence, num_joints: int) -> Optional[str]:
             f'{num_joints}: does model.head.num_joints match the dataset?')
 
 
-def input_size_problem(samples: Sequence, decoder_input_size: Optional[Tuple[int, int]]) -> Optional[str]:
-    """Why the pipeline's crops (``TopdownAffine``'s ``input_size``, in the samples' metainfo) are not the size the
-    head's decoder maps predictions back from, or None. A child config that redefines ``codec`` and the head but
-    not the pipelines (mmengine keeps the base's, built with its codec) gives such a pair: every keypoint is then
-    decoded to the wrong input pixels, and mmpose maps those back to the image without an error."""
+def check_input_size(samples: Sequence, decoder) -> None:
+    """Refuse crops (``TopdownAffine``'s ``input_size``, in the samples' metainfo) of another size than the one the
+    head's decoder maps predictions back from. A child config that redefines ``codec`` and the head but not the
+    pipelines (mmengine keeps the base's, built with its codec) gives such a pair: it trains without an error, and
+    every keypoint is then decoded to the wrong input pixels, which mmpose maps back to the image without one."""
+    decoder_input_size = getattr(decoder, 'input_size', None)
     size = samples[0].metainfo.get('input_size') if samples and decoder_input_size is not None else None
     if size is None or tuple(int(s) for s in size) == tuple(decoder_input_size):
-        return None
-    return (f"IPRHead: the pipeline's crops are {tuple(int(s) for s in size)} (w, h; TopdownAffine's input_size) but "
-            f'the head decodes for {tuple(decoder_input_size)} (model.head.decoder.input_size): restate the '
-            'pipelines with the same codec as the head')
+        return
+    raise ValueError(f"IPRHead: the pipeline's crops are {tuple(int(s) for s in size)} (w, h; TopdownAffine's "
+                     f'input_size) but the head decodes for {tuple(decoder_input_size)} '
+                     '(model.head.decoder.input_size): restate the pipelines with the same codec as the head')
 
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),

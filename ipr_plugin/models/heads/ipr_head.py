@@ -18,8 +18,8 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
-from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_label_convention,
-                          dataset_joints_problem, input_size_problem, loss_takes_maps, training_labels)
+from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_input_size,
+                          check_label_convention, dataset_joints_problem, loss_takes_maps, training_labels)
 
 OptIntSeq = Optional[Sequence[int]]
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
@@ -114,7 +114,7 @@ class IPRHead(BaseHead):
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._joints_warned = False  # dataset_joints_problem, without flip test
-        self._map_size_warned = False  # grids_for
+        self._map_size_warned = False  # _warn_map_size
 
         # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly. Unlike it, convs
         # without deconvs are built too, as HeatmapHead builds them (mmpose's integral head drops them without a
@@ -245,9 +245,7 @@ class IPRHead(BaseHead):
             list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
             [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
         """
-        size_problem = input_size_problem(batch_data_samples, getattr(self.decoder, 'input_size', None))
-        if size_problem:
-            raise ValueError(size_problem)
+        check_input_size(batch_data_samples, self.decoder)
         joints_problem = dataset_joints_problem(batch_data_samples, self.num_joints)
         if test_cfg.get('flip_test', False):
             if joints_problem:
@@ -318,13 +316,11 @@ class IPRHead(BaseHead):
             dict: 0-d tensors: ``loss_kpt`` (or each term of the loss under its own key), ``acc_pose`` (PCK at
             0.1 normalised units), ``beta`` when learnt, and with debias ``debias_r`` and ``debias_capped``.
         """
+        check_input_size(batch_data_samples, self.decoder)  # before the forward pass: it needs the metainfo only
         logits = self.logits(feats)
         self._warn_map_size(logits)
         coords, probs, log_share = self._integrate(logits, clamp=self.debias_clamp_in_loss)
         labels, weights = training_labels(batch_data_samples)
-        size_problem = input_size_problem(batch_data_samples, getattr(self.decoder, 'input_size', None))
-        if size_problem:  # trains without an error, then every prediction is decoded wrongly
-            raise ValueError(size_problem)
         if labels.shape != coords.shape:
             raise ValueError(f'IPRHead.loss: `keypoint_labels` has shape {tuple(labels.shape)}, the head '
                              f'predicts {tuple(coords.shape)} (num_joints={self.num_joints})')
