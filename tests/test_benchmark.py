@@ -40,7 +40,7 @@ def tiny_run(tmp_path_factory, coco_sample) -> Dict[str, str]:
     out = tmp_path_factory.mktemp('bench') / 'B.md'
     val_data = [str(coco_sample / name) for name in ('test_coco.json', '.', 'test_coco_det_AP_H_56.json')]
     cmd = [sys.executable, 'tools/benchmark.py', '--tiny', '--configs', ANCHOR_CONFIG, OURS_CONFIG,
-           '--val-data', *val_data, '--out', str(out), '--label', 'pytest tiny']
+           '--val-data', *val_data, '--out', str(out), '--label', 'pytest tiny', '--rounds', '2']
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
     return dict(markdown=out.read_text(), stdout=proc.stdout)
@@ -83,6 +83,11 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '
                      r'boxes, 29.5 per image\)', markdown)
     assert tiny_run['markdown'].split('\n', 3)[-1].strip() in tiny_run['stdout']  # the same table is printed
+    # --rounds 2: (d) and (e) again in fresh workers, each round's totals and its ratio listed
+    for title in ('(d) CPU pipeline', '(e) CPU test pipeline'):
+        assert re.search(rf'^- {re.escape(title)}, total ms/sample by round: mmpose IPR [\d.]+, [\d.]+; ours [\d.]+, '
+                         r'[\d.]+; ours / mmpose IPR by round [\d.]+, [\d.]+ \(median [\d.]+, highest [\d.]+\)$',
+                         markdown, re.M), (title, markdown[:3000])
     # where each Runner measurement's time outside its window went, for both configs
     phases = re.search(r'^- Outside the windows \(s\): (.+)$', markdown, re.M)
     assert phases, markdown[:3000]
@@ -197,7 +202,7 @@ def test_skipped_windows_get_no_caveats_and_skipped_pipelines_no_table() -> None
     from ipr_plugin.benchmark.cli import settings_lines
     from ipr_plugin.benchmark.report import render_section
     args = Namespace(warmup=20, iters=60, batch_size=64, workers=2, pipeline_samples=256, seed=0, device='cpu',
-                     cfg_options=None, tiny=False, skip=[], time_limit=None, metric_images=5000)
+                     cfg_options=None, tiny=False, skip=[], time_limit=None, metric_images=5000, rounds=1)
     data = dict(num_train_images=300, num_train_instances=764, num_val_images=50, num_detections=150)
     assert sum(line.startswith('Caveat') for line in settings_lines(args, data)) == 3  # 2 sizes, eval rounds
     args.skip = ['train', 'loader', 'eval', 'pipeline', 'test_pipeline']

@@ -17,6 +17,7 @@ from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .report import render_section
+from .rounds import ROUND_MEASUREMENTS, merge_rounds, repeat_skip, round_order
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg
 
 DATA_STAMP = 'bench_synthetic.json'
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                    'later, one still running is stopped, and the section reports what finished and marks the '
                    'rest "cut off" (for machines lent for a fixed time); each config gets an equal share of the time '
                    'left when it starts, so that the comparison is not one measured row beside one cut off')
+    p.add_argument('--rounds', type=int, default=1,
+                   help='run (d) and (e) this many times, each config in a fresh process, the configs in alternating '
+                   'order; the tables give medians, and a line every round\'s totals and ratios (for the CPU '
+                   'pipeline target on a shared machine; see ipr_plugin/benchmark/rounds.py)')
     p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
     return p
 
@@ -196,6 +201,10 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
         + (f'; time limit {args.time_limit:g} s, shared equally by the configs still to run'
            if args.time_limit else ''),
     ]
+    if args.rounds > 1:
+        lines.append(f'Rounds: (d) and (e) run {args.rounds} times, each config in a fresh process, the configs '
+                     'forward, then backward, and so on; their tables give the medians over the rounds (a step\'s '
+                     'and the total\'s medians are taken separately)')
     if _runs(args, 'metric'):
         lines.append(f'(g): the config\'s val evaluator on predictions for {args.metric_images} images with '
                      f'{VAL2017_BOXES_PER_IMAGE} boxes each (`write_coco_scale_set`, no images; COCO val2017: 5000 '
@@ -250,7 +259,12 @@ def command_line(argv: Sequence[str]) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
-    args = build_parser().parse_args(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv[1:])
+    if args.rounds < 1:
+        parser.error(f'--rounds must be at least 1, got {args.rounds}')
+    if args.rounds > 1 and set(ROUND_MEASUREMENTS) <= set(args.skip):
+        parser.error('--rounds repeats (d) and (e), and --skip leaves both out')
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _fill_defaults(args)
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
@@ -262,20 +276,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
         if args.val_data:
             data = dict(data, **given_val_split(*args.val_data))
-        results = []
-        for index, (name, shown, path) in enumerate(configs):
-            work_dir = osp.join(work_root, f'{index}')
-            os.makedirs(work_dir)
-            spec = WorkerSpec(
-                name=name, config=osp.abspath(path), data=data, batch_size=args.batch_size,
-                workers=args.workers, warmup=args.warmup, iters=args.iters, device=args.device,
-                work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=list(args.skip),
-                pipeline_samples=args.pipeline_samples, metric_images=args.metric_images,
-                cfg_options=dict(args.cfg_options), seed=args.seed,
-                deadline=config_deadline(deadline, len(configs) - index))
-            result = run_config(spec)
-            result['config'] = shown
-            results.append(result)
+        runs: List[List[Dict[str, Any]]] = [[] for _ in configs]
+        for round_index in range(args.rounds):
+            skip = list(args.skip) if round_index == 0 else repeat_skip(args.skip)
+            order = round_order(len(configs), round_index)
+            for position, index in enumerate(order):
+                name, _, path = configs[index]
+                work_dir = osp.join(work_root, f'{index}' + (f'-round{round_index + 1}' if round_index else ''))
+                os.makedirs(work_dir)
+                # each round shares the time left among its configs still to run
+                spec = WorkerSpec(
+                    name=name, config=osp.abspath(path), data=data, batch_size=args.batch_size,
+                    workers=args.workers, warmup=args.warmup, iters=args.iters, device=args.device,
+                    work_dir=work_dir, result_file=osp.join(work_dir, 'result.json'), skip=skip,
+                    pipeline_samples=args.pipeline_samples, metric_images=args.metric_images,
+                    cfg_options=dict(args.cfg_options), seed=args.seed,
+                    deadline=config_deadline(deadline, len(order) - position))
+                runs[index].append(run_config(spec))
+        results = [dict(merge_rounds(config_runs), config=shown)
+                   for config_runs, (_, shown, _) in zip(runs, configs)]
         section = render_section(results, command_line(argv), settings_lines(args, data), args.label)
     finally:
         if args.keep_work_dir:

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..markdown import cpu_model, markdown_table
+from .rounds import rounds_lines
 
 # (row label, measurement, how to read the value from that measurement's result)
 MAIN_ROWS: Sequence[tuple] = (
@@ -177,12 +178,14 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
              f'- Machine: {machine_line(results)}']
     extra = [line for line in (phase_line(results), cocoeval_line(results), dataset_checks_line(results)) if line]
+    extra += rounds_lines(results)
     parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + [f'- {line}' for line in extra]
     parts += ['- Configs (ratios are against the first):'] + ['  ' + line for line in config_lines(results)]
     errors = error_lines(results)
     if errors:
         parts += ['- Errors:'] + ['  ' + line for line in errors]
     cut = [f'{r["name"]}: {", ".join(r["cut_off"])}' for r in results if r.get('cut_off')]
+    cut += [f'{r["name"]}: round {k}' for r in results for k in r.get('rounds_cut_off', ())]
     if cut:
         parts.append('- Cut off by the time limit, not measured: ' + '; '.join(cut))
     parts += ['', main_table(results), '']

@@ -1,0 +1,91 @@
+"""``tools/benchmark.py --rounds``: (d) and (e) repeated with the configs alternating, medians and paired ratios.
+
+The merging is checked on hand-made worker results (the real worker's results are checked by the ``--tiny``
+run in ``test_benchmark.py``, which uses ``--rounds 2``)."""
+from typing import Any, Dict, List
+
+import pytest
+
+from ipr_plugin.benchmark.rounds import merge_rounds, repeat_skip, round_order, rounds_lines
+from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG
+
+
+def _run(total: float, steps: Dict[str, float], **extra: Any) -> Dict[str, Any]:
+    return dict(name='x', config='x.py', errors={}, pipeline=dict(ms_per_sample=total, steps=steps, samples=8),
+                **extra)
+
+
+def test_rounds_alternate_the_order_and_repeat_only_the_pipelines() -> None:
+    assert [round_order(3, r) for r in range(3)] == [[0, 1, 2], [2, 1, 0], [0, 1, 2]]
+    assert sorted(repeat_skip([])) == ['eval', 'host', 'loader', 'metric', 'train']
+    assert 'test_pipeline' in repeat_skip(['test_pipeline'])  # what the command skips stays skipped
+
+
+def test_merge_takes_medians_per_step_and_of_the_totals_and_keeps_every_round() -> None:
+    first = _run(3.0, dict(load=2.0, warp=1.0), train=dict(per_s=100.0))
+    runs = [first, _run(5.0, dict(load=2.5, warp=2.5)), _run(4.0, dict(load=3.5, warp=0.5))]
+    merged = merge_rounds(runs)
+    assert merged['pipeline']['ms_per_sample'] == 4.0
+    assert merged['pipeline']['steps'] == dict(load=2.5, warp=1.0)  # per step, not the median round's steps
+    assert merged['pipeline']['rounds'] == [3.0, 5.0, 4.0]
+    assert merged['train'] == dict(per_s=100.0)  # the first round's other measurements are kept
+    assert first['pipeline']['ms_per_sample'] == 3.0  # the inputs are not changed
+
+
+def test_a_failed_or_cut_off_round_is_named_and_left_out_of_the_medians() -> None:
+    failed = dict(name='x', config='x.py', errors={'pipeline': 'OSError: disk'})
+    cut = dict(name='x', config='x.py', errors={}, cut_off=['pipeline'])
+    merged = merge_rounds([_run(3.0, dict(load=3.0)), failed, _run(5.0, dict(load=5.0)), cut])
+    assert merged['pipeline']['rounds'] == [3.0, None, 5.0, None]
+    assert merged['pipeline']['ms_per_sample'] == 4.0
+    assert merged['errors'] == {'pipeline (round 2)': 'OSError: disk'}
+    assert merged['rounds_cut_off'] == [4]
+    # one round alone is the plain result: no medians, no rounds line
+    single = merge_rounds([_run(3.0, dict(load=3.0)), failed])
+    assert 'rounds' not in single['pipeline'] and rounds_lines([single]) == []
+
+
+def test_the_rounds_line_pairs_each_round_with_the_anchors_same_round() -> None:
+    anchor = dict(name='mmpose', pipeline=dict(rounds=[3.0, 2.0, 4.0]))
+    ours = dict(name='ours', pipeline=dict(rounds=[1.5, None, 2.4]))
+    assert rounds_lines([anchor, ours]) == [
+        '(d) CPU pipeline, total ms/sample by round: mmpose 3, 2, 4; ours 1.5, not measured, 2.4; '
+        'ours / mmpose by round 0.50, 0.60 (median 0.55, highest 0.60)']
+
+
+def test_the_command_runs_the_configs_in_alternating_rounds(monkeypatch, tmp_path) -> None:
+    from ipr_plugin.benchmark import cli
+    calls: List[tuple] = []
+
+    def record(spec):
+        calls.append((spec.name, tuple(sorted(spec.skip))))
+        total = dict(a=4.0, b=2.0)[spec.name] + len(calls) / 100
+        return dict(name=spec.name, config=spec.config, device='cpu', errors={},
+                    pipeline=dict(ms_per_sample=total, steps=dict(load=total), samples=8))
+
+    monkeypatch.setattr(cli, 'run_config', record)
+    monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
+        num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
+    out = tmp_path / 'B.md'
+    assert cli.main(['tools/benchmark.py', '--device', 'cpu', '--configs', f'a={ANCHOR_CONFIG}', f'b={OURS_CONFIG}',
+                     '--skip', 'train', 'loader', 'eval', 'host', 'metric', '--rounds', '3', '--out', str(out)]) == 0
+    repeat = tuple(sorted(repeat_skip([])))
+    first = tuple(sorted(['train', 'loader', 'eval', 'host', 'metric']))
+    assert calls == [('a', first), ('b', first), ('b', repeat), ('a', repeat), ('a', repeat), ('b', repeat)]
+    text = out.read_text()
+    assert '- (d) CPU pipeline, total ms/sample by round: a 4.01, 4.04, 4.05; b 2.02, 2.03, 2.06; ' \
+        'b / a by round 0.50, 0.50, 0.51 (median 0.50, highest 0.51)' in text
+    assert '| (d) CPU pipeline ms/sample | 4.04 | 2.03 | 0.50 |' in text  # medians in the table
+    assert '- Rounds: (d) and (e) run 3 times' in text
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--rounds', '0'], '--rounds must be at least 1, got 0'),
+    (['--rounds', '2', '--skip', 'pipeline', 'test_pipeline'], '--rounds repeats (d) and (e), and --skip leaves'),
+])
+def test_rounds_that_cannot_repeat_anything_are_refused(argv, message, capsys) -> None:
+    from ipr_plugin.benchmark import cli
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
