@@ -5,7 +5,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -35,15 +35,16 @@ def _table_rows(markdown: str, first_header: str) -> Dict[str, List[str]]:
 
 
 @pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory, coco_sample) -> Dict[str, str]:
+def tiny_run(tmp_path_factory, coco_sample) -> Dict[str, Any]:
     # evaluation and the test pipeline on the real COCO sample, with the real detector's boxes
     out = tmp_path_factory.mktemp('bench') / 'B.md'
     val_data = [str(coco_sample / name) for name in ('test_coco.json', '.', 'test_coco_det_AP_H_56.json')]
     cmd = [sys.executable, 'tools/benchmark.py', '--tiny', '--configs', ANCHOR_CONFIG, OURS_CONFIG,
-           '--val-data', *val_data, '--out', str(out), '--label', 'pytest tiny', '--rounds', '2']
+           '--val-data', *val_data, '--out', str(out), '--label', 'pytest tiny', '--rounds', '2',
+           '--plot', str(out.with_suffix('.png'))]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}'
-    return dict(markdown=out.read_text(), stdout=proc.stdout)
+    return dict(markdown=out.read_text(), stdout=proc.stdout, plot=out.with_suffix('.png'))
 
 
 def test_tiny_run_measures_every_cell(tiny_run: Dict[str, str]) -> None:
@@ -88,6 +89,8 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
         assert re.search(rf'^- {re.escape(title)}, total ms/sample by round: mmpose IPR [\d.]+, [\d.]+; ours [\d.]+, '
                          r'[\d.]+; ours / mmpose IPR by round [\d.]+, [\d.]+ \(median [\d.]+, highest [\d.]+\)$',
                          markdown, re.M), (title, markdown[:3000])
+    assert f'- Plot of (d) and (e): `{tiny_run["plot"]}`' in markdown
+    assert tiny_run['plot'].read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     # where each Runner measurement's time outside its window went, for both configs
     phases = re.search(r'^- Outside the windows \(s\): (.+)$', markdown, re.M)
     assert phases, markdown[:3000]

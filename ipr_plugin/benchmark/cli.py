@@ -10,17 +10,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
+from ..arguments import check_out_file
 from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
+from .plot import plot_pipelines
 from .report import render_section
 from .rounds import ROUND_MEASUREMENTS, merge_rounds, repeat_skip, round_order
 from .spec import MEASUREMENTS, WorkerSpec, default_configs, parse_config_arg
 
 DATA_STAMP = 'bench_synthetic.json'
+PLOT_FORMATS = ('.png', '.svg', '.pdf')
 IMAGE_SIZE = (640, 480)
 # The writer's "normal" difficulty gives about 2.6 annotated people and 2.8 detector boxes per image (measured);
 # the defaults divide by a little less, for a margin.
@@ -76,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='run (d) and (e) this many times, each config in a fresh process, the configs in alternating '
                    'order; the tables give medians, and a line every round\'s totals and ratios (for the CPU '
                    'pipeline target on a shared machine; see ipr_plugin/benchmark/rounds.py)')
+    p.add_argument('--plot', default=None, metavar='FILE.png',
+                   help='also draw (d) and (e) as stacked bars by step, a bar per config (with --rounds, each '
+                   'round\'s total as a dot)')
     p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
     return p
 
@@ -257,16 +264,28 @@ def command_line(argv: Sequence[str]) -> str:
     return 'python ' + shlex.join([script] + list(argv[1:]))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv[1:])
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what cannot work (exit 2 with argparse's one line), and fill in the defaults."""
     if args.rounds < 1:
         parser.error(f'--rounds must be at least 1, got {args.rounds}')
     if args.rounds > 1 and set(ROUND_MEASUREMENTS) <= set(args.skip):
         parser.error('--rounds repeats (d) and (e), and --skip leaves both out')
+    if args.plot is not None and osp.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
+        parser.error(f'--plot {args.plot}: give a file ending in {", ".join(PLOT_FORMATS)}')
+    _fill_defaults(args)  # --out's default
+    for option, path in (('--out', args.out), ('--plot', args.plot)):
+        try:  # before minutes of measuring, not after
+            check_out_file(path, option)
+        except OSError as err:
+            parser.error(str(err))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv[1:])
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
-    _fill_defaults(args)
+    _check_args(parser, args)
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
     deadline = time.time() + args.time_limit if args.time_limit else None
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
@@ -295,7 +314,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 runs[index].append(run_config(spec))
         results = [dict(merge_rounds(config_runs), config=shown)
                    for config_runs, (_, shown, _) in zip(runs, configs)]
-        section = render_section(results, command_line(argv), settings_lines(args, data), args.label)
+        settings = settings_lines(args, data)
+        if args.plot and plot_pipelines(results, Path(args.plot)):
+            settings.append(f'Plot of (d) and (e): `{args.plot}`')
+        section = render_section(results, command_line(argv), settings, args.label)
     finally:
         if args.keep_work_dir:
             print(f'[benchmark] work dir kept: {work_root}', file=sys.stderr)

@@ -2,7 +2,7 @@
 import os
 import platform
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..markdown import cpu_model, markdown_table
 from .rounds import rounds_lines
@@ -96,12 +96,13 @@ def _step_key(name: str) -> str:
     return base.__name__ if base is not None else name
 
 
-def pipeline_table(results: List[Dict[str, Any]], key: str = 'pipeline') -> str:
-    """ms/sample of every step of the train pipeline (``key='test_pipeline'``: the test pipeline), the union
-    of the configs' steps in pipeline order, and the total; a drop-in replacement is shown in the row of the
-    transform it replaces ("LoadImage / IPRLoadImage")."""
+def step_breakdown(results: List[Dict[str, Any]], key: str = 'pipeline') -> Tuple[Dict[str, List[str]],
+                                                                               List[Dict[str, float]]]:
+    """The steps of measurement ``key`` ('pipeline' or 'test_pipeline') across configs: row key -> the transform
+    names shown in that row (the union in pipeline order; a drop-in shares the row of the mmpose transform it
+    replaces), and per config, row key -> ms/sample ('total' included where measured)."""
     labels: Dict[str, List[str]] = {}
-    by_key: List[Dict[str, float]] = []  # per config: row key -> ms/sample
+    by_key: List[Dict[str, float]] = []
     for r in results:
         pipeline = r.get(key) or {}
         by_key.append({'total': pipeline.get('ms_per_sample')})
@@ -111,6 +112,14 @@ def pipeline_table(results: List[Dict[str, Any]], key: str = 'pipeline') -> str:
             names = labels.setdefault(row, [])
             if name not in names:
                 names.append(name)
+    return labels, by_key
+
+
+def pipeline_table(results: List[Dict[str, Any]], key: str = 'pipeline') -> str:
+    """ms/sample of every step of the train pipeline (``key='test_pipeline'``: the test pipeline), the union
+    of the configs' steps in pipeline order, and the total; a drop-in replacement is shown in the row of the
+    transform it replaces ("LoadImage / IPRLoadImage")."""
+    labels, by_key = step_breakdown(results, key)
     title = 'test pipeline step' if key == 'test_pipeline' else 'step'
     header = [f'{title} (ms/sample, 1 thread)'] + [r['name'] for r in results] + _ratio_header(results)
     statuses = ['-' if key in r else _status(r, key) for r in results]

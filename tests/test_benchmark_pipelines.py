@@ -1,11 +1,14 @@
-"""``tools/benchmark.py --rounds``: (d) and (e) repeated with the configs alternating, medians and paired ratios.
+"""``tools/benchmark.py --rounds`` and ``--plot``: (d) and (e) repeated with the configs alternating (medians and
+paired ratios), and drawn as stacked bars by step.
 
-The merging is checked on hand-made worker results (the real worker's results are checked by the ``--tiny``
-run in ``test_benchmark.py``, which uses ``--rounds 2``)."""
+Both are checked on hand-made worker results here; the real worker's results go through them in the ``--tiny``
+run of ``test_benchmark.py``, which uses ``--rounds 2 --plot``."""
+from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
+from ipr_plugin.benchmark.plot import draw_pipelines, plot_pipelines
 from ipr_plugin.benchmark.rounds import merge_rounds, repeat_skip, round_order, rounds_lines
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG
 
@@ -83,8 +86,75 @@ def test_the_command_runs_the_configs_in_alternating_rounds(monkeypatch, tmp_pat
     (['--rounds', '0'], '--rounds must be at least 1, got 0'),
     (['--rounds', '2', '--skip', 'pipeline', 'test_pipeline'], '--rounds repeats (d) and (e), and --skip leaves'),
 ])
-def test_rounds_that_cannot_repeat_anything_are_refused(argv, message, capsys) -> None:
+def test_rounds_that_cannot_repeat_anything_are_refused(argv, message, capsys, monkeypatch) -> None:
     from ipr_plugin.benchmark import cli
+    monkeypatch.setattr(cli, 'prepare_data', lambda *args: pytest.fail('the benchmark started'))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _config(name: str, train_steps: Dict[str, float], test_steps: Dict[str, float], rounds=None) -> Dict[str, Any]:
+    result: Dict[str, Any] = dict(name=name, errors={})
+    for key, steps in (('pipeline', train_steps), ('test_pipeline', test_steps)):
+        if steps:
+            result[key] = dict(ms_per_sample=sum(steps.values()), steps=steps, samples=8)
+            if rounds:
+                result[key]['rounds'] = rounds
+    return result
+
+
+def test_the_plot_has_a_bar_per_config_and_a_step_keeps_its_colour_in_both_panels(tmp_path: Path) -> None:
+    anchor = _config('mmpose', dict(LoadImage=1.2, RandomFlip=0.05, TopdownAffine=0.9),
+                     dict(LoadImage=1.1, TopdownAffine=0.3), rounds=[2.0, 2.3])
+    ours = _config('ours', dict(IPRLoadImage=1.0, IPRRandomFlip=0.08, TopdownAffine=0.3),
+                   dict(IPRLoadImage=0.4, TopdownAffine=0.3), rounds=[1.3, 1.5])
+    fig = draw_pipelines([anchor, ours])
+    train, test = fig.axes
+    assert [t.get_text() for t in train.get_yticklabels()] == ['mmpose', 'ours']
+    assert train.get_title().startswith('(d) train pipeline') and test.get_title().startswith('(e) test pipeline')
+
+    def colours(ax) -> Dict[str, tuple]:
+        handles, labels = ax.get_legend_handles_labels()
+        return {label: tuple(h.patches[0].get_facecolor()) for h, label in zip(handles, labels)
+                if hasattr(h, 'patches')}  # bars, not the round markers
+    train_colours, test_colours = colours(train), colours(test)
+    # a drop-in in the row of the transform it replaces, and one colour per row in both panels
+    assert set(train_colours) == {'LoadImage / IPRLoadImage', 'RandomFlip / IPRRandomFlip', 'TopdownAffine'}
+    for label in ('LoadImage / IPRLoadImage', 'TopdownAffine'):
+        assert test_colours[label] == train_colours[label]
+    assert len(set(train_colours.values())) == 3
+    # 3 segments per config; each bar ends at the config's total
+    segments = [p for p in train.patches]
+    assert len(segments) == 6
+    ends = sorted({round(p.get_x() + p.get_width(), 6) for p in segments})
+    assert ends[-1] == round(2.15, 6) and round(1.38, 6) in ends
+    texts = [t.get_text() for t in train.texts]
+    assert texts == ['2.15 ms', '1.38 ms (0.64x)']
+    assert 'total in each round' in train.get_legend_handles_labels()[1]
+    assert plot_pipelines([anchor, ours], tmp_path / 'sub' / 'p.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_no_pipeline_measured_draws_nothing(tmp_path: Path) -> None:
+    assert plot_pipelines([dict(name='a', errors={}, train=dict(per_s=1.0))], tmp_path / 'p.png') is None
+    assert not (tmp_path / 'p.png').exists()
+    only_test = draw_pipelines([_config('a', {}, dict(LoadImage=1.0))])
+    assert [ax.get_title()[:3] for ax in only_test.axes] == ['(e)']
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--plot', 'bench.txt'], '--plot bench.txt: give a file ending in .png, .svg, .pdf'),
+    (['--plot', 'README.md/x.png'], '--plot README.md/x.png: '),
+    (['--out', '.'], '--out . is a directory'),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_measuring(argv, message, capsys, monkeypatch) -> None:
+    from ipr_plugin.benchmark import cli
+
+    def no_measuring(*args):
+        raise AssertionError('the benchmark started instead of refusing its arguments')
+    monkeypatch.setattr(cli, 'prepare_data', no_measuring)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # README.md: a file, so not a folder to write in
     with pytest.raises(SystemExit) as exit_info:
         cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
     assert exit_info.value.code == 2
