@@ -17,7 +17,8 @@ appends it, with the command, date and machine, to ``BENCHMARKS.md``.
 Modules: :mod:`.spec` (what a worker is asked to do), :mod:`.overrides` (config changes for the benchmark),
 :mod:`.timing` (window timer hook, GPU utilisation sampler), :mod:`.measure` (the measurements),
 :mod:`.coco_scale` (predictions for (g)), :mod:`.worker` (one config in one process), :mod:`.report` (tables,
-machine, markdown), :mod:`.cli` (the command).
+machine, markdown), :mod:`.rounds` (``--rounds``: (d) and (e) repeated), :mod:`.plot` (``--plot``), :mod:`.cli`
+(the command).
 """
 from .cli import main
 
