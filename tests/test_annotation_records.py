@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from mmpose.datasets import CocoDataset
 
-from ipr_plugin.datasets.body.coco_checks import (annotation_problem, detection_problem, file_problem, image_problem,
-                                             image_size_table)
+from ipr_plugin.datasets.body.coco_checks import (annotation_problem, detection_problem, duplicate_id_problem,
+                                                  file_problem, image_problem, image_size_table)
 from ipr_plugin.datasets.body.coco_dataset import IPRCocoDataset
 
 IMAGE = dict(id=785, file_name='000000000785.jpg', width=640, height=425)
@@ -66,6 +66,17 @@ def test_file_problem():
                                                                                                   'width and no height')
 
 
+def test_duplicate_id_problem():
+    assert duplicate_id_problem(dict(images=[IMAGE, dict(IMAGE, id=9)], annotations=[ANN, dict(ANN, id=2)])) is None
+    assert duplicate_id_problem(dict(images=[IMAGE], annotations=[ANN, dict(ANN, id=2, image_id=9), ANN])) == (
+        "uses annotation id 1 twice (on images 785 and 785): annotation ids must be unique, as COCO's index keeps "
+        'one annotation per id (annotations 0 and 2, counting from 0)')
+    assert duplicate_id_problem(dict(images=[IMAGE, dict(IMAGE, file_name='b.jpg')], annotations=[])).startswith(
+        'uses image id 785 twice: image ids must be unique')
+    # records without ids are file_problem's to name
+    assert duplicate_id_problem(dict(images=['x', {}], annotations=[{}, {}, 3])) is None
+
+
 def test_detection_problem():
     person = dict(image_id=785, category_id=1, bbox=[1, 2, 3, 4], score=0.9)
     assert detection_problem([person, dict(person, category_id=2, bbox=None)], {785}, 'a.json') is None
@@ -103,6 +114,8 @@ EDITS = {
     'an annotation without id': (lambda d: d['annotations'][3].pop('id'), 'annotation 3 (counting from 0; '
                                                                           'image_id '),
     'a list': (lambda d: (d.clear(), d.update(wrapped=[])), 'has no "images" list'),
+    'an annotation without category_id': (lambda d: d['annotations'][2].pop('category_id'),
+                                          'annotation 2 (counting from 0; id '),
 }
 
 
@@ -121,6 +134,25 @@ def test_a_malformed_record_is_named_where_mmpose_crashes(coco_sample, tmp_path,
     with pytest.raises(ValueError) as ours:
         IPRCocoDataset(**kwargs)
     assert 'IPRCocoDataset: ' in str(ours.value) and ann_file in str(ours.value) and needle in str(ours.value)
+
+
+def test_annotation_ids_restarting_in_every_image_are_refused_where_mmpose_mixes_up_the_images(coco_sample, tmp_path):
+    """A converter that numbers each image's annotations from 1: COCO's index keeps one annotation per id, so
+    mmpose gives every image the people of the last image with that id, without a word."""
+    def per_image_ids(data):
+        counts = {}
+        for ann in data['annotations']:
+            counts[ann['image_id']] = ann['id'] = counts.get(ann['image_id'], 0) + 1
+
+    ann_file = _edited(coco_sample, tmp_path, per_image_ids)
+    kwargs = dict(ann_file=ann_file, data_prefix=dict(img=str(coco_sample)), pipeline=[])
+    theirs = CocoDataset(**kwargs)
+    people_on = {a['image_id'] for a in json.loads(Path(ann_file).read_text())['annotations'] if a['num_keypoints']}
+    samples_on = {theirs.get_data_info(i)['img_id'] for i in range(len(theirs))}
+    assert len(people_on) == 4 and len(samples_on) == 1  # every sample is a person of the last image
+    with pytest.raises(ValueError, match=rf'IPRCocoDataset: the annotation file {ann_file}: uses annotation id 1 twice '
+                       r'\(on images \d+ and \d+\): annotation ids must be unique'):
+        IPRCocoDataset(**kwargs)
 
 
 def test_an_image_without_a_size_and_without_person_boxes_is_accepted_as_mmpose_accepts_it(coco_sample, tmp_path):

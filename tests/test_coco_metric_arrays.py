@@ -255,3 +255,24 @@ def test_bad_predictions_and_ground_truth_are_refused_naming_them(coco_scale, co
     assert _evaluate(IPRCocoMetric, samples[:50], coco_meta, ann_file=str(unlabelled), format_only=True,
                      outfile_prefix=prefix) == {}
     assert len(json.loads(open(prefix + '.keypoints.json').read())) > 0
+
+
+def test_an_annotation_file_without_the_evaluated_images_is_named(coco_scale, coco_meta, tmp_path):
+    """An evaluator left on another annotation file than the dataset's: xtcocotools' loadRes asserts after the
+    whole test run, without naming the file or the images."""
+    ann_file, samples, _ = coco_scale
+    with open(ann_file) as f:
+        coco = json.load(f)
+    evaluated = sorted({s['img_id'] for s in samples})
+    dropped = set(evaluated[::2])
+    coco['images'] = [img for img in coco['images'] if img['id'] not in dropped]
+    coco['annotations'] = [ann for ann in coco['annotations'] if ann['image_id'] not in dropped]
+    other = tmp_path / 'other_split.json'
+    other.write_text(json.dumps(coco))
+    with pytest.raises(AssertionError, match='Results do not correspond to current coco set'):
+        _evaluate(CocoMetric, samples, coco_meta, ann_file=str(other))
+    first = ', '.join(map(str, sorted(dropped)[:5]))
+    assert len(dropped) > 5  # the message shows five
+    with pytest.raises(ValueError, match=rf'other_split.json\) has no image with id {first}, \.\.\. \({len(dropped)} '
+                       r'of the evaluated images\): give the evaluator the annotation file of the evaluated dataset'):
+        _evaluate(IPRCocoMetric, samples, coco_meta, ann_file=str(other))

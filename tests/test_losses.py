@@ -174,3 +174,81 @@ def test_unlabelled_nan_targets_leave_the_gradient_finite(kind):
     weighted_joint_mean(coordinate_loss(pred, target, kind), weights).backward()  # unmasked: the NaN gets through
     assert not torch.isfinite(pred.grad).all()
     assert mask_unweighted_targets(target, pred, None) is target
+
+
+def _joint_inputs(seed: int = 0):
+    """Predicted coordinates off the labels, and predicted maps that are neither Gaussian at the labels nor at
+    the predictions (softmax of random logits), with some joints unweighted."""
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(B, K, 2, generator=gen) - 0.5
+    pred = target + 0.1 * torch.randn(B, K, 2, generator=gen)
+    probs = torch.randn(B, K, H * W, generator=gen).softmax(-1).view(B, K, H, W)
+    weights = torch.tensor([[1, 1, 0, 1, 1], [1, 0, 1, 1, 1]], dtype=torch.float32)
+    return pred, target, probs, weights
+
+
+def test_the_regulariser_pulls_the_maps_to_the_labels_not_to_the_predictions():
+    """A Gaussian at the label is the minimum wherever the coordinates point; one at the prediction is not."""
+    from ipr_plugin.ops.targets import js_divergence
+    loss = MODELS.build(dict(type='IntegralJointLoss', sigma=1.5))
+    pred, target, _, weights = _joint_inputs()
+    at_label = gaussian_heatmaps(target, *grids(), sigma=1.5)
+    at_pred = gaussian_heatmaps(pred, *grids(), sigma=1.5)
+    out = loss(pred, target, weights, heatmaps=at_label, grids=grids())
+    assert out['loss_hm'].item() == pytest.approx(0, abs=1e-5) and out['loss_coord'].item() > 0.01
+    expected = weighted_joint_mean(js_divergence(at_pred, at_label), weights)
+    assert loss(pred, target, weights, heatmaps=at_pred, grids=grids())['loss_hm'].item() == pytest.approx(
+        expected.item(), rel=1e-5) and expected.item() > 0.01
+
+
+@pytest.mark.parametrize('regularizer', ['js', 'kl', 'var'])
+@pytest.mark.parametrize('sigma', [1.0, 2.5])
+def test_each_regulariser_and_sigma_is_the_ops_function_on_the_same_inputs(regularizer, sigma):
+    from ipr_plugin.ops import soft_argmax
+    from ipr_plugin.ops.targets import js_divergence, kl_divergence, variance_regularizer
+    pred, target, probs, weights = _joint_inputs(1)
+    grid_x, grid_y = grids()
+    if regularizer == 'var':
+        per_joint = variance_regularizer(probs, soft_argmax(probs, grid_x, grid_y), grid_x, grid_y, sigma)
+    else:
+        divergence = js_divergence if regularizer == 'js' else kl_divergence
+        per_joint = divergence(probs, gaussian_heatmaps(target, grid_x, grid_y, sigma))
+    loss = MODELS.build(dict(type='IntegralJointLoss', regularizer=regularizer, sigma=sigma))
+    value = loss(pred, target, weights, heatmaps=probs, grids=grids())['loss_hm'].item()
+    assert value == pytest.approx(weighted_joint_mean(per_joint, weights).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize('kind', ['l1', 'smooth_l1', 'l2', 'euclidean'])
+def test_the_coordinate_term_is_the_chosen_coordinate_loss(kind):
+    pred, target, probs, weights = _joint_inputs(2)
+    loss = MODELS.build(dict(type='IntegralJointLoss', coord_loss=kind))
+    expected = weighted_joint_mean(coordinate_loss(pred, target, kind), weights)
+    value = loss(pred, target, weights, heatmaps=probs, grids=grids())['loss_coord'].item()
+    assert value == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_the_weights_scale_their_terms_and_annealing_scales_the_regulariser_in_forward():
+    pred, target, probs, weights = _joint_inputs(3)
+    kwargs = dict(heatmaps=probs, grids=grids())
+    plain = MODELS.build(dict(type='IntegralJointLoss'))(pred, target, weights, **kwargs)
+    weighted = MODELS.build(dict(type='IntegralJointLoss', coord_weight=3.0, reg_weight=2.0))(
+        pred, target, weights, **kwargs)
+    assert weighted['loss_coord'].item() == pytest.approx(3 * plain['loss_coord'].item(), rel=1e-6)
+    assert weighted['loss_hm'].item() == pytest.approx(2 * plain['loss_hm'].item(), rel=1e-6)
+    l1 = MODELS.build(dict(type='IntegralL1Loss'))(pred, target, weights)['loss_kpt']
+    assert MODELS.build(dict(type='IntegralL1Loss', loss_weight=2.0))(pred, target, weights)['loss_kpt'].item() \
+        == pytest.approx(2 * l1.item(), rel=1e-6)
+    # halfway through a linear anneal (the MessageHub a Runner keeps current), half the regulariser
+    hub = MessageHub.get_instance('ipr_test_anneal_forward')
+    hub.update_info('iter', 50)
+    hub.update_info('max_iters', 100)
+    annealed = MODELS.build(dict(type='IntegralJointLoss', anneal=dict(mode='linear', by='iter')))
+    out = annealed(pred, target, weights, **kwargs)
+    assert out['loss_hm'].item() == pytest.approx(0.5 * plain['loss_hm'].item(), rel=1e-6)
+    assert out['loss_coord'].item() == pytest.approx(plain['loss_coord'].item(), rel=1e-6)
+
+
+def test_a_loss_name_mmengine_would_not_optimise_is_refused():
+    with pytest.raises(ValueError, match='`loss_name` must contain "loss" for mmengine to optimise it, got .kpt.'):
+        MODELS.build(dict(type='IntegralL1Loss', loss_name='kpt'))
+    assert set(MODELS.build(dict(type='IntegralL1Loss', loss_name='loss_xy'))(*_joint_inputs()[:2])) == {'loss_xy'}

@@ -77,9 +77,10 @@ class IPRCocoMetric(CocoMetric):
             MMLogger.get_current_instance().info('Converting ground truth to coco format...')
             self.coco = COCO(self.gt_to_coco_json(gt_dicts=[gt for _, gt in results], outfile_prefix=outfile_prefix))
             self._gt_converted = True
+        preds = [pred for pred, _ in results]
         if not self.format_only:
             self._check_labelled_people()
-        preds = [pred for pred, _ in results]
+            self._check_images_annotated(preds)
         arrays = self._stack(preds)
         try:  # the converted ground truth is read again by the crowd summary: removed only once all is done
             if arrays is None:
@@ -94,6 +95,10 @@ class IPRCocoMetric(CocoMetric):
         finally:
             if tmp_dir is not None:
                 tmp_dir.cleanup()
+
+    def _ground_truth(self) -> str:
+        # without ann_file mmpose loads the dataset's annotation file (dataset_meta's setter), if it has one
+        return 'converted from the samples' if self._gt_converted else self.ann_file or self.coco.anno_file[0]
 
     def _check_labelled_people(self) -> None:
         # COCOeval ignores crowds and people without a labelled keypoint (visibility > 0; CrowdPose: its
@@ -110,10 +115,18 @@ class IPRCocoMetric(CocoMetric):
             return bool(np.count_nonzero(np.asarray(ann.get('keypoints', []))[2::3] > 0))
 
         if not any(labelled(ann) for ann in self.coco.anns.values()):
-            # without ann_file mmpose loads the dataset's annotation file (dataset_meta's setter), if it has one
-            source = 'converted from the samples' if self._gt_converted else self.ann_file or self.coco.anno_file[0]
-            raise ValueError(f'IPRCocoMetric: the ground truth ({source}) has no person with labelled keypoints: '
-                             'COCO keypoint AP is undefined there (-1)')
+            raise ValueError(f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no person with labelled '
+                             'keypoints: COCO keypoint AP is undefined there (-1)')
+
+    def _check_images_annotated(self, preds: List[dict]) -> None:
+        # xtcocotools' loadRes asserts the results' images are in the ground truth, without saying which: after
+        # a whole test run, for an evaluator left on another annotation file than the dataset's
+        missing = sorted({pred['img_id'] for pred in preds} - set(self.coco.imgs), key=lambda i: (str(type(i)), i))
+        if missing:
+            shown = ', '.join(map(str, missing[:5])) + (', ...' if len(missing) > 5 else '')
+            raise ValueError(f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no image with id '
+                             f'{shown} ({len(missing)} of the evaluated images): give the evaluator the annotation '
+                             'file of the evaluated dataset (val_evaluator.ann_file / test_evaluator.ann_file)')
 
     def _stack(self, preds: List[dict]) -> Optional[Dict[str, np.ndarray]]:
         """The predictions as arrays, one row per instance, or None where the array path does not apply."""

@@ -78,13 +78,39 @@ def file_problem(dataset: Any, image_ids: Optional[set] = None) -> Optional[str]
     problem = next((problem for problem in map(image_problem, images) if problem), None)
     if problem:
         return problem
+    # COCO's index files an annotation under its category when the file has categories
+    needed = ('id', 'image_id', 'category_id') if 'categories' in dataset else ('id', 'image_id')
     for i, ann in enumerate(dataset.get('annotations') or []):
         if not isinstance(ann, dict):
             return f'annotation {i} (counting from 0) is not an object: {str(ann)[:80]}'
-        missing = [key for key in ('id', 'image_id') if key not in ann]
+        missing = [key for key in needed if key not in ann]
         if missing:
             known = ', '.join(f'{key} {ann[key]!r}' for key in ('id', 'image_id') if key in ann)
             return f'annotation {i} (counting from 0{"; " + known if known else ""}) has no {" and no ".join(missing)}'
+    return None
+
+
+def duplicate_id_problem(dataset: dict) -> Optional[str]:
+    """Why a loaded annotation file's ids cannot be trusted: an annotation id or an image id used twice.
+
+    COCO's index keeps one record per id, and mmpose fetches an image's annotations by id: with annotation ids
+    restarting at 1 in every image (a common converter slip), every image gets the keypoints of the last image
+    holding each id, silently; with an image id used twice, one image's entry is lost."""
+    for kind, records, key in (('image', dataset.get('images') or [], 'id'),
+                               ('annotation', dataset.get('annotations') or [], 'id')):
+        seen: Dict[Any, int] = {}
+        for i, record in enumerate(records):
+            ident = record.get(key) if isinstance(record, dict) else None
+            if not isinstance(ident, Hashable) or ident is None:
+                continue
+            if ident in seen:
+                where = ''
+                if kind == 'annotation':
+                    first = records[seen[ident]]
+                    where = f' (on images {first.get("image_id")!r} and {record.get("image_id")!r})'
+                return (f'uses {kind} id {ident!r} twice{where}: {kind} ids must be unique, as COCO\'s index keeps '
+                        f'one {kind} per id ({kind}s {seen[ident]} and {i}, counting from 0)')
+            seen[ident] = i
     return None
 
 

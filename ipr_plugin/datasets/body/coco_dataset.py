@@ -47,8 +47,8 @@ from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 from ...arguments import is_url
-from .coco_checks import (RecordError, annotation_problem, detection_problem, file_problem, image_size_table,
-                          unusable_counts, without_keypoints)
+from .coco_checks import (RecordError, annotation_problem, detection_problem, duplicate_id_problem, file_problem,
+                          image_size_table, unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
 from ..transforms.jpeg import file_orientation
 
@@ -148,6 +148,9 @@ class IPRCocoDataset(CocoDataset):
             loaded = super()._load_annotations()
         if not isinstance(self.coco.dataset.get('images'), list):  # COCO's index then finds no annotation
             raise self._file_error(file_problem(self.coco.dataset))
+        duplicated = duplicate_id_problem(self.coco.dataset)
+        if duplicated:  # the instances just parsed may hold another image's annotations
+            raise self._file_error(duplicated)
         orphans = [ann['id'] for ann in self.coco.dataset.get('annotations') or []
                    if ann['image_id'] not in self.coco.imgs]
         if orphans:  # COCO's index reaches annotations through their image only: these would vanish unsaid

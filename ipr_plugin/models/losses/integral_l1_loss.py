@@ -22,6 +22,11 @@ class IntegralL1Loss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0, loss_name: str = 'loss_kpt') -> None:
         super().__init__()
+        if not isinstance(loss_name, str) or 'loss' not in loss_name:
+            # mmengine optimises the sum of the returned keys containing 'loss': none, and the first step fails
+            # with "'float' object has no attribute 'backward'"
+            raise ValueError(f'IntegralL1Loss: `loss_name` must contain "loss" for mmengine to optimise it, got '
+                             f'{loss_name!r}')
         self.loss_weight = loss_weight
         self.loss_name = loss_name
 
