@@ -53,7 +53,7 @@ def test_the_rounds_line_pairs_each_round_with_the_anchors_same_round() -> None:
     ours = dict(name='ours', pipeline=dict(rounds=[1.5, None, 2.4]))
     assert rounds_lines([anchor, ours]) == [
         '(d) CPU pipeline, total ms/sample by round: mmpose 3, 2, 4; ours 1.5, not measured, 2.4; '
-        'ours / mmpose by round 0.50, 0.60 (median 0.55, highest 0.60)']
+        'ours / mmpose by round 0.500, 0.600 (median 0.550, highest 0.600)']
 
 
 def test_the_command_runs_the_configs_in_alternating_rounds(monkeypatch, tmp_path) -> None:
@@ -77,16 +77,22 @@ def test_the_command_runs_the_configs_in_alternating_rounds(monkeypatch, tmp_pat
     assert calls == [('a', first), ('b', first), ('b', repeat), ('a', repeat), ('a', repeat), ('b', repeat)]
     text = out.read_text()
     assert '- (d) CPU pipeline, total ms/sample by round: a 4.01, 4.04, 4.05; b 2.02, 2.03, 2.06; ' \
-        'b / a by round 0.50, 0.50, 0.51 (median 0.50, highest 0.51)' in text
+        'b / a by round 0.504, 0.502, 0.509 (median 0.504, highest 0.509)' in text
     assert '| (d) CPU pipeline ms/sample | 4.04 | 2.03 | 0.50 |' in text  # medians in the table
     assert '- Rounds: (d) and (e) run 3 times' in text
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--rounds', '0'], '--rounds must be at least 1, got 0'),
-    (['--rounds', '2', '--skip', 'pipeline', 'test_pipeline'], '--rounds repeats (d) and (e), and --skip leaves'),
+    (['--rounds', '0'], 'argument --rounds: must be at least 1, got 0'),
+    (['--rounds', '2', '--skip', 'pipeline', 'test_pipeline'],
+     'argument --rounds: repeats (d) and (e), and --skip leaves both out'),
+    (['--pipeline-samples', '0'], 'argument --pipeline-samples: must be at least 1, got 0'),
+    (['--batch-size', '0'], 'argument --batch-size: must be at least 1, got 0'),
+    (['--workers', '-2'], 'argument --workers: must be at least 0, got -2'),
+    (['--iters', '-1'], 'argument --iters: must be at least 1, got -1'),
+    (['--time-limit', '0'], 'argument --time-limit: must be a number of seconds > 0, got 0.0'),
 ])
-def test_rounds_that_cannot_repeat_anything_are_refused(argv, message, capsys, monkeypatch) -> None:
+def test_arguments_that_cannot_work_are_refused_naming_the_flag(argv, message, capsys, monkeypatch) -> None:
     from ipr_plugin.benchmark import cli
     monkeypatch.setattr(cli, 'prepare_data', lambda *args: pytest.fail('the benchmark started'))
     with pytest.raises(SystemExit) as exit_info:
@@ -144,9 +150,9 @@ def test_no_pipeline_measured_draws_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['--plot', 'bench.txt'], '--plot bench.txt: give a file ending in .png, .svg, .pdf'),
-    (['--plot', 'README.md/x.png'], '--plot README.md/x.png: '),
-    (['--out', '.'], '--out . is a directory'),
+    (['--plot', 'bench.txt'], 'argument --plot: bench.txt: give a file ending in .png, .svg, .pdf'),
+    (['--plot', 'README.md/x.png'], 'argument --plot: output file README.md/x.png: '),
+    (['--out', '.'], 'argument --out: output file . is a directory'),
 ])
 def test_outputs_that_cannot_be_written_are_refused_before_measuring(argv, message, capsys, monkeypatch) -> None:
     from ipr_plugin.benchmark import cli

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
-from ..arguments import check_out_file
+from ..arguments import parser_check_out_file, parser_error
 from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
@@ -264,20 +264,26 @@ def command_line(argv: Sequence[str]) -> str:
     return 'python ' + shlex.join([script] + list(argv[1:]))
 
 
+# The counts a run needs at least (None: unset, a default follows): below them a worker fails, divides by zero or
+# silently measures nothing.
+MINIMA = dict(num_images=1, num_val_images=1, batch_size=1, workers=0, warmup=0, iters=1, pipeline_samples=1,
+              metric_images=1, rounds=1)
+
+
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse what cannot work (exit 2 with argparse's one line), and fill in the defaults."""
-    if args.rounds < 1:
-        parser.error(f'--rounds must be at least 1, got {args.rounds}')
+    """Refuse what cannot work (exit 2 with argparse's one line naming the flag), and fill in the defaults."""
+    problems = {name: f'must be at least {least}, got {getattr(args, name)}' for name, least in MINIMA.items()
+                if getattr(args, name) is not None and getattr(args, name) < least}
+    if args.time_limit is not None and not args.time_limit > 0:
+        problems['time_limit'] = f'must be a number of seconds > 0, got {args.time_limit}'
     if args.rounds > 1 and set(ROUND_MEASUREMENTS) <= set(args.skip):
-        parser.error('--rounds repeats (d) and (e), and --skip leaves both out')
+        problems['rounds'] = 'repeats (d) and (e), and --skip leaves both out'
     if args.plot is not None and osp.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
-        parser.error(f'--plot {args.plot}: give a file ending in {", ".join(PLOT_FORMATS)}')
+        problems['plot'] = f'{args.plot}: give a file ending in {", ".join(PLOT_FORMATS)}'
+    parser_error(parser, problems)
     _fill_defaults(args)  # --out's default
-    for option, path in (('--out', args.out), ('--plot', args.plot)):
-        try:  # before minutes of measuring, not after
-            check_out_file(path, option)
-        except OSError as err:
-            parser.error(str(err))
+    for flag, path in (('--out', args.out), ('--plot', args.plot)):  # before minutes of measuring, not after
+        parser_check_out_file(parser, path, flag, 'output file')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -74,8 +74,9 @@ def rounds_lines(results: List[Dict[str, Any]]) -> List[str]:
                 continue
             ratios = [t / a for t, a in zip(totals, anchor) if t is not None and a]
             if ratios:
-                parts.append(f'{name} / {anchor_name} by round ' + ', '.join(f'{q:.2f}' for q in ratios)
-                             + f' (median {statistics.median(ratios):.2f}, highest {max(ratios):.2f})')
+                # three decimals: a target such as 0.6x is judged on these
+                parts.append(f'{name} / {anchor_name} by round ' + ', '.join(f'{q:.3f}' for q in ratios)
+                             + f' (median {statistics.median(ratios):.3f}, highest {max(ratios):.3f})')
         lines.append(f'{TITLES[key]}, total ms/sample by round: ' + '; '.join(parts))
     return lines
 
