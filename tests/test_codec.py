@@ -133,3 +133,40 @@ def test_udp_decoding_scales_crop_pixels_by_w_over_w_minus_1():
     np.testing.assert_allclose(batch, udp.decode(enc)[0], rtol=1e-6)
     with pytest.raises(ValueError, match='use_udp'):
         KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=(1, 256), use_udp=True))
+
+
+def gaussian_target(keypoint: np.ndarray, input_size: tuple, heatmap_size: tuple, sigma: float) -> np.ndarray:
+    """(H, W) Gaussian of ``sigma`` cells at an input-pixel keypoint, by definition: sampled at the cell centres
+    (cell j's centre is input pixel ``(j + 0.5) w / W - 0.5``), distances in cells, normalised to sum to 1."""
+    (w, h), (W, H) = input_size, heatmap_size
+    dx = ((np.arange(W) + 0.5) * w / W - 0.5 - keypoint[0]) * W / w
+    dy = ((np.arange(H) + 0.5) * h / H - 0.5 - keypoint[1]) * H / h
+    g = np.exp(-(dy[:, None] ** 2 + dx[None, :] ** 2) / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def test_two_people_make_the_renormalised_per_cell_maximum_of_their_maps():
+    """Joint 0 of two people 4 and 2.5 cells apart: overlapping Gaussians, whose per-cell maximum renormalised is
+    neither their sum nor either one. Joint 1 is labelled for the first person only: its map is that person's."""
+    input_size, heatmap_size, sigma = (192, 256), (48, 64), 2.0
+    codec = build(heatmap_size=heatmap_size, sigma=sigma)
+    kpts = np.array([[[60.0, 100.0], [30.0, 40.0]], [[75.5, 110.25], [150.0, 200.0]]])
+    hm = codec.encode(kpts, np.array([[1.0, 1.0], [1.0, 0.0]]))['heatmaps']
+    maps = [[gaussian_target(k, input_size, heatmap_size, sigma) for k in person] for person in kpts]
+    joint0 = np.maximum(maps[0][0], maps[1][0])
+    np.testing.assert_allclose(hm, np.stack([joint0 / joint0.sum(), maps[0][1]]), rtol=1e-5, atol=1e-9)
+
+
+def test_visibility_counts_only_above_one_half():
+    """The documented threshold: visibility > 0.5 is visible; 0.3 and 0.5 are not, and get neither weight nor
+    heatmap target."""
+    codec = build(heatmap_size=(48, 64), sigma=2.0)
+    enc = codec.encode(np.full((1, 4, 2), 50.0), np.array([[0.3, 0.5, 0.51, 2.0]]))
+    np.testing.assert_array_equal(enc['keypoint_weights'], [[0, 0, 1, 1]])
+    np.testing.assert_array_equal(enc['heatmaps'].sum(axis=(1, 2)) > 0, [False, False, True, True])
+
+
+def test_decode_returns_the_scores_it_is_given():
+    scores = np.array([[0.25, 0.5, 0.75]], np.float32)
+    _, decoded = build().decode(np.zeros((1, 3, 2), np.float32), scores)
+    np.testing.assert_array_equal(decoded, scores)

@@ -1,5 +1,7 @@
 """IPRHead: shapes, exact flip test, real scores, AMP, extreme logits, losses, registry and checkpoints (what it
 refuses or warns of in a config or its inputs: test_head_inputs.py)."""
+from typing import Union
+
 import numpy as np
 import pytest
 import torch
@@ -19,16 +21,47 @@ def test_forward_shapes_and_probabilities():
     assert not any('grid' in k for k in head.state_dict())  # grids are derived, never saved
 
 
+def mirrored(maps: torch.Tensor) -> torch.Tensor:
+    """(B, K, H, W) maps of the horizontally flipped image: mirrored in x, left/right joints swapped (FLIP)."""
+    return maps.flip(-1)[:, FLIP]
+
+
+def softmax_maps(logits: torch.Tensor, beta: float) -> torch.Tensor:
+    """(B, K, H, W) probability maps by definition: softmax of ``beta * logits`` over each map's H x W cells."""
+    return torch.softmax(beta * logits.flatten(-2), dim=-1).view_as(logits)
+
+
+def predicted_maps(head: torch.nn.Module, feats: Union[tuple, list], test_cfg: dict) -> torch.Tensor:
+    """(B, K, H, W) heatmaps that ``head.predict`` returns with ``output_heatmaps``, one PixelData per sample;
+    ``feats`` is ``(logits,)``, or ``[(logits,), (flipped_logits,)]`` with flip test."""
+    logits = feats[0][0] if isinstance(feats, list) else feats[0]
+    _, fields = head.predict(feats, samples(len(logits)), dict(test_cfg, output_heatmaps=True))
+    return torch.stack([f.heatmaps for f in fields])
+
+
 def test_flip_test_equals_prediction_on_exactly_mirrored_maps():
     head = logit_head(beta=3.0)
     logits = torch.randn(3, K, H, W) * 2
     # The mirrored image's heatmaps are exact mirrors, with left/right joints swapped.
-    mirrored = logits.flip(-1)[:, FLIP]
+    mirrored_logits = mirrored(logits)
     plain = head.predict((logits,), samples(3))
-    flip = head.predict([(logits,), (mirrored,)], samples(3), dict(flip_test=True))
+    flip = head.predict([(logits,), (mirrored_logits,)], samples(3), dict(flip_test=True))
     for a, b in zip(plain, flip):
         np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-4)
         np.testing.assert_allclose(a.keypoint_scores, b.keypoint_scores, atol=1e-6)
+
+
+def test_flip_test_heatmaps_average_the_plain_and_the_mirrored_flipped_pass():
+    """output_heatmaps with flip test: the plain pass's maps averaged with the flipped pass's, mirrored back and
+    joint-swapped, so that both are in the unflipped frame; on an exactly mirrored pair that is the plain maps."""
+    beta = 3.0
+    head = logit_head(beta=beta)
+    torch.manual_seed(0)
+    plain, flipped = torch.randn(2, K, H, W) * 2, torch.randn(2, K, H, W) * 2
+    expected = 0.5 * (softmax_maps(plain, beta) + mirrored(softmax_maps(flipped, beta)))
+    torch.testing.assert_close(predicted_maps(head, [(plain,), (flipped,)], dict(flip_test=True)), expected)
+    torch.testing.assert_close(predicted_maps(head, [(plain,), (mirrored(plain),)], dict(flip_test=True)),
+                               predicted_maps(head, (plain,), dict()))
 
 
 def test_flip_of_mirrored_coordinates_is_u_to_minus_u():
@@ -58,6 +91,18 @@ def test_scores_in_unit_interval_and_informative():
     scores = head.predict((logits,), samples(1))[0].keypoint_scores[0]
     assert ((scores >= 0) & (scores <= 1)).all()
     assert scores[0] > 0.9 and scores[1] < 0.2
+
+
+@pytest.mark.parametrize('radius', [1.5, 3.0])
+def test_score_of_a_flat_map_is_the_share_of_cells_within_score_radius(radius):
+    """On flat maps every cell holds 1 / (H W) and the keypoint is the grid's centre, cell coordinates
+    ((W - 1) / 2, (H - 1) / 2): the score is the count of cell centres within ``score_radius`` cells of it, over
+    H W. Their squared distances are n + 1/2, so no cell is near either radius (neither is the default, 2)."""
+    head = logit_head(score_radius=radius)
+    scores = head.predict((torch.zeros(1, K, H, W),), samples(1))[0].keypoint_scores
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    inside = sum((x - cx) ** 2 + (y - cy) ** 2 <= radius ** 2 for x in range(W) for y in range(H))
+    np.testing.assert_allclose(scores, np.full((1, K), inside / (H * W)), rtol=1e-5)
 
 
 def test_autocast_bf16_matches_fp32():
@@ -128,6 +173,41 @@ def test_debias_logs_the_background_share_it_assumes(background):
     assert partial['debias_r'].item() == pytest.approx(r, rel=1e-5) and partial['debias_capped'].item() == 0.0
     with pytest.raises(ValueError, match='debias_background'):
         logit_head(debias=True, debias_background='mean')
+
+
+def test_acc_pose_counts_labelled_joints_only():
+    """Every map peaks on one cell; each joint's label is that cell (a hit) or a whole unit away in x (a miss).
+    The unlabelled joints are hits: counting them would raise the accuracy (PCK over the labelled joints)."""
+    from ipr_plugin.ops import make_grid
+    hits = torch.tensor([[1, 1, 0, 0, 0], [1, 0, 1, 0, 0]], dtype=torch.bool)
+    weights = torch.tensor([[0.0, 1, 1, 1, 1], [0, 1, 1, 1, 1]])
+    logits = torch.full((2, K, H, W), -1e4)
+    logits[..., 4, 3] = 1e4
+    peak = torch.stack((make_grid(W)[3], make_grid(H)[4]))
+    batch = samples(2, torch.where(hits[..., None], peak, peak + torch.tensor([1.0, 0.0])))
+    for sample, w in zip(batch, weights):
+        sample.gt_instance_labels.keypoint_weights = w[None]
+    labelled = weights > 0
+    expected = (hits & labelled).sum().item() / labelled.sum().item()
+    assert logit_head().loss((logits,), batch)['acc_pose'].item() == pytest.approx(expected)
+
+
+def test_debias_clamp_in_loss_false_trains_a_capped_keypoint_beyond_the_range():
+    """A flat map tilted towards the bottom-right corner: r is above the cap of 0.9, and the soft-argmax's 0.15,
+    amplified 10x, passes the last cell centre in x and y. Clamped in the loss (the default), as in prediction, the
+    keypoint gets no gradient; with debias_clamp_in_loss=False the loss sees the unclamped value and trains it."""
+    from ipr_plugin.ops import background_share, make_grid
+    grid_x, grid_y = make_grid(W), make_grid(H)
+    last = torch.stack((grid_x[-1], grid_y[-1])).expand(1, K, 2)
+    grads = {}
+    for clamp in (True, False):
+        logits = (0.45 * (grid_x + grid_y[:, None])).expand(1, K, H, W).clone().requires_grad_()
+        head = logit_head(debias=True, debias_clamp_in_loss=clamp)
+        head.loss((logits,), samples(1, torch.zeros(1, K, 2)))['loss_kpt'].backward()
+        grads[clamp] = logits.grad.abs().max().item()
+        torch.testing.assert_close(head((logits,))[0], last)  # prediction is clamped either way
+    assert background_share(logits, 1.0).min().item() > 0.9
+    assert grads[True] == 0.0 and grads[False] > 1e-4
 
 
 def test_debias_cap_bounds_the_amplification_and_counts_capped_maps():

@@ -1,4 +1,5 @@
-"""Soft-argmax, normalisers and scores (ipr_plugin.ops.integral); debias is in test_ops_debias.py."""
+"""Soft-argmax, normalisers and scores (ipr_plugin.ops.integral); debias is in test_ops_debias.py (here only the
+median background's choice for an even count of cells)."""
 import math
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 from torch.autograd import gradcheck
 
 from maps import H, W, grids, peak_logits
-from ipr_plugin.ops import (debias_coords, keypoint_scores, make_grid, normalize_heatmaps, pixel_to_normalized,
-                            soft_argmax)
+from ipr_plugin.ops import (background_share, debias_coords, keypoint_scores, make_grid, normalize_heatmaps,
+                            pixel_to_normalized, soft_argmax)
 
 METHODS = ('softmax', 'relu', 'abs')
 
@@ -93,6 +94,15 @@ def test_extreme_logits_are_finite(method, magnitude):
     coords = soft_argmax(p, *grids())
     coords.sum().backward()
     assert torch.isfinite(logits.grad).all() and torch.isfinite(beta.grad).all()
+
+
+def test_median_background_of_an_even_count_is_the_lower_median():
+    """background_share's 'median' level (debias_background='median') is the lower of the two middle logits of a
+    map with an even number of cells, as torch.median and the ONNX export's sort take it: r = HW exp(beta b) / C
+    with b = 1 here, not the upper middle (2) or their mean (1.5)."""
+    beta, logits = 1.5, torch.tensor([[0.0, 3.0], [2.0, 1.0]], dtype=torch.float64)
+    expected = 4 * math.exp(beta * 1.0) / sum(math.exp(beta * z) for z in (0.0, 1.0, 2.0, 3.0))
+    assert float(background_share(logits, beta, 'median')) == pytest.approx(expected, rel=1e-12)
 
 
 def test_bad_normalizer_arguments():
