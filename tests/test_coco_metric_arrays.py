@@ -66,11 +66,25 @@ def test_greedy_nms_keeps_what_oks_nms_keeps(coco_meta, seed):
     areas = keypoint_extent_areas(poses)
     scores = np.round(rng.uniform(0, 1, n), 1)  # ties: argsort's order among equal scores decides
     db = [dict(keypoints=poses[i], score=scores[i], area=areas[i]) for i in range(n)]
-    for thr in (0.3, 0.6, 0.9):
+    overlaps = oks_matrix(poses, areas, coco_meta['sigmas'])
+    best = int(scores.argsort()[::-1][0])
+    tie = float(np.sort(overlaps[best][overlaps[best] < 1])[-1])  # an overlap with the best, exactly: kept by mmpose
+    for thr in (0.3, 0.6, 0.9, tie):
         expected = oks_nms(db, thr, sigmas=coco_meta['sigmas'])
-        kept = greedy_nms(scores, oks_matrix(poses, areas, coco_meta['sigmas']), thr)
+        kept = greedy_nms(scores, overlaps, thr)
         assert kept == [int(i) for i in expected]
-        assert len(kept) < n or thr == 0.9
+        assert len(kept) < n or thr in (0.9, tie)
+    # a threshold one float32 step below the tie drops that instance (numpy compares in the overlaps' float32)
+    below = float(np.nextafter(np.float32(tie), np.float32(0)))
+    assert greedy_nms(scores, overlaps, below) == [int(i) for i in oks_nms(db, below, sigmas=coco_meta['sigmas'])]
+    assert len(greedy_nms(scores, overlaps, below)) == len(kept) - 1
+
+
+def test_keypoint_extent_areas_are_mmposes_fallback_area():
+    """What CocoMetric uses as a pose's area when the samples carry no box scales: the keypoints' extent."""
+    poses = _poses(np.random.default_rng(5), 12, np.float32)
+    expected = [(p[:, 0].max() - p[:, 0].min()) * (p[:, 1].max() - p[:, 1].min()) for p in poses]
+    np.testing.assert_array_equal(keypoint_extent_areas(poses), np.array(expected, np.float32))
 
 
 def test_first_of_each_id_is_mmposes_sort_and_unique():
