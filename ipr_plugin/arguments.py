@@ -5,6 +5,8 @@ synthetic-data modules) return ``{argument name: problem}``; these two turn that
 :func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its
 result at the end fail at the start when it could not, or would overwrite one of its inputs; :func:`write_json`
 writes that result whole or not at all; :func:`exit_on_input_errors` gives a command line one line, not a traceback.
+:func:`read_json` and :func:`load_coco_file` read an input file that the tools take, naming it when it is not JSON
+(an image, an empty file) or not a COCO annotation file (a detection list), instead of the bare parser error.
 """
 import argparse
 import json
@@ -12,7 +14,7 @@ import os
 import os.path as osp
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence, Set
 
 
 def is_url(path) -> bool:
@@ -84,6 +86,50 @@ def exit_on_input_errors(prog: str) -> Iterator[None]:
         text = str(error)
         named = text.lower().startswith((f'{prog}:', f"{prog.replace('_', ' ')}:"))  # the API named its tool
         sys.exit(f"{'' if named else prog + ': '}{text} (IPR_TRACEBACK=1 shows where it was raised)")
+
+
+def read_json(path: str, what: str = 'file') -> Any:
+    """The content of the JSON file ``path``.
+
+    Raises:
+        ValueError: ``path`` is not JSON text (empty, an image, a config): the message names ``what`` (``'annotation
+            file'``, ...) and ``path``, which neither json's ``Expecting value: line 1 column 1 (char 0)`` nor a
+            ``utf-8`` decode error does.
+        OSError: ``path`` is missing or a directory (Python's message names it).
+    """
+    try:
+        with open(path, encoding='utf-8-sig') as f:  # -sig: a byte-order mark, as some Windows editors write it
+            return json.load(f)
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start:error.start + 1]
+        raise ValueError(f'{what} {path} is not JSON: not UTF-8 text (byte {error.start} is {byte!r}; an image or '
+                         'another binary file?)') from error
+    except json.JSONDecodeError as error:
+        where = f'{error.msg} at line {error.lineno} column {error.colno}'
+        why = 'the file is empty' if not error.doc.strip() else where
+        raise ValueError(f'{what} {path} is not JSON: {why}') from error
+
+
+def load_coco_file(path: str, image_ids: Optional[Set[Any]] = None) -> dict:
+    """A COCO annotation file, read (:func:`read_json`) and its records checked as the dataset checks them
+    (:func:`~ipr_plugin.datasets.body.coco_checks.file_problem`): an object with an ``images`` list, every
+    annotation an object with an ``id`` and ``image_id`` (and ``category_id`` when the file lists categories),
+    every image of ``image_ids`` with an ``id``, ``file_name``, ``width`` and ``height`` (None: every image; the
+    others need only be objects with an ``id``).
+
+    Raises:
+        ValueError: naming ``path`` and its first problem (a detection file's list given instead, an image entry
+            without ``file_name``, an annotation without ``image_id``, ...).
+        OSError: ``path`` is missing or a directory.
+    """
+    # not at the top: the datasets package imports this module (coco_dataset its is_url), a circular import there
+    from .datasets.body.coco_checks import file_problem
+
+    dataset = read_json(path, 'annotation file')
+    problem = file_problem(dataset, image_ids)
+    if problem:
+        raise ValueError(f'annotation file {path}: {problem}')
+    return dataset
 
 
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:

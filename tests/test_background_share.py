@@ -1,4 +1,5 @@
 """The background-share breakdown (tools/background_share.py): its grouping, and a real model on the COCO sample."""
+import copy
 import json
 
 import numpy as np
@@ -145,3 +146,26 @@ def test_people_with_unusable_boxes_are_skipped_and_counted(coco_sample, flat_ch
     ann_file.write_text(json.dumps(coco))
     with pytest.raises(ValueError, match=rf'annotation {bad_ids[0]} has bbox \[1, 2, 3\], not \[x, y, w, h\]'):
         keypoint_shares(str(CONFIG), str(flat_checkpoint), str(ann_file), str(coco_sample))
+
+
+def test_a_wrong_annotation_file_is_named_with_its_first_bad_record(coco_sample, flat_checkpoint, tmp_path):
+    """A detection file (a list), a non-JSON file, an annotation without image_id and an image without file_name:
+    the file and the record named, not ``'list' object has no attribute 'get'``, json's ``Expecting value`` or a
+    bare ``KeyError``; the tool ends with that one line."""
+    args, det = [str(CONFIG), str(flat_checkpoint)], str(coco_sample / 'test_coco_det_AP_H_56.json')
+    with pytest.raises(SystemExit, match=rf'^background_share: annotation file {det}: holds a list, not a COCO '):
+        main([*args, '--ann-file', det, '--img-dir', str(coco_sample)])
+    (tmp_path / 'garbage.json').write_text('not json')
+    with pytest.raises(ValueError, match=rf'^annotation file {tmp_path}/garbage.json is not JSON: Expecting value'):
+        keypoint_shares(*args, str(tmp_path / 'garbage.json'), str(coco_sample))
+    coco = json.loads((coco_sample / 'test_coco.json').read_text())
+    first, image = coco['annotations'][0], coco['images'][1]
+    for section, index, key, culprit in (
+            ('annotations', 0, 'image_id', rf'annotation 0 \(counting from 0; id {first["id"]}\) has no image_id'),
+            ('images', 1, 'file_name', rf'image id {image["id"]} has no file_name')):
+        broken = copy.deepcopy(coco)
+        del broken[section][index][key]
+        path = tmp_path / f'no_{key}.json'
+        path.write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=rf'^annotation file {path}: {culprit}$'):
+            keypoint_shares(*args, str(path), str(coco_sample))

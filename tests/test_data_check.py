@@ -223,3 +223,25 @@ def test_a_missing_config_ends_the_tool_with_one_line(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith('check_data: config not found: ')
+
+
+def test_a_file_without_any_dataloader_is_an_error_not_zero_problems(coco_sample, tmp_path):
+    """An annotation file (mmengine loads JSON as a config) or a config without dataloaders: every split would be
+    skipped and the tool would report "0 problems" with exit status 0, having checked nothing."""
+    ann = coco_sample / 'test_coco.json'
+    proc = subprocess.run([sys.executable, 'tools/check_data.py', str(ann), '--no-progress'], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stdout == '' and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f'check_data: {ann} has nothing to check: no train_dataloader or val_dataloader or test_dataloader with a '
+        'dataset in it')
+    config = tmp_path / 'model_only.py'
+    config.write_text('model = dict(type="TopdownPoseEstimator")\n')
+    with pytest.raises(ValueError, match=rf'^check_data: {config} has nothing to check: no test_dataloader with a '
+                       r'dataset in it \(only test asked for\)'):
+        check_data(str(config), ['test'], progress=False)
+    # a config that lacks only some splits is checked as before: the others are
+    options = dict(_options(coco_sample), val_dataloader=None, test_dataloader=None)
+    report = check_data(FAST_CONFIG, cfg_options=options, progress=False)
+    assert list(report['splits']) == ['train'] and report['problems'] == []
+    assert report['skipped'] == dict(val='no dataloader in the config', test='no dataloader in the config')

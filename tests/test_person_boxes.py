@@ -251,10 +251,34 @@ def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path
 def test_image_list_names_a_bad_entry_and_lists_each_image_once(tmp_path, caplog):
     from ipr_plugin.apis.person_boxes import load_image_list
     ann = tmp_path / 'ann.json'
-    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(file_name='b.jpg')])))
+    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(id='2', file_name='b.jpg')])))
     with pytest.raises(ValueError, match=r'ann.json: images entry 1 \(.*b.jpg.*\) needs an integer "id"'):
+        load_image_list(str(ann))
+    # no id at all: COCO's index could not take the entry, as the dataset's check (file_problem) says
+    ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(file_name='b.jpg')])))
+    with pytest.raises(ValueError, match=r'ann.json: image id None \(b.jpg\) has no id'):
         load_image_list(str(ann))
     ann.write_text(json.dumps(dict(images=[dict(id=1, file_name='a.jpg'), dict(id=2, file_name='b.jpg'),
                                            dict(id=1, file_name='a.jpg')])))
     assert load_image_list(str(ann)) == [(1, 'a.jpg'), (2, 'b.jpg')]
     assert 'lists 1 image id(s) more than once' in caplog.text
+
+
+def test_a_file_that_is_no_coco_annotation_file_is_named_with_what_it_is(coco_sample, tmp_path, repo_root):
+    """A detection file (a list), a non-JSON or empty file and an image given as --ann-file: one line naming the
+    file and what it is, not ``'list' object has no attribute 'get'`` or json's ``Expecting value``."""
+    from ipr_plugin.apis.person_boxes import load_image_list
+    det = str(coco_sample / 'test_coco_det_AP_H_56.json')
+    tool = subprocess.run([sys.executable, str(repo_root / 'tools' / 'make_person_boxes.py'), DET_CONFIG, 'none',
+                           '--ann-file', det, '--img-dir', str(coco_sample), '--out', str(tmp_path / 'boxes.json'),
+                           '--no-progress'], capture_output=True, text=True, timeout=300)
+    assert tool.returncode == 1 and 'Traceback' not in tool.stderr
+    assert tool.stderr.strip().splitlines()[-1].startswith(
+        f'make_person_boxes: annotation file {det}: holds a list, not a COCO object with images')
+    (tmp_path / 'garbage.json').write_text('not json')
+    (tmp_path / 'empty.json').write_text('')
+    for name, why in (('garbage.json', 'Expecting value at line 1 column 1'), ('empty.json', 'the file is empty'),
+                      ('000000000785.jpg', 'not UTF-8 text')):
+        path = coco_sample / name if name.endswith('.jpg') else tmp_path / name
+        with pytest.raises(ValueError, match=rf'^annotation file {path} is not JSON: {why}'):
+            load_image_list(str(path))

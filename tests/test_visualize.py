@@ -20,9 +20,10 @@ def state_dict():
     return init_model(CONFIG, None, device='cpu').state_dict()
 
 
-def _draw(coco_sample, checkpoint, out_dir):
+def _draw(coco_sample, checkpoint, out_dir, **kwargs):
+    args = dict(bbox_file=coco_sample / 'test_coco_det_AP_H_56.json', num_images=2)
     return draw_predictions(CONFIG, str(checkpoint), coco_sample / 'test_coco.json', coco_sample,
-                            coco_sample / 'test_coco_det_AP_H_56.json', out_dir, num_images=2)
+                            out_dir=out_dir, **dict(args, **kwargs))
 
 
 def test_pictures_are_drawn_with_a_checkpoint_of_the_config(coco_sample, state_dict, tmp_path):
@@ -82,3 +83,42 @@ def test_pictures_stay_in_the_output_folder_and_never_replace_an_image(coco_samp
         draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), ann_file, images,
                          coco_sample / 'test_coco_det_AP_H_56.json', images / 'b', num_images=2)
     assert all(p.read_bytes() == data for p, data in sources.items())
+
+
+def _detections(coco_sample, tmp_path, name: str, change) -> Path:
+    """The sample's detection file with ``change(entry)`` applied to each entry, written to ``tmp_path/name``."""
+    entries = json.loads((coco_sample / 'test_coco_det_AP_H_56.json').read_text())
+    path = tmp_path / name
+    path.write_text(json.dumps([change(dict(entry)) for entry in entries]))
+    return path
+
+
+def test_only_person_boxes_are_drawn_and_a_bad_entry_is_named(coco_sample, state_dict, tmp_path):
+    """As the dataset: boxes of another category are not people, and an entry it could not use is named."""
+    torch.save(dict(state_dict=state_dict), tmp_path / 'ok.pth')
+    first, second = json.loads((coco_sample / 'test_coco.json').read_text())['images'][:2]
+    cars_on_first = _detections(coco_sample, tmp_path, 'cars_on_first.json',
+                                lambda d: dict(d, category_id=3) if d['image_id'] == first['id'] else d)
+    written = draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), coco_sample / 'test_coco.json', coco_sample,
+                               cars_on_first, tmp_path / 'out', num_images=2)
+    assert written == [str(tmp_path / 'out' / f'{Path(second["file_name"]).stem}.jpg')]
+    cars = _detections(coco_sample, tmp_path, 'cars.json', lambda d: dict(d, category_id=3))
+    with pytest.raises(ValueError, match=rf'^draw_predictions: the detection file {cars} has no person boxes \(no '
+                       r'entry with category_id 1 among its 118 entries\)$'):
+        _draw(coco_sample, tmp_path / 'ok.pth', tmp_path / 'out', bbox_file=cars)
+    no_score = _detections(coco_sample, tmp_path, 'no_score.json',
+                           lambda d: {k: v for k, v in d.items() if k != 'score'})
+    with pytest.raises(ValueError, match=rf'^draw_predictions: the detection file {no_score}: entry 0 \(image_id '
+                       rf'{first["id"]}\) has score None, not a number$'):
+        _draw(coco_sample, tmp_path / 'ok.pth', tmp_path / 'out', bbox_file=no_score)
+
+
+def test_nothing_to_draw_is_an_error_not_an_empty_list(coco_sample, tmp_path):
+    """Refused before the model is built (no checkpoint needed): an empty list would read as "drawn"."""
+    with pytest.raises(ValueError, match=r'^draw_predictions: num_images must be a positive number of images, got 0'):
+        _draw(coco_sample, tmp_path / 'none.pth', tmp_path / 'out', num_images=0)
+    with pytest.raises(ValueError, match=r'^draw_predictions: nothing drawn: no person box of .*test_coco_det_AP_H_56'
+                       r'.json scores >= 2 on the first 2 image\(s\) of .*test_coco.json; the highest score there is '
+                       r'1.000: lower bbox_thr$'):
+        _draw(coco_sample, tmp_path / 'none.pth', tmp_path / 'out', bbox_thr=2)
+    assert not (tmp_path / 'out').exists()

@@ -2,7 +2,8 @@
 
 Lists every missing or unreadable image and (with ``IPRCocoDataset``) every image whose size differs from its
 annotation file's, instead of stopping at the first one mid-training; notes JPEGs that load turned by their EXIF
-orientation. Exit status 1 when there is a problem (notes do not count).
+orientation. Exit status 1 when there is a problem (notes do not count), or when the config has no dataloader of
+the splits asked for (a file that is not a config of a model's data: nothing would be checked).
 
 Example::
 

@@ -13,7 +13,6 @@ are left out, and the report counts them with their ids.
 Usage: ``python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR`` (see ``--help``).
 """
 import argparse
-import json
 import math
 import sys
 from collections import defaultdict
@@ -22,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import exit_on_input_errors, is_url, parser_check_out_file, write_json
+from ..arguments import exit_on_input_errors, is_url, load_coco_file, parser_check_out_file, write_json
 from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table as _markdown_table
 from ..ops.integral import BACKGROUNDS
@@ -85,13 +84,14 @@ def _usable_box(ann: Dict[str, Any]) -> bool:
             and w > 0 and h > 0 and area >= 0)
 
 
-def _labelled_people(ann_file: Path, num_keypoints: int) -> Tuple[Dict[str, List[Dict[str, Any]]], List[Any]]:
-    """Non-crowd annotations with at least one labelled keypoint, by image file name, and the ids of those skipped
-    for an unusable box (:func:`_usable_box`); checks the keypoint count and the box format."""
-    coco = json.loads(ann_file.read_text())
+def _labelled_people(coco: Dict[str, Any], ann_file: str,
+                     num_keypoints: int) -> Tuple[Dict[str, List[Dict[str, Any]]], List[Any]]:
+    """Non-crowd annotations with at least one labelled keypoint of ``coco`` (``ann_file`` loaded by
+    :func:`load_coco_file`, so every record has the ids and file names read here), by image file name, and the
+    ids of those skipped for an unusable box (:func:`_usable_box`); checks the keypoint count and the box format."""
     people = defaultdict(list)
     skipped = []
-    for ann in coco.get('annotations', []):
+    for ann in coco.get('annotations') or []:
         if without_keypoints(ann):
             continue  # as the dataset drops it
         if len(ann.get('keypoints', ())) != 3 * num_keypoints:
@@ -134,8 +134,9 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
     Raises:
         FileNotFoundError: an input or a listed image is missing.
-        ValueError: ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an annotation has another
-            keypoint count than the model or a malformed bbox.
+        ValueError: ``ann_file`` is not JSON or not a COCO annotation file, or a record lacks a key read here
+            (:func:`load_coco_file`); ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an
+            annotation has another keypoint count than the model or a malformed bbox.
     """
     import torch
     from mmpose.apis import inference_topdown
@@ -146,6 +147,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     for path in (config, checkpoint, ann_file, img_dir):
         if path is not None and not is_url(path) and not Path(path).exists():
             raise FileNotFoundError(f'background share: no such file or folder: {path}')
+    coco = load_coco_file(ann_file)  # before the model: a wrong file fails in a second, naming its first bad record
     model = init_checked_model(config, checkpoint, device, dict(model=dict(test_cfg=dict(flip_test=False))))
     head = model.head
     if type(head).__name__ != 'IPRHead':
@@ -160,7 +162,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
     head.logits = keep_logits
     background = background or head.debias_background
-    people, skipped = _labelled_people(Path(ann_file), head.num_joints)
+    people, skipped = _labelled_people(coco, ann_file, head.num_joints)
     shares, visibility, areas = [], [], []
     with torch.no_grad():
         for file_name, anns in tqdm(sorted(people.items()), desc='background share', unit='img',

@@ -12,6 +12,7 @@ turns by its EXIF orientation as it decodes (OpenCV does, unless ``color_type`` 
 note, not a problem: the annotation file cannot say whether its keypoints were made on the turned pixels.
 """
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -44,7 +45,8 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
         config: a config file, ``package::path`` name or ``Config``.
         splits: which of ``train``, ``val``, ``test`` to check; a split without a dataloader in the config, or
             with the same dataset as a split checked before it (mmpose's ``test_dataloader = val_dataloader``),
-            is skipped and listed under ``skipped``.
+            is skipped and listed under ``skipped``; when none of them has a dataloader, nothing is checked and
+            an error is raised.
         workers: processes loading images (0: this process).
         cfg_options: config overrides, as ``--cfg-options`` gives them.
         progress: show a progress bar per split on stderr.
@@ -56,6 +58,11 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
         (whether the dataset knows the annotation's image sizes: ``IPRCocoDataset`` does, mmpose's
         ``CocoDataset`` does not);
         ``skipped``: split -> why.
+
+    Raises:
+        FileNotFoundError: the config is missing.
+        ValueError: none of ``splits`` has a dataloader with a dataset in the config (a file that is no config of
+            a dataset, such as an annotation file, loads as a config without any).
     """
     from mmengine.registry import init_default_scope
     cfg = load_config(config, cfg_options)
@@ -63,6 +70,13 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
     problems: List[DataProblem] = []
     notes: List[DataProblem] = []
     report: Dict[str, Any] = dict(problems=problems, notes=notes, splits={}, skipped={})
+    if not any((cfg.get(f'{split}_dataloader') or {}).get('dataset') for split in splits):
+        # else the report would be "0 problems" for a file that is no training config at all (an annotation file)
+        name = config if isinstance(config, (str, os.PathLike)) else cfg.filename
+        asked = 'is it a config of a model\'s data?' if set(splits) == set(SPLITS) else \
+            f'only {", ".join(splits)} asked for'
+        raise ValueError(f'check_data: {name} has nothing to check: no '
+                         f'{" or ".join(f"{split}_dataloader" for split in splits)} with a dataset in it ({asked})')
     seen: List[Tuple[str, Any]] = []
     for split in splits:
         loader_cfg = cfg.get(f'{split}_dataloader')

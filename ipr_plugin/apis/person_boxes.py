@@ -10,7 +10,6 @@ load::
 ``category_id`` is always 1 (COCO's person), the only category mmpose's loader keeps.
 """
 import copy
-import json
 import logging
 import os.path as osp
 import time
@@ -18,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arguments import check_out_file, is_url, raise_problems, write_json
+from ..arguments import check_out_file, is_url, load_coco_file, raise_problems, write_json
 from ..paths import ConfigLike, load_config, require_file
 
 __all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_image_list',
@@ -31,12 +30,15 @@ PERSON_CLASS_NAME = 'person'
 
 
 def load_image_list(ann_file: str) -> List[Tuple[int, str]]:
-    """``(image_id, file_name)`` of every image listed in a COCO annotation file, in file order."""
+    """``(image_id, file_name)`` of every image listed in a COCO annotation file, in file order.
+
+    Raises:
+        FileNotFoundError: ``ann_file`` is missing.
+        ValueError: it is not JSON, not a COCO annotation file (e.g. a detection file's list), or an entry of its
+            ``images`` has no integer ``id`` or no ``file_name`` (its other records: :func:`load_coco_file`).
+    """
     require_file(ann_file, 'annotation file')
-    with open(ann_file) as f:
-        images = json.load(f).get('images')
-    if not isinstance(images, list):
-        raise ValueError(f'{ann_file} has no "images" list: not a COCO annotation file')
+    images = load_coco_file(ann_file, image_ids=set())['images']  # width and height are the detector's to find
     listed: Dict[int, str] = {}
     for index, img in enumerate(images):
         if not (isinstance(img, dict) and isinstance(img.get('file_name'), str) and 'id' in img
@@ -251,7 +253,8 @@ def make_person_boxes(det_config: ConfigLike,
     Raises:
         FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path), ``ann_file`` or ``img_dir`` is missing.
         ValueError: a bad ``score_thr`` or ``max_images`` (:func:`argument_problems`) or ``person_class``,
-            ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` lists no image.
+            ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` is no COCO annotation file
+            (:func:`load_image_list`) or lists no image.
         OSError: ``out_file`` cannot be written (checked before detection).
         NothingDetected (a RuntimeError): not one of the images could be read and detected in, or no person box
             reached ``score_thr``.

@@ -148,6 +148,17 @@ def detection_problem(entries: list, images: set, ann_file: str) -> Optional[Tup
     return None
 
 
+def detection_message(bbox_file: Any, entries: list, found: Tuple[Optional[int], str]) -> str:
+    """:func:`detection_problem`'s finding as a sentence naming the file, and the entry (index and image id)
+    where one is at fault."""
+    index, what = found
+    if index is None:
+        return f'the detection file {bbox_file} {what}'
+    det = entries[index]
+    entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'
+    return f'the detection file {bbox_file}: {entry} {what}'
+
+
 def image_size_table(images: Iterable[dict]) -> Tuple[np.ndarray, np.ndarray]:
     """(N,) image ids, sorted, and their (N, 2) annotated (height, width); -1 where a size is no finite number
     (not compared, rather than failing the build without a name). Arrays, not a dict, so that forked dataloader

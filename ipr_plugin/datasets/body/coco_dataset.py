@@ -47,8 +47,8 @@ from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 from ...arguments import is_url
-from .coco_checks import (RecordError, annotation_problem, detection_problem, duplicate_id_problem, file_problem,
-                          image_size_table, unusable_counts, without_keypoints)
+from .coco_checks import (RecordError, annotation_problem, detection_message, detection_problem, duplicate_id_problem,
+                          file_problem, image_size_table, unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
 from ..transforms.jpeg import file_orientation
 
@@ -367,10 +367,7 @@ class IPRCocoDataset(CocoDataset):
         """Check every person entry: on one of ``images`` (ids), 4 finite box numbers, a finite score."""
         found = detection_problem(entries, images, self.ann_file)
         if found is not None:
-            index, what = found
-            if index is None:
-                raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file} {what}')
-            self._raise_detection(index, entries[index], what)
+            raise ValueError(f'{type(self).__name__}: {detection_message(self.bbox_file, entries, found)}')
 
     def _record_image_sizes(self) -> None:
         # mmpose's COCO index of the annotation file, which it deletes once the data list is built
@@ -398,7 +395,3 @@ class IPRCocoDataset(CocoDataset):
                        "pipeline's LoadImage or IPRLoadImage), or rotate the file and its annotations")
         return (f'{type(self).__name__}: image {img_path} (id {img_id}) loads as {w}x{h} pixels but the annotation '
                 f'file {self.ann_file} gives {ew}x{eh}: {why}')
-
-    def _raise_detection(self, index: int, det, what: str) -> None:
-        entry = f'entry {index} (image_id {det.get("image_id")!r})' if type(det) is dict else f'entry {index}'
-        raise ValueError(f'{type(self).__name__}: the detection file {self.bbox_file}: {entry} {what}')
