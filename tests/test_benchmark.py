@@ -161,8 +161,19 @@ def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: P
                             str(coco_sample / 'test_coco_det_AP_H_56.json'))
     assert (split['num_val_images'], split['num_val_instances'], split['num_detections']) == (4, 14, 118)
     missing = tmp_path / 'missing_boxes.json'
-    with pytest.raises(SystemExit, match='missing_boxes.json'):
+    with pytest.raises(FileNotFoundError, match='missing_boxes.json does not exist'):
         given_val_split(str(coco_sample / 'test_coco.json'), str(coco_sample), str(missing))
+    # the command line refuses a wrong file in one line, before it writes the synthetic set
+    for ann, boxes, message in (
+            (coco_sample / 'test_coco_det_AP_H_56.json', coco_sample / 'test_coco_det_AP_H_56.json',
+             'annotation file .*test_coco_det_AP_H_56.json: holds a list, not a COCO object'),
+            (coco_sample / 'test_coco.json', coco_sample / 'test_coco.json',
+             'detection file .*test_coco.json holds a dict, not a list of boxes'),
+            (coco_sample / 'test_coco.json', missing, '.*missing_boxes.json does not exist')):
+        proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--tiny', '--val-data', str(ann), str(coco_sample),
+                               str(boxes)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert re.search(f'error: argument --val-data: {message}', proc.stderr), proc.stderr[-2000:]
 
 
 def test_windows_shorter_than_three_worker_rounds_are_flagged() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
-from ..arguments import parser_check_out_file, parser_error
+from ..arguments import load_coco_file, parser_check_out_file, parser_error, read_json
 from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
@@ -122,14 +122,19 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str
 
 
 def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, Any]:
-    """The ``--val-data`` split in ``prepare_data``'s keys (absolute paths and counts)."""
+    """The ``--val-data`` split in ``prepare_data``'s keys (absolute paths and counts).
+
+    Raises:
+        FileNotFoundError: one of the three is missing.
+        ValueError: ``ann_file`` is no COCO annotation file, ``bbox_file`` no JSON list (naming the file).
+    """
     for path in (ann_file, img_dir, bbox_file):
         if not osp.exists(path):
-            raise SystemExit(f'--val-data: {path} does not exist')
-    with open(ann_file) as f:
-        coco = json.load(f)
-    with open(bbox_file) as f:
-        boxes = json.load(f)
+            raise FileNotFoundError(f'{path} does not exist')
+    coco = load_coco_file(ann_file)
+    boxes = read_json(bbox_file, 'detection file')
+    if not isinstance(boxes, list):
+        raise ValueError(f'detection file {bbox_file} holds a {type(boxes).__name__}, not a list of boxes')
     return dict(val_ann_file=osp.abspath(ann_file), val_img_dir=osp.abspath(img_dir),
                 bbox_file=osp.abspath(bbox_file), num_val_images=len(coco.get('images', [])),
                 num_val_instances=len(coco.get('annotations', [])), num_detections=len(boxes), val_given=True)
@@ -292,6 +297,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv[1:])
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _check_args(parser, args)
+    try:  # before the synthetic set is written
+        val_split = given_val_split(*args.val_data) if args.val_data else None
+    except (OSError, ValueError) as error:
+        parser.error(f'argument --val-data: {error}')
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
     deadline = time.time() + args.time_limit if args.time_limit else None
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
@@ -299,8 +308,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny
                                       else str(REPO_ROOT / 'data' / 'bench_synthetic'))
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
-        if args.val_data:
-            data = dict(data, **given_val_split(*args.val_data))
+        if val_split:
+            data = dict(data, **val_split)
         runs: List[List[Dict[str, Any]]] = [[] for _ in configs]
         for round_index in range(args.rounds):
             skip = list(args.skip) if round_index == 0 else repeat_skip(args.skip)
