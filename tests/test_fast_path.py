@@ -261,9 +261,11 @@ def test_a_bgra_batch_becomes_rgb_as_with_mmposes_preprocessor():
     items = [dict(inputs=image, data_samples=PoseDataSample(metainfo=dict(img_shape=(16, 16)))) for image in images]
     cfg = dict(bgr_to_rgb=True, mean=[1.0, 2.0, 3.0], std=[4.0, 5.0, 6.0])
     theirs = MODELS.build(dict(type='PoseDataPreprocessor', **cfg))(pseudo_collate(copy.deepcopy(items)), True)
-    ours = MODELS.build(dict(type='IPRDataPreprocessor', **cfg))(ipr_collate(copy.deepcopy(items)), True)
-    assert ours['inputs'].shape == (2, 3, 16, 16)
-    torch.testing.assert_close(ours['inputs'], theirs['inputs'], rtol=0, atol=0)
+    ours = MODELS.build(dict(type='IPRDataPreprocessor', **cfg))
+    for collate in (ipr_collate, pseudo_collate):  # a stacked batch, and the test loader's list of images
+        out = ours(collate(copy.deepcopy(items)), True)
+        assert out['inputs'].shape == (2, 3, 16, 16)
+        torch.testing.assert_close(out['inputs'], theirs['inputs'], rtol=0, atol=0)
 
 
 def test_a_multilevel_field_is_moved_by_its_own_to():

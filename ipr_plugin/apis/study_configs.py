@@ -287,7 +287,9 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     # schedule: iteration-based, same optimiser and learning-rate policy for all
     cfg.train_cfg = dict(by_epoch=False, max_iters=budget.iters, val_interval=budget.val_interval)
     optimizer = dict(type='Adam', lr=budget.lr)
-    cfg.optim_wrapper = (dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=optimizer) if budget.amp
+    # bf16 has float32's range: no loss scaling, whose dynamic scaler syncs with the host at every step
+    cfg.optim_wrapper = (dict(type='AmpOptimWrapper', dtype='bfloat16', optimizer=optimizer,
+                              loss_scale=dict(enabled=False)) if budget.amp
                          else dict(type='OptimWrapper', optimizer=optimizer))
     schedulers = []
     if budget.warmup_iters:

@@ -75,7 +75,7 @@ def normalized_to_pixel(uv: ArrayLike, size: SizeLike) -> ArrayLike:
     return ((uv + 1) * wh - 1) / 2
 
 
-def flip_coords(coords: ArrayLike, flip_indices: Sequence[int]) -> ArrayLike:
+def flip_coords(coords: ArrayLike, flip_indices: Union[Sequence[int], torch.Tensor]) -> ArrayLike:
     """Map normalised keypoints predicted on a horizontally flipped input back to the original input.
 
     A horizontal flip is ``u -> -u`` in normalised coordinates (for both the ``'center'`` and the
@@ -84,7 +84,7 @@ def flip_coords(coords: ArrayLike, flip_indices: Sequence[int]) -> ArrayLike:
     Args:
         coords: (..., K, 2) ``(u, v)`` in normalised units.
         flip_indices: length-K permutation; joint ``k`` of the output is joint ``flip_indices[k]`` of
-            the input.
+            the input (a sequence, or an int64 tensor: on the coordinates' device, it costs no host copy).
 
     Returns:
         (..., K, 2) normalised coordinates, same container type as ``coords``.
@@ -95,4 +95,12 @@ def flip_coords(coords: ArrayLike, flip_indices: Sequence[int]) -> ArrayLike:
         raise ValueError(f'coords must have shape (..., K, 2) with K = len(flip_indices) = '
                          f'{len(flip_indices)}, got {shape}')
     coords = _as_float(coords)
-    return coords[..., list(flip_indices), :] * _per_axis((-1, 1), coords)
+    if isinstance(coords, torch.Tensor):
+        # a tensor of indices on the coordinates' device indexes without a host-to-device copy (a list is
+        # copied, blocking: a stream sync on a GPU); x is negated in place of a multiplication by a (-1, 1)
+        # tensor built on the host, for the same reason (the same values: both are exact)
+        index = flip_indices.to(coords.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
+        flipped = coords[..., index, :]
+        return torch.stack((-flipped[..., 0], flipped[..., 1]), dim=-1)
+    flipped = coords[..., np.asarray(flip_indices), :]
+    return np.stack((-flipped[..., 0], flipped[..., 1]), axis=-1)

@@ -1,6 +1,6 @@
 """Data preprocessor for batches from :func:`ipr_collate` (and, unchanged, from ``pseudo_collate``)."""
 import math
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from mmengine.structures import BaseDataElement, InstanceData
@@ -33,6 +33,9 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
     def __init__(self, channels_last: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.channels_last = channels_last
+        # mmengine swaps the channels with a Python list index, which torch copies to the device blocking: a
+        # stream sync per batch (and per image of a pseudo_collate list). This index moves with the model instead.
+        self.register_buffer('_channel_order', torch.tensor([2, 1, 0]), persistent=False)
 
     def cast_data(self, data: Any) -> Any:
         # mmengine recurses through dicts and lists by calling self.cast_data, so every sample comes here.
@@ -54,15 +57,20 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         model's device, normalised (and RGB when ``bgr_to_rgb``), and ``data_samples`` with their
         ``gt_instance_labels`` handed back as views of the stacked labels."""
         labels = data.pop(LABELS_KEY, None) if isinstance(data, dict) else None
-        if self._channel_conversion and isinstance(data, dict):
+        conversion = self._channel_conversion
+        if conversion and isinstance(data, dict):
             _check_channels(data.get('inputs'))
+            swapped = self._swap_channels(self.cast_data(data.get('inputs')))
+            if swapped is not None:  # done here: mmengine must not swap them back
+                data, conversion = dict(data, inputs=swapped), False
         # The batch augments (mmpose's BatchSyncRandomResize...) rescale the samples' labels in place: they run
         # here, once the labels are back on the samples, not inside mmpose's forward.
         batch_augments, self.batch_augments = self.batch_augments, None
+        saved, self._channel_conversion = self._channel_conversion, conversion
         try:
             out = super().forward(data, training)
         finally:
-            self.batch_augments = batch_augments
+            self.batch_augments, self._channel_conversion = batch_augments, saved
         if labels is not None:
             labels = self.cast_data(labels)
             for i, sample in enumerate(out['data_samples']):
@@ -73,6 +81,16 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
         if self.channels_last and out['inputs'].is_cuda:
             out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
         return out
+
+
+    def _swap_channels(self, inputs: Any) -> Optional[Any]:
+        """mmengine's channel swap (channels 2, 1, 0 kept, in that order) of a (B, C, H, W) batch or of each
+        (C, H, W) image of a list, on the device they are on; None for anything else (left to mmengine)."""
+        if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+            return inputs.index_select(1, self._channel_order.to(inputs.device))
+        if isinstance(inputs, (list, tuple)) and all(isinstance(x, torch.Tensor) and x.dim() == 3 for x in inputs):
+            return [x.index_select(0, self._channel_order.to(x.device)) for x in inputs]
+        return None
 
 
 def element_to(element: BaseDataElement, *args, **kwargs) -> BaseDataElement:

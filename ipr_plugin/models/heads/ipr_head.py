@@ -113,6 +113,7 @@ class IPRHead(BaseHead):
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
+        self._flip_index: Tuple[tuple, Optional[Tensor]] = ((), None)  # the flip test's, on the device (_flip_test)
         self._joints_warned = False  # dataset_joints_problem, without flip test
         self._map_size_warned = False  # _warn_map_size
 
@@ -287,6 +288,12 @@ class IPRHead(BaseHead):
             bool tensor, left on the device: whether both passes' logits are finite).
         """
         logits, logits_f = self.logits(feats[0]), self.logits(feats[1])
+        # the joint permutation as a tensor on the device, made once: a Python list index is copied to the device
+        # at every use, blocking (a stream sync per use on a GPU)
+        key = (tuple(flip_indices), logits.device)
+        if self._flip_index[0] != key:
+            self._flip_index = (key, torch.tensor(key[0], device=logits.device))
+        flip_indices = self._flip_index[1]
         coords, probs, _ = self._integrate(logits)
         coords_f, probs_f, _ = self._integrate(logits_f)
         coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
