@@ -73,6 +73,10 @@ def test_duplicate_id_problem():
         'one annotation per id (annotations 0 and 2, counting from 0)')
     assert duplicate_id_problem(dict(images=[IMAGE, dict(IMAGE, file_name='b.jpg')], annotations=[])).startswith(
         'uses image id 785 twice: image ids must be unique')
+    # an image entry listed twice, identically: COCO's index keeps it once (an annotation twice would be a person twice)
+    assert duplicate_id_problem(dict(images=[IMAGE, dict(IMAGE)], annotations=[ANN])) is None
+    assert duplicate_id_problem(dict(images=[IMAGE], annotations=[ANN, dict(ANN)])).startswith(
+        'uses annotation id 1 twice')
     # records without ids are file_problem's to name
     assert duplicate_id_problem(dict(images=['x', {}], annotations=[{}, {}, 3])) is None
 

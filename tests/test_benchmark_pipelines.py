@@ -43,9 +43,29 @@ def test_a_failed_or_cut_off_round_is_named_and_left_out_of_the_medians() -> Non
     assert merged['pipeline']['ms_per_sample'] == 4.0
     assert merged['errors'] == {'pipeline (round 2)': 'OSError: disk'}
     assert merged['rounds_cut_off'] == [4]
-    # one round alone is the plain result: no medians, no rounds line
-    single = merge_rounds([_run(3.0, dict(load=3.0)), failed])
+    # without --rounds the result is the worker's, with no rounds line
+    single = merge_rounds([_run(3.0, dict(load=3.0))])
     assert 'rounds' not in single['pipeline'] and rounds_lines([single]) == []
+
+
+@pytest.mark.parametrize('first', [
+    dict(name='x', config='x.py', errors={'pipeline': 'OSError: disk'}),
+    dict(name='x', config='x.py', errors={}, cut_off=['pipeline', 'metric']),
+    dict(name='x', config='x.py', errors={'worker': 'exit status -9'}),
+])
+def test_a_first_round_that_missed_a_measurement_does_not_blank_what_later_rounds_measured(first):
+    from ipr_plugin.benchmark.report import main_table, pipeline_table
+    anchor = merge_rounds([_run(4.0, dict(load=4.0)), _run(4.0, dict(load=4.0))])
+    merged = dict(merge_rounds([first, _run(2.0, dict(load=2.0))]), name='x')
+    assert merged['pipeline']['ms_per_sample'] == 2.0 and merged['pipeline']['rounds'] == [None, 2.0]
+    assert '| (d) CPU pipeline ms/sample | 4 | 2 | 0.50 |' in main_table([dict(anchor, name='a'), merged])
+    assert '| total | 4 | 2 | 0.50 |' in pipeline_table([dict(anchor, name='a'), merged])
+    if 'pipeline' in first['errors']:
+        assert merged['errors'] == {'pipeline (round 1)': 'OSError: disk'}
+    if first.get('cut_off'):
+        assert merged['cut_off'] == ['metric'] and merged['rounds_cut_off'] == [1]
+    if 'worker' in first['errors']:  # what no round measured stays an error
+        assert '| (a) train img/s | skipped | error | n/a |' in main_table([dict(anchor, name='a'), merged])
 
 
 def test_the_rounds_line_pairs_each_round_with_the_anchors_same_round() -> None:

@@ -91,6 +91,9 @@ def test_flip_coords(as_torch):
     expected = np.array([[[-0.1, 0.2], [0.5, 0.6], [-0.3, 0.4]]])
     np.testing.assert_allclose(np.asarray(out), expected)
     np.testing.assert_allclose(np.asarray(flip_coords(out, flip_indices)), np.asarray(coords))
+    # the permutation as an index tensor (the head keeps one on the device); no joints at all
+    np.testing.assert_allclose(np.asarray(flip_coords(coords, torch.tensor(flip_indices))), expected)
+    assert np.asarray(flip_coords(coords[:, :0], [])).shape == (1, 0, 2)
 
 
 def test_bad_shapes_raise():

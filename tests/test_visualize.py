@@ -102,6 +102,13 @@ def test_only_person_boxes_are_drawn_and_a_bad_entry_is_named(coco_sample, state
     written = draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), coco_sample / 'test_coco.json', coco_sample,
                                cars_on_first, tmp_path / 'out', num_images=2)
     assert written == [str(tmp_path / 'out' / f'{Path(second["file_name"]).stem}.jpg')]
+    # a whole split's detection file with an annotation file of some of its images: the others are not drawn
+    coco = json.loads((coco_sample / 'test_coco.json').read_text())
+    subset = tmp_path / 'two_images.json'
+    subset.write_text(json.dumps(dict(coco, images=[first, second], annotations=[
+        a for a in coco['annotations'] if a['image_id'] in (first['id'], second['id'])])))
+    assert len(draw_predictions(CONFIG, str(tmp_path / 'ok.pth'), subset, coco_sample,
+                                coco_sample / 'test_coco_det_AP_H_56.json', tmp_path / 'subset', num_images=2)) == 2
     cars = _detections(coco_sample, tmp_path, 'cars.json', lambda d: dict(d, category_id=3))
     with pytest.raises(ValueError, match=rf'^draw_predictions: the detection file {cars} has no person boxes \(no '
                        r'entry with category_id 1 among its 118 entries\)$'):

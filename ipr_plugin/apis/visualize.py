@@ -94,7 +94,10 @@ def _person_boxes(bbox_file: Union[str, Path], image_ids: Set[int],
     if not isinstance(entries, list):
         raise ValueError(f'draw_predictions: the detection file {bbox_file} holds a {type(entries).__name__}, not '
                          'a list of detections')
-    found = detection_problem(entries, image_ids, ann_file)
+    # entries on images the annotation file does not list are never drawn: a whole split's detection file serves
+    # a subset of its annotation file (the dataset, which would crash on them in mmpose, refuses them instead)
+    listed = image_ids | {d['image_id'] for d in entries if type(d) is dict and type(d.get('image_id')) is int}
+    found = detection_problem(entries, listed, ann_file)
     if found is not None:
         raise ValueError(f'draw_predictions: {detection_message(bbox_file, entries, found)}')
     boxes: DefaultDict[int, List[Tuple[float, List[float]]]] = defaultdict(list)

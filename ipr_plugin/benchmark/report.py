@@ -50,7 +50,8 @@ def _fmt(value: Optional[float]) -> str:
 
 def _failed(result: Dict[str, Any], key: str) -> bool:
     errors = result.get('errors', {})
-    return key in errors or 'worker' in errors  # 'worker': the whole process failed
+    # 'worker': the whole process failed (with --rounds, a later round may still have measured ``key``)
+    return key in errors or ('worker' in errors and key not in result)
 
 
 def _cell(result: Dict[str, Any], key: str, read: Callable) -> Optional[float]:

@@ -31,12 +31,15 @@ def repeat_skip(skip: List[str]) -> List[str]:
 def merge_rounds(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """One config's results from every round (the first, full one first) -> one result.
 
-    Each round measurement measured in two rounds or more becomes its rounds' medians: per step, and the total
-    as the median of the rounds' totals (so with an even count the rows need not add up to it exactly). Its
-    ``rounds`` lists every round's total, ``None`` where that round did not measure it. A later round's error
-    is kept under ``"<measurement> (round k)"``: listed with the section's errors, without blanking the cell.
+    Each round measurement measured in any round becomes its rounds' medians: per step, and the total as the
+    median of the rounds' totals (so with an even count the rows need not add up to it exactly). Its ``rounds``
+    lists every round's total, ``None`` where that round did not measure it. A round's error or cut-off is kept
+    as ``"<measurement> (round k)"`` (listed with the section's errors) or under ``rounds_cut_off``, without
+    blanking a cell that another round measured; the first round's stay as they are for what no round measured.
     """
-    merged = dict(runs[0], errors=dict(runs[0].get('errors', {})))
+    merged = dict(runs[0], errors=dict(runs[0].get('errors', {})), cut_off=list(runs[0].get('cut_off', [])))
+    if len(runs) == 1:
+        return runs[0]
     for number, run in enumerate(runs[1:], start=2):
         for key, err in run.get('errors', {}).items():
             merged['errors'][f'{key} (round {number})'] = err
@@ -45,13 +48,21 @@ def merge_rounds(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     for key in ROUND_MEASUREMENTS:
         per_round = [_measured(run, key) for run in runs]
         measured = [m for m in per_round if m is not None]
-        if len(measured) < 2:
+        if not measured:
             continue
+        if per_round[0] is None:  # the first round failed or was cut off here, a later one measured it
+            if key in merged['errors']:
+                merged['errors'][f'{key} (round 1)'] = merged['errors'].pop(key)
+            if key in merged['cut_off']:
+                merged['cut_off'].remove(key)
+                merged.setdefault('rounds_cut_off', []).insert(0, 1)
         steps = OrderedDict((name, statistics.median(m['steps'][name] for m in measured if name in m['steps']))
                             for name in measured[0]['steps'])
         merged[key] = dict(measured[0], steps=steps,
                            ms_per_sample=statistics.median(m['ms_per_sample'] for m in measured),
                            rounds=[None if m is None else m['ms_per_sample'] for m in per_round])
+    if not merged['cut_off']:
+        del merged['cut_off']
     return merged
 
 

@@ -102,5 +102,5 @@ def flip_coords(coords: ArrayLike, flip_indices: Union[Sequence[int], torch.Tens
         index = flip_indices.to(coords.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
         flipped = coords[..., index, :]
         return torch.stack((-flipped[..., 0], flipped[..., 1]), dim=-1)
-    flipped = coords[..., np.asarray(flip_indices), :]
+    flipped = coords[..., np.asarray(flip_indices, dtype=np.intp), :]
     return np.stack((-flipped[..., 0], flipped[..., 1]), axis=-1)

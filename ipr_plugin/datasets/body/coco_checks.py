@@ -104,6 +104,8 @@ def duplicate_id_problem(dataset: dict) -> Optional[str]:
             if not isinstance(ident, Hashable) or ident is None:
                 continue
             if ident in seen:
+                if kind == 'image' and records[seen[ident]] == record:
+                    continue  # the same entry listed again: COCO's index keeps it once, and nothing is lost
                 where = ''
                 if kind == 'annotation':
                     first = records[seen[ident]]
