@@ -41,6 +41,7 @@ test_pipeline = [
     dict(type='TopdownAffine', input_size=codec['input_size']),
     dict(type='IPRPackInputs')
 ]
+# 14 loader workers per GPU process, sized for one GPU with 16 cores: with --gpus 8 set about cores / 8 (README)
 train_dataloader = dict(
     num_workers=14, pin_memory=True, prefetch_factor=4, collate_fn=dict(type='ipr_collate'),
     dataset=dict(pipeline=train_pipeline))
