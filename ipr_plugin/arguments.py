@@ -5,8 +5,9 @@ synthetic-data modules) return ``{argument name: problem}``; these two turn that
 :func:`is_url` tells the paths that only loading can check. :func:`check_out_file` makes a tool that writes its
 result at the end fail at the start when it could not, or would overwrite one of its inputs; :func:`write_json`
 writes that result whole or not at all; :func:`exit_on_input_errors` gives a command line one line, not a traceback.
-:func:`read_json` and :func:`load_coco_file` read an input file that the tools take, naming it when it is not JSON
-(an image, an empty file) or not a COCO annotation file (a detection list), instead of the bare parser error.
+:func:`read_json`, :func:`load_coco_file` and :func:`load_detection_file` read an input file that the tools take,
+naming it when it is not JSON (an image, an empty file), not a COCO annotation file (a detection list) or not a
+detection list, instead of the bare parser error.
 """
 import argparse
 import json
@@ -130,6 +131,19 @@ def load_coco_file(path: str, image_ids: Optional[Set[Any]] = None) -> dict:
     if problem:
         raise ValueError(f'annotation file {path}: {problem}')
     return dataset
+
+
+def load_detection_file(path: str) -> list:
+    """A detection (``bbox_file``) file's entries, read by :func:`read_json`; its entries are the caller's to check.
+
+    Raises:
+        ValueError: ``path`` is not JSON, or holds no list (an annotation file's object given instead).
+        OSError: ``path`` is missing or a directory.
+    """
+    entries = read_json(path, 'detection file')
+    if not isinstance(entries, list):
+        raise ValueError(f'detection file {path} holds a {type(entries).__name__}, not a list of detections')
+    return entries
 
 
 def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:

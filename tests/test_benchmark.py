@@ -168,7 +168,7 @@ def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: P
             (coco_sample / 'test_coco_det_AP_H_56.json', coco_sample / 'test_coco_det_AP_H_56.json',
              'annotation file .*test_coco_det_AP_H_56.json: holds a list, not a COCO object'),
             (coco_sample / 'test_coco.json', coco_sample / 'test_coco.json',
-             'detection file .*test_coco.json holds a dict, not a list of boxes'),
+             'detection file .*test_coco.json holds a dict, not a list of detections'),
             (coco_sample / 'test_coco.json', missing, '.*missing_boxes.json does not exist')):
         proc = subprocess.run([sys.executable, 'tools/benchmark.py', '--tiny', '--val-data', str(ann), str(coco_sample),
                                str(boxes)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)

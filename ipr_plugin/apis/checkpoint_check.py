@@ -57,26 +57,21 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except OSError:  # missing or unreadable file, failed download: these name the file already
         raise
-    except pickle.UnpicklingError as err:
-        if 'weights_only' not in str(err):
-            raise ValueError(f'{path} is not a PyTorch checkpoint ({_reason(err)})') from err
-        # torch's text advises weights_only=False: needless for a file that is no checkpoint, and running the file's
-        # code for one holding more than a checkpoint holds. Quote only what its unpickler refused.
-        refused = next((line.strip() for line in str(err).splitlines()
-                        if line.strip().startswith(('Trying to load', 'WeightsUnpickler error', 'Unsupported'))),
-                       'see torch.load')
-        raise ValueError(f'{path} is not a PyTorch checkpoint, or holds objects beyond those of mmengine and mmpose '
-                         f"checkpoints, which loading would have to run as code (torch's weights-only unpickler: "
-                         f'{refused})') from err
     except Exception as err:  # torch's unpickler errors (KeyError, EOFError, ...) do not name the file
-        raise ValueError(f'{path} is not a PyTorch checkpoint ({_reason(err)})') from err
+        if isinstance(err, pickle.UnpicklingError) and 'weights_only' in str(err):
+            # torch's text advises weights_only=False: needless for a file that is no checkpoint, and running the
+            # file's code for one holding more than a checkpoint holds. Quote only what its unpickler refused.
+            refused = next((line.strip() for line in str(err).splitlines()
+                            if line.strip().startswith(('Trying to load', 'WeightsUnpickler error', 'Unsupported'))),
+                           'see torch.load')
+            raise ValueError(f'{path} is not a PyTorch checkpoint, or holds objects beyond those of mmengine and '
+                             f"mmpose checkpoints, which loading would have to run as code (torch's weights-only "
+                             f'unpickler: {refused})') from err
+        reason = f'{type(err).__name__}: {err}' if str(err) else type(err).__name__
+        raise ValueError(f'{path} is not a PyTorch checkpoint ({reason})') from err
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f'{path} is not a PyTorch checkpoint (it holds a {type(checkpoint).__name__}, not a dict)')
     return checkpoint
-
-
-def _reason(err: Exception) -> str:
-    return f'{type(err).__name__}: {err}' if str(err) else type(err).__name__
 
 
 def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:

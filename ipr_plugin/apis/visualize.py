@@ -6,7 +6,7 @@ from typing import DefaultDict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 
-from ..arguments import load_coco_file, read_json
+from ..arguments import load_coco_file, load_detection_file
 from ..datasets.body.coco_checks import detection_message, detection_problem
 
 
@@ -85,15 +85,13 @@ def _person_boxes(bbox_file: Union[str, Path], image_ids: Set[int],
                   ann_file: str) -> DefaultDict[int, List[Tuple[float, List[float]]]]:
     """(score, [x1, y1, x2, y2]) of each person box (``category_id`` 1, as the dataset keeps) of ``bbox_file``, by
     image id, after the dataset's checks of its entries (:func:`~ipr_plugin.datasets.body.coco_checks.
-    detection_problem`: an int ``image_id`` among ``image_ids``, 4 finite box numbers, a finite score).
+    detection_problem`: an int ``image_id``, 4 finite box numbers, a finite score; entries on images other than
+    ``image_ids`` are not drawn, so they may be on images the annotation file does not list).
 
     Raises:
         ValueError: naming the file, and the entry where one is at fault.
     """
-    entries = read_json(str(bbox_file), 'detection file')
-    if not isinstance(entries, list):
-        raise ValueError(f'draw_predictions: the detection file {bbox_file} holds a {type(entries).__name__}, not '
-                         'a list of detections')
+    entries = load_detection_file(str(bbox_file))
     # entries on images the annotation file does not list are never drawn: a whole split's detection file serves
     # a subset of its annotation file (the dataset, which would crash on them in mmpose, refuses them instead)
     listed = image_ids | {d['image_id'] for d in entries if type(d) is dict and type(d.get('image_id')) is int}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
-from ..arguments import load_coco_file, parser_check_out_file, parser_error, read_json
+from ..arguments import load_coco_file, load_detection_file, parser_check_out_file, parser_error
 from ..markdown import append_section
 from ..paths import REPO_ROOT
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    'pipeline target on a shared machine; see ipr_plugin/benchmark/rounds.py)')
     p.add_argument('--plot', default=None, metavar='FILE.png',
                    help='also draw (d) and (e) as stacked bars by step, a bar per config (with --rounds, each '
-                   'round\'s total as a dot)')
+                   'round\'s total as a tick)')
     p.add_argument('--keep-work-dir', action='store_true', help='keep worker specs, results and Runner logs')
     return p
 
@@ -132,9 +132,7 @@ def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, An
         if not osp.exists(path):
             raise FileNotFoundError(f'{path} does not exist')
     coco = load_coco_file(ann_file)
-    boxes = read_json(bbox_file, 'detection file')
-    if not isinstance(boxes, list):
-        raise ValueError(f'detection file {bbox_file} holds a {type(boxes).__name__}, not a list of boxes')
+    boxes = load_detection_file(bbox_file)
     return dict(val_ann_file=osp.abspath(ann_file), val_img_dir=osp.abspath(img_dir),
                 bbox_file=osp.abspath(bbox_file), num_val_images=len(coco.get('images', [])),
                 num_val_instances=len(coco.get('annotations', [])), num_detections=len(boxes), val_given=True)

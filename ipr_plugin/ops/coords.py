@@ -95,12 +95,13 @@ def flip_coords(coords: ArrayLike, flip_indices: Union[Sequence[int], torch.Tens
         raise ValueError(f'coords must have shape (..., K, 2) with K = len(flip_indices) = '
                          f'{len(flip_indices)}, got {shape}')
     coords = _as_float(coords)
+    # a tensor of indices on the coordinates' device indexes without a host-to-device copy (a list is copied,
+    # blocking: a stream sync on a GPU); x is negated in place of a multiplication by a (-1, 1) tensor built on the
+    # host, for the same reason (the same values: both are exact)
     if isinstance(coords, torch.Tensor):
-        # a tensor of indices on the coordinates' device indexes without a host-to-device copy (a list is
-        # copied, blocking: a stream sync on a GPU); x is negated in place of a multiplication by a (-1, 1)
-        # tensor built on the host, for the same reason (the same values: both are exact)
         index = flip_indices.to(coords.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
-        flipped = coords[..., index, :]
-        return torch.stack((-flipped[..., 0], flipped[..., 1]), dim=-1)
-    flipped = coords[..., np.asarray(flip_indices, dtype=np.intp), :]
-    return np.stack((-flipped[..., 0], flipped[..., 1]), axis=-1)
+        stack = torch.stack
+    else:
+        index, stack = np.asarray(flip_indices, dtype=np.intp), np.stack
+    flipped = coords[..., index, :]
+    return stack((-flipped[..., 0], flipped[..., 1]), -1)

@@ -96,11 +96,10 @@ def duplicate_id_problem(dataset: dict) -> Optional[str]:
     COCO's index keeps one record per id, and mmpose fetches an image's annotations by id: with annotation ids
     restarting at 1 in every image (a common converter slip), every image gets the keypoints of the last image
     holding each id, silently; with an image id used twice, one image's entry is lost."""
-    for kind, records, key in (('image', dataset.get('images') or [], 'id'),
-                               ('annotation', dataset.get('annotations') or [], 'id')):
+    for kind, records in (('image', dataset.get('images') or []), ('annotation', dataset.get('annotations') or [])):
         seen: Dict[Any, int] = {}
         for i, record in enumerate(records):
-            ident = record.get(key) if isinstance(record, dict) else None
+            ident = record.get('id') if isinstance(record, dict) else None
             if not isinstance(ident, Hashable) or ident is None:
                 continue
             if ident in seen:

@@ -82,7 +82,6 @@ class IPRDataPreprocessor(PoseDataPreprocessor):
             out['inputs'] = out['inputs'].contiguous(memory_format=torch.channels_last)
         return out
 
-
     def _swap_channels(self, inputs: Any) -> Optional[Any]:
         """mmengine's channel swap (channels 2, 1, 0 kept, in that order) of a (B, C, H, W) batch or of each
         (C, H, W) image of a list, on the device they are on; None for anything else (left to mmengine)."""
