@@ -37,9 +37,9 @@ def merge_rounds(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     as ``"<measurement> (round k)"`` (listed with the section's errors) or under ``rounds_cut_off``, without
     blanking a cell that another round measured; the first round's stay as they are for what no round measured.
     """
-    merged = dict(runs[0], errors=dict(runs[0].get('errors', {})), cut_off=list(runs[0].get('cut_off', [])))
     if len(runs) == 1:
         return runs[0]
+    merged = dict(runs[0], errors=dict(runs[0].get('errors', {})), cut_off=list(runs[0].get('cut_off', [])))
     for number, run in enumerate(runs[1:], start=2):
         for key, err in run.get('errors', {}).items():
             merged['errors'][f'{key} (round {number})'] = err
