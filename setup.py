@@ -42,8 +42,20 @@ setup(
     python_requires='>=3.9',
     install_requires=RUNTIME,
     extras_require={
+        'onnx': ['onnx', 'onnxruntime'],  # tools/export_onnx.py
         'tests': ['pytest', 'onnx', 'onnxruntime', 'pycocotools'],
         'mim': ['openmim==0.3.9'],
     },
+    # the configs, as OpenMMLab packages ship theirs: ipr_plugin/.mim/configs links to configs/ in the checkout
+    package_data={'ipr_plugin': ['.mim/configs/*.py', '.mim/configs/*/*.py']},
+    # the tools for an installed wheel, which has no tools/ folder
+    entry_points={'console_scripts': [
+        'ipr-benchmark=ipr_plugin.benchmark:main',
+        'ipr-accuracy-study=ipr_plugin.apis.accuracy_study:main',
+        'ipr-background-share=ipr_plugin.apis.background_share:main',
+        'ipr-gpu-measurements=ipr_plugin.apis.gpu_measurements:main',
+        *(f"ipr-{name.replace('_', '-')}=ipr_plugin.cli.{name}:main"
+          for name in ('check_data', 'demo', 'export_onnx', 'make_person_boxes', 'make_synthetic_coco')),
+    ]},
     zip_safe=False,
 )

@@ -1,6 +1,7 @@
 """Where the package finds things: the checkout it lives in, and the configs an OpenMMLab package installs."""
 import copy
 import importlib.util
+import os
 import os.path as osp
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
@@ -11,8 +12,34 @@ if TYPE_CHECKING:
 ConfigLike = Union[str, Path, 'Config']
 
 # The checkout: configs/, tools/, data/ and BENCHMARKS.md sit there in an editable install (the tools put their own
-# checkout first on sys.path, so this is the checkout of the tool that runs).
+# checkout first on sys.path, so this is the checkout of the tool that runs). In an installed wheel it is
+# site-packages, which is no place for outputs: see work_root().
 REPO_ROOT = Path(__file__).resolve().parents[1]
+IN_CHECKOUT = (REPO_ROOT / 'setup.py').is_file()
+
+# The plugin's configs, where OpenMMLab packages keep theirs (so ``ipr_plugin::rel`` names them, as ``mmpose::rel``
+# names mmpose's): in a checkout a link to configs/, in a wheel a copy (setup.py's package_data).
+CONFIG_ROOT = Path(__file__).resolve().parent / '.mim' / 'configs'
+
+
+def plugin_config(*rel: str) -> Path:
+    """The plugin's config ``rel`` (e.g. ``'synthetic/ipr_res18-w16_1xb32-60e_synthetic-128x128.py'``, or its
+    parts): the file in the checkout's configs/, or the copy a wheel installed."""
+    return CONFIG_ROOT.joinpath(*rel).resolve()
+
+
+def work_root() -> Path:
+    """Where outputs go by default (data/, work_dirs/, BENCHMARKS.md): the checkout, or the current folder when the
+    package is installed from a wheel."""
+    return REPO_ROOT if IN_CHECKOUT else Path.cwd()
+
+
+def child_pythonpath(pythonpath: Optional[str]) -> Optional[str]:
+    """``PYTHONPATH`` for a child process that must import this very package: the checkout first (mmpose's
+    tools/*.py run with their own folder as sys.path[0], where the package is not), else as it was."""
+    if not IN_CHECKOUT:
+        return pythonpath
+    return os.pathsep.join(p for p in (str(REPO_ROOT), pythonpath) if p)
 
 
 def installed_config(path: str) -> str:

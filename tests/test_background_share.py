@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ipr_plugin.apis.background_share import keypoint_shares, main, markdown_table, share_table
-from ipr_plugin.apis.mim_runner import REPO_ROOT
+from ipr_plugin.paths import REPO_ROOT
 
 CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
 

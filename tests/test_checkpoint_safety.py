@@ -178,3 +178,17 @@ def test_the_one_cycle_scheduler_class_cannot_be_called_from_a_pickle(tmp_path: 
     torch.save(_Reduce(getattr, (OneCycleParamScheduler, '__init__')), path)
     with pytest.raises(pickle.UnpicklingError, match='is not allowed in a weights-only checkpoint'):
         torch.load(path, weights_only=True)
+
+
+def test_older_torch_needs_no_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """setup.py allows torch >= 2.1: before 2.6 torch.load unpickles everything by default, torch < 2.4 has no
+    add_safe_globals (importing the plugin must not need it) and 2.4 / 2.5 take no (function, name) entries."""
+    from ipr_plugin.engine.checkpoint import register_safe_globals
+
+    monkeypatch.delattr(torch.serialization, 'add_safe_globals')
+    for version in ('2.1.2', '2.5.1+cu121'):
+        monkeypatch.setattr(torch, '__version__', version)
+        register_safe_globals()
+    monkeypatch.setattr(torch, '__version__', '2.6.0')
+    with pytest.raises(AttributeError, match='add_safe_globals'):  # from 2.6 on it is called
+        register_safe_globals()

@@ -68,7 +68,7 @@ def test_centre_grid_differs_from_mmpose_grid():
 def _config(path: str):
     from mmengine.config import Config
 
-    from ipr_plugin.apis.mim_runner import REPO_ROOT
+    from ipr_plugin.paths import REPO_ROOT
     if path.startswith('mmpose::'):
         import mmpose
         return Config.fromfile(str(Path(mmpose.__file__).parent / '.mim' / 'configs' / path[len('mmpose::'):]))

@@ -7,8 +7,8 @@ import torch
 from torch.autograd import gradcheck
 
 from maps import H, W, grids, peak_logits
-from ipr_plugin.ops import (background_share, debias_coords, keypoint_scores, make_grid, normalize_heatmaps,
-                            pixel_to_normalized, soft_argmax)
+from ipr_plugin.ops import (background_share, debias_coords, keypoint_scores, log_background_share, make_grid,
+                            normalize_heatmaps, pixel_to_normalized, soft_argmax)
 
 METHODS = ('softmax', 'relu', 'abs')
 
@@ -103,6 +103,34 @@ def test_median_background_of_an_even_count_is_the_lower_median():
     beta, logits = 1.5, torch.tensor([[0.0, 3.0], [2.0, 1.0]], dtype=torch.float64)
     expected = 4 * math.exp(beta * 1.0) / sum(math.exp(beta * z) for z in (0.0, 1.0, 2.0, 3.0))
     assert float(background_share(logits, beta, 'median')) == pytest.approx(expected, rel=1e-12)
+
+
+def test_median_background_value_and_gradient_match_torch_median():
+    """The median level is taken from a sort (ONNX and deterministic CUDA have no median): the same value as
+    torch.median's, and the same gradient, on the one middle cell."""
+    logits = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    ours = log_background_share(logits, 2.0, 'median')
+    ours.sum().backward()
+    grad, logits.grad = logits.grad.clone(), None
+    scaled = 2.0 * logits
+    direct = (math.log(20) - scaled.flatten(-2).logsumexp(-1) + scaled.flatten(-2).median(dim=-1).values)
+    direct.sum().backward()
+    assert torch.allclose(ours, direct, rtol=0, atol=1e-12)
+    assert torch.allclose(grad, logits.grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='torch.median raises under deterministic algorithms on '
+                    'CUDA only')
+def test_median_background_runs_under_deterministic_algorithms_on_cuda():
+    """randomness=dict(deterministic=True) turns on torch.use_deterministic_algorithms, under which CUDA's
+    torch.median (indices output) raises."""
+    logits = torch.randn(2, 3, 8, 8, device='cuda')
+    torch.use_deterministic_algorithms(True)
+    try:
+        share = background_share(logits, 10.0, 'median')
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert torch.allclose(share.cpu(), background_share(logits.cpu(), 10.0, 'median'), atol=1e-5)
 
 
 def test_bad_normalizer_arguments():

@@ -3,7 +3,8 @@ sample config through mmengine's Runner."""
 from pathlib import Path
 from typing import List
 
-from ipr_plugin.apis.mim_runner import REPO_ROOT, MimError, parse_coco_metrics, run_mim  # noqa: F401
+from ipr_plugin.apis.mim_runner import MimError, parse_coco_metrics, run_mim  # noqa: F401
+from ipr_plugin.paths import REPO_ROOT
 
 SAMPLE_CONFIG = REPO_ROOT / 'configs' / 'sample' / 'mmpose-ipr_res18_coco-sample-64x64.py'
 OURS_SAMPLE_CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'

@@ -1,36 +1,17 @@
 """The README's main job: synthetic data -> untrained AP -> `mim train` (CPU) -> trained AP -> pictures.
 
 Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or simply `make demo`)
+See ipr_plugin/cli/demo.py.
 """
-import argparse
 import os.path as osp
 import sys
 import warnings
 
 # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
-
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
-from ipr_plugin.apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo  # noqa: E402
-from ipr_plugin.arguments import parser_error  # noqa: E402
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--work-dir', default=str(DEFAULT_WORK_DIR), help='checkpoints, logs, pictures and the '
-                        "results (default: the repository's work_dirs/demo); relative to the current folder")
-    parser.add_argument('--data-root', default=str(DEFAULT_DATA_ROOT), help='where the synthetic set is written '
-                        "(default: the repository's data/synthetic); relative to the current folder")
-    parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
-    parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
-    parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
-    parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
-    parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
-    run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
-             epochs=args.epochs, seed=args.seed)
-
+from ipr_plugin.cli.demo import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main(prog='python tools/demo.py'))

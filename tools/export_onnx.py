@@ -1,65 +1,10 @@
-"""Export an IPR pose model to ONNX (normalisation, soft-argmax and keypoint scores inside the graph).
-
-Input ``image`` (B, 3, H, W) float32 RGB pixels in [0, 255] of the warped person crop; outputs
-``keypoints`` (B, K, 2) normalised crop coordinates (pixel ``x = ((u + 1) w - 1) / 2``) and ``scores`` (B, K).
-See ``ipr_plugin.apis.onnx_export``.
-
-Example::
-
-    python tools/export_onnx.py configs/ipr_res50_8xb64-210e_coco-256x256.py work_dirs/ipr/best.pth \\
-        --out ipr_res50.onnx --verify
-"""
-import argparse
+"""Export an IPR pose model to ONNX (see ipr_plugin/cli/export_onnx.py and ``--help``)."""
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
-import torch  # noqa: E402
-
-from ipr_plugin.arguments import exit_on_input_errors, parser_check_out_file, parser_error  # noqa: E402
-from ipr_plugin.apis.onnx_export import (build_export_module, export_argument_problems, export_module,  # noqa: E402
-                                         verify_onnx)
-
-
-def parse_args() -> argparse.Namespace:
-    from mmengine.config import DictAction
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('config', help='pose config file')
-    parser.add_argument('checkpoint', nargs='?', default=None, help='checkpoint (omit for random weights)')
-    parser.add_argument('--out', required=True, help='.onnx file to write')
-    parser.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('W', 'H'),
-                        help="default: the codec's input_size")
-    parser.add_argument('--opset', type=int, default=17)
-    parser.add_argument('--batch-size', type=int, default=1, help='batch of the tracing input')
-    parser.add_argument('--static-batch', action='store_true', help='fix the batch axis to --batch-size')
-    parser.add_argument('--verify', action='store_true',
-                        help='compare onnxruntime with PyTorch on random inputs and print the max difference')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides')
-    args = parser.parse_args()
-    # before the model is built, and naming the flag rather than the API argument
-    parser_error(parser, export_argument_problems(args.input_size, args.batch_size))
-    parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint])
-    return args
-
-
-def main() -> None:
-    args = parse_args()
-    with exit_on_input_errors('export_onnx'):
-        module = build_export_module(args.config, args.checkpoint, args.cfg_options)
-        out = export_module(module, args.out, args.input_size, args.opset, args.batch_size,
-                            dynamic_batch=not args.static_batch)
-    print(f'wrote {out}')
-    if args.verify:
-        w, h = args.input_size or module.input_size
-        batches = [args.batch_size] if args.static_batch else [args.batch_size, args.batch_size + 1]
-        generator = torch.Generator().manual_seed(0)
-        inputs = [torch.rand(b, 3, h, w, generator=generator) * 255 for b in batches]
-        diffs = verify_onnx(out, module, inputs)
-        print('max |onnxruntime - torch|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()) +
-              f' (batch sizes {batches})')
-
+from ipr_plugin.cli.export_onnx import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main(prog='python tools/export_onnx.py'))

@@ -1,58 +1,11 @@
-"""Write the synthetic COCO-format person-keypoint dataset (see ``ipr_plugin.datasets.synthetic_coco``).
-
-Example::
-
-    python tools/make_synthetic_coco.py --out data/synthetic --num-train 64 --num-val 16 --seed 0
-"""
-import argparse
+"""Write the synthetic COCO-format person-keypoint dataset (see ipr_plugin/cli/make_synthetic_coco.py and
+``--help``)."""
 import os.path as osp
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
-from ipr_plugin.arguments import parser_error  # noqa: E402
-from ipr_plugin.datasets.synthetic_coco import (  # noqa: E402
-    DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco)
-
-
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--out', default='data/synthetic', help='dataset root to write')
-    parser.add_argument('--num-train', type=int, default=64, help='train images')
-    parser.add_argument('--num-val', type=int, default=16, help='val images (with detector boxes)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--difficulty', choices=sorted(DIFFICULTIES), default='normal')
-    parser.add_argument('--image-size', type=int, nargs=2, default=(640, 480), metavar=('WIDTH', 'HEIGHT'),
-                        help=f'pixels, at least {MIN_IMAGE_SIDE} each')
-    parser.add_argument('--people-per-image', type=int, nargs=2, default=None, metavar=('MIN', 'MAX'),
-                        help="default: the difficulty's")
-    parser.add_argument('--jpeg-quality', type=int, default=90)
-    parser.add_argument('--workers', type=int, default=None,
-                        help=f'rendering processes (default: every core for {PARALLEL_MIN_IMAGES} images or more, '
-                        'else 1); the files are the same for any number')
-    args = parser.parse_args()
-    # naming the flag rather than the API argument
-    parser_error(parser, argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
-                                           args.jpeg_quality, args.workers))
-    return args
-
-
-def main() -> None:
-    args = parse_args()
-    start = time.perf_counter()
-    out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
-                               image_size=tuple(args.image_size), people_per_image=args.people_per_image,
-                               seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality,
-                               workers=args.workers)
-    seconds = time.perf_counter() - start
-    print(f'wrote a {args.difficulty} synthetic COCO keypoint set (seed {args.seed}) to {out["root"]} '
-          f'in {seconds:.1f} s:')
-    for split in ('train', 'val'):
-        print(f'  {split}: {out[f"num_{split}_images"]} images in {out[f"{split}_img_dir"]}, '
-              f'{out[f"num_{split}_instances"]} people in {out[f"{split}_ann_file"]}')
-    print(f'  detections: {out["num_detections"]} boxes in {out["bbox_file"]}')
-
+from ipr_plugin.cli.make_synthetic_coco import main  # noqa: E402
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main(prog='python tools/make_synthetic_coco.py'))

@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .mim_runner import REPO_ROOT, MimError, MimTimeout, exit_on_sigterm, kill_running
+from ..paths import work_root
+from .mim_runner import MimError, MimTimeout, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_calibration import calibration
 from .study_report import calibration_lines, diverged, machine_info, table_rows, text_table, write_outputs
@@ -124,7 +125,7 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         raise SystemExit("--amp needs --device cuda: mmengine's AmpOptimWrapper refuses to train on the CPU")
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
-    args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else REPO_ROOT)
+    args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else work_root())
     args.variants = with_needs(args.variants)
     return args
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
 from ..arguments import raise_problems
-from .mim_runner import REPO_ROOT, parse_coco_metrics, run_mim
+from ..paths import plugin_config, work_root
+from .mim_runner import parse_coco_metrics, run_mim
 
-DEMO_CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
-DEFAULT_WORK_DIR = REPO_ROOT / 'work_dirs' / 'demo'
-DEFAULT_DATA_ROOT = REPO_ROOT / 'data' / 'synthetic'
+DEMO_CONFIG = plugin_config('synthetic', 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py')
+DEFAULT_WORK_DIR = work_root() / 'work_dirs' / 'demo'
+DEFAULT_DATA_ROOT = work_root() / 'data' / 'synthetic'
 
 
 def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Path:

@@ -2,15 +2,16 @@
 
 Runs, in this order, each in its own process and each given a share of the time still left:
 
-1. ``benchmark``: ``tools/benchmark.py`` with mmpose's IPR config (the anchor) against ours-fast at the recipe's
-   batch of 64 per GPU, so that the peak memory it reports is the one the performance targets name;
-2. ``study``: ``tools/accuracy_study.py`` with 1000 iterations of batch 32 per row, the issue's seven rows
-   (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant scores), ResNet-18 at 256x256,
-   the six trained rows at once (``--parallel 6``, two loader workers each), evaluated at 500 and 1000
-   iterations (whether the AP still moves at the end of the budget). Run one after another they would
-   not fit: on an H200 (2026-12-04) a row of ours took under 102 s from start to evaluation, 48 s of it
-   training (0.024-0.032 s per iteration), and mmpose's IPR logged 0.107-0.232 s per iteration, bound by its
-   loader and main process while the GPU idled;
+1. ``benchmark``: the benchmark (``python -m ipr_plugin.benchmark``, i.e. ``tools/benchmark.py``) with mmpose's
+   IPR config (the anchor) against ours-fast at the recipe's batch of 64 per GPU, so that the peak memory it
+   reports is the one the performance targets name;
+2. ``study``: the accuracy study (``python -m ipr_plugin.apis.accuracy_study``) with 1000 iterations of batch 32 per
+   row, the issue's seven rows (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant
+   scores), ResNet-18 at 256x256, the six trained rows at once (``--parallel 6``, two loader workers each),
+   evaluated at 500 and 1000 iterations (whether the AP still moves at the end of the budget). Run one after another
+   they would not fit: on an H200 (2026-12-04) a row of ours took under 102 s from start to evaluation, 48 s of it
+   training (0.024-0.032 s per iteration), and mmpose's IPR logged 0.107-0.232 s per iteration, bound by its loader
+   and main process while the GPU idled;
 3. ``metric``: the benchmark's row (g) alone, the final COCO evaluation and the val dataset at COCO val2017 scale
    for both configs: CPU work in the main process, measured on the GPU machine's CPU, only when asked for (the
    benchmark part skips it, so that its half minute per config cannot cut the GPU windows short);
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..paths import REPO_ROOT
+from ..paths import work_root
 from .mim_runner import stop_session
 
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -46,27 +47,30 @@ PARTS = ('benchmark', 'study', 'metric', 'compile')
 SHARE = dict(benchmark=0.45, study=0.6, metric=1.0, compile=1.0)
 MOST = dict(benchmark=220.0, study=900.0, metric=150.0, compile=420.0)
 REPORT_MARGIN = 20.0  # seconds kept back from each part's limit for writing its report and exiting
+# the tools as modules: installed from a wheel, there is no tools/ folder
+BENCHMARK = ('-m', 'ipr_plugin.benchmark')
+STUDY = ('-m', 'ipr_plugin.apis.accuracy_study')
 
 
 def part_command(part: str, out: Path, limit: float) -> List[str]:
     """argv (without the interpreter) of one part, its output under ``out``, limited to ``limit`` seconds."""
     time_limit = ['--time-limit', f'{limit:.0f}']
     if part == 'benchmark':
-        return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'mmpose-IPR={MMPOSE_IPR}',
+        return [*BENCHMARK, '--batch-size', '64', '--configs', f'mmpose-IPR={MMPOSE_IPR}',
                 f'ours-fast={FAST}', '--skip', 'metric', '--out', str(out / 'benchmark.md'),
                 '--label', 'batch 64'] + time_limit
     if part == 'metric':  # no image is timed: the smallest data set-up the benchmark accepts, in a folder of its
         # own (the other parts' set is reused only when written with their sizes: rewriting it costs minutes)
-        return ['tools/benchmark.py', '--batch-size', '64', '--num-images', '8', '--num-val-images', '4',
+        return [*BENCHMARK, '--batch-size', '64', '--num-images', '8', '--num-val-images', '4',
                 '--data-root', str(out / 'metric_data'),
                 '--skip', 'train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host',
                 '--configs', f'mmpose-IPR={MMPOSE_IPR}', f'ours-fast={FAST}', '--out', str(out / 'metric.md'),
                 '--label', 'the final COCO evaluation at COCO val2017 scale'] + time_limit
     if part == 'study':
-        return ['tools/accuracy_study.py', '--iters', '1000', '--batch-size', '32', '--variants', *STUDY_VARIANTS,
+        return [*STUDY, '--iters', '1000', '--batch-size', '32', '--variants', *STUDY_VARIANTS,
                 '--parallel', str(STUDY_PARALLEL), '--curve-points', '2', '--out', str(out / 'study')] + time_limit
     if part == 'compile':
-        return ['tools/benchmark.py', '--batch-size', '64', '--configs', f'ours-fast-compile={FAST_COMPILE}',
+        return [*BENCHMARK, '--batch-size', '64', '--configs', f'ours-fast-compile={FAST_COMPILE}',
                 '--out', str(out / 'compile.md'), '--label', 'batch 64, torch.compile'] + time_limit
     raise ValueError(f'unknown part {part!r}; choose from {PARTS}')
 
@@ -98,7 +102,7 @@ def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys
         # the tool stops itself at --time-limit; the margin is its time to write and exit. Past it, SIGTERM lets
         # it kill the sessions of its own children (the benchmark's worker, the study's trainings), which a
         # SIGKILL of the tool alone would leave running on the GPU.
-        proc = subprocess.Popen([python, *argv], cwd=REPO_ROOT, start_new_session=True)
+        proc = subprocess.Popen([python, *argv], cwd=work_root(), start_new_session=True)
         try:
             rc = proc.wait(limit + REPORT_MARGIN)
         except subprocess.TimeoutExpired:

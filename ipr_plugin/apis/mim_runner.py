@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Set, Union
 
-from ..paths import REPO_ROOT
+from ..paths import child_pythonpath, work_root
 
 
 # Lines of output quoted in a failure message: enough for a traceback and the log lines before it.
@@ -45,16 +45,16 @@ def _tail(output: str, lines: int = TAIL_LINES) -> str:
 
 def _child_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
     env = dict(os.environ)
-    # mmpose's tools/*.py run with their own folder as sys.path[0]; make the plugin importable for
-    # custom_imports even where it is not pip-installed.
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    pythonpath = child_pythonpath(env.get('PYTHONPATH'))  # for custom_imports, also where it is not pip-installed
+    if pythonpath:
+        env['PYTHONPATH'] = pythonpath
     env.setdefault('PYTHONUNBUFFERED', '1')
     env.update(extra or {})
     return env
 
 
 def run_mim(args: Sequence[str],
-            cwd: Union[str, Path] = REPO_ROOT,
+            cwd: Union[str, Path, None] = None,
             timeout: float = 120,
             env: Optional[Mapping[str, str]] = None,
             check: bool = True,
@@ -64,7 +64,7 @@ def run_mim(args: Sequence[str],
 
 
 def run_command(cmd: Sequence[str],
-                cwd: Union[str, Path] = REPO_ROOT,
+                cwd: Union[str, Path, None] = None,
                 timeout: float = 120,
                 env: Optional[Mapping[str, str]] = None,
                 check: bool = True,
@@ -74,12 +74,12 @@ def run_command(cmd: Sequence[str],
     The child gets its own session so that on timeout the whole tree (``torch.distributed.launch`` and its
     ranks, not just mim) is killed, also when it hangs without printing anything. With ``check``, a non-zero
     exit or a timeout (:class:`MimTimeout`) raises :class:`MimError` quoting the command and the tail of the
-    output. ``on_line`` sees each output line as it arrives (progress).
+    output. ``on_line`` sees each output line as it arrives (progress). ``cwd`` defaults to :func:`work_root`.
     """
     cmd = [str(c) for c in cmd]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=str(cwd), env=None if env is None else dict(env), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=str(cwd or work_root()), env=None if env is None else dict(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     with _RUNNING_LOCK:
         _RUNNING.add(proc)
     lines = []

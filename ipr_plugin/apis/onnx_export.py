@@ -20,6 +20,7 @@ The TorchScript exporter (``dynamo=False``) is used: torch's default ``torch.exp
 ``onnxscript``, which the pinned environment does not install, and the traced graph is static apart from
 the batch axis anyway.
 """
+import importlib
 import os
 import os.path as osp
 import warnings
@@ -126,6 +127,20 @@ def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_s
     return problems
 
 
+def require_onnx(module_name: str = 'onnx'):
+    """Import ``onnx`` or ``onnxruntime``, which only the ``onnx`` extra installs (export and ``--verify`` alone
+    need them).
+
+    Raises:
+        ImportError: not installed; the message says how to install it.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(f'{module_name} is not installed: ONNX export needs `pip install "ipr_plugin[onnx]"` '
+                          f'(or `pip install onnx onnxruntime`)') from error
+
+
 def export_module(module: IPRExportModule, out_file: str, input_size: Optional[Sequence[int]] = None,
                   opset: int = 17, batch_size: int = 1, dynamic_batch: bool = True) -> str:
     """Trace ``module`` on a (batch_size, 3, h, w) input and write it as ONNX.
@@ -143,9 +158,9 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
 
     Raises:
         ValueError: ``input_size`` or ``batch_size`` is not positive (see :func:`export_argument_problems`).
+        ImportError: ``onnx`` is not installed (see :func:`require_onnx`).
     """
-    import onnx
-
+    onnx = require_onnx()
     raise_problems(export_argument_problems(input_size, batch_size))
     w, h = (int(s) for s in (input_size or module.input_size))
     device = next(module.parameters()).device
@@ -210,7 +225,7 @@ def verify_onnx(model_path: str, torch_module: nn.Module,
     Raises:
         ValueError: an output's shape differs between onnxruntime and torch, or either gives NaN or Inf.
     """
-    import onnxruntime as ort
+    ort = require_onnx('onnxruntime')
 
     session = ort.InferenceSession(model_path, providers=['CPUExecutionProvider'])
     names = [o.name for o in session.get_outputs()]

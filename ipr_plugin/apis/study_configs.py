@@ -11,12 +11,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..paths import REPO_ROOT, installed_config
+from ..paths import installed_config, plugin_config
 from .study_record_hook import StudyRecordHook  # noqa: F401  (registered in each training, which imports this module)
 
 MMPOSE_CONFIG_DIR = 'body_2d_keypoint'
 MMPOSE_IPR_DIR = 'integral_regression/coco/'
-FAST_CONFIG = REPO_ROOT / 'configs' / 'ipr_res50_fast-8xb64-210e_coco-256x256.py'
+FAST_CONFIG = plugin_config('ipr_res50_fast-8xb64-210e_coco-256x256.py')
 RECORD_FILE = 'study_record.json'
 PREDICTIONS_FILE = 'predictions.pkl'
 # mmengine's own work dir inside a run's folder: the Runner writes its copy of the config there under the same
@@ -208,7 +208,7 @@ def source_config(variant: Variant) -> Path:
     """The file a trained variant's config is read from."""
     if variant.source == 'mmpose':
         return Path(installed_config(f'mmpose::{MMPOSE_CONFIG_DIR}/{variant.config}'))
-    return REPO_ROOT / 'configs' / variant.config
+    return plugin_config(variant.config)
 
 
 def _resize_inputs(node: Any, size: int) -> None:

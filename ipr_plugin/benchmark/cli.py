@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from ..arguments import load_coco_file, load_detection_file, parser_check_out_file, parser_error
 from ..markdown import append_section
-from ..paths import REPO_ROOT
+from ..paths import child_pythonpath, work_root
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .plot import plot_pipelines
 from .report import render_section
@@ -100,7 +100,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.out is None and not args.tiny:  # the repository's, from wherever the command runs
-        args.out = str(REPO_ROOT / 'BENCHMARKS.md')
+        args.out = str(work_root() / 'BENCHMARKS.md')
 
 
 def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
@@ -151,8 +151,9 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     spec_file = osp.join(spec.work_dir, 'spec.json')
     spec.dump(spec_file)
     env = dict(os.environ)
-    # The worker must import this very package, installed or not.
-    env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    pythonpath = child_pythonpath(env.get('PYTHONPATH'))  # the worker must import this very package
+    if pythonpath:
+        env['PYTHONPATH'] = pythonpath
     if spec.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
@@ -260,8 +261,13 @@ def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[
 
 
 def command_line(argv: Sequence[str]) -> str:
-    """The command as typed, as far as it can be told: the script path relative to the working directory."""
+    """The command as typed, as far as it can be told: the script path relative to the working directory,
+    ``python -m ipr_plugin.benchmark`` or the installed ``ipr-benchmark``."""
     script = argv[0]
+    if osp.basename(script) == '__main__.py':
+        return shlex.join(['python', '-m', __package__] + list(argv[1:]))
+    if not script.endswith('.py'):  # a console script
+        return shlex.join([osp.basename(script)] + list(argv[1:]))
     if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
         script = osp.relpath(script)
     return 'python ' + shlex.join([script] + list(argv[1:]))
@@ -304,7 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     try:
         data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny
-                                      else str(REPO_ROOT / 'data' / 'bench_synthetic'))
+                                      else str(work_root() / 'data' / 'bench_synthetic'))
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
         if val_split:
             data = dict(data, **val_split)

@@ -2,9 +2,10 @@
 import json
 import os.path as osp
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..paths import REPO_ROOT, installed_config
+from ..paths import installed_config, plugin_config
 
 MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host', 'metric')
 
@@ -69,12 +70,13 @@ class WorkerSpec:
 
 
 def resolve_config_path(path: str) -> str:
-    """A config file path: ``package::rel`` -> the package's installed ``.mim/configs/rel``; a relative path
-    that does not exist from the working directory is tried from the repository root."""
+    """A config file path: ``package::rel`` -> the package's installed ``.mim/configs/rel``; ``configs/rel`` that
+    does not exist from the working directory is the plugin's own (:func:`plugin_config`)."""
     if '::' in path:
         return installed_config(path)
-    if not osp.isabs(path) and not osp.exists(path) and (REPO_ROOT / path).exists():
-        return str(REPO_ROOT / path)
+    parts = Path(path).parts
+    if not osp.exists(path) and len(parts) > 1 and parts[0] == 'configs' and plugin_config(*parts[1:]).exists():
+        return str(plugin_config(*parts[1:]))
     return path
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
+from mmengine.utils import digit_version
 
 # Dtypes of the numpy objects mmengine Runner checkpoints hold (float64 histories, int64 counts) and mmpose's
 # ``dataset_meta`` (float32 sigmas and joint weights, uint8 colours).
@@ -133,6 +134,9 @@ def register_safe_globals() -> None:
     """Allow the globals of mmengine/mmpose checkpoints for ``torch.load(weights_only=True)``.
 
     Idempotent: torch keeps the allow-list as a set, and every entry here is the same object (or equal tuple)
-    on each call.
+    on each call. A no-op before torch 2.6, whose ``torch.load`` unpickles everything unless asked for
+    ``weights_only``: torch < 2.4 has no allow-list, and 2.4 and 2.5 take no ``(function, name)`` entries.
     """
+    if digit_version(torch.__version__)[:2] < (2, 6):  # 2.6 pre-releases already default to weights_only
+        return
     torch.serialization.add_safe_globals(safe_globals())

@@ -200,11 +200,10 @@ def log_background_share(logits: Tensor, beta: Beta, background: str = 'zero') -
 
 
 def _lower_median(values: Tensor) -> Tensor:
-    """``values.median(dim=-1).values`` (the lower median of an even count); when exported to ONNX, which has no
-    median, the same element taken from a sort."""
-    if torch.onnx.is_in_onnx_export():
-        return values.sort(dim=-1).values[..., (values.shape[-1] - 1) // 2]
-    return values.median(dim=-1).values
+    """``values.median(dim=-1).values`` (the lower median of an even count), taken from a sort: ``median`` has no
+    ONNX operator, and on CUDA it raises under ``torch.use_deterministic_algorithms(True)`` (its indices
+    output), which a run with ``randomness=dict(deterministic=True)`` turns on."""
+    return values.sort(dim=-1).values[..., (values.shape[-1] - 1) // 2]
 
 
 def _one_minus_exp(x: Tensor) -> Tensor:

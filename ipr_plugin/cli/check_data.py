@@ -1,0 +1,51 @@
+"""Check a config's data before a long run: builds each split's dataset, loads every image once.
+
+Lists every missing or unreadable image and (with ``IPRCocoDataset``) every image whose size differs from its
+annotation file's, instead of stopping at the first one mid-training; notes JPEGs that load turned by their EXIF
+orientation. Exit status 1 when there is a problem (notes do not count), or when the config has no dataloader of
+the splits asked for (a file that is not a config of a model's data: nothing would be checked).
+
+Example::
+
+    python tools/check_data.py configs/ipr_res50_8xb64-210e_coco-256x256.py --workers 8
+    python tools/check_data.py CONFIG --splits val --cfg-options val_dataloader.dataset.data_root=data/coco/
+"""
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from ..arguments import exit_on_input_errors, parser_check_out_file, write_json
+from ..apis.data_check import SPLITS, check_data, format_report, report_json
+
+
+def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='config file, or package::path of an installed one')
+    parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS))
+    parser.add_argument('--workers', type=int, default=0,
+                        help='processes loading images (0: this one; then an image that kills its loader ends '
+                        'the check)')
+    parser.add_argument('--out', default=None, help='also write the report as JSON here')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, help='config overrides')
+    args = parser.parse_args(argv)
+    if args.workers < 0:
+        parser.error(f'--workers must be 0 or more, got {args.workers}')
+    parser_check_out_file(parser, args.out, what='report file')
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    args = parse_args(argv, prog)
+    with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
+        report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
+    print(format_report(report))
+    if args.out:
+        write_json(args.out, report_json(report), indent=1)
+    return 1 if report['problems'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
