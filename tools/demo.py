@@ -5,10 +5,7 @@ See ipr_plugin/cli/demo.py.
 """
 import os.path as osp
 import sys
-import warnings
 
-# mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this checkout's package, before any installed
 
 from ipr_plugin.cli.demo import main  # noqa: E402

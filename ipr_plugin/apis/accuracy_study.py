@@ -86,8 +86,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--work-dir', help='runs, checkpoints and (by default) the data')
     p.add_argument('--data-root', help='synthetic data folder (default WORK_DIR/data; reused when its '
                    'parameters match)')
-    p.add_argument('--out', help='folder receiving BENCHMARKS.md and docs/ (default: the repository; with '
-                   '--tiny: WORK_DIR/report)')
+    p.add_argument('--out', help='folder receiving BENCHMARKS.md and docs/ (default: the checkout, or the current '
+                   'folder when installed from a wheel; with --tiny: WORK_DIR/report)')
     p.add_argument('--reuse', action='store_true', help='skip a training whose run folder already holds a '
                    'finished run of the identical config (to finish an interrupted study)')
     p.add_argument('--keep-checkpoints', action='store_true', help="keep every trained variant's final weights "

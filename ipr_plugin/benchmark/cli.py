@@ -37,15 +37,15 @@ TINY = dict(num_images=8, num_val_images=4, batch_size=2, workers=1, warmup=1, i
 FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256, metric_images=VAL2017_IMAGES)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.')
+    p = argparse.ArgumentParser(prog=prog, description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.')
     p.add_argument('--configs', nargs='+', default=None, metavar='[NAME=]CONFIG',
                    help='configs to compare, the first is the anchor of the ratios (package::path allowed); '
                    'default: mmpose IPR, ours, ours-fast when present')
     p.add_argument('--data-root', default=None,
                    help='synthetic set (reused when written with the same sizes); default data/bench_synthetic in '
-                   'the repository, or a temp dir with --tiny')
+                   'the checkout (the current folder when installed from a wheel), or a temp dir with --tiny')
     p.add_argument('--num-images', type=int, default=None,
                    help='train images; default: enough for warm-up + window without an epoch boundary')
     p.add_argument('--num-val-images', type=int, default=None, help='val images; default: enough for eval')
@@ -99,7 +99,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.out is None and not args.tiny:  # the repository's, from wherever the command runs
+    if args.out is None and not args.tiny:  # the checkout's, from wherever the command runs
         args.out = str(work_root() / 'BENCHMARKS.md')
 
 
@@ -260,17 +260,21 @@ def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[
             for name, n in windows.items() if n < rounds]
 
 
-def command_line(argv: Sequence[str]) -> str:
-    """The command as typed, as far as it can be told: the script path relative to the working directory,
-    ``python -m ipr_plugin.benchmark`` or the installed ``ipr-benchmark``."""
-    script = argv[0]
+def invocation(script: str) -> str:
+    """How the command was started, as far as ``argv[0]`` tells: ``python`` and the script path relative to the
+    working directory, ``python -m ipr_plugin.benchmark``, or the installed console script ``ipr-benchmark``."""
     if osp.basename(script) == '__main__.py':
-        return shlex.join(['python', '-m', __package__] + list(argv[1:]))
-    if not script.endswith('.py'):  # a console script
-        return shlex.join([osp.basename(script)] + list(argv[1:]))
+        return f'python -m {__package__}'
+    if not script.endswith('.py'):
+        return osp.basename(script)
     if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
         script = osp.relpath(script)
-    return 'python ' + shlex.join([script] + list(argv[1:]))
+    return 'python ' + shlex.quote(script)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as typed, as far as it can be told (see :func:`invocation`)."""
+    return f'{invocation(argv[0])} {shlex.join(argv[1:])}'.rstrip()
 
 
 # The counts a run needs at least (None: unset, a default follows): below them a worker fails, divides by zero or
@@ -297,7 +301,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(invocation(argv[0]))
     args = parser.parse_args(argv[1:])
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _check_args(parser, args)
@@ -307,9 +311,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f'argument --val-data: {error}')
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
     deadline = time.time() + args.time_limit if args.time_limit else None
-    work_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
+    temp_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     try:
-        data_root = args.data_root or (osp.join(work_root, 'data') if args.tiny
+        data_root = args.data_root or (osp.join(temp_root, 'data') if args.tiny
                                       else str(work_root() / 'data' / 'bench_synthetic'))
         data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
         if val_split:
@@ -320,7 +324,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             order = round_order(len(configs), round_index)
             for position, index in enumerate(order):
                 name, _, path = configs[index]
-                work_dir = osp.join(work_root, f'{index}' + (f'-round{round_index + 1}' if round_index else ''))
+                work_dir = osp.join(temp_root, f'{index}' + (f'-round{round_index + 1}' if round_index else ''))
                 os.makedirs(work_dir)
                 # each round shares the time left among its configs still to run
                 spec = WorkerSpec(
@@ -339,9 +343,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         section = render_section(results, command_line(argv), settings, args.label)
     finally:
         if args.keep_work_dir:
-            print(f'[benchmark] work dir kept: {work_root}', file=sys.stderr)
+            print(f'[benchmark] work dir kept: {temp_root}', file=sys.stderr)
         else:
-            shutil.rmtree(work_root, ignore_errors=True)
+            shutil.rmtree(temp_root, ignore_errors=True)
     print(section)
     failed = any(r.get('errors') for r in results)
     if failed:  # the section names each failure; the numbers measured beside it are kept all the same

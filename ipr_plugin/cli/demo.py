@@ -4,6 +4,7 @@ Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or 
 """
 import argparse
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
@@ -14,14 +15,18 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--work-dir', default=str(DEFAULT_WORK_DIR), help='checkpoints, logs, pictures and the '
-                        "results (default: the repository's work_dirs/demo); relative to the current folder")
+                        'results (default: work_dirs/demo in the checkout, or in the current folder when installed '
+                        'from a wheel)')
     parser.add_argument('--data-root', default=str(DEFAULT_DATA_ROOT), help='where the synthetic set is written '
-                        "(default: the repository's data/synthetic); relative to the current folder")
+                        '(default: data/synthetic in the checkout, or in the current folder when installed from a '
+                        'wheel)')
     parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
     parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
     run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
              epochs=args.epochs, seed=args.seed)
