@@ -401,31 +401,3 @@ def test_each_config_gets_its_share_of_the_time_limit(monkeypatch, tmp_path) -> 
     assert (tmp_path / 'B.md').is_file()
     assert 290 < shares[0] <= 300 and 590 < shares[1] <= 600  # the first returned at once: the second gets it all
 
-
-def test_the_section_names_the_command_as_it_was_run(tmp_path: Path, monkeypatch) -> None:
-    """tools/benchmark.py relative to the working folder, ``python -m ipr_plugin.benchmark``, or the console
-    script a wheel installs: each is a command a reader can run again."""
-    from ipr_plugin.benchmark.cli import command_line
-
-    monkeypatch.chdir(tmp_path)
-    assert command_line([str(tmp_path / 'tools' / 'benchmark.py'), '--tiny']) == 'python tools/benchmark.py --tiny'
-    package_main = str(Path(resolve_config_path.__code__.co_filename).with_name('__main__.py'))
-    assert command_line([package_main, '--label', 'a b']) == "python -m ipr_plugin.benchmark --label 'a b'"
-    assert command_line(['/venv/bin/ipr-benchmark', '--tiny']) == 'ipr-benchmark --tiny'
-
-
-def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> None:
-    """Without --tiny or --data-root the synthetic set goes to data/bench_synthetic of the checkout (the current
-    folder when installed), where the next run reuses it; stopped at the data step, before minutes of writing."""
-    from ipr_plugin.benchmark import cli
-
-    class Stop(Exception):
-        pass
-
-    def stop(root, *args):
-        raise Stop(root)
-
-    monkeypatch.setattr(cli, 'prepare_data', stop)
-    with pytest.raises(Stop) as stopped:
-        cli.main(['tools/benchmark.py', '--configs', OURS_CONFIG, '--num-images', '1', '--num-val-images', '1'])
-    assert stopped.value.args[0] == str(REPO_ROOT / 'data' / 'bench_synthetic')

@@ -70,3 +70,34 @@ def test_input_errors_end_a_tool_in_one_line_unless_the_traceback_is_asked_for(m
     with pytest.raises(FileNotFoundError):
         with exit_on_input_errors('tool'):
             raise FileNotFoundError('no such file: a.json')
+
+
+def test_the_section_names_the_command_as_it_was_run(tmp_path: Path, monkeypatch) -> None:
+    """tools/benchmark.py relative to the working folder, ``python -m ipr_plugin.benchmark``, or the console
+    script a wheel installs: each is a command a reader can run again."""
+    from ipr_plugin.benchmark import cli
+
+    monkeypatch.chdir(tmp_path)
+    script = str(tmp_path / 'tools' / 'benchmark.py')
+    assert cli.command_line([script, '--tiny']) == 'python tools/benchmark.py --tiny'
+    package_main = str(Path(cli.__file__).with_name('__main__.py'))
+    assert cli.command_line([package_main, '--label', 'a b']) == "python -m ipr_plugin.benchmark --label 'a b'"
+    assert cli.command_line(['/venv/bin/ipr-benchmark', '--tiny']) == 'ipr-benchmark --tiny'
+
+
+def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> None:
+    """Without --tiny or --data-root the synthetic set goes to data/bench_synthetic of the checkout (the current
+    folder when installed), where the next run reuses it; stopped at the data step, before minutes of writing."""
+    from ipr_plugin.benchmark import cli
+
+    class Stop(Exception):
+        pass
+
+    def stop(root, *args):
+        raise Stop(root)
+
+    monkeypatch.setattr(cli, 'prepare_data', stop)
+    with pytest.raises(Stop) as stopped:
+        cli.main(['tools/benchmark.py', '--configs', 'configs/ipr_res50_8xb64-210e_coco-256x256.py',
+                  '--num-images', '1', '--num-val-images', '1'])
+    assert stopped.value.args[0] == str(REPO / 'data' / 'bench_synthetic')

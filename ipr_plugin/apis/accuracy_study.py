@@ -11,7 +11,6 @@ Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU sm
 under ``--work-dir`` unless ``--out`` says otherwise. Usage: ``python tools/accuracy_study.py --help``.
 """
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -151,21 +150,19 @@ def row_order(names: Sequence[str]) -> List[str]:
 
 def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
     """Write the hard synthetic split, or reuse the one already there if it was written with these parameters."""
-    from ..datasets import write_synthetic_coco
+    from ..datasets.synthetic_coco import stamped_data, write_stamped, write_synthetic_coco
     params = dict(num_train=args.num_train, num_val=args.num_val, image_size=list(args.image_size),
                   seed=args.data_seed, difficulty='hard')
-    stamp = args.data_root / 'study_data.json'
-    if stamp.exists():
-        saved = json.loads(stamp.read_text())
-        if saved.get('params') == params and Path(saved['data']['bbox_file']).exists():
-            say(f'reusing the synthetic split in {args.data_root}')
-            return saved['data']
+    stamp = str(args.data_root / 'study_data.json')
+    data = stamped_data(stamp, params)
+    if data is not None:
+        say(f'reusing the synthetic split in {args.data_root}')
+        return data
     say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val images at '
         f'{args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')
     start = time.monotonic()
-    data = write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)),
-                                workers=None)
-    stamp.write_text(json.dumps(dict(params=params, data=data), indent=1))
+    data = write_stamped(stamp, params, lambda: write_synthetic_coco(
+        str(args.data_root), **dict(params, image_size=tuple(args.image_size)), workers=None))
     say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
     return data

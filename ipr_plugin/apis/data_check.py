@@ -198,7 +198,7 @@ class _Worker:
 
     def __init__(self, context, loader):
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, loader), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, self.conn, loader), daemon=True)
         self.process.start()
         child.close()
         self.pending: deque = deque()  # (index, image) sent and not answered yet, in the order sent
@@ -235,7 +235,10 @@ class _Worker:
         self.conn.close()
 
 
-def _serve(conn, loader) -> None:
+def _serve(conn, parent_end, loader) -> None:
+    # a forked child holds a copy of the checking process's end of its pipe, which would keep recv() below from
+    # ever seeing the end of a checking process killed without closing its workers
+    parent_end.close()
     _init_worker(loader)
     while True:
         try:

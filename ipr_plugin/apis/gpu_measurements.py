@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..paths import work_root
-from .mim_runner import stop_session
+from .mim_runner import exit_on_sigterm, stop_session
 
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
 FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
@@ -124,6 +124,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.gpu_measurements') -> int:
     args = build_parser(prog).parse_args(argv)
+    exit_on_sigterm()  # run_parts then stops the running part's session instead of leaving it on the GPU
     import torch
     if not torch.cuda.is_available():
         raise SystemExit('gpu_measurements: torch sees no CUDA device here; these figures are GPU figures')

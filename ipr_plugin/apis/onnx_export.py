@@ -141,6 +141,15 @@ def require_onnx(module_name: str = 'onnx'):
                           f'(or `pip install onnx onnxruntime`)') from error
 
 
+def _metadata(module: IPRExportModule, w: int, h: int) -> Dict[str, str]:
+    """What the graph's metadata tells a runtime about its input and outputs."""
+    return dict(input_size=f'{w},{h}', input_range='0-255', channel_order=module.channel_order,
+                keypoints='normalised (u, v), pixel x = ((u + 1) * w - 1) / 2',
+                # a UDP crop (pixel 0 and w - 1 on the box's edges) maps back to the image by x * box_w / (w - 1)
+                crop=('udp' if getattr(module.pose_model.head.decoder, 'use_udp', False) else 'standard'),
+                scores=f'probability mass within {module.pose_model.head.score_radius} heatmap cells')
+
+
 def export_module(module: IPRExportModule, out_file: str, input_size: Optional[Sequence[int]] = None,
                   opset: int = 17, batch_size: int = 1, dynamic_batch: bool = True) -> str:
     """Trace ``module`` on a (batch_size, 3, h, w) input and write it as ONNX.
@@ -169,24 +178,26 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
     check_out_file(out_file)  # before tracing, which takes a while
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     module.eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        # The exporter's deprecation notice and the tracer's warnings about shape checks turned into
-        # constants are expected: only the batch axis is meant to vary.
-        warnings.simplefilter('ignore', DeprecationWarning)
-        warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        torch.onnx.export(module, (dummy, ), out_file, dynamo=False, input_names=[INPUT_NAME],
-                          output_names=list(OUTPUT_NAMES), opset_version=opset, dynamic_axes=dynamic_axes)
-
-    graph = onnx.load(out_file)
-    meta = dict(input_size=f'{w},{h}', input_range='0-255', channel_order=module.channel_order,
-                keypoints='normalised (u, v), pixel x = ((u + 1) * w - 1) / 2',
-                # a UDP crop (pixel 0 and w - 1 on the box's edges) maps back to the image by x * box_w / (w - 1)
-                crop=('udp' if getattr(module.pose_model.head.decoder, 'use_udp', False) else 'standard'),
-                scores=f'probability mass within {module.pose_model.head.score_radius} heatmap cells')
-    for key, value in meta.items():
-        graph.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(graph)
-    onnx.save(graph, out_file)
+    # written beside it and moved into place when whole: an export cut short (Ctrl-C, a time limit) leaves an
+    # earlier file as it was, not a truncated model or one without the metadata below
+    partial = f'{osp.realpath(out_file)}.{os.getpid()}.partial'
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The exporter's deprecation notice and the tracer's warnings about shape checks turned into
+            # constants are expected: only the batch axis is meant to vary.
+            warnings.simplefilter('ignore', DeprecationWarning)
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            torch.onnx.export(module, (dummy, ), partial, dynamo=False, input_names=[INPUT_NAME],
+                              output_names=list(OUTPUT_NAMES), opset_version=opset, dynamic_axes=dynamic_axes)
+        graph = onnx.load(partial)
+        for key, value in _metadata(module, w, h).items():
+            graph.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, partial)
+        os.replace(partial, osp.realpath(out_file))
+    finally:
+        if osp.exists(partial):
+            os.remove(partial)
     return out_file
 
 

@@ -105,20 +105,16 @@ def _fill_defaults(args: argparse.Namespace) -> None:
 
 def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
     """Write the synthetic set under ``root``, or reuse it when its stamp says it was written the same way."""
+    from ..datasets.synthetic_coco import stamped_data, write_stamped, write_synthetic_coco
     params = dict(num_train=num_train, num_val=num_val, image_size=list(IMAGE_SIZE), seed=seed)
     stamp = osp.join(root, DATA_STAMP)
-    if osp.exists(stamp):
-        with open(stamp) as f:
-            saved = json.load(f)
-        if saved.get('params') == params:
-            return saved['data']
+    data = stamped_data(stamp, params)
+    if data is not None:
+        return data
     print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
           f'to {root}', file=sys.stderr, flush=True)
-    from ipr_plugin.datasets import write_synthetic_coco
-    data = write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed, workers=None)
-    with open(stamp, 'w') as f:
-        json.dump(dict(params=params, data=data), f, indent=1)
-    return data
+    return write_stamped(stamp, params, lambda: write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE,
+                                                                     seed=seed, workers=None))
 
 
 def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, Any]:

@@ -14,8 +14,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..arguments import exit_on_input_errors, parser_check_out_file, write_json
 from ..apis.data_check import SPLITS, check_data, format_report, report_json
+from ..apis.mim_runner import exit_on_sigterm
+from ..arguments import exit_on_input_errors, parser_check_out_file, write_json
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -39,6 +40,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     args = parse_args(argv, prog)
+    exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
         report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     print(format_report(report))

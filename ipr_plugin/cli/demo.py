@@ -8,6 +8,7 @@ import warnings
 from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
+from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import parser_error
 
 
@@ -27,6 +28,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     args = parser.parse_args(argv)
     # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    exit_on_sigterm()  # a time limit or a scheduler: mim train's session (in a session of its own) is killed too
     parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
     run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
              epochs=args.epochs, seed=args.seed)

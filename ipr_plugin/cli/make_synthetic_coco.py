@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import parser_error
 from ..datasets.synthetic_coco import (
     DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco)
@@ -39,6 +40,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
     args = parse_args(argv, prog)
+    exit_on_sigterm()  # a time limit or a scheduler: the rendering processes are shut down on the way out
     start = time.perf_counter()
     out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
                                image_size=tuple(args.image_size), people_per_image=args.people_per_image,

@@ -19,12 +19,12 @@ import os.path as osp
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ..arguments import raise_problems
+from ..arguments import raise_problems, write_json
 from .render import RenderedPerson, SceneParams, render_scene
 
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
@@ -148,10 +148,33 @@ def _detections(rng: np.random.Generator, image: Dict, anns: List[Dict], params:
 
 
 def _write_json(obj, path: str) -> None:
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with open(path, 'w') as f:
-        # Compact like COCO's own files; dict order is insertion order, so equal inputs give equal bytes.
-        json.dump(obj, f, separators=(',', ':'))
+    # Compact like COCO's own files; dict order is insertion order, so equal inputs give equal bytes.
+    write_json(path, obj, separators=(',', ':'))
+
+
+def stamped_data(stamp: str, params: Dict) -> Optional[Dict]:
+    """What :func:`write_stamped` recorded in ``stamp`` for a set written with ``params``, or None: no stamp,
+    another set's, or its detections file gone."""
+    if not osp.exists(stamp):
+        return None
+    with open(stamp) as f:
+        saved = json.load(f)
+    if saved.get('params') != params or not osp.exists(saved['data'].get('bbox_file', '')):
+        return None
+    return saved['data']
+
+
+def write_stamped(stamp: str, params: Dict, write: Callable[[], Dict]) -> Dict:
+    """``write()`` (which writes a set over the folder) with its ``params`` and result recorded in ``stamp``.
+
+    The old stamp goes first: a write cut short (Ctrl-C, a time limit) leaves no stamp, so the next run cannot
+    take a folder half rewritten with other parameters for the set it asks for.
+    """
+    if osp.exists(stamp):
+        os.remove(stamp)
+    data = write()
+    write_json(stamp, dict(params=params, data=data), indent=1)
+    return data
 
 
 def _write_image(index: int, img_dir: str, stream_seed: Sequence[int], stream: int, id_offset: int,
@@ -251,7 +274,8 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
             os.makedirs(img_dir, exist_ok=True)
             render = partial(_write_image, img_dir=img_dir, stream_seed=stream_seed, stream=stream,
                              id_offset=id_offset, image_size=image_size, scene=scene, jpeg_params=jpeg_params)
-            rendered = (pool.map(render, range(count), chunksize=max(1, count // (4 * workers)))
+            # small chunks: an interrupted pool still renders every chunk already handed out before it stops
+            rendered = (pool.map(render, range(count), chunksize=max(1, min(8, count // (4 * workers))))
                         if pool is not None else map(render, range(count)))
             detections += _write_split(split, img_dir, rendered, (width, height), stream_seed, det,
                                        f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})', out)
