@@ -36,10 +36,13 @@ def parser_error(parser: argparse.ArgumentParser, problems: Mapping[str, str]) -
         parser.error(f"argument --{name.replace('_', '-')}: {problem}")
 
 
-def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: Sequence[Any] = ()) -> None:
+def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: Sequence[Any] = (),
+                   in_place: bool = False) -> None:
     """Fail before the work, not after it, when ``out_file`` cannot be written, or is one of the run's ``inputs``
     (an annotation file given as ``--out`` too would be replaced by the result). Folders missing on its path count
-    as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes.
+    as writable when the nearest existing one is (the writer makes them). ``None`` (no output) passes. Unless
+    ``in_place`` (a file appended to), its folder must be writable too: :func:`write_json` and the ONNX export
+    write the file beside its place and move it there when whole.
 
     Raises:
         IsADirectoryError, NotADirectoryError, PermissionError: naming ``out_file`` and what is in the way.
@@ -62,13 +65,16 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
     target = out_file if osp.exists(out_file) else parent
     if not os.access(target, os.W_OK):
         raise PermissionError(f'{what} {out_file}: {target} is not writable')
+    if not in_place and not os.access(parent, os.W_OK):
+        raise PermissionError(f'{what} {out_file}: its folder {parent} is not writable (the file is written beside '
+                              'its place and moved there when whole)')
 
 
 def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[str], flag: str = '--out',
-                          what: str = 'output file', inputs: Sequence[Any] = ()) -> None:
+                          what: str = 'output file', inputs: Sequence[Any] = (), in_place: bool = False) -> None:
     """:func:`check_out_file` for a command line: exit through ``parser.error`` naming ``flag``."""
     try:
-        check_out_file(out_file, what, inputs)
+        check_out_file(out_file, what, inputs, in_place)
     except (OSError, ValueError) as error:
         parser.error(f'argument {flag}: {error}')
 

@@ -11,7 +11,6 @@ import pytest
 
 from ipr_plugin.benchmark.cli import given_val_split
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, resolve_config_path
-from ipr_plugin.markdown import append_section
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
@@ -145,15 +144,6 @@ def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:
     assert cfg.default_hooks.checkpoint.interval == -1 and not cfg.default_hooks.checkpoint.save_last
     assert train_only(cfg).val_dataloader is None and eval_only(cfg).optim_wrapper is None
     assert cfg.val_dataloader is not None  # the copies leave the config alone
-
-
-def test_append_keeps_earlier_sections(tmp_path: Path) -> None:
-    out = tmp_path / 'BENCH.md'
-    append_section(str(out), '## first\n\nbody 1\n')
-    append_section(str(out), '## second\n\nbody 2\n')
-    text = out.read_text()
-    assert text.count('# Benchmarks') == 1
-    assert text.index('## first') < text.index('body 1') < text.index('## second')
 
 
 def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: Path, tmp_path: Path) -> None:
@@ -400,4 +390,3 @@ def test_each_config_gets_its_share_of_the_time_limit(monkeypatch, tmp_path) -> 
               '--out', str(tmp_path / 'B.md')])  # not the repository's BENCHMARKS.md
     assert (tmp_path / 'B.md').is_file()
     assert 290 < shares[0] <= 300 and 590 < shares[1] <= 600  # the first returned at once: the second gets it all
-

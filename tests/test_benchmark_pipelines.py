@@ -11,6 +11,7 @@ import pytest
 from ipr_plugin.benchmark.plot import draw_pipelines, plot_pipelines
 from ipr_plugin.benchmark.rounds import merge_rounds, repeat_skip, round_order, rounds_lines
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG
+from ipr_plugin.markdown import append_section
 
 
 def _run(total: float, steps: Dict[str, float], **extra: Any) -> Dict[str, Any]:
@@ -185,3 +186,12 @@ def test_outputs_that_cannot_be_written_are_refused_before_measuring(argv, messa
         cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_append_keeps_earlier_sections(tmp_path: Path) -> None:
+    out = tmp_path / 'BENCH.md'
+    append_section(str(out), '## first\n\nbody 1\n')
+    append_section(str(out), '## second\n\nbody 2\n')
+    text = out.read_text()
+    assert text.count('# Benchmarks') == 1
+    assert text.index('## first') < text.index('body 1') < text.index('## second')

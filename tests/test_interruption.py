@@ -92,9 +92,11 @@ def test_an_interrupted_onnx_export_leaves_the_earlier_file(tmp_path: Path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.onnx']  # no partial file left
 
 
-def test_sigterm_stops_the_synthetic_writers_rendering_processes(tmp_path: Path) -> None:
-    """SIGTERM to make_synthetic_coco alone (``timeout``, a scheduler) used to leave its forked renderers
-    running, blocked on a pipe nobody reads."""
+@pytest.mark.parametrize('to_group', [False, True], ids=['process', 'group'])
+def test_sigterm_stops_the_synthetic_writers_rendering_processes(tmp_path: Path, to_group: bool) -> None:
+    """SIGTERM to make_synthetic_coco alone (a scheduler) used to leave its forked renderers running, blocked on
+    a pipe nobody reads; to its whole process group (``timeout``), a renderer stopped mid-protocol could leave the
+    pool's shutdown waiting forever."""
     out = tmp_path / 'synth'
     proc = subprocess.Popen([sys.executable, 'tools/make_synthetic_coco.py', '--out', str(out), '--num-train', '3000',
                              '--num-val', '1', '--workers', '2', '--image-size', '320', '240'],
@@ -104,7 +106,7 @@ def test_sigterm_stops_the_synthetic_writers_rendering_processes(tmp_path: Path)
         while not any((out / 'train2017').glob('*.jpg')) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert proc.poll() is None, 'the writer ended before it could be stopped: make it write more'
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM) if to_group else proc.send_signal(signal.SIGTERM)
         proc.wait(60)
         assert _group_gone(proc.pid, 30), 'a rendering process outlived the tool'
     finally:
@@ -132,3 +134,11 @@ def test_a_data_check_worker_ends_when_the_checking_process_is_killed(tmp_path: 
             os.kill(worker, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_a_stamp_cut_short_by_an_older_version_means_write_again(tmp_path: Path) -> None:
+    """Stamps were once written in place: an empty or truncated one is no stamp, not a crash on every run."""
+    stamp = tmp_path / 'stamp.json'
+    for text in ('', '{"params": {"seed": 0}, "da', '[]', '{"params": {"seed": 0}, "data": null}'):
+        stamp.write_text(text)
+        assert synthetic_coco.stamped_data(str(stamp), dict(seed=0)) is None, text

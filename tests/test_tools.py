@@ -101,3 +101,25 @@ def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> Non
         cli.main(['tools/benchmark.py', '--configs', 'configs/ipr_res50_8xb64-210e_coco-256x256.py',
                   '--num-images', '1', '--num-val-images', '1'])
     assert stopped.value.args[0] == str(REPO / 'data' / 'bench_synthetic')
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which('setpriv'), reason='root writes anywhere without setpriv')
+def test_an_output_whose_folder_is_read_only_is_refused_before_the_work(tmp_path: Path) -> None:
+    """JSON outputs and ONNX models are written beside their place and moved there: an existing, writable file in
+    a read-only folder cannot be replaced, which must show before the work, not after it."""
+    folder = tmp_path / 'read_only'
+    folder.mkdir()
+    (folder / 'm.onnx').write_text('an earlier model')
+    folder.chmod(0o555)
+    check = ('import sys\nfrom ipr_plugin.arguments import check_out_file\n'
+             'check_out_file(sys.argv[1], in_place=True)\n'  # appended to: the file alone must be writable
+             'try:\n    check_out_file(sys.argv[1])\nexcept PermissionError as error:\n    print(error)\n')
+    # as root, without the capability that ignores file modes
+    prefix = ['setpriv', '--inh-caps=-dac_override', '--bounding-set=-dac_override'] if os.geteuid() == 0 else []
+    try:
+        proc = subprocess.run([*prefix, sys.executable, '-c', check, str(folder / 'm.onnx')], capture_output=True,
+                              text=True, timeout=300, cwd=REPO)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f'its folder {folder} is not writable' in proc.stdout

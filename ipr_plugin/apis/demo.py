@@ -1,11 +1,10 @@
 """The project's main job: write the synthetic COCO-layout set, measure the untrained model, train it with
 ``mim train`` on the CPU, measure it again with ``mim test`` (detector boxes), and draw its predictions."""
-import json
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
-from ..arguments import raise_problems
+from ..arguments import raise_problems, write_json
 from ..paths import plugin_config, work_root
 from .mim_runner import parse_coco_metrics, run_mim
 
@@ -124,7 +123,7 @@ def run_demo(work_dir: Union[str, Path] = DEFAULT_WORK_DIR,
 
     results = dict(untrained=before, trained=after, checkpoint=checkpoint, pictures=pictures,
                    seconds=round(time.monotonic() - started, 1), config=str(config))
-    (work / 'demo_results.json').write_text(json.dumps(results, indent=2))
+    write_json(str(work / 'demo_results.json'), results, indent=2)
     say('')
     say(f'{"":12s}{"AP":>7s}{"AP50":>7s}{"AP75":>7s}{"AR":>7s}')
     for name, m in (('untrained', before), ('trained', after)):

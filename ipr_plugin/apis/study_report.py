@@ -2,7 +2,6 @@
 
 The score calibration they report is computed in :mod:`.study_calibration`.
 """
-import json
 import os
 import platform
 import shutil
@@ -12,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..arguments import write_json
 from ..markdown import append_section, markdown_table
 from .study_calibration import load_predictions
 
@@ -295,7 +295,7 @@ def write_outputs(report: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     docs = out_dir / 'docs'
     paths = dict(json=docs / 'accuracy_study.json', plot=docs / 'calibration.png', markdown=out_dir / 'BENCHMARKS.md')
     plot(report['calibration'], report['results'], paths['plot'])
-    paths['json'].write_text(json.dumps(_jsonable(report), indent=1, allow_nan=False))
+    write_json(str(paths['json']), _jsonable(report), indent=1, allow_nan=False)
     rows = table_rows(report['results'])
     section = markdown_section(report, rows, os.path.relpath(paths['plot'], out_dir),
                                os.path.relpath(paths['json'], out_dir))

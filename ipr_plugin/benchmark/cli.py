@@ -292,7 +292,7 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     parser_error(parser, problems)
     _fill_defaults(args)  # --out's default
     for flag, path in (('--out', args.out), ('--plot', args.plot)):  # before minutes of measuring, not after
-        parser_check_out_file(parser, path, flag, 'output file')
+        parser_check_out_file(parser, path, flag, 'output file', in_place=True)  # appended to, saved over
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -12,14 +12,16 @@ seconds, with no download. The layout under ``root``::
 Pure numpy/cv2/json (no mmpose import), deterministic for a seed: every image draws from its own generator
 seeded by ``(seed, difficulty, split, index)``, so the same call writes the same bytes.
 """
+import contextlib
 import json
 import multiprocessing
 import os
 import os.path as osp
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -152,16 +154,32 @@ def _write_json(obj, path: str) -> None:
     write_json(path, obj, separators=(',', ':'))
 
 
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM blocked in this thread, and so in the processes it forks: a rendering worker stopped
+    in the middle of the pool's protocol (by Ctrl-C or ``timeout``, which signal the whole process group) could
+    leave the pool's shutdown waiting forever. The workers end when the main process, which gets the signal,
+    shuts the pool down."""
+    stop = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def stamped_data(stamp: str, params: Dict) -> Optional[Dict]:
     """What :func:`write_stamped` recorded in ``stamp`` for a set written with ``params``, or None: no stamp,
     another set's, or its detections file gone."""
-    if not osp.exists(stamp):
+    try:
+        with open(stamp) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):  # none, or cut short by a version that wrote it in place: write the set again
         return None
-    with open(stamp) as f:
-        saved = json.load(f)
-    if saved.get('params') != params or not osp.exists(saved['data'].get('bbox_file', '')):
+    data = saved.get('data') if isinstance(saved, dict) else None
+    if not isinstance(data, dict) or saved.get('params') != params or not osp.exists(data.get('bbox_file', '')):
         return None
-    return saved['data']
+    return data
 
 
 def write_stamped(stamp: str, params: Dict, write: Callable[[], Dict]) -> Dict:
@@ -275,8 +293,9 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
             render = partial(_write_image, img_dir=img_dir, stream_seed=stream_seed, stream=stream,
                              id_offset=id_offset, image_size=image_size, scene=scene, jpeg_params=jpeg_params)
             # small chunks: an interrupted pool still renders every chunk already handed out before it stops
-            rendered = (pool.map(render, range(count), chunksize=max(1, min(8, count // (4 * workers))))
-                        if pool is not None else map(render, range(count)))
+            with _stop_signals_blocked():  # the first map forks the workers, which keep the mask
+                rendered = (pool.map(render, range(count), chunksize=max(1, min(8, count // (4 * workers))))
+                            if pool is not None else map(render, range(count)))
             detections += _write_split(split, img_dir, rendered, (width, height), stream_seed, det,
                                        f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})', out)
     finally:
