@@ -152,17 +152,24 @@ def load_detection_file(path: str) -> list:
     return entries
 
 
-def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:
-    """Write ``obj`` as JSON to ``out_file``, making missing folders, whole or not at all: through a temporary
-    file beside it, moved into place, so that a value JSON cannot hold (or an interrupted write) leaves neither a
-    truncated file nor a damaged earlier one. A symbolic link is written through, as ``open`` would."""
+@contextmanager
+def written_whole(out_file: str) -> Iterator[str]:
+    """A temporary path beside ``out_file`` for the block to write, moved onto ``out_file`` when the block ends
+    and removed when it fails, so that a failed or interrupted write leaves neither a truncated file nor a damaged
+    earlier one. Missing folders are made; a symbolic link is written through, as ``open`` would."""
     target = osp.realpath(out_file)
     os.makedirs(osp.dirname(target), exist_ok=True)
     partial = f'{target}.{os.getpid()}.partial'
     try:
-        with open(partial, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, **dump_kwargs)
+        yield partial
         os.replace(partial, target)
     finally:
         if osp.exists(partial):
             os.remove(partial)
+
+
+def write_json(out_file: str, obj: Any, **dump_kwargs) -> None:
+    """Write ``obj`` as JSON to ``out_file``, whole or not at all (:func:`written_whole`): a value JSON cannot
+    hold leaves the earlier file as it was."""
+    with written_whole(out_file) as partial, open(partial, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, **dump_kwargs)

@@ -4,7 +4,7 @@ import importlib.util
 import os
 import os.path as osp
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Dict, Optional, Union
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -34,12 +34,13 @@ def work_root() -> Path:
     return REPO_ROOT if IN_CHECKOUT else Path.cwd()
 
 
-def child_pythonpath(pythonpath: Optional[str]) -> Optional[str]:
-    """``PYTHONPATH`` for a child process that must import this very package: the checkout first (mmpose's
-    tools/*.py run with their own folder as sys.path[0], where the package is not), else as it was."""
-    if not IN_CHECKOUT:
-        return pythonpath
-    return os.pathsep.join(p for p in (str(REPO_ROOT), pythonpath) if p)
+def child_env() -> Dict[str, str]:
+    """This process's environment for a child that must import this very package: the checkout first on
+    ``PYTHONPATH`` (mmpose's tools/*.py run with their own folder as sys.path[0], where the package is not)."""
+    env = dict(os.environ)
+    if IN_CHECKOUT:
+        env['PYTHONPATH'] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get('PYTHONPATH')) if p)
+    return env
 
 
 def installed_config(path: str) -> str:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, Mapping, Optional, Sequence, Set, Union
 
-from ..paths import child_pythonpath, work_root
+from ..paths import child_env, work_root
 
 
 # Lines of output quoted in a failure message: enough for a traceback and the log lines before it.
@@ -44,10 +44,7 @@ def _tail(output: str, lines: int = TAIL_LINES) -> str:
 
 
 def _child_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
-    env = dict(os.environ)
-    pythonpath = child_pythonpath(env.get('PYTHONPATH'))  # for custom_imports, also where it is not pip-installed
-    if pythonpath:
-        env['PYTHONPATH'] = pythonpath
+    env = child_env()  # for custom_imports, also where the plugin is not pip-installed
     env.setdefault('PYTHONUNBUFFERED', '1')
     env.update(extra or {})
     return env

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..arguments import check_out_file, is_url, raise_problems
+from ..arguments import check_out_file, is_url, raise_problems, written_whole
 from ..paths import ConfigLike, load_config
 from .checkpoint_check import load_checked_checkpoint
 
@@ -178,10 +178,9 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
     check_out_file(out_file)  # before tracing, which takes a while
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
     module.eval()
-    # written beside it and moved into place when whole: an export cut short (Ctrl-C, a time limit) leaves an
-    # earlier file as it was, not a truncated model or one without the metadata below
-    partial = f'{osp.realpath(out_file)}.{os.getpid()}.partial'
-    try:
+    # an export cut short (Ctrl-C, a time limit) leaves an earlier file as it was, not a truncated model or one
+    # without the metadata below
+    with written_whole(out_file) as partial:
         with torch.no_grad(), warnings.catch_warnings():
             # The exporter's deprecation notice and the tracer's warnings about shape checks turned into
             # constants are expected: only the batch axis is meant to vary.
@@ -194,10 +193,6 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
             graph.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(graph)
         onnx.save(graph, partial)
-        os.replace(partial, osp.realpath(out_file))
-    finally:
-        if osp.exists(partial):
-            os.remove(partial)
     return out_file
 
 

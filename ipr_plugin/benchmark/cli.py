@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from ..arguments import load_coco_file, load_detection_file, parser_check_out_file, parser_error
 from ..markdown import append_section
-from ..paths import child_pythonpath, work_root
+from ..paths import child_env, work_root
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .plot import plot_pipelines
 from .report import render_section
@@ -146,10 +146,7 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
         return dict(name=spec.name, config=spec.config, errors={}, cut_off=wanted)
     spec_file = osp.join(spec.work_dir, 'spec.json')
     spec.dump(spec_file)
-    env = dict(os.environ)
-    pythonpath = child_pythonpath(env.get('PYTHONPATH'))  # the worker must import this very package
-    if pythonpath:
-        env['PYTHONPATH'] = pythonpath
+    env = child_env()  # the worker must import this very package
     if spec.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
