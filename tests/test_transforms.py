@@ -1,6 +1,7 @@
 """The drop-in transforms give exactly what mmpose's originals give, on real COCO images and awkward files."""
 import copy
 import io
+import os
 import random
 
 import mmcv
@@ -15,6 +16,7 @@ from PIL import Image
 import ipr_plugin  # noqa: F401
 from ipr_plugin.datasets.collate import ipr_collate
 from ipr_plugin.datasets.transforms import contiguous_flip, decode_jpeg_bgr, exif_orientation, fast_jpeg_available
+from ipr_plugin.datasets.transforms.jpeg import opencv_pixel_limit
 
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 PLAIN_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -176,6 +178,37 @@ def test_ipr_load_image_reuses_the_last_image_read_only(coco_sample, tmp_path):
     again = reuse(dict(img_path=b))
     assert again['img'] is not other['img'] and again['img'].shape[:2] == (24, 32)
     np.testing.assert_array_equal(again['img'], plain(dict(img_path=b))['img'])
+    # new content of the same size given the old modification time (cp -p, rsync -t) is loaded again too
+    stat = os.stat(b)
+    green = _jpeg(Image.new('RGB', (32, 24), (10, 200, 10)))
+    (tmp_path / 'b.jpg').write_bytes(green.ljust(stat.st_size, b'\0'))  # bytes after the end marker are ignored
+    os.utime(b, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(b).st_size == stat.st_size and os.stat(b).st_mtime_ns == stat.st_mtime_ns
+    swapped = reuse(dict(img_path=b))
+    np.testing.assert_array_equal(swapped['img'], plain(dict(img_path=b))['img'])
+    assert not np.array_equal(swapped['img'], again['img'])
+
+
+def test_images_over_opencvs_pixel_limit_are_left_to_opencv(coco_image, monkeypatch):
+    """cv2.imdecode refuses more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (or 2**30): so must the fast path."""
+    buf = _jpeg(coco_image)
+    pixels = coco_image.width * coco_image.height
+    for value, limit in (('', None), ('1M', None), ('1GB', None), ('100000', 100000), ('2MB', 2 << 20),
+                         ('1Kb', 1024), (str(pixels), pixels)):
+        monkeypatch.setenv('OPENCV_IO_MAX_IMAGE_PIXELS', value)
+        assert opencv_pixel_limit() == limit, value  # OpenCV's own reading; None: unreadable, OpenCV decides
+        assert (decode_jpeg_bgr(buf) is None) == (limit is None or pixels > limit), value
+    monkeypatch.delenv('OPENCV_IO_MAX_IMAGE_PIXELS')
+    assert opencv_pixel_limit() == 1 << 30
+
+
+def test_a_subsampling_simplejpeg_cannot_name_is_left_to_opencv(coco_image):
+    """simplejpeg's header reader raises KeyError on 4:4:1 (luma 1x4): decode_jpeg_bgr returns None instead."""
+    buf = bytearray(_jpeg(coco_image, subsampling=0))
+    sof = buf.index(b'\xff\xc0')
+    assert buf[sof + 11] == 0x11  # the first component's sampling factors
+    buf[sof + 11] = 0x14
+    assert decode_jpeg_bgr(bytes(buf)) is None
 
 
 @pytest.mark.parametrize('direction', ['horizontal', 'vertical', 'diagonal'])

@@ -10,6 +10,7 @@ absent or 1 (OpenCV's ``IMREAD_COLOR`` applies EXIF rotations, libjpeg-turbo doe
 another format, a rotated, CMYK, truncated or corrupt file, or no ``simplejpeg`` installed — returns ``None``
 and the caller decodes with OpenCV as before.
 """
+import os
 from typing import Optional
 
 import numpy as np
@@ -26,6 +27,10 @@ _UNKNOWN = -1
 # Colour spaces whose conversion to BGR is libjpeg-turbo's own in both decoders (CMYK and YCCK files, rare and
 # sometimes Adobe-inverted, stay with OpenCV).
 _SAME_AS_OPENCV = ('YCbCr', 'Gray')
+# cv2.imdecode refuses images of more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (in OpenCV's format: digits, or digits
+# and KB / MB) or, unset, 2**30
+_PIXEL_LIMIT_ENV, _PIXEL_LIMIT_DEFAULT = 'OPENCV_IO_MAX_IMAGE_PIXELS', 1 << 30
+_LIMIT_UNITS = {'': 1, 'KB': 1 << 10, 'Kb': 1 << 10, 'kb': 1 << 10, 'MB': 1 << 20, 'Mb': 1 << 20, 'mb': 1 << 20}
 
 
 def fast_jpeg_available() -> bool:
@@ -37,6 +42,18 @@ def jpeg_decoder() -> str:
     """What decodes JPEGs in :class:`IPRLoadImage` here, for the machine line of a report: loader speed
     depends on it, and a machine without ``simplejpeg`` runs the fast path with OpenCV's slower decode."""
     return f'simplejpeg {simplejpeg.__version__}' if simplejpeg is not None else 'OpenCV (simplejpeg not installed)'
+
+
+def opencv_pixel_limit() -> Optional[int]:
+    """The most pixels ``cv2.imdecode`` decodes (an image of more is an error there), or None when the
+    environment sets a limit this function cannot read the way OpenCV would."""
+    value = os.environ.get(_PIXEL_LIMIT_ENV)
+    if value is None:
+        return _PIXEL_LIMIT_DEFAULT
+    digits = len(value) - len(value.lstrip('0123456789'))
+    if digits == 0 or value[digits:] not in _LIMIT_UNITS:
+        return None
+    return int(value[:digits]) * _LIMIT_UNITS[value[digits:]]
 
 
 def is_jpeg(buf: bytes) -> bool:
@@ -123,15 +140,18 @@ def decode_jpeg_bgr(buf: bytes) -> Optional[np.ndarray]:
     Returns:
         np.ndarray | None: (H, W, 3) uint8 BGR; None when the result could differ from OpenCV's (not a JPEG,
         EXIF orientation other than 1, a colour space libjpeg-turbo does not convert, a file libjpeg-turbo
-        warns about) or ``simplejpeg`` is not installed: decode it with OpenCV then.
+        warns about, more pixels than OpenCV accepts, a header ``simplejpeg`` cannot describe) or
+        ``simplejpeg`` is not installed: decode it with OpenCV then (which also raises OpenCV's errors).
     """
     if simplejpeg is None or not is_jpeg(buf) or exif_orientation(buf) != 1:
         return None
     try:
-        if simplejpeg.decode_jpeg_header(buf)[2] not in _SAME_AS_OPENCV:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(buf)
+        limit = opencv_pixel_limit()
+        if colorspace not in _SAME_AS_OPENCV or limit is None or height * width > limit:
             return None
         # strict: a warning (e.g. a truncated file, which OpenCV may pad with grey) is an error here, so that
         # such files keep OpenCV's behaviour
         return simplejpeg.decode_jpeg(buf, colorspace='BGR', fastdct=False, fastupsample=False, strict=True)
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError, KeyError):  # KeyError: a subsampling simplejpeg has no name for (4:4:1)
         return None

@@ -72,10 +72,11 @@ class IPRLoadImage(LoadImage):
 
 
 def _file_key(path: str) -> Optional[Hashable]:
-    """Identity of a local file's content for reuse: (path, size, mtime); None where it cannot be told (a
-    missing file, a remote URI), so such a sample is simply loaded."""
+    """Identity of a local file's content for reuse: (path, inode, size, mtime, ctime); None where it cannot be
+    told (a missing file, a remote URI), so such a sample is simply loaded. The change time is there because a
+    copy that keeps times (``cp -p``, ``rsync -t``, ``tar x``) can give new content the old size and mtime."""
     try:
         stat = os.stat(path)
     except (OSError, TypeError, ValueError):
         return None
-    return (str(path), stat.st_size, stat.st_mtime_ns)
+    return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
