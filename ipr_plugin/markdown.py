@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import Sequence
 
+from .locks import flocked
+
 HEADER = ('# Benchmarks\n\nSections appended by `tools/benchmark.py` and `tools/accuracy_study.py` (newest last); '
           'earlier sections are never rewritten.\n')
 
@@ -29,10 +31,9 @@ def _row(cells: Sequence[object]) -> str:
 def append_section(path: os.PathLike, section: str) -> None:
     """Append ``section`` to the markdown file ``path``, creating it (and its folder) with :data:`HEADER` first."""
     path_obj = Path(path)
-    path_obj.parent.mkdir(parents=True, exist_ok=True)
-    new = not path_obj.exists() or path_obj.stat().st_size == 0
-    with open(path_obj, 'a', encoding='utf-8') as f:
-        if new:
+    # two tools appending at once: one header, and each section whole (the lock is held until it is written)
+    with flocked(str(path_obj), exclusive=True), open(path_obj, 'a', encoding='utf-8') as f:
+        if os.fstat(f.fileno()).st_size == 0:
             f.write(HEADER)
         f.write('\n' + section)
 

@@ -56,6 +56,8 @@ def test_oks_matrix_rows_are_mmposes_oks_iou_bit_for_bit(coco_meta, dtype):
         assert expected.dtype == matrix.dtype
         np.testing.assert_array_equal(matrix[i], expected)
     assert 0.3 < matrix[0, 1] < 1 and matrix[0, 2] < 0.1  # near-copies overlap, random poses do not
+    for block_elements in (1, 17 * 40 * 3, 17 * 40 * 7):  # rows one, three, seven at a time: the same values
+        np.testing.assert_array_equal(oks_matrix(poses, areas, sigmas, block_elements=block_elements), matrix)
 
 
 @pytest.mark.parametrize('seed', range(4))

@@ -13,7 +13,7 @@ from mmpose.datasets.transforms import LoadImage
 from mmpose.registry import TRANSFORMS
 from PIL import Image
 
-from ipr_plugin.apis.data_check import SPLITS, check_data, format_report
+from ipr_plugin.apis.data_check import SPLITS, DataProblem, check_data, format_report
 
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -245,3 +245,16 @@ def test_a_file_without_any_dataloader_is_an_error_not_zero_problems(coco_sample
     report = check_data(FAST_CONFIG, cfg_options=options, progress=False)
     assert list(report['splits']) == ['train'] and report['problems'] == []
     assert report['skipped'] == dict(val='no dataloader in the config', test='no dataloader in the config')
+
+
+def test_the_terminal_report_lists_a_few_problems_per_split_and_counts_the_rest():
+    """A folder resized as a whole makes every image a problem: the listing stops, and says how many more."""
+    problems = [DataProblem(split, f'{split}/{i}.jpg', f'{split}/{i}.jpg loads at 2x the annotated size')
+                for split, count in (('train', 7), ('val', 2)) for i in range(count)]
+    report = dict(splits={}, skipped={}, problems=problems, notes=[])
+    text = format_report(report, max_listed=3)
+    assert text.splitlines() == ['9 problems:', *[f'- train: train/{i}.jpg loads at 2x the annotated size'
+                                                  for i in range(3)],
+                                 '- train: 4 more problems like these, not listed',
+                                 *[f'- val: val/{i}.jpg loads at 2x the annotated size' for i in range(2)]]
+    assert format_report(report, max_listed=0).count('loads at 2x') == format_report(report).count('loads at') == 9

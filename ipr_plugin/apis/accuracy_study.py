@@ -11,6 +11,7 @@ Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU sm
 under ``--work-dir`` unless ``--out`` says otherwise. Usage: ``python tools/accuracy_study.py --help``.
 """
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -21,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..locks import FolderInUse, own_folder
 from ..paths import work_root
 from .mim_runner import MimError, MimTimeout, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
@@ -148,23 +150,24 @@ def row_order(names: Sequence[str]) -> List[str]:
     return sorted(names, key=lambda n: not get_variant(n).trained)
 
 
-def prepare_data(args: argparse.Namespace, say: Say) -> Dict[str, Any]:
-    """Write the hard synthetic split, or reuse the one already there if it was written with these parameters."""
-    from ..datasets.synthetic_coco import stamped_data, write_stamped, write_synthetic_coco
+def prepare_data(args: argparse.Namespace, say: Say, held: contextlib.ExitStack) -> Dict[str, Any]:
+    """Write the hard synthetic split, or reuse the one already there if it was written with these parameters;
+    it stays this run's until ``held`` closes."""
+    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
     params = dict(num_train=args.num_train, num_val=args.num_val, image_size=list(args.image_size),
                   seed=args.data_seed, difficulty='hard')
-    stamp = str(args.data_root / 'study_data.json')
-    data = stamped_data(stamp, params)
-    if data is not None:
-        say(f'reusing the synthetic split in {args.data_root}')
-        return data
-    say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val images at '
-        f'{args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')
     start = time.monotonic()
-    data = write_stamped(stamp, params, lambda: write_synthetic_coco(
-        str(args.data_root), **dict(params, image_size=tuple(args.image_size)), workers=None))
-    say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
-        f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
+    data, reused = held.enter_context(stamped_set(
+        str(args.data_root), str(args.data_root / 'study_data.json'), params,
+        write=lambda: write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)),
+                                           workers=None),
+        announce=lambda: say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val '
+                             f'images at {args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')))
+    if reused:
+        say(f'reusing the synthetic split in {args.data_root}')
+    else:
+        say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
+            f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
     return data
 
 
@@ -249,14 +252,24 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     if args.parallel > 1:
         say = locked(say)
     args.deadline = started + args.time_limit if args.time_limit else None
-    args.work_dir.mkdir(parents=True, exist_ok=True)
+    # another study in the same folders would delete this one's results and rewrite its data under it
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(own_folder(str(args.work_dir), 'accuracy study'))
+            return _run_study(args, command, say, started, held)
+        except FolderInUse as error:
+            raise SystemExit(f'accuracy study: {error}') from None
+
+
+def _run_study(args: argparse.Namespace, command: str, say: Say, started: float, held: contextlib.ExitStack) -> int:
+    """:func:`run_study` once its work folder is its own; ``held`` keeps the data this run's too."""
     width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
     say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
         f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}'
         f'{f" (a row with a start: {args.finetune_iters})" if args.finetune_iters != args.iters else ""}, '
         f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers'
         f'{f" per row, {args.parallel} rows at once" if args.parallel > 1 else ""}')
-    data = prepare_data(args, say)
+    data = prepare_data(args, say, held)
     budget = Budget(depth=int(args.backbone.replace('resnet', '')), base_channels=args.base_channels,
                     input_size=args.input_size, iters=args.iters,
                     batch_size=args.batch_size, val_batch_size=args.val_batch_size, lr=args.lr, warmup=args.warmup,

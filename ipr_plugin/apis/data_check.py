@@ -293,8 +293,12 @@ def _turn_note(path: str, orientation: int, loader) -> str:
             "stored pixels with color_type='color_ignore_orientation'")
 
 
-def format_report(report: Dict[str, Any]) -> str:
-    """The report of :func:`check_data` as lines a person reads: one per split, then one per problem."""
+def format_report(report: Dict[str, Any], max_listed: Optional[int] = None) -> str:
+    """The report of :func:`check_data` as lines a person reads: one per split, then one per problem.
+
+    ``max_listed``: at most this many problems (and notes) listed per split, then how many more: a folder
+    resized as a whole makes every image a problem, and 118k near-identical lines hide the point.
+    """
     lines = []
     for split, r in report['splits'].items():
         if not r['built']:
@@ -311,12 +315,27 @@ def format_report(report: Dict[str, Any]) -> str:
     lines += [f'{split}: skipped, {why}' for split, why in report['skipped'].items()]
     problems, notes = report['problems'], report.get('notes', [])
     lines.append(f'{len(problems)} problem{"s" if len(problems) != 1 else ""}' + (':' if problems else ''))
-    lines += [f'- {p.split}: {p.message}' if p.what in p.message else f'- {p.split}: {p.what}: {p.message}'
-              for p in problems]
+    lines += _listed([f'- {p.split}: {p.message}' if p.what in p.message else f'- {p.split}: {p.what}: {p.message}'
+                      for p in problems], [p.split for p in problems], max_listed, 'problems')
     if notes:
         lines.append(f'{len(notes)} note{"s" if len(notes) != 1 else ""} (worth a look, not counted as problems):')
-        lines += [f'- {n.split}: {n.message}' for n in notes]
+        lines += _listed([f'- {n.split}: {n.message}' for n in notes], [n.split for n in notes], max_listed, 'notes')
     return '\n'.join(lines)
+
+
+def _listed(lines: List[str], splits: List[str], most: Optional[int], what: str) -> List[str]:
+    """``lines`` (in split order), at most ``most`` of each split's, each split's followed by how many more."""
+    if not most:
+        return lines
+    groups: Dict[str, List[str]] = {}
+    for line, split in zip(lines, splits):
+        groups.setdefault(split, []).append(line)
+    shown = []
+    for split, group in groups.items():
+        shown += group[:most]
+        if len(group) > most:
+            shown.append(f'- {split}: {len(group) - most} more {what} like these, not listed')
+    return shown
 
 
 def report_json(report: Dict[str, Any]) -> Dict[str, Any]:

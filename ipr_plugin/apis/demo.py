@@ -1,16 +1,19 @@
 """The project's main job: write the synthetic COCO-layout set, measure the untrained model, train it with
 ``mim train`` on the CPU, measure it again with ``mim test`` (detector boxes), and draw its predictions."""
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
 
 from ..arguments import raise_problems, write_json
+from ..locks import own_folder
 from ..paths import plugin_config, work_root
 from .mim_runner import parse_coco_metrics, run_mim
 
 DEMO_CONFIG = plugin_config('synthetic', 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py')
 DEFAULT_WORK_DIR = work_root() / 'work_dirs' / 'demo'
 DEFAULT_DATA_ROOT = work_root() / 'data' / 'synthetic'
+DEMO_IMAGE_SIZE = (320, 240)
 
 
 def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Path:
@@ -82,15 +85,33 @@ def run_demo(work_dir: Union[str, Path] = DEFAULT_WORK_DIR,
              seed: int = 0,
              say: Callable[[str], None] = print) -> Dict:
     """Run the whole job and return its numbers (also written to ``work_dir/demo_results.json``). Relative
-    ``work_dir`` and ``data_root`` are taken from the current folder, as any command line takes them."""
-    from ..datasets import write_synthetic_coco
+    ``work_dir`` and ``data_root`` are taken from the current folder, as any command line takes them.
 
+    Raises:
+        FolderInUse: another demo uses ``work_dir`` now, or another run uses a set written otherwise in
+            ``data_root``.
+    """
     raise_problems(demo_argument_problems(num_train, num_val, epochs))
     work, data_root = Path(work_dir).resolve(), Path(data_root).resolve()
+    # another demo in the same folders would overwrite this one's checkpoints and rewrite its data under it
+    with own_folder(str(work), 'demo'), contextlib.ExitStack() as held:
+        return _run_demo(work, data_root, config, num_train, num_val, epochs, seed, say, held)
+
+
+def _run_demo(work: Path, data_root: Path, config: Path, num_train: int, num_val: int, epochs: Optional[int],
+              seed: int, say: Callable[[str], None], held: contextlib.ExitStack) -> Dict:
+    """:func:`run_demo` once its work folder is its own; ``held`` keeps the data this run's too."""
+    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
+
     started = time.monotonic()
-    say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')
-    data = write_synthetic_coco(str(data_root), num_train=num_train, num_val=num_val,
-                                image_size=(320, 240), seed=seed, workers=None)
+    params = dict(num_train=num_train, num_val=num_val, image_size=list(DEMO_IMAGE_SIZE), seed=seed)
+    data, reused = held.enter_context(stamped_set(
+        str(data_root), str(data_root / 'demo_data.json'), params,
+        write=lambda: write_synthetic_coco(str(data_root), num_train=num_train, num_val=num_val,
+                                           image_size=DEMO_IMAGE_SIZE, seed=seed, workers=None),
+        announce=lambda: say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')))
+    if reused:
+        say(f'[1/5] reusing the synthetic COCO-layout dataset in {data_root}/ (written with these settings)')
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')
     run_config = data_config(config, data, work / 'demo_config.py')

@@ -1,11 +1,13 @@
 """The hook inside each of the accuracy study's trainings that writes what the study reads back."""
-import json
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmpose.registry import HOOKS
+
+from ..arguments import write_json
 
 
 def _synchronize() -> None:
@@ -30,8 +32,9 @@ class StudyRecordHook(Hook):
         self._val_seconds = 0.0
 
     def _write(self) -> None:
-        self.out_file.parent.mkdir(parents=True, exist_ok=True)
-        self.out_file.write_text(json.dumps(self.record, indent=1))
+        if is_main_process():  # one writer under several processes; and whole, for a reader at any moment
+            self.out_file.parent.mkdir(parents=True, exist_ok=True)
+            write_json(str(self.out_file), self.record, indent=1)
 
     def before_train(self, runner) -> None:
         self._start = time.perf_counter()

@@ -1,5 +1,6 @@
 """The benchmark command: write the synthetic set, run one worker process per config, report."""
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from ..arguments import load_coco_file, load_detection_file, parser_check_out_file, parser_error
+from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, work_root
 from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
@@ -103,18 +105,26 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         args.out = str(work_root() / 'BENCHMARKS.md')
 
 
-def prepare_data(root: str, num_train: int, num_val: int, seed: int) -> Dict[str, Any]:
-    """Write the synthetic set under ``root``, or reuse it when its stamp says it was written the same way."""
-    from ..datasets.synthetic_coco import stamped_data, write_stamped, write_synthetic_coco
+def prepare_data(root: str, num_train: int, num_val: int, seed: int,
+                 held: Optional[contextlib.ExitStack] = None) -> Dict[str, Any]:
+    """Write the synthetic set under ``root``, or reuse it when its stamp says it was written the same way.
+
+    ``held``: where given, the set stays this run's until it closes (another run that would rewrite it meanwhile
+    stops, naming the folder); without it, only while it is checked and written.
+    """
+    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
     params = dict(num_train=num_train, num_val=num_val, image_size=list(IMAGE_SIZE), seed=seed)
-    stamp = osp.join(root, DATA_STAMP)
-    data = stamped_data(stamp, params)
-    if data is not None:
-        return data
-    print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
-          f'to {root}', file=sys.stderr, flush=True)
-    return write_stamped(stamp, params, lambda: write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE,
-                                                                     seed=seed, workers=None))
+
+    def announce() -> None:
+        print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
+              f'to {root}', file=sys.stderr, flush=True)
+
+    with contextlib.ExitStack() as own:
+        data, _ = (own if held is None else held).enter_context(stamped_set(
+            root, osp.join(root, DATA_STAMP), params, announce=announce,
+            write=lambda: write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed,
+                                               workers=None)))
+    return data
 
 
 def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, Any]:
@@ -305,10 +315,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
     deadline = time.time() + args.time_limit if args.time_limit else None
     temp_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
+    held = contextlib.ExitStack()  # the synthetic set, until the measurements are done
     try:
         data_root = args.data_root or (osp.join(temp_root, 'data') if args.tiny
                                       else str(work_root() / 'data' / 'bench_synthetic'))
-        data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed)
+        try:
+            data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed, held)
+        except FolderInUse as error:
+            parser.error(f'argument --data-root: {error}')
         if val_split:
             data = dict(data, **val_split)
         runs: List[List[Dict[str, Any]]] = [[] for _ in configs]
@@ -335,6 +349,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             settings.append(f'Plot of (d) and (e): `{args.plot}`')
         section = render_section(results, command_line(argv), settings, args.label)
     finally:
+        held.close()
         if args.keep_work_dir:
             print(f'[benchmark] work dir kept: {temp_root}', file=sys.stderr)
         else:

@@ -28,12 +28,16 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument('--workers', type=int, default=0,
                         help='processes loading images (0: this one; then an image that kills its loader ends '
                         'the check)')
-    parser.add_argument('--out', default=None, help='also write the report as JSON here')
+    parser.add_argument('--out', default=None, help='also write the report as JSON here (every problem)')
+    parser.add_argument('--max-listed', type=int, default=50, metavar='N',
+                        help='list at most N problems (and notes) per split, then how many more (0: all; default 50)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, help='config overrides')
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error(f'--workers must be 0 or more, got {args.workers}')
+    if args.max_listed < 0:
+        parser.error(f'--max-listed must be 0 (all) or more, got {args.max_listed}')
     parser_check_out_file(parser, args.out, what='report file')
     return args
 
@@ -43,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
         report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
-    print(format_report(report))
+    print(format_report(report, max_listed=args.max_listed))
     if args.out:
         write_json(args.out, report_json(report), indent=1)
     return 1 if report['problems'] else 0

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
 from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import parser_error
+from ..locks import FolderInUse
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
@@ -18,9 +19,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser.add_argument('--work-dir', default=str(DEFAULT_WORK_DIR), help='checkpoints, logs, pictures and the '
                         'results (default: work_dirs/demo in the checkout, or in the current folder when installed '
                         'from a wheel)')
-    parser.add_argument('--data-root', default=str(DEFAULT_DATA_ROOT), help='where the synthetic set is written '
-                        '(default: data/synthetic in the checkout, or in the current folder when installed from a '
-                        'wheel)')
+    parser.add_argument('--data-root', default=str(DEFAULT_DATA_ROOT), help='where the synthetic set is written, or '
+                        'reused when written there with the same settings (default: data/synthetic in the checkout, '
+                        'or in the current folder when installed from a wheel)')
     parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
     parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
@@ -30,8 +31,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     exit_on_sigterm()  # a time limit or a scheduler: mim train's session (in a session of its own) is killed too
     parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
-    run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
-             epochs=args.epochs, seed=args.seed)
+    try:
+        run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
+                 epochs=args.epochs, seed=args.seed)
+    except FolderInUse as error:
+        parser.exit(2, f'{parser.prog}: {error}\n')
 
 
 if __name__ == '__main__':

@@ -5,6 +5,7 @@ Example::
     python tools/make_synthetic_coco.py --out data/synthetic --num-train 64 --num-val 16 --seed 0
 """
 import argparse
+import os
 import sys
 import time
 from typing import Optional, Sequence
@@ -12,7 +13,8 @@ from typing import Optional, Sequence
 from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import parser_error
 from ..datasets.synthetic_coco import (
-    DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco)
+    DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco, writing_set)
+from ..locks import FolderInUse
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -42,10 +44,14 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     args = parse_args(argv, prog)
     exit_on_sigterm()  # a time limit or a scheduler: the rendering processes are shut down on the way out
     start = time.perf_counter()
-    out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
-                               image_size=tuple(args.image_size), people_per_image=args.people_per_image,
-                               seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality,
-                               workers=args.workers)
+    try:
+        with writing_set(args.out):  # not under a run that uses a set there now
+            out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
+                                       image_size=tuple(args.image_size), people_per_image=args.people_per_image,
+                                       seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality,
+                                       workers=args.workers)
+    except FolderInUse as error:
+        sys.exit(f'{prog or os.path.basename(sys.argv[0])}: argument --out: {error}')
     seconds = time.perf_counter() - start
     print(f'wrote a {args.difficulty} synthetic COCO keypoint set (seed {args.seed}) to {out["root"]} '
           f'in {seconds:.1f} s:')

@@ -27,8 +27,11 @@ import cv2
 import numpy as np
 
 from ..arguments import raise_problems, write_json
+from ..locks import flocked, share
 from .render import RenderedPerson, SceneParams, render_scene
 
+# lock files of stamped_set and writing_set, in the set's folder
+_WRITE_LOCK, _USE_LOCK = '.write.lock', '.use.lock'
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
     'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow',
     'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle',
@@ -193,6 +196,49 @@ def write_stamped(stamp: str, params: Dict, write: Callable[[], Dict]) -> Dict:
     data = write()
     write_json(stamp, dict(params=params, data=data), indent=1)
     return data
+
+
+@contextlib.contextmanager
+def stamped_set(root: str, stamp: str, params: Dict, write: Callable[[], Dict],
+                announce: Callable[[], None] = lambda: None) -> Iterator[Tuple[Dict, bool]]:
+    """The synthetic set under ``root`` that was written with ``params``, held while the block runs.
+
+    Reused when ``stamp`` says it was written with ``params`` (:func:`stamped_data`), else ``announce()`` and
+    ``write()`` it (:func:`write_stamped`). Runs that share ``root`` check and write one at a time; while the block
+    runs, runs with the same parameters share the set, and one that would rewrite it raises
+    :class:`~ipr_plugin.locks.FolderInUse` naming the folder (it trained on the other's images before).
+
+    Yields:
+        tuple: ``(data, reused)``: ``write()``'s result as recorded, and whether the set was already there.
+    """
+    with contextlib.ExitStack() as held:
+        with flocked(osp.join(root, _WRITE_LOCK), exclusive=True, waiting=_waiting(root)):
+            data = stamped_data(stamp, params)
+            reused = data is not None
+            use = held.enter_context(flocked(osp.join(root, _USE_LOCK), exclusive=not reused, busy=_in_use(root)))
+            if not reused:
+                announce()
+                data = write_stamped(stamp, params, write)
+                share(use)
+        yield data, reused
+
+
+@contextlib.contextmanager
+def writing_set(root: str) -> Iterator[None]:
+    """``root`` for writing a set over it (no stamp): waits while another run writes one there, and raises
+    :class:`~ipr_plugin.locks.FolderInUse` while a run uses the one there."""
+    with flocked(osp.join(root, _WRITE_LOCK), exclusive=True, waiting=_waiting(root)), \
+            flocked(osp.join(root, _USE_LOCK), exclusive=True, busy=_in_use(root)):
+        yield
+
+
+def _waiting(root: str) -> str:
+    return f'waiting for another run that is writing a synthetic set to {root}'
+
+
+def _in_use(root: str) -> str:
+    return (f'{root} holds a synthetic set that another run is using now; writing another set there would change '
+            'its images under it: give this run a data folder of its own')
 
 
 def _write_image(index: int, img_dir: str, stream_seed: Sequence[int], stream: int, id_offset: int,

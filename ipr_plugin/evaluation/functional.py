@@ -50,7 +50,8 @@ def instance_scores(mode: str, keypoint_scores: np.ndarray, bbox_scores: np.ndar
     return bbox_scores * mean  # bbox score x Python int 0 is float64 zero in mmpose too
 
 
-def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
+               block_elements: int = 1 << 22) -> np.ndarray:
     """Object keypoint similarity between every two of an image's poses, as mmpose's ``oks_iou`` (all
     keypoints counted, ``vis_thr=None``) computes it for each pair.
 
@@ -58,20 +59,31 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray) -> 
         keypoints: (N, K, 2+) poses in pixels (x, y first; further columns are ignored).
         areas: (N,) each pose's area in square pixels.
         sigmas: (K,) COCO's per-keypoint sigmas.
+        block_elements: about how many (row, column, keypoint) terms are computed at once: rows are taken in
+            blocks, so that memory grows with N * N (the result) rather than N * N * K in float64 (3000 boxes on
+            one image, as a detector with no cap per image gives, took 3.5 GB at once). The values do not depend
+            on it: every row is computed on its own.
 
     Returns:
         (N, N) float32 OKS; row i is ``oks_iou(pose i, all poses, area i, areas)``.
     """
+    num, joints = keypoints.shape[:2]
     variances = (sigmas * 2) ** 2
-    dx = keypoints[None, :, :, 0] - keypoints[:, None, :, 0]
-    dy = keypoints[None, :, :, 1] - keypoints[:, None, :, 1]
-    ratio = (dx ** 2 + dy ** 2) / variances  # (N, N, K)
-    # mmpose: ((a_g + a_d) / 2 + np.spacing(1)) is a float64 scalar, which NumPy 1.x casts to the array's dtype
-    scale = (((areas[:, None] + areas[None, :]) / 2).astype(np.float64) + np.spacing(1)).astype(ratio.dtype)
-    e = ratio / scale[..., None] / 2
-    # mmpose divides in float64 and stores into float32: the same float32 as dividing in float32 (rounding twice
-    # through a format with more than twice the bits is exact for division)
-    return (np.exp(-e).sum(axis=-1) / keypoints.shape[1]).astype(np.float32)
+    out = np.empty((num, num), np.float32)
+    step = max(1, block_elements // max(1, num * joints))
+    for start in range(0, num, step):
+        rows = slice(start, start + step)
+        dx = keypoints[None, :, :, 0] - keypoints[rows, None, :, 0]
+        dy = keypoints[None, :, :, 1] - keypoints[rows, None, :, 1]
+        ratio = (dx ** 2 + dy ** 2) / variances  # (rows, N, K)
+        # mmpose: ((a_g + a_d) / 2 + np.spacing(1)) is a float64 scalar, which NumPy 1.x casts to the array's
+        # dtype
+        scale = (((areas[rows, None] + areas[None, :]) / 2).astype(np.float64) + np.spacing(1)).astype(ratio.dtype)
+        e = ratio / scale[..., None] / 2
+        # mmpose divides in float64 and stores into float32: the same float32 as dividing in float32 (rounding
+        # twice through a format with more than twice the bits is exact for division)
+        out[rows] = np.exp(-e).sum(axis=-1) / joints
+    return out
 
 
 def greedy_nms(scores: np.ndarray, overlaps: np.ndarray, thr: float) -> List[int]:

@@ -1,0 +1,129 @@
+"""Two runs of a tool at once that name the same data or work folder: neither measures on the other's data,
+deletes the other's results, or writes a shared file torn."""
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from ipr_plugin.apis.accuracy_study import build_parser, run_study
+from ipr_plugin.apis.demo import run_demo
+from ipr_plugin.benchmark import cli as bench_cli
+from ipr_plugin.cli import make_synthetic_coco
+from ipr_plugin.datasets import synthetic_coco
+from ipr_plugin.locks import FolderInUse, flocked, lock_available, own_folder
+from ipr_plugin.markdown import HEADER, append_section
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not lock_available(), reason='file locks need fcntl (Linux, macOS)')
+
+# a second process that takes the benchmark's set in ROOT with seed SEED and holds it until its stdin closes
+HOLDER = '''
+import sys
+from ipr_plugin.benchmark import cli
+import contextlib
+with contextlib.ExitStack() as held:
+    cli.prepare_data(sys.argv[1], 2, 1, int(sys.argv[2]), held)
+    print('held', flush=True)
+    sys.stdin.read()
+'''
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Start a process that holds the benchmark's synthetic set (seed 0) in ``tmp_path / 'data'``."""
+    procs = []
+
+    def start(root: Path, seed: int = 0) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, '-c', HOLDER, str(root), str(seed)], cwd=REPO_ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == 'held'
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.communicate(timeout=60)
+
+
+def test_a_set_in_use_by_another_process_is_shared_or_refused_never_rewritten(tmp_path, holder, monkeypatch):
+    """Another benchmark holds the set of seed 0: a run with seed 0 shares it; a run with seed 1 stops, naming
+    the folder, and the images stay those of seed 0 (it rewrote them under the other run before)."""
+    root = tmp_path / 'data'
+    holder(root, seed=0)
+    stamp = (root / bench_cli.DATA_STAMP).read_text()
+    images = {p.name: p.read_bytes() for p in (root / 'train2017').iterdir()}
+    written = []
+    write = synthetic_coco.write_synthetic_coco
+    monkeypatch.setattr(synthetic_coco, 'write_synthetic_coco', lambda *a, **k: written.append(1) or write(*a, **k))
+
+    same = bench_cli.prepare_data(str(root), 2, 1, 0)
+    assert written == [] and same['root'] == str(root)
+    with pytest.raises(FolderInUse, match=f'{root} holds a synthetic set that another run is using now'):
+        bench_cli.prepare_data(str(root), 2, 1, 1)
+    assert written == []
+    assert (root / bench_cli.DATA_STAMP).read_text() == stamp
+    assert {p.name: p.read_bytes() for p in (root / 'train2017').iterdir()} == images
+
+
+def test_a_set_no_run_holds_any_more_is_written_again(tmp_path, holder):
+    root = tmp_path / 'data'
+    holder(root, seed=0).communicate(timeout=60)  # that run ended
+    data = bench_cli.prepare_data(str(root), 2, 1, 1)
+    assert '"seed": 1' in (root / bench_cli.DATA_STAMP).read_text() and data['num_train_images'] == 2
+
+
+def test_the_benchmark_names_the_data_folder_in_use_before_measuring(tmp_path, holder, capsys):
+    root = tmp_path / 'data'
+    holder(root, seed=0)
+    with pytest.raises(SystemExit) as exit_info:
+        bench_cli.main(['tools/benchmark.py', '--tiny', '--device', 'cpu', '--seed', '1', '--data-root', str(root)])
+    assert exit_info.value.code == 2
+    assert f'argument --data-root: {root} holds a synthetic set that another run is using' in capsys.readouterr().err
+
+
+def test_make_synthetic_coco_does_not_write_over_a_set_in_use(tmp_path, holder, capsys):
+    root = tmp_path / 'data'
+    holder(root, seed=0)
+    before = (root / 'annotations' / 'person_keypoints_train2017.json').read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        make_synthetic_coco.main(['--out', str(root), '--num-train', '2', '--num-val', '1', '--seed', '1'],
+                                 prog='make_synthetic_coco')
+    assert f'make_synthetic_coco: argument --out: {root} holds a synthetic set' in str(exit_info.value.code)
+    assert (root / 'annotations' / 'person_keypoints_train2017.json').read_bytes() == before
+
+
+def test_an_accuracy_study_refuses_a_work_folder_another_study_uses(tmp_path):
+    """Its rows' folders start by deleting the results found there: the other study's, a moment later read
+    back as missing or as this one's."""
+    work = tmp_path / 'work'
+    args = build_parser().parse_args(['--tiny', '--variants', 'ours-L1', '--work-dir', str(work)])
+    with own_folder(str(work), 'accuracy study'):
+        with pytest.raises(SystemExit, match=f'accuracy study: {work} is in use by another accuracy study running '
+                                             'now; give this one a folder of its own \\(--work-dir\\)'):
+            run_study(args, command='test')
+    assert not (work / 'data').exists()  # stopped before writing anything
+
+
+def test_a_demo_refuses_a_work_folder_another_demo_uses(tmp_path):
+    work = tmp_path / 'work'
+    with own_folder(str(work), 'demo'):
+        with pytest.raises(FolderInUse, match=f'{work} is in use by another demo'):
+            run_demo(work_dir=work, data_root=tmp_path / 'data', num_train=1, num_val=1, epochs=1)
+    assert not (tmp_path / 'data').exists()
+
+
+def test_an_append_waits_for_the_one_before_so_a_new_file_gets_one_header(tmp_path):
+    """Two tools appending to a new BENCHMARKS.md at once wrote its header twice, the second mid-file."""
+    out = tmp_path / 'BENCHMARKS.md'
+    appended = threading.Event()
+    with flocked(str(out), exclusive=True):  # another tool in the middle of its append
+        writer = threading.Thread(target=lambda: (append_section(out, '## second\n'), appended.set()))
+        writer.start()
+        assert not appended.wait(1.0), 'the append did not wait for the one in progress'
+        with open(out, 'a') as f:  # what the other tool writes meanwhile
+            f.write(HEADER + '\n## first\n')
+    writer.join(30)
+    text = out.read_text()
+    assert text.count('# Benchmarks') == 1 and text.index('## first') < text.index('## second')
