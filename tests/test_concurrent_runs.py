@@ -94,6 +94,20 @@ def test_make_synthetic_coco_does_not_write_over_a_set_in_use(tmp_path, holder, 
     assert (root / 'annotations' / 'person_keypoints_train2017.json').read_bytes() == before
 
 
+def test_a_set_written_over_by_make_synthetic_coco_is_not_taken_for_the_stamped_one(tmp_path):
+    """``make_synthetic_coco --out`` over a benchmark's folder no run uses left the benchmark's stamp, and the
+    next benchmark took the other set (seed 1) for its own (seed 0)."""
+    root = tmp_path / 'data'
+    first = bench_cli.prepare_data(str(root), 2, 1, 0)
+    train_file = root / 'annotations' / 'person_keypoints_train2017.json'
+    ours = train_file.read_bytes()
+    make_synthetic_coco.main(['--out', str(root), '--num-train', '2', '--num-val', '1', '--seed', '1'],
+                             prog='make_synthetic_coco')
+    assert train_file.read_bytes() != ours
+    assert bench_cli.prepare_data(str(root), 2, 1, 0) == first
+    assert train_file.read_bytes() == ours  # written again, with its own seed
+
+
 def test_an_accuracy_study_refuses_a_work_folder_another_study_uses(tmp_path):
     """Its rows' folders start by deleting the results found there: the other study's, a moment later read
     back as missing or as this one's."""

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..locks import FolderInUse, own_folder
 from ..paths import work_root
@@ -150,25 +150,24 @@ def row_order(names: Sequence[str]) -> List[str]:
     return sorted(names, key=lambda n: not get_variant(n).trained)
 
 
-def prepare_data(args: argparse.Namespace, say: Say, held: contextlib.ExitStack) -> Dict[str, Any]:
-    """Write the hard synthetic split, or reuse the one already there if it was written with these parameters;
-    it stays this run's until ``held`` closes."""
-    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
-    params = dict(num_train=args.num_train, num_val=args.num_val, image_size=list(args.image_size),
-                  seed=args.data_seed, difficulty='hard')
+@contextlib.contextmanager
+def prepared_data(args: argparse.Namespace, say: Say) -> Iterator[Dict[str, Any]]:
+    """The hard synthetic split, written, or reused when the one already there was written with these
+    parameters; this run's while the block runs."""
+    from ..datasets.synthetic_coco import stamped_set
     start = time.monotonic()
-    data, reused = held.enter_context(stamped_set(
-        str(args.data_root), str(args.data_root / 'study_data.json'), params,
-        write=lambda: write_synthetic_coco(str(args.data_root), **dict(params, image_size=tuple(args.image_size)),
-                                           workers=None),
-        announce=lambda: say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val '
-                             f'images at {args.image_size[0]}x{args.image_size[1]}) to {args.data_root}')))
-    if reused:
-        say(f'reusing the synthetic split in {args.data_root}')
-    else:
-        say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
-            f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
-    return data
+    with stamped_set(
+            str(args.data_root), 'study_data.json',
+            announce=lambda: say(f'writing the hard synthetic split ({args.num_train} train / {args.num_val} val '
+                                 f'images at {args.image_size[0]}x{args.image_size[1]}) to {args.data_root}'),
+            num_train=args.num_train, num_val=args.num_val, image_size=tuple(args.image_size), seed=args.data_seed,
+            difficulty='hard') as (data, reused):
+        if reused:
+            say(f'reusing the synthetic split in {args.data_root}')
+        else:
+            say(f'  {data["num_train_instances"]} train people, {data["num_val_instances"]} val people, '
+                f'{data["num_detections"]} detector boxes ({time.monotonic() - start:.0f} s)')
+        yield data
 
 
 def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: argparse.Namespace,
@@ -252,24 +251,26 @@ def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     if args.parallel > 1:
         say = locked(say)
     args.deadline = started + args.time_limit if args.time_limit else None
-    # another study in the same folders would delete this one's results and rewrite its data under it
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(own_folder(str(args.work_dir), 'accuracy study'))
-            return _run_study(args, command, say, started, held)
-        except FolderInUse as error:
-            raise SystemExit(f'accuracy study: {error}') from None
+    try:  # another study in the same folders would delete this one's results and rewrite its data under it
+        with own_folder(str(args.work_dir), 'accuracy study'):
+            say(_headline(args))
+            with prepared_data(args, say) as data:
+                return _run_study(args, data, command, say, started)
+    except FolderInUse as error:
+        raise SystemExit(f'accuracy study: {error}') from None
 
 
-def _run_study(args: argparse.Namespace, command: str, say: Say, started: float, held: contextlib.ExitStack) -> int:
-    """:func:`run_study` once its work folder is its own; ``held`` keeps the data this run's too."""
+def _headline(args: argparse.Namespace) -> str:
     width = '' if args.base_channels == 64 else f' (base width {args.base_channels})'
-    say(f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
-        f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}'
-        f'{f" (a row with a start: {args.finetune_iters})" if args.finetune_iters != args.iters else ""}, '
-        f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers'
-        f'{f" per row, {args.parallel} rows at once" if args.parallel > 1 else ""}')
-    data = prepare_data(args, say, held)
+    return (f'accuracy study: variants {", ".join(args.variants)}; {args.backbone}{width} at {args.input_size}x'
+            f'{args.input_size}, {args.iters} iterations x batch {args.batch_size}'
+            f'{f" (a row with a start: {args.finetune_iters})" if args.finetune_iters != args.iters else ""}, '
+            f'device {args.device}, AMP {"bf16" if args.amp else "off"}, {args.workers} workers'
+            f'{f" per row, {args.parallel} rows at once" if args.parallel > 1 else ""}')
+
+
+def _run_study(args: argparse.Namespace, data: Dict[str, Any], command: str, say: Say, started: float) -> int:
+    """:func:`run_study` once its work folder and its synthetic split (``data``) are its own."""
     budget = Budget(depth=int(args.backbone.replace('resnet', '')), base_channels=args.base_channels,
                     input_size=args.input_size, iters=args.iters,
                     batch_size=args.batch_size, val_batch_size=args.val_batch_size, lr=args.lr, warmup=args.warmup,

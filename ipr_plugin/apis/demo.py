@@ -1,6 +1,5 @@
 """The project's main job: write the synthetic COCO-layout set, measure the untrained model, train it with
 ``mim train`` on the CPU, measure it again with ``mim test`` (detector boxes), and draw its predictions."""
-import contextlib
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Union
@@ -91,27 +90,24 @@ def run_demo(work_dir: Union[str, Path] = DEFAULT_WORK_DIR,
         FolderInUse: another demo uses ``work_dir`` now, or another run uses a set written otherwise in
             ``data_root``.
     """
+    from ..datasets.synthetic_coco import stamped_set
+
     raise_problems(demo_argument_problems(num_train, num_val, epochs))
+    started = time.monotonic()
     work, data_root = Path(work_dir).resolve(), Path(data_root).resolve()
     # another demo in the same folders would overwrite this one's checkpoints and rewrite its data under it
-    with own_folder(str(work), 'demo'), contextlib.ExitStack() as held:
-        return _run_demo(work, data_root, config, num_train, num_val, epochs, seed, say, held)
+    with own_folder(str(work), 'demo'), stamped_set(
+            str(data_root), 'demo_data.json',
+            announce=lambda: say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/'),
+            num_train=num_train, num_val=num_val, image_size=DEMO_IMAGE_SIZE, seed=seed) as (data, reused):
+        if reused:
+            say(f'[1/5] reusing the synthetic COCO-layout dataset in {data_root}/ (written with these settings)')
+        return _run_demo(work, data, config, epochs, seed, say, started)
 
 
-def _run_demo(work: Path, data_root: Path, config: Path, num_train: int, num_val: int, epochs: Optional[int],
-              seed: int, say: Callable[[str], None], held: contextlib.ExitStack) -> Dict:
-    """:func:`run_demo` once its work folder is its own; ``held`` keeps the data this run's too."""
-    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
-
-    started = time.monotonic()
-    params = dict(num_train=num_train, num_val=num_val, image_size=list(DEMO_IMAGE_SIZE), seed=seed)
-    data, reused = held.enter_context(stamped_set(
-        str(data_root), str(data_root / 'demo_data.json'), params,
-        write=lambda: write_synthetic_coco(str(data_root), num_train=num_train, num_val=num_val,
-                                           image_size=DEMO_IMAGE_SIZE, seed=seed, workers=None),
-        announce=lambda: say(f'[1/5] writing the synthetic COCO-layout dataset to {data_root}/')))
-    if reused:
-        say(f'[1/5] reusing the synthetic COCO-layout dataset in {data_root}/ (written with these settings)')
+def _run_demo(work: Path, data: Dict, config: Path, epochs: Optional[int], seed: int, say: Callable[[str], None],
+              started: float) -> Dict:
+    """:func:`run_demo` once its work folder and its synthetic set (``data``) are its own."""
     say(f'      {data["num_train_instances"]} training people, {data["num_val_instances"]} val people, '
         f'{data["num_detections"]} detector boxes')
     run_config = data_config(config, data, work / 'demo_config.py')

@@ -112,8 +112,7 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int,
     ``held``: where given, the set stays this run's until it closes (another run that would rewrite it meanwhile
     stops, naming the folder); without it, only while it is checked and written.
     """
-    from ..datasets.synthetic_coco import stamped_set, write_synthetic_coco
-    params = dict(num_train=num_train, num_val=num_val, image_size=list(IMAGE_SIZE), seed=seed)
+    from ..datasets.synthetic_coco import stamped_set
 
     def announce() -> None:
         print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
@@ -121,9 +120,7 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int,
 
     with contextlib.ExitStack() as own:
         data, _ = (own if held is None else held).enter_context(stamped_set(
-            root, osp.join(root, DATA_STAMP), params, announce=announce,
-            write=lambda: write_synthetic_coco(root, num_train, num_val, image_size=IMAGE_SIZE, seed=seed,
-                                               workers=None)))
+            root, DATA_STAMP, announce, num_train=num_train, num_val=num_val, image_size=IMAGE_SIZE, seed=seed))
     return data
 
 

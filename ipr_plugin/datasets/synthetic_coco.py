@@ -21,7 +21,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -173,20 +173,22 @@ def _stop_signals_blocked() -> Iterator[None]:
 
 def stamped_data(stamp: str, params: Dict) -> Optional[Dict]:
     """What :func:`write_stamped` recorded in ``stamp`` for a set written with ``params``, or None: no stamp,
-    another set's, or its detections file gone."""
+    another set's, or one of the files it names (annotations, detections) gone or written since (by
+    ``make_synthetic_coco --out``, or another tool's set in the same folder)."""
     try:
         with open(stamp) as f:
             saved = json.load(f)
     except (OSError, ValueError):  # none, or cut short by a version that wrote it in place: write the set again
         return None
     data = saved.get('data') if isinstance(saved, dict) else None
-    if not isinstance(data, dict) or saved.get('params') != params or not osp.exists(data.get('bbox_file', '')):
+    if not isinstance(data, dict) or saved.get('params') != params or saved.get('files') != _file_versions(data):
         return None
     return data
 
 
 def write_stamped(stamp: str, params: Dict, write: Callable[[], Dict]) -> Dict:
-    """``write()`` (which writes a set over the folder) with its ``params`` and result recorded in ``stamp``.
+    """``write()`` (which writes a set over the folder) with its ``params``, its result and the version of each
+    file the result names (``*_file``: size and modification time) recorded in ``stamp``.
 
     The old stamp goes first: a write cut short (Ctrl-C, a time limit) leaves no stamp, so the next run cannot
     take a folder half rewritten with other parameters for the set it asks for.
@@ -194,31 +196,48 @@ def write_stamped(stamp: str, params: Dict, write: Callable[[], Dict]) -> Dict:
     if osp.exists(stamp):
         os.remove(stamp)
     data = write()
-    write_json(stamp, dict(params=params, data=data), indent=1)
+    write_json(stamp, dict(params=params, data=data, files=_file_versions(data)), indent=1)
     return data
 
 
-@contextlib.contextmanager
-def stamped_set(root: str, stamp: str, params: Dict, write: Callable[[], Dict],
-                announce: Callable[[], None] = lambda: None) -> Iterator[Tuple[Dict, bool]]:
-    """The synthetic set under ``root`` that was written with ``params``, held while the block runs.
+def _file_versions(data: Dict) -> Dict[str, Optional[List[int]]]:
+    """``[size, modification time in ns]`` of each ``*_file`` in ``data``, None for one that is not there."""
+    versions: Dict[str, Optional[List[int]]] = {}
+    for key, path in sorted(data.items()):
+        if key.endswith('_file') and isinstance(path, str):
+            try:
+                info = os.stat(path)
+                versions[path] = [info.st_size, info.st_mtime_ns]
+            except OSError:
+                versions[path] = None
+    return versions
 
-    Reused when ``stamp`` says it was written with ``params`` (:func:`stamped_data`), else ``announce()`` and
-    ``write()`` it (:func:`write_stamped`). Runs that share ``root`` check and write one at a time; while the block
-    runs, runs with the same parameters share the set, and one that would rewrite it raises
-    :class:`~ipr_plugin.locks.FolderInUse` naming the folder (it trained on the other's images before).
+
+@contextlib.contextmanager
+def stamped_set(root: str, stamp_name: str, announce: Callable[[], None] = lambda: None,
+                **params: Any) -> Iterator[Tuple[Dict, bool]]:
+    """The set :func:`write_synthetic_coco` writes under ``root`` with the keyword arguments ``params``, held
+    while the block runs.
+
+    Reused when the stamp ``root/stamp_name`` says it was written with ``params`` (:func:`stamped_data`), else
+    ``announce()`` and write it, on every core (:func:`write_stamped`). Runs that share ``root`` check and write
+    one at a time; while the block runs, runs with the same parameters share the set, and one that would rewrite
+    it raises :class:`~ipr_plugin.locks.FolderInUse` naming the folder (it trained on the other's images before).
 
     Yields:
-        tuple: ``(data, reused)``: ``write()``'s result as recorded, and whether the set was already there.
+        tuple: ``(data, reused)``: :func:`write_synthetic_coco`'s result as recorded, and whether the set was
+        already there.
     """
+    stamp = osp.join(root, stamp_name)
+    recorded = json.loads(json.dumps(params))  # as the stamp holds them: an image size tuple reads back a list
     with contextlib.ExitStack() as held:
         with flocked(osp.join(root, _WRITE_LOCK), exclusive=True, waiting=_waiting(root)):
-            data = stamped_data(stamp, params)
+            data = stamped_data(stamp, recorded)
             reused = data is not None
             use = held.enter_context(flocked(osp.join(root, _USE_LOCK), exclusive=not reused, busy=_in_use(root)))
             if not reused:
                 announce()
-                data = write_stamped(stamp, params, write)
+                data = write_stamped(stamp, recorded, lambda: write_synthetic_coco(root, **params, workers=None))
                 share(use)
         yield data, reused
 

@@ -60,9 +60,10 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
         areas: (N,) each pose's area in square pixels.
         sigmas: (K,) COCO's per-keypoint sigmas.
         block_elements: about how many (row, column, keypoint) terms are computed at once: rows are taken in
-            blocks, so that memory grows with N * N (the result) rather than N * N * K in float64 (3000 boxes on
-            one image, as a detector with no cap per image gives, took 3.5 GB at once). The values do not depend
-            on it: every row is computed on its own.
+            blocks, so that memory grows with N * N (the result) rather than N * N * K in float64 (for 3000 boxes
+            on one image, as a detector with no cap per image gives, each whole (N, N, K) float64 temporary
+            would be 1.2 GB, and several are alive at once). The values do not depend on it: every row is
+            computed on its own.
 
     Returns:
         (N, N) float32 OKS; row i is ``oks_iou(pose i, all poses, area i, areas)``.
