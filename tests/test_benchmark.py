@@ -243,6 +243,15 @@ def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictio
     assert list(ours['dataset_checks_s']) == ['annotation file read, keypoint counts', 'detection file read',
                                               'detection entries']
     assert all(s > 0 for s in ours['dataset_checks_s'].values())
+    for result in (anchor, ours):
+        # made again in the same process: the same AP, and memory measured (Linux's high-water mark)
+        assert result['ap_again'] == result['ap'] and result['again_s'] > 0
+        assert result['peak_mib'] >= 0 and result['kept_mib'] is not None  # a small set may reuse freed pages
+        # the train split at COCO's train/val ratio, one sample per annotated person (about 1.2 per image)
+        assert result['train_images'] == round(30 * 118287 / 5000)
+        assert 0.8 * result['train_images'] < result['train_dataset_len'] < 1.6 * result['train_images']
+        assert result['train_dataset_s'] > 0 and result['train_dataset_peak_mib'] >= 0
+    assert anchor['train_dataset_len'] == ours['train_dataset_len']
 
 
 # ------------------------------------------------------------------------------------------ --time-limit

@@ -19,7 +19,7 @@ from ..arguments import load_coco_file, load_detection_file, parser_check_out_fi
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, work_root
-from .coco_scale import VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
+from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
 from .plot import plot_pipelines
 from .report import render_section
 from .rounds import ROUND_MEASUREMENTS, merge_rounds, repeat_skip, round_order
@@ -219,9 +219,13 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
     if _runs(args, 'metric'):
         lines.append(f'(g): the config\'s val evaluator on predictions for {args.metric_images} images with '
                      f'{VAL2017_BOXES_PER_IMAGE} boxes each (`write_coco_scale_set`, no images; COCO val2017: 5000 '
-                     'images, 104,125 boxes): the main process\'s work after the last batch of an evaluation; and '
-                     'the config\'s val dataset class built from that annotation file and its detection file (no '
-                     'images read)')
+                     'images, 104,125 boxes): the main process\'s work after the last batch of an evaluation, '
+                     'made twice in one process (the host memory kept is what the second added to what the first '
+                     'left); the config\'s val dataset class built from that annotation file and its detection '
+                     f'file; and its train dataset class from a ground-truth file of '
+                     f'{round(args.metric_images * TRAIN2017_IMAGES / VAL2017_IMAGES)} images (COCO train2017: '
+                     f'{TRAIN2017_IMAGES}, as many more than val2017) (no images read; peaks are the process\'s '
+                     'resident-memory high-water mark, reset before)')
     if args.cfg_options:
         opts = ' '.join(f'{k}={v}' for k, v in args.cfg_options.items())
         tiny = ' (--tiny: ResNet-18, not the configs\' ResNet-50)' if args.tiny else ''

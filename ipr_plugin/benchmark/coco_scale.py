@@ -14,13 +14,15 @@ import numpy as np
 
 VAL2017_IMAGES = 5000
 VAL2017_BOXES_PER_IMAGE = 21  # 104,125 boxes / 5000 images
+TRAIN2017_IMAGES = 118287
 
 
 def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
                          boxes_per_image: int = VAL2017_BOXES_PER_IMAGE, num_keypoints: int = 17,
-                         seed: int = 0) -> Tuple[str, str, List[Dict[str, Any]]]:
-    """Write ``out_dir/coco_scale_gt.json`` and ``out_dir/coco_scale_det.json`` (the detector boxes, in the
-    format of mmpose's ``bbox_file``) and return their paths with the predictions.
+                         seed: int = 0, name: str = 'coco_scale') -> Tuple[str, str, List[Dict[str, Any]]]:
+    """Write ``out_dir/{name}_gt.json`` and ``out_dir/{name}_det.json`` (the detector boxes, in the format of
+    mmpose's ``bbox_file``) and return their paths with the predictions. With ``boxes_per_image=0``: the
+    ground truth of a training split (about 1.2 people per image, as COCO's), no box and no prediction.
 
     Returns:
         (ann_file, det_file, samples): the samples in the order of the detection file's entries, each a dict as
@@ -60,11 +62,11 @@ def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
                                     keypoint_scores=rng.uniform(0, 1, (1, num_keypoints)).astype(np.float32)),
                 gt_instances=dict(bbox_scores=np.array([score], np.float32),
                                   bbox_scales=scale[None].astype(np.float32))))
-    ann_file = osp.join(out_dir, 'coco_scale_gt.json')
+    ann_file = osp.join(out_dir, f'{name}_gt.json')
     categories = [dict(id=1, name='person', keypoints=[f'k{i}' for i in range(num_keypoints)], skeleton=[])]
     with open(ann_file, 'w') as f:
         json.dump(dict(images=images, annotations=annotations, categories=categories), f)
-    det_file = osp.join(out_dir, 'coco_scale_det.json')
+    det_file = osp.join(out_dir, f'{name}_det.json')
     with open(det_file, 'w') as f:
         json.dump(detections, f)
     return ann_file, det_file, samples

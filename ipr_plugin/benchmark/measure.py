@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 from mmengine.utils.dl_utils import set_multi_processing
 
 from .overrides import eval_only, train_only
-from .timing import GpuUtilSampler, WindowTimerHook, batch_len
+from .timing import GpuUtilSampler, WindowTimerHook, batch_len, host_rss_mib, with_host_peak
 
 MIB = 2**20
 
@@ -184,14 +184,30 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     OKS NMS, COCOeval) on predictions for ``num_images`` images with COCO val2017's ~21 detector boxes each
     (:func:`~ipr_plugin.benchmark.coco_scale.write_coco_scale_set`), after its per-batch ``process`` (timed on
     its own: (f) times it per batch). mmengine runs this once per evaluation, in the main process, after the
-    last batch. Also the seconds for building the config's val dataset class from that annotation file and its
-    detection file (``dataset_s``): what a test run does before its first batch; and, for a dataset that checks
-    its inputs first, those checks timed one by one (``dataset_checks_s``, see :func:`_dataset_checks_s`)."""
+    last batch. Also:
+
+    - ``peak_mib``: the most host memory the evaluation took above what the process held before it;
+    - ``again_s``, ``kept_mib``, ``ap_again``: the same evaluation made again, as each validation of a run makes
+      it, and the host memory the process holds after it beyond what it held after the first;
+    - ``dataset_s``: building the config's val dataset class from that annotation file and its detection file
+      (what a test run does before its first batch); for a dataset that checks its inputs first, those checks
+      timed one by one (``dataset_checks_s``, see :func:`_dataset_checks_s`);
+    - ``train_dataset_s``, ``train_dataset_peak_mib``: building the config's train dataset class from a
+      ground-truth file of COCO train2017's size scaled as ``num_images`` scales val2017 (what every training
+      does before its first batch), and the host memory it takes.
+    """
+    from .coco_scale import TRAIN2017_IMAGES, VAL2017_IMAGES
+    init_default_scope(cfg.get('default_scope', 'mmpose'))
+    train_images = max(1, round(num_images * TRAIN2017_IMAGES / VAL2017_IMAGES))
+    # one after the other, each in a function of its own: the first's objects are gone when the second starts
+    return dict(_final_evaluation(cfg, num_images, work_dir, seed), **_train_dataset(cfg, train_images, work_dir, seed))
+
+
+def _final_evaluation(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, Any]:
     from mmpose.datasets.datasets.utils import parse_pose_metainfo
     from mmpose.registry import DATASETS, METRICS
 
     from .coco_scale import write_coco_scale_set
-    init_default_scope(cfg.get('default_scope', 'mmpose'))
     ann_file, det_file, samples = write_coco_scale_set(work_dir, num_images=num_images, seed=seed)
     dataset_type = cfg.val_dataloader.dataset.type
     start = time.perf_counter()
@@ -201,6 +217,38 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     checks_s = _dataset_checks_s(dataset)
     metric = METRICS.build(dict(copy.deepcopy(cfg.val_evaluator), ann_file=ann_file))
     metric.dataset_meta = parse_pose_metainfo(DATASETS.get(dataset_type).METAINFO)
+    again = copy.deepcopy(samples)  # a metric may edit what it is given
+    (process_s, compute_s, stats, printed), peak_mib = with_host_peak(lambda: _evaluate(metric, samples))
+    held_mib = host_rss_mib()
+    _, again_s, stats_again, _ = _evaluate(metric, again)
+    kept_mib = host_rss_mib()
+    return dict(metric=type(metric).__name__, images=num_images, instances=len(samples), process_s=process_s,
+                compute_s=compute_s, per_s=len(samples) / compute_s, ap=stats.get('AP'), peak_mib=peak_mib,
+                again_s=again_s, ap_again=stats_again.get('AP'),
+                kept_mib=None if held_mib is None else kept_mib - held_mib,
+                # xtcocotools prints its steps' times: taking the results in, evaluating per image, accumulating
+                cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'),
+                                    map(float, re.findall(r'DONE \(t=([\d.]+)s\)', printed)[-3:]))),
+                dataset=dataset_type, dataset_s=dataset_s, dataset_len=len(dataset), dataset_checks_s=checks_s)
+
+
+def _train_dataset(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, Any]:
+    from mmpose.registry import DATASETS
+
+    from .coco_scale import write_coco_scale_set
+    train_file = write_coco_scale_set(work_dir, num_images=num_images, boxes_per_image=0, seed=seed + 1,
+                                      name='coco_scale_train')[0]
+    start = time.perf_counter()
+    size, peak_mib = with_host_peak(lambda: len(DATASETS.build(dict(
+        type=cfg.train_dataloader.dataset.type, ann_file=train_file, data_root=work_dir, data_prefix=dict(img=''),
+        data_mode='topdown', pipeline=[]))))
+    return dict(train_dataset_s=time.perf_counter() - start, train_images=num_images, train_dataset_len=size,
+                train_dataset_peak_mib=peak_mib)
+
+
+def _evaluate(metric, samples: List[dict]) -> Tuple[float, float, Dict[str, float], str]:
+    """One evaluation as mmengine's ``Evaluator`` makes it: ``process`` on the predictions, then
+    ``compute_metrics``. Returns the seconds of each, the metrics and what xtcocotools printed."""
     start = time.perf_counter()
     metric.process([], samples)
     processed = time.perf_counter()
@@ -208,12 +256,8 @@ def measure_metric(cfg, num_images: int, work_dir: str, seed: int) -> Dict[str, 
     with contextlib.redirect_stdout(printed):
         stats = metric.compute_metrics(metric.results)
     elapsed = time.perf_counter() - processed
-    # xtcocotools prints its steps' times: taking the results in, evaluating per image, accumulating
-    steps = re.findall(r'DONE \(t=([\d.]+)s\)', printed.getvalue())
-    return dict(metric=type(metric).__name__, images=num_images, instances=len(samples),
-                process_s=processed - start, compute_s=elapsed, per_s=len(samples) / elapsed, ap=stats.get('AP'),
-                cocoeval_s=dict(zip(('load results', 'evaluate', 'accumulate'), map(float, steps[-3:]))),
-                dataset=dataset_type, dataset_s=dataset_s, dataset_len=len(dataset), dataset_checks_s=checks_s)
+    metric.results.clear()
+    return processed - start, elapsed, stats, printed.getvalue()
 
 
 def _dataset_checks_s(dataset) -> Dict[str, float]:

@@ -1,13 +1,17 @@
-"""Steady-state window timing inside mmengine's loops, and GPU utilisation sampling."""
+"""Steady-state window timing inside mmengine's loops, GPU utilisation sampling, and host memory peaks."""
+import gc
 import os
+import re
 import shutil
 import subprocess
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
 from mmengine.hooks import Hook
+
+T = TypeVar('T')
 
 
 def cuda_sync(enabled: bool) -> None:
@@ -181,3 +185,33 @@ class GpuUtilSampler:
         """``mean`` utilisation % (``None`` when not measurable), ``samples``, ``source``."""
         mean = sum(self._samples) / len(self._samples) if self._samples else None
         return dict(mean=mean, samples=len(self._samples), source=self.source, errors=self.errors[:3])
+
+
+def host_rss_mib() -> Optional[float]:
+    """This process's resident memory now, MiB, after a garbage collection (None where /proc is not there)."""
+    gc.collect()
+    return _status_mib('VmRSS')
+
+
+def with_host_peak(fn: Callable[[], T]) -> Tuple[T, Optional[float]]:
+    """``fn()``, and the most resident memory this process held while it ran above what it held at the start,
+    MiB: Linux's high-water mark, reset first (``/proc/self/clear_refs``), so no sampling can miss a short peak.
+    None where it cannot be reset or read."""
+    start = host_rss_mib()
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        start = None
+    value = fn()
+    peak = _status_mib('VmHWM') if start is not None else None
+    return value, None if peak is None else peak - start
+
+
+def _status_mib(field: str) -> Optional[float]:
+    try:
+        with open('/proc/self/status') as f:
+            found = re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.M)
+    except OSError:
+        return None
+    return int(found.group(1)) / 1024 if found else None
