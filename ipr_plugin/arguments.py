@@ -18,6 +18,22 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Optional, Sequence, Set
 
 
+class ToolHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The tools' ``--help``: the description as written, and after each option's help its default, where it has
+    one and the help does not say it already (as ``mim``'s and mmpose's tools show theirs)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ''
+        default = action.default
+        # (identity, not equality: a default of 0 is shown)
+        nothing = default is None or default is False or default is argparse.SUPPRESS \
+            or (isinstance(default, (str, list, tuple)) and not default)
+        if action.option_strings and text and not nothing and 'default' not in text:
+            shown = ' '.join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+            text += f' (default: {shown.replace("%", "%%")})'
+        return text
+
+
 def is_url(path) -> bool:
     """A path for one of mmengine's file backends (``https://``, ``s3://``, ...): ``os.path`` cannot check it, and
     loading it reports what is wrong."""

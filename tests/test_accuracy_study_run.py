@@ -101,6 +101,10 @@ def test_tiny_study_json(tiny_study):
             iters = [2, 4] if name in FINE_TUNED else [2, 3]  # --finetune-iters 4, evaluated every 2 like the rest
             assert run['train_time_s'] > 0 and [p['iter'] for p in run['curve']] == iters
             assert Path(run['checkpoint']).is_file()  # --keep-checkpoints
+            # mmengine's scalars log the AP at the iteration of each evaluation (TensorBoard draws the curve)
+            scalars = list(Path(run['work_dir']).glob('mmengine/*/vis_data/scalars.json'))
+            records = [json.loads(line) for line in scalars[0].read_text().splitlines()]
+            assert [r['step'] for r in records if 'coco/AP' in r] == iters, name
     for trained in ('ours-L1', 'ours-JS'):  # the same models, not retrained
         assert report['results'][f'{trained}-ones']['seeds']['0']['evaluated'] == \
             report['results'][trained]['seeds']['0']['checkpoint']

@@ -67,10 +67,21 @@ def test_every_bad_image_is_listed_by_the_tool(broken):
         for name in ('000000000785.jpg', '000000040083.jpg', '000000196141.jpg'))
     by_image = {Path(p['what']).name: p['message'] for p in problems if p['split'] == 'val'}
     assert 'loads as 320x212' in by_image['000000000785.jpg'] and 'gives 640x425' in by_image['000000000785.jpg']
-    assert 'No such file' in by_image['000000040083.jpg']
-    assert str(broken / '000000196141.jpg') in by_image['000000196141.jpg']
-    listed = proc.stdout.split('6 problems:\n', 1)[1].splitlines()
+    # which of the two: mmpose's LoadImage says of both "Please check whether the file exists"
+    assert by_image['000000040083.jpg'] == f'{broken / "000000040083.jpg"} does not exist'
+    assert by_image['000000196141.jpg'] == f'{broken / "000000196141.jpg"} (1000 bytes) cannot be decoded as an image'
+    assert proc.stdout.strip().endswith(f'every problem and note: {out}')
+    listed = proc.stdout.split('6 problems:\n', 1)[1].splitlines()[:-1]  # the last line names the report file
     assert len(listed) == 6 and sum(str(broken / '000000040083.jpg') in line for line in listed) == 2, proc.stdout
+
+
+def test_the_tool_says_how_to_see_the_problems_it_did_not_list(broken, capsys):
+    from ipr_plugin.cli import check_data as tool
+    assert tool.main([FAST_CONFIG, '--splits', 'val', '--workers', '0', '--no-progress', '--max-listed', '1',
+                      '--cfg-options', *_cli_options(broken)]) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2:] == ['- val: 2 more problems, not listed',
+                          '(--max-listed 0 lists every one, --out FILE writes them all to a JSON file)']
 
 
 def test_a_dataset_that_cannot_be_built_is_a_problem_and_the_rest_is_checked(coco_sample, tmp_path):
@@ -255,6 +266,6 @@ def test_the_terminal_report_lists_a_few_problems_per_split_and_counts_the_rest(
     text = format_report(report, max_listed=3)
     assert text.splitlines() == ['9 problems:', *[f'- train: train/{i}.jpg loads at 2x the annotated size'
                                                   for i in range(3)],
-                                 '- train: 4 more problems like these, not listed',
+                                 '- train: 4 more problems, not listed',
                                  *[f'- val: val/{i}.jpg loads at 2x the annotated size' for i in range(2)]]
     assert format_report(report, max_listed=0).count('loads at 2x') == format_report(report).count('loads at') == 9

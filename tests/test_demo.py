@@ -1,7 +1,9 @@
 """The main job end to end in miniature (1 epoch on a few synthetic images), so it cannot rot."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,6 +29,12 @@ def test_demo_runs_end_to_end(repo_root, tmp_path):
     assert results['pictures'] and all((work / 'predictions').joinpath(p.split('/')[-1]).exists()
                                        for p in results['pictures'])
     assert f'predictions drawn on {len(results["pictures"])} val images' in out.stdout
+    # the AP after each measurement, where the files went, and no mmengine line among the demo's own
+    assert len(re.findall(r'^      AP \d', out.stdout, re.M)) == 2
+    assert f'results: {work / "demo_results.json"}' in out.stdout
+    log = re.search(r'^training log: (.+\.log)$', out.stdout, re.M)
+    assert log and 'Epoch(train)' in Path(log[1]).read_text()
+    assert ' - mmengine - ' not in out.stdout
 
 
 def test_counts_that_cannot_make_a_demo_are_refused_up_front(repo_root, tmp_path):

@@ -43,6 +43,10 @@ def test_a_diverging_run_stops_at_its_first_non_finite_loss_before_saving_it(coc
     assert iteration == first  # the first bad iteration is named, not the one where the check ran
     assert re.search(r'loss_kpt=(nan|inf|-inf)', message) and 'learning rate' in message
     assert all(it < first for it in saved)  # nothing saved from NaN weights
+    # the run's log file says why it stopped (mmengine logs no exception that ends a run)
+    log = next((tmp_path / 'deferred').glob('*/*.log')).read_text()
+    assert re.search(r' - ERROR - \S*finite_loss_hook.py - flush - \d+ - FloatingPointError: ' + re.escape(message),
+                     log)
     # and what was saved before is finite: the step before the first NaN loss wrote huge, not NaN, weights here
     for it in saved:
         weights = torch.load(tmp_path / 'deferred' / f'iter_{it}.pth', map_location='cpu', weights_only=False)
@@ -98,8 +102,9 @@ def test_a_test_run_refuses_a_checkpoint_of_another_model_and_takes_its_own(coco
     cfg = _cfg(coco_sample, tmp_path / 'test_early', max_iters=1)
     cfg.load_from = str(misfit)
     cfg.custom_hooks = [dict(type='EarlyStoppingHook', monitor='coco/AP', rule='greater')]
-    with pytest.raises(ValueError, match='lacks'):
+    with pytest.raises(ValueError, match='lacks') as refused:
         Runner.from_cfg(cfg).test()
+    assert f' - ValueError: {refused.value}' in next((tmp_path / 'test_early').glob('*/*.log')).read_text()
     # a diverged run's weights: named, not a NaN error from the first image (or an AP of 0)
     state = torch.load(own, map_location='cpu', weights_only=False)
     state['state_dict']['backbone.conv1.weight'][0, 0, 0, 0] = float('nan')

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ipr_plugin.apis.mim_runner import MimError, MimTimeout, parse_coco_metrics, run_command
+from ipr_plugin.apis.mim_runner import MimError, MimTimeout, parse_coco_metrics, progress_line, run_command
 
 # A child that starts a grandchild in its session, says one line, then hangs without another word.
 SILENT_HANG = ('import subprocess, sys, time; '
@@ -60,6 +60,19 @@ def test_a_child_that_ends_while_what_it_started_holds_its_output_is_not_waited_
     while _alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(grandchild)
+
+
+def test_a_progress_line_drops_the_timing_fields_and_keeps_every_other_whole():
+    """Cut at a width, the debias terms and the last metrics were lost mid-word."""
+    train = ('12/06 16:42:47 - mmengine - INFO - Iter(train) [1/3]  lr: 1.000000e-03  eta: 0:00:16  time: 8.012637  '
+             'data_time: 0.068139  memory: 512  loss: 0.020066  loss_kpt: 0.020066  acc_pose: 0.014706  '
+             'debias_r: 1.007000  debias_capped: 0.250000')
+    assert progress_line(train) == ('Iter(train) [1/3]  lr: 1.000000e-03  loss: 0.020066  loss_kpt: 0.020066  '
+                                    'acc_pose: 0.014706  debias_r: 1.007000  debias_capped: 0.250000')
+    val = ('12/06 16:42:48 - mmengine - INFO - Epoch(val) [1][1/1]    coco/AP: 0.100000  coco/AP (M): 0.200000  '
+           'coco/AR: 0.300000  coco/AR (L): -1.000000  data_time: 0.1  time: 0.3')
+    assert progress_line(val) == ('Epoch(val) [1][1/1]  coco/AP: 0.100000  coco/AP (M): 0.200000  coco/AR: 0.300000  '
+                                  'coco/AR (L): -1.000000')
 
 
 def test_coco_metrics_of_the_last_evaluation_including_nan():

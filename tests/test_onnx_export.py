@@ -119,10 +119,16 @@ def test_missing_config_raises(tmp_path):
 
 def test_file_that_is_not_a_checkpoint_is_named(tmp_path, repo_root):
     text = tmp_path / 'notes.pth'
-    text.write_text('hello\n')  # torch's unpickler alone says "KeyError: 101"
-    with pytest.raises(ValueError, match=r'notes.pth is not a PyTorch checkpoint \(KeyError: 101\)'):
+    text.write_text('hello\n')  # torch's unpickler alone says "KeyError: 101"; mim test, the words below
+    with pytest.raises(ValueError, match=r"notes.pth is not a PyTorch checkpoint \(it starts with b'hell', neither "
+                                         r'the zip archive torch.save writes nor a pickle\)'):
         export_onnx(str(repo_root / CONFIG), str(text), str(tmp_path / 'x.onnx'))
     assert not (tmp_path / 'x.onnx').exists()
+    broken = tmp_path / 'broken.pth'  # starts as a pickle does: torch's unpickler fails, and its error is quoted
+    broken.write_bytes(b'\x80\x02' + b'\xff' * 10)
+    with pytest.raises(ValueError, match=r"broken.pth is not a PyTorch checkpoint, or holds objects beyond .*"
+                                         r"\(torch's weights-only unpickler: Unsupported operand 255\)"):
+        export_onnx(str(repo_root / CONFIG), str(broken), str(tmp_path / 'x.onnx'))
 
 
 def test_a_pickle_beyond_a_checkpoint_is_named_without_torchs_advice_to_run_it(tmp_path, repo_root):
@@ -149,6 +155,13 @@ def test_the_tool_ends_with_one_line_on_a_missing_checkpoint(tmp_path, repo_root
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith('export_onnx: ') and 'nope.pth' in result.stderr
+    # mmpose's own IPR config: its DSNTHead is no IPRHead, which the one line says, naming the config
+    other = str(repo_root / 'configs' / 'sample' / 'mmpose-ipr_res18_coco-sample-64x64.py')
+    result = subprocess.run([sys.executable, str(repo_root / 'tools' / 'export_onnx.py'), other,
+                             '--out', str(tmp_path / 'x.onnx')], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f'export_onnx: {other}: export needs a top-down model '
+                                                             'with an IPRHead, got head DSNTHead')
     config = str(repo_root / CONFIG)
     same = subprocess.run([sys.executable, str(repo_root / 'tools' / 'export_onnx.py'), config, '--out', config],
                           capture_output=True, text=True, timeout=300)
@@ -167,7 +180,8 @@ def _variants(state_dict):
                       r'has 1 key\(s\) the model does not have \(neck.weight\)'),
         '15 joints': (dict(state_dict, **{final + 'weight': state_dict[final + 'weight'][:15],
                                           final + 'bias': state_dict[final + 'bias'][:15]}),
-                      r'does not fit the model \(size mismatch for ' + final + r'weight: .*\[15, 64, 1, 1\]'),
+                      r'does not fit the model \(' + final + r'weight: checkpoint \[15, 64, 1, 1\], model '
+                      r'\[17, 64, 1, 1\]; ' + final + r'bias: checkpoint \[15\], model \[17\]\)'),
     }
 
 

@@ -123,3 +123,20 @@ def test_an_output_whose_folder_is_read_only_is_refused_before_the_work(tmp_path
         folder.chmod(0o755)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f'its folder {folder} is not writable' in proc.stdout
+
+
+def test_help_gives_each_default_the_help_does_not_give_already():
+    import argparse
+    from ipr_plugin.arguments import ToolHelpFormatter
+    parser = argparse.ArgumentParser(prog='tool', formatter_class=ToolHelpFormatter)
+    parser.add_argument('--seed', type=int, default=0, help='seed')
+    parser.add_argument('--size', type=int, nargs=2, default=(640, 480), help='pixels')
+    parser.add_argument('--skip', nargs='+', default=[], help='parts not to run')
+    parser.add_argument('--out', default=None, help='output file')
+    parser.add_argument('--fast', action='store_true', help='fast')
+    parser.add_argument('--lr', type=float, default=1e-3, help='learning rate (default: 1e-3 for Adam)')
+    parser.add_argument('--rate', default='5%', help='share')
+    text = ' '.join(parser.format_help().split('options:')[1].split())
+    assert text == ('-h, --help show this help message and exit --seed SEED seed (default: 0) --size SIZE SIZE pixels '
+                    '(default: 640 480) --skip SKIP [SKIP ...] parts not to run --out OUT output file --fast fast '
+                    '--lr LR learning rate (default: 1e-3 for Adam) --rate RATE share (default: 5%)'), text

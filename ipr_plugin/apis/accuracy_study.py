@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..arguments import ToolHelpFormatter
 from ..locks import FolderInUse, own_folder
 from ..paths import work_root
 from .mim_runner import MimError, MimTimeout, exit_on_sigterm, kill_running
@@ -51,13 +52,13 @@ TINY = dict(iters=3, batch_size=4, val_batch_size=32, num_train=12, num_val=6, i
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line (``tools/accuracy_study.py`` is a thin wrapper around it)."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=ToolHelpFormatter)
     p.add_argument('--tiny', action='store_true', help='CPU smoke run for CI: 12/6 images at 320x240, 3 '
                    'iterations, batch 4, 64x64 input, no workers; writes under --work-dir by default')
     p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS),
                    help='rows to run (default: all but the ablations, ' + ', '.join(
                        n for n in VARIANT_NAMES if n not in DEFAULT_VARIANTS) + ')')
-    p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18')
+    p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18', help='of every row')
     p.add_argument('--base-channels', type=int, default=64, help="the ResNet's base width (64: the standard "
                    'model; 16 or 32 for CPU-sized studies, with the deconv stack narrowed in proportion)')
     p.add_argument('--iters', type=int, help=f'training iterations per variant (full {FULL["iters"]})')
@@ -81,7 +82,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--parallel', type=int, default=1, metavar='N',
                    help='rows run at once (default 1), each in its own process; a row waits for the rows it needs. '
                    'The train times then include the contention between rows')
-    p.add_argument('--device', choices=('auto', 'cuda', 'cpu'), default='auto')
+    p.add_argument('--device', choices=('auto', 'cuda', 'cpu'), default='auto',
+                   help='auto: cuda where torch sees a GPU, else cpu')
     p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
                    help='bf16 AMP for every variant (default: on with CUDA, off on the CPU)')
     p.add_argument('--work-dir', help='runs, checkpoints and (by default) the data')

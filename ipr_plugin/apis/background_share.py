@@ -21,7 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import exit_on_input_errors, is_url, load_coco_file, parser_check_out_file, write_json
+from ..arguments import (ToolHelpFormatter, exit_on_input_errors, is_url, load_coco_file, parser_check_out_file,
+                         write_json)
 from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table as _markdown_table
 from ..ops.integral import BACKGROUNDS
@@ -190,12 +191,12 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=ToolHelpFormatter)
     p.add_argument('config', help='IPR model config')
     p.add_argument('checkpoint', help='trained weights')
     p.add_argument('--ann-file', required=True, help='COCO keypoint annotations of the split')
     p.add_argument('--img-dir', required=True, help="folder of the split's images")
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default='cpu', help='where the model runs (cpu, cuda, cuda:1, ...)')
     p.add_argument('--background', choices=BACKGROUNDS, help="background level r is measured against (default: "
                    "the head's debias_background; 'median' makes r depend on the maps' shape alone)")
     p.add_argument('--out', help='also write the table and settings to this JSON file')

@@ -6,6 +6,7 @@ that is not a checkpoint at all fails inside torch's unpickler (e.g. ``KeyError:
 neither the file nor the problem. Weights holding NaN (a diverged run's) are refused too: through a model they
 become an error about the first image it sees.
 """
+import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
@@ -53,6 +54,12 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
+    from ..arguments import is_url
+    # a file that is no checkpoint by its first bytes is said so as the hook and mim test say it, not through
+    # the error of torch's unpickler
+    problem = checkpoint_format_problem(path) if not is_url(path) and osp.isfile(path) else None
+    if problem:
+        raise ValueError(problem)
     try:
         checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except OSError:  # missing or unreadable file, failed download: these name the file already
@@ -72,6 +79,14 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
     if not isinstance(checkpoint, Mapping):
         raise ValueError(f'{path} is not a PyTorch checkpoint (it holds a {type(checkpoint).__name__}, not a dict)')
     return checkpoint
+
+
+def _shape_problem(line: str) -> str:
+    """torch's ``size mismatch for KEY: copying a param with shape torch.Size([A]) from checkpoint, the shape in
+    current model is torch.Size([B]).`` as ``KEY: checkpoint [A], model [B]``; any other line as it is."""
+    found = re.match(r'size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from '
+                     r'checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)', line)
+    return f'{found[1]}: checkpoint {found[2]}, model {found[3]}' if found else line.strip()
 
 
 def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
@@ -109,9 +124,10 @@ def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], pa
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as err:  # shapes that differ (or values that are not tensors) raise even when not strict
-        problems = str(err).split('\n\t')[1:] or [str(err)]
+        problems = [_shape_problem(line) for line in str(err).split('\n\t')[1:]] or [str(err)]
+        # torch's own list says the same at length: not chained
         raise ValueError(f'checkpoint {path} does not fit the model ({_first(problems, "; ")}): '
-                         f'{not_this_config}') from err
+                         f'{not_this_config}') from None
     missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
     if missing:
         total = sum(not k.endswith('num_batches_tracked') for k in model.state_dict())

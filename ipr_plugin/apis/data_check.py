@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..arguments import is_url
 from ..datasets.transforms.jpeg import ORIENTATION_TURNS, file_orientation
 from ..paths import ConfigLike, load_config
 
@@ -273,11 +274,25 @@ def _load_one(image: Tuple[Any, str]) -> tuple:
     img_id, path = image
     try:
         results = _loader(dict(img_path=path, img_id=img_id))
-    except Exception as error:  # noqa: BLE001 - mmpose's LoadImage names the path in its message
-        return img_id, path, None, f'{type(error).__name__}: {error}', 1
+    except Exception as error:  # noqa: BLE001 - every failure is a problem of this image
+        return img_id, path, None, load_error_message(path, error), 1
     if results is None or 'img' not in results:
         return img_id, path, None, f'{type(_loader).__name__} loaded nothing from {path}', 1
     return img_id, path, tuple(results['img'].shape[:2]), None, file_orientation(path) if _turns(_loader) else 1
+
+
+def load_error_message(path: str, error: Exception) -> str:
+    """What is wrong with the image ``path`` that a loading transform failed on with ``error``.
+
+    mmpose's ``LoadImage`` rewrites every failure as "... occurs when loading PATH. Please check whether the file
+    exists", a file that is there but cannot be decoded included: for a local file, say which it is.
+    """
+    if not is_url(path):
+        if not os.path.exists(path):
+            return f'{path} does not exist'
+        if 'failed to load image' in str(error):  # mmcv's imfrombytes: the decoder returned nothing
+            return f'{path} ({os.path.getsize(path)} bytes) cannot be decoded as an image'
+    return f'{type(error).__name__}: {error}'
 
 
 def _turns(loader) -> bool:
@@ -334,7 +349,7 @@ def _listed(lines: List[str], splits: List[str], most: Optional[int], what: str)
     for split, group in groups.items():
         shown += group[:most]
         if len(group) > most:
-            shown.append(f'- {split}: {len(group) - most} more {what} like these, not listed')
+            shown.append(f'- {split}: {len(group) - most} more {what}, not listed')
     return shown
 
 

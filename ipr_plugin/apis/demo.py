@@ -1,13 +1,15 @@
 """The project's main job: write the synthetic COCO-layout set, measure the untrained model, train it with
-``mim train`` on the CPU, measure it again with ``mim test`` (detector boxes), and draw its predictions."""
+``mim train`` (on the GPU where there is one, as mmengine chooses), measure it again with ``mim test`` (detector
+boxes), and draw its predictions."""
+import contextlib
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Iterator, Optional, Union
 
 from ..arguments import raise_problems, write_json
 from ..locks import own_folder
 from ..paths import plugin_config, work_root
-from .mim_runner import parse_coco_metrics, run_mim
+from .mim_runner import parse_coco_metrics, progress_line, run_mim
 
 DEMO_CONFIG = plugin_config('synthetic', 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py')
 DEFAULT_WORK_DIR = work_root() / 'work_dirs' / 'demo'
@@ -19,7 +21,6 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     """Save the model as initialised (what training starts from), for measuring the untrained AP."""
     import torch
     from mmengine.config import Config
-    from mmengine.logging import MMLogger
     from mmengine.runner import set_random_seed
     from mmpose.registry import MODELS
     from mmpose.utils import register_all_modules
@@ -28,16 +29,25 @@ def save_untrained_checkpoint(config: Path, out_file: Path, seed: int = 0) -> Pa
     cfg = Config.fromfile(str(config))
     set_random_seed(seed)
     model = MODELS.build(cfg.model)
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')  # init_weights reports every parameter at INFO; the user needs none of it
-    try:
+    with _mmengine_quiet():  # init_weights reports every parameter at INFO; the user needs none of it
         model.init_weights()
-    finally:
-        logger.setLevel(level)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dict(state_dict=model.state_dict(), meta=dict(note='untrained (initial) weights')), out_file)
     return out_file
+
+
+@contextlib.contextmanager
+def _mmengine_quiet() -> Iterator[None]:
+    """mmengine's current logger at WARNING while the block runs: its INFO lines would break into the demo's
+    own progress lines."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def data_config(config: Path, data: Dict, out_file: Path) -> Path:
@@ -58,10 +68,10 @@ def data_config(config: Path, data: Dict, out_file: Path) -> Path:
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
-    """Forward mmengine's per-interval training and evaluation lines, shortened."""
+    """Forward mmengine's per-interval training and evaluation lines (:func:`progress_line`)."""
     def on_line(line: str) -> None:
         if 'Epoch(train)' in line or 'Epoch(val)' in line:
-            say('    ' + line.split(' - mmengine - INFO - ')[-1][:150])
+            say('    ' + progress_line(line))
     return on_line
 
 
@@ -125,18 +135,21 @@ def _run_demo(work: Path, data: Dict, config: Path, epochs: Optional[int], seed:
     before = coco_metrics(save_untrained_checkpoint(config, work / 'untrained.pth', seed), 'untrained')
     say(f'      AP {before.get("coco/AP", float("nan")):.3f}')
 
-    say('[3/5] training (mim train mmpose, CPU)')
+    import torch  # mmengine trains on the GPU where there is one
+    say(f'[3/5] training (mim train mmpose, {"GPU" if torch.cuda.is_available() else "CPU"})')
     run_mim(['train', 'mmpose', run_config, '--work-dir', work, '--cfg-options', *options], timeout=3600,
             on_line=_progress(say))
     checkpoint = (work / 'last_checkpoint').read_text().strip()
 
     say('[4/5] COCO AP of the trained model (mim test, detector boxes)')
     after = coco_metrics(checkpoint, 'trained')
+    say(f'      AP {after.get("coco/AP", float("nan")):.3f}')
 
     say('[5/5] drawing predictions with mmpose\'s visualizer')
     from .visualize import draw_predictions
-    pictures = draw_predictions(config, checkpoint, data['val_ann_file'], data['val_img_dir'],
-                                data['bbox_file'], work / 'predictions')
+    with _mmengine_quiet():  # mmengine's line on loading the checkpoint
+        pictures = draw_predictions(config, checkpoint, data['val_ann_file'], data['val_img_dir'],
+                                    data['bbox_file'], work / 'predictions')
 
     results = dict(untrained=before, trained=after, checkpoint=checkpoint, pictures=pictures,
                    seconds=round(time.monotonic() - started, 1), config=str(config))
@@ -147,5 +160,12 @@ def _run_demo(work: Path, data: Dict, config: Path, epochs: Optional[int], seed:
         say(f'{name:12s}' + ''.join(f'{m.get(k, float("nan")):7.3f}'
                                     for k in ('coco/AP', 'coco/AP .5', 'coco/AP .75', 'coco/AR')))
     say(f'\npredictions drawn on {len(pictures)} val images in {work / "predictions"}')
-    say(f'checkpoint: {checkpoint}\nfinished in {results["seconds"]:.0f} s')
+    say(f'checkpoint: {checkpoint}\ntraining log: {_training_log(work)}\nresults: {work / "demo_results.json"}')
+    say(f'finished in {results["seconds"]:.0f} s')
     return results
+
+
+def _training_log(work: Path) -> str:
+    """mmengine's log of the last training in ``work`` (``work/<timestamp>/<timestamp>.log``)."""
+    logs = sorted(work.glob('[0-9]*_[0-9]*/[0-9]*_[0-9]*.log'))
+    return str(logs[-1]) if logs else f'{work}/<timestamp>/'

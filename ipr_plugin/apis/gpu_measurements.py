@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..arguments import ToolHelpFormatter
 from ..paths import work_root
 from .mim_runner import exit_on_sigterm, stop_session
 
@@ -116,10 +117,11 @@ def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=ToolHelpFormatter)
     p.add_argument('out', help='folder receiving every part\'s markdown (and the study\'s plot)')
     p.add_argument('--seconds', type=float, default=540.0, help='time for all parts together, reports included')
-    p.add_argument('--parts', nargs='+', choices=PARTS, default=['benchmark', 'study'])
+    p.add_argument('--parts', nargs='+', choices=PARTS, default=['benchmark', 'study'],
+                   help='what to run, in this order')
     return p
 
 

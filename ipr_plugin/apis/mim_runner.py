@@ -137,6 +137,18 @@ def parse_coco_metrics(stdout: str) -> Dict[str, float]:
     return metrics
 
 
+# fields of mmengine's interval lines that a progress line leaves out: the loss terms and metrics are what to watch
+_TIMING_FIELDS = frozenset(('base_lr', 'eta', 'time', 'data_time', 'memory', 'grad_norm'))
+
+
+def progress_line(line: str) -> str:
+    """mmengine's log line ``line`` shortened for a progress display: its message alone (no date or logger),
+    without the timing fields (``eta``, ``time``, ``data_time``, ...); every other field whole, where cutting the
+    line at a width hid the last loss terms (``debias_capped``) and metrics (``coco/AR``)."""
+    fields = re.split(r'\s{2,}', line.split(' - mmengine - INFO - ')[-1].strip())
+    return '  '.join(f for f in fields if f.split(':', 1)[0] not in _TIMING_FIELDS)
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM (``timeout``, a job scheduler, a parent's time limit) into SystemExit in the main thread, so
     that the ``finally`` blocks that kill the children's sessions run instead of leaving them on the GPU."""

@@ -24,6 +24,7 @@ import importlib
 import os
 import os.path as osp
 import warnings
+from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -110,8 +111,17 @@ def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, devic
 
 def build_export_module(config: ConfigLike, checkpoint: Optional[str] = None,
                         cfg_options: Optional[dict] = None) -> IPRExportModule:
-    """:func:`build_pose_model` on the CPU, wrapped as :class:`IPRExportModule` (eval mode)."""
-    return IPRExportModule(build_pose_model(config, checkpoint, 'cpu', cfg_options)).eval()
+    """:func:`build_pose_model` on the CPU, wrapped as :class:`IPRExportModule` (eval mode).
+
+    Raises:
+        ValueError: as :func:`build_pose_model`, or the config's model has no ``IPRHead``.
+    """
+    model = build_pose_model(config, checkpoint, 'cpu', cfg_options)
+    try:
+        return IPRExportModule(model).eval()
+    except TypeError as error:  # the user's config, not a programming error: named, for a one-line message
+        name = config if isinstance(config, (str, Path)) else 'the config'
+        raise ValueError(f'{name}: {error}') from None
 
 
 def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_size: int = 1) -> Dict[str, str]:

@@ -329,7 +329,8 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
         cfg.model.data_preprocessor = fast['data_preprocessor']
         hooks = fast['custom_hooks']
     cfg.custom_hooks = [*hooks, dict(type='StudyRecordHook', out_file=str(work_dir / RECORD_FILE))]
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, budget.iters // 10))
+    # a run of iterations: its AP is logged at its iteration (by epoch, every evaluation is logged at step 0)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, budget.iters // 10), log_metric_by_epoch=False)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=-1,
                                         save_last=save_checkpoint, save_optimizer=False,
                                         save_param_scheduler=False)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .mim_runner import MimTimeout, run_mim
+from .mim_runner import MimTimeout, progress_line, run_mim
 from .study_configs import MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, Budget, Variant, build_variant_config
 from .study_report import METRIC_KEYS, diverged, nonfinite_predictions
 
@@ -50,10 +50,10 @@ def run_timeout(args: argparse.Namespace) -> float:
 
 
 def _progress(name: str, say: Say) -> Callable[[str], None]:
-    """Forward mmengine's training-interval lines and evaluation results, shortened."""
+    """Forward mmengine's training-interval lines and evaluation results (:func:`progress_line`)."""
     def on_line(line: str) -> None:
         if 'Iter(train)' in line or 'coco/AP:' in line:
-            say(f'  [{name}] ' + line.split(' - mmengine - INFO - ')[-1][:170])
+            say(f'  [{name}] ' + progress_line(line))
     return on_line
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
-from ..arguments import load_coco_file, load_detection_file, parser_check_out_file, parser_error
+from ..arguments import ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file, parser_error
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, work_root
@@ -41,7 +41,8 @@ FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256, metric_ima
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(prog=prog, description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.')
+    p = argparse.ArgumentParser(prog=prog, description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.',
+                                formatter_class=ToolHelpFormatter)
     p.add_argument('--configs', nargs='+', default=None, metavar='[NAME=]CONFIG',
                    help='configs to compare, the first is the anchor of the ratios (package::path allowed); '
                    'default: mmpose IPR, ours, ours-fast when present')
@@ -65,14 +66,16 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--val-data', nargs=3, default=None, metavar=('ANN_FILE', 'IMG_DIR', 'BBOX_FILE'),
                    help='a COCO-format val split with its detector boxes to use for (c) and (e) instead of the '
                    'synthetic one (e.g. real COCO images with a real detector\'s boxes)')
-    p.add_argument('--skip', nargs='+', default=[], choices=MEASUREMENTS, help='measurements not to run')
+    p.add_argument('--skip', nargs='+', default=[], choices=MEASUREMENTS,
+                   help='measurements not to run: ' + ', '.join(f'{m} ({letter})' for m, letter in zip(MEASUREMENTS,
+                                                                                                       'abcdefg')))
     p.add_argument('--out', default=None,
                    help='markdown file to append to; default BENCHMARKS.md (with --tiny: none unless given)')
     p.add_argument('--tiny', action='store_true', help='CI-sized run on the CPU (ResNet-18, tiny set, 3 iters)')
     p.add_argument('--label', default=None, help='free text written with the results')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='KEY=VALUE overrides applied to every config (with --tiny, replaces its ResNet-18 ones)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='of the synthetic set and of every run')
     p.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                    help='stop measuring this long after the start (data writing included): no measurement starts '
                    'later, one still running is stopped, and the section reports what finished and marks the '
@@ -156,8 +159,10 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     env = child_env()  # the worker must import this very package
     if spec.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
+    # what the worker prints (mmengine's log, xtcocotools' steps) goes to stderr, with the progress lines: the
+    # report is all that stdout holds, so that `benchmark.py > table.md` gives the table
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
-                            start_new_session=True)
+                            start_new_session=True, stdout=2)
     stopped = False
     try:
         proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))

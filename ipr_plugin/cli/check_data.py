@@ -16,15 +16,15 @@ from typing import Optional, Sequence
 
 from ..apis.data_check import SPLITS, check_data, format_report, report_json
 from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import exit_on_input_errors, parser_check_out_file, write_json
+from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, write_json
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=ToolHelpFormatter)
     parser.add_argument('config', help='config file, or package::path of an installed one')
-    parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS))
+    parser.add_argument('--splits', nargs='+', choices=SPLITS, default=list(SPLITS), help='the dataloaders to check')
     parser.add_argument('--workers', type=int, default=0,
                         help='processes loading images (0: this one; then an image that kills its loader ends '
                         'the check)')
@@ -47,9 +47,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
         report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
-    print(format_report(report, max_listed=args.max_listed))
+    text = format_report(report, max_listed=args.max_listed)
+    print(text)
     if args.out:
         write_json(args.out, report_json(report), indent=1)
+        print(f'every problem and note: {args.out}')
+    elif 'not listed' in text:
+        print('(--max-listed 0 lists every one, --out FILE writes them all to a JSON file)')
     return 1 if report['problems'] else 0
 
 

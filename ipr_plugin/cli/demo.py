@@ -9,13 +9,13 @@ from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
 from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import parser_error
+from ..arguments import ToolHelpFormatter, parser_error
 from ..locks import FolderInUse
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=ToolHelpFormatter)
     parser.add_argument('--work-dir', default=str(DEFAULT_WORK_DIR), help='checkpoints, logs, pictures and the '
                         'results (default: work_dirs/demo in the checkout, or in the current folder when installed '
                         'from a wheel)')
@@ -25,7 +25,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser.add_argument('--num-train', type=int, default=300, help='synthetic training images')
     parser.add_argument('--num-val', type=int, default=40, help='synthetic val images')
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int, default=0, help='of the synthetic set, the weights and the training')
     args = parser.parse_args(argv)
     # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')

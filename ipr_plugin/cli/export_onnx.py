@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..arguments import exit_on_input_errors, parser_check_out_file, parser_error
+from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.onnx_export import (build_export_module, export_argument_problems, export_module, require_onnx,
                                 verify_onnx)
 
@@ -24,13 +24,13 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=ToolHelpFormatter)
     parser.add_argument('config', help='pose config file')
     parser.add_argument('checkpoint', nargs='?', default=None, help='checkpoint (omit for random weights)')
     parser.add_argument('--out', required=True, help='.onnx file to write')
     parser.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('W', 'H'),
                         help="default: the codec's input_size")
-    parser.add_argument('--opset', type=int, default=17)
+    parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
     parser.add_argument('--batch-size', type=int, default=1, help='batch of the tracing input')
     parser.add_argument('--static-batch', action='store_true', help='fix the batch axis to --batch-size')
     parser.add_argument('--verify', action='store_true',

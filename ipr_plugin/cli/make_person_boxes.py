@@ -27,7 +27,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from ..arguments import exit_on_input_errors, parser_check_out_file, parser_error
+from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.person_boxes import NothingDetected, argument_problems, format_summary, make_person_boxes
 
 
@@ -35,7 +35,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=ToolHelpFormatter)
     parser.add_argument('det_config', help='mmdet config file or mmdet::name')
     parser.add_argument('det_checkpoint', help="checkpoint path or URL; 'none' for random weights")
     parser.add_argument('--ann-file', required=True, help='COCO annotation file listing the images')

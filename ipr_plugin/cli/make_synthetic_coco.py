@@ -11,7 +11,7 @@ import time
 from typing import Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import parser_error
+from ..arguments import ToolHelpFormatter, parser_error
 from ..datasets.synthetic_coco import (
     DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco, writing_set)
 from ..locks import FolderInUse
@@ -19,17 +19,18 @@ from ..locks import FolderInUse
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=ToolHelpFormatter)
     parser.add_argument('--out', default='data/synthetic', help='dataset root to write')
     parser.add_argument('--num-train', type=int, default=64, help='train images')
     parser.add_argument('--num-val', type=int, default=16, help='val images (with detector boxes)')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--difficulty', choices=sorted(DIFFICULTIES), default='normal')
+    parser.add_argument('--seed', type=int, default=0, help='the same seed writes the same files')
+    parser.add_argument('--difficulty', choices=sorted(DIFFICULTIES), default='normal',
+                        help='hard: more, smaller, occluded and truncated people, noisier detector boxes')
     parser.add_argument('--image-size', type=int, nargs=2, default=(640, 480), metavar=('WIDTH', 'HEIGHT'),
                         help=f'pixels, at least {MIN_IMAGE_SIDE} each')
     parser.add_argument('--people-per-image', type=int, nargs=2, default=None, metavar=('MIN', 'MAX'),
                         help="default: the difficulty's")
-    parser.add_argument('--jpeg-quality', type=int, default=90)
+    parser.add_argument('--jpeg-quality', type=int, default=90, help='1-100')
     parser.add_argument('--workers', type=int, default=None,
                         help=f'rendering processes (default: every core for {PARALLEL_MIN_IMAGES} images or more, '
                         'else 1); the files are the same for any number')

@@ -7,6 +7,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper
 from mmpose.registry import HOOKS
 
+from .logged import logged
+
 
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
@@ -37,7 +39,7 @@ class CheckpointFitHook(Hook):
         if path and not is_url(path) and osp.isfile(path):  # a missing file: mmengine names it already
             problem = checkpoint_format_problem(path)
             if problem:
-                raise ValueError(problem)
+                raise logged(ValueError(problem))
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # Runner.train() builds its optimizer wrapper before loading; val() and test() leave it a config (or
@@ -48,4 +50,8 @@ class CheckpointFitHook(Hook):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         # Loads the weights (mmengine loads the same ones again right after): the keys can only be compared
         # after the model's load hooks have run.
-        load_checkpoint_strictly(model, checkpoint, runner._load_from or 'the resumed checkpoint')
+        try:
+            load_checkpoint_strictly(model, checkpoint, runner._load_from or 'the resumed checkpoint')
+        except ValueError as error:
+            logged(error)
+            raise

@@ -8,6 +8,7 @@ from mmengine.logging import print_log
 from mmpose.registry import HOOKS
 
 from .deferred import DeferredOutputsMixin
+from .logged import logged
 
 _ADVICE = ('Lower the learning rate (or enable gradient clipping, optim_wrapper.clip_grad) and resume from the last '
            'checkpoint, or check the samples of that iteration.')
@@ -96,15 +97,15 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         iteration, epoch, terms = bad[0]
         where = f'at iteration {iteration} (epoch {epoch}): {terms}'
         if not self._scaled:
-            raise FloatingPointError(
+            raise logged(FloatingPointError(
                 f'FiniteLossHook: the loss is not finite {where}. The optimizer step wrote it into the weights, so '
-                f'training stops here, before they are saved or validated. {_ADVICE}')
+                f'training stops here, before they are saved or validated. {_ADVICE}'))
         if len(self._run) >= self.max_skipped:
             iteration, epoch, terms = self._run[0]
-            raise FloatingPointError(
+            raise logged(FloatingPointError(
                 f'FiniteLossHook: the loss is not finite in {len(self._run)} iterations in a row, up to '
                 f'{self._run[-1][0]}, the first at iteration {iteration} (epoch {epoch}): {terms}: the loss scaler '
-                f'skips those steps but is not recovering. {_ADVICE}')
+                f'skips those steps but is not recovering. {_ADVICE}'))
         print_log(f'FiniteLossHook: the loss is not finite in {len(bad)} of the last {len(pending)} iterations, '
                   f'the first {where}; the loss scaler skipped those steps', logger='current', level=logging.WARNING)
 
@@ -123,7 +124,7 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         if not finite.all():
             names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
             more = f' and {len(names) - 3} more' if len(names) > 3 else ''
-            raise FloatingPointError(
+            raise logged(FloatingPointError(
                 f'FiniteLossHook: the weights to be saved after iteration {checkpoint.get("meta", {}).get("iter")} '
                 f'are not finite ({", ".join(names[:3])}{more}) although the loss was finite so far: a step with a '
-                f'non-finite gradient wrote them. Nothing is saved. {_ADVICE}')
+                f'non-finite gradient wrote them. Nothing is saved. {_ADVICE}'))

@@ -13,6 +13,7 @@ from mmpose.registry import METRICS
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
+from ..engine.logged import logged
 from .functional import first_of_each_id, greedy_nms, instance_scores, keypoint_extent_areas, oks_matrix
 
 # COCOeval's ``stats`` in order, named as mmpose's CocoMetric names them
@@ -54,18 +55,19 @@ class IPRCocoMetric(CocoMetric):
             keypoints = pred.get('keypoints')
             if expected is not None and keypoints is not None and np.shape(keypoints)[-2] != expected:
                 # mmpose's metric would fail with an IndexError after the whole inference
-                raise ValueError(f'IPRCocoMetric: the predictions for {where} have {np.shape(keypoints)[-2]} '
-                                 f'keypoints, the dataset {expected}: does model.head.num_joints match it?')
+                raise logged(ValueError(
+                    f'IPRCocoMetric: the predictions for {where} have {np.shape(keypoints)[-2]} keypoints, the '
+                    f'dataset {expected}: does model.head.num_joints match it?'))
             if self.allow_nonfinite:
                 continue
             box_scores = sample.get('gt_instances', {}).get('bbox_scores')
             for key, value in (('keypoints', keypoints), ('keypoint_scores', pred.get('keypoint_scores')),
                                ('bbox_scores', pred.get('bbox_scores', box_scores))):
                 if value is not None and not np.isfinite(np.asarray(value, dtype=float)).all():
-                    raise ValueError(
+                    raise logged(ValueError(
                         f'IPRCocoMetric: the {key} for {where} contain NaN or Inf: the model has diverged or '
                         'was given bad input. COCO evaluation would count such poses as matches (or rank them '
-                        'anywhere); pass allow_nonfinite=True to evaluate them anyway.')
+                        'anywhere); pass allow_nonfinite=True to evaluate them anyway.'))
         super().process(data_batch, data_samples)
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
@@ -115,8 +117,8 @@ class IPRCocoMetric(CocoMetric):
             return bool(np.count_nonzero(np.asarray(ann.get('keypoints', []))[2::3] > 0))
 
         if not any(labelled(ann) for ann in self.coco.anns.values()):
-            raise ValueError(f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no person with labelled '
-                             'keypoints: COCO keypoint AP is undefined there (-1)')
+            raise logged(ValueError(f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no person with '
+                                    'labelled keypoints: COCO keypoint AP is undefined there (-1)'))
 
     def _check_images_annotated(self, preds: List[dict]) -> None:
         # xtcocotools' loadRes asserts the results' images are in the ground truth, without saying which: after
@@ -124,9 +126,10 @@ class IPRCocoMetric(CocoMetric):
         missing = sorted({pred['img_id'] for pred in preds} - set(self.coco.imgs), key=lambda i: (str(type(i)), i))
         if missing:
             shown = ', '.join(map(str, missing[:5])) + (', ...' if len(missing) > 5 else '')
-            raise ValueError(f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no image with id '
-                             f'{shown} ({len(missing)} of the evaluated images): give the evaluator the annotation '
-                             'file of the evaluated dataset (val_evaluator.ann_file / test_evaluator.ann_file)')
+            raise logged(ValueError(
+                f'IPRCocoMetric: the ground truth ({self._ground_truth()}) has no image with id {shown} '
+                f'({len(missing)} of the evaluated images): give the evaluator the annotation file of the evaluated '
+                'dataset (val_evaluator.ann_file / test_evaluator.ann_file)'))
 
     def _stack(self, preds: List[dict]) -> Optional[Dict[str, np.ndarray]]:
         """The predictions as arrays, one row per instance, or None where the array path does not apply."""
