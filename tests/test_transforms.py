@@ -4,6 +4,7 @@ import io
 import os
 import random
 
+import cv2
 import mmcv
 import numpy as np
 import pytest
@@ -105,7 +106,8 @@ def test_exif_orientation_is_read_in_both_byte_orders(order):
     image = _jpeg(Image.new('RGB', (8, 4)))
     damaged = image[:2] + segment + image[2:]
     assert exif_orientation(damaged) == -1 and decode_jpeg_bgr(damaged) is None
-    assert mmcv.imfrombytes(damaged).shape == (8, 4, 3)  # OpenCV turned it (orientation 8)
+    if cv2.__version__.startswith('4.'):  # OpenCV 4 turned it (orientation 8); OpenCV 5 reads no EXIF there
+        assert mmcv.imfrombytes(damaged).shape == (8, 4, 3)
     assert exif_orientation(b'\xff\xd8\xff\xda\x00\x02') == 1  # no metadata before the scan
     assert exif_orientation(b'\xff\xd8\x00\x00\x00\x00') == -1  # not a marker: unreadable
 

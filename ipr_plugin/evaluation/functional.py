@@ -42,11 +42,13 @@ def instance_scores(mode: str, keypoint_scores: np.ndarray, bbox_scores: np.ndar
     # (a float32 array against a Python float is compared in float32): compare in the dtype the scalar gets
     scalar_dtype = np.result_type(keypoint_scores.dtype.type(0), keypoint_score_thr)
     valid = keypoint_scores.astype(scalar_dtype, copy=False) > keypoint_score_thr
-    # mmpose adds the valid scores one by one to the Python int 0, which makes the sum float64; cumsum adds in
-    # the same order, and the zeros of the invalid ones change nothing
-    total = np.cumsum(np.where(valid, keypoint_scores, 0), axis=1, dtype=np.float64)[:, -1]
+    # mmpose adds the valid scores one by one to the Python int 0: the sum is float64 under numpy < 2 and of the
+    # scores' dtype under numpy 2 (NEP 50); cumsum adds in the same order, and the zeros of the invalid ones change
+    # nothing
+    accumulate = type(0 + keypoint_scores.dtype.type(0))
+    total = np.cumsum(np.where(valid, keypoint_scores, 0), axis=1, dtype=accumulate)[:, -1]
     count = valid.sum(axis=1)
-    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    mean = np.divide(total, count.astype(total.dtype), out=np.zeros_like(total), where=count > 0)
     return bbox_scores * mean  # bbox score x Python int 0 is float64 zero in mmpose too
 
 
@@ -77,9 +79,10 @@ def oks_matrix(keypoints: np.ndarray, areas: np.ndarray, sigmas: np.ndarray,
         dx = keypoints[None, :, :, 0] - keypoints[rows, None, :, 0]
         dy = keypoints[None, :, :, 1] - keypoints[rows, None, :, 1]
         ratio = (dx ** 2 + dy ** 2) / variances  # (rows, N, K)
-        # mmpose: ((a_g + a_d) / 2 + np.spacing(1)) is a float64 scalar, which NumPy 1.x casts to the array's
-        # dtype
-        scale = (((areas[rows, None] + areas[None, :]) / 2).astype(np.float64) + np.spacing(1)).astype(ratio.dtype)
+        # mmpose divides by ((a_g + a_d) / 2 + np.spacing(1)), a float64 scalar: numpy < 2 casts it to the
+        # array's dtype, numpy 2 divides in float64 (NEP 50)
+        scale_dtype = np.result_type(ratio, np.float64(0))
+        scale = (((areas[rows, None] + areas[None, :]) / 2).astype(np.float64) + np.spacing(1)).astype(scale_dtype)
         e = ratio / scale[..., None] / 2
         # mmpose divides in float64 and stores into float32: the same float32 as dividing in float32 (rounding
         # twice through a format with more than twice the bits is exact for division)
