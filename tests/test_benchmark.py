@@ -256,6 +256,18 @@ def test_final_evaluation_measure_runs_each_configs_metric_on_the_same_predictio
     assert anchor['train_dataset_len'] == ours['train_dataset_len']
 
 
+def test_final_evaluation_measure_builds_the_dataset_inside_a_wrapper(tmp_path: Path) -> None:
+    from mmengine.config import Config
+    from ipr_plugin.benchmark.measure import measure_metric
+    cfg = Config.fromfile(resolve_config_path(OURS_CONFIG))
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=cfg.train_dataloader.dataset)
+    result = measure_metric(cfg, 5, str(tmp_path), seed=0)
+    assert result['train_dataset_len'] > 0 and 'train_dataset_error' not in result
+    cfg.train_dataloader.dataset = dict(type='ConcatDataset', datasets=[cfg.train_dataloader.dataset.dataset])
+    result = measure_metric(cfg, 5, str(tmp_path), seed=0)  # one it cannot build: said, the evaluation kept
+    assert result['train_dataset_error'].startswith('TypeError') and result['compute_s'] > 0
+
+
 # ------------------------------------------------------------------------------------------ --time-limit
 def _spec(tmp_path: Path, coco_sample: Path, deadline: float) -> WorkerSpec:
     """A tiny CPU spec on the COCO sample (train and val), with ``deadline``."""

@@ -13,7 +13,7 @@ from mmpose.datasets.transforms import LoadImage
 from mmpose.registry import TRANSFORMS
 from PIL import Image
 
-from ipr_plugin.apis.data_check import SPLITS, DataProblem, check_data, format_report
+from ipr_plugin.apis.data_check import SPLITS, DataProblem, check_data, format_report, load_error_message
 
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -82,6 +82,19 @@ def test_the_tool_says_how_to_see_the_problems_it_did_not_list(broken, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-2:] == ['- val: 2 more problems, not listed',
                           '(--max-listed 0 lists every one, --out FILE writes them all to a JSON file)']
+
+
+def test_a_failed_load_says_which_of_missing_empty_or_undecodable_it_is(tmp_path):
+    """mmpose's LoadImage says "Please check whether the file exists" of each; what the error says otherwise stays."""
+    failed = AssertionError('`failed to load image: x` occurs when loading `x`.Please check whether the file exists.')
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    (tmp_path / 'text.jpg').write_bytes(b'not an image')
+    assert load_error_message(str(tmp_path / 'no.jpg'), failed) == f'{tmp_path / "no.jpg"} does not exist'
+    assert load_error_message(str(tmp_path / 'empty.jpg'), failed) == f'{tmp_path / "empty.jpg"} is empty (0 bytes)'
+    assert load_error_message(str(tmp_path / 'text.jpg'), failed) == \
+        f'{tmp_path / "text.jpg"} (12 bytes) cannot be decoded as an image'
+    assert load_error_message(str(tmp_path / 'text.jpg'), MemoryError('big')) == 'MemoryError: big'
+    assert load_error_message('s3://bucket/a.jpg', failed).startswith('AssertionError: `failed to load image')
 
 
 def test_a_dataset_that_cannot_be_built_is_a_problem_and_the_rest_is_checked(coco_sample, tmp_path):

@@ -71,6 +71,38 @@ def test_a_data_rewrite_cut_short_is_not_reused(tmp_path: Path, monkeypatch) -> 
     assert bench_cli.prepare_data(root, 2, 1, seed=0) == first and written == [1]  # written again
 
 
+def test_a_set_another_writer_left_half_rewritten_is_not_reused(tmp_path: Path, monkeypatch) -> None:
+    """``make_synthetic_coco --out`` over a benchmark's folder, stopped once its images are written and before its
+    annotation files: the benchmark's stamp still named unchanged files, and the mixed set was reused."""
+    root = str(tmp_path / 'data')
+    first = bench_cli.prepare_data(root, 2, 1, seed=0)
+    write_split = synthetic_coco._write_split
+
+    def stopped(split, img_dir, rendered, *args):
+        list(rendered)  # this split's images are on disk ...
+        raise KeyboardInterrupt  # ... when the user stops the run
+
+    monkeypatch.setattr(synthetic_coco, '_write_split', stopped)
+    with pytest.raises(KeyboardInterrupt), synthetic_coco.writing_set(root):
+        synthetic_coco.write_synthetic_coco(root, 2, 1, seed=1)
+    monkeypatch.setattr(synthetic_coco, '_write_split', write_split)
+    written = []
+    write = synthetic_coco.write_synthetic_coco
+    monkeypatch.setattr(synthetic_coco, 'write_synthetic_coco', lambda *a, **k: written.append(1) or write(*a, **k))
+    assert bench_cli.prepare_data(root, 2, 1, seed=0) == first and written == [1]  # written again
+    assert bench_cli.prepare_data(root, 2, 1, seed=0) == first and written == [1]  # and then reused
+
+
+def test_a_copied_set_is_not_taken_for_the_folder_it_was_copied_from(tmp_path: Path) -> None:
+    """Its stamp names the original folder's files: reused, the copy's run read (and locked) the other folder."""
+    import shutil
+    first = bench_cli.prepare_data(str(tmp_path / 'a'), 2, 1, seed=0)
+    shutil.copytree(tmp_path / 'a', tmp_path / 'b')  # copy2: sizes and modification times kept
+    copied = bench_cli.prepare_data(str(tmp_path / 'b'), 2, 1, seed=0)
+    assert copied['root'] == str(tmp_path / 'b') and copied['train_ann_file'].startswith(str(tmp_path / 'b'))
+    assert first['root'] == str(tmp_path / 'a')
+
+
 def test_an_interrupted_onnx_export_leaves_the_earlier_file(tmp_path: Path, monkeypatch) -> None:
     pytest.importorskip('onnx')
     import onnx

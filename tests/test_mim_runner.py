@@ -69,6 +69,10 @@ def test_a_progress_line_drops_the_timing_fields_and_keeps_every_other_whole():
              'debias_r: 1.007000  debias_capped: 0.250000')
     assert progress_line(train) == ('Iter(train) [1/3]  lr: 1.000000e-03  loss: 0.020066  loss_kpt: 0.020066  '
                                     'acc_pose: 0.014706  debias_r: 1.007000  debias_capped: 0.250000')
+    # mmengine joins the learning rates of several parameter groups with one space; padding in the counter kept
+    several = ('12/06 16:42:47 - mmengine - INFO - Iter(train) [  10/1000]  base_lr: 1.0000e-03 lr: 1.0000e-03  '
+               'eta: 0:01:02  time: 0.5  loss: 0.02')
+    assert progress_line(several) == 'Iter(train) [  10/1000]  lr: 1.0000e-03  loss: 0.02'
     val = ('12/06 16:42:48 - mmengine - INFO - Epoch(val) [1][1/1]    coco/AP: 0.100000  coco/AP (M): 0.200000  '
            'coco/AR: 0.300000  coco/AR (L): -1.000000  data_time: 0.1  time: 0.3')
     assert progress_line(val) == ('Epoch(val) [1][1/1]  coco/AP: 0.100000  coco/AP (M): 0.200000  coco/AR: 0.300000  '

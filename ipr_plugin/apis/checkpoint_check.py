@@ -50,7 +50,8 @@ def read_checkpoint(path: str) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: the file is missing (other ``OSError``: unreadable, or the download failed).
-        ValueError: the file is not a PyTorch checkpoint; the message names it and quotes torch's error.
+        ValueError: the file is not a PyTorch checkpoint; the message names it and says why (its first bytes,
+            or torch's error).
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 

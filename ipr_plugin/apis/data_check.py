@@ -288,10 +288,16 @@ def load_error_message(path: str, error: Exception) -> str:
     exists", a file that is there but cannot be decoded included: for a local file, say which it is.
     """
     if not is_url(path):
-        if not os.path.exists(path):
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
             return f'{path} does not exist'
+        except OSError as stat_error:  # e.g. a folder on the way that this user may not enter
+            return f'{path} cannot be read ({stat_error.strerror})'
+        if size == 0:
+            return f'{path} is empty (0 bytes)'
         if 'failed to load image' in str(error):  # mmcv's imfrombytes: the decoder returned nothing
-            return f'{path} ({os.path.getsize(path)} bytes) cannot be decoded as an image'
+            return f'{path} ({size} bytes) cannot be decoded as an image'
     return f'{type(error).__name__}: {error}'
 
 

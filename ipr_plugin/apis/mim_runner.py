@@ -139,14 +139,19 @@ def parse_coco_metrics(stdout: str) -> Dict[str, float]:
 
 # fields of mmengine's interval lines that a progress line leaves out: the loss terms and metrics are what to watch
 _TIMING_FIELDS = frozenset(('base_lr', 'eta', 'time', 'data_time', 'memory', 'grad_norm'))
+_LOOP_HEAD = re.compile(r'^\S+ (?:\[[^\]]*\])+')  # Iter(train) [  10/1000], Epoch(val) [1][4/4]
+_FIELD = re.compile(r'\s*([^\s:][^:]*?):\s+(\S+)')  # key (spaces allowed: "coco/AP (M)"): value
 
 
 def progress_line(line: str) -> str:
     """mmengine's log line ``line`` shortened for a progress display: its message alone (no date or logger),
     without the timing fields (``eta``, ``time``, ``data_time``, ...); every other field whole, where cutting the
     line at a width hid the last loss terms (``debias_capped``) and metrics (``coco/AR``)."""
-    fields = re.split(r'\s{2,}', line.split(' - mmengine - INFO - ')[-1].strip())
-    return '  '.join(f for f in fields if f.split(':', 1)[0] not in _TIMING_FIELDS)
+    message = line.split(' - mmengine - INFO - ')[-1].strip()
+    head = _LOOP_HEAD.match(message)
+    fields = [f'{key}: {value}' for key, value in _FIELD.findall(message[head.end() if head else 0:])
+              if key not in _TIMING_FIELDS]
+    return '  '.join(([head.group(0)] if head else []) + fields)
 
 
 def exit_on_sigterm() -> None:

@@ -162,7 +162,7 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     # what the worker prints (mmengine's log, xtcocotools' steps) goes to stderr, with the progress lines: the
     # report is all that stdout holds, so that `benchmark.py > table.md` gives the table
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
-                            start_new_session=True, stdout=2)
+                            start_new_session=True, stdout=_stderr_fd())
     stopped = False
     try:
         proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))
@@ -186,6 +186,15 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
         result['errors'].update({m: f'the worker ended (exit status {proc.returncode}) before this measurement'
                                  for m in unfinished if m not in result.get('cut_off', [])})
     return result
+
+
+def _stderr_fd() -> int:
+    """File descriptor 2 where it is open, else ``DEVNULL`` (a command run with ``2>&-``)."""
+    try:
+        os.fstat(2)
+        return 2
+    except OSError:
+        return subprocess.DEVNULL
 
 
 def config_deadline(deadline: Optional[float], configs_left: int, now: Optional[float] = None) -> Optional[float]:

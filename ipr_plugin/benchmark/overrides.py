@@ -22,7 +22,7 @@ def load_bench_config(spec: WorkerSpec) -> Config:
     _point_at_data(cfg, spec)
     cfg.val_evaluator.ann_file = spec.data['val_ann_file']
     # The val loop runs exactly warm-up + window batches.
-    _leaf_dataset(cfg.val_dataloader.dataset).indices = (spec.warmup + spec.iters) * spec.batch_size
+    leaf_dataset(cfg.val_dataloader.dataset).indices = (spec.warmup + spec.iters) * spec.batch_size
     # Iteration-based, so the run stops after the window; validation never triggers inside training.
     cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=spec.warmup + spec.iters,
                                val_begin=NEVER, val_interval=NEVER)
@@ -109,7 +109,7 @@ def _drop_pretrained(node: Any) -> None:
             _drop_pretrained(item)
 
 
-def _leaf_dataset(dataset: ConfigDict) -> ConfigDict:
+def leaf_dataset(dataset: ConfigDict) -> ConfigDict:
     # Through wrappers such as RepeatDataset to the dataset that reads files.
     while 'dataset' in dataset:
         dataset = dataset.dataset
@@ -126,8 +126,8 @@ def _point_at_data(cfg: Config, spec: WorkerSpec) -> None:
             # torch refuses both without worker processes.
             loader.persistent_workers = False
             loader.pop('prefetch_factor', None)
-        dataset = _leaf_dataset(loader.dataset)
+        dataset = leaf_dataset(loader.dataset)
         dataset.data_root = data['root']
         dataset.ann_file = data[f'{split}_ann_file']
         dataset.data_prefix = ConfigDict(img=data[f'{split}_img_dir'] + '/')
-    _leaf_dataset(cfg.val_dataloader.dataset).bbox_file = data['bbox_file']
+    leaf_dataset(cfg.val_dataloader.dataset).bbox_file = data['bbox_file']

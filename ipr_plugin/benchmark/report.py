@@ -182,7 +182,9 @@ def dataset_checks_line(results: List[Dict[str, Any]]) -> Optional[str]:
 
 
 def error_lines(results: List[Dict[str, Any]]) -> List[str]:
-    return [f'- {r["name"]} {key}: {err}' for r in results for key, err in r.get('errors', {}).items()]
+    lines = [f'- {r["name"]} {key}: {err}' for r in results for key, err in r.get('errors', {}).items()]
+    return lines + [f'- {r["name"]} metric, train dataset: {r["metric"]["train_dataset_error"]}'
+                    for r in results if 'train_dataset_error' in (r.get('metric') or {})]
 
 
 def render_section(results: List[Dict[str, Any]], command: str, settings: List[str],

@@ -28,8 +28,8 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
         name=spec.name, config=spec.config, device=spec.device, setup=describe(cfg), notes=notes,
         gpu_name=torch.cuda.get_device_name() if spec.device == 'cuda' else None, errors={})
     # The single-threaded pipeline measurements first, while no loader workers compete for the cores; the final
-    # COCO evaluation (g) last: it is main-process CPU work of half a minute at val2017 scale, and a time limit
-    # should cut it rather than the GPU windows.
+    # COCO evaluation (g) last: it is main-process CPU work of minutes at COCO scale, and a time limit should cut
+    # it rather than the GPU windows.
     jobs: Dict[str, Callable[[], Dict[str, Any]]] = {
         'pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed),
         'test_pipeline': lambda: measure_pipeline(cfg, spec.pipeline_samples, spec.batch_size, spec.seed,

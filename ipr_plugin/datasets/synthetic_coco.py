@@ -32,6 +32,8 @@ from .render import RenderedPerson, SceneParams, render_scene
 
 # lock files of stamped_set and writing_set, in the set's folder
 _WRITE_LOCK, _USE_LOCK = '.write.lock', '.use.lock'
+# in the set's folder while write_synthetic_coco writes, and after a write cut short: no stamp is trusted then
+_WRITING = '.writing'
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
     'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow',
     'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle',
@@ -173,15 +175,20 @@ def _stop_signals_blocked() -> Iterator[None]:
 
 def stamped_data(stamp: str, params: Dict) -> Optional[Dict]:
     """What :func:`write_stamped` recorded in ``stamp`` for a set written with ``params``, or None: no stamp,
-    another set's, or one of the files it names (annotations, detections) gone or written since (by
-    ``make_synthetic_coco --out``, or another tool's set in the same folder)."""
+    another set's, one of the files it names (annotations, detections) gone or written since (by
+    ``make_synthetic_coco --out``, or another tool's set in the same folder), a write cut short since, or the
+    stamp of another folder (copied with it, it names the other folder's files)."""
+    root = osp.dirname(osp.abspath(stamp))
+    if osp.exists(osp.join(root, _WRITING)):
+        return None
     try:
         with open(stamp) as f:
             saved = json.load(f)
     except (OSError, ValueError):  # none, or cut short by a version that wrote it in place: write the set again
         return None
     data = saved.get('data') if isinstance(saved, dict) else None
-    if not isinstance(data, dict) or saved.get('params') != params or saved.get('files') != _file_versions(data):
+    if not isinstance(data, dict) or data.get('root') != root or saved.get('params') != params \
+            or saved.get('files') != _file_versions(data):
         return None
     return data
 
@@ -220,9 +227,10 @@ def stamped_set(root: str, stamp_name: str, announce: Callable[[], None] = lambd
     while the block runs.
 
     Reused when the stamp ``root/stamp_name`` says it was written with ``params`` (:func:`stamped_data`), else
-    ``announce()`` and write it, on every core (:func:`write_stamped`). Runs that share ``root`` check and write
-    one at a time; while the block runs, runs with the same parameters share the set, and one that would rewrite
-    it raises :class:`~ipr_plugin.locks.FolderInUse` naming the folder (it trained on the other's images before).
+    ``announce()`` and write it (:func:`write_stamped`, with ``workers=None``: every core for a large set). Runs
+    that share ``root`` check and write one at a time; while the block runs, runs with the same parameters share
+    the set, and one that would rewrite it raises :class:`~ipr_plugin.locks.FolderInUse` naming the folder (it
+    trained on the other's images before).
 
     Yields:
         tuple: ``(data, reused)``: :func:`write_synthetic_coco`'s result as recorded, and whether the set was
@@ -343,6 +351,9 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                    cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     out: Dict = dict(root=root)
     detections: List[Dict] = []
+    os.makedirs(root, exist_ok=True)
+    writing = osp.join(root, _WRITING)
+    open(writing, 'w').close()  # removed at the end: a write cut short leaves it
     if workers is None:
         workers = (os.cpu_count() or 1) if num_train + num_val >= PARALLEL_MIN_IMAGES else 1
     # fork where there is one (as torch's DataLoader does): the children only render with numpy and cv2, and a
@@ -369,6 +380,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     out['bbox_file'] = osp.join(root, DET_FILE)
     _write_json(detections, out['bbox_file'])
     out['num_detections'] = len(detections)
+    os.remove(writing)
     return out
 
 
