@@ -131,6 +131,9 @@ default_hooks = dict(
     # metric with dict(_delete_=True, ...)
     badcase=dict(kpt_thr=0.0, metric=dict(type='L1Loss', use_target_weight=True)))
 
+# mmpose's visualizer, whose keypoint drawing fails under numpy >= 2.5 (a one-element radius made an int)
+visualizer = dict(type='IPRPoseLocalVisualizer')
+
 # evaluators: mmpose's CocoMetric, refusing NaN keypoints (which COCO evaluation would count as matches)
 val_evaluator = dict(
     type='IPRCocoMetric',

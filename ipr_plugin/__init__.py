@@ -4,13 +4,13 @@ Importing this package (directly or through a config's
 ``custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)``) registers the plugin's codec
 (``DSNTLabel``), head (``IPRHead``), losses (``IntegralL1Loss``, ``IntegralJointLoss``), dataset
 (``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
-``IPRPackInputs``) and metric (``IPRCocoMetric``) into mmpose's own registries, allow-lists the globals of
-mmengine checkpoints for ``torch.load(weights_only=True)``, and lets ``--launcher pytorch`` run on machines
-without CUDA (gloo).
+``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``) into mmpose's own
+registries, allow-lists the globals of mmengine checkpoints for ``torch.load(weights_only=True)``, and lets
+``--launcher pytorch`` run on machines without CUDA (gloo).
 """
 # engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001
-from . import codecs, datasets, evaluation, models  # noqa: F401
+from . import codecs, datasets, evaluation, models, visualization  # noqa: F401
 from .datasets import collate, transforms  # noqa: F401  (register the collate function and transforms)
 from .datasets.body import coco_dataset  # noqa: F401  (registers the dataset)
 from .version import __version__

@@ -129,3 +129,26 @@ def test_nothing_to_draw_is_an_error_not_an_empty_list(coco_sample, tmp_path):
                        r'1.000: lower bbox_thr$'):
         _draw(coco_sample, tmp_path / 'none.pth', tmp_path / 'out', bbox_thr=2)
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('backend', ['opencv', 'matplotlib'])
+def test_keypoints_are_drawn_without_converting_a_1d_radius_to_an_int(backend):
+    """mmpose passes each keypoint's radius as np.array([r]) and its OpenCV backend calls int() on it: deprecated
+    since numpy 1.25 (the warning, made an error here, is what numpy 2.5 raises), so drawing failed there."""
+    import warnings
+    from mmpose.registry import VISUALIZERS
+    from mmpose.visualization import PoseLocalVisualizer
+    from ipr_plugin.visualization import IPRPoseLocalVisualizer
+    ours = VISUALIZERS.build(dict(type='IPRPoseLocalVisualizer', name=f'test_radius_{backend}', backend=backend))
+    assert isinstance(ours, IPRPoseLocalVisualizer)
+    theirs = PoseLocalVisualizer(name=f'test_radius_mmpose_{backend}', backend=backend)
+    for visualizer in (ours, theirs):
+        visualizer.set_image(np.zeros((20, 20, 3), np.uint8))
+    draw = dict(radius=np.array([3]), face_colors=(255, 0, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', DeprecationWarning)
+        ours.draw_circles(np.array([5.0, 5.0]), **draw)
+        if backend == 'opencv' and np.lib.NumpyVersion(np.__version__) >= '1.25.0':
+            with pytest.raises((DeprecationWarning, TypeError)):
+                theirs.draw_circles(np.array([5.0, 5.0]), **draw)
+    assert ours.get_image()[5, 5].any() and not ours.get_image()[15, 15].any()  # a filled circle, where it belongs

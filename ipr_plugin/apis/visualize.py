@@ -62,7 +62,7 @@ def draw_predictions(config: Union[str, Path],
                          f'first {len(images)} image(s) of {ann_file}; {why}')
 
     model = init_checked_model(config, checkpoint, device)
-    visualizer = VISUALIZERS.build(dict(type='PoseLocalVisualizer', name='ipr_demo_visualizer',
+    visualizer = VISUALIZERS.build(dict(type='IPRPoseLocalVisualizer', name='ipr_demo_visualizer',
                                         radius=3, line_width=2))
     visualizer.set_dataset_meta(model.dataset_meta)
     sources = [osp.realpath(osp.join(img_dir, image['file_name'])) for image in images]

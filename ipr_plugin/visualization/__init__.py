@@ -1,0 +1,3 @@
+from .pose_local_visualizer import IPRPoseLocalVisualizer
+
+__all__ = ['IPRPoseLocalVisualizer']
