@@ -1,10 +1,16 @@
 """mmpose's pose visualizer, drawing keypoints under numpy 2 too."""
+import warnings
 from typing import Union
 
 import numpy as np
 import torch
 from mmpose.registry import VISUALIZERS
-from mmpose.visualization import PoseLocalVisualizer
+
+with warnings.catch_warnings():
+    # importing it asks mmengine whether packages are installed, through pkg_resources, whose deprecation notice
+    # would then greet every import of this plugin (the config's custom_imports included)
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    from mmpose.visualization import PoseLocalVisualizer
 
 
 @VISUALIZERS.register_module()
