@@ -19,7 +19,7 @@ from ..arguments import ToolHelpFormatter, load_coco_file, load_detection_file, 
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, work_root
-from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES
+from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES, train_images_for
 from .plot import plot_pipelines
 from .report import render_section
 from .rounds import ROUND_MEASUREMENTS, merge_rounds, repeat_skip, round_order
@@ -237,7 +237,7 @@ def settings_lines(args: argparse.Namespace, data: Dict[str, Any]) -> List[str]:
                      'made twice in one process (the host memory kept is what the second added to what the first '
                      'left); the config\'s val dataset class built from that annotation file and its detection '
                      f'file; and its train dataset class from a ground-truth file of '
-                     f'{round(args.metric_images * TRAIN2017_IMAGES / VAL2017_IMAGES)} images (COCO train2017: '
+                     f'{train_images_for(args.metric_images)} images (COCO train2017: '
                      f'{TRAIN2017_IMAGES}, as many more than val2017) (no images read; peaks are the process\'s '
                      'resident-memory high-water mark, reset before)')
     if args.cfg_options:

@@ -17,6 +17,11 @@ VAL2017_BOXES_PER_IMAGE = 21  # 104,125 boxes / 5000 images
 TRAIN2017_IMAGES = 118287
 
 
+def train_images_for(val_images: int) -> int:
+    """The train split's image count that is to ``val_images`` as COCO train2017 is to val2017."""
+    return max(1, round(val_images * TRAIN2017_IMAGES / VAL2017_IMAGES))
+
+
 def write_coco_scale_set(out_dir: str, num_images: int = VAL2017_IMAGES,
                          boxes_per_image: int = VAL2017_BOXES_PER_IMAGE, num_keypoints: int = 17,
                          seed: int = 0, name: str = 'coco_scale') -> Tuple[str, str, List[Dict[str, Any]]]:
