@@ -15,8 +15,8 @@ Runs, in this order, each in its own process and each given a share of the time 
 3. ``metric``: the benchmark's rows (g) alone, the final COCO evaluation (twice) and the val dataset at COCO
    val2017 scale and the train dataset at train2017 scale, for both configs: CPU work in the main process,
    measured on the GPU machine's CPU, only when asked for (the benchmark part skips it, so that its minutes per
-   config cannot cut the GPU windows short; on the 2-core CPU machine, 2026-12-06, they took 243 s for mmpose's,
-   and a config gets half of the part's time: ask for it alone, with ``--seconds 540``);
+   config cannot cut the GPU windows short; a config gets half of the part's time: ask for it alone, with
+   ``--seconds 540``);
 4. ``compile``: the benchmark of the ``torch.compile`` fast config alone (compilation takes minutes before its
    first step), only when asked for.
 
