@@ -1,7 +1,7 @@
 """ipr_plugin: Integral Human Pose Regression for the OpenMMLab pose stack."""
 import os.path as osp
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 
 def read_version() -> str:
@@ -31,6 +31,12 @@ RUNTIME = [
     'six',
 ]
 
+# IPRLoadImage's region decoding (ipr_plugin/datasets/transforms/jpeg_region.py): optional, so that a machine
+# without libjpeg-turbo's headers (>= 1.5; Debian/Ubuntu: libjpeg-dev) or a compiler still installs the package,
+# which then decodes whole images as before.
+JPEG_REGION = Extension('ipr_plugin.datasets.transforms._jpeg_region',
+                        sources=['ipr_plugin/datasets/transforms/_jpeg_region.c'], libraries=['jpeg'], optional=True)
+
 setup(
     name='ipr_plugin',
     version=read_version(),
@@ -39,6 +45,7 @@ setup(
     if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['ipr_plugin', 'ipr_plugin.*']),
+    ext_modules=[JPEG_REGION],
     python_requires='>=3.9',
     install_requires=RUNTIME,
     extras_require={

@@ -77,7 +77,8 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
                      r'ours \(IPRCocoDataset\): annotation file read, keypoint counts [\d.e-]+, detection file read '
                      r'[\d.e-]+, detection entries [\d.e-]+$', markdown, re.M), markdown
     # the loader's speed depends on the decoder, and the test set-up installs simplejpeg
-    assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d', markdown, re.M)
+    assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d.*, of training crops\' regions '
+                     r'\(decode_region\): libjpeg-turbo \d', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
     assert "- Of (g), xtcocotools' own steps as it timed them (s): mmpose IPR (CocoMetric): load results" in markdown
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '

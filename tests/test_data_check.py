@@ -166,6 +166,20 @@ def test_a_worker_that_dies_costs_only_the_image_it_was_loading(broken, signum, 
     assert [Path(p.what).name for p in report['problems']] == [name for name in images if name in messages]
 
 
+def test_a_training_image_whose_decoding_the_pipeline_defers_is_decoded_whole(coco_sample, tmp_path):
+    """The fast config's train loader (IPRLoadImage(decode_region=True)) reads only a JPEG's header; the check
+    decodes the whole file, so a scan that does not decode is found before training."""
+    root = tmp_path / 'sample'
+    shutil.copytree(coco_sample, root)
+    data = (root / '000000196141.jpg').read_bytes()
+    scan = data.index(b'\xff\xda')
+    (root / '000000196141.jpg').write_bytes(data[:scan] + b'\xff\xda\x00\x02\x00\x00' + bytes(64) + b'\xff\xd9')
+    report = check_data(FAST_CONFIG, splits=['train'], workers=0, cfg_options=_options(root), progress=False)
+    assert report['splits']['train']['loader'] == 'IPRLoadImage'
+    assert [(Path(p.what).name, p.message) for p in report['problems']] == [
+        ('000000196141.jpg', f'{root / "000000196141.jpg"} ({scan + 72} bytes) cannot be decoded as an image')]
+
+
 @pytest.fixture
 def turned(coco_sample, tmp_path) -> Path:
     """The sample with two images tagged with an EXIF orientation: 3 (turned 180 degrees: same size when decoded)

@@ -64,6 +64,19 @@ def test_wheel_ships_every_config(installed):
     assert configs and {f'ipr_plugin/.mim/configs/{c}' for c in configs} <= names
 
 
+def test_wheel_ships_the_region_decoder_and_it_works_there(installed):
+    """setup.py compiles _jpeg_region where libjpeg-turbo's headers are (as here): the installed copy imports
+    and passes the check it must pass before the transforms use it."""
+    wheel, site, work = installed
+    assert any(n.startswith('ipr_plugin/datasets/transforms/_jpeg_region.') and n.endswith('.so')
+               for n in zipfile.ZipFile(wheel).namelist())
+    code = ('from ipr_plugin.datasets.transforms import jpeg_region as j; '
+            'print(j.__file__, j.region_decoding_available(), j.region_decoder())')
+    done = _run(site, work, [sys.executable, '-c', code])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(str(site)) and ' True libjpeg-turbo ' in done.stdout
+
+
 def test_installed_package_finds_its_configs_and_writes_beside_the_user(installed):
     """Without the checkout, the configs the tools use are the wheel's copies, and outputs go to the current
     folder, not into site-packages."""

@@ -25,7 +25,7 @@ run() {  # run a step quietly; on failure show the tail of its output and stop
 }
 
 # The stamp records what this environment was made from; when nothing changed the set-up is a no-op.
-stamp_src=$(cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" | sha1sum | cut -c1-12)
+stamp_src=$(cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$ROOT/ipr_plugin/datasets/transforms/_jpeg_region.c" | sha1sum | cut -c1-12)
 if [ -f "$VENV/.ipr_stamp" ] && [ "$(cat "$VENV/.ipr_stamp")" = "$stamp_src" ] \
    && "$VENV/bin/python" -c "import ipr_plugin" >/dev/null 2>&1; then
   exit 0

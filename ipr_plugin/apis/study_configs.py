@@ -219,7 +219,7 @@ def _resize_inputs(node: Any, size: int) -> None:
     """
     if isinstance(node, dict):
         kind = node.get('type')
-        if kind == 'TopdownAffine' or kind in _CODEC_TYPES:
+        if kind in ('TopdownAffine', 'IPRTopdownAffine') or kind in _CODEC_TYPES:
             old = node['input_size']
             node['input_size'] = (size, size)
             if kind in _CODEC_TYPES and node.get('heatmap_size') is not None:

@@ -41,10 +41,12 @@ def machine_line(results: List[Dict[str, Any]]) -> str:
     import torch
 
     from ..datasets.transforms.jpeg import jpeg_decoder
+    from ..datasets.transforms.jpeg_region import region_decoder
     gpu = next((r['gpu_name'] for r in results if r.get('gpu_name')), None)
     return (f'{cpu_model()}, {os.cpu_count()} cores; GPU: {gpu or "none"}; torch {torch.__version__}; '
             f'mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}; '
-            f'Python {platform.python_version()}; JPEG decode in IPRLoadImage: {jpeg_decoder()}')
+            f'Python {platform.python_version()}; JPEG decode in IPRLoadImage: {jpeg_decoder()}, '
+            f'of training crops\' regions (decode_region): {region_decoder()}')
 
 
 def _fmt(value: Optional[float]) -> str:

@@ -51,6 +51,7 @@ from .coco_checks import (RecordError, annotation_problem, detection_message, de
                           file_problem, image_size_table, unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
 from ..transforms.jpeg import file_orientation
+from ..transforms.load_image import deferred_decode_problem
 
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
@@ -124,8 +125,10 @@ class IPRCocoDataset(CocoDataset):
         return data_info
 
     def load_data_list(self) -> list:
-        """Check the inputs, then load as ``CocoDataset`` does."""
+        """Check the inputs and the pipeline, then load as ``CocoDataset`` does."""
         self._check_paths()
+        if deferred_decode_problem(self.pipeline.transforms):
+            raise ValueError(f'IPRCocoDataset: {deferred_decode_problem(self.pipeline.transforms)}')
         # Why annotations were set aside, for the error if none is left (see filter_data).
         self._num_annotations, self._unusable = 0, None
         return super().load_data_list()

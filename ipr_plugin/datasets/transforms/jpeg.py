@@ -11,7 +11,7 @@ another format, a rotated, CMYK, truncated or corrupt file, or no ``simplejpeg``
 and the caller decodes with OpenCV as before.
 """
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -131,6 +131,23 @@ def _tiff_orientation(tiff: bytes) -> int:
     return 1
 
 
+def reproducible_shape(buf: bytes) -> Optional[Tuple[int, int]]:
+    """The (height, width) of a JPEG whose libjpeg-turbo decode is OpenCV's, read from its header; None when the
+    result could differ from OpenCV's (not a JPEG, EXIF orientation other than 1, a colour space libjpeg-turbo
+    does not convert, more pixels than OpenCV accepts, a header ``simplejpeg`` cannot describe) or ``simplejpeg``
+    is not installed. Data errors after the header are found only by decoding."""
+    if simplejpeg is None or not is_jpeg(buf) or exif_orientation(buf) != 1:
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(buf)
+    except (ValueError, RuntimeError, KeyError):  # KeyError: a subsampling simplejpeg has no name for (4:4:1)
+        return None
+    limit = opencv_pixel_limit()
+    if colorspace not in _SAME_AS_OPENCV or limit is None or height * width > limit:
+        return None
+    return height, width
+
+
 def decode_jpeg_bgr(buf: bytes) -> Optional[np.ndarray]:
     """Decode a JPEG to a BGR image exactly as ``cv2.imdecode(buf, cv2.IMREAD_COLOR)`` would, or return None.
 
@@ -138,20 +155,15 @@ def decode_jpeg_bgr(buf: bytes) -> Optional[np.ndarray]:
         buf: the file's bytes.
 
     Returns:
-        np.ndarray | None: (H, W, 3) uint8 BGR; None when the result could differ from OpenCV's (not a JPEG,
-        EXIF orientation other than 1, a colour space libjpeg-turbo does not convert, a file libjpeg-turbo
-        warns about, more pixels than OpenCV accepts, a header ``simplejpeg`` cannot describe) or
-        ``simplejpeg`` is not installed: decode it with OpenCV then (which also raises OpenCV's errors).
+        np.ndarray | None: (H, W, 3) uint8 BGR; None when :func:`reproducible_shape` declines the file,
+        libjpeg-turbo warns about it (a truncated or corrupt file) or fails: decode it with OpenCV then (which
+        also raises OpenCV's errors).
     """
-    if simplejpeg is None or not is_jpeg(buf) or exif_orientation(buf) != 1:
+    if reproducible_shape(buf) is None:
         return None
     try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(buf)
-        limit = opencv_pixel_limit()
-        if colorspace not in _SAME_AS_OPENCV or limit is None or height * width > limit:
-            return None
         # strict: a warning (e.g. a truncated file, which OpenCV may pad with grey) is an error here, so that
         # such files keep OpenCV's behaviour
         return simplejpeg.decode_jpeg(buf, colorspace='BGR', fastdct=False, fastupsample=False, strict=True)
-    except (ValueError, RuntimeError, KeyError):  # KeyError: a subsampling simplejpeg has no name for (4:4:1)
+    except (ValueError, RuntimeError, KeyError):
         return None

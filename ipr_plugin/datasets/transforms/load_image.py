@@ -1,6 +1,7 @@
-"""``LoadImage`` with the pixel-identical libjpeg-turbo decoder of :mod:`.jpeg`, and reuse of the last image."""
+"""``LoadImage`` with the pixel-identical libjpeg-turbo decoder of :mod:`.jpeg`, reuse of the last image, and
+decoding deferred to the crop (:mod:`.jpeg_region`)."""
 import os
-from typing import Hashable, Optional, Tuple
+from typing import Hashable, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
@@ -8,7 +9,12 @@ from mmengine import fileio
 from mmpose.datasets.transforms import LoadImage
 from mmpose.registry import TRANSFORMS
 
-from .jpeg import decode_jpeg_bgr, fast_jpeg_available
+from mmpose.datasets.transforms import GetBBoxCenterScale, RandomBBoxTransform, RandomHalfBody
+
+from .jpeg import decode_jpeg_bgr, fast_jpeg_available, reproducible_shape
+from .jpeg_region import DeferredJpeg, region_decoding_available
+from .random_flip import IPRRandomFlip
+from .topdown_affine import IPRTopdownAffine
 
 
 @TRANSFORMS.register_module()
@@ -31,14 +37,26 @@ class IPRLoadImage(LoadImage):
             then shared by those samples, so it is marked read-only: a later transform that
             writes into it in place fails with NumPy's error instead of corrupting the next sample (mmpose's
             test-time transforms only read it). Default False (every sample loads its own copy).
+        decode_region (bool): Read the file and its header here, and leave the decoding to ``IPRTopdownAffine``,
+            which decodes only the rows and column blocks its warp reads (same output pixels; see
+            :mod:`.jpeg_region`). ``results`` then carry ``img_deferred`` instead of ``img`` until then, so only
+            transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
+            ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (``IPRCocoDataset`` checks its pipeline,
+            :func:`deferred_decode_problem`). Files the fast decoder would not decode (see
+            :func:`decode_jpeg_bgr`), and every file where the region decoder was not built, are decoded here as
+            without it. Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
 
-    def __init__(self, reuse_last: bool = False, **kwargs) -> None:
+    def __init__(self, reuse_last: bool = False, decode_region: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fast_decode = (fast_jpeg_available() and self.color_type == 'color' and not self.to_float32
                             and self.imdecode_backend == 'cv2' and self.file_client_args is None)
+        if reuse_last and decode_region:
+            raise ValueError('IPRLoadImage: reuse_last shares a whole decoded image between samples and '
+                             'decode_region decodes a part per sample; set one of them')
         self.reuse_last = reuse_last
+        self.decode_region = decode_region
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
 
     def transform(self, results: dict) -> Optional[dict]:
@@ -49,6 +67,8 @@ class IPRLoadImage(LoadImage):
         if key is not None and self._last is not None and self._last[0] == key:
             results['img'] = self._last[1]  # LoadImage's branch for a given image sets the shapes
             return super().transform(results)
+        if self.decode_region and self.fast_decode and region_decoding_available() and self._defer(path, results):
+            return results
         if self.fast_decode:
             img = self._decode(path)
             if img is not None:
@@ -58,6 +78,20 @@ class IPRLoadImage(LoadImage):
             results['img'].flags.writeable = False
             self._last = (key, results['img'])
         return results
+
+    def _defer(self, path: str, results: dict) -> bool:
+        """Put the file's bytes in ``results['img_deferred']`` and its shapes where ``LoadImage`` puts them;
+        False (nothing changed) when it cannot be read, or is not a JPEG the fast decoder reproduces."""
+        try:
+            img_bytes = fileio.get(path, backend_args=self.backend_args)
+        except Exception:  # noqa: BLE001 - LoadImage reads again and reports the failure in its words
+            return False
+        shape = reproducible_shape(img_bytes)
+        if shape is None:
+            return False
+        results['img_deferred'] = DeferredJpeg(img_bytes, path, shape)
+        results['img_shape'] = results['ori_shape'] = shape
+        return True
 
     def _decode(self, path: str):
         """The image at ``path``, or None if reading or decoding fails (LoadImage then reports it)."""
@@ -80,3 +114,32 @@ def _file_key(path: str) -> Optional[Hashable]:
     except (OSError, TypeError, ValueError):
         return None
     return (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+# transforms that do not read results['img'], which may come between IPRLoadImage(decode_region=True) and
+# IPRTopdownAffine
+_PIXEL_FREE = (GetBBoxCenterScale, IPRRandomFlip, RandomHalfBody, RandomBBoxTransform)
+
+
+def deferred_decode_problem(transforms: Sequence) -> Optional[str]:
+    """Why a pipeline's ``IPRLoadImage(decode_region=True)`` would leave a later transform without its image, or
+    None. Every transform after such a loader up to the next ``IPRTopdownAffine`` must be one that does not read
+    the image (:data:`_PIXEL_FREE`), and an ``IPRTopdownAffine`` must follow.
+
+    Args:
+        transforms: the pipeline's transform objects, in order (``Compose.transforms``).
+    """
+    for i, step in enumerate(transforms):
+        if not getattr(step, 'decode_region', False) or not isinstance(step, IPRLoadImage):
+            continue
+        later = list(transforms[i + 1:])
+        decoder = next((j for j, t in enumerate(later) if isinstance(t, IPRTopdownAffine)), None)
+        if decoder is None:
+            return ('IPRLoadImage(decode_region=True) leaves the image undecoded for an IPRTopdownAffine, and none '
+                    'follows it (TopdownAffine needs the image): use IPRTopdownAffine, or set decode_region=False')
+        for between in later[:decoder]:
+            if not isinstance(between, _PIXEL_FREE):
+                return (f'{type(between).__name__} comes between IPRLoadImage(decode_region=True), which leaves the '
+                        'image undecoded, and IPRTopdownAffine, which decodes the part it warps: move it after '
+                        'IPRTopdownAffine, or set decode_region=False')
+    return None

@@ -37,13 +37,30 @@ class IPRRandomFlip(RandomFlip):
     """
 
     def transform(self, results: dict) -> dict:
+        # an image not decoded yet (IPRLoadImage(decode_region=True)) gets a left-right flip recorded on it for
+        # IPRTopdownAffine; other directions need its pixels
+        deferred = results.get('img_deferred') if 'img' not in results else None
+        if deferred is not None and self.direction != 'horizontal':
+            results['img'] = results.pop('img_deferred').full()
+            deferred = None
+        if deferred is not None:
+            results['img'] = _NO_PIXELS  # RandomFlip flips an image; keypoints and boxes need only img_shape
         results = super().transform(results)
+        if deferred is not None:
+            del results['img']
         if results.get('flip'):
             direction = results['flip_direction']
-            results['img'] = _flip_all(results['img'], direction)
+            if deferred is None:
+                results['img'] = _flip_all(results['img'], direction)
+            else:
+                deferred.mirror = not deferred.mirror
             if 'img_mask' in results:
                 results['img_mask'] = _flip_all(results['img_mask'], direction)
         return results
+
+
+# what RandomFlip flips while the image is deferred
+_NO_PIXELS = np.zeros((0, 0, 3), np.uint8)
 
 
 def _flip_all(img: Union[np.ndarray, List[np.ndarray]], direction: str):

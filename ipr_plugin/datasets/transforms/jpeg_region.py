@@ -1,0 +1,152 @@
+"""Decoding only the part of a JPEG that a top-down crop reads: ``IPRLoadImage(decode_region=True)``.
+
+A training sample's whole 640x480 JPEG decode is most of its CPU cost (``BENCHMARKS.md``: 1.09 of 1.74 ms per
+sample, 2-core CPU), while its warp reads one person's box. With ``decode_region``, ``IPRLoadImage`` reads the file
+and its header only and leaves a :class:`DeferredJpeg` in ``results['img_deferred']`` (no ``img``);
+``IPRRandomFlip`` records a left-right flip on it; ``IPRTopdownAffine`` computes the source box its warp reads
+(:func:`warp_source_box`), has libjpeg-turbo decode those rows and column blocks (``_jpeg_region.c``) into a zero
+canvas of the image's size, and warps the canvas. The warp reads only decoded pixels, which equal a full decode's,
+so its output is the same as from the whole image (``tests/test_jpeg_region.py`` compares them).
+
+Where the region cannot be decoded this way (the extension was not built, libjpeg-turbo warns about the file, a
+pipeline without ``IPRTopdownAffine``), the whole image is decoded as ``IPRLoadImage`` decodes it otherwise.
+"""
+import functools
+from typing import Optional, Tuple
+
+import cv2
+import mmcv
+import numpy as np
+
+from .jpeg import decode_jpeg_bgr
+
+try:  # built by setup.py where libjpeg-turbo's headers are installed; optional
+    from . import _jpeg_region
+except ImportError:  # pragma: no cover - depends on the build
+    _jpeg_region = None
+
+# Pixels decoded beyond what the warp reads: one for bilinear interpolation's second sample and one for a cropped
+# edge's chroma upsampling, which lacks its outer neighbour; the rest is room for the warp's fixed-point rounding.
+MARGIN = 4
+
+Box = Tuple[int, int, int, int]  # top, bottom, left, right: rows [top, bottom), columns [left, right), pixels
+
+
+@functools.lru_cache(maxsize=None)
+def region_decoding_available() -> bool:
+    """Whether the extension is built and, on a made-up 4:2:0 image, its region equals a full decode's pixels
+    (checked once per process, so that a libjpeg that decodes differently from OpenCV's is never used)."""
+    if _jpeg_region is None:
+        return False
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), (5, 5), 0)
+    data = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    box = (5, 30, 9, 41)
+    inner = (slice(box[0] + MARGIN, box[1] - MARGIN), slice(box[2] + MARGIN, box[3] - MARGIN))
+    for mirror in (False, True):
+        region = decode_region_bgr(data, full.shape[:2], box, mirror)
+        expected = full[:, ::-1] if mirror else full
+        if region is None or not np.array_equal(region[inner], expected[inner]):
+            return False
+    return True
+
+
+def region_decoder() -> str:
+    """What decodes training crops' regions, for the machine line of a report."""
+    if not region_decoding_available():
+        return 'none (whole images)' if _jpeg_region is None else 'none (failed its check: whole images)'
+    return _jpeg_region.library_version()
+
+
+def warp_source_box(warp_mat: np.ndarray, output_size: Tuple[int, int], shape: Tuple[int, int],
+                    margin: int = MARGIN) -> Optional[Box]:
+    """The box of source pixels ``cv2.warpAffine(img, warp_mat, output_size)`` reads, widened by ``margin``.
+
+    Args:
+        warp_mat: (2, 3) float, source to output pixel coordinates, as ``TopdownAffine`` passes it.
+        output_size: (width, height) of the output, pixels.
+        shape: (height, width) of the source image, pixels.
+        margin: pixels added on each side, then clipped to the image.
+
+    Returns:
+        (top, bottom, left, right) | None: None when the warp reads no pixel of the image.
+    """
+    width, height = output_size
+    inverse = cv2.invertAffineTransform(np.asarray(warp_mat, np.float64))
+    corners = np.array([[-1, -1, 1], [width, -1, 1], [-1, height, 1], [width, height, 1]], np.float64)
+    source = corners @ inverse.T  # (4, 2): x, y of the output's outer corners in the source
+    if not np.isfinite(source).all():
+        return (0, shape[0], 0, shape[1])
+    left, top = np.floor(source.min(0)).astype(np.int64) - margin
+    right, bottom = np.ceil(source.max(0)).astype(np.int64) + margin + 1
+    top, left = max(int(top), 0), max(int(left), 0)
+    bottom, right = min(int(bottom), shape[0]), min(int(right), shape[1])
+    return (top, bottom, left, right) if top < bottom and left < right else None
+
+
+def decode_region_bgr(data: bytes, shape: Tuple[int, int], box: Optional[Box], mirror: bool) -> Optional[np.ndarray]:
+    """A (H, W, 3) uint8 BGR canvas of the image's size with the JPEG's pixels in ``box``, or None.
+
+    Pixels at least ``MARGIN`` inside the box's edges equal a full decode's; rows outside the box are zeros, and
+    within its rows the column blocks libjpeg-turbo decodes beside it hold decoded pixels, the others zeros.
+
+    Args:
+        data: the JPEG's bytes.
+        shape: (height, width) of the image.
+        box: (top, bottom, left, right) in the canvas's columns; None for no pixels (an all-zero canvas).
+        mirror: the canvas is the left-right mirrored image.
+
+    Returns:
+        np.ndarray | None: None when the extension is missing, or libjpeg-turbo fails or warns on the file (a
+        corrupt or truncated one: it is then decoded whole, as OpenCV would).
+    """
+    if _jpeg_region is None:
+        return None
+    canvas = np.zeros((shape[0], shape[1], 3), np.uint8)
+    if box is None:
+        return canvas
+    top, bottom, left, right = box
+    if mirror:  # the file's columns of the mirrored box
+        left, right = shape[1] - right, shape[1] - left
+    try:
+        warnings = _jpeg_region.decode_into(data, canvas, top, bottom, left, right, mirror)
+    except ValueError:
+        return None
+    return canvas if warnings == 0 else None
+
+
+class DeferredJpeg:
+    """A JPEG read but not decoded yet, and the left-right flips applied to it so far.
+
+    Args:
+        data: the file's bytes.
+        path: the file, for error messages.
+        shape: (height, width) from its header.
+    """
+
+    def __init__(self, data: bytes, path: str, shape: Tuple[int, int]) -> None:
+        self.data, self.path, self.shape = data, path, shape
+        self.mirror = False
+
+    def __repr__(self) -> str:
+        return f'DeferredJpeg({self.path!r}, shape={self.shape}, mirror={self.mirror})'
+
+    def region(self, box: Optional[Box]) -> np.ndarray:
+        """The image (mirrored if flipped) with only ``box`` decoded, or the whole image where that fails."""
+        canvas = decode_region_bgr(self.data, self.shape, box, self.mirror) if region_decoding_available() else None
+        return canvas if canvas is not None else self.full()
+
+    def full(self) -> np.ndarray:
+        """The whole image as ``IPRLoadImage`` decodes it (mirrored if flipped, contiguous).
+
+        Raises:
+            ValueError: the file's data cannot be decoded (its header could).
+        """
+        img = decode_jpeg_bgr(self.data)
+        if img is None:
+            img = mmcv.imfrombytes(self.data, flag='color', backend='cv2')
+        if img is None:
+            raise ValueError(f'failed to load image: {self.path} (its JPEG header reads, its data does not decode)')
+        return cv2.flip(img, 1) if self.mirror else img
+

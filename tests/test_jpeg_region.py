@@ -1,0 +1,179 @@
+"""Deferred, region-only JPEG decoding (IPRLoadImage(decode_region=True) + IPRTopdownAffine) gives the samples
+that decoding whole images gives: on real COCO images, other encodings, flips, rotations and damaged files."""
+import copy
+import random
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.dataset import Compose
+from mmpose.registry import DATASETS, TRANSFORMS
+from mmpose.utils import register_all_modules
+from PIL import Image
+
+import ipr_plugin  # noqa: F401
+from ipr_plugin.datasets.transforms import region_decoder, region_decoding_available
+from ipr_plugin.datasets.transforms.jpeg_region import MARGIN, decode_region_bgr, warp_source_box
+
+from test_transforms import _exif, _jpeg, _png
+
+ENCODINGS = {
+    '4:2:0': dict(quality=90, subsampling=2),
+    '4:2:2': dict(quality=90, subsampling=1),
+    '4:4:4': dict(quality=95, subsampling=0),
+    'progressive': dict(quality=85, subsampling=2, progressive=True),
+    'optimized': dict(quality=75, optimize=True),
+}
+
+
+@pytest.fixture(scope='module')
+def coco_image(coco_sample):
+    return Image.open(coco_sample / '000000000785.jpg').convert('RGB')
+
+
+def _variant(image: Image.Image, name: str) -> bytes:
+    if name == 'gray':
+        return _jpeg(image.convert('L'), quality=90)
+    if name == 'odd size':  # not a multiple of the 16-pixel blocks
+        return _jpeg(image.resize((333, 251)), quality=90, subsampling=2)
+    return _jpeg(image, **ENCODINGS[name])
+
+
+def test_the_region_decoder_is_built_and_passes_its_check():
+    assert region_decoding_available(), 'setup.py builds _jpeg_region where libjpeg-turbo >= 1.5 headers exist'
+    assert region_decoder().startswith('libjpeg-turbo ')
+
+
+@pytest.mark.parametrize('name', [*ENCODINGS, 'gray', 'odd size'])
+@pytest.mark.parametrize('mirror', [False, True])
+def test_a_region_holds_the_full_decodes_pixels(coco_image, name, mirror):
+    data = _variant(coco_image, name)
+    full = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    expected = full[:, ::-1] if mirror else full
+    height, width = full.shape[:2]
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        top, left = int(rng.integers(0, height - 1)), int(rng.integers(0, width - 1))
+        box = (top, int(rng.integers(top + 1, height + 1)), left, int(rng.integers(left + 1, width + 1)))
+        canvas = decode_region_bgr(data, (height, width), box, mirror)
+        inner = (slice(box[0] + MARGIN, box[1] - MARGIN), slice(box[2] + MARGIN, box[3] - MARGIN))
+        np.testing.assert_array_equal(canvas[inner], expected[inner], err_msg=str(box))
+        assert not canvas[:box[0]].any() and not canvas[box[1]:].any()  # rows outside are not decoded
+    assert not decode_region_bgr(data, (height, width), None, mirror).any()
+
+
+def test_the_warp_reads_only_the_source_box():
+    """Pixels outside warp_source_box never change cv2.warpAffine's output, for boxes in, across and out of it."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    for _ in range(300):
+        angle, scale = rng.uniform(-180, 180), rng.uniform(0.2, 4)
+        warp_mat = cv2.getRotationMatrix2D((rng.uniform(-60, 220), rng.uniform(-60, 180)), angle, scale)
+        warp_mat[:, 2] += rng.uniform(-100, 100, 2)
+        box = warp_source_box(warp_mat, (64, 48), image.shape[:2], margin=1)
+        other = rng.integers(0, 256, image.shape, dtype=np.uint8)
+        if box is not None:
+            other[box[0]:box[1], box[2]:box[3]] = image[box[0]:box[1], box[2]:box[3]]
+        np.testing.assert_array_equal(cv2.warpAffine(other, warp_mat, (64, 48), flags=cv2.INTER_LINEAR),
+                                      cv2.warpAffine(image, warp_mat, (64, 48), flags=cv2.INTER_LINEAR))
+
+
+def _train_steps(decode_region: bool, direction: str = 'horizontal') -> Compose:
+    """The fast config's training steps that touch the image (RandomHalfBody, which reads keypoints only, aside)."""
+    register_all_modules()
+    return Compose([dict(type='IPRLoadImage', decode_region=decode_region), dict(type='GetBBoxCenterScale'),
+                    dict(type='IPRRandomFlip', direction=direction, prob=0.5),
+                    dict(type='IPRRandomBBoxTransform'), dict(type='IPRTopdownAffine', input_size=(192, 256))])
+
+
+def _samples(path, decode_region: bool, direction: str = 'horizontal', draws: int = 24) -> list:
+    """Samples of random person boxes (inside, across and outside the image's edges) with random augmentation."""
+    steps, rng = _train_steps(decode_region, direction), np.random.default_rng(2)
+    out = []
+    for seed in range(draws):
+        x, y = rng.uniform(-80, 600), rng.uniform(-80, 420)
+        bbox = np.array([[x, y, x + rng.uniform(4, 400), y + rng.uniform(4, 400)]], np.float32)
+        keypoints = rng.uniform((x, y), bbox[0, 2:], (1, 17, 2)).astype(np.float32)
+        random.seed(seed), np.random.seed(seed)
+        out.append(steps(dict(img_path=str(path), bbox=bbox, bbox_score=np.ones(1, np.float32),
+                              keypoints=keypoints, keypoints_visible=np.ones((1, 17), np.float32),
+                              flip_indices=list(range(17)))))
+    return out
+
+
+def _assert_same(ref: list, out: list) -> None:
+    for a, b in zip(ref, out):
+        assert 'img_deferred' not in b and set(a) == set(b)
+        for key in a:
+            np.testing.assert_array_equal(np.asarray(b[key]), np.asarray(a[key]), err_msg=key)
+
+
+@pytest.mark.parametrize('name', [*ENCODINGS, 'gray', 'odd size'])
+def test_deferred_samples_equal_whole_image_samples(coco_image, tmp_path, name):
+    path = tmp_path / 'image.jpg'
+    path.write_bytes(_variant(coco_image, name))
+    loaded = TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(dict(img_path=str(path)))
+    assert 'img' not in loaded and loaded['img_deferred'].shape == loaded['img_shape'] == loaded['ori_shape']
+    ref, out = _samples(path, False), _samples(path, True)
+    assert any(s['flip'] for s in ref) and not all(s['flip'] for s in ref)
+    _assert_same(ref, out)
+
+
+@pytest.mark.parametrize('direction', ['vertical', 'diagonal'])
+def test_flips_that_need_the_pixels_decode_the_whole_image(coco_sample, direction):
+    path = coco_sample / '000000196141.jpg'
+    _assert_same(_samples(path, False, direction, draws=8), _samples(path, True, direction, draws=8))
+
+
+@pytest.mark.parametrize('case', ['truncated', 'corrupt scan', 'header only', 'rotated', 'png'])
+def test_damaged_or_other_files_give_what_loadimage_gives(coco_image, tmp_path, case):
+    """Files libjpeg-turbo warns about are decoded whole as OpenCV decodes them; files the fast decoder does not
+    reproduce are not deferred at all."""
+    data = _jpeg(coco_image, quality=90)
+    scan = data.index(b'\xff\xda')
+    content = {'truncated': lambda: data[:len(data) // 2],
+               'corrupt scan': lambda: data[:scan + 4000] + bytes(range(256)) * 4 + data[scan + 5024:],
+               'header only': lambda: data[:scan + 20],
+               'rotated': lambda: _jpeg(coco_image, exif=_exif(x0112=6)),
+               'png': lambda: _png(coco_image)}[case]()
+    path = tmp_path / 'image.jpg'
+    path.write_bytes(content)
+    loaded = TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(dict(img_path=str(path)))
+    assert ('img_deferred' in loaded) == (case not in ('rotated', 'png'))
+    try:
+        ref = _samples(path, False, draws=8)
+    except Exception:  # noqa: BLE001 - OpenCV decodes nothing of it: neither path may give a sample
+        with pytest.raises(Exception, match=path.name):
+            _samples(path, True, draws=1)
+        return
+    _assert_same(ref, _samples(path, True, draws=8))
+
+
+def test_a_scan_that_does_not_decode_is_reported_with_its_file(coco_image, tmp_path):
+    data = _jpeg(coco_image, quality=90)
+    scan = data.index(b'\xff\xda')
+    path = tmp_path / 'broken.jpg'
+    path.write_bytes(data[:scan] + b'\xff\xda\x00\x02\x00\x00' + b'\x00' * 64 + b'\xff\xd9')  # an invalid scan header
+    with pytest.raises(Exception, match='broken.jpg'):
+        _samples(path, True, draws=1)
+
+
+def test_reuse_last_and_decode_region_cannot_be_combined():
+    register_all_modules()
+    with pytest.raises(ValueError, match='reuse_last.*decode_region'):
+        TRANSFORMS.build(dict(type='IPRLoadImage', reuse_last=True, decode_region=True))
+
+
+@pytest.mark.parametrize('swap, message', [
+    (('IPRRandomFlip', dict(type='RandomFlip', direction='horizontal')), 'RandomFlip comes between'),
+    (('IPRTopdownAffine', dict(type='TopdownAffine', input_size=(256, 256))), 'none follows it'),
+])
+def test_a_pipeline_that_would_read_a_deferred_image_is_refused(repo_root, coco_sample, swap, message):
+    from mmengine.config import Config
+    register_all_modules()
+    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
+    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+    pipeline = [swap[1] if step['type'] == swap[0] else step for step in pipeline]
+    with pytest.raises(ValueError, match=message):
+        DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(coco_sample), ann_file='test_coco.json',
+                            data_prefix=dict(img=''), pipeline=pipeline))
