@@ -76,10 +76,13 @@ def test_the_warp_reads_only_the_source_box():
     """Pixels outside warp_source_box never change cv2.warpAffine's output, for boxes in, across and out of it."""
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    for _ in range(300):
+    # a crop of a box 1e20 pixels wide: its corners lie beyond int64 (the output's middle still reads pixel 0, 0)
+    huge = np.array([[1e-20, 0, 32], [0, 1e-20, 24]])
+    for i in range(301):
         angle, scale = rng.uniform(-180, 180), rng.uniform(0.2, 4)
         warp_mat = cv2.getRotationMatrix2D((rng.uniform(-60, 220), rng.uniform(-60, 180)), angle, scale)
         warp_mat[:, 2] += rng.uniform(-100, 100, 2)
+        warp_mat = huge if i == 300 else warp_mat
         box = warp_source_box(warp_mat, (64, 48), image.shape[:2], margin=1)
         other = rng.integers(0, 256, image.shape, dtype=np.uint8)
         if box is not None:
@@ -96,13 +99,19 @@ def _train_steps(decode_region: bool, direction: str = 'horizontal') -> Compose:
                     dict(type='IPRRandomBBoxTransform'), dict(type='IPRTopdownAffine', input_size=(192, 256))])
 
 
-def _samples(path, decode_region: bool, direction: str = 'horizontal', draws: int = 24) -> list:
-    """Samples of random person boxes (inside, across and outside the image's edges) with random augmentation."""
+def _samples(path, decode_region: bool, direction: str = 'horizontal', draws: int = 24, skip: int = 0,
+             far_away: bool = False) -> list:
+    """Samples of random person boxes (inside, across and outside the image's edges) with random augmentation;
+    ``skip``: start at that draw; ``far_away``: boxes far outside the image."""
     steps, rng = _train_steps(decode_region, direction), np.random.default_rng(2)
     out = []
-    for seed in range(draws):
+    for seed in range(skip + draws):
         x, y = rng.uniform(-80, 600), rng.uniform(-80, 420)
+        if far_away:
+            x, y = x + 1e5, y + 1e5
         bbox = np.array([[x, y, x + rng.uniform(4, 400), y + rng.uniform(4, 400)]], np.float32)
+        if seed < skip:
+            continue
         keypoints = rng.uniform((x, y), bbox[0, 2:], (1, 17, 2)).astype(np.float32)
         random.seed(seed), np.random.seed(seed)
         out.append(steps(dict(img_path=str(path), bbox=bbox, bbox_score=np.ones(1, np.float32),
@@ -135,37 +144,67 @@ def test_flips_that_need_the_pixels_decode_the_whole_image(coco_sample, directio
     _assert_same(_samples(path, False, direction, draws=8), _samples(path, True, direction, draws=8))
 
 
-@pytest.mark.parametrize('case', ['truncated', 'corrupt scan', 'header only', 'rotated', 'png'])
+def _unrefined_progressive(image: Image.Image) -> bytes:
+    """A valid progressive JPEG that ends after its first three scans: libjpeg smooths its blocks."""
+    data = _jpeg(image, quality=85, progressive=True)
+    scans = [i for i in range(len(data) - 1) if data[i:i + 2] == b'\xff\xda']
+    return data[:scans[3]] + b'\xff\xd9'
+
+
+DAMAGED = ['truncated', 'corrupt scan', 'header only', 'header and end', 'unrefined progressive', 'rotated', 'png']
+
+
+@pytest.mark.parametrize('case', DAMAGED)
 def test_damaged_or_other_files_give_what_loadimage_gives(coco_image, tmp_path, case):
-    """Files libjpeg-turbo warns about are decoded whole as OpenCV decodes them; files the fast decoder does not
-    reproduce are not deferred at all."""
+    """Files libjpeg-turbo warns about or smooths are decoded whole as OpenCV decodes them; files cut short and
+    files the fast decoder does not reproduce are not deferred at all; where OpenCV decodes nothing, no draw gives
+    a sample (boxes outside the image included)."""
     data = _jpeg(coco_image, quality=90)
     scan = data.index(b'\xff\xda')
-    content = {'truncated': lambda: data[:len(data) // 2],
+    content = {'truncated': lambda: data[:len(data) * 4 // 5],
                'corrupt scan': lambda: data[:scan + 4000] + bytes(range(256)) * 4 + data[scan + 5024:],
                'header only': lambda: data[:scan + 20],
+               'header and end': lambda: data[:scan + 20] + b'\xff\xd9',
+               'unrefined progressive': lambda: _unrefined_progressive(coco_image),
                'rotated': lambda: _jpeg(coco_image, exif=_exif(x0112=6)),
                'png': lambda: _png(coco_image)}[case]()
     path = tmp_path / 'image.jpg'
     path.write_bytes(content)
-    loaded = TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(dict(img_path=str(path)))
-    assert ('img_deferred' in loaded) == (case not in ('rotated', 'png'))
+    try:  # a file it does not defer is decoded (or refused) here
+        deferred = 'img_deferred' in TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(
+            dict(img_path=str(path)))
+    except Exception:  # noqa: BLE001 - refused as LoadImage refuses it, below
+        deferred = False
+    assert deferred == (case in ('corrupt scan', 'header and end', 'unrefined progressive'))
     try:
         ref = _samples(path, False, draws=8)
     except Exception:  # noqa: BLE001 - OpenCV decodes nothing of it: neither path may give a sample
-        with pytest.raises(Exception, match=path.name):
-            _samples(path, True, draws=1)
+        for draw in range(8):
+            with pytest.raises(Exception, match=path.name):
+                _samples(path, True, draws=1, skip=draw)
+        with pytest.raises(Exception, match=path.name):  # a box the warp reads nothing of
+            _samples(path, True, draws=1, far_away=True)
         return
     _assert_same(ref, _samples(path, True, draws=8))
+    if case == 'unrefined progressive':  # the region decoder refuses it rather than smoothing it differently
+        assert decode_region_bgr(content, ref[0]['ori_shape'], (100, 200, 100, 200), False) is None
 
 
-def test_a_scan_that_does_not_decode_is_reported_with_its_file(coco_image, tmp_path):
+@pytest.mark.parametrize('case', ['scan header broken', '12-bit'])
+def test_a_file_that_does_not_decode_is_reported_with_its_name(coco_image, tmp_path, case):
+    """Whether or not the warp reads any of it: a crop outside the image still needs a decodable file."""
     data = _jpeg(coco_image, quality=90)
-    scan = data.index(b'\xff\xda')
+    if case == '12-bit':  # a precision this libjpeg build does not decode (the header still reads)
+        content = bytearray(data)
+        content[data.index(b'\xff\xc0') + 4] = 12
+    else:
+        scan = data.index(b'\xff\xda')
+        content = data[:scan] + b'\xff\xda\x00\x02\x00\x00' + b'\x00' * 64 + b'\xff\xd9'
     path = tmp_path / 'broken.jpg'
-    path.write_bytes(data[:scan] + b'\xff\xda\x00\x02\x00\x00' + b'\x00' * 64 + b'\xff\xd9')  # an invalid scan header
-    with pytest.raises(Exception, match='broken.jpg'):
-        _samples(path, True, draws=1)
+    path.write_bytes(bytes(content))
+    for far_away in (False, True):
+        with pytest.raises(Exception, match='broken.jpg'):
+            _samples(path, True, draws=1, far_away=far_away)
 
 
 def test_reuse_last_and_decode_region_cannot_be_combined():

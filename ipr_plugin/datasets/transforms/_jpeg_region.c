@@ -3,10 +3,12 @@
  *
  * Why: a top-down training sample reads a box of its image, and decoding the whole 640x480 JPEG is most of the
  * sample's CPU cost. libjpeg-turbo skips the IDCT and colour conversion of rows above the box, stops after its
- * last row and decodes only the 8- or 16-pixel column blocks the box touches. Pixels inside the box equal a full
- * decode's, except up to one pixel at a cropped edge where fancy upsampling lacks its neighbour: the caller asks
- * for a margin around what it reads. The Python side (jpeg_region.py) checks this against a full decode once per
- * process before using it.
+ * last row and decodes only the column blocks (8 to 32 pixels wide) the box touches. Pixels inside the box equal a
+ * full decode's, except up to one pixel at a cropped edge where fancy upsampling lacks its neighbour: the caller
+ * asks for a margin around what it reads. One kind of file is refused instead: a progressive JPEG whose
+ * coefficients are not all refined, which libjpeg smooths block by block across the crop's edges (the caller then
+ * decodes it whole). The Python side (jpeg_region.py) checks the output against a full decode once per process
+ * before using it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -32,6 +34,18 @@ static void on_message(j_common_ptr cinfo, int level) {
   if (level < 0) cinfo->err->num_warnings++;
 }
 
+/* Whether libjpeg will smooth the blocks of this file: a progressive scan left some coefficient of some component
+ * unsent or not fully refined (coef_bits not 0), as in a file cut after its first scans; its block smoothing reads
+ * neighbouring blocks, so a cropped decode differs from a whole one inside the crop. After jpeg_start_decompress,
+ * which has read every scan of a progressive file. */
+static int unrefined_progressive(j_decompress_ptr cinfo) {
+  if (!cinfo->progressive_mode || cinfo->coef_bits == NULL) return 0;
+  for (int ci = 0; ci < cinfo->num_components; ci++)
+    for (int k = 0; k < DCTSIZE2; k++)
+      if (cinfo->coef_bits[ci][k] != 0) return 1;
+  return 0;
+}
+
 static const char DOC[] =
     "decode_into(data, canvas, top, bottom, left, right, mirror) -> number of libjpeg warnings\n\n"
     "Decode rows [top, bottom) and at least columns [left, right) of the JPEG `data` as BGR into `canvas`, a\n"
@@ -41,14 +55,15 @@ static const char DOC[] =
 
 static PyObject *decode_into(PyObject *self, PyObject *args) {
   Py_buffer src, dst;
-  unsigned int top, bottom, left, right;
+  Py_ssize_t top, bottom, left, right;
   int mirror;
-  if (!PyArg_ParseTuple(args, "y*w*IIIIp", &src, &dst, &top, &bottom, &left, &right, &mirror)) return NULL;
+  if (!PyArg_ParseTuple(args, "y*w*nnnnp", &src, &dst, &top, &bottom, &left, &right, &mirror)) return NULL;
   struct jpeg_decompress_struct cinfo;
   struct error_manager err;
-  const char *problem = NULL;
-  long warnings = 0;
-  JSAMPLE *row_buffer = NULL;
+  /* volatile: set between setjmp and a possible longjmp, and read after it */
+  const char *volatile problem = NULL;
+  volatile long warnings = 0;
+  JSAMPLE *volatile row_buffer = NULL;
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = on_error;
   err.pub.emit_message = on_message;
@@ -64,17 +79,20 @@ static PyObject *decode_into(PyObject *self, PyObject *args) {
     size_t width = cinfo.output_width, stride = width * 3;
     if (cinfo.output_components != 3 || (size_t)dst.len != stride * cinfo.output_height) {
       problem = "the canvas is not the image's height x width x 3 bytes";
-    } else if (left >= right || right > width || top >= bottom || bottom > cinfo.output_height) {
+    } else if (left < 0 || top < 0 || left >= right || (size_t)right > width || top >= bottom ||
+               (size_t)bottom > cinfo.output_height) {
       problem = "the region is empty or outside the image";
+    } else if (unrefined_progressive(&cinfo)) {
+      problem = "a progressive JPEG with unrefined coefficients (block smoothing): decode it whole";
     } else {
-      JDIMENSION x_offset = left, crop_width = right - left;
+      JDIMENSION x_offset = (JDIMENSION)left, crop_width = (JDIMENSION)(right - left);
       jpeg_crop_scanline(&cinfo, &x_offset, &crop_width);
       if (mirror) row_buffer = (JSAMPLE *)malloc((size_t)crop_width * 3);
       if (mirror && row_buffer == NULL) {
         problem = "out of memory";
       } else {
-        if (top > 0) jpeg_skip_scanlines(&cinfo, top);
-        while (cinfo.output_scanline < bottom) {
+        if (top > 0) jpeg_skip_scanlines(&cinfo, (JDIMENSION)top);
+        while (cinfo.output_scanline < (JDIMENSION)bottom) {
           JSAMPLE *canvas_row = (JSAMPLE *)dst.buf + (size_t)cinfo.output_scanline * stride;
           JSAMPROW out = mirror ? row_buffer : canvas_row + (size_t)x_offset * 3;
           jpeg_read_scanlines(&cinfo, &out, 1);
@@ -115,6 +133,7 @@ static PyMethodDef METHODS[] = {
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_jpeg_region",
-                                    "Region decoding of JPEGs with libjpeg-turbo (see jpeg_region.py).", -1, METHODS};
+                                    "Region decoding of JPEGs with libjpeg-turbo (see jpeg_region.py).", -1, METHODS,
+                                    NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__jpeg_region(void) { return PyModule_Create(&MODULE); }

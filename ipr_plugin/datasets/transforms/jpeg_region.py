@@ -8,8 +8,12 @@ and its header only and leaves a :class:`DeferredJpeg` in ``results['img_deferre
 canvas of the image's size, and warps the canvas. The warp reads only decoded pixels, which equal a full decode's,
 so its output is the same as from the whole image (``tests/test_jpeg_region.py`` compares them).
 
-Where the region cannot be decoded this way (the extension was not built, libjpeg-turbo warns about the file, a
-pipeline without ``IPRTopdownAffine``), the whole image is decoded as ``IPRLoadImage`` decodes it otherwise.
+The whole image is decoded, as ``IPRLoadImage`` decodes it otherwise, where the region decoder was not built or
+fails its check, where the warp reads no pixel of the image (so that a file OpenCV cannot decode still fails), for
+a file libjpeg-turbo warns about in the rows it decodes, and for a progressive file whose coefficients are not all
+refined (libjpeg smooths its blocks across the crop's edges). ``IPRLoadImage`` defers only files that end with the
+end-of-image marker, so that a cut file, which OpenCV refuses, is not read only down to its crop. Damage below the
+crop's last row of a baseline file is not read at all: ``tools/check_data.py`` decodes every image whole.
 """
 import functools
 from typing import Optional, Tuple
@@ -78,6 +82,7 @@ def warp_source_box(warp_mat: np.ndarray, output_size: Tuple[int, int], shape: T
     source = corners @ inverse.T  # (4, 2): x, y of the output's outer corners in the source
     if not np.isfinite(source).all():
         return (0, shape[0], 0, shape[1])
+    source = np.clip(source, -2.0 ** 40, 2.0 ** 40)  # far beyond any image; int64 stays exact
     left, top = np.floor(source.min(0)).astype(np.int64) - margin
     right, bottom = np.ceil(source.max(0)).astype(np.int64) + margin + 1
     top, left = max(int(top), 0), max(int(left), 0)
@@ -98,8 +103,8 @@ def decode_region_bgr(data: bytes, shape: Tuple[int, int], box: Optional[Box], m
         mirror: the canvas is the left-right mirrored image.
 
     Returns:
-        np.ndarray | None: None when the extension is missing, or libjpeg-turbo fails or warns on the file (a
-        corrupt or truncated one: it is then decoded whole, as OpenCV would).
+        np.ndarray | None: None when the extension is missing, libjpeg-turbo fails or warns on the rows it decodes
+        (a corrupt file), or the file is a progressive one with unrefined coefficients: decode it whole then.
     """
     if _jpeg_region is None:
         return None
@@ -133,8 +138,11 @@ class DeferredJpeg:
         return f'DeferredJpeg({self.path!r}, shape={self.shape}, mirror={self.mirror})'
 
     def region(self, box: Optional[Box]) -> np.ndarray:
-        """The image (mirrored if flipped) with only ``box`` decoded, or the whole image where that fails."""
-        canvas = decode_region_bgr(self.data, self.shape, box, self.mirror) if region_decoding_available() else None
+        """The image (mirrored if flipped) with only ``box`` decoded, or the whole image where that fails or
+        ``box`` is None (nothing read: decoding it all still fails on a file OpenCV cannot decode)."""
+        canvas = None
+        if box is not None and region_decoding_available():
+            canvas = decode_region_bgr(self.data, self.shape, box, self.mirror)
         return canvas if canvas is not None else self.full()
 
     def full(self) -> np.ndarray:

@@ -43,8 +43,8 @@ class IPRLoadImage(LoadImage):
             transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
             ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (``IPRCocoDataset`` checks its pipeline,
             :func:`deferred_decode_problem`). Files the fast decoder would not decode (see
-            :func:`decode_jpeg_bgr`), and every file where the region decoder was not built, are decoded here as
-            without it. Default False.
+            :func:`decode_jpeg_bgr`), files that do not end with the end-of-image marker (cut short), and every file
+            where the region decoder was not built, are decoded here as without it. Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
 
@@ -81,13 +81,15 @@ class IPRLoadImage(LoadImage):
 
     def _defer(self, path: str, results: dict) -> bool:
         """Put the file's bytes in ``results['img_deferred']`` and its shapes where ``LoadImage`` puts them;
-        False (nothing changed) when it cannot be read, or is not a JPEG the fast decoder reproduces."""
+        False (nothing changed) when it cannot be read, is not a JPEG the fast decoder reproduces, or does not end
+        with the end-of-image marker."""
         try:
             img_bytes = fileio.get(path, backend_args=self.backend_args)
         except Exception:  # noqa: BLE001 - LoadImage reads again and reports the failure in its words
             return False
         shape = reproducible_shape(img_bytes)
-        if shape is None:
+        # a file cut short (no end-of-image marker), which OpenCV refuses, is decoded whole, not down to a crop
+        if shape is None or not img_bytes.endswith(_EOI):
             return False
         results['img_deferred'] = DeferredJpeg(img_bytes, path, shape)
         results['img_shape'] = results['ori_shape'] = shape
@@ -103,6 +105,9 @@ class IPRLoadImage(LoadImage):
                                                               backend=self.imdecode_backend)
         except Exception:  # noqa: BLE001 - LoadImage reads again and reports the failure in its words
             return None
+
+
+_EOI = b'\xff\xd9'
 
 
 def _file_key(path: str) -> Optional[Hashable]:
