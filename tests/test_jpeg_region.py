@@ -226,3 +226,66 @@ def test_a_pipeline_that_would_read_a_deferred_image_is_refused(repo_root, coco_
     with pytest.raises(ValueError, match=message):
         DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(coco_sample), ann_file='test_coco.json',
                             data_prefix=dict(img=''), pipeline=pipeline))
+
+
+def _bad_pipeline(repo_root):
+    """The fast config's train pipeline with a transform that reads the image before IPRTopdownAffine."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
+    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+    pipeline.insert(2, dict(type='PhotometricDistortion'))
+    return cfg, pipeline
+
+
+def test_any_dataset_that_hands_out_samples_gets_its_pipeline_checked(repo_root, coco_sample):
+    """mmpose's own CocoDataset (no load-time check), and a pipeline swapped in after the dataset was built (as
+    mmdet's PipelineSwitchHook does): the loader refuses it at the first sample, naming the transform."""
+    register_all_modules()
+    cfg, bad = _bad_pipeline(repo_root)
+    data = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''))
+    dataset = DATASETS.build(dict(type='CocoDataset', data_mode='topdown', pipeline=bad, **data))
+    with pytest.raises(ValueError, match='CocoDataset: PhotometricDistortion comes between'):
+        dataset[0]
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, **data))
+    assert dataset[0]['inputs'].shape[-2:] == (256, 256)
+    dataset.pipeline = Compose(bad)
+    with pytest.raises(ValueError, match='IPRCocoDataset: PhotometricDistortion comes between'):
+        dataset[0]
+
+
+def test_the_benchmark_says_where_a_config_decodes_its_training_images(repo_root):
+    from mmengine.config import Config
+
+    from ipr_plugin.benchmark.overrides import describe
+    decode = {name: describe(Config.fromfile(str(repo_root / f'configs/ipr_res50_{name}8xb64-210e_coco-256x256.py')))
+              ['train_decode'] for name in ('', 'fast-')}
+    assert decode == {'': 'whole (LoadImage)', 'fast-': 'by region (IPRTopdownAffine)'}
+
+
+def test_the_benchmarks_pipeline_measurement_checks_the_pipeline(repo_root, coco_sample):
+    from ipr_plugin.benchmark.measure import measure_pipeline
+    cfg, bad = _bad_pipeline(repo_root)
+    cfg.train_dataloader.dataset.update(data_root=str(coco_sample), ann_file='test_coco.json',
+                                        data_prefix=dict(img=''), pipeline=bad)
+    with pytest.raises(ValueError, match='train_dataloader.dataset.pipeline: PhotometricDistortion comes between'):
+        measure_pipeline(cfg, num_samples=2, batch_size=2, seed=0)
+
+
+def test_a_loader_that_cannot_decode_by_region_says_so():
+    """A warning on mmengine's current logger, where a run's log goes."""
+    import logging
+    from mmengine.logging import MMLogger
+    register_all_modules()
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))
+        assert not records
+        TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True, color_type='color_ignore_orientation'))
+    finally:
+        logger.removeHandler(handler)
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert 'whole images are decoded, with the same results, more slowly' in records[0].getMessage()

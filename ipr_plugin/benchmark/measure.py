@@ -107,6 +107,8 @@ def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
     taken in dataset order, as a worker of an unshuffled loader receives them (for a test set: the detector
     boxes of one image one after another). A few untimed samples go first."""
     from mmpose.registry import DATASETS, TRANSFORMS
+
+    from ..datasets.transforms.load_image import deferred_decode_problem
     init_default_scope(cfg.get('default_scope', 'mmpose'))
     loader_cfg = cfg[loader_key]
     dataset_cfg = copy.deepcopy(loader_cfg.dataset)
@@ -114,6 +116,9 @@ def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
     steps: List[tuple] = [('get_data_info (dataset)', None)]
     steps += _unique_names([(type(t).__name__, t) for t in (TRANSFORMS.build(c) for c in pipeline_cfg)])
+    problem = deferred_decode_problem([t for _, t in steps if t is not None])  # the dataset here has no pipeline
+    if problem:
+        raise ValueError(f'{loader_key}.dataset.pipeline: {problem}')
     collate = _collate_fn(loader_cfg)
     totals: Dict[str, float] = OrderedDict((name, 0.0) for name, _ in steps)
     totals['collate (per sample)'] = 0.0

@@ -86,6 +86,10 @@ def describe(cfg: Config) -> Dict[str, Any]:
         pin_memory=bool(loader.get('pin_memory', False)),
         val_fp16=bool((cfg.get('val_cfg') or {}).get('fp16', False)),
         custom_hooks=[h.get('type') for h in cfg.get('custom_hooks') or []],
+        # where the train JPEGs are decoded: the (d) table's LoadImage and TopdownAffine rows then split differently
+        train_decode=('by region (IPRTopdownAffine)' if any(isinstance(step, dict) and step.get('decode_region')
+                                                           for step in loader.dataset.get('pipeline') or [])
+                      else 'whole (LoadImage)'),
     )
 
 

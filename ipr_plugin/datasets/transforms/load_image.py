@@ -1,11 +1,13 @@
 """``LoadImage`` with the pixel-identical libjpeg-turbo decoder of :mod:`.jpeg`, reuse of the last image, and
 decoding deferred to the crop (:mod:`.jpeg_region`)."""
+import logging
 import os
 from typing import Hashable, Optional, Sequence, Tuple
 
 import mmcv
 import numpy as np
 from mmengine import fileio
+from mmengine.logging import print_log
 from mmpose.datasets.transforms import LoadImage
 from mmpose.registry import TRANSFORMS
 
@@ -41,10 +43,12 @@ class IPRLoadImage(LoadImage):
             which decodes only the rows and column blocks its warp reads (same output pixels; see
             :mod:`.jpeg_region`). ``results`` then carry ``img_deferred`` instead of ``img`` until then, so only
             transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
-            ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (``IPRCocoDataset`` checks its pipeline,
-            :func:`deferred_decode_problem`). Files the fast decoder would not decode (see
-            :func:`decode_jpeg_bgr`), files that do not end with the end-of-image marker (cut short), and every file
-            where the region decoder was not built, are decoded here as without it. Default False.
+            ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (:func:`deferred_decode_problem`: ``IPRCocoDataset``
+            checks its pipeline as it loads, and this transform the pipeline of the dataset that hands it a
+            sample, which covers any mmpose dataset, wrappers and pipelines replaced during a run). Files the fast
+            decoder would not decode (see :func:`decode_jpeg_bgr`), files that do not end with the end-of-image
+            marker (cut short), and every file where the region decoder was not built, are decoded here as
+            without it (a warning says so when that is every file). Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
 
@@ -58,6 +62,12 @@ class IPRLoadImage(LoadImage):
         self.reuse_last = reuse_last
         self.decode_region = decode_region
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
+        self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
+        if decode_region and not (self.fast_decode and region_decoding_available()):
+            print_log('IPRLoadImage(decode_region=True): the region decoder is not available here (see '
+                      'ipr_plugin.datasets.transforms.region_decoder()) or does not apply to these settings: '
+                      'whole images are decoded, with the same results, more slowly', logger='current',
+                      level=logging.WARNING)
 
     def transform(self, results: dict) -> Optional[dict]:
         path = results.get('img_path') if 'img' not in results else None
@@ -67,6 +77,8 @@ class IPRLoadImage(LoadImage):
         if key is not None and self._last is not None and self._last[0] == key:
             results['img'] = self._last[1]  # LoadImage's branch for a given image sets the shapes
             return super().transform(results)
+        if self.decode_region:
+            self._check_pipeline(results.get('dataset'))
         if self.decode_region and self.fast_decode and region_decoding_available() and self._defer(path, results):
             return results
         if self.fast_decode:
@@ -78,6 +90,17 @@ class IPRLoadImage(LoadImage):
             results['img'].flags.writeable = False
             self._last = (key, results['img'])
         return results
+
+    def _check_pipeline(self, dataset) -> None:
+        """Refuse the pipeline of ``dataset`` (which mmpose's datasets put in every sample) where a transform
+        would read the image this transform leaves undecoded; once per pipeline object."""
+        pipeline = getattr(dataset, 'pipeline', None)
+        if pipeline is None or pipeline is self._checked_pipeline:
+            return
+        problem = deferred_decode_problem(getattr(pipeline, 'transforms', None) or [])
+        if problem:
+            raise ValueError(f'{type(dataset).__name__}: {problem}')
+        self._checked_pipeline = pipeline
 
     def _defer(self, path: str, results: dict) -> bool:
         """Put the file's bytes in ``results['img_deferred']`` and its shapes where ``LoadImage`` puts them;
