@@ -7,9 +7,10 @@
 #   values are copied to the host in one go per logging interval (IPRRuntimeInfoHook);
 # - the same pipelines with five of mmpose's transforms replaced by drop-ins that compute the same results with
 #   less CPU: IPRLoadImage (libjpeg-turbo decoding via simplejpeg, pixel-identical to OpenCV; in training the
-#   decoding is left to IPRTopdownAffine, which decodes only the rows and column blocks its warp reads;
-#   at test time each image is decoded once for the detector boxes of a batch), IPRRandomFlip (the
-#   flipped image copied by cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
+#   decoding is left to IPRTopdownAffine, which has the system's libjpeg-turbo decode only the rows and column
+#   blocks its warp reads, same pixels; at test time each image is decoded once for the detector boxes of a
+#   batch), IPRRandomFlip (the flip recorded for that decoder; for a decoded image, the flipped copy made by
+#   cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
 #   ipr_collate stacks the batch in channels-last order; the test loader collates as mmpose does, see there).
 # torch.compile of the backbone and deconv stack: ipr_res50_fast-compile-8xb64-210e_coco-256x256.py.

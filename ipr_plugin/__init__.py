@@ -4,7 +4,7 @@ Importing this package (directly or through a config's
 ``custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)``) registers the plugin's codec
 (``DSNTLabel``), head (``IPRHead``), losses (``IntegralL1Loss``, ``IntegralJointLoss``), dataset
 (``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
-``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``) into mmpose's own
+``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``) into mmpose's own
 registries, allow-lists the globals of mmengine checkpoints for ``torch.load(weights_only=True)``, and lets
 ``--launcher pytorch`` run on machines without CUDA (gloo).
 """

@@ -138,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
               'would with `pip install simplejpeg`', file=sys.stderr)
     from ..datasets.transforms.jpeg_region import region_decoder, region_decoding_available
     if not region_decoding_available():
-        print(f'[gpu] WARNING: region decoding of training crops: {region_decoder()}; build it with '
+        print(f'[gpu] WARNING: region decoding of training crops: {region_decoder()}; where it is not built: '
               '`python setup.py build_ext --inplace` (needs libjpeg-turbo >= 1.5 headers)', file=sys.stderr)
     done = run_parts(Path(args.out).resolve(), args.seconds, args.parts)
     return 0 if all(rc == 0 for _, rc in done.values()) else 1

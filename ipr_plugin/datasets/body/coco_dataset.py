@@ -127,8 +127,9 @@ class IPRCocoDataset(CocoDataset):
     def load_data_list(self) -> list:
         """Check the inputs and the pipeline, then load as ``CocoDataset`` does."""
         self._check_paths()
-        if deferred_decode_problem(self.pipeline.transforms):
-            raise ValueError(f'IPRCocoDataset: {deferred_decode_problem(self.pipeline.transforms)}')
+        problem = deferred_decode_problem(self.pipeline.transforms)  # before the annotations: fails fast
+        if problem:
+            raise ValueError(f'IPRCocoDataset: {problem}')
         # Why annotations were set aside, for the error if none is left (see filter_data).
         self._num_annotations, self._unusable = 0, None
         return super().load_data_list()

@@ -1,7 +1,8 @@
 """Drop-in replacements for mmpose's data transforms that compute the same results with less CPU time.
 
 Each is a subclass registered in mmpose's ``TRANSFORMS`` under an ``IPR`` name, takes the original's
-arguments and is tested against it (``tests/test_transforms.py``):
+arguments and is tested against it (``tests/test_transforms.py``; the deferred decoding of ``IPRLoadImage`` and
+``IPRTopdownAffine``: ``tests/test_jpeg_region.py``):
 
 - :class:`IPRLoadImage`: JPEGs decoded by libjpeg-turbo directly (``simplejpeg``), pixel-identical to OpenCV,
   and optionally one decode shared by consecutive samples of a file (a test pipeline's detector boxes), or the

@@ -64,14 +64,15 @@ static PyObject *decode_into(PyObject *self, PyObject *args) {
   const char *volatile problem = NULL;
   volatile long warnings = 0;
   JSAMPLE *volatile row_buffer = NULL;
+  memset(&cinfo, 0, sizeof cinfo);  /* jpeg_destroy_decompress is then safe even if creation itself failed */
   cinfo.err = jpeg_std_error(&err.pub);
   err.pub.error_exit = on_error;
   err.pub.emit_message = on_message;
   Py_BEGIN_ALLOW_THREADS
-  jpeg_create_decompress(&cinfo);
-  if (setjmp(err.escape)) {
+  if (setjmp(err.escape)) {  /* before jpeg_create_decompress, which may fail too */
     problem = err.message;
   } else {
+    jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, (const unsigned char *)src.buf, (unsigned long)src.len);
     jpeg_read_header(&cinfo, TRUE);
     cinfo.out_color_space = JCS_EXT_BGR;  /* the defaults otherwise: accurate integer IDCT, fancy upsampling */

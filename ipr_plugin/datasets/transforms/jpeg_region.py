@@ -8,12 +8,18 @@ and its header only and leaves a :class:`DeferredJpeg` in ``results['img_deferre
 canvas of the image's size, and warps the canvas. The warp reads only decoded pixels, which equal a full decode's,
 so its output is the same as from the whole image (``tests/test_jpeg_region.py`` compares them).
 
+Between the loader and ``IPRTopdownAffine`` only transforms that do not read the image may run
+(``load_image.deferred_decode_problem``, checked by ``IPRCocoDataset`` as it loads, by ``IPRLoadImage`` once per
+pipeline of the dataset that hands it samples, and by the benchmark's pipeline measurement). Code that needs the
+pixels of a deferred sample calls :meth:`DeferredJpeg.full` (``check_data`` does).
+
 The whole image is decoded, as ``IPRLoadImage`` decodes it otherwise, where the region decoder was not built or
 fails its check, where the warp reads no pixel of the image (so that a file OpenCV cannot decode still fails), for
-a file libjpeg-turbo warns about in the rows it decodes, and for a progressive file whose coefficients are not all
-refined (libjpeg smooths its blocks across the crop's edges). ``IPRLoadImage`` defers only files that end with the
-end-of-image marker, so that a cut file, which OpenCV refuses, is not read only down to its crop. Damage below the
-crop's last row of a baseline file is not read at all: ``tools/check_data.py`` decodes every image whole.
+a file libjpeg-turbo warns about in the part of it that it reads (a baseline file down to the crop's last row, a
+progressive file all of it), and for a progressive file whose coefficients are not all refined (libjpeg smooths
+its blocks across the crop's edges). ``IPRLoadImage`` defers only files whose last two bytes are the end-of-image
+marker, so that a cut file, which OpenCV refuses, is not read only down to its crop. Damage below the crop's last
+row of a baseline file is not read at all: ``tools/check_data.py`` decodes every image whole.
 """
 import functools
 from typing import Optional, Tuple
@@ -29,8 +35,10 @@ try:  # built by setup.py where libjpeg-turbo's headers are installed; optional
 except ImportError:  # pragma: no cover - depends on the build
     _jpeg_region = None
 
-# Pixels decoded beyond what the warp reads: one for bilinear interpolation's second sample and one for a cropped
-# edge's chroma upsampling, which lacks its outer neighbour; the rest is room for the warp's fixed-point rounding.
+# Pixels decoded beyond the box the warp reads (warp_source_box already reaches one pixel past the output's corners,
+# bilinear interpolation's second sample): a cropped edge's pixels can differ from a full decode's (its chroma
+# upsampling lacks the outer neighbour), and the warp rounds coordinates in fixed point. Pixels at least MARGIN
+# inside a decoded box are exact (decode_region_bgr).
 MARGIN = 4
 
 Box = Tuple[int, int, int, int]  # top, bottom, left, right: rows [top, bottom), columns [left, right), pixels
@@ -90,7 +98,7 @@ def warp_source_box(warp_mat: np.ndarray, output_size: Tuple[int, int], shape: T
     return (top, bottom, left, right) if top < bottom and left < right else None
 
 
-def decode_region_bgr(data: bytes, shape: Tuple[int, int], box: Optional[Box], mirror: bool) -> Optional[np.ndarray]:
+def decode_region_bgr(data: bytes, shape: Tuple[int, int], box: Box, mirror: bool) -> Optional[np.ndarray]:
     """A (H, W, 3) uint8 BGR canvas of the image's size with the JPEG's pixels in ``box``, or None.
 
     Pixels at least ``MARGIN`` inside the box's edges equal a full decode's; rows outside the box are zeros, and
@@ -99,18 +107,17 @@ def decode_region_bgr(data: bytes, shape: Tuple[int, int], box: Optional[Box], m
     Args:
         data: the JPEG's bytes.
         shape: (height, width) of the image.
-        box: (top, bottom, left, right) in the canvas's columns; None for no pixels (an all-zero canvas).
+        box: (top, bottom, left, right) in the canvas's columns, not empty.
         mirror: the canvas is the left-right mirrored image.
 
     Returns:
-        np.ndarray | None: None when the extension is missing, libjpeg-turbo fails or warns on the rows it decodes
-        (a corrupt file), or the file is a progressive one with unrefined coefficients: decode it whole then.
+        np.ndarray | None: None when the extension is missing, libjpeg-turbo fails or warns on the part of the
+        file it reads (a corrupt file), or the file is a progressive one with unrefined coefficients: decode it
+        whole then.
     """
     if _jpeg_region is None:
         return None
     canvas = np.zeros((shape[0], shape[1], 3), np.uint8)
-    if box is None:
-        return canvas
     top, bottom, left, right = box
     if mirror:  # the file's columns of the mirrored box
         left, right = shape[1] - right, shape[1] - left
@@ -137,7 +144,7 @@ class DeferredJpeg:
     def __repr__(self) -> str:
         return f'DeferredJpeg({self.path!r}, shape={self.shape}, mirror={self.mirror})'
 
-    def region(self, box: Optional[Box]) -> np.ndarray:
+    def canvas_for(self, box: Optional[Box]) -> np.ndarray:
         """The image (mirrored if flipped) with only ``box`` decoded, or the whole image where that fails or
         ``box`` is None (nothing read: decoding it all still fails on a file OpenCV cannot decode)."""
         canvas = None

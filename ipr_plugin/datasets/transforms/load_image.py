@@ -8,13 +8,11 @@ import mmcv
 import numpy as np
 from mmengine import fileio
 from mmengine.logging import print_log
-from mmpose.datasets.transforms import LoadImage
+from mmpose.datasets.transforms import GetBBoxCenterScale, LoadImage, RandomBBoxTransform, RandomHalfBody
 from mmpose.registry import TRANSFORMS
 
-from mmpose.datasets.transforms import GetBBoxCenterScale, RandomBBoxTransform, RandomHalfBody
-
 from .jpeg import decode_jpeg_bgr, fast_jpeg_available, reproducible_shape
-from .jpeg_region import DeferredJpeg, region_decoding_available
+from .jpeg_region import DeferredJpeg, region_decoder, region_decoding_available
 from .random_flip import IPRRandomFlip
 from .topdown_affine import IPRTopdownAffine
 
@@ -23,7 +21,8 @@ from .topdown_affine import IPRTopdownAffine
 class IPRLoadImage(LoadImage):
     """mmpose's ``LoadImage``, decoding JPEGs with :func:`decode_jpeg_bgr` (same pixels, less overhead).
 
-    Same arguments, keys and errors as ``LoadImage``. The fast decoder only replaces what it would reproduce
+    Same arguments, keys and errors as ``LoadImage`` (except with ``decode_region``, below). The fast decoder only
+    replaces what it would reproduce
     exactly: OpenCV's default colour decode (``color_type='color'``, ``imdecode_backend='cv2'``, uint8, no
     ``to_float32``). An image it declines (see :func:`decode_jpeg_bgr`) is decoded from the bytes already read
     as ``LoadImage`` would decode it (``mmcv.imfrombytes``); any other setting and any read or decode failure
@@ -45,10 +44,12 @@ class IPRLoadImage(LoadImage):
             transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
             ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (:func:`deferred_decode_problem`: ``IPRCocoDataset``
             checks its pipeline as it loads, and this transform the pipeline of the dataset that hands it a
-            sample, which covers any mmpose dataset, wrappers and pipelines replaced during a run). Files the fast
-            decoder would not decode (see :func:`decode_jpeg_bgr`), files that do not end with the end-of-image
-            marker (cut short), and every file where the region decoder was not built, are decoded here as
-            without it (a warning says so when that is every file). Default False.
+            sample, which covers any mmpose dataset, wrappers and pipelines replaced during a run). Decoded here
+            as without it: files the fast decoder would not reproduce (see :func:`reproducible_shape`), files
+            whose last two bytes are not the end-of-image marker (a cut file, or bytes after the marker), and
+            every file where the region decoder or ``simplejpeg`` is missing, or these settings are not the
+            defaults the fast decoder reproduces (a warning then says why). A file whose data cannot be decoded
+            fails in ``IPRTopdownAffine``, with a ``ValueError`` naming it. Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
 
@@ -64,10 +65,11 @@ class IPRLoadImage(LoadImage):
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
         self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
         if decode_region and not (self.fast_decode and region_decoding_available()):
-            print_log('IPRLoadImage(decode_region=True): the region decoder is not available here (see '
-                      'ipr_plugin.datasets.transforms.region_decoder()) or does not apply to these settings: '
-                      'whole images are decoded, with the same results, more slowly', logger='current',
-                      level=logging.WARNING)
+            why = (f'the region decoder is {region_decoder()}' if self.fast_decode else
+                   'simplejpeg is not installed' if not fast_jpeg_available() else
+                   'color_type, to_float32, imdecode_backend or file_client_args is not the default')
+            print_log(f'IPRLoadImage(decode_region=True) decodes whole images here ({why}): the same results, '
+                      'more slowly', logger='current', level=logging.WARNING)
 
     def transform(self, results: dict) -> Optional[dict]:
         path = results.get('img_path') if 'img' not in results else None
@@ -79,10 +81,11 @@ class IPRLoadImage(LoadImage):
             return super().transform(results)
         if self.decode_region:
             self._check_pipeline(results.get('dataset'))
-        if self.decode_region and self.fast_decode and region_decoding_available() and self._defer(path, results):
-            return results
         if self.fast_decode:
-            img = self._decode(path)
+            img_bytes = self._read(path)
+            if self.decode_region and img_bytes is not None and self._defer(path, img_bytes, results):
+                return results
+            img = None if img_bytes is None else self._decode(img_bytes)
             if img is not None:
                 results['img'] = img
         results = super().transform(results)
@@ -102,26 +105,30 @@ class IPRLoadImage(LoadImage):
             raise ValueError(f'{type(dataset).__name__}: {problem}')
         self._checked_pipeline = pipeline
 
-    def _defer(self, path: str, results: dict) -> bool:
-        """Put the file's bytes in ``results['img_deferred']`` and its shapes where ``LoadImage`` puts them;
-        False (nothing changed) when it cannot be read, is not a JPEG the fast decoder reproduces, or does not end
-        with the end-of-image marker."""
+    def _read(self, path: str) -> Optional[bytes]:
+        """The file's bytes, or None where it cannot be read (LoadImage then reads again and reports it)."""
         try:
-            img_bytes = fileio.get(path, backend_args=self.backend_args)
-        except Exception:  # noqa: BLE001 - LoadImage reads again and reports the failure in its words
+            return fileio.get(path, backend_args=self.backend_args)
+        except Exception:  # noqa: BLE001 - reported by LoadImage, in its words
+            return None
+
+    def _defer(self, path: str, img_bytes: bytes, results: dict) -> bool:
+        """Put the file's bytes in ``results['img_deferred']`` and its shapes where ``LoadImage`` puts them;
+        False (nothing changed) where the region decoder is missing, the file is not a JPEG the fast decoder
+        reproduces, or its last two bytes are not the end-of-image marker."""
+        if not region_decoding_available():
             return False
         shape = reproducible_shape(img_bytes)
-        # a file cut short (no end-of-image marker), which OpenCV refuses, is decoded whole, not down to a crop
+        # a cut file, which OpenCV refuses, is decoded whole rather than down to a crop above the cut
         if shape is None or not img_bytes.endswith(_EOI):
             return False
         results['img_deferred'] = DeferredJpeg(img_bytes, path, shape)
         results['img_shape'] = results['ori_shape'] = shape
         return True
 
-    def _decode(self, path: str):
-        """The image at ``path``, or None if reading or decoding fails (LoadImage then reports it)."""
+    def _decode(self, img_bytes: bytes):
+        """The image in ``img_bytes``, or None if decoding fails (LoadImage then reads and reports it)."""
         try:
-            img_bytes = fileio.get(path, backend_args=self.backend_args)
             img = decode_jpeg_bgr(img_bytes)
             # not a JPEG this decoder reproduces: decode the same bytes as LoadImageFromFile would
             return img if img is not None else mmcv.imfrombytes(img_bytes, flag=self.color_type,
@@ -158,7 +165,7 @@ def deferred_decode_problem(transforms: Sequence) -> Optional[str]:
         transforms: the pipeline's transform objects, in order (``Compose.transforms``).
     """
     for i, step in enumerate(transforms):
-        if not getattr(step, 'decode_region', False) or not isinstance(step, IPRLoadImage):
+        if not (isinstance(step, IPRLoadImage) and step.decode_region):
             continue
         later = list(transforms[i + 1:])
         decoder = next((j for j, t in enumerate(later) if isinstance(t, IPRTopdownAffine)), None)

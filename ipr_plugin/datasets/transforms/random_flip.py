@@ -1,4 +1,4 @@
-"""``RandomFlip`` whose flipped image is a contiguous array."""
+"""``RandomFlip`` whose flipped image is a contiguous array, or a flip recorded on an image not decoded yet."""
 from typing import List, Union
 
 import cv2
@@ -33,14 +33,16 @@ class IPRRandomFlip(RandomFlip):
     mmpose flips with ``np.flip``, a view with negative strides. Nothing is copied then, but the next transform
     (``TopdownAffine``'s ``cv2.warpAffine``) has to make it contiguous, with numpy's element-wise copy of the
     reversed image: most of ``TopdownAffine``'s time on 640x480 images (``BENCHMARKS.md``: 1.22 ms per sample,
-    0.42 ms with this transform). Here the copy is made with ``cv2.flip``.
+    0.42 ms with this transform). Here the copy is made with ``cv2.flip``. An image that
+    ``IPRLoadImage(decode_region=True)`` has not decoded (``img_deferred``) gets a left-right flip recorded on it
+    instead, for ``IPRTopdownAffine``'s decoder; other directions decode it here first.
     """
 
     def transform(self, results: dict) -> dict:
         # an image not decoded yet (IPRLoadImage(decode_region=True)) gets a left-right flip recorded on it for
         # IPRTopdownAffine; other directions need its pixels
         deferred = results.get('img_deferred') if 'img' not in results else None
-        if deferred is not None and self.direction != 'horizontal':
+        if deferred is not None and self.direction not in ('horizontal', ['horizontal']):
             results['img'] = results.pop('img_deferred').full()
             deferred = None
         if deferred is not None:

@@ -35,4 +35,4 @@ class IPRTopdownAffine(TopdownAffine):
         rot = results['bbox_rotation'][0] if 'bbox_rotation' in results else 0.
         make = get_udp_warp_matrix if self.use_udp else get_warp_matrix
         warp_mat = make(results['bbox_center'][0], scale, rot, output_size=(w, h))
-        return deferred.region(warp_source_box(warp_mat, (int(w), int(h)), deferred.shape))
+        return deferred.canvas_for(warp_source_box(warp_mat, (int(w), int(h)), deferred.shape))
