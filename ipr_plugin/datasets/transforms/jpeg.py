@@ -13,6 +13,7 @@ and the caller decodes with OpenCV as before.
 import os
 from typing import Optional, Tuple
 
+import mmcv
 import numpy as np
 
 try:  # an optional speed-up: without it every image goes through OpenCV
@@ -167,3 +168,11 @@ def decode_jpeg_bgr(buf: bytes) -> Optional[np.ndarray]:
         return simplejpeg.decode_jpeg(buf, colorspace='BGR', fastdct=False, fastupsample=False, strict=True)
     except (ValueError, RuntimeError, KeyError):
         return None
+
+
+def decode_image_bgr(buf: bytes) -> Optional[np.ndarray]:
+    """The (H, W, 3) uint8 BGR image that mmpose's ``LoadImage`` decodes from ``buf`` with its default settings:
+    :func:`decode_jpeg_bgr` where that reproduces OpenCV, else OpenCV itself (``mmcv.imfrombytes``, which also
+    decodes other formats); None where OpenCV decodes nothing. OpenCV's own errors propagate."""
+    img = decode_jpeg_bgr(buf)
+    return img if img is not None else mmcv.imfrombytes(buf, flag='color', backend='cv2')

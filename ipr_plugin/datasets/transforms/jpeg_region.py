@@ -25,10 +25,9 @@ import functools
 from typing import Optional, Tuple
 
 import cv2
-import mmcv
 import numpy as np
 
-from .jpeg import decode_jpeg_bgr
+from .jpeg import decode_image_bgr
 
 try:  # built by setup.py where libjpeg-turbo's headers are installed; optional
     from . import _jpeg_region
@@ -158,9 +157,7 @@ class DeferredJpeg:
         Raises:
             ValueError: the file's data cannot be decoded (its header could).
         """
-        img = decode_jpeg_bgr(self.data)
-        if img is None:
-            img = mmcv.imfrombytes(self.data, flag='color', backend='cv2')
+        img = decode_image_bgr(self.data)
         if img is None:
             raise ValueError(f'failed to load image: {self.path} (its JPEG header reads, its data does not decode)')
         return cv2.flip(img, 1) if self.mirror else img

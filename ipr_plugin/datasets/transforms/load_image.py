@@ -4,14 +4,13 @@ import logging
 import os
 from typing import Hashable, Optional, Sequence, Tuple
 
-import mmcv
 import numpy as np
 from mmengine import fileio
 from mmengine.logging import print_log
 from mmpose.datasets.transforms import GetBBoxCenterScale, LoadImage, RandomBBoxTransform, RandomHalfBody
 from mmpose.registry import TRANSFORMS
 
-from .jpeg import decode_jpeg_bgr, fast_jpeg_available, reproducible_shape
+from .jpeg import decode_image_bgr, fast_jpeg_available, reproducible_shape
 from .jpeg_region import DeferredJpeg, region_decoder, region_decoding_available
 from .random_flip import IPRRandomFlip
 from .topdown_affine import IPRTopdownAffine
@@ -22,10 +21,10 @@ class IPRLoadImage(LoadImage):
     """mmpose's ``LoadImage``, decoding JPEGs with :func:`decode_jpeg_bgr` (same pixels, less overhead).
 
     Same arguments, keys and errors as ``LoadImage`` (except with ``decode_region``, below). The fast decoder only
-    replaces what it would reproduce
-    exactly: OpenCV's default colour decode (``color_type='color'``, ``imdecode_backend='cv2'``, uint8, no
-    ``to_float32``). An image it declines (see :func:`decode_jpeg_bgr`) is decoded from the bytes already read
-    as ``LoadImage`` would decode it (``mmcv.imfrombytes``); any other setting and any read or decode failure
+    replaces what it would reproduce exactly: OpenCV's default colour decode (``color_type='color'``,
+    ``imdecode_backend='cv2'``, uint8, no ``to_float32``). An image it declines (see :func:`decode_jpeg_bgr`) is
+    decoded from the bytes already read as ``LoadImage`` would decode it (:func:`decode_image_bgr`:
+    ``mmcv.imfrombytes``); any other setting and any read or decode failure
     take ``LoadImage``'s own path, so a missing or corrupt file is reported by mmpose as before.
 
     Args:
@@ -127,12 +126,10 @@ class IPRLoadImage(LoadImage):
         return True
 
     def _decode(self, img_bytes: bytes):
-        """The image in ``img_bytes``, or None if decoding fails (LoadImage then reads and reports it)."""
+        """The image in ``img_bytes`` (``fast_decode``: LoadImage's default settings), or None if decoding fails
+        (LoadImage then reads and reports it)."""
         try:
-            img = decode_jpeg_bgr(img_bytes)
-            # not a JPEG this decoder reproduces: decode the same bytes as LoadImageFromFile would
-            return img if img is not None else mmcv.imfrombytes(img_bytes, flag=self.color_type,
-                                                              backend=self.imdecode_backend)
+            return decode_image_bgr(img_bytes)
         except Exception:  # noqa: BLE001 - LoadImage reads again and reports the failure in its words
             return None
 
