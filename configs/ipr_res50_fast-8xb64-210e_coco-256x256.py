@@ -12,7 +12,7 @@
 #   batch), IPRRandomFlip (the flip recorded for that decoder; for a decoded image, the flipped copy made by
 #   cv2.flip, not by numpy inside the affine warp), IPRRandomBBoxTransform (the same
 #   truncated-normal draws without scipy's per-call overhead), IPRPackInputs (no per-sample transpose;
-#   ipr_collate stacks the batch in channels-last order; the test loader collates as mmpose does, see there).
+#   ipr_collate stacks the batch in channels-last order, at test time too: see test_dataloader).
 # torch.compile of the backbone and deconv stack: ipr_res50_fast-compile-8xb64-210e_coco-256x256.py.
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
@@ -20,7 +20,8 @@ _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 # unscale pass and a host sync (its inf check) to every step.
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
 model = dict(data_preprocessor=dict(type='IPRDataPreprocessor', non_blocking=True, channels_last=True))
-custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ChannelsLastHook')]
+# IPRTestCollateHook: testing collates with ipr_collate too, which test_dataloader cannot name (see there)
+custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ChannelsLastHook'), dict(type='IPRTestCollateHook')]
 # the logged losses reach the host once per logging interval instead of once per step (same logs)
 default_hooks = dict(runtime_info=dict(type='IPRRuntimeInfoHook'))
 env_cfg = dict(cudnn_benchmark=True)
@@ -51,8 +52,8 @@ val_dataloader = dict(
     num_workers=14, pin_memory=True, prefetch_factor=4, collate_fn=dict(type='ipr_collate'),
     dataset=dict(pipeline=test_pipeline))
 # mmengine's inferencer (behind MMPoseInferencer) reads test_dataloader.collate_fn as a registry name and fails on the
-# dict the Runner needs, so testing collates with pseudo_collate (IPRDataPreprocessor takes both): the config then
-# serves the inferencer too; validation during training keeps ipr_collate.
+# dict the Runner needs, so it is left out here (the inferencer then collates with pseudo_collate, which
+# IPRDataPreprocessor takes too) and IPRTestCollateHook gives the Runner's test loader ipr_collate.
 test_dataloader = dict(num_workers=14, pin_memory=True, prefetch_factor=4, dataset=dict(pipeline=test_pipeline))
 val_cfg = dict(fp16=True)
 test_cfg = dict(fp16=True)

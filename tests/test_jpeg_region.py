@@ -1,8 +1,10 @@
 """Deferred, region-only JPEG decoding (IPRLoadImage(decode_region=True) + IPRTopdownAffine) gives the samples
 that decoding whole images gives: on real COCO images, other encodings, flips, rotations and damaged files."""
 import copy
+import logging
 import random
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -90,6 +92,20 @@ def test_the_warp_reads_only_the_source_box():
                                       cv2.warpAffine(image, warp_mat, (64, 48), flags=cv2.INTER_LINEAR))
 
 
+def _dataset_running(steps: Compose) -> SimpleNamespace:
+    """What mmpose's datasets put in ``results['dataset']`` as far as the loader reads it: the dataset whose
+    pipeline runs the sample (the loader defers decoding only where it finds itself in that pipeline)."""
+    return SimpleNamespace(pipeline=steps)
+
+
+def _load(path, **loader) -> dict:
+    """The results of a deferring loader run in a pipeline that decodes in IPRTopdownAffine."""
+    register_all_modules()
+    steps = Compose([dict(type='IPRLoadImage', decode_region=True, **loader),
+                     dict(type='IPRTopdownAffine', input_size=(192, 256))])
+    return steps.transforms[0](dict(img_path=str(path), dataset=_dataset_running(steps)))
+
+
 def _train_steps(decode_region: bool, direction: str = 'horizontal') -> Compose:
     """The fast config's training steps that touch the image (RandomHalfBody, which reads keypoints only, aside)."""
     register_all_modules()
@@ -115,14 +131,14 @@ def _samples(path, decode_region: bool, direction: str = 'horizontal', draws: in
         random.seed(seed), np.random.seed(seed)
         out.append(steps(dict(img_path=str(path), bbox=bbox, bbox_score=np.ones(1, np.float32),
                               keypoints=keypoints, keypoints_visible=np.ones((1, 17), np.float32),
-                              flip_indices=list(range(17)))))
+                              flip_indices=list(range(17)), dataset=_dataset_running(steps))))
     return out
 
 
 def _assert_same(ref: list, out: list) -> None:
     for a, b in zip(ref, out):
         assert 'img_deferred' not in b and set(a) == set(b)
-        for key in a:
+        for key in set(a) - {'dataset'}:
             np.testing.assert_array_equal(np.asarray(b[key]), np.asarray(a[key]), err_msg=key)
 
 
@@ -130,7 +146,7 @@ def _assert_same(ref: list, out: list) -> None:
 def test_deferred_samples_equal_whole_image_samples(coco_image, tmp_path, name):
     path = tmp_path / 'image.jpg'
     path.write_bytes(_variant(coco_image, name))
-    loaded = TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(dict(img_path=str(path)))
+    loaded = _load(path)
     assert 'img' not in loaded and loaded['img_deferred'].shape == loaded['img_shape'] == loaded['ori_shape']
     ref, out = _samples(path, False), _samples(path, True)
     assert any(s['flip'] for s in ref) and not all(s['flip'] for s in ref)
@@ -139,9 +155,8 @@ def test_deferred_samples_equal_whole_image_samples(coco_image, tmp_path, name):
 
 @pytest.mark.parametrize('direction', ['horizontal', ['horizontal']])
 def test_a_left_right_flip_is_recorded_on_the_deferred_image(coco_sample, direction):
-    register_all_modules()
-    results = TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(
-        dict(img_path=str(coco_sample / '000000196141.jpg'), bbox=np.array([[10., 20., 200., 300.]], np.float32)))
+    results = _load(coco_sample / '000000196141.jpg')
+    results['bbox'] = np.array([[10., 20., 200., 300.]], np.float32)
     results = TRANSFORMS.build(dict(type='GetBBoxCenterScale'))(results)
     results = TRANSFORMS.build(dict(type='IPRRandomFlip', prob=1.0, direction=direction))(results)
     assert 'img' not in results and results['flip'] and results['img_deferred'].mirror
@@ -180,8 +195,7 @@ def test_damaged_or_other_files_give_what_loadimage_gives(coco_image, tmp_path, 
     path = tmp_path / 'image.jpg'
     path.write_bytes(content)
     try:  # a file it does not defer is decoded (or refused) here
-        deferred = 'img_deferred' in TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True))(
-            dict(img_path=str(path)))
+        deferred = 'img_deferred' in _load(path)
     except Exception:  # noqa: BLE001 - refused as LoadImage refuses it, below
         deferred = False
     assert deferred == (case in ('corrupt scan', 'header and end', 'unrefined progressive'))
@@ -300,3 +314,68 @@ def test_a_loader_that_cannot_decode_by_region_says_so():
     assert records[0].getMessage() == (
         'IPRLoadImage(decode_region=True) decodes whole images here (color_type, to_float32, imdecode_backend or '
         'file_client_args is not the default): the same results, more slowly')
+
+
+def _warnings_of(action) -> list:
+    """The messages of the warnings ``action()`` logs on mmengine's current logger, where a run's log goes."""
+    from mmengine.logging import MMLogger
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        action()
+    finally:
+        logger.removeHandler(handler)
+    return [r.getMessage() for r in records if r.levelno == logging.WARNING]
+
+
+def test_outside_a_dataset_the_loader_decodes_whole_images_so_any_pipeline_runs(coco_sample):
+    """A pipeline called by itself (no dataset in the sample, so nothing to check it against): even a transform
+    that reads the image before IPRTopdownAffine gets it, and nothing is logged."""
+    register_all_modules()
+    steps = Compose([dict(type='IPRLoadImage', decode_region=True), dict(type='GetBBoxCenterScale'),
+                     dict(type='PhotometricDistortion'), dict(type='IPRTopdownAffine', input_size=(192, 256))])
+    path = str(coco_sample / '000000196141.jpg')
+    sample = dict(img_path=path, bbox=np.array([[10., 20., 200., 300.]], np.float32))
+    out = {}
+    assert not _warnings_of(lambda: out.update(steps(sample)))
+    assert out['img'].shape == (256, 192, 3) and 'img_deferred' not in out
+    loaded = steps.transforms[0](dict(img_path=path))
+    np.testing.assert_array_equal(loaded['img'], cv2.imread(path))
+
+
+def test_a_loader_nested_in_a_wrapper_decodes_whole_images_and_says_so(coco_sample):
+    """Inside a wrapper transform the loader is out of the pipeline check's sight (it reads the top level): it
+    decodes whole images, so the TopdownAffine after it gets its image, and it logs one warning saying why."""
+    register_all_modules()
+    tail = [dict(type='GetBBoxCenterScale'), dict(type='TopdownAffine', input_size=(192, 256)),
+            dict(type='PackPoseInputs')]
+    data = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''), data_mode='topdown')
+    nested = DATASETS.build(dict(type='CocoDataset', **data, pipeline=[
+        dict(type='mmcv.RandomApply', prob=1.0, transforms=[dict(type='IPRLoadImage', decode_region=True)]),
+        *tail]))
+    plain = DATASETS.build(dict(type='CocoDataset', **data, pipeline=[dict(type='LoadImage'), *tail]))
+    got = []
+    messages = _warnings_of(lambda: got.extend(nested[i] for i in (0, 1)))
+    assert messages == ['IPRLoadImage(decode_region=True) is not in the top level of the pipeline of CocoDataset '
+                        '(inside a wrapper transform?): it decodes whole images, as it cannot check what reads the '
+                        'image before IPRTopdownAffine']
+    for i, sample in enumerate(got):
+        np.testing.assert_array_equal(sample['inputs'].numpy(), plain[i]['inputs'].numpy())
+
+
+def test_a_keypoint_converter_may_come_between_the_loader_and_the_affine(repo_root, coco_sample):
+    """It reads keypoints only: the pipeline is accepted and the loader still defers."""
+    from mmengine.config import Config
+    register_all_modules()
+    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
+    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
+    pipeline.insert(1, dict(type='KeypointConverter', num_keypoints=17, mapping=[(i, i) for i in range(17)]))
+    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(coco_sample), ann_file='test_coco.json',
+                                  data_prefix=dict(img=''), pipeline=pipeline))
+    loader = dataset.pipeline.transforms[0]
+    results = loader(dict(dataset.get_data_info(0), dataset=dataset))
+    assert 'img' not in results and 'img_deferred' in results
+    assert dataset[0]['inputs'].shape[-2:] == (256, 256)

@@ -273,9 +273,8 @@ def _load_one(image: Tuple[Any, str]) -> tuple:
     applied: 1 when none)."""
     img_id, path = image
     try:
+        # outside a dataset even IPRLoadImage(decode_region=True) decodes the whole file: all of it is checked
         results = _loader(dict(img_path=path, img_id=img_id))
-        if results is not None and 'img_deferred' in results:  # IPRLoadImage(decode_region=True) leaves the
-            results['img'] = results.pop('img_deferred').full()  # decoding to the crop; the check decodes it all
     except Exception as error:  # noqa: BLE001 - every failure is a problem of this image
         return img_id, path, None, load_error_message(path, error), 1
     if results is None or 'img' not in results:

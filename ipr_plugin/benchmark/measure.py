@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 import torch
-from mmengine.dataset import pseudo_collate
+from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import FUNCTIONS, init_default_scope
 from mmengine.runner import Runner
 from mmengine.utils.dl_utils import set_multi_processing
@@ -116,9 +116,13 @@ def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
     dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
     steps: List[tuple] = [('get_data_info (dataset)', None)]
     steps += _unique_names([(type(t).__name__, t) for t in (TRANSFORMS.build(c) for c in pipeline_cfg)])
-    problem = deferred_decode_problem([t for _, t in steps if t is not None])  # the dataset here has no pipeline
+    transforms = [t for _, t in steps if t is not None]
+    problem = deferred_decode_problem(transforms)
     if problem:
         raise ValueError(f'{loader_key}.dataset.pipeline: {problem}')
+    # built without it (its steps are timed one by one here), but a loader deferring its decoding looks for itself
+    # in the pipeline of the sample's dataset and decodes whole images where it is not there
+    dataset.pipeline = Compose(transforms)
     collate = _collate_fn(loader_cfg)
     totals: Dict[str, float] = OrderedDict((name, 0.0) for name, _ in steps)
     totals['collate (per sample)'] = 0.0

@@ -6,9 +6,10 @@
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
 
 Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
-iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack). Hooks against silent
-failures, in every config of the plugin: :class:`FiniteLossHook` (training stops at a NaN or infinite loss) and
-:class:`CheckpointFitHook` (a test run refuses a checkpoint that does not fit the model).
+iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack), :class:`IPRTestCollateHook`
+(the test loader collates as validation does). Hooks against silent failures, in every config of the plugin:
+:class:`FiniteLossHook` (training stops at a NaN or infinite loss) and :class:`CheckpointFitHook` (a test run
+refuses a checkpoint that does not fit the model).
 """
 from .channels_last_hook import ChannelsLastHook
 from .checkpoint import register_safe_globals, safe_globals
@@ -17,9 +18,11 @@ from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
 from .runtime_info_hook import IPRRuntimeInfoHook
+from .collate_hook import IPRTestCollateHook
 
 register_safe_globals()
 patch_cpu_distributed()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
-           'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook', 'CheckpointFitHook']
+           'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook', 'CheckpointFitHook',
+           'IPRTestCollateHook']

@@ -7,7 +7,8 @@ from typing import Hashable, Optional, Sequence, Tuple
 import numpy as np
 from mmengine import fileio
 from mmengine.logging import print_log
-from mmpose.datasets.transforms import GetBBoxCenterScale, LoadImage, RandomBBoxTransform, RandomHalfBody
+from mmpose.datasets.transforms import (GetBBoxCenterScale, KeypointConverter, LoadImage, RandomBBoxTransform,
+                                       RandomHalfBody)
 from mmpose.registry import TRANSFORMS
 
 from .jpeg import decode_image_bgr, fast_jpeg_available, reproducible_shape
@@ -41,13 +42,17 @@ class IPRLoadImage(LoadImage):
             which decodes only the rows and column blocks its warp reads (same output pixels; see
             :mod:`.jpeg_region`). ``results`` then carry ``img_deferred`` instead of ``img`` until then, so only
             transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
-            ``RandomHalfBody`` and ``(IPR)RandomBBoxTransform`` (:func:`deferred_decode_problem`: ``IPRCocoDataset``
-            checks its pipeline as it loads, and this transform the pipeline of the dataset that hands it a
-            sample, which covers any mmpose dataset, wrappers and pipelines replaced during a run). Decoded here
-            as without it: files the fast decoder would not reproduce (see :func:`reproducible_shape`), files
-            whose last two bytes are not the end-of-image marker (a cut file, or bytes after the marker), and
-            every file where the region decoder or ``simplejpeg`` is missing, or these settings are not the
-            defaults the fast decoder reproduces (a warning then says why). A file whose data cannot be decoded
+            ``RandomHalfBody``, ``(IPR)RandomBBoxTransform`` and ``KeypointConverter``
+            (:func:`deferred_decode_problem`: ``IPRCocoDataset`` checks its pipeline as it loads, and this
+            transform the pipeline of the dataset that hands it a sample, which covers any mmpose dataset, wrappers
+            and pipelines replaced during a run). It defers only where it can check that: in the top level of the
+            pipeline of the dataset in ``results['dataset']``, where mmpose's datasets put themselves. Elsewhere
+            (nested in a wrapper transform, which also logs a warning, or run without a dataset: a pipeline
+            called by itself, ``tools/check_data.py``) it decodes whole images. Decoded here as without it:
+            files the fast decoder would not reproduce (see :func:`reproducible_shape`), files whose last two bytes
+            are not the end-of-image marker (a cut file, or bytes after the marker), and every file where the
+            region decoder or ``simplejpeg`` is missing, or these settings are not the defaults the fast decoder
+            reproduces (a warning then says why). A file whose data cannot be decoded
             fails in ``IPRTopdownAffine``, with a ``ValueError`` naming it. Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
@@ -63,6 +68,7 @@ class IPRLoadImage(LoadImage):
         self.decode_region = decode_region
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
         self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
+        self._warned_nested = False
         if decode_region and not (self.fast_decode and region_decoding_available()):
             why = (f'the region decoder is {region_decoder()}' if self.fast_decode else
                    'simplejpeg is not installed' if not fast_jpeg_available() else
@@ -78,11 +84,10 @@ class IPRLoadImage(LoadImage):
         if key is not None and self._last is not None and self._last[0] == key:
             results['img'] = self._last[1]  # LoadImage's branch for a given image sets the shapes
             return super().transform(results)
-        if self.decode_region:
-            self._check_pipeline(results.get('dataset'))
+        defer = self.decode_region and self._pipeline_allows_deferral(results.get('dataset'))
         if self.fast_decode:
             img_bytes = self._read(path)
-            if self.decode_region and img_bytes is not None and self._defer(path, img_bytes, results):
+            if defer and img_bytes is not None and self._defer(path, img_bytes, results):
                 return results
             img = None if img_bytes is None else self._decode(img_bytes)
             if img is not None:
@@ -93,16 +98,32 @@ class IPRLoadImage(LoadImage):
             self._last = (key, results['img'])
         return results
 
-    def _check_pipeline(self, dataset) -> None:
-        """Refuse the pipeline of ``dataset`` (which mmpose's datasets put in every sample) where a transform
-        would read the image this transform leaves undecoded; once per pipeline object."""
+    def _pipeline_allows_deferral(self, dataset) -> bool:
+        """Whether this transform sits in the top level of the pipeline of ``dataset`` (which mmpose's datasets
+        put in every sample), where a check can tell what runs between it and ``IPRTopdownAffine``; once per
+        pipeline object.
+
+        Raises:
+            ValueError: that pipeline has a transform reading the image before ``IPRTopdownAffine`` decodes it,
+                naming the dataset and the transform.
+        """
         pipeline = getattr(dataset, 'pipeline', None)
-        if pipeline is None or pipeline is self._checked_pipeline:
-            return
-        problem = deferred_decode_problem(getattr(pipeline, 'transforms', None) or [])
+        if pipeline is self._checked_pipeline:
+            return pipeline is not None
+        transforms = list(getattr(pipeline, 'transforms', None) or [])
+        if not any(step is self for step in transforms):
+            if pipeline is not None and not self._warned_nested:  # a sample outside any dataset is not a run's
+                self._warned_nested = True
+                print_log(f'IPRLoadImage(decode_region=True) is not in the top level of the pipeline of '
+                          f'{type(dataset).__name__} (inside a wrapper transform?): it decodes whole images, as it '
+                          'cannot check what reads the image before IPRTopdownAffine', logger='current',
+                          level=logging.WARNING)
+            return False
+        problem = deferred_decode_problem(transforms)
         if problem:
             raise ValueError(f'{type(dataset).__name__}: {problem}')
         self._checked_pipeline = pipeline
+        return True
 
     def _read(self, path: str) -> Optional[bytes]:
         """The file's bytes, or None where it cannot be read (LoadImage then reads again and reports it)."""
@@ -150,7 +171,7 @@ def _file_key(path: str) -> Optional[Hashable]:
 
 # transforms that do not read results['img'], which may come between IPRLoadImage(decode_region=True) and
 # IPRTopdownAffine
-_PIXEL_FREE = (GetBBoxCenterScale, IPRRandomFlip, RandomHalfBody, RandomBBoxTransform)
+_PIXEL_FREE = (GetBBoxCenterScale, IPRRandomFlip, RandomHalfBody, RandomBBoxTransform, KeypointConverter)
 
 
 def deferred_decode_problem(transforms: Sequence) -> Optional[str]:
