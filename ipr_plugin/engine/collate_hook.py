@@ -15,9 +15,10 @@ class IPRTestCollateHook(Hook):
     mmengine's inferencer (behind mmpose's ``MMPoseInferencer``) reads ``test_dataloader.collate_fn`` as a
     registry name and fails on the dict the Runner needs there, so a config that serves both leaves it out and
     tests with ``pseudo_collate``: every sample's image then crosses from a loader worker as a tensor of its own.
-    This hook sets the collate function on the test loader the Runner built, before its workers start, so that
-    ``mim test`` moves batches as validation during training does. Samples, predictions and metrics are the same
-    either way (the data preprocessor takes both kinds of batch); only the transfer changes.
+    This hook sets the collate function on the test loader the Runner built, before its workers start (replacing
+    the one it was built with: ``pseudo_collate`` where the config names none), so that ``mim test`` moves
+    batches as validation during training does. With ``IPRDataPreprocessor``, which takes both kinds of batch,
+    samples, predictions and metrics are the same either way; only the transfer changes.
 
     Args:
         collate_fn (dict): as a dataloader config's ``collate_fn``: ``type`` a name in mmengine's ``FUNCTIONS``
