@@ -1,7 +1,5 @@
 """Deferred, region-only JPEG decoding (IPRLoadImage(decode_region=True) + IPRTopdownAffine) gives the samples
 that decoding whole images gives: on real COCO images, other encodings, flips, rotations and damaged files."""
-import copy
-import logging
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from mmengine.dataset import Compose
-from mmpose.registry import DATASETS, TRANSFORMS
+from mmpose.registry import TRANSFORMS
 from mmpose.utils import register_all_modules
 from PIL import Image
 
@@ -228,142 +226,3 @@ def test_a_file_that_does_not_decode_is_reported_with_its_name(coco_image, tmp_p
     for far_away in (False, True):
         with pytest.raises(Exception, match='broken.jpg'):
             _samples(path, True, draws=1, far_away=far_away)
-
-
-def test_reuse_last_and_decode_region_cannot_be_combined():
-    register_all_modules()
-    with pytest.raises(ValueError, match='reuse_last.*decode_region'):
-        TRANSFORMS.build(dict(type='IPRLoadImage', reuse_last=True, decode_region=True))
-
-
-@pytest.mark.parametrize('swap, message', [
-    (('IPRRandomFlip', dict(type='RandomFlip', direction='horizontal')), 'RandomFlip comes between'),
-    (('IPRTopdownAffine', dict(type='TopdownAffine', input_size=(256, 256))), 'none follows it'),
-])
-def test_a_pipeline_that_would_read_a_deferred_image_is_refused(repo_root, coco_sample, swap, message):
-    from mmengine.config import Config
-    register_all_modules()
-    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
-    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
-    pipeline = [swap[1] if step['type'] == swap[0] else step for step in pipeline]
-    with pytest.raises(ValueError, match=message):
-        DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(coco_sample), ann_file='test_coco.json',
-                            data_prefix=dict(img=''), pipeline=pipeline))
-
-
-def _bad_pipeline(repo_root):
-    """The fast config's train pipeline with a transform that reads the image before IPRTopdownAffine."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
-    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
-    pipeline.insert(2, dict(type='PhotometricDistortion'))
-    return cfg, pipeline
-
-
-def test_any_dataset_that_hands_out_samples_gets_its_pipeline_checked(repo_root, coco_sample):
-    """mmpose's own CocoDataset (no load-time check), and a pipeline swapped in after the dataset was built (as
-    mmdet's PipelineSwitchHook does): the loader refuses it at the first sample, naming the transform."""
-    register_all_modules()
-    cfg, bad = _bad_pipeline(repo_root)
-    data = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''))
-    dataset = DATASETS.build(dict(type='CocoDataset', data_mode='topdown', pipeline=bad, **data))
-    with pytest.raises(ValueError, match='CocoDataset: PhotometricDistortion comes between'):
-        dataset[0]
-    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, **data))
-    assert dataset[0]['inputs'].shape[-2:] == (256, 256)
-    dataset.pipeline = Compose(bad)
-    with pytest.raises(ValueError, match='IPRCocoDataset: PhotometricDistortion comes between'):
-        dataset[0]
-
-
-def test_the_benchmark_says_where_a_config_decodes_its_training_images(repo_root):
-    from mmengine.config import Config
-
-    from ipr_plugin.benchmark.overrides import describe
-    decode = {name: describe(Config.fromfile(str(repo_root / f'configs/ipr_res50_{name}8xb64-210e_coco-256x256.py')))
-              ['train_decode'] for name in ('', 'fast-')}
-    assert decode == {'': 'whole (LoadImage)', 'fast-': 'by region (IPRTopdownAffine)'}
-
-
-def test_the_benchmarks_pipeline_measurement_checks_the_pipeline(repo_root, coco_sample):
-    from ipr_plugin.benchmark.measure import measure_pipeline
-    cfg, bad = _bad_pipeline(repo_root)
-    cfg.train_dataloader.dataset.update(data_root=str(coco_sample), ann_file='test_coco.json',
-                                        data_prefix=dict(img=''), pipeline=bad)
-    with pytest.raises(ValueError, match='train_dataloader.dataset.pipeline: PhotometricDistortion comes between'):
-        measure_pipeline(cfg, num_samples=2, batch_size=2, seed=0)
-
-
-def _warnings_of(action) -> list:
-    """The messages of the warnings ``action()`` logs on mmengine's current logger, where a run's log goes."""
-    from mmengine.logging import MMLogger
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = MMLogger.get_current_instance()
-    logger.addHandler(handler)
-    try:
-        action()
-    finally:
-        logger.removeHandler(handler)
-    return [r.getMessage() for r in records if r.levelno == logging.WARNING]
-
-
-def test_a_loader_that_cannot_decode_by_region_says_so():
-    """A warning on mmengine's current logger, where a run's log goes."""
-    register_all_modules()
-    assert not _warnings_of(lambda: TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True)))
-    assert _warnings_of(lambda: TRANSFORMS.build(
-        dict(type='IPRLoadImage', decode_region=True, color_type='color_ignore_orientation'))) == [
-        'IPRLoadImage(decode_region=True) decodes whole images here (color_type, to_float32, imdecode_backend or '
-        'file_client_args is not the default): the same results, more slowly']
-
-
-def test_outside_a_dataset_the_loader_decodes_whole_images_so_any_pipeline_runs(coco_sample):
-    """A pipeline called by itself (no dataset in the sample, so nothing to check it against): even a transform
-    that reads the image before IPRTopdownAffine gets it, and nothing is logged."""
-    register_all_modules()
-    steps = Compose([dict(type='IPRLoadImage', decode_region=True), dict(type='GetBBoxCenterScale'),
-                     dict(type='PhotometricDistortion'), dict(type='IPRTopdownAffine', input_size=(192, 256))])
-    path = str(coco_sample / '000000196141.jpg')
-    sample = dict(img_path=path, bbox=np.array([[10., 20., 200., 300.]], np.float32))
-    out = {}
-    assert not _warnings_of(lambda: out.update(steps(sample)))
-    assert out['img'].shape == (256, 192, 3) and 'img_deferred' not in out
-    loaded = steps.transforms[0](dict(img_path=path))
-    np.testing.assert_array_equal(loaded['img'], cv2.imread(path))
-
-
-def test_a_loader_nested_in_a_wrapper_decodes_whole_images_and_says_so(coco_sample):
-    """Inside a wrapper transform the loader is out of the pipeline check's sight (it reads the top level): it
-    decodes whole images, so the TopdownAffine after it gets its image, and it logs one warning saying why."""
-    register_all_modules()
-    tail = [dict(type='GetBBoxCenterScale'), dict(type='TopdownAffine', input_size=(192, 256)),
-            dict(type='PackPoseInputs')]
-    data = dict(data_root=str(coco_sample), ann_file='test_coco.json', data_prefix=dict(img=''), data_mode='topdown')
-    nested = DATASETS.build(dict(type='CocoDataset', **data, pipeline=[
-        dict(type='mmcv.RandomApply', prob=1.0, transforms=[dict(type='IPRLoadImage', decode_region=True)]),
-        *tail]))
-    plain = DATASETS.build(dict(type='CocoDataset', **data, pipeline=[dict(type='LoadImage'), *tail]))
-    got = []
-    messages = _warnings_of(lambda: got.extend(nested[i] for i in (0, 1)))
-    assert messages == ['IPRLoadImage(decode_region=True) is not in the top level of the pipeline of CocoDataset '
-                        '(inside a wrapper transform?): it decodes whole images, as it cannot check what reads the '
-                        'image before IPRTopdownAffine']
-    for i, sample in enumerate(got):
-        np.testing.assert_array_equal(sample['inputs'].numpy(), plain[i]['inputs'].numpy())
-
-
-def test_a_keypoint_converter_may_come_between_the_loader_and_the_affine(repo_root, coco_sample):
-    """It reads keypoints only: the pipeline is accepted and the loader still defers."""
-    from mmengine.config import Config
-    register_all_modules()
-    cfg = Config.fromfile(str(repo_root / 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'))
-    pipeline = copy.deepcopy(cfg.train_dataloader.dataset.pipeline)
-    pipeline.insert(1, dict(type='KeypointConverter', num_keypoints=17, mapping=[(i, i) for i in range(17)]))
-    dataset = DATASETS.build(dict(cfg.train_dataloader.dataset, data_root=str(coco_sample), ann_file='test_coco.json',
-                                  data_prefix=dict(img=''), pipeline=pipeline))
-    loader = dataset.pipeline.transforms[0]
-    results = loader(dict(dataset.get_data_info(0), dataset=dataset))
-    assert 'img' not in results and 'img_deferred' in results
-    assert dataset[0]['inputs'].shape[-2:] == (256, 256)

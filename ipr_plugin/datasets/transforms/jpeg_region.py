@@ -10,8 +10,10 @@ so its output is the same as from the whole image (``tests/test_jpeg_region.py``
 
 Between the loader and ``IPRTopdownAffine`` only transforms that do not read the image may run
 (``load_image.deferred_decode_problem``, checked by ``IPRCocoDataset`` as it loads, by ``IPRLoadImage`` once per
-pipeline of the dataset that hands it samples, and by the benchmark's pipeline measurement). Code that needs the
-pixels of a deferred sample calls :meth:`DeferredJpeg.full` (``check_data`` does).
+pipeline of the dataset that hands it samples, and by the benchmark's pipeline measurement). ``IPRLoadImage``
+defers only where it finds itself in the top level of that pipeline; run anywhere else (inside a wrapper
+transform, or with no dataset in the sample, as ``tools/check_data.py`` runs it) it decodes whole images. Code that
+needs the pixels of a deferred sample calls :meth:`DeferredJpeg.full`.
 
 The whole image is decoded, as ``IPRLoadImage`` decodes it otherwise, where the region decoder was not built or
 fails its check, where the warp reads no pixel of the image (so that a file OpenCV cannot decode still fails), for

@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 from mmpose.datasets.transforms import (GetBBoxCenterScale, KeypointConverter, LoadImage, RandomBBoxTransform,
                                        RandomHalfBody)
 from mmpose.registry import TRANSFORMS
+from torch.utils.data import get_worker_info
 
 from .jpeg import decode_image_bgr, fast_jpeg_available, reproducible_shape
 from .jpeg_region import DeferredJpeg, region_decoder, region_decoding_available
@@ -47,8 +48,9 @@ class IPRLoadImage(LoadImage):
             transform the pipeline of the dataset that hands it a sample, which covers any mmpose dataset, wrappers
             and pipelines replaced during a run). It defers only where it can check that: in the top level of the
             pipeline of the dataset in ``results['dataset']``, where mmpose's datasets put themselves. Elsewhere
-            (nested in a wrapper transform, which also logs a warning, or run without a dataset: a pipeline
-            called by itself, ``tools/check_data.py``) it decodes whole images. Decoded here as without it:
+            (nested in a wrapper transform, or run without a dataset: a pipeline called by itself,
+            ``tools/check_data.py``) it decodes whole images; in a run (a wrapper, or a DataLoader worker handed
+            samples without their dataset) it logs a warning once per loader process. Decoded here as without it:
             files the fast decoder would not reproduce (see :func:`reproducible_shape`), files whose last two bytes
             are not the end-of-image marker (a cut file, or bytes after the marker), and every file where the
             region decoder or ``simplejpeg`` is missing, or these settings are not the defaults the fast decoder
@@ -68,7 +70,7 @@ class IPRLoadImage(LoadImage):
         self.decode_region = decode_region
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
         self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
-        self._warned_nested = False
+        self._warned = False  # see _warn_once
         if decode_region and not (self.fast_decode and region_decoding_available()):
             why = (f'the region decoder is {region_decoder()}' if self.fast_decode else
                    'simplejpeg is not installed' if not fast_jpeg_available() else
@@ -108,22 +110,28 @@ class IPRLoadImage(LoadImage):
                 naming the dataset and the transform.
         """
         pipeline = getattr(dataset, 'pipeline', None)
-        if pipeline is self._checked_pipeline:
-            return pipeline is not None
+        if pipeline is not None and pipeline is self._checked_pipeline:
+            return True
         transforms = list(getattr(pipeline, 'transforms', None) or [])
         if not any(step is self for step in transforms):
-            if pipeline is not None and not self._warned_nested:  # a sample outside any dataset is not a run's
-                self._warned_nested = True
-                print_log(f'IPRLoadImage(decode_region=True) is not in the top level of the pipeline of '
-                          f'{type(dataset).__name__} (inside a wrapper transform?): it decodes whole images, as it '
-                          'cannot check what reads the image before IPRTopdownAffine', logger='current',
-                          level=logging.WARNING)
+            # outside a DataLoader worker a sample without a dataset is a pipeline called by itself, not a run's
+            if pipeline is not None or get_worker_info() is not None:
+                self._warn_once('is not in the top level of the pipeline of ' + (
+                    f'{type(dataset).__name__} (inside a wrapper transform?)' if pipeline is not None else
+                    "the sample's dataset: the dataset does not put itself in results['dataset'] as mmpose's do"))
             return False
         problem = deferred_decode_problem(transforms)
         if problem:
             raise ValueError(f'{type(dataset).__name__}: {problem}')
         self._checked_pipeline = pipeline
         return True
+
+    def _warn_once(self, where: str) -> None:
+        """Say why whole images are decoded, once per loader process."""
+        if not self._warned:
+            self._warned = True
+            print_log(f'IPRLoadImage(decode_region=True) {where}: it decodes whole images, as it cannot check what '
+                      'reads the image before IPRTopdownAffine', logger='current', level=logging.WARNING)
 
     def _read(self, path: str) -> Optional[bytes]:
         """The file's bytes, or None where it cannot be read (LoadImage then reads again and reports it)."""
