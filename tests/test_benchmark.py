@@ -80,7 +80,8 @@ def test_tiny_run_section_has_command_date_and_machine(tiny_run: Dict[str, str])
     assert re.search(r'^- Machine: .+; JPEG decode in IPRLoadImage: simplejpeg \d.*, of training crops\' regions '
                      r'\(decode_region\): libjpeg-turbo \d', markdown, re.M)
     assert 'ResNet-18' in markdown  # the tiny run's smaller backbone is said in the header
-    for name in ('mmpose IPR', 'ours'):  # the fast config's 'by region (IPRTopdownAffine)': test_jpeg_region.py
+    # the fast config's 'by region (IPRTopdownAffine)': test_jpeg_region_pipeline.py
+    for name in ('mmpose IPR', 'ours'):
         assert re.search(rf'^  - {name}: .*train_decode whole \(LoadImage\)\)$', markdown, re.M), markdown
     assert "- Of (g), xtcocotools' own steps as it timed them (s): mmpose IPR (CocoMetric): load results" in markdown
     assert re.search(r'val split given with --val-data: `[^`]*test_coco.json`, 4 val images \(118 detector '

@@ -152,8 +152,9 @@ def test_a_loader_nested_in_a_wrapper_decodes_whole_images_and_says_so(coco_samp
     got = []
     messages = _warnings_of(lambda: got.extend(nested[i] for i in (0, 1)))
     assert messages == ['IPRLoadImage(decode_region=True) is not in the top level of the pipeline of CocoDataset '
-                        '(inside a wrapper transform?): it decodes whole images, as it cannot check what reads the '
-                        'image before IPRTopdownAffine']
+                        '(inside a wrapper transform?), so it cannot check what reads the image before '
+                        'IPRTopdownAffine: it decodes whole images (move it to the top level, or set '
+                        'decode_region=False)']
     for i, sample in enumerate(got):
         np.testing.assert_array_equal(sample['inputs'].numpy(), plain[i]['inputs'].numpy())
 
@@ -209,6 +210,6 @@ def test_a_dataset_that_does_not_hand_itself_to_the_loader_gets_whole_images_and
     for sample in samples:
         np.testing.assert_array_equal(sample['img'], expected)
     assert log.read_text().splitlines() == [
-        "IPRLoadImage(decode_region=True) is not in the top level of the pipeline of the sample's dataset: the "
-        "dataset does not put itself in results['dataset'] as mmpose's do: it decodes whole images, as it cannot "
-        "check what reads the image before IPRTopdownAffine"]
+        "IPRLoadImage(decode_region=True) got a sample without results['dataset'] (its dataset does not put itself "
+        "there, as mmpose's do), so it cannot check what reads the image before IPRTopdownAffine: it decodes whole "
+        "images (set results['dataset'] = self in the dataset's prepare_data, or set decode_region=False)"]

@@ -6,12 +6,14 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from mmengine.registry import LOOPS
+from mmengine.runner import Runner, TestLoop
 from mmpose.registry import HOOKS
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.datasets.collate import ipr_collate
 from ipr_plugin.engine import IPRTestCollateHook
+from test_jpeg_region_pipeline import _warnings_of
 from utils import sample_runner_cfg
 
 
@@ -31,9 +33,12 @@ class _Record(Hook):
             self.keypoints.append(np.concatenate([pred.keypoints, pred.keypoint_scores[..., None]], axis=-1))
 
 
-def _runner(coco_sample, work_dir, hooks: list, **test_loader) -> Runner:
+def _runner(coco_sample, work_dir, hooks: list, preprocessor: str = 'IPRDataPreprocessor', test_cfg=None,
+            **test_loader) -> Runner:
     cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=1), logger_interval=1)
-    cfg.model.data_preprocessor = dict(cfg.model.data_preprocessor, type='IPRDataPreprocessor')
+    cfg.model.data_preprocessor = dict(cfg.model.data_preprocessor, type=preprocessor)
+    if test_cfg is not None:
+        cfg.test_cfg = test_cfg
     # a loader worker: the collate function set before the first batch must reach the worker's loop
     cfg.test_dataloader = dict(cfg.val_dataloader, num_workers=1, persistent_workers=False, batch_size=8,
                                **test_loader)
@@ -85,6 +90,35 @@ def test_a_collate_function_the_config_names_is_kept(coco_sample, tmp_path):
                      collate_fn=dict(type='pseudo_collate'))
     _, record = _test(runner)
     assert set(record.kinds) == {'list'}
+
+
+class _Batches(list):
+    dataset = None
+
+
+@LOOPS.register_module(force=True)
+class _ListTestLoop(TestLoop):
+    """A test loop over a list of batches (no DataLoader, whose collate function the hook could set)."""
+
+    def __init__(self, runner, dataloader, evaluator, fp16: bool = False) -> None:
+        super().__init__(runner, dataloader, evaluator, fp16)
+        batches = _Batches(self.dataloader)
+        batches.dataset = self.dataloader.dataset
+        self.dataloader = batches
+
+
+@pytest.mark.parametrize('case', ['preprocessor', 'loop'])
+def test_where_the_hook_cannot_help_it_says_so_and_the_test_runs(coco_sample, tmp_path, case):
+    """mmpose's PoseDataPreprocessor is left its pseudo_collate lists; a test loop without a DataLoader too."""
+    hooks = [dict(type='IPRTestCollateHook')]
+    runner = (_runner(coco_sample, tmp_path, hooks, preprocessor='PoseDataPreprocessor') if case == 'preprocessor'
+              else _runner(coco_sample, tmp_path, hooks, test_cfg=dict(type='_ListTestLoop')))
+    done = {}
+    messages = _warnings_of(lambda: done.update(zip(('metrics', 'record'), _test(runner))))
+    what = ('the data preprocessor is PoseDataPreprocessor, not IPRDataPreprocessor' if case == 'preprocessor' else
+            'the test loader is a _Batches, not a torch DataLoader')
+    assert f'IPRTestCollateHook: {what}; the test batches are collated as the loader does' in messages
+    assert 'coco/AP' in done['metrics'] and set(done['record'].kinds) == {'list'}
 
 
 def test_the_fast_configs_collate_at_test_time_as_they_validate(repo_root):

@@ -117,6 +117,7 @@ def measure_pipeline(cfg, num_samples: int, batch_size: int, seed: int,
     steps: List[tuple] = [('get_data_info (dataset)', None)]
     steps += _unique_names([(type(t).__name__, t) for t in (TRANSFORMS.build(c) for c in pipeline_cfg)])
     transforms = [t for _, t in steps if t is not None]
+    # the loader would refuse such a pipeline at the first sample too; this error names the config key
     problem = deferred_decode_problem(transforms)
     if problem:
         raise ValueError(f'{loader_key}.dataset.pipeline: {problem}')

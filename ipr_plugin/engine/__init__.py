@@ -14,11 +14,11 @@ refuses a checkpoint that does not fit the model).
 from .channels_last_hook import ChannelsLastHook
 from .checkpoint import register_safe_globals, safe_globals
 from .checkpoint_fit_hook import CheckpointFitHook
+from .collate_hook import IPRTestCollateHook
 from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
 from .runtime_info_hook import IPRRuntimeInfoHook
-from .collate_hook import IPRTestCollateHook
 
 register_safe_globals()
 patch_cpu_distributed()

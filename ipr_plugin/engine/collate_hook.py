@@ -6,9 +6,13 @@ from typing import Callable, Optional, Tuple
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import FUNCTIONS
+from mmengine.runner import Runner
 from mmpose.registry import HOOKS
 from torch.utils.data import DataLoader
+
+from ..models.data_preprocessors.ipr_data_preprocessor import IPRDataPreprocessor
 
 
 @HOOKS.register_module()
@@ -19,17 +23,15 @@ class IPRTestCollateHook(Hook):
     registry name and fails on the dict the Runner needs there, so a config that serves both leaves it out and
     tests with ``pseudo_collate``: every sample's image then crosses from a loader worker as a tensor of its own.
     This hook sets the collate function on the test loader the Runner built, before its workers start, where that
-    loader collates with mmengine's default ``pseudo_collate`` (a ``collate_fn`` the config names is kept), so
-    that ``mim test`` moves batches as validation during training does; after the test it puts the loader's own
-    back (a loader object given for validation too is left as it was). With ``IPRDataPreprocessor``, which takes
-    both kinds of batch, samples, predictions and metrics are the same either way; only the transfer changes.
+    loader collates with mmengine's default ``pseudo_collate`` (a ``collate_fn`` the config names is kept) and the
+    model's data preprocessor is ``IPRDataPreprocessor``, which takes both kinds of batch: ``mim test`` then moves
+    batches as validation during training does, with the same samples, predictions and metrics. After the test
+    the loader gets its own function back, so that a DataLoader object shared with validation is left as it was.
 
     Args:
         collate_fn (dict): as a dataloader config's ``collate_fn``: ``type`` a name in mmengine's ``FUNCTIONS``
             (``'ipr_collate'``), the other keys its keyword arguments. Default ``dict(type='ipr_collate')``.
     """
-
-    priority = 'VERY_HIGH'
 
     def __init__(self, collate_fn: Optional[dict] = None) -> None:
         collate_fn = dict(collate_fn or dict(type='ipr_collate'))
@@ -41,20 +43,27 @@ class IPRTestCollateHook(Hook):
         self.collate_fn = partial(function, **collate_fn)
         self._replaced: Optional[Tuple[DataLoader, Callable]] = None
 
-    def before_test(self, runner) -> None:
+    def before_test(self, runner: Runner) -> None:
+        """Set the collate function on the test loader where it would collate with ``pseudo_collate``."""
         loader = getattr(runner.test_loop, 'dataloader', None)
-        if not isinstance(loader, DataLoader):
-            print_log(f'IPRTestCollateHook: the test loader is a {type(loader).__name__}, not a torch DataLoader; '
-                      'its batches are left as they are', logger='current', level=logging.WARNING)
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        preprocessor = getattr(model, 'data_preprocessor', None)
+        if not isinstance(loader, DataLoader) or not isinstance(preprocessor, IPRDataPreprocessor):
+            what = (f'the test loader is a {type(loader).__name__}, not a torch DataLoader'
+                    if not isinstance(loader, DataLoader) else
+                    f'the data preprocessor is {type(preprocessor).__name__}, not IPRDataPreprocessor')
+            print_log(f'IPRTestCollateHook: {what}; the test batches are collated as the loader does',
+                      logger='current', level=logging.WARNING)
             return
-        built_from = runner.cfg.get('test_dataloader') if runner.cfg is not None else None
-        named = isinstance(built_from, dict) and 'collate_fn' in built_from  # not a DataLoader object given
+        config = runner.cfg.get('test_dataloader')  # a dict, or the DataLoader object the Runner was given
+        named = isinstance(config, dict) and 'collate_fn' in config
         own = loader.collate_fn
         if not named and (own.func if isinstance(own, partial) else own) is pseudo_collate:
             self._replaced = (loader, own)
             loader.collate_fn = self.collate_fn
 
-    def after_test(self, runner) -> None:
+    def after_test(self, runner: Runner) -> None:
+        """Give the test loader its own collate function back."""
         if self._replaced is not None:
             loader, own = self._replaced
             loader.collate_fn = own

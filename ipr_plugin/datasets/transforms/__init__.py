@@ -2,7 +2,7 @@
 
 Each is a subclass registered in mmpose's ``TRANSFORMS`` under an ``IPR`` name, takes the original's
 arguments and is tested against it (``tests/test_transforms.py``; the deferred decoding of ``IPRLoadImage`` and
-``IPRTopdownAffine``: ``tests/test_jpeg_region.py``):
+``IPRTopdownAffine``: ``tests/test_jpeg_region.py``, and where it applies: ``tests/test_jpeg_region_pipeline.py``):
 
 - :class:`IPRLoadImage`: JPEGs decoded by libjpeg-turbo directly (``simplejpeg``), pixel-identical to OpenCV,
   and optionally one decode shared by consecutive samples of a file (a test pipeline's detector boxes), or the

@@ -2,7 +2,7 @@
 decoding deferred to the crop (:mod:`.jpeg_region`)."""
 import logging
 import os
-from typing import Hashable, Optional, Sequence, Tuple
+from typing import Any, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine import fileio
@@ -45,12 +45,13 @@ class IPRLoadImage(LoadImage):
             transforms that do not read the image may come between: ``GetBBoxCenterScale``, ``IPRRandomFlip``,
             ``RandomHalfBody``, ``(IPR)RandomBBoxTransform`` and ``KeypointConverter``
             (:func:`deferred_decode_problem`: ``IPRCocoDataset`` checks its pipeline as it loads, and this
-            transform the pipeline of the dataset that hands it a sample, which covers any mmpose dataset, wrappers
-            and pipelines replaced during a run). It defers only where it can check that: in the top level of the
-            pipeline of the dataset in ``results['dataset']``, where mmpose's datasets put themselves. Elsewhere
-            (nested in a wrapper transform, or run without a dataset: a pipeline called by itself,
-            ``tools/check_data.py``) it decodes whole images; in a run (a wrapper, or a DataLoader worker handed
-            samples without their dataset) it logs a warning once per loader process. Decoded here as without it:
+            transform the pipeline of the dataset that hands it a sample, which covers any mmpose dataset, dataset
+            wrappers (``CombinedDataset``, ``RepeatDataset``) and pipelines replaced during a run). It defers only
+            where it can check that: in the top level of the pipeline of the dataset in ``results['dataset']``,
+            where mmpose's datasets put themselves. Elsewhere (nested in a wrapper transform such as
+            ``RandomApply``, or run without a dataset: a pipeline called by itself, ``tools/check_data.py``) it
+            decodes whole images; inside a wrapper transform, or in a DataLoader worker handed samples without
+            their dataset, it logs a warning (once per process: one line per loader worker). Decoded here as without it:
             files the fast decoder would not reproduce (see :func:`reproducible_shape`), files whose last two bytes
             are not the end-of-image marker (a cut file, or bytes after the marker), and every file where the
             region decoder or ``simplejpeg`` is missing, or these settings are not the defaults the fast decoder
@@ -70,7 +71,7 @@ class IPRLoadImage(LoadImage):
         self.decode_region = decode_region
         self._last: Optional[Tuple[Hashable, np.ndarray]] = None
         self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
-        self._warned = False  # see _warn_once
+        self._warned = False  # see _warn_decoding_whole
         if decode_region and not (self.fast_decode and region_decoding_available()):
             why = (f'the region decoder is {region_decoder()}' if self.fast_decode else
                    'simplejpeg is not installed' if not fast_jpeg_available() else
@@ -86,7 +87,7 @@ class IPRLoadImage(LoadImage):
         if key is not None and self._last is not None and self._last[0] == key:
             results['img'] = self._last[1]  # LoadImage's branch for a given image sets the shapes
             return super().transform(results)
-        defer = self.decode_region and self._pipeline_allows_deferral(results.get('dataset'))
+        defer = self.decode_region and self._may_defer(results.get('dataset'))
         if self.fast_decode:
             img_bytes = self._read(path)
             if defer and img_bytes is not None and self._defer(path, img_bytes, results):
@@ -100,10 +101,12 @@ class IPRLoadImage(LoadImage):
             self._last = (key, results['img'])
         return results
 
-    def _pipeline_allows_deferral(self, dataset) -> bool:
+    def _may_defer(self, dataset: Any) -> bool:
         """Whether this transform sits in the top level of the pipeline of ``dataset`` (which mmpose's datasets
-        put in every sample), where a check can tell what runs between it and ``IPRTopdownAffine``; once per
-        pipeline object.
+        put in every sample), where :func:`deferred_decode_problem` can tell what runs between it and
+        ``IPRTopdownAffine``. An accepted pipeline is checked once per pipeline object; otherwise each sample looks
+        again, and in a run (a wrapper transform, or a DataLoader worker handed samples without their dataset) the
+        first one logs a warning.
 
         Raises:
             ValueError: that pipeline has a transform reading the image before ``IPRTopdownAffine`` decodes it,
@@ -114,11 +117,14 @@ class IPRLoadImage(LoadImage):
             return True
         transforms = list(getattr(pipeline, 'transforms', None) or [])
         if not any(step is self for step in transforms):
-            # outside a DataLoader worker a sample without a dataset is a pipeline called by itself, not a run's
-            if pipeline is not None or get_worker_info() is not None:
-                self._warn_once('is not in the top level of the pipeline of ' + (
-                    f'{type(dataset).__name__} (inside a wrapper transform?)' if pipeline is not None else
-                    "the sample's dataset: the dataset does not put itself in results['dataset'] as mmpose's do"))
+            if pipeline is not None:
+                self._warn_decoding_whole(
+                    f'is not in the top level of the pipeline of {type(dataset).__name__} (inside a wrapper '
+                    'transform?)', 'move it to the top level')
+            elif get_worker_info() is not None:  # in the main process: a pipeline called by itself, most likely
+                self._warn_decoding_whole(
+                    "got a sample without results['dataset'] (its dataset does not put itself there, as mmpose's "
+                    'do)', "set results['dataset'] = self in the dataset's prepare_data")
             return False
         problem = deferred_decode_problem(transforms)
         if problem:
@@ -126,12 +132,14 @@ class IPRLoadImage(LoadImage):
         self._checked_pipeline = pipeline
         return True
 
-    def _warn_once(self, where: str) -> None:
-        """Say why whole images are decoded, once per loader process."""
+    def _warn_decoding_whole(self, why: str, fix: str) -> None:
+        """Say once per process (each DataLoader worker has its own copy of this transform) why whole images are
+        decoded, and how to have them decoded by region."""
         if not self._warned:
             self._warned = True
-            print_log(f'IPRLoadImage(decode_region=True) {where}: it decodes whole images, as it cannot check what '
-                      'reads the image before IPRTopdownAffine', logger='current', level=logging.WARNING)
+            print_log(f'IPRLoadImage(decode_region=True) {why}, so it cannot check what reads the image before '
+                      f'IPRTopdownAffine: it decodes whole images ({fix}, or set decode_region=False)',
+                      logger='current', level=logging.WARNING)
 
     def _read(self, path: str) -> Optional[bytes]:
         """The file's bytes, or None where it cannot be read (LoadImage then reads again and reports it)."""
