@@ -4,9 +4,9 @@ Importing this package (directly or through a config's
 ``custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)``) registers the plugin's codec
 (``DSNTLabel``), head (``IPRHead``), losses (``IntegralL1Loss``, ``IntegralJointLoss``), dataset
 (``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
-``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``) into mmpose's own
-registries, allow-lists the globals of mmengine checkpoints for ``torch.load(weights_only=True)``, and lets
-``--launcher pytorch`` run on machines without CUDA (gloo).
+``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``)
+into mmpose's own registries, allow-lists the globals of mmengine checkpoints for
+``torch.load(weights_only=True)``, and lets ``--launcher pytorch`` run on machines without CUDA (gloo).
 """
 # engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001

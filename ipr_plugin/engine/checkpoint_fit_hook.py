@@ -3,11 +3,11 @@ any run a ``load_from`` that is no checkpoint at all."""
 import os.path as osp
 
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 from mmengine.optim import BaseOptimWrapper
 from mmpose.registry import HOOKS
 
 from .logged import logged
+from .model import bare_model
 
 
 @HOOKS.register_module()
@@ -47,7 +47,7 @@ class CheckpointFitHook(Hook):
         if isinstance(runner.optim_wrapper, BaseOptimWrapper):
             return
         from ipr_plugin.apis.checkpoint_check import load_checkpoint_strictly  # apis builds on engine
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner)
         # Loads the weights (mmengine loads the same ones again right after): the keys can only be compared
         # after the model's load hooks have run.
         try:

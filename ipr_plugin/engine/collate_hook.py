@@ -6,13 +6,13 @@ from typing import Callable, Optional, Tuple
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import FUNCTIONS
 from mmengine.runner import Runner
 from mmpose.registry import HOOKS
 from torch.utils.data import DataLoader
 
 from ..models.data_preprocessors.ipr_data_preprocessor import IPRDataPreprocessor
+from .model import bare_model
 
 
 @HOOKS.register_module()
@@ -46,7 +46,7 @@ class IPRTestCollateHook(Hook):
     def before_test(self, runner: Runner) -> None:
         """Set the collate function on the test loader where it would collate with ``pseudo_collate``."""
         loader = getattr(runner.test_loop, 'dataloader', None)
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner)
         preprocessor = getattr(model, 'data_preprocessor', None)
         if not isinstance(loader, DataLoader) or not isinstance(preprocessor, IPRDataPreprocessor):
             what = (f'the test loader is a {type(loader).__name__}, not a torch DataLoader'

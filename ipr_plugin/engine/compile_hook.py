@@ -3,6 +3,8 @@ import torch
 from mmengine.hooks import Hook
 from mmpose.registry import HOOKS
 
+from .model import bare_model
+
 
 @HOOKS.register_module()
 class CompileHook(Hook):
@@ -33,8 +35,7 @@ class CompileHook(Hook):
         self.compile_kwargs = compile_kwargs
 
     def before_run(self, runner) -> None:
-        from mmengine.model import is_model_wrapper
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model = bare_model(runner)
         for name in compile_modules(model, self.modules, self.optional, **self.compile_kwargs):
             runner.logger.info(f'CompileHook: {name} compiled with {self.compile_kwargs or "default settings"}')
 

@@ -51,12 +51,12 @@ class IPRLoadImage(LoadImage):
             where mmpose's datasets put themselves. Elsewhere (nested in a wrapper transform such as
             ``RandomApply``, or run without a dataset: a pipeline called by itself, ``tools/check_data.py``) it
             decodes whole images; inside a wrapper transform, or in a DataLoader worker handed samples without
-            their dataset, it logs a warning (once per process: one line per loader worker). Decoded here as without it:
-            files the fast decoder would not reproduce (see :func:`reproducible_shape`), files whose last two bytes
-            are not the end-of-image marker (a cut file, or bytes after the marker), and every file where the
-            region decoder or ``simplejpeg`` is missing, or these settings are not the defaults the fast decoder
-            reproduces (a warning then says why). A file whose data cannot be decoded
-            fails in ``IPRTopdownAffine``, with a ``ValueError`` naming it. Default False.
+            their dataset, it logs a warning (once per process: one line per loader worker). Decoded here as
+            without it: files the fast decoder would not reproduce (see :func:`reproducible_shape`), files whose
+            last two bytes are not the end-of-image marker (a cut file, or bytes after the marker), and every file
+            where the region decoder or ``simplejpeg`` is missing, or these settings are not the defaults the fast
+            decoder reproduces (a warning then says why). A file whose data cannot be decoded fails in
+            ``IPRTopdownAffine``, with a ``ValueError`` naming it. Default False.
         **kwargs: ``LoadImage``'s arguments.
     """
 
