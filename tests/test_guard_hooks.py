@@ -218,3 +218,60 @@ def test_a_resumed_run_counts_the_skipped_steps_on_from_its_checkpoint(tmp_path)
     tuned.after_load_checkpoint(run, loaded)
     tuned.before_train(run)
     skipped_steps(tuned, run, 3)
+
+
+def _prefixed_cfg(coco_sample, work_dir, save_best: str, check: bool = True) -> Config:
+    """Two iterations of the sample config, validated after the second, its metric reporting as CrowdPose
+    configs' does (prefix 'crowdpose')."""
+    cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
+                            logger_interval=1)
+    cfg.param_scheduler = []
+    cfg.val_evaluator.prefix = cfg.test_evaluator.prefix = 'crowdpose'
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=2, save_best=save_best,
+                                        rule='greater')
+    if not check:
+        del cfg.default_hooks['save_best_check']
+    return cfg
+
+
+def test_a_save_best_key_validation_will_not_report_is_refused_before_training(coco_sample, tmp_path):
+    # mmengine alone trains up to the first validation and fails there with a bare KeyError
+    with pytest.raises(KeyError, match='coco/AP'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'unchecked', 'coco/AP', check=False)).train()
+    assert (tmp_path / 'unchecked' / 'iter_2.pth').is_file()
+
+    runner = Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'checked', 'coco/AP'))
+    with pytest.raises(ValueError, match=re.escape(
+            "save_best names 'coco/AP', but validation reports 'crowdpose/AP', 'crowdpose/AP .5', ")) as refused:
+        runner.train()
+    assert "save_best='crowdpose/AP'" in str(refused.value)
+    assert runner.iter == 0 and not list((tmp_path / 'checked').glob('*.pth'))
+    log = next((tmp_path / 'checked').glob('*/*.log')).read_text()
+    assert f' - ValueError: {refused.value}' in log and 'Iter(train)' not in log
+    # validation alone looks the key up too; a test run does not
+    with pytest.raises(ValueError, match='save_best'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'val', 'coco/AP')).val()
+    assert 'crowdpose/AP' in Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'test', 'coco/AP')).test()
+
+    # the key the message gives, and 'auto', train and keep the best checkpoint
+    for key in ('crowdpose/AP', 'auto'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / key.replace('/', '_'), key)).train()
+        assert (tmp_path / key.replace('/', '_') / 'best_crowdpose_AP_iter_2.pth').is_file()
+
+
+def test_save_best_problem_checks_prefixes_and_the_names_a_metric_lists():
+    from ipr_plugin.engine.save_best_check_hook import ReportedKeys, save_best_problem
+    coco = ReportedKeys('IPRCocoMetric', 'coco', ['AP', 'AP .5'])
+    pck = ReportedKeys('PCKAccuracy', 'PCK', None)
+    assert save_best_problem(['coco/AP .5'], [coco]) is None
+    assert save_best_problem(['auto'], [coco]) is None
+    assert save_best_problem(['PCK/anything', 'coco/AP'], [coco, pck]) is None  # names unknown: prefix only
+    assert save_best_problem(['AP'], [coco, ReportedKeys('SomeMetric', None, None)]) is None  # bare names
+    assert save_best_problem(['coco/AP'], []) is None
+    problem = save_best_problem(['coco/AP', 'coco/AP50'], [coco, pck])
+    assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
+           "(PCKAccuracy)" in problem
+    assert "save_best='coco/AP'" in problem  # a name it does not report: its first
+    assert "save_best='PCK/PCK'" in save_best_problem(['pck/PCK'], [coco, pck])  # the prefix's case
+    assert "save_best='coco/AP .5'" in save_best_problem(['crowdpose/AP .5'], [coco, pck])  # a name coco lists
+    assert save_best_problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)])

@@ -47,6 +47,11 @@ class IPRCocoMetric(CocoMetric):
         self.allow_nonfinite = allow_nonfinite
         self._gt_converted = False  # self.coco holds ground truth converted from the samples (no annotation file)
 
+    @property
+    def reported_names(self) -> List[str]:
+        """The names this metric reports, without its prefix (those of mmpose's CocoMetric, in its order)."""
+        return list(_STATS['keypoints_crowd' if self.iou_type == 'keypoints_crowd' else 'keypoints'])
+
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:
         expected = (self.dataset_meta or {}).get('num_keypoints') if self.pred_converter is None else None
         for sample in data_samples:
@@ -191,8 +196,7 @@ class IPRCocoMetric(CocoMetric):
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
-        return list(zip(_STATS['keypoints_crowd' if self.iou_type == 'keypoints_crowd' else 'keypoints'],
-                        coco_eval.stats))
+        return list(zip(self.reported_names, coco_eval.stats))
 
 
 def _plain(value: Any) -> Any:

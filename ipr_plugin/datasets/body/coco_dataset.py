@@ -59,9 +59,9 @@ _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pa
 
 
 def _installed(metainfo: dict) -> dict:
-    """``CocoDataset.METAINFO`` with its file (``configs/_base_/datasets/coco.py``, relative to an mmpose checkout)
-    taken from the installed mmpose, which mmpose falls back on anyway, with a warning at every dataset build
-    outside such a checkout."""
+    """``metainfo`` (``CocoDataset.METAINFO``, or a config's ``dict(from_file='configs/_base_/datasets/...')``)
+    with its file, relative to an mmpose checkout, taken from the installed mmpose, which mmpose falls back on
+    anyway, with a warning at every dataset build outside such a checkout."""
     import mmpose
     installed = osp.join(osp.dirname(mmpose.__file__), '.mim', metainfo['from_file'])
     return dict(metainfo, from_file=installed) if osp.isfile(installed) else metainfo
@@ -104,6 +104,10 @@ class IPRCocoDataset(CocoDataset):
         # (height, width) of every image of the annotation file, by sorted image id: arrays, not a dict, so that
         # forked dataloader workers do not copy it page by page as they touch its reference counts
         self._image_ids, self._image_sizes = np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
+        metainfo = kwargs.get('metainfo')
+        if isinstance(metainfo, dict) and isinstance(metainfo.get('from_file'), str) \
+                and not osp.isfile(metainfo['from_file']):
+            kwargs['metainfo'] = _installed(metainfo)
         super().__init__(ann_file=ann_file, bbox_file=bbox_file, data_root=data_root, data_prefix=data_prefix,
                          **kwargs)
 
