@@ -253,13 +253,21 @@ def test_a_save_best_key_validation_will_not_report_is_refused_before_training(c
         Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'val', 'coco/AP')).val()
     assert 'crowdpose/AP' in Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'test', 'coco/AP')).test()
 
+    # a bare key may come from a hook: warned of, and left to mmengine
+    with pytest.raises(KeyError, match='combined'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'bare', 'combined')).train()
+    log = next((tmp_path / 'bare').glob('*/*.log')).read_text()
+    assert re.search(r" - WARNING - default_hooks.checkpoint.save_best names 'combined', .* unless the validation "
+                     r'loss, a hook or the validation loop adds it', log)
+    assert (tmp_path / 'bare' / 'iter_2.pth').is_file()
+
     # the key the message gives, and 'auto', train and keep the best checkpoint
     for key in ('crowdpose/AP', 'auto'):
         Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / key.replace('/', '_'), key)).train()
         assert (tmp_path / key.replace('/', '_') / 'best_crowdpose_AP_iter_2.pth').is_file()
 
 
-def test_save_best_problem_checks_prefixes_and_the_names_a_metric_lists():
+def test_save_best_problem_is_certain_only_where_nothing_else_can_report_the_key():
     from ipr_plugin.engine.save_best_check_hook import ReportedKeys, save_best_problem
     coco = ReportedKeys('IPRCocoMetric', 'coco', ['AP', 'AP .5'])
     pck = ReportedKeys('PCKAccuracy', 'PCK', None)
@@ -268,10 +276,18 @@ def test_save_best_problem_checks_prefixes_and_the_names_a_metric_lists():
     assert save_best_problem(['PCK/anything', 'coco/AP'], [coco, pck]) is None  # names unknown: prefix only
     assert save_best_problem(['AP'], [coco, ReportedKeys('SomeMetric', None, None)]) is None  # bare names
     assert save_best_problem(['coco/AP'], []) is None
+    assert save_best_problem(['val_loss'], [coco]) is None  # ValLoop's validation losses
     problem = save_best_problem(['coco/AP', 'coco/AP50'], [coco, pck])
+    assert problem.certain
     assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
-           "(PCKAccuracy)" in problem
-    assert "save_best='coco/AP'" in problem  # a name it does not report: its first
-    assert "save_best='PCK/PCK'" in save_best_problem(['pck/PCK'], [coco, pck])  # the prefix's case
-    assert "save_best='coco/AP .5'" in save_best_problem(['crowdpose/AP .5'], [coco, pck])  # a name coco lists
-    assert save_best_problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)])
+           "(PCKAccuracy): mmengine would fail" in problem.message
+    assert "save_best=['coco/AP', 'coco/AP']" in problem.message  # the bad entry replaced by the metric's first
+    assert "save_best='PCK/PCK'" in save_best_problem(['pck/PCK'], [coco, pck]).message  # the prefix's case
+    assert "save_best='coco/AP .5'" in save_best_problem(['crowdpose/AP .5'], [coco, pck]).message
+    assert save_best_problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
+    # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error
+    for keys, stock in ((['combined'], True), (['teacher/coco/AP'], False)):
+        problem = save_best_problem(keys, [coco], stock)
+        assert not problem.certain and 'unless the validation loss, a hook or the validation loop adds it' \
+            in problem.message
+    assert save_best_problem(['teacher/coco/AP'], [coco], stock=True).certain

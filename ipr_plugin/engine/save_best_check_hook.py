@@ -1,8 +1,10 @@
 """Refuse, before the first iteration, a ``save_best`` key that validation will not report."""
 from typing import List, NamedTuple, Optional, Sequence
 
+from mmengine.evaluator import Evaluator
 from mmengine.hooks import CheckpointHook, Hook
-from mmengine.runner import BaseLoop
+from mmengine.logging import MMLogger
+from mmengine.runner import BaseLoop, ValLoop
 from mmpose.registry import HOOKS
 
 from .logged import logged
@@ -13,6 +15,11 @@ class ReportedKeys(NamedTuple):
     metric: str  # its class name, for messages
     prefix: Optional[str]  # None or '': it reports bare names
     names: Optional[Sequence[str]]  # None: not known before it runs
+
+
+class KeyProblem(NamedTuple):
+    message: str
+    certain: bool  # False: the key may still come from elsewhere (a validation loss, a hook, a custom loop)
 
 
 @HOOKS.register_module()
@@ -26,9 +33,15 @@ class SaveBestCheckHook(Hook):
     before that error. This hook raises ``ValueError`` before the first iteration instead, naming the key, what
     the metrics report and the setting to change.
 
-    A metric's prefix is checked; its names too where it lists them (``reported_names``: ``IPRCocoMetric``). A
-    metric without a prefix, or ``save_best='auto'``, is left to mmengine. It runs where a validation loop is
-    built (``Runner.train`` and ``Runner.val``), not in a test run.
+    It raises only where the key cannot be reported: a key ``'<prefix>/<name>'`` whose prefix is no metric's, or
+    whose name the metric of that prefix does not list (``reported_names``: ``IPRCocoMetric``; a subclass that
+    reports more names extends it), with mmengine's own ``ValLoop`` and ``Evaluator``. Where the key may still
+    come from elsewhere it warns: a key without a prefix (a hook may add keys; one naming a loss, such as
+    ``'val_loss'``, is taken as one of the validation losses ``ValLoop`` adds, and passes), or a loop or evaluator
+    of another class (mmdet's
+    ``TeacherStudentValLoop`` reports ``'teacher/coco/AP'``). A metric without a prefix, or
+    ``save_best='auto'``, is left to mmengine. It runs where a validation loop is built (``Runner.train`` and
+    ``Runner.val``), not in a test run.
     """
 
     priority = 'VERY_HIGH'
@@ -38,12 +51,16 @@ class SaveBestCheckHook(Hook):
         checkpoint = next((hook for hook in runner.hooks if isinstance(hook, CheckpointHook)), None)
         if not isinstance(loop, BaseLoop) or checkpoint is None or not checkpoint.save_best:
             return
-        metrics = getattr(getattr(loop, 'evaluator', None), 'metrics', None) or []
+        evaluator = getattr(loop, 'evaluator', None)
+        metrics = getattr(evaluator, 'metrics', None) or []
         reported = [ReportedKeys(type(m).__name__, getattr(m, 'prefix', None), getattr(m, 'reported_names', None))
                     for m in metrics]
-        problem = save_best_problem(checkpoint.key_indicators, reported)
+        stock = type(loop).run is ValLoop.run and type(evaluator).evaluate is Evaluator.evaluate
+        problem = save_best_problem(checkpoint.key_indicators, reported, stock)
+        if problem and problem.certain:
+            raise logged(ValueError(problem.message))
         if problem:
-            raise logged(ValueError(problem))
+            MMLogger.get_current_instance().warning(problem.message)
 
 
 def _reports(metric: ReportedKeys, key: str) -> bool:
@@ -63,18 +80,26 @@ def _suggestion(key: str, metrics: List[ReportedKeys]) -> str:
     return f'{metric.prefix}/{metric.names[0] if metric.names else name}'
 
 
-def save_best_problem(keys: List[str], metrics: List[ReportedKeys]) -> Optional[str]:
-    """Why validation metrics reporting ``metrics`` cannot hold every one of ``keys`` (a ``CheckpointHook``'s
-    key indicators), or None."""
+def save_best_problem(keys: List[str], metrics: List[ReportedKeys], stock: bool = True) -> Optional[KeyProblem]:
+    """The first of ``keys`` (a ``CheckpointHook``'s key indicators) that validation metrics reporting
+    ``metrics`` do not report, or None. ``stock``: the loop and evaluator are mmengine's ``ValLoop`` and
+    ``Evaluator``, which report the metrics' keys and validation losses only."""
     if not metrics or not all(metric.prefix for metric in metrics):  # bare names can be anything
         return None
     for key in keys:
-        if key == 'auto' or any(_reports(metric, key) for metric in metrics):
-            continue
+        if key == 'auto' or any(_reports(metric, key) for metric in metrics) or ('/' not in key and 'loss' in key):
+            continue  # a bare key naming a loss: ValLoop reports the validation losses ('val_loss', 'loss_kpt')
         reported = '; '.join(
             f"{', '.join(repr(f'{m.prefix}/{n}') for n in m.names) if m.names else repr(f'{m.prefix}/...')} "
             f'({m.metric})' for m in metrics)
-        return (f"default_hooks.checkpoint.save_best names '{key}', but validation reports {reported}: mmengine "
-                f"would fail with KeyError after the first validation. Set default_hooks.checkpoint.save_best="
-                f"'{_suggestion(key, metrics)}' (or 'auto', the first key validation reports)")
+        suggested = repr(_suggestion(key, metrics))
+        if len(keys) > 1:
+            suggested = repr([_suggestion(k, metrics) if k == key else k for k in keys])
+        certain = stock and '/' in key
+        consequence = ('mmengine would fail with KeyError after the first validation' if certain else
+                       'unless the validation loss, a hook or the validation loop adds it, mmengine will fail with '
+                       'KeyError after the first validation')
+        return KeyProblem(f"default_hooks.checkpoint.save_best names '{key}', but validation reports {reported}: "
+                          f'{consequence}. Set default_hooks.checkpoint.save_best={suggested} (or \'auto\', the '
+                          'first key validation reports)', certain)
     return None
