@@ -291,3 +291,25 @@ def test_save_best_problem_is_certain_only_where_nothing_else_can_report_the_key
         assert not problem.certain and 'unless the validation loss, a hook or the validation loop adds it' \
             in problem.message
     assert save_best_problem(['teacher/coco/AP'], [coco], stock=True).certain
+
+
+def test_keys_of_mmposes_metrics_as_the_hook_sees_them():
+    from mmpose.evaluation.metrics import EPE, CocoMetric, CocoWholeBodyMetric, MpiiPCKAccuracy, PCKAccuracy
+    from ipr_plugin.engine.save_best_check_hook import reported_keys, save_best_problem
+    from ipr_plugin.evaluation import IPRCocoMetric
+    crowd = reported_keys(CocoMetric(iou_type='keypoints_crowd', use_area=False, prefix='crowdpose'))
+    assert crowd.names == IPRCocoMetric(iou_type='keypoints_crowd').reported_names and 'AP(E)' in crowd.names
+    assert reported_keys(CocoWholeBodyMetric()).names is None  # a subclass: its own names
+    mpii = reported_keys(MpiiPCKAccuracy())
+    assert mpii.slash_free and not mpii.prefix
+    # a COCO config ported to MPII that keeps save_best='coco/AP'
+    problem = save_best_problem(['coco/AP'], [mpii])
+    assert problem.certain and "reports names without a prefix (MpiiPCKAccuracy)" in problem.message
+    assert "save_best to a name it reports, without a prefix (mmpose's PCK configs: 'PCK'" in problem.message
+    for keys in (['PCK'], ['PCKh'], ['auto']):
+        assert save_best_problem(keys, [mpii, reported_keys(EPE())]) is None
+    assert not reported_keys(PCKAccuracy(prefix='pck')).slash_free  # a prefix: its keys are '<prefix>/...'
+    # mmpose's partition metric reports '<partition>/<prefix>/<name>' without a prefix of its own: left alone
+    from mmpose.evaluation.metrics import KeypointPartitionMetric
+    partition = KeypointPartitionMetric(dict(type='CocoMetric'), partitions=dict(body=list(range(17))))
+    assert save_best_problem(['coco/AP'], [reported_keys(partition)]) is None

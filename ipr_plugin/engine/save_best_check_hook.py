@@ -15,6 +15,19 @@ class ReportedKeys(NamedTuple):
     metric: str  # its class name, for messages
     prefix: Optional[str]  # None or '': it reports bare names
     names: Optional[Sequence[str]]  # None: not known before it runs
+    slash_free: bool = False  # without a prefix, its names hold no '/' (mmpose's PCK, AUC, EPE, NME metrics)
+
+
+def reported_keys(metric) -> ReportedKeys:
+    """What ``metric`` will report, as far as is known before it runs."""
+    from mmpose.evaluation.metrics import AUC, EPE, NME, CocoMetric, PCKAccuracy
+    from ipr_plugin.evaluation.coco_metric import coco_metric_names  # evaluation builds on engine
+    prefix = getattr(metric, 'prefix', None)
+    names = getattr(metric, 'reported_names', None)
+    if names is None and type(metric) is CocoMetric:  # not its subclasses (whole-body, ...): other names
+        names = coco_metric_names(metric.iou_type)
+    return ReportedKeys(type(metric).__name__, prefix, names,
+                        not prefix and isinstance(metric, (PCKAccuracy, AUC, EPE, NME)))
 
 
 class KeyProblem(NamedTuple):
@@ -33,15 +46,18 @@ class SaveBestCheckHook(Hook):
     before that error. This hook raises ``ValueError`` before the first iteration instead, naming the key, what
     the metrics report and the setting to change.
 
-    It raises only where the key cannot be reported: a key ``'<prefix>/<name>'`` whose prefix is no metric's, or
-    whose name the metric of that prefix does not list (``reported_names``: ``IPRCocoMetric``; a subclass that
-    reports more names extends it), with mmengine's own ``ValLoop`` and ``Evaluator``. Where the key may still
-    come from elsewhere it warns: a key without a prefix (a hook may add keys; one naming a loss, such as
-    ``'val_loss'``, is taken as one of the validation losses ``ValLoop`` adds, and passes), or a loop or evaluator
-    of another class (mmdet's
-    ``TeacherStudentValLoop`` reports ``'teacher/coco/AP'``). A metric without a prefix, or
-    ``save_best='auto'``, is left to mmengine. It runs where a validation loop is built (``Runner.train`` and
-    ``Runner.val``), not in a test run.
+    It raises only where the key cannot be reported, with mmengine's own ``ValLoop`` and ``Evaluator``: a key
+    ``'<prefix>/<name>'`` whose prefix is no metric's, or whose name the metric of that prefix does not list
+    (``reported_names`` of ``IPRCocoMetric``, which a subclass reporting more names extends; mmpose's
+    ``CocoMetric`` itself). mmpose's PCK, AUC, EPE and NME metrics report names without a prefix and without
+    '/', so ``'coco/AP'`` left in a config ported to MPII is refused too.
+
+    Where the key may still come from elsewhere it warns instead: a key without a prefix (a hook may add keys;
+    one naming a loss, such as ``'val_loss'``, is taken for one of the validation losses ``ValLoop`` adds, and
+    passes), or a loop or evaluator of another class (mmdet's ``TeacherStudentValLoop`` reports
+    ``'teacher/coco/AP'``). Any other metric without a prefix (mmpose's ``KeypointPartitionMetric`` reports keys
+    with '/'), or ``save_best='auto'``, is left to mmengine. It runs where a validation loop is built
+    (``Runner.train`` and ``Runner.val``), not in a test run.
     """
 
     priority = 'VERY_HIGH'
@@ -53,8 +69,7 @@ class SaveBestCheckHook(Hook):
             return
         evaluator = getattr(loop, 'evaluator', None)
         metrics = getattr(evaluator, 'metrics', None) or []
-        reported = [ReportedKeys(type(m).__name__, getattr(m, 'prefix', None), getattr(m, 'reported_names', None))
-                    for m in metrics]
+        reported = [reported_keys(metric) for metric in metrics]
         stock = type(loop).run is ValLoop.run and type(evaluator).evaluate is Evaluator.evaluate
         problem = save_best_problem(checkpoint.key_indicators, reported, stock)
         if problem and problem.certain:
@@ -64,14 +79,27 @@ class SaveBestCheckHook(Hook):
 
 
 def _reports(metric: ReportedKeys, key: str) -> bool:
+    if metric.slash_free:
+        return '/' not in key  # names unknown before it runs
     head = f'{metric.prefix}/'
     name = key[len(head):]
     return key.startswith(head) and bool(name) and (metric.names is None or name in metric.names)
 
 
+def _listed(metric: ReportedKeys) -> str:
+    if metric.slash_free:
+        return 'names without a prefix'
+    if metric.names:
+        return ', '.join(repr(f'{metric.prefix}/{name}') for name in metric.names)
+    return repr(f'{metric.prefix}/...')
+
+
 def _suggestion(key: str, metrics: List[ReportedKeys]) -> str:
     """The key's name under the prefix of a metric that lists it; else a key of the metric whose prefix differs
     from the key's in case only, or of the first metric."""
+    metrics = [m for m in metrics if m.prefix]
+    if not metrics:
+        return "a name it reports, without a prefix (mmpose's PCK configs: 'PCK'; EPE: 'EPE' with rule='less')"
     name = key.split('/', 1)[-1]
     for metric in metrics:
         if metric.names and name in metric.names:
@@ -84,22 +112,21 @@ def save_best_problem(keys: List[str], metrics: List[ReportedKeys], stock: bool 
     """The first of ``keys`` (a ``CheckpointHook``'s key indicators) that validation metrics reporting
     ``metrics`` do not report, or None. ``stock``: the loop and evaluator are mmengine's ``ValLoop`` and
     ``Evaluator``, which report the metrics' keys and validation losses only."""
-    if not metrics or not all(metric.prefix for metric in metrics):  # bare names can be anything
+    if not metrics or not all(metric.prefix or metric.slash_free for metric in metrics):  # bare names: anything
         return None
     for key in keys:
         if key == 'auto' or any(_reports(metric, key) for metric in metrics) or ('/' not in key and 'loss' in key):
             continue  # a bare key naming a loss: ValLoop reports the validation losses ('val_loss', 'loss_kpt')
-        reported = '; '.join(
-            f"{', '.join(repr(f'{m.prefix}/{n}') for n in m.names) if m.names else repr(f'{m.prefix}/...')} "
-            f'({m.metric})' for m in metrics)
-        suggested = repr(_suggestion(key, metrics))
-        if len(keys) > 1:
-            suggested = repr([_suggestion(k, metrics) if k == key else k for k in keys])
+        reported = '; '.join(f'{_listed(m)} ({m.metric})' for m in metrics)
+        suggested = f' to {_suggestion(key, metrics)}'
+        if any(m.prefix for m in metrics):
+            suggested = '=' + repr([_suggestion(k, metrics) if k == key else k for k in keys] if len(keys) > 1
+                                   else _suggestion(key, metrics))
         certain = stock and '/' in key
         consequence = ('mmengine would fail with KeyError after the first validation' if certain else
                        'unless the validation loss, a hook or the validation loop adds it, mmengine will fail with '
                        'KeyError after the first validation')
         return KeyProblem(f"default_hooks.checkpoint.save_best names '{key}', but validation reports {reported}: "
-                          f'{consequence}. Set default_hooks.checkpoint.save_best={suggested} (or \'auto\', the '
+                          f'{consequence}. Set default_hooks.checkpoint.save_best{suggested} (or \'auto\', the '
                           'first key validation reports)', certain)
     return None

@@ -21,6 +21,11 @@ _STATS = dict(keypoints=['AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR 
               keypoints_crowd=['AP', 'AP .5', 'AP .75', 'AR', 'AR .5', 'AR .75', 'AP(E)', 'AP(M)', 'AP(H)'])
 
 
+def coco_metric_names(iou_type: str) -> List[str]:
+    """The names mmpose's ``CocoMetric`` of this ``iou_type`` reports (without its prefix), in its order."""
+    return list(_STATS['keypoints_crowd' if iou_type == 'keypoints_crowd' else 'keypoints'])
+
+
 @METRICS.register_module()
 class IPRCocoMetric(CocoMetric):
     """mmpose's ``CocoMetric`` with a check that every predicted keypoint is finite, and a faster final step.
@@ -50,7 +55,7 @@ class IPRCocoMetric(CocoMetric):
     @property
     def reported_names(self) -> List[str]:
         """The names this metric reports, without its prefix (those of mmpose's CocoMetric, in its order)."""
-        return list(_STATS['keypoints_crowd' if self.iou_type == 'keypoints_crowd' else 'keypoints'])
+        return coco_metric_names(self.iou_type)
 
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:
         expected = (self.dataset_meta or {}).get('num_keypoints') if self.pred_converter is None else None
