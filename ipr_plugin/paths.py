@@ -4,7 +4,7 @@ import importlib.util
 import os
 import os.path as osp
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -83,3 +83,15 @@ def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Conf
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def installed_metainfo(metainfo: Any) -> Any:
+    """``metainfo`` (``CocoDataset.METAINFO``, or a config's ``dict(from_file='configs/_base_/datasets/...')``)
+    with its file, relative to an mmpose checkout and not found from here, taken from the installed mmpose, which
+    mmpose falls back on anyway, with a warning at every dataset build outside such a checkout."""
+    if not isinstance(metainfo, dict) or not isinstance(metainfo.get('from_file'), str) \
+            or osp.isfile(metainfo['from_file']):
+        return metainfo
+    import mmpose
+    installed = osp.join(osp.dirname(mmpose.__file__), '.mim', metainfo['from_file'])
+    return dict(metainfo, from_file=installed) if osp.isfile(installed) else metainfo

@@ -47,6 +47,7 @@ from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 from ...arguments import is_url
+from ...paths import installed_metainfo
 from .coco_checks import (RecordError, annotation_problem, detection_message, detection_problem, duplicate_id_problem,
                           file_problem, image_size_table, unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
@@ -56,15 +57,6 @@ from ..transforms.load_image import deferred_decode_problem
 # The metainfo entries mmpose's BaseCocoStyleDataset.get_data_info adds to every sample for the pipeline.
 _SAMPLE_METAINFO = ('dataset_name', 'upper_body_ids', 'lower_body_ids', 'flip_pairs', 'dataset_keypoint_weights',
                     'flip_indices', 'skeleton_links')
-
-
-def _installed(metainfo: dict) -> dict:
-    """``metainfo`` (``CocoDataset.METAINFO``, or a config's ``dict(from_file='configs/_base_/datasets/...')``)
-    with its file, relative to an mmpose checkout, taken from the installed mmpose, which mmpose falls back on
-    anyway, with a warning at every dataset build outside such a checkout."""
-    import mmpose
-    installed = osp.join(osp.dirname(mmpose.__file__), '.mim', metainfo['from_file'])
-    return dict(metainfo, from_file=installed) if osp.isfile(installed) else metainfo
 
 
 @DATASETS.register_module()
@@ -91,7 +83,7 @@ class IPRCocoDataset(CocoDataset):
             a sample is loaded, for an image whose size differs from the annotation file's.
     """
 
-    METAINFO: dict = _installed(CocoDataset.METAINFO)
+    METAINFO: dict = installed_metainfo(CocoDataset.METAINFO)
 
     def __init__(self, ann_file: str = '', bbox_file: Optional[str] = None, data_root: Optional[str] = None,
                  data_prefix: Optional[Dict[str, str]] = None, check_image_size: bool = True, **kwargs) -> None:
@@ -104,10 +96,8 @@ class IPRCocoDataset(CocoDataset):
         # (height, width) of every image of the annotation file, by sorted image id: arrays, not a dict, so that
         # forked dataloader workers do not copy it page by page as they touch its reference counts
         self._image_ids, self._image_sizes = np.zeros(0, np.int64), np.zeros((0, 2), np.int64)
-        metainfo = kwargs.get('metainfo')
-        if isinstance(metainfo, dict) and isinstance(metainfo.get('from_file'), str) \
-                and not osp.isfile(metainfo['from_file']):
-            kwargs['metainfo'] = _installed(metainfo)
+        if 'metainfo' in kwargs:
+            kwargs['metainfo'] = installed_metainfo(kwargs['metainfo'])
         super().__init__(ann_file=ann_file, bbox_file=bbox_file, data_root=data_root, data_prefix=data_prefix,
                          **kwargs)
 
