@@ -122,8 +122,8 @@ default_hooks = dict(
     finite_loss=dict(type='FiniteLossHook'),
     checkpoint_fit=dict(type='CheckpointFitHook'),
     # a child that evaluates under another prefix (CrowdPose: 'crowdpose') must change save_best: this refuses
-    # the run before training, where mmengine would fail after the first validation
-    save_best_check=dict(type='SaveBestCheckHook'),
+    # the run before training, where mmengine would fail after the first validation (monitors too)
+    metric_key_check=dict(type='MetricKeyCheckHook'),
     # mmpose's drawing hooks (`--show-dir`, `--badcase`) skip keypoints scoring under 0.3: our scores are the
     # probability mass near each keypoint, mostly under that for a model trained with L1 alone, so draw them all
     visualization=dict(kpt_thr=0.0),

@@ -191,7 +191,7 @@ def test_crowdpose_evaluation_matches_cocometric_with_and_without_an_annotation_
     expected = _evaluate(CocoMetric, samples, coco_meta, ann_file=str(crowd_file), **options)
     assert {'coco/AP(E)', 'coco/AP(M)', 'coco/AP(H)'} <= set(expected) and 0 < expected['coco/AP'] < 1
     assert _evaluate(IPRCocoMetric, samples, coco_meta, ann_file=str(crowd_file), **options) == expected
-    # the names SaveBestCheckHook checks save_best against are those reported, for either iou_type
+    # the names MetricKeyCheckHook checks save_best against are those reported, for either iou_type
     for kwargs, reported in ((dict(ann_file=str(crowd_file), **options), expected),
                              (dict(ann_file=ann_file), _evaluate(CocoMetric, samples, coco_meta, ann_file=ann_file))):
         assert [f'coco/{name}' for name in IPRCocoMetric(**kwargs).reported_names] == list(reported)

@@ -9,8 +9,8 @@ Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (
 iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack), :class:`IPRTestCollateHook`
 (the test loader collates as validation does). Hooks against silent failures, in every config of the plugin:
 :class:`FiniteLossHook` (training stops at a NaN or infinite loss), :class:`CheckpointFitHook` (a test run
-refuses a checkpoint that does not fit the model) and :class:`SaveBestCheckHook` (a ``save_best`` key validation
-will not report is refused before training, not after the first validation).
+refuses a checkpoint that does not fit the model) and :class:`MetricKeyCheckHook` (a ``save_best`` or monitor key
+validation will not report is refused before training, not after the first validation).
 """
 from .channels_last_hook import ChannelsLastHook
 from .checkpoint import register_safe_globals, safe_globals
@@ -19,12 +19,12 @@ from .collate_hook import IPRTestCollateHook
 from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
+from .metric_key_check_hook import MetricKeyCheckHook
 from .runtime_info_hook import IPRRuntimeInfoHook
-from .save_best_check_hook import SaveBestCheckHook
 
 register_safe_globals()
 patch_cpu_distributed()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
            'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook', 'CheckpointFitHook',
-           'IPRTestCollateHook', 'SaveBestCheckHook']
+           'IPRTestCollateHook', 'MetricKeyCheckHook']

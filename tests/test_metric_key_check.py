@@ -1,0 +1,140 @@
+"""MetricKeyCheckHook: a save_best or monitor key that validation will not report stops the run before training,
+where mmengine fails after the first validation."""
+import re
+
+import pytest
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import ipr_plugin  # noqa: F401
+from ipr_plugin.engine.metric_key_check_hook import KeyProblem, ReportedKeys, Watched, key_problem, reported_keys
+from utils import sample_runner_cfg
+
+
+def _problem(keys, metrics, stock=True) -> KeyProblem:
+    return key_problem(Watched('default_hooks.checkpoint.save_best', keys, 'mmengine fails', True), metrics, stock)
+
+
+def _prefixed_cfg(coco_sample, work_dir, save_best: str, check: bool = True) -> Config:
+    """Two iterations of the sample config, validated after the second, its metric reporting as CrowdPose
+    configs' does (prefix 'crowdpose')."""
+    cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
+                            logger_interval=1)
+    cfg.param_scheduler = []
+    cfg.val_evaluator.prefix = cfg.test_evaluator.prefix = 'crowdpose'
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=2, save_best=save_best,
+                                        rule='greater')
+    if not check:
+        del cfg.default_hooks['metric_key_check']
+    return cfg
+
+
+def test_a_save_best_key_validation_will_not_report_is_refused_before_training(coco_sample, tmp_path):
+    # mmengine alone trains up to the first validation and fails there with a bare KeyError
+    with pytest.raises(KeyError, match='coco/AP'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'unchecked', 'coco/AP', check=False)).train()
+    assert (tmp_path / 'unchecked' / 'iter_2.pth').is_file()
+
+    runner = Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'checked', 'coco/AP'))
+    with pytest.raises(ValueError, match=re.escape(
+            "save_best names 'coco/AP', but validation reports 'crowdpose/AP', 'crowdpose/AP .5', ")) as refused:
+        runner.train()
+    assert "save_best to 'crowdpose/AP'" in str(refused.value)
+    assert runner.iter == 0 and not list((tmp_path / 'checked').glob('*.pth'))
+    log = next((tmp_path / 'checked').glob('*/*.log')).read_text()
+    assert f' - ValueError: {refused.value}' in log and 'Iter(train)' not in log
+    # validation alone looks the key up too; a test run does not
+    with pytest.raises(ValueError, match='save_best'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'val', 'coco/AP')).val()
+    assert 'crowdpose/AP' in Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'test', 'coco/AP')).test()
+
+    # a bare key may come from a hook: warned of, and left to mmengine
+    with pytest.raises(KeyError, match='combined'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'bare', 'combined')).train()
+    log = next((tmp_path / 'bare').glob('*/*.log')).read_text()
+    assert re.search(r" - WARNING - default_hooks.checkpoint.save_best names 'combined', .* unless the validation "
+                     r'loss, a hook or the validation loop adds it', log)
+    assert (tmp_path / 'bare' / 'iter_2.pth').is_file()
+
+    # the key the message gives, and 'auto', train and keep the best checkpoint
+    for key in ('crowdpose/AP', 'auto'):
+        Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / key.replace('/', '_'), key)).train()
+        assert (tmp_path / key.replace('/', '_') / 'best_crowdpose_AP_iter_2.pth').is_file()
+
+
+def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
+    coco = ReportedKeys('IPRCocoMetric', 'coco', ['AP', 'AP .5'])
+    pck = ReportedKeys('PCKAccuracy', 'PCK', None)
+    assert _problem(['coco/AP .5'], [coco]) is None
+    assert _problem(['auto'], [coco]) is None
+    assert _problem(['PCK/anything', 'coco/AP'], [coco, pck]) is None  # names unknown: prefix only
+    assert _problem(['AP'], [coco, ReportedKeys('SomeMetric', None, None)]) is None  # bare names
+    assert _problem(['coco/AP'], []) is None
+    assert not _problem(['val_loss'], [coco]).certain  # ValLoop's validation losses, where a model returns them
+    problem = _problem(['coco/AP', 'coco/AP50'], [coco, pck])
+    assert problem.certain
+    assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
+           "(PCKAccuracy): mmengine fails" in problem.message
+    assert "save_best to ['coco/AP', 'coco/AP']" in problem.message  # the bad entry replaced by the metric's first
+    assert "save_best to 'PCK/PCK'" in _problem(['pck/PCK'], [coco, pck]).message  # the prefix's case
+    assert "save_best to 'coco/AP .5'" in _problem(['crowdpose/AP .5'], [coco, pck]).message
+    assert _problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
+    # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error
+    for keys, stock in ((['combined'], True), (['teacher/coco/AP'], False)):
+        problem = _problem(keys, [coco], stock)
+        assert not problem.certain and 'unless the validation loss, a hook or the validation loop adds it' \
+            in problem.message
+    assert _problem(['teacher/coco/AP'], [coco], stock=True).certain
+
+
+def test_keys_of_mmposes_metrics_as_the_hook_sees_them():
+    from mmpose.evaluation.metrics import EPE, CocoMetric, CocoWholeBodyMetric, MpiiPCKAccuracy, PCKAccuracy
+    from ipr_plugin.evaluation import IPRCocoMetric
+    crowd = reported_keys(CocoMetric(iou_type='keypoints_crowd', use_area=False, prefix='crowdpose'))
+    assert crowd.names == IPRCocoMetric(iou_type='keypoints_crowd').reported_names and 'AP(E)' in crowd.names
+    assert reported_keys(CocoWholeBodyMetric()).names is None  # a subclass: its own names
+    mpii = reported_keys(MpiiPCKAccuracy())
+    assert mpii.slash_free and not mpii.prefix
+    # a COCO config ported to MPII that keeps save_best='coco/AP'
+    problem = _problem(['coco/AP'], [mpii])
+    assert problem.certain and "reports names without a prefix (MpiiPCKAccuracy)" in problem.message
+    assert "save_best to a name it reports, without a prefix (mmpose's PCK configs: 'PCK'" in problem.message
+    for keys in (['PCK'], ['PCKh'], ['auto']):
+        assert _problem(keys, [mpii, reported_keys(EPE())]) is None
+    assert not reported_keys(PCKAccuracy(prefix='pck')).slash_free  # a prefix: its keys are '<prefix>/...'
+    # mmpose's partition metric reports '<partition>/<prefix>/<name>' without a prefix of its own: left alone
+    from mmpose.evaluation.metrics import KeypointPartitionMetric
+    partition = KeypointPartitionMetric(dict(type='CocoMetric'), partitions=dict(body=list(range(17))))
+    assert _problem(['coco/AP'], [reported_keys(partition)]) is None
+
+
+def test_monitors_are_checked_as_save_best_is(coco_sample, tmp_path):
+    def cfg(name, **changes):
+        config = _prefixed_cfg(coco_sample, tmp_path / name, 'crowdpose/AP')
+        config.update(changes)
+        return config
+
+    # a strict EarlyStoppingHook fails in mmengine after the first validation: refused before training
+    hook = dict(type='EarlyStoppingHook', monitor='coco/AP', rule='greater')
+    strict = cfg('strict', custom_hooks=[dict(hook, strict=True)])
+    with pytest.raises(ValueError, match=r"^EarlyStoppingHook's monitor names 'coco/AP', but validation reports "
+                       r"'crowdpose/AP', .*: mmengine fails with RuntimeError after the first validation\. Set "
+                       r"EarlyStoppingHook's monitor to 'crowdpose/AP'$"):
+        Runner.from_cfg(strict).train()
+    # a lenient one would never act: warned of, and the run goes on
+    lenient = cfg('lenient', custom_hooks=[hook])
+    Runner.from_cfg(lenient).train()
+    log = next((tmp_path / 'lenient').glob('*/*.log')).read_text()
+    assert re.search(r" - WARNING - EarlyStoppingHook's monitor names 'coco/AP', .*: early stopping never acts", log)
+    assert (tmp_path / 'lenient' / 'best_crowdpose_AP_iter_2.pth').is_file()
+    # a ReduceOnPlateau scheduler fails in mmengine with KeyError: refused too
+    plateau = cfg('plateau', param_scheduler=[dict(type='ReduceOnPlateauLR', monitor='coco/AP', rule='greater')])
+    with pytest.raises(ValueError, match=r"^ReduceOnPlateauParamScheduler's monitor names 'coco/AP'.* Set "
+                       r"ReduceOnPlateauParamScheduler's monitor to 'crowdpose/AP'$"):
+        Runner.from_cfg(plateau).train()
+    # its default monitor, 'loss', a validation loss for models whose val_step returns one (not mmpose's): warned of
+    with pytest.raises(KeyError, match='but got key loss is not in dict'):
+        Runner.from_cfg(cfg('loss', param_scheduler=[dict(type='ReduceOnPlateauLR')])).train()
+    log = next((tmp_path / 'loss').glob('*/*.log')).read_text()
+    assert re.search(r" - WARNING - ReduceOnPlateauParamScheduler's monitor names 'loss', .*: unless the validation "
+                     r'loss, a hook or the validation loop adds it, mmengine fails with KeyError', log)
