@@ -16,12 +16,17 @@ model = dict(
     init_cfg=None,
     backbone=dict(init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')))
 
-_data = dict(data_root=data_root, metainfo=metainfo, data_prefix=dict(img='images/'))
-train_dataloader = dict(dataset=dict(ann_file='annotations/mmpose_crowdpose_trainval.json', **_data))
+train_dataloader = dict(dataset=dict(
+    data_root=data_root,
+    metainfo=metainfo,
+    ann_file='annotations/mmpose_crowdpose_trainval.json',
+    data_prefix=dict(img='images/')))
 val_dataloader = dict(dataset=dict(
+    data_root=data_root,
+    metainfo=metainfo,
     ann_file='annotations/mmpose_crowdpose_test.json',
     bbox_file=f'{data_root}annotations/det_for_crowd_test_0.1_0.5.json',
-    **_data))
+    data_prefix=dict(img='images/')))
 test_dataloader = val_dataloader
 
 # CrowdPose's evaluation: OKS without areas, and AP by crowd index (easy / medium / hard) beside AP

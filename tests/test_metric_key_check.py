@@ -1,9 +1,11 @@
 """MetricKeyCheckHook: a save_best or monitor key that validation will not report stops the run before training,
 where mmengine fails after the first validation."""
 import re
+from typing import Optional
 
 import pytest
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
@@ -15,7 +17,7 @@ def _problem(keys, metrics, stock=True) -> KeyProblem:
     return key_problem(Watched('default_hooks.checkpoint.save_best', keys, 'mmengine fails', True), metrics, stock)
 
 
-def _prefixed_cfg(coco_sample, work_dir, save_best: str, check: bool = True) -> Config:
+def _prefixed_cfg(coco_sample, work_dir, save_best: Optional[str], check: bool = True) -> Config:
     """Two iterations of the sample config, validated after the second, its metric reporting as CrowdPose
     configs' does (prefix 'crowdpose')."""
     cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
@@ -75,9 +77,15 @@ def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
     assert problem.certain
     assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
            "(PCKAccuracy): mmengine fails" in problem.message
-    assert "save_best to ['coco/AP', 'coco/AP']" in problem.message  # the bad entry replaced by the metric's first
-    assert "save_best to 'PCK/PCK'" in _problem(['pck/PCK'], [coco, pck]).message  # the prefix's case
+    # the bad entry replaced by the metric's first name, once, and the rule COCO's names need
+    assert "save_best to ['coco/AP'] with rule='greater' (one rule per key)" in problem.message
+    problem = _problem(['coco/AP', 'coco/AR', 'coco/AP .5'], [ReportedKeys('CocoMetric', 'crowdpose', ['AP', 'AR'])])
+    assert "names 'coco/AP', " in problem.message  # the first bad one; every bad one replaced
+    assert "save_best to ['crowdpose/AP', 'crowdpose/AR', 'crowdpose/AP'] with" not in problem.message
+    assert "save_best to ['crowdpose/AP', 'crowdpose/AR'] with rule='greater' (one rule per key)" in problem.message
+    assert "save_best to 'PCK/PCK' with rule='greater'" in _problem(['pck/PCK'], [coco, pck]).message
     assert "save_best to 'coco/AP .5'" in _problem(['crowdpose/AP .5'], [coco, pck]).message
+    assert "rule" not in _problem(['pck/PCK'], [pck]).message.split('Set ')[1]  # names unknown: so is the rule
     assert _problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
     # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error
     for keys, stock in ((['combined'], True), (['teacher/coco/AP'], False)):
@@ -94,18 +102,23 @@ def test_keys_of_mmposes_metrics_as_the_hook_sees_them():
     assert crowd.names == IPRCocoMetric(iou_type='keypoints_crowd').reported_names and 'AP(E)' in crowd.names
     assert reported_keys(CocoWholeBodyMetric()).names is None  # a subclass: its own names
     mpii = reported_keys(MpiiPCKAccuracy())
-    assert mpii.slash_free and not mpii.prefix
+    assert mpii.headline == "'PCK' with rule='greater'" and not mpii.prefix
     # a COCO config ported to MPII that keeps save_best='coco/AP'
     problem = _problem(['coco/AP'], [mpii])
     assert problem.certain and "reports names without a prefix (MpiiPCKAccuracy)" in problem.message
-    assert "save_best to a name it reports, without a prefix (mmpose's PCK configs: 'PCK'" in problem.message
+    assert "Set default_hooks.checkpoint.save_best to 'PCK' with rule='greater' (or 'auto'" in problem.message
+    epe = _problem(['coco/AP'], [reported_keys(EPE()), reported_keys(PCKAccuracy(norm_item=['head', 'bbox']))])
+    assert "save_best to 'EPE' with rule='less' or 'PCKh' with rule='greater'" in epe.message
     for keys in (['PCK'], ['PCKh'], ['auto']):
         assert _problem(keys, [mpii, reported_keys(EPE())]) is None
-    assert not reported_keys(PCKAccuracy(prefix='pck')).slash_free  # a prefix: its keys are '<prefix>/...'
+    assert not reported_keys(PCKAccuracy(prefix='pck')).headline  # a prefix: its keys are '<prefix>/...'
     # mmpose's partition metric reports '<partition>/<prefix>/<name>' without a prefix of its own: left alone
     from mmpose.evaluation.metrics import KeypointPartitionMetric
     partition = KeypointPartitionMetric(dict(type='CocoMetric'), partitions=dict(body=list(range(17))))
     assert _problem(['coco/AP'], [reported_keys(partition)]) is None
+    # mmengine's DumpResults reports nothing: the other metrics are checked as without it
+    from mmengine.evaluator import DumpResults
+    assert reported_keys(DumpResults(out_file_path='x.pkl')) is None
 
 
 def test_monitors_are_checked_as_save_best_is(coco_sample, tmp_path):
@@ -119,7 +132,7 @@ def test_monitors_are_checked_as_save_best_is(coco_sample, tmp_path):
     strict = cfg('strict', custom_hooks=[dict(hook, strict=True)])
     with pytest.raises(ValueError, match=r"^EarlyStoppingHook's monitor names 'coco/AP', but validation reports "
                        r"'crowdpose/AP', .*: mmengine fails with RuntimeError after the first validation\. Set "
-                       r"EarlyStoppingHook's monitor to 'crowdpose/AP'$"):
+                       r"EarlyStoppingHook's monitor to 'crowdpose/AP' with rule='greater'$"):
         Runner.from_cfg(strict).train()
     # a lenient one would never act: warned of, and the run goes on
     lenient = cfg('lenient', custom_hooks=[hook])
@@ -129,12 +142,39 @@ def test_monitors_are_checked_as_save_best_is(coco_sample, tmp_path):
     assert (tmp_path / 'lenient' / 'best_crowdpose_AP_iter_2.pth').is_file()
     # a ReduceOnPlateau scheduler fails in mmengine with KeyError: refused too
     plateau = cfg('plateau', param_scheduler=[dict(type='ReduceOnPlateauLR', monitor='coco/AP', rule='greater')])
-    with pytest.raises(ValueError, match=r"^ReduceOnPlateauParamScheduler's monitor names 'coco/AP'.* Set "
-                       r"ReduceOnPlateauParamScheduler's monitor to 'crowdpose/AP'$"):
+    with pytest.raises(ValueError, match=r"^param_scheduler ReduceOnPlateauLR's monitor names 'coco/AP'.* Set "
+                       r"param_scheduler ReduceOnPlateauLR's monitor to 'crowdpose/AP' with rule='greater'$"):
         Runner.from_cfg(plateau).train()
     # its default monitor, 'loss', a validation loss for models whose val_step returns one (not mmpose's): warned of
     with pytest.raises(KeyError, match='but got key loss is not in dict'):
         Runner.from_cfg(cfg('loss', param_scheduler=[dict(type='ReduceOnPlateauLR')])).train()
     log = next((tmp_path / 'loss').glob('*/*.log')).read_text()
-    assert re.search(r" - WARNING - ReduceOnPlateauParamScheduler's monitor names 'loss', .*: unless the validation "
-                     r'loss, a hook or the validation loop adds it, mmengine fails with KeyError', log)
+    assert re.search(r" - WARNING - param_scheduler ReduceOnPlateauLR's monitor names 'loss', .*: unless the "
+                     r'validation loss, a hook or the validation loop adds it, mmengine fails with KeyError', log)
+
+
+class _AddsAKey(Hook):
+    """A user's hook that adds a key to validation's metrics before CheckpointHook reads them."""
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        metrics['crowdpose/AP_AR'] = metrics['crowdpose/AP'] + metrics['crowdpose/AR']
+
+
+def test_keys_a_users_hook_may_add_are_warned_of_and_unbuilt_schedulers_left_alone(coco_sample, tmp_path):
+    cfg = _prefixed_cfg(coco_sample, tmp_path / 'added', 'crowdpose/AP_AR')
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(_AddsAKey())
+    runner.train()
+    assert (tmp_path / 'added' / 'best_crowdpose_AP_AR_iter_2.pth').is_file()
+    log = next((tmp_path / 'added').glob('*/*.log')).read_text()
+    assert "WARNING - default_hooks.checkpoint.save_best names 'crowdpose/AP_AR', " in log
+    # Runner.val() leaves param_scheduler as the config wrote it, a dict here (no save_best: mmengine's val()
+    # fails with one, in CheckpointHook)
+    cfg = _prefixed_cfg(coco_sample, tmp_path / 'val', None)
+    cfg.param_scheduler = dict(type='MultiStepLR', milestones=[1])
+    assert 'crowdpose/AP' in Runner.from_cfg(cfg).val()
+    # a CheckpointHook of custom_hooks is named as such
+    cfg = _prefixed_cfg(coco_sample, tmp_path / 'custom', 'crowdpose/AP')
+    cfg.custom_hooks = [dict(type='CheckpointHook', save_best='coco/AP', rule='greater')]
+    with pytest.raises(ValueError, match=r"^CheckpointHook \(custom_hooks\)\.save_best names 'coco/AP'"):
+        Runner.from_cfg(cfg).train()
