@@ -1,8 +1,9 @@
 # The main recipe on CrowdPose (14 keypoints, crowded scenes): the COCO config's model, schedule, loss and
 # pipelines with 14 joints, and the data and evaluation of mmpose's CrowdPose configs
 # (body_2d_keypoint/topdown_heatmap/crowdpose: annotation files converted by mmpose's tools, its detector file).
-# What a config for another dataset changes is all here: model.head.num_joints, the dataset's metainfo, the
-# evaluator (and its prefix, which save_best must name), and a start that fits the joint count.
+# Besides the data paths, what a config for another dataset changes is here: model.head.num_joints, the
+# dataset's metainfo, the evaluator (and its prefix, which save_best must name), and a start that fits the joint
+# count.
 _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 
 data_root = 'data/crowdpose/'
