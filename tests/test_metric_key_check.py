@@ -83,9 +83,12 @@ def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
     assert "names 'coco/AP', " in problem.message  # the first bad one; every bad one replaced
     assert "save_best to ['crowdpose/AP', 'crowdpose/AR', 'crowdpose/AP'] with" not in problem.message
     assert "save_best to ['crowdpose/AP', 'crowdpose/AR'] with rule='greater' (one rule per key)" in problem.message
-    assert "save_best to 'PCK/PCK' with rule='greater'" in _problem(['pck/PCK'], [coco, pck]).message
+    assert "save_best to 'PCK/PCK'" in _problem(['pck/PCK'], [coco, pck]).message
     assert "save_best to 'coco/AP .5'" in _problem(['crowdpose/AP .5'], [coco, pck]).message
     assert "rule" not in _problem(['pck/PCK'], [pck]).message.split('Set ')[1]  # names unknown: so is the rule
+    assert "rule" not in _problem(['pck/PCK'], [coco, pck]).message.split('Set ')[1]
+    # the key that cannot come from elsewhere decides, wherever it stands in the list
+    assert _problem(['combined', 'coco/AP50'], [coco]).certain
     assert _problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
     # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error
     for keys, stock in ((['combined'], True), (['teacher/coco/AP'], False)):

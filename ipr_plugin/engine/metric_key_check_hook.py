@@ -167,13 +167,14 @@ def key_problem(watched: Watched, metrics: List[ReportedKeys], stock: bool = Tru
     bad = [key for key in keys if key != 'auto' and not any(_reports(metric, key) for metric in metrics)]
     if not bad:
         return None
-    key = bad[0]
+    key = next((k for k in bad if '/' in k), bad[0])  # the one that cannot come from elsewhere, if any
     reported = '; '.join(f'{_listed(m)} ({m.metric})' for m in metrics)
     if any(m.prefix for m in metrics):
         # every wrong entry of a list replaced, once; COCO's names are all AP and AR: greater is better
         fixed = list(dict.fromkeys(_suggestion(k, metrics) if k in bad else k for k in keys))
         suggested = repr(fixed if len(keys) > 1 else fixed[0])
-        suggested += (" with rule='greater'" if any(m.names for m in metrics) else '')
+        named = all(any(m.names and k.startswith(f'{m.prefix}/') for m in metrics) for k in fixed)
+        suggested += " with rule='greater'" if named else ''
         suggested += ' (one rule per key)' if len(fixed) < len(keys) else ''
     else:
         suggested = ' or '.join(dict.fromkeys(m.headline for m in metrics))
