@@ -78,17 +78,19 @@ def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
     assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
            "(PCKAccuracy): mmengine fails" in problem.message
     # the bad entry replaced by the metric's first name, once, and the rule COCO's names need
-    assert "save_best to ['coco/AP'] with rule='greater' (one rule per key)" in problem.message
+    assert "save_best to ['coco/AP'] with rule='greater' (and one rule per key), or 'auto'" in problem.message
     problem = _problem(['coco/AP', 'coco/AR', 'coco/AP .5'], [ReportedKeys('CocoMetric', 'crowdpose', ['AP', 'AR'])])
     assert "names 'coco/AP', " in problem.message  # the first bad one; every bad one replaced
     assert "save_best to ['crowdpose/AP', 'crowdpose/AR', 'crowdpose/AP'] with" not in problem.message
-    assert "save_best to ['crowdpose/AP', 'crowdpose/AR'] with rule='greater' (one rule per key)" in problem.message
+    assert "save_best to ['crowdpose/AP', 'crowdpose/AR'] with rule='greater' (and one rule per key)" in problem.message
     assert "save_best to 'PCK/PCK'" in _problem(['pck/PCK'], [coco, pck]).message
     assert "save_best to 'coco/AP .5'" in _problem(['crowdpose/AP .5'], [coco, pck]).message
     assert "rule" not in _problem(['pck/PCK'], [pck]).message.split('Set ')[1]  # names unknown: so is the rule
     assert "rule" not in _problem(['pck/PCK'], [coco, pck]).message.split('Set ')[1]
-    # the key that cannot come from elsewhere decides, wherever it stands in the list
-    assert _problem(['combined', 'coco/AP50'], [coco]).certain
+    # the key that cannot come from elsewhere decides, wherever it stands in the list; a bare one is kept
+    problem = _problem(['val_loss', 'coco/AP50'], [coco])
+    assert problem.certain and "save_best to ['val_loss', 'coco/AP'], or 'auto'" in problem.message
+    assert "save_best to 'coco/AP' with" in _problem(['combined'], [coco]).message  # alone: replaced
     assert _problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
     # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error
     for keys, stock in ((['combined'], True), (['teacher/coco/AP'], False)):
@@ -109,7 +111,8 @@ def test_keys_of_mmposes_metrics_as_the_hook_sees_them():
     # a COCO config ported to MPII that keeps save_best='coco/AP'
     problem = _problem(['coco/AP'], [mpii])
     assert problem.certain and "reports names without a prefix (MpiiPCKAccuracy)" in problem.message
-    assert "Set default_hooks.checkpoint.save_best to 'PCK' with rule='greater' (or 'auto'" in problem.message
+    assert "Set default_hooks.checkpoint.save_best to 'PCK' with rule='greater', or 'auto' (the first" \
+        in problem.message
     epe = _problem(['coco/AP'], [reported_keys(EPE()), reported_keys(PCKAccuracy(norm_item=['head', 'bbox']))])
     assert "save_best to 'EPE' with rule='less' or 'PCKh' with rule='greater'" in epe.message
     for keys in (['PCK'], ['PCKh'], ['auto']):
@@ -119,6 +122,29 @@ def test_keys_of_mmposes_metrics_as_the_hook_sees_them():
     from mmpose.evaluation.metrics import KeypointPartitionMetric
     partition = KeypointPartitionMetric(dict(type='CocoMetric'), partitions=dict(body=list(range(17))))
     assert _problem(['coco/AP'], [reported_keys(partition)]) is None
+    # the overall PCK key by class and normalisation; none where the metric reports none
+    from mmpose.evaluation.metrics import JhmdbPCKAccuracy
+    assert reported_keys(JhmdbPCKAccuracy(norm_item='torso')).headline == "'tPCK' with rule='greater'"
+    assert reported_keys(MpiiPCKAccuracy(norm_item='bbox')).headline is None
+    assert reported_keys(PCKAccuracy(norm_item=['torso', 'bbox'])).headline == "'tPCK' with rule='greater'"
+
+    # a subclass is checked by prefix only unless it lists its names; one with its own evaluate not at all
+    class Mine(IPRCocoMetric):
+        def compute_metrics(self, results):
+            return dict(super().compute_metrics(results), AP_mean=0.0)
+
+    class Renamed(IPRCocoMetric):
+        def evaluate(self, size):
+            return {f'x/{k}': v for k, v in super().evaluate(size).items()}
+
+    class Listed(Mine):
+        reported_names = ['AP', 'AP_mean']
+
+    assert _problem(['coco/AP_mean'], [reported_keys(Mine())]) is None
+    assert _problem(['coco/AP_mean'], [reported_keys(Listed())]) is None
+    assert _problem(['coco/AR'], [reported_keys(Listed())]).certain
+    assert _problem(['crowdpose/AP'], [reported_keys(Mine())]).certain
+    assert _problem(['x/coco/AP'], [reported_keys(Renamed())]) is None
     # mmengine's DumpResults reports nothing: the other metrics are checked as without it
     from mmengine.evaluator import DumpResults
     assert reported_keys(DumpResults(out_file_path='x.pkl')) is None
@@ -181,3 +207,14 @@ def test_keys_a_users_hook_may_add_are_warned_of_and_unbuilt_schedulers_left_alo
     cfg.custom_hooks = [dict(type='CheckpointHook', save_best='coco/AP', rule='greater')]
     with pytest.raises(ValueError, match=r"^CheckpointHook \(custom_hooks\)\.save_best names 'coco/AP'"):
         Runner.from_cfg(cfg).train()
+
+
+def test_a_custom_checkpoint_hook_is_not_named_as_the_default_one():
+    from types import SimpleNamespace
+
+    from mmengine.hooks import CheckpointHook
+    from ipr_plugin.engine.metric_key_check_hook import watched_keys
+    cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1))))
+    hooks = [CheckpointHook(interval=1), CheckpointHook(interval=1, save_best='coco/AP', rule='greater')]
+    runner = SimpleNamespace(cfg=cfg, hooks=hooks, param_schedulers=None)
+    assert [w.setting for w in watched_keys(runner)] == ['CheckpointHook (custom_hooks).save_best']

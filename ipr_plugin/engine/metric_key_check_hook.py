@@ -1,7 +1,7 @@
 """Refuse, before the first iteration, a metric key (``save_best``, a monitor) that validation will not report."""
 from typing import List, NamedTuple, Optional, Sequence
 
-from mmengine.evaluator import DumpResults, Evaluator
+from mmengine.evaluator import BaseMetric, DumpResults, Evaluator
 from mmengine.hooks import CheckpointHook, EarlyStoppingHook, Hook
 from mmengine.logging import MMLogger
 from mmengine.optim import ReduceOnPlateauParamScheduler
@@ -23,20 +23,36 @@ class ReportedKeys(NamedTuple):
     # '/'): the key their configs save, with its rule
 
 
+def _pck_key(metric) -> Optional[str]:
+    """The overall key an mmpose PCK metric reports (its configs save it), or None."""
+    from mmpose.evaluation.metrics import JhmdbPCKAccuracy, MpiiPCKAccuracy
+    norm = list(getattr(metric, 'norm_item', None) or [])
+    if isinstance(metric, MpiiPCKAccuracy):
+        return 'PCK' if 'head' in norm else None
+    if isinstance(metric, JhmdbPCKAccuracy):
+        return 'PCK' if 'bbox' in norm else 'tPCK' if 'torso' in norm else None
+    return next((dict(bbox='PCK', head='PCKh', torso='tPCK')[n] for n in norm if n in ('bbox', 'head', 'torso')),
+                None)
+
+
 def reported_keys(metric) -> Optional[ReportedKeys]:
     """What ``metric`` will report, as far as is known before it runs; None for one that reports nothing."""
     from mmpose.evaluation.metrics import AUC, EPE, NME, CocoMetric, PCKAccuracy
-    from ipr_plugin.evaluation.coco_metric import coco_metric_names  # evaluation builds on engine
+    from ipr_plugin.evaluation.coco_metric import IPRCocoMetric, coco_metric_names  # evaluation builds on engine
     if isinstance(metric, DumpResults):
         return None
+    if type(metric).evaluate is not BaseMetric.evaluate:  # its keys need not be '<prefix>/<name>'
+        return ReportedKeys(type(metric).__name__, None, None)
     prefix = getattr(metric, 'prefix', None)
-    names = getattr(metric, 'reported_names', None)
-    if names is None and type(metric) is CocoMetric:  # not its subclasses (whole-body, ...): other names
-        names = coco_metric_names(metric.iou_type)
+    names = None
+    # the table holds for the classes themselves, not for a subclass (whole-body, a user's) unless it lists its own
+    if type(metric) in (CocoMetric, IPRCocoMetric) or 'reported_names' in vars(type(metric)):
+        names = getattr(metric, 'reported_names', None)
+        if names is None and getattr(metric, 'iou_type', None) in ('keypoints', 'keypoints_crowd'):
+            names = coco_metric_names(metric.iou_type)
     headline = None
-    if not prefix and isinstance(metric, PCKAccuracy):  # MPII's and JHMDB's report 'PCK' whatever they normalise by
-        norm = 'bbox' if type(metric) is not PCKAccuracy else list(metric.norm_item)[0]
-        headline = f"'{dict(bbox='PCK', head='PCKh', torso='tPCK')[norm]}' with rule='greater'"
+    if not prefix and isinstance(metric, PCKAccuracy) and _pck_key(metric):
+        headline = f"'{_pck_key(metric)}' with rule='greater'"
     elif not prefix and isinstance(metric, (AUC, EPE, NME)):
         headline = f"'{type(metric).__name__}' with rule='{'greater' if isinstance(metric, AUC) else 'less'}'"
     return ReportedKeys(type(metric).__name__, prefix, names, headline)
@@ -66,8 +82,9 @@ def watched_keys(runner) -> List[Watched]:
     for hook in runner.hooks:
         if isinstance(hook, CheckpointHook) and hook.save_best:
             where = 'default_hooks.checkpoint' if default_checkpoint else f'{type(hook).__name__} (custom_hooks)'
-            default_checkpoint = False  # mmengine registers default hooks first: any other one is a custom hook
             watched.append(Watched(f'{where}.save_best', list(hook.key_indicators), _FAILS.format('KeyError'), True))
+        if isinstance(hook, CheckpointHook):  # mmengine registers default hooks first: later ones are custom
+            default_checkpoint = False
         elif isinstance(hook, EarlyStoppingHook):
             watched.append(Watched(f"{type(hook).__name__}'s monitor", [hook.monitor], *(
                 (_FAILS.format('RuntimeError'), True) if hook.strict else
@@ -98,9 +115,10 @@ class MetricKeyCheckHook(Hook):
     It raises only where the key cannot be reported, with mmengine's own ``ValLoop`` and ``Evaluator`` and no
     hook from outside mmengine, mmpose and this plugin that could add keys after validation: a key
     ``'<prefix>/<name>'`` whose prefix is no metric's, or whose name the metric of that prefix does not list
-    (``reported_names`` of ``IPRCocoMetric``, which a subclass reporting more names extends; mmpose's
-    ``CocoMetric`` itself). mmpose's PCK, AUC, EPE and NME metrics report names without a prefix and without
-    '/', so ``'coco/AP'`` left in a config ported to MPII is refused too.
+    (``reported_names`` of ``IPRCocoMetric`` and mmpose's ``CocoMetric``; a subclass that does not define its own
+    is checked by its prefix only, and a metric with its own ``evaluate`` not at all). mmpose's PCK, AUC, EPE and
+    NME metrics report names without a prefix and without '/', so ``'coco/AP'`` left in a config ported to MPII
+    is refused too.
 
     Where the key may still come from elsewhere it warns instead: a key without a prefix (``ValLoop`` adds
     validation losses such as ``'val_loss'`` for a model whose ``val_step`` returns them, which mmpose's do not),
@@ -171,15 +189,17 @@ def key_problem(watched: Watched, metrics: List[ReportedKeys], stock: bool = Tru
     reported = '; '.join(f'{_listed(m)} ({m.metric})' for m in metrics)
     if any(m.prefix for m in metrics):
         # every wrong entry of a list replaced, once; COCO's names are all AP and AR: greater is better
-        fixed = list(dict.fromkeys(_suggestion(k, metrics) if k in bad else k for k in keys))
+        # a bare key may be a validation loss's: replaced only where no prefixed one is wrong
+        replace = [k for k in bad if '/' in k] or bad
+        fixed = list(dict.fromkeys(_suggestion(k, metrics) if k in replace else k for k in keys))
         suggested = repr(fixed if len(keys) > 1 else fixed[0])
         named = all(any(m.names and k.startswith(f'{m.prefix}/') for m in metrics) for k in fixed)
         suggested += " with rule='greater'" if named else ''
-        suggested += ' (one rule per key)' if len(fixed) < len(keys) else ''
+        suggested += ' (and one rule per key)' if len(fixed) < len(keys) else ''
     else:
         suggested = ' or '.join(dict.fromkeys(m.headline for m in metrics))
     certain = stock and '/' in key
     unless = '' if certain else 'unless the validation loss, a hook or the validation loop adds it, '
-    auto = " (or 'auto', the first key validation reports)" if watched.setting.endswith('save_best') else ''
+    auto = ", or 'auto' (the first key validation reports)" if watched.setting.endswith('save_best') else ''
     return KeyProblem(f"{watched.setting} names '{key}', but validation reports {reported}: {unless}"
                       f'{watched.consequence}. Set {watched.setting} to {suggested}{auto}', certain)
