@@ -89,9 +89,8 @@ def installed_metainfo(metainfo: Any) -> Any:
     """``metainfo`` (``CocoDataset.METAINFO``, or a config's ``dict(from_file='configs/_base_/datasets/...')``)
     with its file, relative to an mmpose checkout and not found from here, taken from the installed mmpose, which
     mmpose falls back on anyway, with a warning at every dataset build outside such a checkout."""
-    if not isinstance(metainfo, dict) or not isinstance(metainfo.get('from_file'), str) \
-            or osp.isfile(metainfo['from_file']):
+    path = metainfo.get('from_file') if isinstance(metainfo, dict) else None
+    if not isinstance(path, str) or osp.isabs(path) or osp.isfile(path):
         return metainfo
-    import mmpose
-    installed = osp.join(osp.dirname(mmpose.__file__), '.mim', metainfo['from_file'])
+    installed = installed_config(f"mmpose::{osp.relpath(path, 'configs')}")
     return dict(metainfo, from_file=installed) if osp.isfile(installed) else metainfo
