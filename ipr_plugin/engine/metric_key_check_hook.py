@@ -51,8 +51,9 @@ def reported_keys(metric) -> Optional[ReportedKeys]:
         if names is None and getattr(metric, 'iou_type', None) in ('keypoints', 'keypoints_crowd'):
             names = coco_metric_names(metric.iou_type)
     headline = None
-    if not prefix and isinstance(metric, PCKAccuracy) and _pck_key(metric):
-        headline = f"'{_pck_key(metric)}' with rule='greater'"
+    pck_key = _pck_key(metric) if not prefix and isinstance(metric, PCKAccuracy) else None
+    if pck_key:
+        headline = f"'{pck_key}' with rule='greater'"
     elif not prefix and isinstance(metric, (AUC, EPE, NME)):
         headline = f"'{type(metric).__name__}' with rule='{'greater' if isinstance(metric, AUC) else 'less'}'"
     return ReportedKeys(type(metric).__name__, prefix, names, headline)
@@ -80,11 +81,12 @@ def watched_keys(runner) -> List[Watched]:
     watched = []
     default_checkpoint = (runner.cfg.get('default_hooks') or {}).get('checkpoint') is not None
     for hook in runner.hooks:
-        if isinstance(hook, CheckpointHook) and hook.save_best:
-            where = 'default_hooks.checkpoint' if default_checkpoint else f'{type(hook).__name__} (custom_hooks)'
-            watched.append(Watched(f'{where}.save_best', list(hook.key_indicators), _FAILS.format('KeyError'), True))
-        if isinstance(hook, CheckpointHook):  # mmengine registers default hooks first: later ones are custom
-            default_checkpoint = False
+        if isinstance(hook, CheckpointHook):
+            if hook.save_best:
+                where = 'default_hooks.checkpoint' if default_checkpoint else f'{type(hook).__name__} (custom_hooks)'
+                watched.append(Watched(f'{where}.save_best', list(hook.key_indicators), _FAILS.format('KeyError'),
+                                       True))
+            default_checkpoint = False  # mmengine registers default hooks first: later ones are custom
         elif isinstance(hook, EarlyStoppingHook):
             watched.append(Watched(f"{type(hook).__name__}'s monitor", [hook.monitor], *(
                 (_FAILS.format('RuntimeError'), True) if hook.strict else
