@@ -6,9 +6,11 @@ Importing this package (directly or through a config's
 (``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
 ``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``) and visualizer (``IPRPoseLocalVisualizer``)
 into mmpose's own registries, allow-lists the globals of mmengine checkpoints for
-``torch.load(weights_only=True)``, and lets ``--launcher pytorch`` run on machines without CUDA (gloo).
+``torch.load(weights_only=True)``, lets ``--launcher pytorch`` run on machines without CUDA (gloo), and makes
+mmengine's hooks behave as documented (``default_hooks=dict(name=None)`` for any name, ``Runner.val()`` with
+``save_best``).
 """
-# engine first: its checkpoint and launch fixes must be in place before anything builds a Runner
+# engine first: its checkpoint, launch and hook fixes must be in place before anything builds a Runner
 from . import engine  # noqa: F401,I001
 from . import codecs, datasets, evaluation, models, visualization  # noqa: F401
 from .datasets import collate, transforms  # noqa: F401  (register the collate function and transforms)

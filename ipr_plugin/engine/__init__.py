@@ -4,6 +4,8 @@
   (torch >= 2.6) without turning the weights-only unpickler off.
 - :func:`patch_cpu_distributed`: ``--launcher pytorch`` runs on machines without CUDA (gloo, no
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
+- :func:`patch_hooks`: ``default_hooks=dict(name=None)`` switches off any default hook (mmpose's and the plugin's
+  too, not only mmengine's six), and ``Runner.val()`` with ``save_best`` returns its metrics instead of failing.
 
 Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
 iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack), :class:`IPRTestCollateHook`
@@ -19,12 +21,14 @@ from .collate_hook import IPRTestCollateHook
 from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
+from .hook_fixes import patch_hooks
 from .metric_key_check_hook import MetricKeyCheckHook
 from .runtime_info_hook import IPRRuntimeInfoHook
 
 register_safe_globals()
 patch_cpu_distributed()
+patch_hooks()
 
-__all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback',
+__all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback', 'patch_hooks',
            'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook', 'CheckpointFitHook',
            'IPRTestCollateHook', 'MetricKeyCheckHook']

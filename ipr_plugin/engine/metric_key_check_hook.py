@@ -76,13 +76,15 @@ _FAILS = 'mmengine fails with {} after the first validation'
 
 
 def watched_keys(runner) -> List[Watched]:
-    """The metric keys of the runner's ``CheckpointHook`` (``save_best``), ``EarlyStoppingHook`` (``monitor``) and
-    built ``ReduceOnPlateau`` schedulers (``monitor``; ``Runner.val`` leaves schedulers unbuilt)."""
+    """The metric keys of the runner's ``CheckpointHook`` (``save_best``, in training: validation alone saves no
+    best checkpoint, see :mod:`.hook_fixes`), ``EarlyStoppingHook`` (``monitor``) and built ``ReduceOnPlateau``
+    schedulers (``monitor``; ``Runner.val`` leaves schedulers unbuilt)."""
     watched = []
+    training = isinstance(runner._train_loop, BaseLoop)  # built by Runner.train, a config in Runner.val
     default_checkpoint = (runner.cfg.get('default_hooks') or {}).get('checkpoint') is not None
     for hook in runner.hooks:
         if isinstance(hook, CheckpointHook):
-            if hook.save_best:
+            if hook.save_best and training:
                 where = 'default_hooks.checkpoint' if default_checkpoint else f'{type(hook).__name__} (custom_hooks)'
                 watched.append(Watched(f'{where}.save_best', list(hook.key_indicators), _FAILS.format('KeyError'),
                                        True))
@@ -127,7 +129,8 @@ class MetricKeyCheckHook(Hook):
     a loop or evaluator of another class (mmdet's ``TeacherStudentValLoop`` reports ``'teacher/coco/AP'``), or
     another hook's ``after_val_epoch``. Any other metric without a prefix (mmpose's ``KeypointPartitionMetric``
     reports keys with '/'), or ``save_best='auto'``, is left to mmengine. It runs where a validation loop is built
-    (``Runner.train`` and ``Runner.val``), not in a test run.
+    (``Runner.train``, and ``Runner.val`` for the monitors only: validation alone saves no best checkpoint), not
+    in a test run.
     """
 
     priority = 'VERY_HIGH'
