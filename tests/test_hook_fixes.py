@@ -7,6 +7,7 @@ from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.engine.hook_fixes import MMENGINE_DEFAULT_HOOKS, patch_hooks, without_switched_off
+from ipr_plugin.engine.patching import WRAPPER_MARK
 from utils import sample_runner_cfg
 
 
@@ -75,4 +76,4 @@ def test_the_fixes_are_installed_once():
     assert (Runner.register_default_hooks, CheckpointHook.after_val_epoch) == wrapped
     # each wrapper calls mmengine's own method, not another wrapper
     for method in wrapped:
-        assert not hasattr(method.__wrapped__, '_ipr_hook_fix')
+        assert not hasattr(method.__wrapped__, WRAPPER_MARK)

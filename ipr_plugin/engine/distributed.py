@@ -38,8 +38,7 @@ from mmengine.dist import utils as dist_utils
 from mmengine.model import MMDistributedDataParallel
 from torch import nn
 
-# Marks the wrappers so that importing the plugin twice (or reloading it) never wraps a wrapper.
-_PATCHED_ATTR = '_ipr_cpu_fallback'
+from .patching import install
 
 
 def needs_cpu_fallback() -> bool:
@@ -75,7 +74,6 @@ def _wrap_init_dist_pytorch(original: Callable[..., None]) -> Callable[..., None
             f"LOCAL_RANK {os.environ.get('LOCAL_RANK')})\n")
         sys.stdout.flush()
 
-    setattr(_init_dist_pytorch, _PATCHED_ATTR, True)
     return _init_dist_pytorch
 
 
@@ -96,13 +94,10 @@ def _wrap_ddp_init(original: Callable[..., None]) -> Callable[..., None]:
             kwargs['device_ids'] = None
         original(self, module, *args, **kwargs)
 
-    setattr(__init__, _PATCHED_ATTR, True)
     return __init__
 
 
 def patch_cpu_distributed() -> None:
     """Install both CPU fallbacks into mmengine (idempotent)."""
-    if not getattr(dist_utils._init_dist_pytorch, _PATCHED_ATTR, False):
-        dist_utils._init_dist_pytorch = _wrap_init_dist_pytorch(dist_utils._init_dist_pytorch)
-    if not getattr(MMDistributedDataParallel.__init__, _PATCHED_ATTR, False):
-        MMDistributedDataParallel.__init__ = _wrap_ddp_init(MMDistributedDataParallel.__init__)
+    install(dist_utils, '_init_dist_pytorch', _wrap_init_dist_pytorch)
+    install(MMDistributedDataParallel, '__init__', _wrap_ddp_init)

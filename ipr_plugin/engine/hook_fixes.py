@@ -21,11 +21,10 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from .patching import install
+
 # The names mmengine's register_default_hooks fills itself: there a None removes its default, so it is passed on.
 MMENGINE_DEFAULT_HOOKS = ('runtime_info', 'timer', 'sampler_seed', 'logger', 'param_scheduler', 'checkpoint')
-
-# Marks the wrappers so that importing the plugin twice (or reloading it) never wraps a wrapper.
-_PATCHED_ATTR = '_ipr_hook_fix'
 
 
 def without_switched_off(hooks: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -42,7 +41,6 @@ def _wrap_register_default_hooks(original: Callable[..., None]) -> Callable[...,
     def register_default_hooks(self: Runner, hooks: Optional[Dict[str, Any]] = None) -> None:
         original(self, without_switched_off(hooks))
 
-    setattr(register_default_hooks, _PATCHED_ATTR, True)
     return register_default_hooks
 
 
@@ -58,13 +56,10 @@ def _wrap_after_val_epoch(original: Callable[..., None]) -> Callable[..., None]:
             return
         original(self, runner, metrics)
 
-    setattr(after_val_epoch, _PATCHED_ATTR, True)
     return after_val_epoch
 
 
 def patch_hooks() -> None:
     """Install both fixes into mmengine (idempotent)."""
-    if not getattr(Runner.register_default_hooks, _PATCHED_ATTR, False):
-        Runner.register_default_hooks = _wrap_register_default_hooks(Runner.register_default_hooks)
-    if not getattr(CheckpointHook.after_val_epoch, _PATCHED_ATTR, False):
-        CheckpointHook.after_val_epoch = _wrap_after_val_epoch(CheckpointHook.after_val_epoch)
+    install(Runner, 'register_default_hooks', _wrap_register_default_hooks)
+    install(CheckpointHook, 'after_val_epoch', _wrap_after_val_epoch)
