@@ -20,11 +20,15 @@ _base_ = ['./ipr_res50_8xb64-210e_coco-256x256.py']
 # unscale pass and a host sync (its inf check) to every step.
 optim_wrapper = dict(type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
 model = dict(data_preprocessor=dict(type='IPRDataPreprocessor', non_blocking=True, channels_last=True))
-# IPRTestCollateHook: testing collates with ipr_collate too, which test_dataloader cannot name (see there); a
-# child config that restates custom_hooks replaces this list, so keep the hooks it needs
-custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ChannelsLastHook'), dict(type='IPRTestCollateHook')]
-# the logged losses reach the host once per logging interval instead of once per step (same logs)
-default_hooks = dict(runtime_info=dict(type='IPRRuntimeInfoHook'))
+default_hooks = dict(
+    # the logged losses reach the host once per logging interval instead of once per step (same logs)
+    runtime_info=dict(type='IPRRuntimeInfoHook'),
+    # the model in the inputs' memory format
+    channels_last=dict(type='ChannelsLastHook'),
+    # testing collates with ipr_collate too, which test_dataloader cannot name (see there)
+    test_collate=dict(type='IPRTestCollateHook'))
+# (in default_hooks, not custom_hooks: a child config that restates custom_hooks, to add an EMAHook say, replaces
+# that list and would lose them; a child switches one off with default_hooks = dict(channels_last=None))
 env_cfg = dict(cudnn_benchmark=True)
 
 codec = dict(type='DSNTLabel', input_size=(256, 256))

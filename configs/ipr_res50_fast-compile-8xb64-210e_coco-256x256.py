@@ -3,5 +3,4 @@
 # replaces the modules' forward methods in place, so checkpoints load into the uncompiled configs and back.
 _base_ = ['./ipr_res50_fast-8xb64-210e_coco-256x256.py']
 
-custom_hooks = [dict(type='SyncBuffersHook'), dict(type='ChannelsLastHook'), dict(type='IPRTestCollateHook'),
-                dict(type='CompileHook')]
+default_hooks = dict(compile=dict(type='CompileHook'))

@@ -72,3 +72,21 @@ def test_mim_tests_badcase_hook_gets_a_metric_it_can_call(name, monkeypatch):
     sample.pred_instances = InstanceData(keypoints=pred)
     is_bad, value = hook.check_badcase(None, sample)
     assert value == pytest.approx(4.0 * 12 / 17) and not is_bad  # mmpose's L1Loss averages over all K x 2 entries
+
+
+def test_a_child_of_the_fast_configs_restating_custom_hooks_keeps_their_hooks(tmp_path):
+    from mmengine.runner import Runner
+
+    def hooks(cfg: Config) -> set:
+        cfg.work_dir, cfg.load_from = str(tmp_path), None
+        return {type(hook).__name__ for hook in Runner.from_cfg(cfg).hooks}
+
+    # as mmpose's configs add EMA: custom_hooks is a list, which a child replaces
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = ['{REPO}/configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py']\n"
+                     "custom_hooks = [dict(type='EMAHook')]\n")
+    cfg = Config.fromfile(str(child))
+    assert {'ChannelsLastHook', 'IPRTestCollateHook', 'CompileHook', 'IPRRuntimeInfoHook', 'EMAHook'} <= hooks(cfg)
+    cfg.merge_from_dict({'default_hooks.channels_last': None, 'default_hooks.compile': None})
+    kept = hooks(cfg)
+    assert not {'ChannelsLastHook', 'CompileHook'} & kept and 'IPRTestCollateHook' in kept

@@ -126,7 +126,7 @@ def test_the_fast_configs_collate_at_test_time_as_they_validate(repo_root):
         cfg = Config.fromfile(str(repo_root / f'configs/ipr_res50_{name}-8xb64-210e_coco-256x256.py'))
         assert cfg.val_dataloader.collate_fn == dict(type='ipr_collate')
         assert 'collate_fn' not in cfg.test_dataloader  # what lets MMPoseInferencer build from the config
-        assert dict(type='IPRTestCollateHook') in cfg.custom_hooks
+        assert cfg.default_hooks.test_collate == dict(type='IPRTestCollateHook')
 
 
 def test_the_hooks_collate_function(coco_sample):

@@ -231,13 +231,18 @@ def _resize_inputs(node: Any, size: int) -> None:
             _resize_inputs(value, size)
 
 
+# The fast config's hooks of the model's memory format and the test loader's collation (its IPRRuntimeInfoHook is
+# left out: every variant logs as its own config does)
+_FAST_HOOKS = ('channels_last', 'test_collate')
+
+
 def _fast_path() -> Dict[str, Any]:
     """The data-path settings of our fast config, read from the file so the two cannot drift apart."""
     from mmengine.config import Config
     fast = Config.fromfile(str(FAST_CONFIG))
     loader = fast.train_dataloader
     return dict(data_preprocessor=fast.model.data_preprocessor.to_dict(),
-                custom_hooks=[dict(h) for h in fast.custom_hooks],
+                default_hooks={name: dict(fast.default_hooks[name]) for name in _FAST_HOOKS},
                 loader=dict(pin_memory=loader.pin_memory, prefetch_factor=loader.prefetch_factor,
                             collate_fn=dict(loader.collate_fn)))
 
@@ -324,11 +329,11 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg.val_evaluator = [metric, dict(type='DumpResults', out_file_path=str(work_dir / PREDICTIONS_FILE))]
     cfg.test_evaluator = metric
 
-    hooks = [dict(h) for h in cfg.get('custom_hooks', [])]
     if fast is not None:
         cfg.model.data_preprocessor = fast['data_preprocessor']
-        hooks = fast['custom_hooks']
-    cfg.custom_hooks = [*hooks, dict(type='StudyRecordHook', out_file=str(work_dir / RECORD_FILE))]
+        cfg.default_hooks.update(fast['default_hooks'])
+    cfg.custom_hooks = [*(dict(h) for h in cfg.get('custom_hooks', [])),
+                        dict(type='StudyRecordHook', out_file=str(work_dir / RECORD_FILE))]
     # a run of iterations: its AP is logged at its iteration (by epoch, every evaluation is logged at step 0)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=max(1, budget.iters // 10), log_metric_by_epoch=False)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=-1,

@@ -85,12 +85,22 @@ def describe(cfg: Config) -> Dict[str, Any]:
         collate_fn=collate.get('type', 'pseudo_collate'),
         pin_memory=bool(loader.get('pin_memory', False)),
         val_fp16=bool((cfg.get('val_cfg') or {}).get('fp16', False)),
-        custom_hooks=[h.get('type') for h in cfg.get('custom_hooks') or []],
+        hooks=added_hooks(cfg),
         # where the train JPEGs are decoded: the (d) table's LoadImage and TopdownAffine rows then split differently
         train_decode=('by region (IPRTopdownAffine)' if any(isinstance(step, dict) and step.get('decode_region')
                                                            for step in loader.dataset.get('pipeline') or [])
                       else 'whole (LoadImage)'),
     )
+
+
+def added_hooks(cfg: Config) -> List[str]:
+    """The types of the hooks ``cfg`` adds to mmengine's and mmpose's defaults: its default hooks of other
+    packages (the plugin's), then its custom hooks."""
+    from mmpose.registry import HOOKS
+    defaults = [hook.get('type') for hook in (cfg.get('default_hooks') or {}).values() if isinstance(hook, dict)]
+    added = [name for name in defaults
+             if not getattr(HOOKS.get(name), '__module__', '').startswith(('mmengine.', 'mmpose.'))]
+    return added + [hook.get('type') for hook in cfg.get('custom_hooks') or []]
 
 
 def _no_pretrained_weights(model: ConfigDict) -> None:
