@@ -44,17 +44,30 @@ def test_every_variant_gets_the_same_budget(variant, tmp_path):
     assert sizes and all(tuple(s) in ((64, 64), (16, 16)) for s in sizes), sizes
     assert cfg.model.test_cfg.flip_test is True
     assert 'prefetch_factor' not in cfg.train_dataloader and 'prefetch_factor' not in cfg.val_dataloader  # 0 workers
+    hooks = [h.type for h in [*cfg.default_hooks.values(), *cfg.custom_hooks] if h is not None]
+    assert hooks.count('StudyRecordHook') == 1
     if variant.source == 'ours':
         assert cfg.model.data_preprocessor.type == 'IPRDataPreprocessor'
         assert cfg.train_dataloader.collate_fn == dict(type='ipr_collate')
         assert not cfg.train_dataloader.pin_memory  # CPU
+        assert {'ChannelsLastHook', 'IPRTestCollateHook'} <= set(hooks)  # the fast config's
     else:  # mmpose's integral heads, or the heatmap head their recipe starts from
         assert cfg.model.head.type == ('HeatmapHead' if 'topdown_heatmap' in variant.config else 'DSNTHead')
         assert cfg.model.data_preprocessor.type == 'PoseDataPreprocessor'
+        assert not {'ChannelsLastHook', 'IPRTestCollateHook'} & set(hooks)
     if variant.anneal_by_iter:
         assert cfg.model.head.loss.anneal.by == 'iter'
     for key, value in variant.head:
         assert cfg.model.head[key] == value
+
+
+def test_the_study_takes_every_hook_the_fast_config_adds_but_its_logging():
+    from mmengine.config import Config
+    from ipr_plugin.apis.study_configs import _FAST_HOOKS, FAST_CONFIG
+    from ipr_plugin.paths import plugin_config
+    main = plugin_config('ipr_res50_8xb64-210e_coco-256x256.py')
+    fast, main = (Config.fromfile(str(path)).default_hooks for path in (FAST_CONFIG, main))
+    assert set(fast) - set(main) == {*_FAST_HOOKS, 'runtime_info'}
 
 
 def test_each_ablation_changes_only_the_head_settings_it_names(tmp_path):

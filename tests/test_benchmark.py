@@ -1,5 +1,6 @@
 """The benchmark tool: a real ``--tiny`` run of mmpose's IPR config and ours, plus its config overrides and its
 append-only report. No speed is asserted, only that every measured cell holds a positive number."""
+import dataclasses
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from typing import Any, Dict, List
 import pytest
 
 from ipr_plugin.benchmark.cli import given_val_split
-from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, WorkerSpec, resolve_config_path
+from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, OURS_FAST_CONFIG, WorkerSpec, resolve_config_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
@@ -132,7 +133,8 @@ def test_stop_workers_ends_every_loader_worker(persistent: bool) -> None:
 
 
 def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:
-    from ipr_plugin.benchmark.overrides import eval_only, load_bench_config, train_only
+    from ipr_plugin.benchmark.overrides import added_hooks, eval_only, load_bench_config, train_only
+    from ipr_plugin.engine import CompileHook, FiniteLossHook
     data = dict(root=str(tmp_path), train_ann_file='/d/tr.json', val_ann_file='/d/va.json', train_img_dir='/d/tr',
                 val_img_dir='/d/va', bbox_file='/d/det.json')
     spec = WorkerSpec(name='x', config=resolve_config_path(ANCHOR_CONFIG), data=data, batch_size=5, workers=0,
@@ -150,6 +152,15 @@ def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:
     assert cfg.default_hooks.checkpoint.interval == -1 and not cfg.default_hooks.checkpoint.save_last
     assert train_only(cfg).val_dataloader is None and eval_only(cfg).optim_wrapper is None
     assert cfg.val_dataloader is not None  # the copies leave the config alone
+    # a config with mmpose's drawing hook switched off, and the hooks the benchmark's table lists
+    spec = dataclasses.replace(spec, config=resolve_config_path(OURS_FAST_CONFIG),
+                               cfg_options={'default_hooks.visualization': None})
+    cfg = load_bench_config(spec)
+    assert cfg.default_hooks.visualization is None
+    cfg.default_hooks.finite_loss = FiniteLossHook()
+    cfg.custom_hooks.append(dict(type=CompileHook))
+    assert added_hooks(cfg) == ['FiniteLossHook', 'CheckpointFitHook', 'MetricKeyCheckHook', 'IPRRuntimeInfoHook',
+                                'ChannelsLastHook', 'IPRTestCollateHook', 'SyncBuffersHook', 'CompileHook']
 
 
 def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: Path, tmp_path: Path) -> None:

@@ -47,6 +47,11 @@ def test_a_save_best_key_validation_will_not_report_is_refused_before_training(c
     assert f' - ValueError: {refused.value}' in log and 'Iter(train)' not in log
     # validation alone saves no best checkpoint, and a test run none either: neither looks the key up
     assert 'crowdpose/AP' in Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'val', 'coco/AP')).val()
+    # also where something has built the train loop (mmengine's EarlyStoppingHook does, in before_run), twice
+    cfg = _prefixed_cfg(coco_sample, tmp_path / 'val_early', 'coco/AP')
+    cfg.custom_hooks = [dict(type='EarlyStoppingHook', monitor='crowdpose/AP', rule='greater')]
+    runner = Runner.from_cfg(cfg)
+    assert 'crowdpose/AP' in runner.val() and 'crowdpose/AP' in runner.val()
     assert 'crowdpose/AP' in Runner.from_cfg(_prefixed_cfg(coco_sample, tmp_path / 'test', 'coco/AP')).test()
 
     # a bare key may come from a hook: warned of, and left to mmengine
@@ -211,14 +216,8 @@ def test_a_custom_checkpoint_hook_is_not_named_as_the_default_one():
     from types import SimpleNamespace
 
     from mmengine.hooks import CheckpointHook
-    from mmengine.runner import BaseLoop
-    from ipr_plugin.engine.metric_key_check_hook import watched_keys
-
-    class TrainLoop(BaseLoop):
-        def run(self):
-            pass
-
+    from ipr_plugin.engine.metric_key_check_hook import save_best_keys
     cfg = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1))))
     hooks = [CheckpointHook(interval=1), CheckpointHook(interval=1, save_best='coco/AP', rule='greater')]
-    runner = SimpleNamespace(cfg=cfg, hooks=hooks, param_schedulers=None, _train_loop=TrainLoop(None, []))
-    assert [w.setting for w in watched_keys(runner)] == ['CheckpointHook (custom_hooks).save_best']
+    runner = SimpleNamespace(cfg=cfg, hooks=hooks)
+    assert [w.setting for w in save_best_keys(runner)] == ['CheckpointHook (custom_hooks).save_best']

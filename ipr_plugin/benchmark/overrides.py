@@ -2,7 +2,7 @@
 training, no checkpoints, no downloads. Everything else (optim wrapper, hooks, data preprocessor, collate_fn,
 pin_memory, val fp16, ...) is the config's own, since that is what is being compared."""
 import copy
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from mmengine.config import Config, ConfigDict
 
@@ -31,7 +31,7 @@ def load_bench_config(spec: WorkerSpec) -> Config:
     hooks = ConfigDict(cfg.get('default_hooks') or {})
     hooks.checkpoint = ConfigDict(type='CheckpointHook', interval=-1, save_last=False)
     hooks.logger = ConfigDict(type='LoggerHook', interval=NEVER)
-    if 'visualization' in hooks:
+    if hooks.get('visualization') is not None:
         hooks.visualization.enable = False
     cfg.default_hooks = hooks
     cfg.log_processor = ConfigDict(cfg.get('log_processor') or {}, by_epoch=False)
@@ -94,13 +94,19 @@ def describe(cfg: Config) -> Dict[str, Any]:
 
 
 def added_hooks(cfg: Config) -> List[str]:
-    """The types of the hooks ``cfg`` adds to mmengine's and mmpose's defaults: its default hooks of other
-    packages (the plugin's), then its custom hooks."""
+    """The names of the hooks ``cfg`` adds to mmengine's and mmpose's defaults: its default hooks of other
+    packages (the plugin's), then its custom hooks. A hook may be a config (``type`` a registered name or a
+    class) or a built one."""
     from mmpose.registry import HOOKS
-    defaults = [hook.get('type') for hook in (cfg.get('default_hooks') or {}).values() if isinstance(hook, dict)]
-    added = [name for name in defaults
-             if not getattr(HOOKS.get(name), '__module__', '').startswith(('mmengine.', 'mmpose.'))]
-    return added + [hook.get('type') for hook in cfg.get('custom_hooks') or []]
+
+    def name_and_module(hook) -> Tuple[str, str]:
+        kind = hook.get('type') if isinstance(hook, dict) else type(hook)
+        cls = HOOKS.get(kind) if isinstance(kind, str) else kind
+        return (kind if isinstance(kind, str) else getattr(kind, '__name__', str(kind))), getattr(cls, '__module__', '')
+
+    defaults = [name_and_module(hook) for hook in (cfg.get('default_hooks') or {}).values() if hook is not None]
+    added = [name for name, module in defaults if not module.startswith(('mmengine.', 'mmpose.'))]
+    return added + [name_and_module(hook)[0] for hook in cfg.get('custom_hooks') or []]
 
 
 def _no_pretrained_weights(model: ConfigDict) -> None:

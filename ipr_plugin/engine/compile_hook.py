@@ -29,6 +29,10 @@ class CompileHook(Hook):
         **compile_kwargs: ``torch.compile`` arguments (``mode``, ``backend``, ``dynamic``, ``fullgraph``).
     """
 
+    # before_run after the NORMAL hooks': mmengine's EMAHook copies the model there, and a copy taken after
+    # compilation would keep forwards that run the source model's modules
+    priority = 'LOW'
+
     def __init__(self, modules=('backbone', ), optional=('head.simplebaseline_head', ), **compile_kwargs) -> None:
         self.modules = tuple(modules)
         self.optional = tuple(optional)

@@ -75,21 +75,27 @@ class Watched(NamedTuple):
 _FAILS = 'mmengine fails with {} after the first validation'
 
 
-def watched_keys(runner) -> List[Watched]:
-    """The metric keys of the runner's ``CheckpointHook`` (``save_best``, in training: validation alone saves no
-    best checkpoint, see :mod:`.hook_fixes`), ``EarlyStoppingHook`` (``monitor``) and built ``ReduceOnPlateau``
-    schedulers (``monitor``; ``Runner.val`` leaves schedulers unbuilt)."""
+def save_best_keys(runner) -> List[Watched]:
+    """The ``save_best`` keys of the runner's ``CheckpointHook``\ s, looked up at validations during training
+    (validation alone saves no best checkpoint, see :mod:`.hook_fixes`)."""
     watched = []
-    training = isinstance(runner._train_loop, BaseLoop)  # built by Runner.train, a config in Runner.val
     default_checkpoint = (runner.cfg.get('default_hooks') or {}).get('checkpoint') is not None
     for hook in runner.hooks:
         if isinstance(hook, CheckpointHook):
-            if hook.save_best and training:
+            if hook.save_best:
                 where = 'default_hooks.checkpoint' if default_checkpoint else f'{type(hook).__name__} (custom_hooks)'
                 watched.append(Watched(f'{where}.save_best', list(hook.key_indicators), _FAILS.format('KeyError'),
                                        True))
             default_checkpoint = False  # mmengine registers default hooks first: later ones are custom
-        elif isinstance(hook, EarlyStoppingHook):
+    return watched
+
+
+def monitor_keys(runner) -> List[Watched]:
+    """The ``monitor`` keys of the runner's ``EarlyStoppingHook``\ s and built ``ReduceOnPlateau`` schedulers
+    (``Runner.val`` leaves schedulers unbuilt), looked up at every validation."""
+    watched = []
+    for hook in runner.hooks:
+        if isinstance(hook, EarlyStoppingHook):
             watched.append(Watched(f"{type(hook).__name__}'s monitor", [hook.monitor], *(
                 (_FAILS.format('RuntimeError'), True) if hook.strict else
                 ('early stopping never acts (mmengine skips it at every validation)', False))))
@@ -128,23 +134,31 @@ class MetricKeyCheckHook(Hook):
     validation losses such as ``'val_loss'`` for a model whose ``val_step`` returns them, which mmpose's do not),
     a loop or evaluator of another class (mmdet's ``TeacherStudentValLoop`` reports ``'teacher/coco/AP'``), or
     another hook's ``after_val_epoch``. Any other metric without a prefix (mmpose's ``KeypointPartitionMetric``
-    reports keys with '/'), or ``save_best='auto'``, is left to mmengine. It runs where a validation loop is built
-    (``Runner.train``, and ``Runner.val`` for the monitors only: validation alone saves no best checkpoint), not
-    in a test run.
+    reports keys with '/'), or ``save_best='auto'``, is left to mmengine.
+
+    It checks the monitors before a run that validates (``Runner.train``, ``Runner.val``; not a test run), and
+    ``save_best`` before training (validation alone saves no best checkpoint): after the checkpoint to start from
+    is loaded, before the first iteration.
     """
 
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
+        self._check(runner, monitor_keys(runner))
+
+    def before_train(self, runner) -> None:
+        self._check(runner, save_best_keys(runner))
+
+    def _check(self, runner, watched_keys: List[Watched]) -> None:
         loop = runner._val_loop  # the property would build a test run's validation loader
-        if not isinstance(loop, BaseLoop):
+        if not isinstance(loop, BaseLoop) or not watched_keys:
             return
         evaluator = getattr(loop, 'evaluator', None)
         reported = [keys for keys in map(reported_keys, getattr(evaluator, 'metrics', None) or []) if keys]
         stock = (type(loop).run is ValLoop.run and type(evaluator).evaluate is Evaluator.evaluate
                  and not any(type(hook).after_val_epoch is not Hook.after_val_epoch
                              and not type(hook).__module__.startswith(_KNOWN_HOOKS) for hook in runner.hooks))
-        for watched in watched_keys(runner):
+        for watched in watched_keys:
             problem = key_problem(watched, reported, stock)
             if problem and problem.certain and watched.fatal:
                 raise logged(ValueError(problem.message))

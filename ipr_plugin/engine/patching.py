@@ -1,15 +1,19 @@
-"""Replacing a function of the OpenMMLab stack by a wrapper of it, once."""
+"""Replacing a function of the OpenMMLab stack by a wrapper of it, once per fix."""
 from typing import Any, Callable
 
-# Marks the wrappers installed here: importing the plugin twice (or reloading it) never wraps a wrapper.
-WRAPPER_MARK = '_ipr_wrapper'
+# The fixes wrapped around a function, on its outermost wrapper (functools.wraps copies the inner ones' attributes
+# outwards): importing the plugin twice, or reloading it, never applies a fix twice, and one fix does not hide
+# another fix of the same function.
+FIXES_ATTR = '_ipr_fixes'
 
 
 def install(owner: Any, name: str, wrap: Callable[[Callable], Callable]) -> None:
-    """Set ``owner.<name>`` (a module's function or a class's method) to ``wrap(owner.<name>)``, unless it is
-    already a wrapper installed here."""
+    """Set ``owner.<name>`` (a module's function or a class's method) to ``wrap(owner.<name>)``, unless ``wrap``
+    was already installed there."""
     original = getattr(owner, name)
-    if not getattr(original, WRAPPER_MARK, False):
+    fixes = getattr(original, FIXES_ATTR, frozenset())
+    fix = f'{wrap.__module__}.{wrap.__qualname__}'
+    if fix not in fixes:
         wrapper = wrap(original)
-        setattr(wrapper, WRAPPER_MARK, True)
+        setattr(wrapper, FIXES_ATTR, fixes | {fix})
         setattr(owner, name, wrapper)
