@@ -62,7 +62,8 @@ setup(
         'ipr-background-share=ipr_plugin.apis.background_share:main',
         'ipr-gpu-measurements=ipr_plugin.apis.gpu_measurements:main',
         *(f"ipr-{name.replace('_', '-')}=ipr_plugin.cli.{name}:main"
-          for name in ('check_data', 'demo', 'export_onnx', 'make_person_boxes', 'make_synthetic_coco')),
+          for name in ('check_data', 'demo', 'export_onnx', 'make_person_boxes', 'make_synthetic_coco',
+                       'plot_training')),
     ]},
     zip_safe=False,
 )

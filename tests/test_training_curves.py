@@ -1,0 +1,112 @@
+"""tools/plot_training.py: the curves of real runs of the sample config (epoch- and iteration-based, resumed),
+and what it does with logs it cannot read."""
+import itertools
+import math
+import shutil
+import subprocess
+import sys
+
+import pytest
+from mmengine.runner import Runner
+
+import ipr_plugin  # noqa: F401
+from ipr_plugin.apis.training_curves import LOG_NAME, plot_curves, read_curves, summarize
+from utils import sample_runner_cfg
+
+_RUNS = itertools.count()
+
+
+def _train(coco_sample, work_dir, train_cfg, resume=False, validate_alone=False):
+    cfg = sample_runner_cfg(coco_sample, work_dir, train_cfg, logger_interval=1)
+    cfg.param_scheduler = []
+    cfg.resume = resume
+    cfg.train_dataloader.dataset.indices = 4  # 2 iterations per epoch
+    cfg.val_dataloader.dataset.indices = 4
+    # mmengine keeps one visualizer per name in a process: another run's would write into the first run's folder
+    cfg.visualizer.name = f'visualizer_{next(_RUNS)}'
+    runner = Runner.from_cfg(cfg)
+    runner.val() if validate_alone else runner.train()
+
+
+@pytest.fixture(scope='module')
+def epoch_run(coco_sample, tmp_path_factory):
+    """3 epochs of 2 iterations (4 images, batch 2), validated after each; stopped after 2 and resumed, and
+    validated alone in the same work dir."""
+    work_dir = tmp_path_factory.mktemp('epochs')
+    _train(coco_sample, work_dir, dict(by_epoch=True, max_epochs=2, val_interval=1))
+    _train(coco_sample, work_dir, dict(by_epoch=True, max_epochs=3, val_interval=1), resume=True)
+    _train(coco_sample, work_dir, dict(by_epoch=True, max_epochs=3, val_interval=1), validate_alone=True)
+    return work_dir
+
+
+def test_a_resumed_epoch_based_run_reads_as_one(epoch_run, tmp_path):
+    curves = read_curves(str(epoch_run))
+    assert len(curves.logs) == 2 and curves.resumed_at == [5] and curves.by_epoch
+    assert [line['iter'] for line in curves.train] == [1, 2, 3, 4, 5, 6]
+    assert [line['epoch'] for line in curves.train] == [1, 1, 2, 2, 3, 3]
+    # each validation after its epoch's last iteration; the validation alone is not part of the curves
+    assert [(line['epoch'], line['iter']) for line in curves.val] == [(1, 2), (2, 4), (3, 6)]
+    assert len(curves.skipped) == 1 and 'no training lines (a validation run?)' in curves.skipped[0]
+    assert curves.keys('train', 'loss') == ['loss', 'loss_kpt'] and 'coco/AP' in curves.keys('val')
+    lines = summarize(curves)
+    assert lines[0] == ('2 log(s), resumed at iteration 5; 6 training lines (iterations 1-6, epochs 1-3), '
+                        '3 validations')
+    best = max(line['coco/AP'] for line in curves.val)
+    assert any(line.startswith(f"coco/AP: best {best:.4g} at epoch ") for line in lines)
+
+    out = tmp_path / 'curves.png'
+    plot_curves(curves, str(out))
+    import matplotlib.pyplot as plt
+    assert plt.imread(str(out)).shape[:2] == (800, 1200)
+    with pytest.raises(ValueError, match=r"metrics \['coco/AP50'\] were not logged by validation; it logged "
+                                         r"\['coco/AP', 'coco/AP .5'"):
+        plot_curves(curves, str(tmp_path / 'other.png'), ['coco/AP50'])
+
+
+def test_an_iteration_based_run_places_each_validation_at_its_iteration(coco_sample, tmp_path):
+    # mmengine logs these validations at step 0 (log_metric_by_epoch defaults to True)
+    _train(coco_sample, tmp_path, dict(by_epoch=False, max_iters=4, val_interval=2))
+    curves = read_curves(str(tmp_path))
+    assert not curves.by_epoch and [line['iter'] for line in curves.train] == [1, 2, 3, 4]
+    assert [line['iter'] for line in curves.val] == [2, 4]
+    assert any(line.startswith('coco/AP: best ') and line.endswith('at iteration 4') for line in summarize(curves))
+
+
+def test_a_log_cut_mid_line_or_turned_nan_is_read_and_named(epoch_run, tmp_path):
+    first = sorted(epoch_run.glob(f'*/{LOG_NAME}'))[0]
+    log = tmp_path / 'run' / LOG_NAME
+    log.parent.mkdir(parents=True)
+    lines = first.read_text().splitlines()
+    third = next(i for i, line in enumerate(lines) if '"iter": 3,' in line)
+    lines[third] = lines[third].replace('"loss": ', '"loss": NaN, "was": ')  # json.dumps writes a NaN loss so
+    log.write_text('\n'.join(lines) + '\n{"lr": 0.001, "loss": 0.5')  # a run killed while writing its last line
+    curves = read_curves(str(tmp_path / 'run'))
+    assert len(curves.train) == 4 and math.isnan(curves.train[2]['loss'])
+    assert curves.skipped == [f'{log}:{len(lines) + 1}: not a JSON object (the run stopped while writing it?)']
+    text = '\n'.join(summarize(curves))
+    assert f"; non-finite from iteration {curves.train[2]['iter']}" in text and 'not read: 1 (' in text
+    plot_curves(curves, str(tmp_path / 'nan.png'))
+
+
+def test_paths_without_logs_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='missing does not exist'):
+        read_curves(str(tmp_path / 'missing'))
+    with pytest.raises(FileNotFoundError, match=r'holds no training log: mmengine writes one per start of a run '
+                                                r'to <work_dir>/<timestamp>/vis_data/scalars.json'):
+        read_curves(str(tmp_path))
+
+
+def test_the_command_line(epoch_run, repo_root, tmp_path):
+    work_dir = tmp_path / 'work'
+    shutil.copytree(epoch_run, work_dir)
+    tool = [sys.executable, str(repo_root / 'tools' / 'plot_training.py')]
+    done = subprocess.run([*tool, str(work_dir)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f'picture: {work_dir}/training_curves.png' in done.stdout and (work_dir / 'training_curves.png').is_file()
+    assert 'coco/AP: best ' in done.stdout
+    for args, message in (([str(tmp_path / 'nowhere')], 'plot_training: ' + str(tmp_path / 'nowhere') +
+                           ' does not exist'),
+                          ([str(work_dir), '--out', str(tmp_path / 'x.txt')], 'is not a .png, .svg, .pdf file'),
+                          ([str(work_dir), '--metrics', 'AP'], "metrics ['AP'] were not logged by validation")):
+        done = subprocess.run([*tool, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
