@@ -16,8 +16,8 @@ from utils import sample_runner_cfg
 _RUNS = itertools.count()
 
 
-def _train(coco_sample, work_dir, train_cfg, resume=False, validate_alone=False):
-    cfg = sample_runner_cfg(coco_sample, work_dir, train_cfg, logger_interval=1)
+def _train(coco_sample, work_dir, train_cfg, resume=False, validate_alone=False, logger_interval=1):
+    cfg = sample_runner_cfg(coco_sample, work_dir, train_cfg, logger_interval=logger_interval)
     cfg.param_scheduler = []
     cfg.resume = resume
     cfg.train_dataloader.dataset.indices = 4  # 2 iterations per epoch
@@ -47,12 +47,12 @@ def test_a_resumed_epoch_based_run_reads_as_one(epoch_run, tmp_path):
     # each validation after its epoch's last iteration; the validation alone is not part of the curves
     assert [(line['epoch'], line['iter']) for line in curves.val] == [(1, 2), (2, 4), (3, 6)]
     assert len(curves.skipped) == 1 and 'no training lines (a validation run?)' in curves.skipped[0]
-    assert curves.keys('train', 'loss') == ['loss', 'loss_kpt'] and 'coco/AP' in curves.keys('val')
     lines = summarize(curves)
-    assert lines[0] == ('2 log(s), resumed at iteration 5; 6 training lines (iterations 1-6, epochs 1-3), '
-                        '3 validations')
+    assert lines[0] == ('2 logs, resumed (first lines at iteration 5); 6 training lines (iterations 1-6, epochs 1-3 '
+                        'validated), 3 validations')
+    assert [line.split(':')[0] for line in lines[1:3]] == ['loss', 'loss_kpt']
     best = max(line['coco/AP'] for line in curves.val)
-    assert any(line.startswith(f"coco/AP: best {best:.4g} at epoch ") for line in lines)
+    assert any(line.startswith(f"coco/AP: highest {best:.4g} at epoch ") for line in lines)
 
     out = tmp_path / 'curves.png'
     plot_curves(curves, str(out))
@@ -64,12 +64,24 @@ def test_a_resumed_epoch_based_run_reads_as_one(epoch_run, tmp_path):
 
 
 def test_an_iteration_based_run_places_each_validation_at_its_iteration(coco_sample, tmp_path):
-    # mmengine logs these validations at step 0 (log_metric_by_epoch defaults to True)
-    _train(coco_sample, tmp_path, dict(by_epoch=False, max_iters=4, val_interval=2))
-    curves = read_curves(str(tmp_path))
-    assert not curves.by_epoch and [line['iter'] for line in curves.train] == [1, 2, 3, 4]
-    assert [line['iter'] for line in curves.val] == [2, 4]
-    assert any(line.startswith('coco/AP: best ') and line.endswith('at iteration 4') for line in summarize(curves))
+    # mmengine logs these validations at step 0 (log_metric_by_epoch defaults to True); with a logging interval
+    # of 3 (and at the end of each pass over the 4 samples) the validation after iteration 4 follows the line of 3
+    _train(coco_sample, tmp_path / 'run', dict(by_epoch=False, max_iters=4, val_interval=2), logger_interval=3)
+    curves = read_curves(str(tmp_path / 'run'))
+    assert not curves.by_epoch and [line['iter'] for line in curves.train] == [2, 3]
+    assert [line['iter'] for line in curves.val] == [2, 4]  # from the dumped config's val_interval
+    assert summarize(curves)[-1].endswith(' at iteration 4')
+    # without the config mmengine dumps beside the log: after the last training line logged before each
+    (next((tmp_path / 'run').glob('*/vis_data')) / 'config.py').unlink()
+    curves = read_curves(str(tmp_path / 'run'))
+    assert [line['iter'] for line in curves.val] == [2, 3]
+    assert summarize(curves)[-1].endswith(' after iteration 3')
+
+    # a second run from scratch into the same work dir is a run of its own
+    _train(coco_sample, tmp_path / 'run', dict(by_epoch=False, max_iters=2, val_interval=2))
+    curves = read_curves(str(tmp_path / 'run'))
+    assert len(curves.logs) == 1 and [line['iter'] for line in curves.train] == [1, 2] and not curves.resumed_at
+    assert 'an earlier run (' in curves.skipped[0] and 'starts again at iteration 1)' in curves.skipped[0]
 
 
 def test_a_log_cut_mid_line_or_turned_nan_is_read_and_named(epoch_run, tmp_path):
@@ -82,10 +94,19 @@ def test_a_log_cut_mid_line_or_turned_nan_is_read_and_named(epoch_run, tmp_path)
     log.write_text('\n'.join(lines) + '\n{"lr": 0.001, "loss": 0.5')  # a run killed while writing its last line
     curves = read_curves(str(tmp_path / 'run'))
     assert len(curves.train) == 4 and math.isnan(curves.train[2]['loss'])
-    assert curves.skipped == [f'{log}:{len(lines) + 1}: not a JSON object (the run stopped while writing it?)']
+    assert curves.skipped == [f'{log}:{len(lines) + 1}: not a JSON object of numbers (the run stopped while '
+                              'writing it?)']
     text = '\n'.join(summarize(curves))
     assert f"; non-finite from iteration {curves.train[2]['iter']}" in text and 'not read: 1 (' in text
     plot_curves(curves, str(tmp_path / 'nan.png'))
+    # a line of another kind is named; a file that is no such log at all is refused by name
+    log.write_text('\n'.join(lines[:2] + ['{"loss": "abc", "iter": 9}', '{"loss": 1.0, "iter": "9"}']))
+    curves = read_curves(str(log))
+    assert [s.split(': ')[-1] for s in curves.skipped] == [
+        'not a JSON object of numbers', 'not a JSON object of numbers (the run stopped while writing it?)']
+    text_log = next(first.parent.parent.glob('*.log'))
+    with pytest.raises(ValueError, match=f'{text_log} is not a log of mmengine: none of its .* lines is a JSON'):
+        read_curves(str(text_log))
 
 
 def test_paths_without_logs_are_named(tmp_path):
@@ -103,7 +124,7 @@ def test_the_command_line(epoch_run, repo_root, tmp_path):
     done = subprocess.run([*tool, str(work_dir)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f'picture: {work_dir}/training_curves.png' in done.stdout and (work_dir / 'training_curves.png').is_file()
-    assert 'coco/AP: best ' in done.stdout
+    assert 'coco/AP: highest ' in done.stdout
     for args, message in (([str(tmp_path / 'nowhere')], 'plot_training: ' + str(tmp_path / 'nowhere') +
                            ' does not exist'),
                           ([str(work_dir), '--out', str(tmp_path / 'x.txt')], 'is not a .png, .svg, .pdf file'),

@@ -9,18 +9,21 @@ line to ``<work_dir>/<timestamp>/vis_data/scalars.json``, one folder per start o
 new one). A training line has ``iter`` (counted over the whole run) and, with mmpose's
 ``LogProcessor(by_epoch=True)``, ``epoch``; a validation line has neither, and its ``step`` is the epoch (an
 epoch-based run), the iteration (``LoggerHook(log_metric_by_epoch=False)``) or 0 (an iteration-based run with
-mmengine's default). So each
-validation is placed at the last training iteration logged before it (or at its ``step`` where that is later),
-and in the epoch of that line: exact where a training line is logged at the end of every validated epoch or
-interval (a logging interval that divides the epoch's length or the validation interval), else early by less than
-one logging interval.
+mmengine's default). Each
+validation is placed by the run's schedule, read from the config mmengine dumps beside the log
+(``vis_data/config.py``): at its epoch (epoch-based), at its iteration (``log_metric_by_epoch=False``, or the
+validation interval of an iteration-based run). Without that file, at the last training iteration logged before
+it, and the summary says "after".
 """
 import json
 import math
 import os.path as osp
+from contextlib import suppress
 from dataclasses import dataclass, field
 from glob import escape, glob
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
+
+from ..arguments import written_whole
 
 LOG_NAME = osp.join('vis_data', 'scalars.json')
 
@@ -49,17 +52,28 @@ class Curves:
 
     @property
     def by_epoch(self) -> bool:
-        """Whether the epoch advanced (an iteration-based run logs ``epoch`` 1 throughout)."""
-        return len({line.get('epoch') for line in self.train}) > 1
+        """Whether validations are placed at epochs (an epoch-based run whose config was read)."""
+        return bool(self.val) and all('epoch' in line for line in self.val)
 
-    def keys(self, lines: str, prefix: str = '') -> List[str]:
-        """The numeric keys of the ``'train'`` or ``'val'`` lines, in their first order, that start with
-        ``prefix`` (the positions and timings left out)."""
-        found: Dict[str, None] = {}
-        for line in getattr(self, lines):
-            found.update((k, None) for k, v in line.items() if isinstance(v, (int, float)) and k.startswith(prefix)
-                         and k not in ('iter', 'epoch', 'step', 'time', 'data_time', 'memory'))
-        return list(found)
+    def first_non_finite(self) -> Dict[str, int]:
+        """For each loss term that turned NaN or infinite, the first iteration where it did."""
+        first: Dict[str, int] = {}
+        for line in self.train:
+            for key in _keys([line], 'loss'):
+                if not math.isfinite(line[key]):
+                    first.setdefault(key, line['iter'])
+        return first
+
+
+def _keys(lines: Sequence[Dict[str, float]], prefix: str = '') -> List[str]:
+    """The keys of ``lines``, in their first order, that start with ``prefix`` (positions and timings left out)."""
+    found: Dict[str, None] = {}
+    for line in lines:
+        found.update((k, None) for k in line if k.startswith(prefix) and k not in _NOT_CURVES)
+    return list(found)
+
+
+_NOT_CURVES = ('iter', 'epoch', 'step', 'time', 'data_time', 'memory', 'approximate')
 
 
 def find_logs(path: str) -> List[str]:
@@ -76,74 +90,146 @@ def find_logs(path: str) -> List[str]:
     own = osp.join(path, LOG_NAME)
     logs = [own] if osp.isfile(own) else sorted(glob(osp.join(escape(path), '*', LOG_NAME)))
     if not logs:
+        runs = [folder for folder in glob(osp.join(escape(path), '*', ''))
+                if osp.isfile(osp.join(folder, osp.basename(folder[:-1]) + '.log'))]
         raise FileNotFoundError(
             f'{path} holds no training log: mmengine writes one per start of a run to <work_dir>/<timestamp>/'
-            f"{LOG_NAME} through its LocalVisBackend (mmpose's default_runtime has it in visualizer.vis_backends)")
+            f"{LOG_NAME} through its LocalVisBackend (mmpose's default_runtime has it in visualizer.vis_backends)"
+            + (f'; its {len(runs)} run folder(s) have none (a test run, or a run stopped before its first logged '
+               'line)' if runs else ''))
     return logs
 
 
 def read_curves(path: str) -> Curves:
-    """The curves of the run at ``path`` (see :func:`find_logs`). A line that is not a JSON object (the last line
-    of a run killed while writing it) is skipped and named in ``skipped``, as is a log without training lines
-    (``Runner.val()`` in the same work dir).
+    """The curves of the run at ``path`` (see :func:`find_logs`): its last run, with the starts that resumed it. A
+    start whose first iteration is not after the previous one's begins a new run, and the earlier ones are left
+    out (named in ``skipped``). Lines that are not JSON objects of numbers (the last line of a run killed while
+    writing it) are skipped and named, as is a log without training lines (``Runner.val()`` in the same work dir).
 
     Raises:
         FileNotFoundError: see :func:`find_logs`.
         ValueError: none of the logs holds a training line.
     """
     curves = Curves(source=path)
+    starts: List[int] = []
     for log in find_logs(path):
-        train, val = _read_log(log, curves.skipped, start=curves.train[-1]['iter'] if curves.train else 0)
+        train, val = _read_log(log, curves.skipped)
         if not train:
             curves.skipped.append(f'{log}: no training lines (a validation run?)')
             continue
         first = train[0]['iter']
-        if curves.logs:
-            curves.resumed_at.append(first)
+        if starts and first <= starts[0]:
+            curves.skipped.append(f"{', '.join(curves.logs)}: an earlier run ({log} starts again at iteration "
+                                  f'{first})')
+            curves.logs, curves.train, curves.val, starts = [], [], [], []
         # a start resumed from an earlier checkpoint logs those iterations again: its lines replace the earlier
         curves.train = [line for line in curves.train if line['iter'] < first] + train
         curves.val = [line for line in curves.val if line['iter'] < first] + val
         curves.logs.append(log)
+        starts.append(first)
     if not curves.logs:
         raise ValueError(f'{path}: no training lines in ' + '; '.join(curves.skipped))
+    curves.resumed_at = starts[1:]
     return curves
 
 
-def _read_log(log: str, skipped: List[str], start: int):
-    """The training and validation lines of one log; ``start``: the last iteration of the logs before it."""
-    lines = []
-    with open(log, encoding='utf-8') as f:
-        for number, text in enumerate(f, 1):
-            try:
-                line = json.loads(text)
-            except ValueError:
-                line = None
-            if isinstance(line, dict):
-                lines.append(line)
-            else:
-                skipped.append(f'{log}:{number}: not a JSON object' + (' (the run stopped while writing it?)'
-                                                                       if text.strip() else ' (empty)'))
+class Schedule(NamedTuple):
+    """What places a run's validations: from its config, as mmengine dumps it beside the log."""
+    by_epoch: bool
+    val_interval: int
+    val_begin: int
+    metric_by_epoch: bool  # LoggerHook(log_metric_by_epoch): a validation line's step is the epoch (else the iter)
+
+
+def read_schedule(log: str) -> Optional[Schedule]:
+    """The schedule of the run that wrote ``log``; None where its ``config.py`` is missing or unreadable, or its
+    loop is neither mmengine's epoch- nor iteration-based one."""
+    from mmengine.config import Config
+    config = osp.join(osp.dirname(log), 'config.py')
+    with suppress(Exception):  # anything a config file can raise: the placement falls back to the log's order
+        cfg = Config.fromfile(config, import_custom_modules=False)
+        train_cfg = cfg.get('train_cfg') or {}
+        loop = train_cfg.get('type', 'EpochBasedTrainLoop' if train_cfg.get('by_epoch', True) else 'IterBasedTrainLoop')
+        logger = (cfg.get('default_hooks') or {}).get('logger') or {}
+        if loop in ('EpochBasedTrainLoop', 'IterBasedTrainLoop'):
+            return Schedule(loop == 'EpochBasedTrainLoop', int(train_cfg.get('val_interval', 1)),
+                            int(train_cfg.get('val_begin', 1)), bool(logger.get('log_metric_by_epoch', True)))
+    return None
+
+
+def _read_log(log: str, skipped: List[str]):
+    """The training and validation lines of one log (the lines it cannot read named in ``skipped``)."""
+    lines, bad = [], []
+    try:
+        with open(log, encoding='utf-8') as f:
+            texts = f.read().splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(f'{log} is not a log of mmengine: not UTF-8 text (byte {error.start})') from error
+    for number, text in enumerate(texts, 1):
+        line = _numbers(text)
+        if line is None or not isinstance(line.get('iter', 0), int) or not isinstance(line.get('step', 0), int):
+            bad.append(number)
+        else:
+            lines.append(line)
+    if bad and not lines:
+        raise ValueError(f'{log} is not a log of mmengine: none of its {len(texts)} lines is a JSON object of numbers'
+                         if texts else f'{log} is empty')
+    skipped += [f'{log}:{number}: not a JSON object of numbers' + (' (the run stopped while writing it?)'
+                                                                   if number == len(texts) else '') for number in bad]
     train = [line for line in lines if 'iter' in line]
+    schedule = read_schedule(log)
     # a validation before the first training line: a resumed iteration-based run validates where it resumed
-    last = dict(iter=train[0]['iter'] - 1 if train else start)
+    last = dict(iter=train[0]['iter'] - 1 if train else 0)
     val = []
     for line in lines:
         if 'iter' in line:
             last = line
-        else:
-            val.append(dict(line, iter=max(line.get('step', 0), last['iter']),
-                            **({'epoch': last['epoch']} if 'epoch' in last else {})))
+            continue
+        step = line.get('step', 0)
+        if schedule is None:
+            val.append(dict(line, iter=max(step, last['iter']), approximate=1))
+        elif not schedule.metric_by_epoch:
+            val.append(dict(line, iter=step))
+        elif schedule.by_epoch:
+            val.append(dict(line, epoch=step, iter=last['iter']))
+        else:  # mmengine's IterBasedTrainLoop validates after every val_interval-th iteration from val_begin on
+            interval = max(schedule.val_interval, 1)
+            val.append(dict(line, iter=-(-max(last['iter'], schedule.val_begin) // interval) * interval))
     return train, val
+
+
+def _numbers(text: str) -> Optional[Dict[str, float]]:
+    """The line's JSON object, its values numbers (not booleans); None for anything else."""
+    with suppress(ValueError):
+        line = json.loads(text)
+        if isinstance(line, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                          for v in line.values()):
+            return line
+    return None
 
 
 def headline(curves: Curves) -> Optional[str]:
     """The validation key a summary leads with: the first ``.../AP`` (COCO), else the first key logged."""
-    keys = curves.keys('val')
+    keys = _keys(curves.val)
     return next((k for k in keys if k.endswith('/AP')), keys[0] if keys else None)
+
+
+# validation keys where lower is better (mmpose's EPE and NME metrics, validation losses); higher elsewhere
+_LOWER_IS_BETTER = ('EPE', 'NME', 'loss')
 
 
 def _fmt(value: float) -> str:
     return f'{value:.4g}' if math.isfinite(value) else str(value)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _at(line: Dict[str, float]) -> str:
+    if 'epoch' in line:
+        return f"at epoch {line['epoch']}"
+    return f"{'after' if line.get('approximate') else 'at'} iteration {line['iter']}"
 
 
 def summarize(curves: Curves) -> List[str]:
@@ -151,27 +237,26 @@ def summarize(curves: Curves) -> List[str]:
     train = curves.train
     span = f"iterations {train[0]['iter']}-{train[-1]['iter']}"
     if curves.by_epoch:
-        span += f", epochs {train[0]['epoch']}-{train[-1]['epoch']}"
-    resumed = f", resumed at iteration {', '.join(map(str, curves.resumed_at))}" if curves.resumed_at else ''
-    lines = [f'{len(curves.logs)} log(s){resumed}; {len(train)} training lines ({span}), '
-             f'{len(curves.val)} validations']
-    for key in curves.keys('train', 'loss'):
-        points = [(line['iter'], float(line[key])) for line in train if key in line]
-        bad = next((it for it, v in points if not math.isfinite(v)), None)
-        finite = [v for _, v in points if math.isfinite(v)]
-        text = f'{key}: first {_fmt(points[0][1])}, last {_fmt(points[-1][1])}'
+        span += f", epochs {curves.val[0]['epoch']}-{curves.val[-1]['epoch']} validated"
+    resumed = (f", resumed (first lines at iteration {', '.join(map(str, curves.resumed_at))})"
+               if curves.resumed_at else '')
+    lines = [f"{_count(len(curves.logs), 'log')}{resumed}; {_count(len(train), 'training line')} ({span}), "
+             f"{_count(len(curves.val), 'validation')}"]
+    non_finite = curves.first_non_finite()
+    for key in _keys(train, 'loss'):
+        values = [line[key] for line in train if key in line]
+        finite = [v for v in values if math.isfinite(v)]
+        text = f'{key}: first {_fmt(values[0])}, last {_fmt(values[-1])}'
         text += f', lowest {_fmt(min(finite))}' if finite else ''
-        lines.append(text + (f'; non-finite from iteration {bad}' if bad is not None else ''))
+        lines.append(text + (f'; non-finite from iteration {non_finite[key]}' if key in non_finite else ''))
     key = headline(curves)
     if key:
-        points = [line for line in curves.val if key in line]
-        best = max(points, key=lambda line: line[key] if math.isfinite(line[key]) else -math.inf)
-
-        def at(line) -> str:
-            epoch = f"epoch {line['epoch']}, " if curves.by_epoch and 'epoch' in line else ''
-            return f"{epoch}iteration {line['iter']}"
-
-        lines.append(f'{key}: best {_fmt(best[key])} at {at(best)}, last {_fmt(points[-1][key])} at {at(points[-1])}')
+        points = [line for line in curves.val if key in line and math.isfinite(line[key])] or curves.val[-1:]
+        lower = key.split('/')[-1].startswith(_LOWER_IS_BETTER)
+        best = (min if lower else max)(points, key=lambda line: line[key])
+        last = [line for line in curves.val if key in line][-1]
+        lines.append(f"{key}: {'lowest' if lower else 'highest'} {_fmt(best[key])} {_at(best)}, "
+                     f'last {_fmt(last[key])} {_at(last)}')
     else:
         lines.append('no validation logged yet')
     if curves.skipped:
@@ -192,7 +277,7 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    logged = curves.keys('val')
+    logged = _keys(curves.val)
     if metrics:
         missing = [k for k in metrics if k not in logged]
         if missing:
@@ -200,14 +285,14 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
     else:
         metrics = [k for k in logged if k.endswith(('/AP', '/AR'))] or logged[:1]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    panels = ((axes[0, 0], 'train', curves.keys('train', 'loss'), 'loss'),
-              (axes[0, 1], 'train', curves.keys('train', 'lr'), 'learning rate'),
-              (axes[1, 0], 'train', curves.keys('train', 'acc'), 'training accuracy'),
-              (axes[1, 1], 'val', list(metrics), 'validation'))
+    panels = ((axes[0, 0], curves.train, _keys(curves.train, 'loss'), 'loss'),
+              (axes[0, 1], curves.train, _keys(curves.train, 'lr'), 'learning rate'),
+              (axes[1, 0], curves.train, _keys(curves.train, 'acc'), 'training accuracy'),
+              (axes[1, 1], curves.val, list(metrics), 'validation'))
     for ax, lines, keys, title in panels:
         for key in keys:
-            points = [(line['iter'], float(line[key])) for line in getattr(curves, lines) if key in line]
-            ax.plot(*zip(*points), 'o-' if lines == 'val' else '-', label=key, markersize=3)
+            points = [(line['iter'], line[key]) for line in lines if key in line]
+            ax.plot(*zip(*points), 'o-' if lines is curves.val else '-', label=key, markersize=3)
         ax.set(title=title, xlabel='iteration')
         for n, it in enumerate(curves.resumed_at):
             ax.axvline(it, color='gray', linestyle=':', linewidth=1, label=None if n else 'resumed')
@@ -215,14 +300,13 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, 'not logged', ha='center', va='center', transform=ax.transAxes, color='gray')
-    bad = [line['iter'] for line in curves.train
-           if any(not math.isfinite(float(line[k])) for k in curves.keys('train', 'loss') if k in line)]
-    if bad:
-        axes[0, 0].axvline(bad[0], color='red', linestyle='--', label=f'first non-finite loss ({bad[0]})')
+    non_finite = curves.first_non_finite()
+    if non_finite:
+        first = min(non_finite.values())
+        axes[0, 0].axvline(first, color='red', linestyle='--', label=f'first non-finite loss ({first})')
         axes[0, 0].legend(fontsize=8)
     fig.suptitle(curves.source, fontsize=9)
     fig.tight_layout()
-    from ..arguments import written_whole
     with written_whole(out_file) as partial:
         fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:] or 'png')
     plt.close(fig)
