@@ -9,11 +9,10 @@ line to ``<work_dir>/<timestamp>/vis_data/scalars.json``, one folder per start o
 new one). A training line has ``iter`` (counted over the whole run) and, with mmpose's
 ``LogProcessor(by_epoch=True)``, ``epoch``; a validation line has neither, and its ``step`` is the epoch (an
 epoch-based run), the iteration (``LoggerHook(log_metric_by_epoch=False)``) or 0 (an iteration-based run with
-mmengine's default). Each
-validation is placed by the run's schedule, read from the config mmengine dumps beside the log
-(``vis_data/config.py``): at its epoch (epoch-based), at its iteration (``log_metric_by_epoch=False``, or the
-validation interval of an iteration-based run). Without that file, at the last training iteration logged before
-it, and the summary says "after".
+mmengine's default). Each validation is placed by the run's schedule, read from the config mmengine dumps beside
+the log (``vis_data/config.py``): at its epoch (epoch-based), at its iteration (``log_metric_by_epoch=False``, or
+the validation interval of an iteration-based run). Without that file, at the last training iteration logged
+before it, and the summary says "after".
 """
 import json
 import math
@@ -38,8 +37,9 @@ class Curves:
         logs: the ``scalars.json`` files read, oldest first.
         train: training lines: ``iter`` (1-based over the run), ``epoch`` (epoch-based runs), ``lr``, the loss
             terms (``loss``, ``loss_kpt``, ...), ``acc_pose``, timings.
-        val: validation lines: the metrics (``coco/AP`` ...), ``iter`` (the last training iteration logged before
-            it) and, where training lines have one, ``epoch``.
+        val: validation lines: the metrics (``coco/AP`` ...), ``iter`` (where it is drawn: see the module
+            docstring), ``epoch`` (an epoch-based run's, where its config was read), ``approximate`` (1: placed
+            after the last training line logged before it).
         resumed_at: the first iteration of each start after the first.
         skipped: ``'file:line: why'`` for each line or file not read.
     """
@@ -308,6 +308,6 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
     fig.suptitle(curves.source, fontsize=9)
     fig.tight_layout()
     with written_whole(out_file) as partial:
-        fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:] or 'png')
+        fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
     plt.close(fig)
     return out_file

@@ -76,7 +76,7 @@ _FAILS = 'mmengine fails with {} after the first validation'
 
 
 def save_best_keys(runner) -> List[Watched]:
-    """The ``save_best`` keys of the runner's ``CheckpointHook``\ s, looked up at validations during training
+    """The ``save_best`` keys of the runner's checkpoint hooks, looked up at validations during training
     (validation alone saves no best checkpoint, see :mod:`.hook_fixes`)."""
     watched = []
     default_checkpoint = (runner.cfg.get('default_hooks') or {}).get('checkpoint') is not None
@@ -91,7 +91,7 @@ def save_best_keys(runner) -> List[Watched]:
 
 
 def monitor_keys(runner) -> List[Watched]:
-    """The ``monitor`` keys of the runner's ``EarlyStoppingHook``\ s and built ``ReduceOnPlateau`` schedulers
+    """The ``monitor`` keys of the runner's early-stopping hooks and built ``ReduceOnPlateau`` schedulers
     (``Runner.val`` leaves schedulers unbuilt), looked up at every validation."""
     watched = []
     for hook in runner.hooks:
