@@ -177,7 +177,7 @@ def _read_log(log: str, skipped: List[str]):
     skipped += [f'{log}:{number}: not a JSON object of numbers' + (' (the run stopped while writing it?)'
                                                                    if number == len(texts) else '') for number in bad]
     train = [line for line in lines if 'iter' in line]
-    schedule = read_schedule(log)
+    schedule = read_schedule(log) if len(train) < len(lines) else None  # only validations need it
     # a validation before the first training line: a resumed iteration-based run validates where it resumed
     last = dict(iter=train[0]['iter'] - 1 if train else 0)
     val = []
