@@ -13,6 +13,7 @@ import numpy as np
 
 from ..arguments import write_json
 from ..markdown import append_section, markdown_table
+from ..plotting import pyplot
 from .study_calibration import load_predictions
 
 # CocoMetric's keys, as the table names them.
@@ -151,9 +152,7 @@ def plotted_curve(name: str, results: Mapping[str, Mapping[str, Any]]) -> List[D
 def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Mean normalised error per score bin (counts on the points), and the AP curves where there are several
     evaluations; PNG, matplotlib's Agg backend."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     curves = {n: plotted_curve(n, results) for n, r in results.items() if not r.get('error') and r['seeds']}
     with_curves = any(len(c) > 1 for c in curves.values())
     fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(12 if with_curves else 6.5, 4.5), squeeze=False)

@@ -23,6 +23,7 @@ from glob import escape, glob
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from ..arguments import written_whole
+from ..plotting import pyplot
 
 LOG_NAME = osp.join('vis_data', 'scalars.json')
 
@@ -274,9 +275,7 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
     Raises:
         ValueError: a key of ``metrics`` that validation did not log, naming the ones it did.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     logged = _keys(curves.val)
     if metrics:
         missing = [k for k in metrics if k not in logged]

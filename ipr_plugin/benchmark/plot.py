@@ -8,6 +8,7 @@ beside the margin.
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..plotting import pyplot
 from .report import step_breakdown
 
 PANELS = {'pipeline': '(d) train pipeline', 'test_pipeline': '(e) test pipeline'}
@@ -19,7 +20,7 @@ def plot_pipelines(results: List[Dict[str, Any]], path: Path) -> Optional[Path]:
     fig = draw_pipelines(results)
     if fig is None:
         return None
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches='tight')  # 'tight' keeps the legends below the axes
     plt.close(fig)
@@ -32,9 +33,7 @@ def draw_pipelines(results: List[Dict[str, Any]]):
     panels = [key for key in PANELS if any((r.get(key) or {}).get('steps') for r in results)]
     if not panels:
         return None
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 1.2 + 0.6 * len(results)),
                              squeeze=False)
     # one colour per step in both panels; tab20's strong shades first, as its neighbours are pairs
