@@ -10,7 +10,7 @@ import pytest
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
-from ipr_plugin.apis.training_curves import LOG_NAME, plot_curves, read_curves, summarize
+from ipr_plugin.apis.training_curves import LOG_NAME, draw_curves, plot_curves, read_curves, run_labels, summarize
 from utils import sample_runner_cfg
 
 _RUNS = itertools.count()
@@ -109,6 +109,28 @@ def test_a_log_cut_mid_line_or_turned_nan_is_read_and_named(epoch_run, tmp_path)
         read_curves(str(text_log))
 
 
+def _legend(ax):
+    return [text.get_text() for text in ax.get_legend().get_texts()] if ax.get_legend() else []
+
+
+def test_several_runs_share_the_panels(epoch_run, coco_sample, tmp_path):
+    _train(coco_sample, tmp_path / 'iters', dict(by_epoch=False, max_iters=4, val_interval=2))
+    runs = [read_curves(str(epoch_run)), read_curves(str(tmp_path / 'iters'))]
+    assert run_labels(runs) == [epoch_run.name, 'iters']
+    fig = draw_curves(runs, labels=['A', 'B'])
+    loss, _, _, val = fig.axes
+    assert _legend(loss)[:4] == ['A: loss', 'A: loss_kpt', 'resumed', 'B: loss']
+    assert {line.get_color() for line in loss.get_lines() if line.get_label() == 'A: loss'} == {'C0'}
+    assert {line.get_color() for line in loss.get_lines() if line.get_label() == 'B: loss'} == {'C1'}
+    ap = {line.get_label(): list(line.get_xdata()) for line in val.get_lines()}
+    assert ap['A: coco/AP'] == [2, 4, 6] and ap['B: coco/AP'] == [2, 4]
+    with pytest.raises(ValueError, match='1 labels for 2 runs'):
+        draw_curves(runs, labels=['A'])
+    # two runs of one work dir (its <timestamp> folders) are named by their paths
+    starts = [str(log.parent.parent) for log in sorted(epoch_run.glob(f'*/{LOG_NAME}'))][:2]  # then val() alone
+    assert run_labels([read_curves(start) for start in starts]) == starts
+
+
 def test_paths_without_logs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='missing does not exist'):
         read_curves(str(tmp_path / 'missing'))
@@ -125,9 +147,17 @@ def test_the_command_line(epoch_run, repo_root, tmp_path):
     assert done.returncode == 0, done.stderr
     assert f'picture: {work_dir}/training_curves.png' in done.stdout and (work_dir / 'training_curves.png').is_file()
     assert 'coco/AP: highest ' in done.stdout
+    done = subprocess.run([*tool, str(work_dir), str(epoch_run), '--labels', 'copy', 'first', '--out',
+                           str(tmp_path / 'both.svg')], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f'copy ({work_dir}):\n  2 logs')
+    assert f'\nfirst ({epoch_run}):\n  2 logs' in done.stdout
+    assert (tmp_path / 'both.svg').read_text().count('first: coco/AP') == 1
     for args, message in (([str(tmp_path / 'nowhere')], 'plot_training: ' + str(tmp_path / 'nowhere') +
                            ' does not exist'),
                           ([str(work_dir), '--out', str(tmp_path / 'x.txt')], 'is not a .png, .svg, .pdf file'),
-                          ([str(work_dir), '--metrics', 'AP'], "metrics ['AP'] were not logged by validation")):
+                          ([str(work_dir), '--metrics', 'AP'], "metrics ['AP'] were not logged by validation"),
+                          ([str(work_dir), str(work_dir)], 'argument --out: needed to compare several paths'),
+                          ([str(work_dir), '--labels', 'a', 'b'], 'argument --labels: 2 names for 1 paths')):
         done = subprocess.run([*tool, *args], capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and message in done.stderr, done.stderr

@@ -20,7 +20,7 @@ import os.path as osp
 from contextlib import suppress
 from dataclasses import dataclass, field
 from glob import escape, glob
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 from ..arguments import written_whole
 from ..plotting import pyplot
@@ -266,17 +266,36 @@ def summarize(curves: Curves) -> List[str]:
     return lines
 
 
-def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] = None) -> str:
-    """Draw four panels to ``out_file`` (PNG, SVG or PDF by its suffix; Agg backend): the loss terms and the
-    learning rate against the iteration, training accuracy (``acc*``) against the iteration, and the validation
-    ``metrics`` (default: every ``.../AP`` and ``.../AR``, else the headline key) against the iteration.
-    Resumed starts show as dotted lines, the first non-finite loss as a red one.
+def plot_curves(runs: Union[Curves, Sequence[Curves]], out_file: str, metrics: Optional[Sequence[str]] = None,
+                labels: Optional[Sequence[str]] = None) -> str:
+    """Draw :func:`draw_curves` to ``out_file`` (PNG, SVG or PDF by its suffix), written whole or not at all."""
+    fig = draw_curves(runs, metrics, labels)
+    with written_whole(out_file) as partial:
+        fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
+    pyplot().close(fig)
+    return out_file
+
+
+def draw_curves(runs: Union[Curves, Sequence[Curves]], metrics: Optional[Sequence[str]] = None,
+                labels: Optional[Sequence[str]] = None):
+    """Four panels (a matplotlib figure, Agg backend): the loss terms and the learning rate against the iteration,
+    training accuracy (``acc*``) against the iteration, and the validation ``metrics`` (default: every ``.../AP``
+    and ``.../AR``, else the headline key) against the iteration. Resumed starts show as dotted lines, the first
+    non-finite loss as a dashed one.
+
+    Several runs (a sequence of :class:`Curves`) share the panels to be compared: a colour per run, named by
+    ``labels`` (default: :func:`run_labels`) in the legends, a line style per key.
 
     Raises:
-        ValueError: a key of ``metrics`` that validation did not log, naming the ones it did.
+        ValueError: a key of ``metrics`` that no run's validation logged, naming the ones they did; ``labels``
+            not one per run.
     """
+    runs = [runs] if isinstance(runs, Curves) else list(runs)
+    labels = run_labels(runs) if labels is None else list(labels)
+    if len(labels) != len(runs):
+        raise ValueError(f'{len(labels)} labels for {len(runs)} runs')
     plt = pyplot()
-    logged = _keys(curves.val)
+    logged = _keys([line for curves in runs for line in curves.val])
     if metrics:
         missing = [k for k in metrics if k not in logged]
         if missing:
@@ -284,29 +303,52 @@ def plot_curves(curves: Curves, out_file: str, metrics: Optional[Sequence[str]] 
     else:
         metrics = [k for k in logged if k.endswith(('/AP', '/AR'))] or logged[:1]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    panels = ((axes[0, 0], curves.train, _keys(curves.train, 'loss'), 'loss'),
-              (axes[0, 1], curves.train, _keys(curves.train, 'lr'), 'learning rate'),
-              (axes[1, 0], curves.train, _keys(curves.train, 'acc'), 'training accuracy'),
-              (axes[1, 1], curves.val, list(metrics), 'validation'))
-    for ax, lines, keys, title in panels:
-        for key in keys:
-            points = [(line['iter'], line[key]) for line in lines if key in line]
-            ax.plot(*zip(*points), 'o-' if lines is curves.val else '-', label=key, markersize=3)
+    panels = ((axes[0, 0], 'train', 'loss', 'loss'), (axes[0, 1], 'train', 'lr', 'learning rate'),
+              (axes[1, 0], 'train', 'acc', 'training accuracy'), (axes[1, 1], 'val', list(metrics), 'validation'))
+    several = len(runs) > 1
+    for ax, kind, keys, title in panels:
+        drawn = False
+        for n, (curves, label) in enumerate(zip(runs, labels)):
+            lines = getattr(curves, kind)
+            run_keys = _keys(lines, keys) if isinstance(keys, str) else [k for k in keys if k in _keys(lines)]
+            for k, key in enumerate(run_keys):
+                points = [(line['iter'], line[key]) for line in lines if key in line]
+                style = dict(color=f'C{n}', linestyle=_STYLES[k % len(_STYLES)]) if several else {}
+                ax.plot(*zip(*points), marker='o' if kind == 'val' else None, markersize=3,
+                        label=f'{label}: {key}' if several else key, **style)
+                drawn = True
+            for r, it in enumerate(curves.resumed_at):
+                ax.axvline(it, color=f'C{n}' if several else 'gray', linestyle=':', linewidth=1,
+                           label=None if r or n else 'resumed')
         ax.set(title=title, xlabel='iteration')
-        for n, it in enumerate(curves.resumed_at):
-            ax.axvline(it, color='gray', linestyle=':', linewidth=1, label=None if n else 'resumed')
-        if keys:
+        if drawn:
             ax.legend(fontsize=8)
         else:
             ax.text(0.5, 0.5, 'not logged', ha='center', va='center', transform=ax.transAxes, color='gray')
-    non_finite = curves.first_non_finite()
-    if non_finite:
-        first = min(non_finite.values())
-        axes[0, 0].axvline(first, color='red', linestyle='--', label=f'first non-finite loss ({first})')
-        axes[0, 0].legend(fontsize=8)
-    fig.suptitle(curves.source, fontsize=9)
+    for n, (curves, label) in enumerate(zip(runs, labels)):
+        non_finite = curves.first_non_finite()
+        if non_finite:
+            first = min(non_finite.values())
+            axes[0, 0].axvline(first, color=f'C{n}' if several else 'red', linestyle='--',
+                               label=f"{label + ': ' if several else ''}first non-finite loss ({first})")
+            axes[0, 0].legend(fontsize=8)
+    fig.suptitle('\n'.join(curves.source for curves in runs), fontsize=9)
     fig.tight_layout()
-    with written_whole(out_file) as partial:
-        fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
-    plt.close(fig)
-    return out_file
+    return fig
+
+
+_STYLES = ('-', '--', '-.', ':')
+
+
+def run_labels(runs: Sequence[Curves]) -> List[str]:
+    """A short name per run: its work dir's name (the folder above a ``<timestamp>`` folder or a log's), or its
+    whole path where two runs would share a name."""
+    def name(source: str) -> str:
+        path = osp.abspath(source)
+        if osp.isfile(path):
+            path = osp.dirname(osp.dirname(osp.dirname(path)))  # <work_dir>/<timestamp>/vis_data/scalars.json
+        elif osp.isfile(osp.join(path, LOG_NAME)):
+            path = osp.dirname(path)
+        return osp.basename(path)
+    names = [name(curves.source) for curves in runs]
+    return [n if names.count(n) == 1 else curves.source for n, curves in zip(names, runs)]
