@@ -1,5 +1,5 @@
 """mmpose's released IPR/DSNT/debias heads: their state dicts load strictly into IPRHead, and grid='mmpose'
-reproduces their keypoints."""
+reproduces their keypoints; ours decode alike in mmpose's heads."""
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,60 @@ def test_centre_grid_differs_from_mmpose_grid():
         a = ours.predict(feats, samples)[0].keypoints
         b = ours_centre.predict(feats, samples)[0].keypoints
     np.testing.assert_allclose(b - a, 256 / 8 / 2 - 0.5, atol=1e-3)
+
+
+def _predict(head, flip_test, seed=0):
+    torch.manual_seed(seed)
+    feats, feats_flip = (torch.randn(3, 64, 2, 2),), (torch.randn(3, 64, 2, 2),)
+    samples = [PoseDataSample(metainfo=dict(flip_indices=FLIP, input_size=INPUT)) for _ in range(3)]
+    with torch.no_grad():
+        preds = head.predict([feats, feats_flip] if flip_test else feats, samples,
+                             dict(flip_test=flip_test, shift_coords=True))
+    return np.stack([p.keypoints for p in preds])
+
+
+@pytest.mark.parametrize('grid', ['center', 'mmpose'])
+@pytest.mark.parametrize('flip_test', [False, True])
+def test_our_checkpoints_decode_alike_in_mmposes_head(grid, flip_test):
+    """Our state dicts carry the grid in mmpose's form (linspace_x/y), so mmpose's own head of the same settings
+    reproduces our keypoints from our checkpoint, flip test included (without them it kept its j / W grid, 15.5 px
+    off here for grid='center')."""
+    theirs, _ = heads()
+    ours = MODELS.build(dict(type='IPRHead', grid=grid, in_channels=64, in_featuremap_size=(2, 2), num_joints=K,
+                             deconv_out_channels=(32, 32), deconv_kernel_sizes=(4, 4),
+                             decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    ours.load_state_dict(theirs.state_dict(), strict=True)  # trained weights, far from uniform maps
+    state = ours.state_dict()
+    assert state['linspace_x'].shape == (1, 1, 1, 8) and state['linspace_y'].shape == (1, 1, 8, 1)
+    theirs.load_state_dict(state, strict=True)
+    np.testing.assert_allclose(_predict(theirs.eval(), flip_test), _predict(ours.eval(), flip_test), atol=1e-4)
+
+
+def test_a_checkpoint_of_the_other_grid_is_named_once(monkeypatch):
+    """mmpose's checkpoint evaluated on the cell-centre grid (or ours on mmpose's) loads, and its keypoints move by
+    half a cell less half a pixel: one warning per head names the setting that reproduces them."""
+    import ipr_plugin.models.heads.mmpose_checkpoints as module
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
+    theirs, ours_mmpose = heads()
+    assert logged == []  # mmpose's grid into grid='mmpose'
+    centre = MODELS.build(dict(type='IPRHead', in_channels=64, in_featuremap_size=(2, 2), num_joints=K,
+                               deconv_out_channels=(32, 32), deconv_kernel_sizes=(4, 4),
+                               decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    for _ in range(2):  # as CheckpointFitHook and mmengine load the same checkpoint
+        centre.load_state_dict(theirs.state_dict(), strict=True)
+    [message] = logged
+    assert "linspace_x is mmpose's j / W grid" in message and '15.5 px in x, 15.5 px in y' in message
+    assert 'set model.head.grid=mmpose' in message
+    ours_mmpose.load_state_dict(centre.state_dict())
+    assert 'is the cell-centre grid of IPRHead' in logged[-1] and 'set model.head.grid=center' in logged[-1]
+    # a checkpoint of the same grid, or of another heatmap size (fine-tuning at another size), says nothing
+    logged.clear()
+    centre.load_state_dict(centre.state_dict())
+    state = theirs.state_dict()
+    state['linspace_x'] = torch.arange(16.0).reshape(1, 1, 1, 16) / 16
+    centre.load_state_dict(state)
+    assert logged == []
 
 
 def _config(path: str):

@@ -10,7 +10,7 @@ import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -110,6 +110,18 @@ def load_checked_checkpoint(model: nn.Module, path: str) -> Dict[str, Any]:
     return checkpoint
 
 
+def _loaded_keys(model: nn.Module) -> List[str]:
+    """The keys ``load_state_dict`` looks for: parameters and persistent buffers (not what a state-dict hook adds,
+    such as ``IPRHead``'s grids in mmpose's form, written for mmpose's heads and dropped on loading)."""
+    keys = []
+    for name, module in model.named_modules():
+        prefix = f'{name}.' if name else ''
+        keys += [prefix + k for k, v in module._parameters.items() if v is not None]
+        keys += [prefix + k for k, v in module._buffers.items()
+                 if v is not None and k not in module._non_persistent_buffers_set]
+    return keys
+
+
 def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], path: str) -> None:
     """Load the checkpoint dict ``checkpoint`` (read from ``path``) into ``model``, or raise as
     :func:`load_checked_checkpoint` does."""
@@ -131,7 +143,7 @@ def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], pa
                          f'{not_this_config}') from None
     missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
     if missing:
-        total = sum(not k.endswith('num_batches_tracked') for k in model.state_dict())
+        total = sum(not k.endswith('num_batches_tracked') for k in _loaded_keys(model))
         raise ValueError(f"checkpoint {path} lacks {len(missing)} of the model's {total} keys ({_first(missing)}): "
                          f'{not_this_config}')
     if result.unexpected_keys:

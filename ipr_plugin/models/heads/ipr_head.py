@@ -20,10 +20,9 @@ from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
 from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_input_size,
                           check_label_convention, dataset_joints_problem, loss_takes_maps, training_labels)
+from .mmpose_checkpoints import add_linspace, drop_linspace, from_heatmap_head, mmpose_linspace
 
 OptIntSeq = Optional[Sequence[int]]
-# The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
-HEATMAP_HEAD_LAYERS = ('deconv_layers', 'conv_layers', 'final_layer')
 
 
 @MODELS.register_module()
@@ -141,12 +140,15 @@ class IPRHead(BaseHead):
         else:
             self.beta_raw = None
             self.beta_value = float(beta)
-        # Grids are derived, not learnt: non-persistent, so checkpoints do not depend on the heatmap size.
+        # Grids are derived, not learnt: non-persistent, so loading does not depend on the heatmap size. State
+        # dicts carry them in mmpose's form for mmpose's heads (see mmpose_checkpoints).
         W, H = self.heatmap_size
         self.register_buffer('grid_x', self._make_grid(W, 0), persistent=False)
         self.register_buffer('grid_y', self._make_grid(H, 1), persistent=False)
-        self._register_load_state_dict_pre_hook(self._drop_mmpose_linspace)
-        self._register_load_state_dict_pre_hook(self._from_heatmap_head)
+        self._grid_warned: Optional[str] = None  # the grid convention's warning, once per checkpoint (loaded twice)
+        self._register_load_state_dict_pre_hook(drop_linspace, with_module=True)
+        self._register_load_state_dict_pre_hook(from_heatmap_head, with_module=True)
+        self._register_state_dict_hook(add_linspace)
 
     # ------------------------------------------------------------------ forward
     @property
@@ -356,28 +358,9 @@ class IPRHead(BaseHead):
         return losses
 
     # ------------------------------------------------------------------ checkpoints
-    def _drop_mmpose_linspace(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """mmpose's heads store their grids as frozen parameters; ours derive them, so drop those."""
-        for name in ('linspace_x', 'linspace_y'):
-            state_dict.pop(prefix + name, None)
-
-    def _from_heatmap_head(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-        """Load a heatmap-trained SimpleBaseline (mmpose's ``HeatmapHead``: ``head.deconv_layers.*``,
-        ``head.final_layer.*``) into the deconv stack, as mmpose's integral recipes start from one.
-
-        Checkpoints load with ``strict=False`` there (``init_cfg=dict(type='Pretrained')``, ``load_from``), so
-        without this rename the stack and final layer would silently keep their random initialisation.
-        """
-        if self.simplebaseline_head is None:  # no deconv stack: a HeatmapHead's final layer already matches
-            return
-        names = {key[len(prefix):].split('.', 1)[0] for key in state_dict if key.startswith(prefix)}
-        convs_only = isinstance(self.simplebaseline_head.deconv_layers, nn.Identity)
-        if convs_only and 'final_layer' in names and not names & {'conv_layers', 'simplebaseline_head'}:
-            raise ValueError(
-                'IPRHead: the checkpoint has a final layer but none of the convs that conv_out_channels builds here '
-                "without deconvs: it comes from a head that dropped them (mmpose's IntegralRegressionHead, or this "
-                'one before it built them); load it with conv_out_channels=None')
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            if key[len(prefix):].split('.', 1)[0] in HEATMAP_HEAD_LAYERS:
-                state_dict[f'{prefix}simplebaseline_head.{key[len(prefix):]}'] = state_dict.pop(key)
-
+    def mmpose_linspace(self, axis: int) -> Optional[Tensor]:
+        """The x (``axis`` 0) or y grid as mmpose's heads store it (:func:`.mmpose_checkpoints.mmpose_linspace`);
+        None without a decoder, whose input size it needs."""
+        if self.decoder is None:
+            return None
+        return mmpose_linspace(self.grid_x if axis == 0 else self.grid_y, self.decoder.input_size[axis], axis)
