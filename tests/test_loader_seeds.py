@@ -1,0 +1,57 @@
+"""mmengine's worker seeding with non-persistent workers repeats each epoch's augmentation: the warning, and the
+behaviour behind it, on the sample config's real pipeline."""
+import copy
+
+import torch
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+import ipr_plugin  # noqa: F401
+import ipr_plugin.engine.loader_seeds as module
+from test_hook_fixes import _log
+from utils import sample_runner_cfg
+
+
+def _loader_cfg(coco_sample, tmp_path, persistent: bool) -> dict:
+    cfg = sample_runner_cfg(coco_sample, tmp_path, dict(by_epoch=True, max_epochs=1), logger_interval=1)
+    loader = copy.deepcopy(cfg.train_dataloader)
+    loader.update(num_workers=1, persistent_workers=persistent, sampler=dict(type='DefaultSampler', shuffle=False))
+    return loader
+
+
+def _two_epochs(loader):
+    return [torch.cat([batch['inputs'][0] for batch in loader]) for _ in range(2)]
+
+
+def test_non_persistent_workers_repeat_each_epochs_augmentation_and_are_warned_of(coco_sample, tmp_path,
+                                                                                   monkeypatch):
+    init_default_scope('mmpose')  # as the Runner sets it
+    logged = []
+    monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
+    loader = Runner.build_dataloader(_loader_cfg(coco_sample, tmp_path, persistent=False), seed=0)
+    [message] = logged
+    assert message.startswith('IPRCocoDataset is loaded by 1 non-persistent workers (persistent_workers=False)')
+    assert 'each epoch repeats the same random augmentation of each sample' in message
+    assert 'Set persistent_workers=True' in message
+    first, second = _two_epochs(loader)
+    assert torch.equal(first, second)  # what the warning is about: the same flips and box jitter again
+
+    logged.clear()
+    loader = Runner.build_dataloader(_loader_cfg(coco_sample, tmp_path, persistent=True), seed=0)
+    first, second = _two_epochs(loader)
+    assert logged == [] and not torch.equal(first, second)
+    # no augmentation to repeat: a validation set (test_mode), or no worker processes
+    cfg = sample_runner_cfg(coco_sample, tmp_path, dict(by_epoch=True, max_epochs=1), logger_interval=1)
+    Runner.build_dataloader(dict(cfg.val_dataloader, num_workers=1, persistent_workers=False), seed=0)
+    Runner.build_dataloader(dict(_loader_cfg(coco_sample, tmp_path, False), num_workers=0,
+                                 persistent_workers=False), seed=0)
+    assert logged == []
+
+
+def test_the_runner_logs_it_for_its_training_loader(coco_sample, tmp_path):
+    cfg = sample_runner_cfg(coco_sample, tmp_path, dict(by_epoch=True, max_epochs=1), logger_interval=1)
+    cfg.train_dataloader.update(num_workers=1, persistent_workers=False)
+    cfg.visualizer.name = 'visualizer_loader_seeds'
+    runner = Runner.from_cfg(cfg)
+    runner.train_loop  # builds the training loader, as train() does first
+    assert 'non-persistent workers (persistent_workers=False)' in _log(runner)
