@@ -5,10 +5,11 @@ mmpose's ``IntegralRegressionHead`` / ``DSNTHead`` keep their grids in the state
 ``x = sum(p * linspace_x) * w`` pixels. ``IPRHead`` derives its grids, so:
 
 - loading, it drops those parameters, and says so where they hold the other grid convention than the head's
-  (mmpose's ``j / W`` into ``grid='center'``, or the reverse), as the keypoints then move by up to half a cell;
+  (mmpose's ``j / W`` into ``grid='center'``, or the reverse), as the keypoints then move by half a cell less
+  half a pixel;
 - saving, it writes them as its own grid in mmpose's units, so that mmpose's config of the same head settings
-  (softmax, the same beta, no debias) decodes the checkpoint as ``IPRHead`` does, flip test included, and so that the
-  checkpoint records its grid convention.
+  (softmax, the same beta, no debias) decodes the checkpoint as ``IPRHead`` does, flip test included, and so
+  that the checkpoint records its grid convention.
 
 It also loads a heatmap-trained SimpleBaseline (mmpose's ``HeatmapHead``) into the deconv stack.
 """
