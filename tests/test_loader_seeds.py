@@ -1,5 +1,5 @@
-"""mmengine's worker seeding with non-persistent workers repeats each epoch's augmentation: the warning, and the
-behaviour behind it, on the sample config's real pipeline."""
+"""mmengine's worker seeding with non-persistent workers, without shuffling, augments each sample in every epoch
+as in the one before: the warning, and the behaviour behind it, on the sample config's real pipeline."""
 import copy
 
 import torch
@@ -30,8 +30,9 @@ def test_non_persistent_workers_repeat_each_epochs_augmentation_and_are_warned_o
     monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
     loader = Runner.build_dataloader(_loader_cfg(coco_sample, tmp_path, persistent=False), seed=0)
     [message] = logged
-    assert message.startswith('IPRCocoDataset is loaded by 1 non-persistent workers (persistent_workers=False)')
-    assert 'each epoch repeats the same random augmentation of each sample' in message
+    assert message.startswith('IPRCocoDataset is read in the same order every epoch (shuffle=False) by 1 '
+                              'non-persistent workers (persistent_workers=False)')
+    assert 'each epoch augments each sample as the one before did' in message
     assert 'Set persistent_workers=True' in message
     first, second = _two_epochs(loader)
     assert torch.equal(first, second)  # what the warning is about: the same flips and box jitter again
@@ -40,17 +41,27 @@ def test_non_persistent_workers_repeat_each_epochs_augmentation_and_are_warned_o
     loader = Runner.build_dataloader(_loader_cfg(coco_sample, tmp_path, persistent=True), seed=0)
     first, second = _two_epochs(loader)
     assert logged == [] and not torch.equal(first, second)
-    # no augmentation to repeat: a validation set (test_mode), or no worker processes
+    # shuffled, the same random numbers fall to other samples: no sample is augmented as before
+    loader = Runner.build_dataloader(dict(_loader_cfg(coco_sample, tmp_path, persistent=False),
+                                          sampler=dict(type='DefaultSampler', shuffle=True)), seed=0)
+    assert logged == []
+    # no augmentation to repeat: a validation set (test_mode, also inside a wrapper), or no worker processes; an
+    # InfiniteSampler starts its workers once
     cfg = sample_runner_cfg(coco_sample, tmp_path, dict(by_epoch=True, max_epochs=1), logger_interval=1)
-    Runner.build_dataloader(dict(cfg.val_dataloader, num_workers=1, persistent_workers=False), seed=0)
+    val = dict(cfg.val_dataloader, num_workers=1, persistent_workers=False)
+    Runner.build_dataloader(val, seed=0)
+    Runner.build_dataloader(dict(val, dataset=dict(type='ConcatDataset', datasets=[val['dataset']] * 2)), seed=0)
     Runner.build_dataloader(dict(_loader_cfg(coco_sample, tmp_path, False), num_workers=0,
                                  persistent_workers=False), seed=0)
+    Runner.build_dataloader(dict(_loader_cfg(coco_sample, tmp_path, False),
+                                 sampler=dict(type='InfiniteSampler', shuffle=False)), seed=0)
     assert logged == []
 
 
 def test_the_runner_logs_it_for_its_training_loader(coco_sample, tmp_path):
     cfg = sample_runner_cfg(coco_sample, tmp_path, dict(by_epoch=True, max_epochs=1), logger_interval=1)
-    cfg.train_dataloader.update(num_workers=1, persistent_workers=False)
+    cfg.train_dataloader.update(num_workers=1, persistent_workers=False,
+                                sampler=dict(type='DefaultSampler', shuffle=False))
     cfg.visualizer.name = 'visualizer_loader_seeds'
     runner = Runner.from_cfg(cfg)
     runner.train_loop  # builds the training loader, as train() does first

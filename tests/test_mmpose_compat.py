@@ -98,11 +98,15 @@ def test_a_checkpoint_of_the_other_grid_is_named_once(monkeypatch):
     import ipr_plugin.models.heads.mmpose_checkpoints as module
     logged = []
     monkeypatch.setattr(module, 'print_log', lambda message, **kwargs: logged.append(message))
+    monkeypatch.setattr(module, '_last_warning', None)
     theirs, ours_mmpose = heads()
     assert logged == []  # mmpose's grid into grid='mmpose'
-    centre = MODELS.build(dict(type='IPRHead', in_channels=64, in_featuremap_size=(2, 2), num_joints=K,
-                               deconv_out_channels=(32, 32), deconv_kernel_sizes=(4, 4),
-                               decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    def centre_head(input_size=INPUT, **extra):
+        return MODELS.build(dict(type='IPRHead', in_channels=64, in_featuremap_size=(2, 2), num_joints=K,
+                                 deconv_out_channels=(32, 32), deconv_kernel_sizes=(4, 4),
+                                 decoder=dict(type='DSNTLabel', input_size=input_size), **extra))
+
+    centre = centre_head()
     for _ in range(2):  # as CheckpointFitHook and mmengine load the same checkpoint
         centre.load_state_dict(theirs.state_dict(), strict=True)
     [message] = logged
@@ -110,13 +114,18 @@ def test_a_checkpoint_of_the_other_grid_is_named_once(monkeypatch):
     assert 'set model.head.grid=mmpose' in message
     ours_mmpose.load_state_dict(centre.state_dict())
     assert 'is the cell-centre grid of IPRHead' in logged[-1] and 'set model.head.grid=center' in logged[-1]
-    # a checkpoint of the same grid, or of another heatmap size (fine-tuning at another size), says nothing
+    # a checkpoint of the same grid (at another input size too), or of another heatmap size (fine-tuning at
+    # another size), says nothing
     logged.clear()
     centre.load_state_dict(centre.state_dict())
+    centre.load_state_dict(centre_head(input_size=(128, 128)).state_dict())
     state = theirs.state_dict()
     state['linspace_x'] = torch.arange(16.0).reshape(1, 1, 1, 16) / 16
     centre.load_state_dict(state)
     assert logged == []
+    # with debias, the setting brings it closer only
+    centre_head(debias=True).load_state_dict(theirs.state_dict())
+    assert "set model.head.grid=mmpose (with debias, closer only: mmpose's debias formula is another)" in logged[0]
 
 
 def _config(path: str):

@@ -1,5 +1,6 @@
 """tools/plot_training.py: the curves of real runs of the sample config (epoch- and iteration-based, resumed),
 and what it does with logs it cannot read."""
+import copy
 import itertools
 import math
 import shutil
@@ -126,6 +127,16 @@ def test_several_runs_share_the_panels(epoch_run, coco_sample, tmp_path):
     assert ap['A: coco/AP'] == [2, 4, 6] and ap['B: coco/AP'] == [2, 4]
     with pytest.raises(ValueError, match='1 labels for 2 runs'):
         draw_curves(runs, labels=['A'])
+    with pytest.raises(ValueError, match="labels \\['A', 'A'\\] name two runs alike"):
+        draw_curves(runs, labels=['A', 'A'])
+    # a key keeps its line style where one run logs a term the other does not; the resumed run's starts are
+    # named where it is not the first run
+    other = copy.deepcopy(runs[1])
+    other.train = [{'loss_hm': 0.1, **line} for line in other.train]
+    loss = draw_curves([other, runs[0]], labels=['B', 'A']).axes[0]
+    styles = {line.get_label(): line.get_linestyle() for line in loss.get_lines()}
+    assert styles['A: loss_kpt'] == styles['B: loss_kpt'] != styles['B: loss_hm']
+    assert 'resumed' in _legend(loss)
     # two runs of one work dir (its <timestamp> folders) are named by their paths
     starts = [str(log.parent.parent) for log in sorted(epoch_run.glob(f'*/{LOG_NAME}'))][:2]  # then val() alone
     assert run_labels([read_curves(start) for start in starts]) == starts
@@ -158,6 +169,8 @@ def test_the_command_line(epoch_run, repo_root, tmp_path):
                           ([str(work_dir), '--out', str(tmp_path / 'x.txt')], 'is not a .png, .svg, .pdf file'),
                           ([str(work_dir), '--metrics', 'AP'], "metrics ['AP'] were not logged by validation"),
                           ([str(work_dir), str(work_dir)], 'argument --out: needed to compare several paths'),
-                          ([str(work_dir), '--labels', 'a', 'b'], 'argument --labels: 2 names for 1 paths')):
+                          ([str(work_dir), '--labels', 'a', 'b'], 'argument --labels: 2 names for 1 paths'),
+                          ([str(work_dir), str(work_dir), '--labels', 'a', 'a', '--out', str(tmp_path / 'x.png')],
+                           "argument --labels: ['a', 'a'] name two runs alike")):
         done = subprocess.run([*tool, *args], capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and message in done.stderr, done.stderr

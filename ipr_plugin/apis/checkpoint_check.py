@@ -114,7 +114,7 @@ def _loaded_keys(model: nn.Module) -> List[str]:
     """The keys ``load_state_dict`` looks for: parameters and persistent buffers (not what a state-dict hook adds,
     such as ``IPRHead``'s grids in mmpose's form, written for mmpose's heads and dropped on loading)."""
     keys = []
-    for name, module in model.named_modules():
+    for name, module in model.named_modules(remove_duplicate=False):  # as state_dict lists a shared module
         prefix = f'{name}.' if name else ''
         keys += [prefix + k for k, v in module._parameters.items() if v is not None]
         keys += [prefix + k for k, v in module._buffers.items()

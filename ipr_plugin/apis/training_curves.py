@@ -270,9 +270,11 @@ def plot_curves(runs: Union[Curves, Sequence[Curves]], out_file: str, metrics: O
                 labels: Optional[Sequence[str]] = None) -> str:
     """Draw :func:`draw_curves` to ``out_file`` (PNG, SVG or PDF by its suffix), written whole or not at all."""
     fig = draw_curves(runs, metrics, labels)
-    with written_whole(out_file) as partial:
-        fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
-    pyplot().close(fig)
+    try:
+        with written_whole(out_file) as partial:
+            fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
+    finally:
+        pyplot().close(fig)
     return out_file
 
 
@@ -291,9 +293,13 @@ def draw_curves(runs: Union[Curves, Sequence[Curves]], metrics: Optional[Sequenc
             not one per run.
     """
     runs = [runs] if isinstance(runs, Curves) else list(runs)
+    if not runs:
+        raise ValueError('no runs to draw')
     labels = run_labels(runs) if labels is None else list(labels)
     if len(labels) != len(runs):
         raise ValueError(f'{len(labels)} labels for {len(runs)} runs')
+    if len(set(labels)) < len(labels):
+        raise ValueError(f'labels {labels} name two runs alike')
     plt = pyplot()
     logged = _keys([line for curves in runs for line in curves.val])
     if metrics:
@@ -307,19 +313,25 @@ def draw_curves(runs: Union[Curves, Sequence[Curves]], metrics: Optional[Sequenc
               (axes[1, 0], 'train', 'acc', 'training accuracy'), (axes[1, 1], 'val', list(metrics), 'validation'))
     several = len(runs) > 1
     for ax, kind, keys, title in panels:
-        drawn = False
+        drawn = resumed = False
+        # a key's line style is the same in every run: its place among the keys of all runs
+        if isinstance(keys, str):
+            keys = _keys([line for curves in runs for line in getattr(curves, kind)], keys)
         for n, (curves, label) in enumerate(zip(runs, labels)):
             lines = getattr(curves, kind)
-            run_keys = _keys(lines, keys) if isinstance(keys, str) else [k for k in keys if k in _keys(lines)]
-            for k, key in enumerate(run_keys):
+            logged_here = _keys(lines)
+            for k, key in enumerate(keys):
+                if key not in logged_here:
+                    continue
                 points = [(line['iter'], line[key]) for line in lines if key in line]
                 style = dict(color=f'C{n}', linestyle=_STYLES[k % len(_STYLES)]) if several else {}
                 ax.plot(*zip(*points), marker='o' if kind == 'val' else None, markersize=3,
                         label=f'{label}: {key}' if several else key, **style)
                 drawn = True
-            for r, it in enumerate(curves.resumed_at):
+            for it in curves.resumed_at:
                 ax.axvline(it, color=f'C{n}' if several else 'gray', linestyle=':', linewidth=1,
-                           label=None if r or n else 'resumed')
+                           label=None if resumed else 'resumed')
+                resumed = True
         ax.set(title=title, xlabel='iteration')
         if drawn:
             ax.legend(fontsize=8)

@@ -35,6 +35,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     args = parser.parse_args(argv)
     if args.labels is not None and len(args.labels) != len(args.paths):
         parser.error(f'argument --labels: {len(args.labels)} names for {len(args.paths)} paths')
+    if args.labels is not None and len(set(args.labels)) < len(args.labels):
+        parser.error(f'argument --labels: {args.labels} name two runs alike')
     if args.out is None:
         if len(args.paths) > 1:
             parser.error('argument --out: needed to compare several paths (which work dir would it go to?)')

@@ -1,16 +1,17 @@
-"""A warning where mmengine's worker seeding makes every epoch repeat the same augmentation.
+"""A warning where mmengine's worker seeding makes every epoch augment each sample as the one before.
 
 mmengine's ``Runner.build_dataloader`` gives each loader worker ``worker_init_fn``, which seeds NumPy, ``random``
 and torch with ``seed + worker_id (+ rank * num_workers)`` (the Runner always has a seed: one is drawn where the
 config sets none). Non-persistent workers are started again for every pass over the data, so every epoch's
-workers start from the same seeds and draw the same random numbers: mmpose's random transforms (flip, box jitter,
-half-body, rotation), which draw from NumPy's global generator, then augment each sample the same way in every
-epoch. Training sees one fixed augmentation of the data instead of a new one per epoch, without a word. Persistent
-workers (mmpose's configs and the plugin's set them) keep their generators running from epoch to epoch.
+workers start from the same seeds and draw the same random numbers in the same order. mmpose's random transforms
+(flip, box jitter, half-body, rotation) draw from NumPy's global generator: read in the same order (no shuffling),
+each sample is then augmented in every epoch as in the first, without a word. Persistent workers (mmpose's configs
+and the plugin's set them) keep their generators running from epoch to epoch.
 """
 import logging
 from functools import partial, wraps
 
+from mmengine.dataset import InfiniteSampler
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
 from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner, Runner
@@ -19,21 +20,36 @@ from torch.utils.data import DataLoader
 from .patching import install
 
 
+def _in_test_mode(dataset) -> bool:
+    """Whether ``dataset`` is a validation or test set (mmpose's ``test_mode``), looking through mmengine's and
+    mmpose's wrappers (``datasets``: all of them; ``dataset``: the one wrapped)."""
+    if hasattr(dataset, 'test_mode'):
+        return bool(dataset.test_mode)
+    inner = getattr(dataset, 'datasets', None)
+    if inner:
+        return all(_in_test_mode(d) for d in inner)
+    inner = getattr(dataset, 'dataset', None)
+    return inner is not None and _in_test_mode(inner)
+
+
 def repeated_augmentation_problem(loader) -> str:
-    """Why ``loader``'s workers would repeat each epoch's random augmentation, or ``''``: a training set (not
-    ``test_mode``) loaded by non-persistent workers that mmengine's ``worker_init_fn`` seeds."""
+    """Why ``loader``'s workers would augment each sample in every epoch as in the one before, or ``''``: a
+    training set (not in ``test_mode``) read in the same order every epoch (a sampler with ``shuffle=False``; an
+    ``InfiniteSampler`` starts its workers once) by non-persistent workers that mmengine's ``worker_init_fn``
+    seeds. With shuffling, the same random numbers fall to other samples each epoch, which leaves no such trace."""
     if not isinstance(loader, DataLoader) or loader.num_workers == 0 or loader.persistent_workers:
         return ''
     init = loader.worker_init_fn
     if not (isinstance(init, partial) and init.func is mmengine_worker_init_fn):
         return ''
-    if getattr(loader.dataset, 'test_mode', False):  # mmpose's validation and test sets: no random transforms
+    sampler = getattr(loader.batch_sampler, 'sampler', None) or loader.sampler
+    if isinstance(sampler, InfiniteSampler) or getattr(sampler, 'shuffle', True) or _in_test_mode(loader.dataset):
         return ''
-    return (f'{type(loader.dataset).__name__} is loaded by {loader.num_workers} non-persistent workers '
-            "(persistent_workers=False), which mmengine's worker_init_fn seeds alike every time it starts them, "
-            'that is every epoch: each epoch repeats the same random augmentation of each sample. Set '
-            "persistent_workers=True in the dataloader (mmpose's configs and the plugin's do), or give it a "
-            'worker_init_fn of your own')
+    return (f'{type(loader.dataset).__name__} is read in the same order every epoch (shuffle=False) by '
+            f"{loader.num_workers} non-persistent workers (persistent_workers=False), which mmengine's "
+            'worker_init_fn seeds alike every time it starts them, that is every epoch: each epoch augments each '
+            'sample as the one before did. Set persistent_workers=True in the dataloader (mmpose\'s configs and the '
+            "plugin's do), shuffle, or give it a worker_init_fn of your own")
 
 
 def _wrap_build_dataloader(build_dataloader):

@@ -145,7 +145,6 @@ class IPRHead(BaseHead):
         W, H = self.heatmap_size
         self.register_buffer('grid_x', self._make_grid(W, 0), persistent=False)
         self.register_buffer('grid_y', self._make_grid(H, 1), persistent=False)
-        self._grid_warned: Optional[str] = None  # the grid convention's warning, once per checkpoint (loaded twice)
         self._register_load_state_dict_pre_hook(drop_linspace, with_module=True)
         self._register_load_state_dict_pre_hook(from_heatmap_head, with_module=True)
         self._register_state_dict_hook(add_linspace)
@@ -363,4 +362,15 @@ class IPRHead(BaseHead):
         None without a decoder, whose input size it needs."""
         if self.decoder is None:
             return None
-        return mmpose_linspace(self.grid_x if axis == 0 else self.grid_y, self.decoder.input_size[axis], axis)
+        # built on the CPU in float64 (as the device may have no float64, or be 'meta'), from the configured size
+        input_size = self.decoder.input_size[axis]
+        grid = make_grid(self.heatmap_size[axis], self.grid_mode, dtype=torch.float64,
+                         input_size=input_size if self.grid_mode == 'mmpose' else None)
+        return mmpose_linspace(grid, input_size, axis)
+
+    # what a model pickled whole (torch.save(model)) with the loading hooks as methods calls
+    def _drop_mmpose_linspace(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        drop_linspace(self, state_dict, prefix)
+
+    def _from_heatmap_head(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        from_heatmap_head(self, state_dict, prefix)

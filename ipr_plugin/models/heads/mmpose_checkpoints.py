@@ -35,9 +35,9 @@ def mmpose_linspace(grid: Tensor, input_size: float, axis: int) -> Tensor:
         axis: 0 for x, 1 for y.
 
     Returns:
-        float32 (1, 1, 1, S) for x, (1, 1, S, 1) for y: mmpose's ``linspace_x`` / ``linspace_y``.
+        float32 (1, 1, 1, S) for x, (1, 1, S, 1) for y, on the CPU: mmpose's ``linspace_x`` / ``linspace_y``.
     """
-    e = (grid.double() + 1) / 2 - 0.5 / input_size
+    e = (grid.double().cpu() + 1) / 2 - 0.5 / input_size
     return e.float().reshape((1, 1, 1, -1) if axis == 0 else (1, 1, -1, 1))
 
 
@@ -54,36 +54,47 @@ def _offset(linspace: Tensor) -> Optional[float]:
 
 
 def grid_mismatch(head: nn.Module, state_dict: dict, prefix: str) -> Optional[str]:
-    """Why the grid a checkpoint's ``linspace_x`` records differs from ``head``'s (``IPRHead``), naming the
-    setting that reproduces its predictions; None where they agree, the checkpoint has none or its heatmap
-    size differs (fine-tuning at another size)."""
+    """Why the grid convention a checkpoint's ``linspace_x`` records (mmpose's ``j / W``, or the cell centres)
+    differs from ``head``'s (``IPRHead``), naming the setting that reproduces its predictions; None where they agree,
+    the checkpoint has none, its heatmap width differs (fine-tuning at another size) or the two conventions
+    coincide at this head's sizes (input as large as the maps)."""
     saved = state_dict.get(prefix + 'linspace_x')
     ours = head.mmpose_linspace(0)
     if not isinstance(saved, Tensor) or ours is None or saved.shape != ours.shape:
         return None
-    theirs, mine = _offset(saved), _offset(ours)
-    if theirs is None or mine is None or abs(theirs - mine) < 1e-6:
+    offset = _offset(saved)
+    if offset is None or (abs(offset) < 1e-6) == (head.grid_mode == 'mmpose'):
         return None
     # the two grids differ by a constant: half a cell less half a pixel, so every keypoint moves by that much
     (w, h), (W, H) = head.decoder.input_size, head.heatmap_size
-    shift = f'{abs(w / (2 * W) - 0.5):.3g} px in x, {abs(h / (2 * H) - 0.5):.3g} px in y'
-    if abs(theirs) < 1e-6:  # mmpose's j / W
-        return (f"IPRHead: the checkpoint's {prefix}linspace_x is mmpose's j / W grid (a model trained by mmpose's "
+    dx, dy = abs(w / (2 * W) - 0.5), abs(h / (2 * H) - 0.5)
+    if max(dx, dy) < 1e-6:
+        return None
+    shift = f'{dx:.3g} px in x, {dy:.3g} px in y'
+    debias = (" (with debias, closer only: mmpose's debias formula is another)" if head.debias else '')
+    if abs(offset) < 1e-6:  # mmpose's j / W
+        return ("IPRHead: the checkpoint's linspace_x is mmpose's j / W grid (a model trained by mmpose's "
                 "IntegralRegressionHead or DSNTHead, or by IPRHead(grid='mmpose')), and this head integrates over "
                 f"the cell centres (grid='center'): its keypoints are {shift} off that model's. To reproduce them, "
-                'set model.head.grid=mmpose; to fine-tune from it, nothing is needed')
-    return (f"IPRHead: the checkpoint's {prefix}linspace_x is the cell-centre grid of IPRHead(grid='center'), and "
-            f"this head uses grid='{head.grid_mode}': its keypoints are {shift} off that model's. To reproduce "
-            'them, set model.head.grid=center')
+                f'set model.head.grid=mmpose{debias}; to fine-tune from it, nothing is needed')
+    return ("IPRHead: the checkpoint's linspace_x is the cell-centre grid of IPRHead(grid='center'), and this head "
+            f"uses grid='mmpose': its keypoints are {shift} off that model's. To reproduce them, set "
+            'model.head.grid=center')
+
+
+# The last warning given: a checkpoint is loaded more than once (CheckpointFitHook's check, mmengine's load, an
+# EMAHook's copy of the model), and says so once.
+_last_warning: Optional[str] = None
 
 
 def drop_linspace(head: nn.Module, state_dict: dict, prefix: str, *args, **kwargs) -> None:
-    """Load pre-hook: drop mmpose's grid parameters (``IPRHead`` derives its grids), warning once per head where
-    they record the other grid convention (:func:`grid_mismatch`)."""
+    """Load pre-hook: drop mmpose's grid parameters (``IPRHead`` derives its grids), warning where they record the
+    other grid convention (:func:`grid_mismatch`), once for loads in a row of the same kind."""
+    global _last_warning
     problem = grid_mismatch(head, state_dict, prefix)
-    if problem and problem != head._grid_warned:  # the strict check and mmengine load the same checkpoint
-        head._grid_warned = problem
+    if problem and problem != _last_warning:
         print_log(problem, logger='current', level=logging.WARNING)
+    _last_warning = problem or _last_warning
     for name in LINSPACE:
         state_dict.pop(prefix + name, None)
 
