@@ -140,6 +140,7 @@ def test_several_runs_share_the_panels(epoch_run, coco_sample, tmp_path):
     # two runs of one work dir (its <timestamp> folders) are named by their paths
     starts = [str(log.parent.parent) for log in sorted(epoch_run.glob(f'*/{LOG_NAME}'))][:2]  # then val() alone
     assert run_labels([read_curves(start) for start in starts]) == starts
+    assert run_labels([runs[1], runs[1]]) == [f'{runs[1].source} (1)', f'{runs[1].source} (2)']
 
 
 def test_paths_without_logs_are_named(tmp_path):

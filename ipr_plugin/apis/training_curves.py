@@ -354,7 +354,7 @@ _STYLES = ('-', '--', '-.', ':')
 
 def run_labels(runs: Sequence[Curves]) -> List[str]:
     """A short name per run: its work dir's name (the folder above a ``<timestamp>`` folder or a log's), or its
-    whole path where two runs would share a name."""
+    whole path where two runs would share a name (numbered where it is the same path)."""
     def name(source: str) -> str:
         path = osp.abspath(source)
         if osp.isfile(path):
@@ -363,4 +363,6 @@ def run_labels(runs: Sequence[Curves]) -> List[str]:
             path = osp.dirname(path)
         return osp.basename(path)
     names = [name(curves.source) for curves in runs]
-    return [n if names.count(n) == 1 else curves.source for n, curves in zip(names, runs)]
+    labels = [n if names.count(n) == 1 else curves.source for n, curves in zip(names, runs)]
+    return [f'{label} ({labels[:i].count(label) + 1})' if labels.count(label) > 1 else label
+            for i, label in enumerate(labels)]

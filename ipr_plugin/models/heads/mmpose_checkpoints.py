@@ -94,7 +94,7 @@ def drop_linspace(head: nn.Module, state_dict: dict, prefix: str, *args, **kwarg
     problem = grid_mismatch(head, state_dict, prefix)
     if problem and problem != _last_warning:
         print_log(problem, logger='current', level=logging.WARNING)
-    _last_warning = problem or _last_warning
+    _last_warning = problem
     for name in LINSPACE:
         state_dict.pop(prefix + name, None)
 
