@@ -201,3 +201,41 @@ def test_a_beta_that_cannot_change_a_relu_or_abs_map_is_refused(normalizer):
         with pytest.raises(ValueError, match=f"`beta` scales softmax logits only; with normalizer='{normalizer}'"):
             logit_head(normalizer=normalizer, **kwargs)
     logit_head(normalizer=normalizer)  # beta 1, not learnt: builds
+
+
+@pytest.mark.parametrize('decoder', [dict(type='IntegralRegressionLabel', input_size=INPUT, heatmap_size=(W, H),
+                                          sigma=2.0),
+                                     dict(type='RegressionLabel', input_size=INPUT),
+                                     dict(type='MSRAHeatmap', input_size=INPUT, heatmap_size=(W, H), sigma=2.0)])
+def test_a_decoder_of_mmpose_is_refused_as_the_head_is_built(decoder):
+    """mmpose's codecs fail only at the first validation, after a whole epoch (a TypeError in mmpose's BaseHead), or
+    state_dict() fails; RegressionLabel would decode [-1, 1] coordinates as [0, 1] ones."""
+    with pytest.raises(ValueError, match=f"`decoder` must be a DSNTLabel, got {decoder['type']}: .*"
+                                         r"decoder=dict\(type='DSNTLabel'"):
+        logit_head(decoder=decoder)
+
+
+@pytest.mark.parametrize('loss', [dict(type='KeypointMSELoss'), dict(type='JSDiscretLoss'),
+                                  dict(type='AdaptiveWingLoss'), dict(type='KLDiscretLoss')])
+def test_a_heatmap_or_simcc_loss_of_mmpose_is_refused_as_the_head_is_built(loss):
+    """They compare maps or SimCC vectors: on coordinates they train on NaN (JSDiscretLoss), fail at the first
+    step, or run as another loss than their name says (KeypointMSELoss)."""
+    with pytest.raises(ValueError, match=f"`loss` {loss['type']} is not one of mmpose's coordinate losses "
+                                         r'\(it is in (heatmap|classification)_loss'):
+        logit_head(loss=loss)
+
+
+@pytest.mark.parametrize('loss', ['MSELoss', 'WingLoss', 'SoftWingLoss', 'MPJPELoss', 'SmoothL1Loss', 'L1Loss',
+                                  'BoneLoss'])
+def test_mmposes_coordinate_losses_take_the_keypoint_weights_as_its_regression_head_passes_them(loss):
+    """(B, K, 1), as mmpose's RegressionHead passes them (MSELoss, WingLoss, SoftWingLoss and MPJPELoss fail on
+    (B, K)), and (B, K) to BoneLoss, which weighs whole keypoints."""
+    cfg = dict(type=loss, use_target_weight=True)
+    if loss == 'BoneLoss':
+        cfg['joint_parents'] = [0, 0, 0, 1, 2]
+    labels = torch.rand(2, K, 2) * 1.6 - 0.8
+    train = samples(2, labels)
+    train[1].gt_instance_labels.keypoint_weights[0, 2:] = 0  # unlabelled keypoints, weighed out
+    losses = logit_head(loss=cfg).loss((torch.randn(2, K, H, W, requires_grad=True),), train)
+    assert torch.isfinite(losses['loss_kpt']) and losses['loss_kpt'] > 0
+    losses['loss_kpt'].backward()

@@ -9,9 +9,10 @@ import math
 from typing import Optional, Sequence, Tuple
 
 import torch
-from mmpose.models.losses import MultipleLossWrapper
+from mmpose.models.losses import BoneLoss, MultipleLossWrapper, OKSLoss
 from torch import Tensor, nn
 
+from ...codecs import DSNTLabel
 from ...ops.integral import BACKGROUNDS, GRID_MODES, NORMALIZERS
 
 # labelled keypoints over which the first training batches are checked for mmpose's label convention
@@ -49,6 +50,23 @@ def check_arguments(*, in_channels, normalizer: str, beta, learnable_beta: bool,
         raise ValueError("IPRHead: grid='mmpose' needs `decoder` (its input_size defines the grid)")
 
 
+def check_decoder(decoder) -> None:
+    """Refuse a built decoder other than ``DSNTLabel``: the head predicts normalised [-1, 1] coordinates and
+    scores, which mmpose's codecs decode otherwise or not at all (a ``TypeError`` at the first validation, after a
+    whole epoch, or ``RegressionLabel``'s [0, 1] decoding: keypoints in the wrong place without an error)."""
+    if decoder is not None and not isinstance(decoder, DSNTLabel):
+        raise ValueError(f'IPRHead: `decoder` must be a DSNTLabel, got {type(decoder).__name__}: the head predicts '
+                         "[-1, 1] coordinates with scores; use decoder=dict(type='DSNTLabel', input_size=(w, h)), "
+                         "and DSNTLabel in the train pipeline's GenerateTarget too")
+
+
+def coordinate_loss_weights(loss: nn.Module, weights: Tensor) -> Tensor:
+    """The keypoint weights as mmpose's coordinate loss ``loss`` takes them: (B, K, 1), as its ``RegressionHead``
+    passes them (``MSELoss``, ``WingLoss``, ``SoftWingLoss``, ``MPJPELoss`` fail on (B, K)), and (B, K) for the
+    losses that weigh whole keypoints (``BoneLoss``, ``OKSLoss``)."""
+    return weights if isinstance(loss, (BoneLoss, OKSLoss)) else weights[..., None]
+
+
 def check_features(feats: Tensor) -> None:
     """Refuse features that are not one (B, C, H, W) map: mmpose's regression configs pool them to (B, C) with
     a ``GlobalAveragePooling`` neck, which the deconv stack would meet as a bare shape error."""
@@ -65,6 +83,13 @@ def loss_takes_maps(loss: nn.Module) -> bool:
     if isinstance(loss, MultipleLossWrapper):  # it pairs lists of outputs and targets
         raise ValueError(f"IPRHead: `loss` {name} (mmpose DSNTHead's coordinate + heatmap pair) takes lists of "
                          "outputs; use dict(type='IntegralJointLoss') for both terms")
+    module = type(loss).__module__
+    if module.startswith('mmpose.models.losses.') and module != 'mmpose.models.losses.regression_loss':
+        raise ValueError(f"IPRHead: `loss` {name} is not one of mmpose's coordinate losses (it is in "
+                         f"{module.rsplit('.', 1)[-1]}: it compares heatmaps, SimCC vectors or other outputs, not the "
+                         "head's (B, K, 2) coordinates); use dict(type='IntegralL1Loss'), "
+                         "dict(type='IntegralJointLoss') or one of mmpose's regression losses (SmoothL1Loss, L1Loss, "
+                         '...)')
     parameters = inspect.signature(loss.forward).parameters
     if 'sigma' in parameters:  # RLELoss: (pred, sigma, target, ...)
         raise ValueError(f"IPRHead: `loss` {name} takes a predicted sigma (mmpose's RLEHead), which IPRHead does "

@@ -18,8 +18,9 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy
-from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_features, check_input_size,
-                          check_label_convention, dataset_joints_problem, loss_takes_maps, training_labels)
+from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_decoder, check_features, check_input_size,
+                          check_label_convention, coordinate_loss_weights, dataset_joints_problem, loss_takes_maps,
+                          training_labels)
 from .mmpose_checkpoints import add_linspace, drop_linspace, from_heatmap_head, mmpose_linspace
 
 OptIntSeq = Optional[Sequence[int]]
@@ -111,6 +112,7 @@ class IPRHead(BaseHead):
         # tensor; ours also take the maps and return each term under its own key
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
         self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
+        check_decoder(self.decoder)
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._flip_index: Tuple[tuple, Optional[Tensor]] = ((), None)  # the flip test's, on the device (_flip_test)
         self._joints_warned = False  # dataset_joints_problem, without flip test
@@ -341,7 +343,8 @@ class IPRHead(BaseHead):
         if self._loss_takes_maps:
             losses = dict(self.loss_module(coords, labels, weights, heatmaps=probs, grids=self.grids_for(probs)))
         else:
-            value = self.loss_module(coords, mask_unweighted_targets(labels, coords, weights), weights)
+            value = self.loss_module(coords, mask_unweighted_targets(labels, coords, weights),
+                                     coordinate_loss_weights(self.loss_module, weights))
             losses = dict(value) if isinstance(value, dict) else dict(loss_kpt=value)
         losses['acc_pose'] = pck_accuracy(coords.detach(), labels, weights)
         if self.beta_raw is not None:
