@@ -12,7 +12,7 @@ from mmpose.registry import DATASETS, MODELS
 from mmpose.utils import register_all_modules
 
 import ipr_plugin  # noqa: F401
-from ipr_plugin.datasets.collate import LABELS_KEY, ipr_collate
+from ipr_plugin.datasets.collate import LABELS_KEY, CollatedLabels, ipr_collate
 from ipr_plugin.models.data_preprocessors.ipr_data_preprocessor import element_to
 
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
@@ -55,8 +55,25 @@ def test_collate_ships_contiguous_tensors(setup):
     assert batch[LABELS_KEY]['keypoint_weights'].shape == (4, 1, 17)
     # the samples carry no tensors any more: nothing else needs its own shared-memory segment
     for sample in batch['data_samples']:
-        assert 'gt_instance_labels' not in sample
+        assert isinstance(sample.gt_instance_labels, CollatedLabels) and not sample.gt_instance_labels.keys()
         assert not any(isinstance(v, torch.Tensor) for v in sample.gt_instances.values())
+
+
+def test_a_head_under_another_preprocessor_names_the_pairing(setup):
+    """mmpose's PoseDataPreprocessor drops the stacked labels: a head reading one (mmpose's RegressionHead here)
+    gets an error naming ipr_collate and IPRDataPreprocessor, not mmengine's "no attribute '_gt_instance_labels'";
+    the stand-in crosses from a loader worker (pickled) as the samples do."""
+    import pickle
+    _, _, datasets = setup
+    batch = pickle.loads(pickle.dumps(ipr_collate(_items(datasets['train'], 2))))
+    out = MODELS.build(dict(type='PoseDataPreprocessor'))(batch, training=True)
+    head = MODELS.build(dict(type='RegressionHead', in_channels=8, num_joints=17, loss=dict(type='SmoothL1Loss')))
+    with pytest.raises(AttributeError, match=r"gt_instance_labels.keypoint_labels: ipr_collate \(the train loader's "
+                                             r"collate_fn\) stacked .* only IPRDataPreprocessor hands them back"):
+        head.loss((torch.randn(2, 8),), out['data_samples'])
+    # under IPRDataPreprocessor the labels are back
+    out = MODELS.build(dict(type='IPRDataPreprocessor'))(ipr_collate(_items(datasets['train'], 2)), training=True)
+    assert out['data_samples'][0].gt_instance_labels.keypoint_labels.shape == (1, 17, 2)
 
 
 @pytest.mark.parametrize('which', [0, 1])

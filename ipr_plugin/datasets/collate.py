@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.registry import FUNCTIONS
+from mmengine.structures import InstanceData
 from torch.utils.data import default_collate
 
 LABELS_KEY = 'instance_labels'
@@ -26,7 +27,7 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
 
     Returns:
         dict: ``inputs`` (B, C, H, W) (channels-last memory order from ``IPRPackInputs``); ``data_samples``
-        (list of B samples, their ``gt_instance_labels`` moved out); ``instance_labels`` dict of (B, N, ...)
+        (list of B samples, their ``gt_instance_labels`` moved out: :class:`CollatedLabels` in their place); ``instance_labels`` dict of (B, N, ...)
         tensors, present when every sample has labels of one shape (top-down training: N = 1). Anything else is
         left per sample, as ``pseudo_collate`` does.
     """
@@ -40,8 +41,29 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
     if labels is not None:
         batch[LABELS_KEY] = labels
         for sample in samples:
-            del sample.gt_instance_labels
+            sample.gt_instance_labels = CollatedLabels()
     return batch
+
+
+class CollatedLabelsError(AttributeError):
+    """A label read from a sample whose labels :func:`ipr_collate` stacked, before ``IPRDataPreprocessor`` handed
+    them back (an ``AttributeError``, so that ``hasattr`` still answers False)."""
+
+
+class CollatedLabels(InstanceData):
+    """Stands in for a sample's ``gt_instance_labels`` while :func:`ipr_collate` holds them stacked beside the
+    samples: ``IPRDataPreprocessor`` replaces it with the labels. Under another data preprocessor (mmpose's
+    ``PoseDataPreprocessor`` drops the stacked labels), a head that reads a label gets an error naming the pairing,
+    not mmengine's ``no attribute '_gt_instance_labels'``."""
+
+    def __getattr__(self, name: str):
+        if name.startswith('_'):  # pickling, copying and mmengine's own fields look these up
+            raise AttributeError(name)
+        raise CollatedLabelsError(
+            f"gt_instance_labels.{name}: ipr_collate (the train loader's collate_fn) stacked this batch's labels "
+            'beside its samples, and only IPRDataPreprocessor hands them back; set '
+            "model.data_preprocessor=dict(type='IPRDataPreprocessor', ...) or the loader's "
+            "collate_fn=dict(type='pseudo_collate')")
 
 
 def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
