@@ -27,9 +27,9 @@ def ipr_collate(data_batch: Sequence[dict]) -> Dict:
 
     Returns:
         dict: ``inputs`` (B, C, H, W) (channels-last memory order from ``IPRPackInputs``); ``data_samples``
-        (list of B samples, their ``gt_instance_labels`` moved out: :class:`CollatedLabels` in their place); ``instance_labels`` dict of (B, N, ...)
-        tensors, present when every sample has labels of one shape (top-down training: N = 1). Anything else is
-        left per sample, as ``pseudo_collate`` does.
+        (list of B samples, their ``gt_instance_labels`` moved out: :class:`CollatedLabels` in their place);
+        ``instance_labels`` dict of (B, N, ...) tensors, present when every sample has labels of one shape
+        (top-down training: N = 1). Anything else is left per sample, as ``pseudo_collate`` does.
     """
     inputs = [item['inputs'] for item in data_batch]
     samples = [item['data_samples'] for item in data_batch]
