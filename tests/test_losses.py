@@ -252,3 +252,15 @@ def test_a_loss_name_mmengine_would_not_optimise_is_refused():
     with pytest.raises(ValueError, match='`loss_name` must contain "loss" for mmengine to optimise it, got .kpt.'):
         MODELS.build(dict(type='IntegralL1Loss', loss_name='kpt'))
     assert set(MODELS.build(dict(type='IntegralL1Loss', loss_name='loss_xy'))(*_joint_inputs()[:2])) == {'loss_xy'}
+
+
+def test_l1_names_what_mmposes_heads_pass_it():
+    """DSNTHead passes [coords, heatmaps] lists, RegressionHead (B, K, 1) weights: refused by name, with the loss
+    to use there."""
+    loss = MODELS.build(dict(type='IntegralL1Loss'))
+    pred, target = torch.rand(B, K, 2), torch.rand(B, K, 2)
+    with pytest.raises(ValueError, match=r"takes \(B, K, 2\) coordinates .*; got list and None. In mmpose's own "
+                                         r"heads use mmpose's L1Loss"):
+        loss([pred, torch.rand(B, K, H, W)], [target, torch.rand(B, K, H, W)])
+    with pytest.raises(ValueError, match=rf'got \({B}, {K}, 2\) and \({B}, {K}, 1\)'):
+        loss(pred, target, torch.ones(B, K, 1))

@@ -46,6 +46,20 @@ class IntegralL1Loss(nn.Module):
         Returns:
             dict: ``{loss_name: scalar}``; exactly 0 with finite gradients when no joint is visible.
         """
+        _check_inputs(pred_coords, target_weights)
         target_coords = mask_unweighted_targets(target_coords, pred_coords, target_weights)
         per_joint = coordinate_loss(pred_coords, target_coords, 'l1')
         return {self.loss_name: self.loss_weight * weighted_joint_mean(per_joint, target_weights)}
+
+
+def _check_inputs(pred_coords, target_weights) -> None:
+    """Refuse what mmpose's heads pass (``DSNTHead``: lists of outputs; ``RegressionHead``: (B, K, 1) weights)
+    with an error naming the loss to use there, rather than a shape error deep in the arithmetic."""
+    shape = tuple(pred_coords.shape) if isinstance(pred_coords, Tensor) else type(pred_coords).__name__
+    weights = tuple(target_weights.shape) if isinstance(target_weights, Tensor) else None
+    if (isinstance(shape, tuple) and len(shape) == 3 and shape[-1] == 2
+            and (target_weights is None or weights == shape[:2])):
+        return
+    raise ValueError(f'IntegralL1Loss takes (B, K, 2) coordinates and (B, K) weights, as IPRHead passes them; got '
+                     f"{shape} and {weights}. In mmpose's own heads use mmpose's L1Loss (this loss returns its "
+                     'term by name, which they do not take)')
