@@ -14,4 +14,4 @@ test: env
 	@$(PY) -m pytest tests -q -p no:cacheprovider
 
 clean:
-	rm -rf work_dirs outputs
+	rm -rf work_dirs outputs build

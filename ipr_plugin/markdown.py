@@ -6,7 +6,7 @@ same file, so a table, a new file's header and a machine line look alike whichev
 import os
 import platform
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 from .locks import flocked
 
@@ -36,6 +36,23 @@ def append_section(path: os.PathLike, section: str) -> None:
         if os.fstat(f.fileno()).st_size == 0:
             f.write(HEADER)
         f.write('\n' + section)
+
+
+def machine_line(gpu: Optional[str]) -> str:
+    """The machine, alike in every tool's section: CPU model and cores, ``gpu`` (its name, or None for none: the
+    caller finds it without creating a CUDA context in this process), torch and its CUDA, the OpenMMLab versions,
+    Python, and the JPEG decoders of ``IPRLoadImage``, which set the data loader's speed."""
+    import mmcv
+    import mmengine
+    import mmpose
+    import torch
+
+    from .datasets.transforms.jpeg import jpeg_decoder
+    from .datasets.transforms.jpeg_region import region_decoder
+    return (f'{cpu_model()}, {os.cpu_count()} cores; GPU: {gpu or "none"}; torch {torch.__version__} (CUDA '
+            f'{torch.version.cuda}); mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv '
+            f'{mmcv.__version__}; Python {platform.python_version()}; JPEG decode in IPRLoadImage: {jpeg_decoder()}, '
+            f'of training crops\' regions (decode_region): {region_decoder()}')
 
 
 def cpu_model() -> str:

@@ -21,6 +21,13 @@ IN_CHECKOUT = (REPO_ROOT / 'setup.py').is_file()
 # names mmpose's): in a checkout a link to configs/, in a wheel a copy (setup.py's package_data).
 CONFIG_ROOT = Path(__file__).resolve().parent / '.mim' / 'configs'
 
+# The configs the measuring tools put side by side, as a user names them on the command line: mmpose's own IPR
+# config (the anchor every ratio is taken against) and ours.
+MMPOSE_IPR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
+OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
+OURS_FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
+OURS_FAST_COMPILE_CONFIG = 'configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py'
+
 
 def plugin_config(*rel: str) -> Path:
     """The plugin's config ``rel`` (e.g. ``'synthetic/ipr_res18-w16_1xb32-60e_synthetic-128x128.py'``, or its

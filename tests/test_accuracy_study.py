@@ -355,7 +355,7 @@ def test_rows_run_at_once_share_the_cores(monkeypatch):
     monkeypatch.setattr(study_rows.os, 'cpu_count', lambda: 16)
 
     def env(parallel, device='cpu'):
-        return study_rows.child_env(argparse.Namespace(parallel=parallel, device=device))
+        return study_rows.row_env_overrides(argparse.Namespace(parallel=parallel, device=device))
 
     assert env(1) == {'CUDA_VISIBLE_DEVICES': ''} and env(1, 'cuda') == {}
     assert env(3, 'cuda') == {'OMP_NUM_THREADS': '5'} and env(32)['OMP_NUM_THREADS'] == '1'

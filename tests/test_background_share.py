@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ipr_plugin.apis.background_share import keypoint_shares, main, markdown_table, share_table
+from ipr_plugin.apis.background_share import keypoint_shares, main, share_markdown, share_table
 from ipr_plugin.paths import REPO_ROOT
 
 CONFIG = REPO_ROOT / 'configs' / 'synthetic' / 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py'
@@ -28,7 +28,7 @@ def test_groups_split_by_visibility_and_coco_area_range():
     assert rows['all labelled', 'all'] == dict(visibility='all labelled', size='all', count=6,
                                                mean_r=pytest.approx(shares.mean()), median_r=pytest.approx(0.4),
                                                capped=pytest.approx(2 / 6))
-    text = markdown_table(list(rows.values()), 0.9)
+    text = share_markdown(list(rows.values()), 0.9)
     assert '| visible (v=2) | medium | 0 |  |  |  |' in text and '| all labelled | all | 6 |' in text
     with pytest.raises(ValueError, match='one length'):
         share_table(shares, visibility[:3], areas, cap=0.9)
@@ -84,7 +84,7 @@ def test_bad_input_names_the_culprit(coco_sample, flat_checkpoint, tmp_path):
     corrupt.mkdir()
     for image in coco['images']:
         (corrupt / image['file_name']).write_bytes(b'not a jpeg')
-    with pytest.raises(RuntimeError, match=r'imgs/0000000\d+\.jpg'):
+    with pytest.raises(ValueError, match=r'image \S+imgs/0000000\d+\.jpg cannot be read'):
         keypoint_shares(str(CONFIG), str(flat_checkpoint), str(coco_sample / 'test_coco.json'), str(corrupt))
     with pytest.raises(FileNotFoundError, match='no such file'):
         keypoint_shares(str(CONFIG), str(tmp_path / 'none.pth'), str(coco_sample / 'test_coco.json'),

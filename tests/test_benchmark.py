@@ -394,7 +394,7 @@ def test_a_failed_measurement_is_listed_and_the_other_numbers_are_still_written(
     monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
         num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
     out = tmp_path / 'B.md'
-    rc = cli.main(['tools/benchmark.py', '--device', 'cpu', '--configs', f'mmpose={ANCHOR_CONFIG}',
+    rc = cli.main(['--device', 'cpu', '--configs', f'mmpose={ANCHOR_CONFIG}',
                    f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric', '--out', str(out)])
     text = out.read_text()
     assert rc == 1
@@ -423,7 +423,7 @@ def test_each_config_gets_its_share_of_the_time_limit(monkeypatch, tmp_path) -> 
     monkeypatch.setattr(cli, 'run_config', record)
     monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
         num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
-    cli.main(['tools/benchmark.py', '--device', 'cpu', '--time-limit', '600', '--configs', f'mmpose={ANCHOR_CONFIG}',
+    cli.main(['--device', 'cpu', '--time-limit', '600', '--configs', f'mmpose={ANCHOR_CONFIG}',
               f'ours={OURS_CONFIG}', '--skip', 'pipeline', 'test_pipeline', 'host', 'metric',
               '--out', str(tmp_path / 'B.md')])  # not the repository's BENCHMARKS.md
     assert (tmp_path / 'B.md').is_file()

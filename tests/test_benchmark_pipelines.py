@@ -91,7 +91,7 @@ def test_the_command_runs_the_configs_in_alternating_rounds(monkeypatch, tmp_pat
     monkeypatch.setattr(cli, 'prepare_data', lambda root, *args: dict(
         num_train_images=10, num_train_instances=30, num_val_images=5, num_detections=15))
     out = tmp_path / 'B.md'
-    assert cli.main(['tools/benchmark.py', '--device', 'cpu', '--configs', f'a={ANCHOR_CONFIG}', f'b={OURS_CONFIG}',
+    assert cli.main(['--device', 'cpu', '--configs', f'a={ANCHOR_CONFIG}', f'b={OURS_CONFIG}',
                      '--skip', 'train', 'loader', 'eval', 'host', 'metric', '--rounds', '3', '--out', str(out)]) == 0
     repeat = tuple(sorted(repeat_skip([])))
     first = tuple(sorted(['train', 'loader', 'eval', 'host', 'metric']))
@@ -117,7 +117,7 @@ def test_arguments_that_cannot_work_are_refused_naming_the_flag(argv, message, c
     from ipr_plugin.benchmark import cli
     monkeypatch.setattr(cli, 'prepare_data', lambda *args: pytest.fail('the benchmark started'))
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
+        cli.main(['--device', 'cpu'] + argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -183,7 +183,7 @@ def test_outputs_that_cannot_be_written_are_refused_before_measuring(argv, messa
     monkeypatch.setattr(cli, 'prepare_data', no_measuring)
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # README.md: a file, so not a folder to write in
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(['tools/benchmark.py', '--device', 'cpu'] + argv)
+        cli.main(['--device', 'cpu'] + argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 

@@ -78,7 +78,7 @@ def test_the_benchmark_names_the_data_folder_in_use_before_measuring(tmp_path, h
     root = tmp_path / 'data'
     holder(root, seed=0)
     with pytest.raises(SystemExit) as exit_info:
-        bench_cli.main(['tools/benchmark.py', '--tiny', '--device', 'cpu', '--seed', '1', '--data-root', str(root)])
+        bench_cli.main(['--tiny', '--device', 'cpu', '--seed', '1', '--data-root', str(root)])
     assert exit_info.value.code == 2
     assert f'argument --data-root: {root} holds a synthetic set that another run is using' in capsys.readouterr().err
 

@@ -227,6 +227,27 @@ def test_a_report_file_that_cannot_be_written_fails_before_the_check(coco_sample
     assert f'argument --out: report file {tmp_path}/a_file/r.json: {tmp_path}/a_file is not a directory' in proc.stderr
 
 
+def test_a_report_file_that_is_an_input_is_refused_before_the_check(coco_sample, tmp_path, capsys):
+    """--out naming the config, or an annotation or detection file the config reads, would replace it with the
+    report: refused in one line naming the file, which stays as it was."""
+    from ipr_plugin.cli import check_data as tool
+    sample = tmp_path / 'sample'
+    shutil.copytree(coco_sample, sample)
+    config = tmp_path / 'config.py'
+    config.write_text(f"_base_ = ['{Path(FAST_CONFIG).resolve()}']\n")
+    for out in (config, sample / 'test_coco.json', sample / 'test_coco_det_AP_H_56.json'):
+        before = out.read_bytes()
+        with pytest.raises(SystemExit) as stopped:
+            tool.main([str(config), '--splits', 'val', '--no-progress', '--out', str(out), '--cfg-options',
+                       *_cli_options(sample)])
+        assert f'report file {out} is an input of this run' in str(stopped.value)
+        assert out.read_bytes() == before and capsys.readouterr().out == ''
+    # the val split's annotation file as its evaluator names it (mmpose's configs: data_root + ann_file)
+    with pytest.raises(SystemExit, match='is an input of this run'):
+        tool.main([str(config), '--out', str(sample / 'test_coco.json'), '--cfg-options',
+                   'val_evaluator.ann_file=' + str(sample / 'test_coco.json')])
+
+
 def test_a_python_style_config_that_cannot_be_built_gives_a_whole_report(tmp_path):
     """In mmengine's Python-style configs ``type`` is the class itself: the report names it, and JSON holds it.
     The report file is written whole or not at all (``write_json``)."""

@@ -79,6 +79,28 @@ def test_non_finite_weights_are_not_saved_even_while_the_loss_is_finite(coco_sam
     assert sorted(p.name for p in tmp_path.glob('iter_*.pth')) == ['iter_1.pth', 'iter_2.pth']
 
 
+def test_non_finite_weights_are_not_validated_within_training(coco_sample, tmp_path):
+    """Validation before the next checkpoint (a whole epoch of it on COCO) would run on the broken weights, and the
+    error come after it: the weights are checked before it, buffers (batch-norm statistics) too."""
+    cfg = _cfg(coco_sample, tmp_path, max_iters=6)
+    cfg.train_cfg.val_interval = 3
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=100)
+    runner = Runner.from_cfg(cfg)
+
+    class _NaNStatistics(_NaNGradientStep):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+            if runner.iter + 1 == self.iteration:
+                runner.model.backbone.bn1.running_var[0] = float('nan')
+
+    runner.register_hook(_NaNStatistics(3))
+    validated = []
+    runner.register_hook(type('Seen', (Hook, ), dict(after_val_iter=lambda self, *a, **k: validated.append(1)))())
+    with pytest.raises(FloatingPointError, match=r'weights after iteration 3 are not finite \(backbone\.bn1\.'
+                       r'running_var\) .* batch-norm statistics .* Nothing is validated or saved\.'):
+        runner.train()
+    assert validated == []
+
+
 def _checkpoint(coco_sample, work_dir) -> Path:
     """The checkpoint of one training iteration of the sample config."""
     Runner.from_cfg(_cfg(coco_sample, work_dir, max_iters=1)).train()

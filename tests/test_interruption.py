@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ipr_plugin.benchmark import cli as bench_cli
-from ipr_plugin.datasets import synthetic_coco
+from ipr_plugin.datasets import synthetic_coco, synthetic_sets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_a_set_another_writer_left_half_rewritten_is_not_reused(tmp_path: Path, 
         raise KeyboardInterrupt  # ... when the user stops the run
 
     monkeypatch.setattr(synthetic_coco, '_write_split', stopped)
-    with pytest.raises(KeyboardInterrupt), synthetic_coco.writing_set(root):
+    with pytest.raises(KeyboardInterrupt), synthetic_sets.writing_set(root):
         synthetic_coco.write_synthetic_coco(root, 2, 1, seed=1)
     monkeypatch.setattr(synthetic_coco, '_write_split', write_split)
     written = []
@@ -173,4 +173,4 @@ def test_a_stamp_cut_short_by_an_older_version_means_write_again(tmp_path: Path)
     stamp = tmp_path / 'stamp.json'
     for text in ('', '{"params": {"seed": 0}, "da', '[]', '{"params": {"seed": 0}, "data": null}'):
         stamp.write_text(text)
-        assert synthetic_coco.stamped_data(str(stamp), dict(seed=0)) is None, text
+        assert synthetic_sets.stamped_data(str(stamp), dict(seed=0)) is None, text

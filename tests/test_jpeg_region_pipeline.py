@@ -123,6 +123,21 @@ def test_a_loader_that_cannot_decode_by_region_says_so():
         'file_client_args is not the default): the same results, more slowly']
 
 
+def test_without_the_region_decoder_the_warning_says_how_to_build_it(monkeypatch):
+    """A checkout or install without the C extension: the warning names what builds it, not only that it is
+    missing; one that failed its start-up check says that instead."""
+    from ipr_plugin.datasets.transforms import jpeg_region, load_image
+    register_all_modules()
+    monkeypatch.setattr(jpeg_region, '_jpeg_region', None)
+    monkeypatch.setattr(load_image, 'region_decoding_available', lambda: False)
+    [message] = _warnings_of(lambda: TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True)))
+    assert 'the C region decoder is not built' in message and 'libjpeg-dev' in message
+    assert '`python setup.py build_ext --inplace`' in message and message.endswith('the same results, more slowly')
+    monkeypatch.setattr(jpeg_region, '_jpeg_region', object())
+    [message] = _warnings_of(lambda: TRANSFORMS.build(dict(type='IPRLoadImage', decode_region=True)))
+    assert 'the C region decoder failed its check against a full decode at start-up' in message
+
+
 def test_outside_a_dataset_the_loader_decodes_whole_images_so_any_pipeline_runs(coco_sample):
     """A pipeline called by itself (no dataset in the sample, so nothing to check it against): even a transform
     that reads the image before IPRTopdownAffine gets it, and nothing is logged."""

@@ -81,8 +81,11 @@ def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
     assert problem.certain
     assert "names 'coco/AP50', but validation reports 'coco/AP', 'coco/AP .5' (IPRCocoMetric); 'PCK/...' " \
            "(PCKAccuracy): mmengine fails" in problem.message
-    # the bad entry replaced by the metric's first name, once, and the rule COCO's names need
-    assert "save_best to ['coco/AP'] with rule='greater' (and one rule per key), or 'auto'" in problem.message
+    # the bad entry replaced by the metric's closest name ('AP50' is written 'AP .5'), and the rule COCO's names need
+    assert "save_best to ['coco/AP', 'coco/AP .5'] with rule='greater', or 'auto'" in problem.message
+    # without a close one, by the metric's first name, once (so the list of rules shortens too)
+    assert "save_best to ['coco/AP'] with rule='greater' (and one rule per key), or 'auto'" in \
+        _problem(['coco/AP', 'coco/mean'], [coco, pck]).message
     problem = _problem(['coco/AP', 'coco/AR', 'coco/AP .5'], [ReportedKeys('CocoMetric', 'crowdpose', ['AP', 'AR'])])
     assert "names 'coco/AP', " in problem.message  # the first bad one; every bad one replaced
     assert "save_best to ['crowdpose/AP', 'crowdpose/AR', 'crowdpose/AP'] with" not in problem.message
@@ -93,7 +96,7 @@ def test_a_problem_is_certain_only_where_nothing_else_can_report_the_key():
     assert "rule" not in _problem(['pck/PCK'], [coco, pck]).message.split('Set ')[1]
     # the key that cannot come from elsewhere decides, wherever it stands in the list; a bare one is kept
     problem = _problem(['val_loss', 'coco/AP50'], [coco])
-    assert problem.certain and "save_best to ['val_loss', 'coco/AP'], or 'auto'" in problem.message
+    assert problem.certain and "save_best to ['val_loss', 'coco/AP .5'], or 'auto'" in problem.message
     assert "save_best to 'coco/AP' with" in _problem(['combined'], [coco]).message  # alone: replaced
     assert _problem(['coco/'], [ReportedKeys('CocoMetric', 'coco', None)]).certain
     # a key that a hook, or a loop or evaluator of another class, may still report: a warning, not an error

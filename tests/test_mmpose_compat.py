@@ -170,3 +170,29 @@ def test_the_recipe_start_loads_a_heatmap_checkpoint_whole(config, tmp_path):
     for key, value in start.items():
         target = key.replace('head.', 'head.simplebaseline_head.', 1) if key.startswith('head.') else key
         assert torch.equal(ours[target], value), f'{config}: {target} not loaded from {key}'
+
+
+def test_a_head_pickled_whole_with_the_hooks_as_methods_still_loads():
+    """A model pickled whole (``torch.save(model)``) before the loading hooks moved to
+    :mod:`ipr_plugin.models.heads.mmpose_checkpoints` holds them as bound methods of the head, looked up by name
+    when unpickled: the methods stay, and do what the hooks do (mmpose's linspace dropped, a HeatmapHead's layers
+    renamed into the deconv stack)."""
+    import pickle
+    from collections import OrderedDict
+
+    theirs, _ = heads()
+    old = MODELS.build(dict(type='IPRHead', grid='mmpose', in_channels=64, in_featuremap_size=(2, 2), num_joints=K,
+                            deconv_out_channels=(32, 32), deconv_kernel_sizes=(4, 4),
+                            decoder=dict(type='DSNTLabel', input_size=INPUT)))
+    old._load_state_dict_pre_hooks = OrderedDict()
+    old._register_load_state_dict_pre_hook(old._drop_mmpose_linspace)
+    old._register_load_state_dict_pre_hook(old._from_heatmap_head)
+    head = pickle.loads(pickle.dumps(old))
+    head.load_state_dict(theirs.state_dict(), strict=True)  # linspace_x/_y dropped
+    assert all(torch.equal(head.state_dict()[k], v) for k, v in theirs.state_dict().items())
+    # a HeatmapHead's names (head.deconv_layers.*, head.final_layer.*) land in the deconv stack
+    renamed = {k.replace('simplebaseline_head.', '', 1): v.clone() + 1 for k, v in theirs.state_dict().items()
+               if k.startswith('simplebaseline_head.')}
+    missing, unexpected = head.load_state_dict(renamed, strict=False)
+    assert unexpected == [] and renamed and all(
+        torch.equal(head.state_dict()[f'simplebaseline_head.{k}'], v) for k, v in renamed.items())

@@ -186,6 +186,10 @@ def test_bad_inputs_are_refused_before_the_detector_runs(coco_sample, tmp_path, 
             run(max_images=max_images)
     with pytest.raises(FileNotFoundError, match='image folder not found: .*no_images'):
         run(img_dir=str(tmp_path / 'no_images'))
+    # a folder without any of the listed images (another split's, a parent folder): before the detector is built
+    with pytest.raises(FileNotFoundError, match=r'none of the 4 images listed in .*test_coco.json is in '
+                       rf'{tmp_path} \(e.g. .*\.jpg\): is it the image folder of that file\?'):
+        run(img_dir=str(tmp_path))
     (tmp_path / 'a_dir.json').mkdir()
     with pytest.raises(IsADirectoryError, match='a_dir.json is a directory'):
         run(out_file=str(tmp_path / 'a_dir.json'))
@@ -235,12 +239,25 @@ def test_the_tool_ends_with_one_line_on_a_missing_input_or_an_input_given_as_its
     assert same.returncode == 2 and 'error: argument --out:' in same.stderr and 'is an input of this run' in same.stderr
 
 
-def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path):
+def test_no_readable_image_or_a_foreign_person_class_fails(coco_sample, tmp_path, monkeypatch):
     out = tmp_path / 'boxes.json'
+    ann = coco_sample / 'test_coco.json'
+    corrupt = tmp_path / 'corrupt'
+    corrupt.mkdir()
+    for image in json.loads(ann.read_text())['images']:
+        (corrupt / image['file_name']).write_bytes(b'not a jpeg')
     with pytest.raises(RuntimeError, match=r'none of the 4 images listed in .*test_coco.json could be read from '):
-        make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(tmp_path), str(out),
-                          cfg_options=RANDOM_DET, progress=False)
+        make_person_boxes(DET_CONFIG, None, str(ann), str(corrupt), str(out), cfg_options=RANDOM_DET,
+                          progress=False)
     assert not out.exists()  # an empty list would read as "nobody in any image"
+    # a detector that fails on every image alike stops after the first few, not after one warning per image
+    import ipr_plugin.apis.person_boxes as module
+    monkeypatch.setattr(module, 'SAME_ERROR_STOP', 2)
+    with pytest.raises(RuntimeError, match=r'the detector failed on each of the first 2 images with the same error '
+                       r'\(\w+: .*\): is the config an mmdet detector'):
+        make_person_boxes(DET_CONFIG, None, str(ann), str(coco_sample), str(out), progress=False,
+                          cfg_options=dict(RANDOM_DET, **{'test_dataloader.dataset.pipeline.1.scale': (0, 0)}))
+    assert not out.exists()
     # RANDOM_DET's head predicts 1 class, though the COCO names (80) are listed: label 5 never occurs
     with pytest.raises(ValueError, match=r'person class 5 is out of range: the detector has 1 class '):
         make_person_boxes(DET_CONFIG, None, str(coco_sample / 'test_coco.json'), str(coco_sample), str(out),

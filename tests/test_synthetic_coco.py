@@ -218,6 +218,16 @@ def test_bad_arguments_are_named(tmp_path, repo_root, monkeypatch, capsys, name,
     assert not (tmp_path / 'api').exists() and not (tmp_path / 'cli').exists()  # refused before writing anything
 
 
+def test_an_out_that_is_a_file_is_named_and_left_alone(tmp_path, capsys):
+    from ipr_plugin.cli import make_synthetic_coco as tool
+    out = tmp_path / 'notes.txt'
+    out.write_text('mine')
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(['--out', str(out), '--num-train', '1', '--num-val', '1'])
+    assert exit_info.value.code == 2 and out.read_text() == 'mine'
+    assert f'argument --out: {out} is a file, not a folder to write the set into' in capsys.readouterr().err
+
+
 def test_smallest_images_and_no_one_sometimes_are_fine(tmp_path, monkeypatch):
     """A scene of nobody (or of nobody annotated) is drawn again: one person in each image, as asked."""
     import ipr_plugin.datasets.synthetic_coco as module

@@ -73,16 +73,22 @@ def test_input_errors_end_a_tool_in_one_line_unless_the_traceback_is_asked_for(m
 
 
 def test_the_section_names_the_command_as_it_was_run(tmp_path: Path, monkeypatch) -> None:
-    """tools/benchmark.py relative to the working folder, ``python -m ipr_plugin.benchmark``, or the console
+    """tools/benchmark.py relative to the working folder, ``python -m ipr_plugin.<module>``, or the console
     script a wheel installs: each is a command a reader can run again."""
-    from ipr_plugin.benchmark import cli
+    from ipr_plugin import cli
+    from ipr_plugin.apis import accuracy_study
+    from ipr_plugin.benchmark import cli as bench_cli
 
     monkeypatch.chdir(tmp_path)
     script = str(tmp_path / 'tools' / 'benchmark.py')
-    assert cli.command_line([script, '--tiny']) == 'python tools/benchmark.py --tiny'
-    package_main = str(Path(cli.__file__).with_name('__main__.py'))
-    assert cli.command_line([package_main, '--label', 'a b']) == "python -m ipr_plugin.benchmark --label 'a b'"
-    assert cli.command_line(['/venv/bin/ipr-benchmark', '--tiny']) == 'ipr-benchmark --tiny'
+    assert cli.command_line(['--tiny'], cli.invocation(script)) == 'python tools/benchmark.py --tiny'
+    assert cli.invocation('/elsewhere/tools/benchmark.py') == 'python /elsewhere/tools/benchmark.py'
+    package_main = str(Path(bench_cli.__file__).with_name('__main__.py'))
+    assert cli.invocation(package_main) == 'python -m ipr_plugin.benchmark'
+    # python -m ipr_plugin.apis.accuracy_study: its argv[0] is the module's file
+    assert cli.invocation(accuracy_study.__file__) == 'python -m ipr_plugin.apis.accuracy_study'
+    monkeypatch.setattr(sys, 'argv', ['/venv/bin/ipr-accuracy-study', '--tiny'])
+    assert cli.command_line(['--label', 'a b']) == "ipr-accuracy-study --label 'a b'"
 
 
 def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> None:
@@ -98,9 +104,22 @@ def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> Non
 
     monkeypatch.setattr(cli, 'prepare_data', stop)
     with pytest.raises(Stop) as stopped:
-        cli.main(['tools/benchmark.py', '--configs', 'configs/ipr_res50_8xb64-210e_coco-256x256.py',
+        cli.main(['--configs', 'configs/ipr_res50_8xb64-210e_coco-256x256.py',
                   '--num-images', '1', '--num-val-images', '1'])
     assert stopped.value.args[0] == str(REPO / 'data' / 'bench_synthetic')
+
+
+def test_a_mistyped_config_stops_the_benchmark_before_its_data(monkeypatch, capsys) -> None:
+    """One line naming the file, before the synthetic set is written and a worker fails on it with a traceback."""
+    from ipr_plugin.benchmark import cli
+
+    monkeypatch.setattr(cli, 'prepare_data', lambda *args: pytest.fail('the data was written'))
+    for config in ('configs/nope.py', 'mmpose::body_2d_keypoint/nope.py'):
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(['--tiny', '--configs', config, 'ours=configs/ipr_res50_8xb64-210e_coco-256x256.py'])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and 'argument --configs: config not found: ' in err, err
+        assert config.split('::')[-1] in err.splitlines()[-1]
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which('setpriv'), reason='root writes anywhere without setpriv')
@@ -140,3 +159,19 @@ def test_help_gives_each_default_the_help_does_not_give_already():
     assert text == ('-h, --help show this help message and exit --seed SEED seed (default: 0) --size SIZE SIZE pixels '
                     '(default: 640 480) --skip SKIP [SKIP ...] parts not to run --out OUT output file --fast fast '
                     '--lr LR learning rate (default: 1e-3 for Adam) --rate RATE share (default: 5%)'), text
+
+
+def test_progress_bars_redraw_seldom_into_a_log_file(monkeypatch):
+    """Every redraw of a bar stays in a log file (tqdm goes back with '\\r'): not a terminal, every 30 s at most."""
+    import io
+
+    from ipr_plugin.progress import progress_bar
+    monkeypatch.setattr(sys, 'stderr', io.StringIO())
+    with progress_bar(total=3, file=sys.stderr) as bar:
+        assert bar.mininterval == 30.0
+    with progress_bar(total=3, file=sys.stderr, mininterval=1.0) as bar:  # a caller's own interval stands
+        assert bar.mininterval == 1.0
+    monkeypatch.setattr(sys.stderr, 'isatty', lambda: True, raising=False)
+    with progress_bar(total=3, file=sys.stderr) as bar:
+        assert bar.mininterval == 0.1  # tqdm's own, on a terminal
+

@@ -12,4 +12,4 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this che
 from ipr_plugin.apis.background_share import main  # noqa: E402
 
 if __name__ == '__main__':
-    sys.exit(main(prog='python tools/background_share.py'))
+    sys.exit(main())

@@ -12,4 +12,4 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.realpath(__file__))))  # this che
 from ipr_plugin.apis.gpu_measurements import main  # noqa: E402
 
 if __name__ == '__main__':
-    sys.exit(main(prog='python tools/gpu_measurements.py'))
+    sys.exit(main())

@@ -1,6 +1,8 @@
-"""User-facing tools: person boxes from an mmdet detector, and ONNX export of IPR models.
+"""What the tools do, as functions: person boxes from an mmdet detector and ONNX export (exported here), and the
+modules behind the other tools (data check, demo, visualisation, training curves, checkpoint check, background
+share, the accuracy study and the GPU measurements).
 
-Both import mmdet / mmpose / onnx lazily, so importing this package stays cheap.
+mmdet and onnx are imported only when a function needs them.
 """
 from .onnx_export import (IPRExportModule, build_export_module, build_pose_model, export_module, export_onnx,
                           verify_onnx)

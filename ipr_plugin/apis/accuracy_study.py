@@ -8,31 +8,31 @@ well our keypoint scores rank keypoint errors, and writes the table to ``BENCHMA
 ``docs/accuracy_study.json`` and the plot to ``docs/calibration.png`` (all under ``--out``).
 
 Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU smoke run for CI that writes only
-under ``--work-dir`` unless ``--out`` says otherwise. Usage: ``python tools/accuracy_study.py --help``.
+under ``--work-dir`` unless ``--out`` says otherwise.
 """
 import argparse
 import contextlib
 import os
-import shlex
 import sys
 import time
 import warnings
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..arguments import ToolHelpFormatter
+from ..cli import command_line, invocation
 from ..locks import FolderInUse, own_folder
+from ..markdown import machine_line
 from ..paths import work_root
 from .mim_runner import MimError, MimTimeout, exit_on_sigterm, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_calibration import calibration
-from .study_report import calibration_lines, diverged, machine_info, table_rows, text_table, write_outputs
+from .study_report import calibration_lines, diverged, gpu_name, table_rows, text_table, write_outputs
 from .study_rows import CutOff, TimeLimitReached, failure_summary, reevaluate, train_variant
-from .study_schedule import locked, run_rows
+from .study_schedule import Say, locked, run_rows
 
-Say = Callable[[str], None]
 
 
 def default_workers(parallel: int = 1) -> int:
@@ -55,9 +55,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=ToolHelpFormatter)
     p.add_argument('--tiny', action='store_true', help='CPU smoke run for CI: 12/6 images at 320x240, 3 '
                    'iterations, batch 4, 64x64 input, no workers; writes under --work-dir by default')
-    p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS),
-                   help='rows to run (default: all but the ablations, ' + ', '.join(
-                       n for n in VARIANT_NAMES if n not in DEFAULT_VARIANTS) + ')')
+    p.add_argument('--variants', nargs='+', choices=VARIANT_NAMES, default=list(DEFAULT_VARIANTS), metavar='VARIANT',
+                   help='rows to run: ' + ', '.join(DEFAULT_VARIANTS) + ' (the default), and the ablations '
+                   + ', '.join(n for n in VARIANT_NAMES if n not in DEFAULT_VARIANTS))
     p.add_argument('--backbone', choices=('resnet18', 'resnet50'), default='resnet18', help='of every row')
     p.add_argument('--base-channels', type=int, default=64, help="the ResNet's base width (64: the standard "
                    'model; 16 or 32 for CPU-sized studies, with the deconv stack narrowed in proportion)')
@@ -156,7 +156,7 @@ def row_order(names: Sequence[str]) -> List[str]:
 def prepared_data(args: argparse.Namespace, say: Say) -> Iterator[Dict[str, Any]]:
     """The hard synthetic split, written, or reused when the one already there was written with these
     parameters; this run's while the block runs."""
-    from ..datasets.synthetic_coco import stamped_set
+    from ..datasets.synthetic_sets import stamped_set
     start = time.monotonic()
     with stamped_set(
             str(args.data_root), 'study_data.json',
@@ -295,7 +295,8 @@ def _run_study(args: argparse.Namespace, data: Dict[str, Any], command: str, say
     calibrations, best = _ours_calibration(results, budget.seed, data['val_ann_file'], say)
     ours_requested = any(get_variant(n).trains_ours for n in args.variants)
     report = dict(
-        date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command, machine=machine_info(),
+        date=datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC'), command=command,
+        machine=machine_line(gpu_name()),
         settings=dict(asdict(budget), tiny=args.tiny, device=args.device, seeds=args.seeds,
                       image_size=list(args.image_size), num_train=args.num_train, num_val=args.num_val,
                       warmup_iters=budget.warmup_iters, finetune_iters=args.finetune_iters, backbone=args.backbone,
@@ -314,11 +315,13 @@ def _run_study(args: argparse.Namespace, data: Dict[str, Any], command: str, say
     return 1 if failed else 0
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.accuracy_study') -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run the study; the command is recorded as given."""
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the study; ``prog``: the command's name as recorded
+    (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or invocation(sys.argv[0])
     args = build_parser(prog).parse_args(argv)
-    return run_study(args, command=' '.join([prog, shlex.join(argv)]).strip())
+    return run_study(args, command=command_line(argv, prog))
 
 
 if __name__ == '__main__':

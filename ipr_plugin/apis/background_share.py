@@ -10,7 +10,7 @@ split, without flip test, and reads ``r`` off the logits of every labelled keypo
 non-finite or has no width or height (or whose area is non-finite or negative) cannot be cropped or binned: they
 are left out, and the report counts them with their ids.
 
-Usage: ``python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR`` (see ``--help``).
+Usage: ``python tools/background_share.py CONFIG CHECKPOINT --ann-file ANN --img-dir DIR``.
 """
 import argparse
 import math
@@ -23,9 +23,11 @@ import numpy as np
 
 from ..arguments import (ToolHelpFormatter, exit_on_input_errors, is_url, load_coco_file, parser_check_out_file,
                          write_json)
+from ..cli import invocation
 from ..datasets.body.coco_checks import without_keypoints
-from ..markdown import markdown_table as _markdown_table
+from ..markdown import markdown_table
 from ..ops.integral import BACKGROUNDS
+from ..progress import progress_bar
 
 # COCO's area ranges (pixels^2), as its evaluation names them
 AREA_RANGES = (('small', 0.0, 32.0 ** 2), ('medium', 32.0 ** 2, 96.0 ** 2), ('large', 96.0 ** 2, math.inf))
@@ -61,13 +63,13 @@ def share_table(shares: np.ndarray, visibility: np.ndarray, areas: np.ndarray, c
     return rows
 
 
-def markdown_table(rows: Sequence[Dict[str, Any]], cap: float) -> str:
+def share_markdown(rows: Sequence[Dict[str, Any]], cap: float) -> str:
     """``share_table``'s rows as a markdown table."""
     def cell(value: Optional[float], fmt: str) -> str:
         return '' if value is None else format(value, fmt)
 
     header = ('keypoints', 'person size', 'count', 'mean r', 'median r', f'above the cap of {cap:g}')
-    return _markdown_table(header, [(r['visibility'], r['size'], r['count'], cell(r['mean_r'], '.3f'),
+    return markdown_table(header, [(r['visibility'], r['size'], r['count'], cell(r['mean_r'], '.3f'),
                                       cell(r['median_r'], '.3f'), cell(r['capped'], '.1%')) for r in rows])
 
 
@@ -137,22 +139,21 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
         FileNotFoundError: an input or a listed image is missing.
         ValueError: ``ann_file`` is not JSON or not a COCO annotation file, or a record lacks a key read here
             (:func:`load_coco_file`); ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an
-            annotation has another keypoint count than the model or a malformed bbox.
+            annotation has another keypoint count than the model or a malformed bbox; an image cannot be read.
     """
     import torch
     from mmpose.apis import inference_topdown
-    from tqdm import tqdm
 
     from ..ops import background_share
     from .checkpoint_check import init_checked_model
     for path in (config, checkpoint, ann_file, img_dir):
         if path is not None and not is_url(path) and not Path(path).exists():
-            raise FileNotFoundError(f'background share: no such file or folder: {path}')
+            raise FileNotFoundError(f'background_share: no such file or folder: {path}')
     coco = load_coco_file(ann_file)  # before the model: a wrong file fails in a second, naming its first bad record
     model = init_checked_model(config, checkpoint, device, dict(model=dict(test_cfg=dict(flip_test=False))))
     head = model.head
     if type(head).__name__ != 'IPRHead':
-        raise ValueError(f'background share: {config} has a {type(head).__name__}, not an IPRHead')
+        raise ValueError(f'background_share: {config} has a {type(head).__name__}, not an IPRHead')
     captured: List[torch.Tensor] = []
     logits_of = head.logits
 
@@ -166,17 +167,18 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     people, skipped = _labelled_people(coco, ann_file, head.num_joints)
     shares, visibility, areas = [], [], []
     with torch.no_grad():
-        for file_name, anns in tqdm(sorted(people.items()), desc='background share', unit='img',
+        for file_name, anns in progress_bar(sorted(people.items()), desc='background share', unit='img',
                                     disable=not progress):
             image = Path(img_dir) / file_name
             if not image.is_file():
-                raise FileNotFoundError(f'background share: image {image} (listed in {ann_file}) is missing')
+                raise FileNotFoundError(f'background_share: image {image} (listed in {ann_file}) is missing')
             boxes = np.array([a['bbox'] for a in anns], dtype=np.float32).reshape(-1, 4)
             captured.clear()
             try:
                 inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')
-            except Exception as err:  # a corrupt image fails deep in the pipeline: name it
-                raise RuntimeError(f'background share: {image}: {type(err).__name__}: {err}') from err
+            except Exception as err:  # a corrupt image fails deep in the pipeline: name it (one line on the CLI)
+                raise ValueError(f'background_share: image {image} cannot be read: {type(err).__name__}: '
+                                 f'{err}') from err
             r = background_share(torch.cat(captured), head.beta, background).cpu().numpy()
             for ann, r_person in zip(anns, r):
                 flags = np.asarray(ann['keypoints'][2::3])
@@ -203,8 +205,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.background_share') -> int:
-    parser = build_parser(prog)
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    parser = build_parser(prog or invocation(sys.argv[0]))
     args = parser.parse_args(argv)
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
     with exit_on_input_errors('background_share'):
@@ -217,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin
     if skipped:
         print(f'{len(skipped)} labelled people skipped for a non-finite or non-positive box or area '
               f'(annotation ids {", ".join(map(str, skipped[:10]))}{", ..." if len(skipped) > 10 else ""})')
-    print(markdown_table(rows, found['cap']))
+    print(share_markdown(rows, found['cap']))
     if args.out:
         settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people', 'skipped_ids')}
         write_json(args.out, dict(settings, config=args.config, checkpoint=args.checkpoint, rows=rows), indent=1)

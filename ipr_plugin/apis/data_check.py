@@ -13,6 +13,7 @@ note, not a problem: the annotation file cannot say whether its keypoints were m
 """
 import multiprocessing
 import os
+import os.path as osp
 import signal
 import time
 from collections import deque
@@ -23,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ..arguments import is_url
 from ..datasets.transforms.jpeg import ORIENTATION_TURNS, file_orientation
 from ..paths import ConfigLike, load_config
+from ..progress import progress_bar
 
 SPLITS = ('train', 'val', 'test')
 
@@ -93,10 +95,38 @@ def check_data(config: ConfigLike, splits: Sequence[str] = SPLITS, workers: int 
     return report
 
 
+def data_files(config: ConfigLike, cfg_options: Optional[dict] = None) -> List[str]:
+    """The files other than images that ``config``'s data and evaluators read (annotation and detection files),
+    each as given and joined to its dataset's ``data_root``: what a report written beside them must not replace.
+
+    Raises:
+        FileNotFoundError: the config is missing.
+    """
+    cfg = load_config(config, cfg_options)
+    files: List[str] = []
+
+    def walk(node: Any, root: str) -> None:
+        if isinstance(node, dict):
+            root = node.get('data_root') or root
+            for value in (node.get('ann_file'), node.get('bbox_file')):
+                if isinstance(value, str) and value:
+                    files.append(value)
+                    if root and not osp.isabs(value) and not is_url(value):
+                        files.append(osp.join(root, value))
+            for value in node.values():
+                walk(value, root)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value, root)
+
+    for key in (*(f'{split}_dataloader' for split in SPLITS), 'val_evaluator', 'test_evaluator'):
+        walk(cfg.get(key), '')
+    return files
+
+
 def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems: List[DataProblem],
                  notes: List[DataProblem]) -> dict:
     from mmpose.registry import DATASETS
-    from tqdm import tqdm
     start = time.perf_counter()
     try:
         dataset = DATASETS.build(dataset_cfg)
@@ -115,7 +145,7 @@ def _check_split(split: str, dataset_cfg, workers: int, progress: bool, problems
             continue
         images = _images(leaf)
         size_problem = getattr(leaf, 'image_size_problem', None)
-        bar = tqdm(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
+        bar = progress_bar(total=len(images), desc=f'{split} images', unit='img', disable=not progress)
         found, turned = [], []
         for index, (img_id, path, shape, error, orientation) in _load_all(loader, images, workers):
             message = error or (size_problem(img_id, shape, path) if size_problem else None)

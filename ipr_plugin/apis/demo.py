@@ -100,7 +100,7 @@ def run_demo(work_dir: Union[str, Path] = DEFAULT_WORK_DIR,
         FolderInUse: another demo uses ``work_dir`` now, or another run uses a set written otherwise in
             ``data_root``.
     """
-    from ..datasets.synthetic_coco import stamped_set
+    from ..datasets.synthetic_sets import stamped_set
 
     raise_problems(demo_argument_problems(num_train, num_val, epochs))
     started = time.monotonic()

@@ -6,7 +6,7 @@ Runs, in this order, each in its own process and each given a share of the time 
    IPR config (the anchor) against ours-fast at the recipe's batch of 64 per GPU, so that the peak memory it
    reports is the one the performance targets name;
 2. ``study``: the accuracy study (``python -m ipr_plugin.apis.accuracy_study``) with 1000 iterations of batch 32 per
-   row, the issue's seven rows (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant
+   row, the seven default rows (mmpose's IPR, DSNT and Debias; ours L1, JS and Debias; ours-JS with constant
    scores), ResNet-18 at 256x256, the six trained rows at once (``--parallel 6``, two loader workers each),
    evaluated at 500 and 1000 iterations (whether the AP still moves at the end of the budget). Run one after another
    they would not fit: on an H200 (2026-12-04) a row of ours took under 102 s from start to evaluation, 48 s of it
@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..arguments import ToolHelpFormatter
+from ..cli import invocation
+from ..paths import MMPOSE_IPR_CONFIG as MMPOSE_IPR
+from ..paths import OURS_FAST_COMPILE_CONFIG as FAST_COMPILE
+from ..paths import OURS_FAST_CONFIG as FAST
 from ..paths import work_root
 from .mim_runner import exit_on_sigterm, stop_session
 
-MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
-FAST = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
-FAST_COMPILE = 'configs/ipr_res50_fast-compile-8xb64-210e_coco-256x256.py'
 STUDY_VARIANTS = ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias', 'ours-JS-ones')
 STUDY_PARALLEL = 6  # every trained row of STUDY_VARIANTS at once
 PARTS = ('benchmark', 'study', 'metric', 'compile')
@@ -126,8 +127,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None, prog: str = 'python -m ipr_plugin.apis.gpu_measurements') -> int:
-    args = build_parser(prog).parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    args = build_parser(prog or invocation(sys.argv[0])).parse_args(argv)
     exit_on_sigterm()  # run_parts then stops the running part's session instead of leaving it on the GPU
     import torch
     if not torch.cuda.is_available():

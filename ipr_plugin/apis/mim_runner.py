@@ -43,7 +43,7 @@ def _tail(output: str, lines: int = TAIL_LINES) -> str:
     return '\n'.join(output.splitlines()[-lines:])
 
 
-def _child_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
+def _mim_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
     env = child_env()  # for custom_imports, also where the plugin is not pip-installed
     env.setdefault('PYTHONUNBUFFERED', '1')
     env.update(extra or {})
@@ -57,7 +57,7 @@ def run_mim(args: Sequence[str],
             check: bool = True,
             on_line: Optional[Callable[[str], None]] = None) -> subprocess.CompletedProcess:
     """Run ``mim *args`` with stdout and stderr captured together (see :func:`run_command`)."""
-    return run_command([mim_executable(), *map(str, args)], cwd, timeout, _child_env(env), check, on_line)
+    return run_command([mim_executable(), *map(str, args)], cwd, timeout, _mim_env(env), check, on_line)
 
 
 def run_command(cmd: Sequence[str],

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..arguments import check_out_file, is_url, load_coco_file, raise_problems, write_json
 from ..paths import ConfigLike, load_config, require_file
+from ..progress import progress_bar
 
 __all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_image_list',
            'read_image', 'format_summary', 'argument_problems']
@@ -172,17 +173,22 @@ def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None) 
     return problems
 
 
+# The detector failing on this many images in a row from the start, each with the same error, ends the run: it
+# would fail on every image (not a detector's config, a pipeline that takes no such image).
+SAME_ERROR_STOP = 10
+
+
 def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, score_thr: float,
             progress: bool) -> Dict[str, Any]:
     """Run the detector on each image: ``records`` (person records), ``unreadable`` (paths), ``failed``
     (``path (error)`` of images the detector failed on), ``with_boxes`` (images with a kept box),
     ``degenerate`` (zero-area boxes dropped), ``best`` (the highest person score seen, -inf if none)."""
     from mmdet.apis import inference_detector
-    from tqdm import tqdm
 
     pipeline = _build_test_pipeline(model)
     found: Dict[str, Any] = dict(records=[], unreadable=[], failed=[], with_boxes=0, degenerate=0, best=-np.inf)
-    for image_id, file_name in tqdm(images, desc='person boxes', unit='img', disable=not progress):
+    first_errors: Optional[List[str]] = []  # the detector's errors until it first runs on an image
+    for image_id, file_name in progress_bar(images, desc='person boxes', unit='img', disable=not progress):
         path = osp.join(img_dir, file_name)
         try:
             img = read_image(path)
@@ -194,9 +200,16 @@ def _detect(model, images: List[Tuple[int, str]], img_dir: str, label: int, scor
             pred = inference_detector(model, img, test_pipeline=pipeline).pred_instances
         except Exception as err:  # noqa: BLE001 - named and counted; all of them failing is an error below
             why = f'{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ""}'
+            if first_errors is not None:
+                first_errors.append(why)
+                if len(first_errors) == SAME_ERROR_STOP and len(set(first_errors)) == 1:
+                    raise NothingDetected(f'the detector failed on each of the first {SAME_ERROR_STOP} images with '
+                                          f'the same error ({why}): is the config an mmdet detector\'s, and does '
+                                          'its test pipeline take these images?')
             logger.warning('skipping image %s: the detector failed on it (%s)', path, why)
             found['failed'].append(f'{path} ({why})')
             continue
+        first_errors = None
         labels, scores = pred.labels.cpu().numpy(), pred.scores.cpu().numpy()
         recs, n_degenerate = person_records(pred.bboxes.cpu().numpy(), scores, labels, image_id, label, score_thr)
         found['records'].extend(recs)
@@ -273,6 +286,10 @@ def make_person_boxes(det_config: ConfigLike,
         raise ValueError(f'{ann_file} lists no images')
     if not osp.isdir(img_dir):
         raise FileNotFoundError(f'image folder not found: {img_dir}')
+    if not is_url(img_dir) and not any(osp.isfile(osp.join(img_dir, name)) for _, name in images):
+        # before the detector is built, not one warning per image after it
+        raise FileNotFoundError(f'none of the {len(images)} images listed in {ann_file} is in {img_dir} (e.g. '
+                                f'{osp.join(img_dir, images[0][1])}): is it the image folder of that file?')
     check_out_file(out_file, inputs=(ann_file, det_checkpoint, det_config))
     if det_checkpoint is not None:
         # Read once up front (init_detector reads it again) because torch fails on a file that is not a

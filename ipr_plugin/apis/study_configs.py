@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from ..paths import installed_config, plugin_config
+from ..config_edits import drop_pretrained_weights, size_loader
+from ..paths import OURS_FAST_CONFIG, installed_config, plugin_config
 from .study_record_hook import StudyRecordHook  # noqa: F401  (registered in each training, which imports this module)
 
 MMPOSE_CONFIG_DIR = 'body_2d_keypoint'
 MMPOSE_IPR_DIR = 'integral_regression/coco/'
-FAST_CONFIG = plugin_config('ipr_res50_fast-8xb64-210e_coco-256x256.py')
+FAST_CONFIG = plugin_config(Path(OURS_FAST_CONFIG).name)
 RECORD_FILE = 'study_record.json'
 PREDICTIONS_FILE = 'predictions.pkl'
 # mmengine's own work dir inside a run's folder: the Runner writes its copy of the config there under the same
@@ -44,7 +45,7 @@ class Variant:
         head: ``model.head`` entries changed after the config is read (an ablation of one of its settings).
         init_from: a trained variant whose final weights this one starts from (``load_from``): fine-tuning,
             with the whole budget run again on top of that variant's.
-        ablation: run only when named in ``--variants`` (not one of the issue's rows).
+        ablation: run only when named in ``--variants`` (not one of the default rows).
     """
     name: str
     source: str
@@ -73,7 +74,7 @@ class Variant:
         return tuple(n for n in (self.eval_of, self.init_from) if n is not None)
 
 
-VARIANTS: Tuple[Variant, ...] = (
+_ROWS: Tuple[Variant, ...] = (
     Variant('mmpose-IPR', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_8xb64-210e_coco-256x256.py',
             'mmpose DSNTHead: SmoothL1 + heatmap MSE; constant scores'),
     Variant('mmpose-DSNT', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py',
@@ -140,18 +141,21 @@ VARIANTS: Tuple[Variant, ...] = (
     Variant('mmpose-SimpleBaseline-hm', 'mmpose', 'topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py',
             'ablation: the mmpose-SimpleBaseline model trained for the budget again, unchanged (the -hm rows\' '
             'control)', init_from='mmpose-SimpleBaseline', ablation=True),
-    *(Variant(f'{name}-hm', source, config, f'ablation: {name} fine-tuned from the mmpose-SimpleBaseline model '
-              "(mmpose's recipe)", anneal_by_iter=anneal, init_from='mmpose-SimpleBaseline', ablation=True)
-      for name, source, config, anneal in (
-          ('mmpose-IPR', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_8xb64-210e_coco-256x256.py', False),
-          ('mmpose-DSNT', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py', False),
-          ('mmpose-Debias', 'mmpose', MMPOSE_IPR_DIR + 'ipr_res50_debias-8xb64-210e_coco-256x256.py', False),
-          ('ours-L1', 'ours', 'ipr_res50_8xb64-210e_coco-256x256.py', False),
-          ('ours-JS', 'ours', 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py', True),
-          ('ours-Debias', 'ours', 'ipr_res50_debias-8xb64-210e_coco-256x256.py', True))),
 )
+
+
+def _from_heatmap_model(name: str) -> Variant:
+    """``name`` fine-tuned from the mmpose-SimpleBaseline model (mmpose's recipe for its integral rows)."""
+    row = next(v for v in _ROWS if v.name == name)
+    return replace(row, name=f'{name}-hm', notes=f'ablation: {name} fine-tuned from the mmpose-SimpleBaseline model '
+                   "(mmpose's recipe)", init_from='mmpose-SimpleBaseline', ablation=True)
+
+
+VARIANTS: Tuple[Variant, ...] = _ROWS + tuple(
+    _from_heatmap_model(name)
+    for name in ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias'))
 VARIANT_NAMES: Tuple[str, ...] = tuple(v.name for v in VARIANTS)
-# What the study runs unless --variants names others: the issue's rows, not the ablations.
+# What the study runs unless --variants names others: the default rows, not the ablations.
 DEFAULT_VARIANTS: Tuple[str, ...] = tuple(v.name for v in VARIANTS if not v.ablation)
 
 
@@ -273,10 +277,9 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
 
     # model: same backbone for all, trained from scratch (no network: drop the pretrained URL) unless it
     # continues another variant's model
-    cfg.model.init_cfg = None
+    drop_pretrained_weights(cfg.model)
     cfg.load_from = load_from
     cfg.model.backbone.depth = budget.depth
-    cfg.model.backbone.init_cfg = None
     # ResNet's last stage has 8x its base channels, times the bottleneck expansion (4) from depth 50 on
     cfg.model.head.in_channels = budget.base_channels * (8 if budget.depth < 50 else 32)
     if budget.base_channels != 64:  # a narrower model (CPU-sized studies): the deconv stack narrows with it
@@ -312,16 +315,14 @@ def build_variant_config(variant: Variant, budget: Budget, data: Dict[str, str],
     cfg.data_root = root  # only informative once resolved, but a dumped config should not name another root
     for split, batch_size in (('train', budget.batch_size), ('val', budget.val_batch_size)):
         loader = cfg[f'{split}_dataloader']
-        loader.batch_size = batch_size
-        loader.num_workers = budget.workers
+        size_loader(loader, batch_size, budget.workers)
         loader.persistent_workers = budget.workers > 0
         loader.dataset.data_root = root
         if fast is not None:
             loader.collate_fn = fast['loader']['collate_fn']
             loader.pin_memory = fast['loader']['pin_memory'] and budget.cuda
-            loader.prefetch_factor = fast['loader']['prefetch_factor']
-        if budget.workers == 0:  # torch refuses a prefetch factor without worker processes (the fast config has one)
-            loader.pop('prefetch_factor', None)
+            if budget.workers:  # torch refuses a prefetch factor without worker processes
+                loader.prefetch_factor = fast['loader']['prefetch_factor']
     cfg.val_dataloader.dataset.bbox_file = data['bbox_file']
     cfg.test_dataloader = copy.deepcopy(cfg.val_dataloader)
     metric = dict(type='CocoMetric', ann_file=data['val_ann_file'])

@@ -3,7 +3,6 @@
 The score calibration they report is computed in :mod:`.study_calibration`.
 """
 import os
-import platform
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,26 +45,18 @@ def _any_seed_diverged(result: Mapping[str, Any]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def machine_info() -> Dict[str, str]:
-    """CPU, GPU and library versions, without creating a CUDA context in this process."""
+def gpu_name() -> Optional[str]:
+    """The GPUs' names from nvidia-smi (None without one), without creating a CUDA context in this process."""
     import torch
 
-    from ..markdown import cpu_model
-    from ..datasets.transforms.jpeg import jpeg_decoder
-    gpu = 'none'
-    if shutil.which('nvidia-smi') and torch.cuda.is_available():
-        try:
-            out = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True,
-                                 text=True, timeout=20)
-            gpu = ', '.join(sorted(set(out.stdout.split('\n')) - {''})) or gpu
-        except (OSError, subprocess.SubprocessError):
-            pass
-    import mmcv
-    import mmengine
-    import mmpose
-    return dict(cpu=f'{cpu_model()} ({os.cpu_count()} cores)', gpu=gpu, jpeg=jpeg_decoder(),
-                torch=f'{torch.__version__} (CUDA {torch.version.cuda})', mmpose=mmpose.__version__,
-                mmengine=mmengine.__version__, mmcv=mmcv.__version__, platform=platform.platform())
+    if not (shutil.which('nvidia-smi') and torch.cuda.is_available()):
+        return None
+    try:
+        out = subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'], capture_output=True,
+                             text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return ', '.join(sorted(set(out.stdout.split('\n')) - {''})) or None
 
 
 # ---------------------------------------------------------------------------------------------- outputs
@@ -236,14 +227,12 @@ def _fine_tuning(report: Mapping[str, Any]) -> str:
 def markdown_section(report: Mapping[str, Any], rows: Sequence[Sequence[str]], plot_rel: str,
                      json_rel: str) -> str:
     """The dated section appended to ``BENCHMARKS.md``."""
-    m, s, d = report['machine'], report['settings'], report['data']
+    s, d = report['settings'], report['data']
     title = 'Accuracy study' + (' (tiny CI mode: a smoke run, not a benchmark)' if s['tiny'] else '')
     parts = [
         f'## {title}: {report["date"]}', '',
         f'Command: `{report["command"]}`', '',
-        f'Date: {report["date"]}. Machine: CPU {m["cpu"]}; GPU {m["gpu"]}; torch {m["torch"]}; mmpose '
-        f'{m["mmpose"]}, mmengine {m["mmengine"]}, mmcv {m["mmcv"]}; JPEG decode {m.get("jpeg", "not recorded")}. '
-        f'Total wall time {report["wall_s"]:.0f} s.', '',
+        f'Date: {report["date"]}. Machine: {report["machine"]}. Total wall time {report["wall_s"]:.0f} s.', '',
         f'Budget (every variant): ResNet-{s["depth"]}{_width(s.get("base_channels", 64))} from scratch at '
         f'{s["input_size"]}x{s["input_size"]} input'
         f'{" (tiny mode: small input)" if s["tiny"] else ""}; {s["iters"]} iterations of batch {s["batch_size"]}'

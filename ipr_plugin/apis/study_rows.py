@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional
 from .mim_runner import MimTimeout, progress_line, run_mim
 from .study_configs import MMENGINE_DIR, PREDICTIONS_FILE, RECORD_FILE, Budget, Variant, build_variant_config
 from .study_report import METRIC_KEYS, diverged, nonfinite_predictions
+from .study_schedule import Say
 
-Say = Callable[[str], None]
 
 
 # Rows run at once (--parallel) build their configs one at a time: mmengine's Config resolves `mmpose::` paths
@@ -57,11 +57,11 @@ def _progress(name: str, say: Say) -> Callable[[str], None]:
     return on_line
 
 
-def child_env(args: argparse.Namespace) -> Dict[str, str]:
-    """Environment of each row's mim process: a CPU study on a CUDA machine must not put any run on the GPU, and
-    rows run at once share the cores (torch's default of one thread per core in each row oversubscribes them, and
-    a 2-core ``--parallel 2`` study's iterations slowed down by orders of magnitude); a user's
-    ``OMP_NUM_THREADS`` stands."""
+def row_env_overrides(args: argparse.Namespace) -> Dict[str, str]:
+    """The variables each row's mim process gets on top of this environment: a CPU study on a CUDA machine must
+    not put any run on the GPU, and rows run at once share the cores (torch's default of one thread per core in
+    each row oversubscribes them, and a 2-core ``--parallel 2`` study's iterations slowed down by orders of
+    magnitude); a user's ``OMP_NUM_THREADS`` stands."""
     env = {'CUDA_VISIBLE_DEVICES': ''} if args.device == 'cpu' else {}
     if args.parallel > 1 and 'OMP_NUM_THREADS' not in os.environ:
         env['OMP_NUM_THREADS'] = str(max(1, (os.cpu_count() or 1) // args.parallel))
@@ -138,7 +138,7 @@ def train_variant(variant: Variant, budget: Budget, data: Dict[str, Any], args: 
         timeout = run_timeout(args)
         try:
             run_mim(['train', 'mmpose', config_file, '--work-dir', run_dir / MMENGINE_DIR],
-                    timeout=timeout, env=child_env(args), on_line=_progress(variant.name, say))
+                    timeout=timeout, env=row_env_overrides(args), on_line=_progress(variant.name, say))
         except MimTimeout as err:
             # A run stopped at the time limit after its training and final evaluation were written (the
             # process still exiting) has lost nothing: keep it, as --reuse would. One stopped earlier leaves
@@ -176,7 +176,7 @@ def reevaluate(variant: Variant, trained: Dict[str, Any], seed: int, args: argpa
     say(f'[{variant.name}] evaluating the {variant.eval_of} model with {" ".join(options)}')
     start = time.monotonic()
     run_mim(['test', 'mmpose', trained['config'], '--checkpoint', trained['checkpoint'], '--work-dir', run_dir,
-             '--out', out_file, '--cfg-options', *options], timeout=run_timeout(args), env=child_env(args),
+             '--out', out_file, '--cfg-options', *options], timeout=run_timeout(args), env=row_env_overrides(args),
             on_line=_progress(variant.name, say))
     coco = json.loads(out_file.read_text())
     return dict(_metrics(coco), train_time_s=None, wall_s=round(time.monotonic() - start, 1),

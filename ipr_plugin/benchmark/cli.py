@@ -1,11 +1,11 @@
 """The benchmark command: write the synthetic set, run one worker process per config, report."""
 import argparse
 import contextlib
+import importlib
 import json
 import math
 import os
 import os.path as osp
-import shlex
 import shutil
 import subprocess
 import sys
@@ -16,9 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from ..arguments import ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file, parser_error
+from ..cli import command_line, invocation
 from ..locks import FolderInUse
 from ..markdown import append_section
-from ..paths import child_env, work_root
+from ..paths import child_env, require_file, work_root
 from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES, train_images_for
 from .plot import plot_pipelines
 from .report import render_section
@@ -39,9 +40,15 @@ TINY = dict(num_images=8, num_val_images=4, batch_size=2, workers=1, warmup=1, i
 FULL = dict(batch_size=64, warmup=20, iters=60, pipeline_samples=256, metric_images=VAL2017_IMAGES)
 
 
+def _package_doc() -> str:
+    """What the benchmark measures, for ``--help``: the package's docstring without its list of modules."""
+    doc = importlib.import_module(__package__).__doc__ or ''
+    return doc.split('\nModules:')[0].strip()
+
+
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     from mmengine.config import DictAction
-    p = argparse.ArgumentParser(prog=prog, description=__doc__ + ' See ipr_plugin/benchmark/__init__.py.',
+    p = argparse.ArgumentParser(prog=prog, description=_package_doc(),
                                 formatter_class=ToolHelpFormatter)
     p.add_argument('--configs', nargs='+', default=None, metavar='[NAME=]CONFIG',
                    help='configs to compare, the first is the anchor of the ratios (package::path allowed); '
@@ -52,16 +59,19 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--num-images', type=int, default=None,
                    help='train images; default: enough for warm-up + window without an epoch boundary')
     p.add_argument('--num-val-images', type=int, default=None, help='val images; default: enough for eval')
-    p.add_argument('--batch-size', type=int, default=None, help=f'train and val batch size ({FULL["batch_size"]})')
+    p.add_argument('--batch-size', type=int, default=None,
+                   help=f'train and val batch size (default: {FULL["batch_size"]}; --tiny: less)')
     p.add_argument('--workers', type=int, default=None,
                    help='num_workers of both loaders; default 14 with >= 16 cores, else the core count')
-    p.add_argument('--warmup', type=int, default=None, help=f'iterations before each window ({FULL["warmup"]})')
-    p.add_argument('--iters', type=int, default=None, help=f'iterations in each window ({FULL["iters"]})')
+    p.add_argument('--warmup', type=int, default=None,
+                   help=f'iterations before each window (default: {FULL["warmup"]}; --tiny: less)')
+    p.add_argument('--iters', type=int, default=None,
+                   help=f'iterations in each window (default: {FULL["iters"]}; --tiny: less)')
     p.add_argument('--pipeline-samples', type=int, default=None,
-                   help=f'samples timed in (d) ({FULL["pipeline_samples"]})')
+                   help=f'samples timed in (d) (default: {FULL["pipeline_samples"]}; --tiny: less)')
     p.add_argument('--metric-images', type=int, default=None,
                    help=f'images of the predictions (g) evaluates, {VAL2017_BOXES_PER_IMAGE} boxes each '
-                   f'({FULL["metric_images"]}: COCO val2017)')
+                   f'(default: {FULL["metric_images"]}, as in COCO val2017; --tiny: less)')
     p.add_argument('--device', choices=['cuda', 'cpu'], default=None, help='default: cuda when available')
     p.add_argument('--val-data', nargs=3, default=None, metavar=('ANN_FILE', 'IMG_DIR', 'BBOX_FILE'),
                    help='a COCO-format val split with its detector boxes to use for (c) and (e) instead of the '
@@ -115,7 +125,7 @@ def prepare_data(root: str, num_train: int, num_val: int, seed: int,
     ``held``: where given, the set stays this run's until it closes (another run that would rewrite it meanwhile
     stops, naming the folder); without it, only while it is checked and written.
     """
-    from ..datasets.synthetic_coco import stamped_set
+    from ..datasets.synthetic_sets import stamped_set
 
     def announce() -> None:
         print(f'[benchmark] writing {num_train} + {num_val} synthetic {IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images '
@@ -278,23 +288,6 @@ def worker_wave_caveats(args: argparse.Namespace, data: Dict[str, Any]) -> List[
             for name, n in windows.items() if n < rounds]
 
 
-def invocation(script: str) -> str:
-    """How the command was started, as far as ``argv[0]`` tells: ``python`` and the script path relative to the
-    working directory, ``python -m ipr_plugin.benchmark``, or the installed console script ``ipr-benchmark``."""
-    if osp.basename(script) == '__main__.py':
-        return f'python -m {__package__}'
-    if not script.endswith('.py'):
-        return osp.basename(script)
-    if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
-        script = osp.relpath(script)
-    return 'python ' + shlex.quote(script)
-
-
-def command_line(argv: Sequence[str]) -> str:
-    """The command as typed, as far as it can be told (see :func:`invocation`)."""
-    return f'{invocation(argv[0])} {shlex.join(argv[1:])}'.rstrip()
-
-
 # The counts a run needs at least (None: unset, a default follows): below them a worker fails, divides by zero or
 # silently measures nothing.
 MINIMA = dict(num_images=1, num_val_images=1, batch_size=1, workers=0, warmup=0, iters=1, pipeline_samples=1,
@@ -317,17 +310,25 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser_check_out_file(parser, path, flag, 'output file', in_place=True)  # appended to, saved over
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv if argv is None else argv)
-    parser = build_parser(invocation(argv[0]))
-    args = parser.parse_args(argv[1:])
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) and run the benchmark; ``prog``: the command's name as recorded
+    (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or invocation(sys.argv[0])
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _check_args(parser, args)
     try:  # before the synthetic set is written
         val_split = given_val_split(*args.val_data) if args.val_data else None
     except (OSError, ValueError) as error:
         parser.error(f'argument --val-data: {error}')
-    configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
+    try:  # a mistyped config: one line now, not a worker's traceback after the synthetic set is written
+        configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
+        for _, _, path in configs:
+            require_file(path, 'config')
+    except FileNotFoundError as error:
+        parser.error(f'argument --configs: {error}')
     deadline = time.time() + args.time_limit if args.time_limit else None
     temp_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     held = contextlib.ExitStack()  # the synthetic set, until the measurements are done
@@ -362,7 +363,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = settings_lines(args, data)
         if args.plot and plot_pipelines(results, Path(args.plot)):
             settings.append(f'Plot of (d) and (e): `{args.plot}`')
-        section = render_section(results, command_line(argv), settings, args.label)
+        section = render_section(results, command_line(argv, prog), settings, args.label)
     finally:
         held.close()
         if args.keep_work_dir:

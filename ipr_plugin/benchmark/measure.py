@@ -58,6 +58,8 @@ def _run_window(cfg, hook: WindowTimerHook, train: bool,
     it (loader workers ending).
     """
     t0 = time.perf_counter()
+    if cfg.get('visualizer') is not None:  # mmengine keeps one visualizer per name and process, and warns at the next
+        cfg.visualizer.name = f"{cfg.visualizer.get('name', 'visualizer')}_{'train' if train else 'val'}"
     runner = Runner.from_cfg(cfg)
     runner.register_hook(hook)
     t_built = time.perf_counter()

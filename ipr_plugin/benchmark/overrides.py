@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Tuple
 
 from mmengine.config import Config, ConfigDict
 
+from ..config_edits import drop_pretrained_weights, size_loader
 from .spec import WorkerSpec
 
 # Large enough never to be reached in a benchmark run.
@@ -17,7 +18,7 @@ def load_bench_config(spec: WorkerSpec) -> Config:
     cfg = Config.fromfile(spec.config)
     if spec.cfg_options:
         cfg.merge_from_dict(spec.cfg_options)
-    _no_pretrained_weights(cfg.model)
+    drop_pretrained_weights(cfg.model)
     cfg.model.test_cfg = ConfigDict(cfg.model.get('test_cfg') or {}, flip_test=True)
     _point_at_data(cfg, spec)
     cfg.val_evaluator.ann_file = spec.data['val_ann_file']
@@ -109,26 +110,6 @@ def added_hooks(cfg: Config) -> List[str]:
     return added + [name_and_module(hook)[0] for hook in cfg.get('custom_hooks') or []]
 
 
-def _no_pretrained_weights(model: ConfigDict) -> None:
-    # No network on the benchmark machines, and random weights run at the same speed.
-    model.init_cfg = None
-    if 'backbone' in model:
-        model.backbone.init_cfg = None
-    _drop_pretrained(model)
-
-
-def _drop_pretrained(node: Any) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'init_cfg' and 'Pretrained' in str(value):
-                node[key] = None
-            else:
-                _drop_pretrained(value)
-    elif isinstance(node, (list, tuple)):
-        for item in node:
-            _drop_pretrained(item)
-
-
 def leaf_dataset(dataset: ConfigDict) -> ConfigDict:
     # Through wrappers such as RepeatDataset to the dataset that reads files.
     while 'dataset' in dataset:
@@ -140,12 +121,7 @@ def _point_at_data(cfg: Config, spec: WorkerSpec) -> None:
     data = spec.data
     for key, split in (('train_dataloader', 'train'), ('val_dataloader', 'val')):
         loader = cfg[key]
-        loader.batch_size = spec.batch_size
-        loader.num_workers = spec.workers
-        if spec.workers == 0:
-            # torch refuses both without worker processes.
-            loader.persistent_workers = False
-            loader.pop('prefetch_factor', None)
+        size_loader(loader, spec.batch_size, spec.workers)
         dataset = leaf_dataset(loader.dataset)
         dataset.data_root = data['root']
         dataset.ann_file = data[f'{split}_ann_file']

@@ -1,10 +1,8 @@
 """The results as markdown: the machine, the settings, the main table with ratios, the pipeline breakdown."""
-import os
-import platform
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..markdown import cpu_model, markdown_table
+from ..markdown import machine_line, markdown_table
 from .rounds import rounds_lines
 
 # (row label, measurement, how to read the value from that measurement's result)
@@ -32,21 +30,9 @@ MAIN_ROWS: Sequence[tuple] = (
 )
 
 
-def machine_line(results: List[Dict[str, Any]]) -> str:
-    """CPU model and core count, GPU name (from a worker, which has CUDA up), torch and OpenMMLab versions, and
-    the JPEG decoder of the fast path."""
-    import mmcv
-    import mmengine
-    import mmpose
-    import torch
-
-    from ..datasets.transforms.jpeg import jpeg_decoder
-    from ..datasets.transforms.jpeg_region import region_decoder
-    gpu = next((r['gpu_name'] for r in results if r.get('gpu_name')), None)
-    return (f'{cpu_model()}, {os.cpu_count()} cores; GPU: {gpu or "none"}; torch {torch.__version__}; '
-            f'mmpose {mmpose.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}; '
-            f'Python {platform.python_version()}; JPEG decode in IPRLoadImage: {jpeg_decoder()}, '
-            f'of training crops\' regions (decode_region): {region_decoder()}')
+def _gpu_name(results: List[Dict[str, Any]]) -> Optional[str]:
+    # from a worker, which has CUDA up
+    return next((r['gpu_name'] for r in results if r.get('gpu_name')), None)
 
 
 def _fmt(value: Optional[float]) -> str:
@@ -195,7 +181,7 @@ def render_section(results: List[Dict[str, Any]], command: str, settings: List[s
     now = now or datetime.now(timezone.utc)
     title = f'## {now:%Y-%m-%d %H:%M} UTC' + (f' — {label}' if label else '')
     parts = [title, '', f'- Command: `{command}`', f'- Date: {now:%Y-%m-%d %H:%M:%S} UTC',
-             f'- Machine: {machine_line(results)}']
+             f'- Machine: {machine_line(_gpu_name(results))}']
     extra = [line for line in (phase_line(results), cocoeval_line(results), dataset_checks_line(results)) if line]
     extra += rounds_lines(results)
     parts += [f'- {s}' for s in settings] + [f'- {window_line(results)}'] + [f'- {line}' for line in extra]

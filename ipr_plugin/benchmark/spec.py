@@ -5,13 +5,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..paths import installed_config, plugin_config
+from ..paths import MMPOSE_IPR_CONFIG as ANCHOR_CONFIG
+from ..paths import OURS_CONFIG, OURS_FAST_CONFIG, installed_config, plugin_config
 
 MEASUREMENTS: Tuple[str, ...] = ('train', 'loader', 'eval', 'pipeline', 'test_pipeline', 'host', 'metric')
 
-ANCHOR_CONFIG = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
-OURS_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
-OURS_FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 # Short column names of the known configs, keyed by file name; anything else is shown by its file stem.
 KNOWN_NAMES: Dict[str, str] = {
     osp.basename(OURS_CONFIG): 'ours',

@@ -14,9 +14,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..apis.data_check import SPLITS, check_data, format_report, report_json
+from ..apis.data_check import SPLITS, check_data, data_files, format_report, report_json
 from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, write_json
+from ..arguments import ToolHelpFormatter, check_out_file, exit_on_input_errors, parser_check_out_file, write_json
+from ..paths import installed_config
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -46,6 +47,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     args = parse_args(argv, prog)
     exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
+        # before the check, not after it: the config or a file it names given as --out would be replaced
+        inputs = [installed_config(args.config), *data_files(args.config, args.cfg_options)] if args.out else []
+        check_out_file(args.out, 'report file', inputs=inputs)
         report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     text = format_report(report, max_listed=args.max_listed)
     print(text)

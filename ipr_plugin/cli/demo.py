@@ -1,4 +1,5 @@
-"""The README's main job: synthetic data -> untrained AP -> `mim train` (CPU) -> trained AP -> pictures.
+"""The README's main job: synthetic data -> untrained AP -> `mim train` (on the GPU where there is one) -> trained
+AP -> pictures.
 
 Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or simply `make demo`)
 """

@@ -55,15 +55,16 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
         module = build_export_module(args.config, args.checkpoint, args.cfg_options)
         out = export_module(module, args.out, args.input_size, args.opset, args.batch_size,
                             dynamic_batch=not args.static_batch)
-    print(f'wrote {out}')
+    print(f'wrote {out}' + ('' if args.checkpoint else ' (no --checkpoint: random weights)'))
     if args.verify:
         w, h = args.input_size or module.input_size
         batches = [args.batch_size] if args.static_batch else [args.batch_size, args.batch_size + 1]
         generator = torch.Generator().manual_seed(0)
         inputs = [torch.rand(b, 3, h, w, generator=generator) * 255 for b in batches]
         diffs = verify_onnx(out, module, inputs)
-        print('max |onnxruntime - torch|: ' + ', '.join(f'{k} {v:.3g}' for k, v in diffs.items()) +
-              f' (batch sizes {batches})')
+        units = dict(keypoints='normalised crop coordinates', scores='probability')
+        print('max |onnxruntime - torch|: ' + ', '.join(f'{k} {v:.3g}' + (f' ({units[k]})' if k in units else '')
+                                                        for k, v in diffs.items()) + f'; batch sizes {batches}')
 
 
 if __name__ == '__main__':

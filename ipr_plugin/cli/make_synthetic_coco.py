@@ -11,9 +11,10 @@ import time
 from typing import Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import ToolHelpFormatter, parser_error
-from ..datasets.synthetic_coco import (
-    DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems, write_synthetic_coco, writing_set)
+from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_error
+from ..datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
+                                       write_synthetic_coco)
+from ..datasets.synthetic_sets import writing_set
 from ..locks import FolderInUse
 
 
@@ -36,8 +37,11 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
                         'else 1); the files are the same for any number')
     args = parser.parse_args(argv)
     # naming the flag rather than the API argument
-    parser_error(parser, argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
-                                           args.jpeg_quality, args.workers))
+    problems = argument_problems(args.num_train, args.num_val, args.image_size, args.people_per_image,
+                                 args.jpeg_quality, args.workers)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        problems['out'] = f'{args.out} is a file, not a folder to write the set into'
+    parser_error(parser, problems)
     return args
 
 
@@ -46,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     exit_on_sigterm()  # a time limit or a scheduler: the rendering processes are shut down on the way out
     start = time.perf_counter()
     try:
-        with writing_set(args.out):  # not under a run that uses a set there now
+        # a file in the way of the folder (--out README.md), an unwritable folder: one line, not a traceback
+        with exit_on_input_errors('make_synthetic_coco'), writing_set(args.out):  # not under a run that uses it
             out = write_synthetic_coco(args.out, num_train=args.num_train, num_val=args.num_val,
                                        image_size=tuple(args.image_size), people_per_image=args.people_per_image,
                                        seed=args.seed, difficulty=args.difficulty, jpeg_quality=args.jpeg_quality,

@@ -6,8 +6,9 @@
   ``set_device``, no DDP ``device_ids``); with CUDA nothing changes.
 - :func:`patch_hooks`: ``default_hooks=dict(name=None)`` switches off any default hook (mmpose's and the plugin's
   too, not only mmengine's six), and ``Runner.val()`` with ``save_best`` returns its metrics instead of failing.
-- :func:`patch_loader_seeds`: a warning where non-persistent loader workers, seeded alike by mmengine every epoch,
-  would repeat each epoch's random augmentation.
+- :func:`patch_loaders`: a warning where non-persistent loader workers, seeded alike by mmengine every epoch,
+  would repeat each epoch's random augmentation; pinned memory off without an accelerator (torch ignores it there,
+  with a warning at every epoch).
 
 Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (logging without a host sync per
 iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack), :class:`IPRTestCollateHook`
@@ -24,15 +25,15 @@ from .compile_hook import CompileHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
 from .hook_fixes import patch_hooks
-from .loader_seeds import patch_loader_seeds
+from .loaders import patch_loaders
 from .metric_key_check_hook import MetricKeyCheckHook
 from .runtime_info_hook import IPRRuntimeInfoHook
 
 register_safe_globals()
 patch_cpu_distributed()
 patch_hooks()
-patch_loader_seeds()
+patch_loaders()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback', 'patch_hooks',
-           'patch_loader_seeds', 'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook',
+           'patch_loaders', 'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook',
            'CheckpointFitHook', 'IPRTestCollateHook', 'MetricKeyCheckHook']

@@ -1,6 +1,6 @@
 """Stop training at a non-finite loss or non-finite weights, naming where, instead of training on with NaN weights."""
 import logging
-from typing import List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -9,6 +9,7 @@ from mmpose.registry import HOOKS
 
 from .deferred import DeferredOutputsMixin
 from .logged import logged
+from .model import bare_model
 
 _ADVICE = ('Lower the learning rate (or enable gradient clipping, optim_wrapper.clip_grad) and resume from the last '
            'checkpoint, or check the samples of that iteration.')
@@ -26,8 +27,9 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
     refuses NaN logits), possibly epochs later. This hook stops the run at the first logging iteration (or end
     of epoch, validation, checkpoint, whichever comes first) after the loss turned non-finite, and names the
     first such iteration and every loss term's value in it. A step can also write NaN into the weights while its
-    own loss is still finite (a NaN gradient); the loss shows it one iteration later, so the weights a checkpoint
-    is about to save are checked too (on the host copy mmengine saves: no device synchronisation).
+    own loss is still finite (a NaN gradient, or batch-norm statistics of overflowing activations); the loss shows
+    it one iteration later, so the weights are checked too: before a validation within training (one device
+    synchronisation per validation) and before a checkpoint saves them (on the host copy mmengine saves).
 
     Checking the loss costs no host synchronisation per iteration: each iteration's loss terms (the outputs whose
     name contains ``loss``) stay on the device until :class:`DeferredOutputsMixin` flushes them with the logger.
@@ -59,6 +61,7 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         self._scaled = False
         self._run: List[Tuple[int, int, str]] = []  # the non-finite iterations in a row up to the last check
         self._loaded: Tuple[Optional[int], list] = (None, [])  # a loaded checkpoint's iteration and run
+        self._training = False  # between before_train and after_train: validations within training
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -68,6 +71,7 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         # counts on from the checkpoint's run; a run fine-tuning from load_from starts afresh.
         iteration, run = self._loaded
         self._run = [tuple(step) for step in run] if iteration == runner.iter else []
+        self._training = True
 
     def keep(self, runner, outputs: dict) -> Optional[Tuple[int, int, List[str], torch.Tensor]]:
         """(iteration, epoch, the loss terms' names, their (T,) float32 values still on the device), 1-based."""
@@ -116,15 +120,32 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         super().before_save_checkpoint(runner, checkpoint)  # the losses first: their message says more
         checkpoint.setdefault('meta', {})[_RUN_KEY] = [list(step) for step in self._run]  # plain, for weights_only
-        state = [(k, v) for k, v in checkpoint.get('state_dict', {}).items()
-                 if isinstance(v, torch.Tensor) and v.is_floating_point()]
+        iteration = checkpoint.get('meta', {}).get('iter')
+        self._check_weights(checkpoint.get('state_dict', {}).items(), f'to be saved after iteration {iteration}',
+                            'Nothing is saved.')
+
+    def before_val(self, runner) -> None:
+        super().before_val(runner)  # the losses first
+        if self._training:  # a validation within training: not of weights already broken, to save them after it
+            self._check_weights(bare_model(runner).state_dict().items(), f'after iteration {runner.iter}',
+                                'Nothing is validated or saved.')
+
+    def after_train(self, runner) -> None:
+        super().after_train(runner)
+        self._training = False
+
+    @staticmethod
+    def _check_weights(items: Iterable[Tuple[str, Any]], when: str, consequence: str) -> None:
+        """Raise naming the first non-finite floating-point tensors of a state dict's ``items`` (one host sync)."""
+        state = [(k, v) for k, v in items if isinstance(v, torch.Tensor) and v.is_floating_point()]
         if not state:
             return
-        finite = torch.stack([torch.isfinite(v).all() for _, v in state]).cpu()
-        if not finite.all():
-            names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
-            more = f' and {len(names) - 3} more' if len(names) > 3 else ''
-            raise logged(FloatingPointError(
-                f'FiniteLossHook: the weights to be saved after iteration {checkpoint.get("meta", {}).get("iter")} '
-                f'are not finite ({", ".join(names[:3])}{more}) although the loss was finite so far: a step with a '
-                f'non-finite gradient wrote them. Nothing is saved. {_ADVICE}'))
+        finite = torch.stack([torch.isfinite(v).all().to(state[0][1].device) for _, v in state]).cpu()
+        if finite.all():
+            return
+        names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
+        more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+        raise logged(FloatingPointError(
+            f'FiniteLossHook: the weights {when} are not finite ({", ".join(names[:3])}{more}) although the loss '
+            'was finite so far: a step wrote them (a non-finite gradient, or batch-norm statistics of activations '
+            f'that overflowed; the loss shows it one iteration later). {consequence} {_ADVICE}'))

@@ -1,4 +1,5 @@
 """Refuse, before the first iteration, a metric key (``save_best``, a monitor) that validation will not report."""
+import difflib
 from typing import List, NamedTuple, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric, DumpResults, Evaluator
@@ -183,15 +184,20 @@ def _listed(metric: ReportedKeys) -> str:
 
 
 def _suggestion(key: str, metrics: List[ReportedKeys]) -> str:
-    """The key's name under the prefix of a metric that lists it; else a key of the metric whose prefix differs
-    from the key's in case only, or of the first metric."""
+    """The key's name under the prefix of a metric that lists it; else the closest key of the metric whose prefix
+    differs from the key's in case only, or of the first metric."""
     metrics = [m for m in metrics if m.prefix]
     name = key.split('/', 1)[-1]
     for metric in metrics:
         if metric.names and name in metric.names:
             return f'{metric.prefix}/{name}'
     metric = next((m for m in metrics if key.lower().startswith(f'{m.prefix}/'.lower())), metrics[0])
-    return f'{metric.prefix}/{metric.names[0] if metric.names else name}'
+    if not metric.names:
+        return f'{metric.prefix}/{name}'
+    # the closest name ('AP50' -> 'AP .5'), compared without spaces, dots and case; else the metric's first
+    squashed = {n.replace(' ', '').replace('.', '').lower(): n for n in metric.names}
+    close = difflib.get_close_matches(name.replace(' ', '').replace('.', '').lower(), squashed, n=1, cutoff=0.6)
+    return f'{metric.prefix}/{squashed[close[0]] if close else metric.names[0]}'
 
 
 def key_problem(watched: Watched, metrics: List[ReportedKeys], stock: bool = True) -> Optional[KeyProblem]:

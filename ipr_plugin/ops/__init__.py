@@ -1,7 +1,9 @@
 """Pure tensor math of integral (soft-argmax) pose regression: coordinates, soft-argmax, targets, losses.
 
-No mmpose / mmengine / mmcv imports: everything here works on plain torch tensors (and NumPy arrays for the
-coordinate conversions).
+The modules here import torch and NumPy only: everything works on plain tensors (and NumPy arrays for the
+coordinate conversions), and each function is tested on its own. The registered mmpose classes are thin glue
+over them. (Importing ``ipr_plugin.ops`` still runs the package's ``__init__``, which registers the plugin into
+mmpose.)
 """
 from .coords import flip_coords, normalized_to_pixel, pixel_to_normalized
 from .integral import (background_share, debias_coords, debias_from_share, keypoint_scores, log_background_share,

@@ -72,6 +72,14 @@ def region_decoder() -> str:
     return _jpeg_region.library_version()
 
 
+def region_decoder_missing() -> str:
+    """Why training crops' regions are not decoded here, and what mends it (for the loader's warning)."""
+    if _jpeg_region is None:
+        return ("the C region decoder is not built: where libjpeg-turbo's headers are installed (Debian/Ubuntu: "
+                'libjpeg-dev), reinstall the package, or run `python setup.py build_ext --inplace` in a checkout')
+    return 'the C region decoder failed its check against a full decode at start-up'
+
+
 def warp_source_box(warp_mat: np.ndarray, output_size: Tuple[int, int], shape: Tuple[int, int],
                     margin: int = MARGIN) -> Optional[Box]:
     """The box of source pixels ``cv2.warpAffine(img, warp_mat, output_size)`` reads, widened by ``margin``.

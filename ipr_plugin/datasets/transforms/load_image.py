@@ -13,7 +13,7 @@ from mmpose.registry import TRANSFORMS
 from torch.utils.data import get_worker_info
 
 from .jpeg import decode_image_bgr, fast_jpeg_available, reproducible_shape
-from .jpeg_region import DeferredJpeg, region_decoder, region_decoding_available
+from .jpeg_region import DeferredJpeg, region_decoder_missing, region_decoding_available
 from .random_flip import IPRRandomFlip
 from .topdown_affine import IPRTopdownAffine
 
@@ -73,7 +73,7 @@ class IPRLoadImage(LoadImage):
         self._checked_pipeline = None  # the last dataset pipeline found fit for deferred decoding
         self._warned = False  # see _warn_decoding_whole
         if decode_region and not (self.fast_decode and region_decoding_available()):
-            why = (f'the region decoder is {region_decoder()}' if self.fast_decode else
+            why = (region_decoder_missing() if self.fast_decode else
                    'simplejpeg is not installed' if not fast_jpeg_available() else
                    'color_type, to_float32, imdecode_backend or file_client_args is not the default')
             print_log(f'IPRLoadImage(decode_region=True) decodes whole images here ({why}): the same results, '
@@ -156,7 +156,7 @@ class IPRLoadImage(LoadImage):
             return False
         shape = reproducible_shape(img_bytes)
         # a cut file, which OpenCV refuses, is decoded whole rather than down to a crop above the cut
-        if shape is None or not img_bytes.endswith(_EOI):
+        if shape is None or not img_bytes.endswith(_EOI_BYTES):
             return False
         results['img_deferred'] = DeferredJpeg(img_bytes, path, shape)
         results['img_shape'] = results['ori_shape'] = shape
@@ -171,7 +171,7 @@ class IPRLoadImage(LoadImage):
             return None
 
 
-_EOI = b'\xff\xd9'
+_EOI_BYTES = b'\xff\xd9'
 
 
 def _file_key(path: str) -> Optional[Hashable]:

@@ -137,7 +137,7 @@ def check_input_size(samples: Sequence, decoder) -> None:
 
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
-                           min_count: int = 32) -> Tuple[int, float]:
+                           min_count: int = LABEL_CHECK_COUNT) -> Tuple[int, float]:
     """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
     head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
 

@@ -120,7 +120,7 @@ class IPRHead(BaseHead):
 
         # Same module names as mmpose's IntegralRegressionHead, so its state dicts load strictly. Unlike it, convs
         # without deconvs are built too, as HeatmapHead builds them (mmpose's integral head drops them without a
-        # word, so its checkpoints of such a config are refused by name: _from_heatmap_head).
+        # word, so its checkpoints of such a config are refused by name: mmpose_checkpoints.from_heatmap_head).
         num_deconv = len(deconv_out_channels) if deconv_out_channels else 0
         self.simplebaseline_head = None
         self.final_layer = None

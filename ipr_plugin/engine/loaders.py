@@ -1,4 +1,5 @@
-"""A warning where mmengine's worker seeding makes every epoch augment each sample as the one before.
+"""What the plugin adds to mmengine's ``Runner.build_dataloader``: a warning where mmengine's worker seeding makes
+every epoch augment each sample as the one before, and pinned memory only where there is a device to pin for.
 
 mmengine's ``Runner.build_dataloader`` gives each loader worker ``worker_init_fn``, which seeds NumPy, ``random``
 and torch with ``seed + worker_id (+ rank * num_workers)`` (the Runner always has a seed: one is drawn where the
@@ -7,10 +8,15 @@ workers start from the same seeds and draw the same random numbers in the same o
 (flip, box jitter, half-body, rotation) draw from NumPy's global generator: read in the same order (no shuffling),
 each sample is then augmented in every epoch as in the first, without a word. Persistent workers (mmpose's configs
 and the plugin's set them) keep their generators running from epoch to epoch.
+
+``pin_memory=True`` (the fast configs') on a machine without an accelerator pins nothing: torch ignores it and
+warns each time a loader starts its workers. The plugin turns it off there, so that testing a fast config on a
+CPU (as the README does) runs as quietly as the plain config.
 """
 import logging
 from functools import partial, wraps
 
+import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.dataset import worker_init_fn as mmengine_worker_init_fn
 from mmengine.logging import print_log
@@ -45,17 +51,26 @@ def repeated_augmentation_problem(loader) -> str:
     sampler = getattr(loader.batch_sampler, 'sampler', None) or loader.sampler
     if isinstance(sampler, InfiniteSampler) or getattr(sampler, 'shuffle', True) or _in_test_mode(loader.dataset):
         return ''
-    return (f'{type(loader.dataset).__name__} is read in the same order every epoch (shuffle=False) by '
-            f"{loader.num_workers} non-persistent workers (persistent_workers=False), which mmengine's "
-            'worker_init_fn seeds alike every time it starts them, that is every epoch: each epoch augments each '
-            'sample as the one before did. Set persistent_workers=True in the dataloader (mmpose\'s configs and the '
-            "plugin's do), shuffle, or give it a worker_init_fn of your own")
+    workers = f'{loader.num_workers} non-persistent worker' + ('s' if loader.num_workers > 1 else '')
+    return (f'{type(loader.dataset).__name__} is read in the same order every epoch (shuffle=False) by {workers} '
+            "(persistent_workers=False), which mmengine's worker_init_fn seeds alike every time it starts them, "
+            'that is every epoch: each epoch augments each sample as the one before did. Set '
+            "train_dataloader.persistent_workers=True (mmpose's configs and the plugin's do), shuffle, or give the "
+            'loader a worker_init_fn of your own')
+
+
+def accelerator_available() -> bool:
+    """Whether torch has a device to pin host memory for (CUDA, or another accelerator torch knows)."""
+    accelerator = getattr(torch, 'accelerator', None)  # torch >= 2.6
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
 def _wrap_build_dataloader(build_dataloader):
     @wraps(build_dataloader)
     def wrapper(*args, **kwargs):
         loader = build_dataloader(*args, **kwargs)
+        if isinstance(loader, DataLoader) and loader.pin_memory and not accelerator_available():
+            loader.pin_memory = False
         problem = repeated_augmentation_problem(loader)
         if problem:
             print_log(problem, logger='current', level=logging.WARNING)
@@ -63,7 +78,8 @@ def _wrap_build_dataloader(build_dataloader):
     return wrapper
 
 
-def patch_loader_seeds() -> None:
-    """Warn, as a loader is built, where :func:`repeated_augmentation_problem` finds one (idempotent)."""
+def patch_loaders() -> None:
+    """As a loader is built: warn where :func:`repeated_augmentation_problem` finds one, and turn pinned memory off
+    without an accelerator (idempotent)."""
     for runner_class in (Runner, FlexibleRunner):
         install(runner_class, 'build_dataloader', _wrap_build_dataloader)

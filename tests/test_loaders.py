@@ -7,7 +7,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
-import ipr_plugin.engine.loader_seeds as module
+import ipr_plugin.engine.loaders as module
 from test_hook_fixes import _log
 from utils import sample_runner_cfg
 
@@ -31,9 +31,9 @@ def test_non_persistent_workers_repeat_each_epochs_augmentation_and_are_warned_o
     loader = Runner.build_dataloader(_loader_cfg(coco_sample, tmp_path, persistent=False), seed=0)
     [message] = logged
     assert message.startswith('IPRCocoDataset is read in the same order every epoch (shuffle=False) by 1 '
-                              'non-persistent workers (persistent_workers=False)')
+                              'non-persistent worker (persistent_workers=False)')
     assert 'each epoch augments each sample as the one before did' in message
-    assert 'Set persistent_workers=True' in message
+    assert 'Set train_dataloader.persistent_workers=True' in message
     first, second = _two_epochs(loader)
     assert torch.equal(first, second)  # what the warning is about: the same flips and box jitter again
 
@@ -65,4 +65,20 @@ def test_the_runner_logs_it_for_its_training_loader(coco_sample, tmp_path):
     cfg.visualizer.name = 'visualizer_loader_seeds'
     runner = Runner.from_cfg(cfg)
     runner.train_loop  # builds the training loader, as train() does first
-    assert 'non-persistent workers (persistent_workers=False)' in _log(runner)
+    assert 'non-persistent worker (persistent_workers=False)' in _log(runner)
+
+
+def test_pinned_memory_is_turned_off_without_an_accelerator(coco_sample, tmp_path, monkeypatch):
+    """The fast configs pin memory; on a CPU-only machine torch ignores that and warns each time workers start."""
+    import warnings
+    init_default_scope('mmpose')
+    cfg = _loader_cfg(coco_sample, tmp_path, persistent=False)
+    cfg.update(pin_memory=True, num_workers=0, persistent_workers=False)
+    monkeypatch.setattr(module, 'accelerator_available', lambda: False)
+    loader = Runner.build_dataloader(copy.deepcopy(cfg), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # torch's "'pin_memory' argument is set as true but no accelerator"
+        next(iter(loader))
+    assert loader.pin_memory is False
+    monkeypatch.setattr(module, 'accelerator_available', lambda: True)  # kept where there is a device
+    assert Runner.build_dataloader(copy.deepcopy(cfg), seed=0).pin_memory is True
