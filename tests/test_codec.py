@@ -170,3 +170,21 @@ def test_decode_returns_the_scores_it_is_given():
     scores = np.array([[0.25, 0.5, 0.75]], np.float32)
     _, decoded = build().decode(np.zeros((1, 3, 2), np.float32), scores)
     np.testing.assert_array_equal(decoded, scores)
+
+
+EDGE_INPUT = (48, 64)
+
+
+def test_a_keypoint_on_the_inputs_edge_is_inside():
+    """The input spans [-0.5, w - 0.5] pixels, i.e. [-1, 1] inclusive; a hair beyond is outside."""
+    codec = KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=EDGE_INPUT))
+    w, h = EDGE_INPUT
+    kpts = np.array([[[-0.5, 10], [w - 0.5, 10], [10, -0.5], [10, h - 0.5], [-0.51, 10], [10, h - 0.49]]])
+    enc = codec.encode(kpts)
+    np.testing.assert_array_equal(enc['keypoint_weights'], [[1, 1, 1, 1, 0, 0]])
+
+
+def test_batch_decode_without_scores_gives_ones():
+    codec = KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=EDGE_INPUT))
+    _, scores = codec.batch_decode(torch.zeros(2, 1, 3, 2))
+    assert len(scores) == 2 and all(s.shape == (1, 3) and (s == 1).all() for s in scores)

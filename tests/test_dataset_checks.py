@@ -74,11 +74,12 @@ def test_missing_annotation_file(synthetic):
 
 def test_missing_bbox_file(synthetic):
     missing = str(Path(synthetic['root']) / 'no_detections.json')
-    _raises(FileNotFoundError, _val_cfg(synthetic, bbox_file=missing), missing, 'bbox_file')
+    _raises(FileNotFoundError, _val_cfg(synthetic, bbox_file=missing), missing, 'bbox_file', 'of the val/test set')
 
 
 def test_missing_data_root_and_image_folder(synthetic, tmp_path):
-    _raises(FileNotFoundError, _train_cfg(str(tmp_path / 'absent')), str(tmp_path / 'absent'), 'data_root')
+    _raises(FileNotFoundError, _train_cfg(str(tmp_path / 'absent')), str(tmp_path / 'absent'), 'data_root',
+            'of the train set')  # which of the config's datasets
     _raises(FileNotFoundError, _train_cfg(synthetic['root'], data_prefix=dict(img='images/')),
             str(Path(synthetic['root']) / 'images'), "data_prefix.img='images/'")
 

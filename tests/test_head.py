@@ -312,3 +312,70 @@ def test_a_loss_written_with_kwargs_is_given_the_maps():
     labels = centred_labels('DSNTLabel', 2)
     losses = logit_head(loss=dict(type='MapEntropyForTest')).loss((torch.randn(2, K, H, W),), samples(2, labels))
     assert torch.isfinite(losses['loss_entropy']) and losses['grids'] == 2
+
+
+def one_hot_logits(i, j, b=1):
+    logits = torch.full((b, K, H, W), -1e4)
+    logits[..., i, j] = 1e4
+    return logits
+
+
+def test_mmpose_grid_uses_each_axis_own_input_size():
+    """grid='mmpose' reproduces mmpose's x = j / W * w and y = i / H * h; INPUT is not square (48 x 64), so the
+    y grid needs h, not w."""
+    head = logit_head(grid='mmpose')
+    i, j = 11, 7
+    pred = head.predict((one_hot_logits(i, j),), samples(1))[0]
+    np.testing.assert_allclose(pred.keypoints[0], np.tile([j / W * INPUT[0], i / H * INPUT[1]], (K, 1)), atol=1e-3)
+
+
+def test_default_score_radius_is_two_cells():
+    scores = logit_head().predict((torch.zeros(1, K, H, W),), samples(1))[0].keypoint_scores
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    inside = sum((x - cx) ** 2 + (y - cy) ** 2 <= 4.0 for x in range(W) for y in range(H))
+    np.testing.assert_allclose(scores, np.full((1, K), inside / (H * W)), rtol=1e-5)
+
+
+@pytest.mark.parametrize('loss', [dict(type='IntegralL1Loss'), dict(type='IntegralJointLoss')])
+def test_the_heads_loss_leaves_unlabelled_joints_out(loss):
+    """A joint of weight 0 whose label is far from the prediction changes no term of the head's loss."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, K, H, W)
+    labels = centred_labels('DSNTLabel', 2)
+    head = logit_head(loss=loss)
+    far = labels.clone()
+    far[:, 0] = torch.tensor([0.9, -0.9])
+    batches = [samples(2, labels), samples(2, far)]
+    for batch in batches:
+        for s in batch:
+            s.gt_instance_labels.keypoint_weights[:, 0] = 0
+    near_loss, far_loss = (head.loss((logits,), b) for b in batches)
+    for key in near_loss:
+        assert far_loss[key].item() == pytest.approx(near_loss[key].item(), rel=1e-6), key
+
+
+def test_a_nan_label_at_an_unlabelled_joint_trains_mmposes_losses_finitely():
+    """mmpose's SmoothL1Loss multiplies target by weight: 0 * NaN would make the loss NaN, so the head replaces
+    unlabelled targets before calling it."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, K, H, W, requires_grad=True)
+    labels = centred_labels('DSNTLabel', 2)
+    labels[:, 1] = float('nan')
+    batch = samples(2, labels)
+    for s in batch:
+        s.gt_instance_labels.keypoint_weights[:, 1] = 0
+    head = logit_head(loss=dict(type='SmoothL1Loss', use_target_weight=True))
+    losses = head.loss((logits,), batch)
+    assert torch.isfinite(losses['loss_kpt'])
+    losses['loss_kpt'].backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_debias_clamps_in_the_loss_by_default():
+    """debias_clamp_in_loss defaults to True: a capped keypoint amplified past the last cell centre gets no
+    gradient from the default head's loss (a flat map tilted towards the bottom-right corner)."""
+    from ipr_plugin.ops import make_grid
+    grid_x, grid_y = make_grid(W), make_grid(H)
+    logits = (0.45 * (grid_x + grid_y[:, None])).expand(1, K, H, W).clone().requires_grad_()
+    logit_head(debias=True).loss((logits,), samples(1, torch.zeros(1, K, 2)))['loss_kpt'].backward()
+    assert logits.grad.abs().max().item() == 0.0

@@ -7,7 +7,7 @@ from mmengine.logging import MessageHub
 
 import ipr_plugin  # noqa: F401
 from ipr_plugin.models.losses.integral_joint_loss import anneal_factor
-from ipr_plugin.ops import gaussian_heatmaps, make_grid
+from ipr_plugin.ops import gaussian_heatmaps, make_grid, pck_accuracy
 from ipr_plugin.ops.losses import coordinate_loss, weighted_joint_mean
 from mmpose.registry import MODELS
 
@@ -264,3 +264,56 @@ def test_l1_names_what_mmposes_heads_pass_it():
         loss([pred, torch.rand(B, K, H, W)], [target, torch.rand(B, K, H, W)])
     with pytest.raises(ValueError, match=rf'got \({B}, {K}, 2\) and \({B}, {K}, 1\)'):
         loss(pred, target, torch.ones(B, K, 1))
+
+
+def test_without_weights_the_losses_average_over_all_joints():
+    torch.manual_seed(0)
+    pred, target = torch.rand(B, K, 2) - 0.5, torch.rand(B, K, 2) - 0.5
+    expected = (pred - target).abs().sum(-1).mean()
+    assert MODELS.build(dict(type='IntegralL1Loss'))(pred, target)['loss_kpt'].item() == pytest.approx(
+        expected.item(), rel=1e-6)
+    probs = gaussian_heatmaps(target, *grids(), sigma=1.0)
+    out = MODELS.build(dict(type='IntegralJointLoss'))(pred, target, heatmaps=probs, grids=grids())
+    assert out['loss_coord'].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_pck_uses_the_euclidean_distance():
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[[0.06, 0.06], [0.08, 0.08]]])  # |d| = 0.085 (hit), 0.113 (miss); L1 0.12, 0.16
+    assert pck_accuracy(pred, target, torch.ones(1, 2)).item() == pytest.approx(0.5)
+
+
+def test_annealing_outside_a_runner_keeps_the_full_weight():
+    """No max_iters / max_epochs in the MessageHub (no Runner): nothing says when training ends."""
+    hub = MessageHub.get_instance('ipr_proposed_no_runner')
+    hub.update_info('iter', 10)
+    loss = MODELS.build(dict(type='IntegralJointLoss', reg_weight=2.0, anneal=dict(by='iter')))
+    assert loss.current_reg_weight() == 2.0
+
+
+def test_annealing_defaults_are_linear_by_epoch():
+    hub = MessageHub.get_instance('ipr_proposed_anneal_defaults')
+    hub.update_info('epoch', 1)
+    hub.update_info('max_epochs', 4)
+    hub.update_info('iter', 0)
+    hub.update_info('max_iters', 1000)
+    loss = MODELS.build(dict(type='IntegralJointLoss', anneal=dict()))
+    assert loss.current_reg_weight() == pytest.approx(0.75)  # cosine: 0.854; by iter: 1.0
+
+
+def test_annealing_starts_at_begin():
+    hub = MessageHub.get_instance('ipr_proposed_anneal_begin')
+    loss = MODELS.build(dict(type='IntegralJointLoss', anneal=dict(by='iter', begin=20, end=60)))
+    for it, expected in ((10, 1.0), (20, 1.0), (40, 0.5), (60, 0.0)):
+        hub.update_info('iter', it)
+        assert loss.current_reg_weight() == pytest.approx(expected), it
+
+
+def test_joint_loss_default_sigma_is_one_cell():
+    torch.manual_seed(0)
+    pred, target = torch.rand(B, K, 2) - 0.5, torch.rand(B, K, 2) - 0.5
+    probs = torch.softmax(torch.randn(B, K, H * W), -1).view(B, K, H, W)
+    kwargs = dict(heatmaps=probs, grids=grids())
+    default = MODELS.build(dict(type='IntegralJointLoss'))(pred, target, **kwargs)['loss_hm']
+    explicit = MODELS.build(dict(type='IntegralJointLoss', sigma=1.0))(pred, target, **kwargs)['loss_hm']
+    assert default.item() == explicit.item()

@@ -103,3 +103,9 @@ def test_bad_shapes_raise():
         normalized_to_pixel(torch.zeros(5), SIZE)
     with pytest.raises(ValueError, match=r'coords.*\(2, 3, 2\)'):
         flip_coords(torch.zeros(2, 3, 2), [1, 0])
+
+
+def test_flip_coords_of_integer_tensors_is_float():
+    out = flip_coords(torch.tensor([[[3, 4], [5, 6]]]), [1, 0])
+    assert out.is_floating_point()
+    assert torch.equal(out, torch.tensor([[[-5.0, 6.0], [-3.0, 4.0]]]))

@@ -217,3 +217,20 @@ def test_a_capped_keypoint_beyond_the_range_has_a_gradient_only_unclamped():
         grads[clamp] = logits.grad.abs().max().item()
     assert background_share(logits, 1.0).item() > 0.9 and 0.1 < coords[0, 0, 0].item() < 0.2
     assert grads[True] == 0.0 and grads[False] > 1e-4
+
+
+@pytest.mark.parametrize('corner', ['top_left', 'bottom_right'])
+def test_debias_clamps_each_axis_to_its_own_cell_centre_range(corner):
+    """On a non-square map (W = 32, H = 24) a capped keypoint amplified past the first/last cell centre lands on
+    that axis's own first/last centre: -1 + 1/W in x but -1 + 1/H in y."""
+    gx, gy = grids()
+    assert H != W
+    sign = -1.0 if corner == 'top_left' else 1.0
+    logits = (sign * 0.45 * (gx + gy[:, None])).expand(2, H, W)
+    raw = soft_argmax(normalize_heatmaps(logits), gx, gy)
+    fixed = debias_coords(raw, logits, 1.0, gx, gy)
+    if corner == 'top_left':
+        expected = torch.stack((gx[0], gy[0]))
+    else:
+        expected = torch.stack((gx[-1], gy[-1]))
+    torch.testing.assert_close(fixed, expected.expand(2, 2), rtol=0, atol=1e-7)

@@ -283,3 +283,41 @@ def test_huge_finite_logits_still_give_a_distribution(method):
         if method != 'softmax' and beta == 1.0:  # the same map as in float64, where the sum does not overflow
             expected = soft_argmax(normalize_heatmaps(logits.double(), method, beta), grid_x, grid_y)
             torch.testing.assert_close(coords.double(), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('size', [7, 48, 64])
+def test_a_float64_grid_is_computed_in_float64(size):
+    """make_grid(dtype=float64) (the codec's heatmap targets, the checkpoints' linspace) is exact in float64, not a
+    float32 grid widened: those differ by ~1e-8."""
+    j = torch.arange(size, dtype=torch.float64)
+    assert torch.equal(make_grid(size, dtype=torch.float64), (2 * j + 1) / size - 1)
+    assert torch.equal(make_grid(size, 'mmpose', input_size=4 * size + 1, dtype=torch.float64),
+                       2 * j / size - 1 + 1 / (4 * size + 1))
+
+
+def test_keypoint_scores_default_radius_is_two_cells():
+    gx, gy = grids()
+    probs = normalize_heatmaps(torch.randn(3, H, W) * 2)
+    coords = soft_argmax(probs, gx, gy)
+    torch.testing.assert_close(keypoint_scores(probs, coords, gx, gy),
+                               keypoint_scores(probs, coords, gx, gy, radius=2.0), rtol=0, atol=0)
+    assert not torch.equal(keypoint_scores(probs, coords, gx, gy),
+                           keypoint_scores(probs, coords, gx, gy, radius=3.0))
+
+
+def test_scores_stay_within_one_where_a_float32_map_sums_above_one():
+    """A float32 softmax can sum to 1 + an ulp or two: a radius that covers every cell must still score <= 1."""
+    gx, gy = grids()
+    torch.manual_seed(0)
+    probs = normalize_heatmaps(torch.randn(2000, H, W) * 3)
+    assert (probs.sum((-2, -1)) > 1).any()  # the situation the clamp exists for
+    scores = keypoint_scores(probs, soft_argmax(probs, gx, gy), gx, gy, radius=1e3)
+    assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_relu_default_eps_keeps_a_weak_but_positive_map_peaked():
+    """eps (1e-12) only guards the all-zero map: one cell with f = 1e-4 is still a sharp peak, not the uniform map."""
+    logits = torch.full((H, W), -1.0)
+    logits[5, 7] = 1e-4
+    p = normalize_heatmaps(logits, 'relu')
+    assert p[5, 7] > 0.999

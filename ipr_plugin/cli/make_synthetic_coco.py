@@ -16,12 +16,15 @@ from ..datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MI
                                        write_synthetic_coco)
 from ..datasets.synthetic_sets import writing_set
 from ..locks import FolderInUse
+from ..paths import work_root
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=ToolHelpFormatter)
-    parser.add_argument('--out', default='data/synthetic', help='dataset root to write')
+    parser.add_argument('--out', default=str(work_root() / 'data' / 'synthetic'),
+                        help='dataset root to write (default: data/synthetic in the checkout, the current folder when '
+                        'installed from a wheel: where make demo takes it from)')
     parser.add_argument('--num-train', type=int, default=64, help='train images')
     parser.add_argument('--num-val', type=int, default=16, help='val images (with detector boxes)')
     parser.add_argument('--seed', type=int, default=0, help='the same seed writes the same files')

@@ -237,8 +237,9 @@ class IPRCocoDataset(CocoDataset):
     # -- checks ------------------------------------------------------------------------------------------------
 
     def _where(self, key: str, raw: Optional[str], joined: bool = True) -> str:
-        """Where a checked path came from: its config key and value, and the data_root it was joined with."""
-        text = f'config key {key}={raw!r}'
+        """Where a checked path came from: its config key and value, of a train or a val/test set (test_mode),
+        and the data_root it was joined with."""
+        text = f"config key {key}={raw!r} of the {'val/test' if self.test_mode else 'train'} set"
         if joined and raw and not osp.isabs(raw) and self.data_root:
             text += f', joined with data_root={self.data_root!r}'
         return text
@@ -269,8 +270,8 @@ class IPRCocoDataset(CocoDataset):
         name, cfg = type(self).__name__, self._config_paths
         root = self.data_root
         if root and not is_url(root) and not osp.isdir(root):
-            raise FileNotFoundError(f'{name}: data_root not found: {osp.abspath(root)} (config key '
-                                    f'data_root={cfg["data_root"]!r})')
+            raise FileNotFoundError(f'{name}: data_root not found: {osp.abspath(root)} '
+                                    f'({self._where("data_root", cfg["data_root"], joined=False)})')
         if not self.ann_file:
             raise FileNotFoundError(f'{name}: no annotation file given (config key ann_file is empty)')
         if not is_url(self.ann_file) and not osp.isfile(self.ann_file):
