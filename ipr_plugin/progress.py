@@ -14,4 +14,6 @@ def progress_bar(*args: Any, **kwargs: Any):
 
     if not sys.stderr.isatty():
         kwargs.setdefault('mininterval', NOT_A_TERMINAL_INTERVAL)
+        # tqdm's monitor thread redraws a bar idle for maxinterval (10 s) seconds, with a stale count
+        kwargs.setdefault('maxinterval', NOT_A_TERMINAL_INTERVAL)
     return tqdm(*args, **kwargs)

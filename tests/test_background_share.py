@@ -84,7 +84,7 @@ def test_bad_input_names_the_culprit(coco_sample, flat_checkpoint, tmp_path):
     corrupt.mkdir()
     for image in coco['images']:
         (corrupt / image['file_name']).write_bytes(b'not a jpeg')
-    with pytest.raises(ValueError, match=r'image \S+imgs/0000000\d+\.jpg cannot be read'):
+    with pytest.raises(ValueError, match=r'image \S+imgs/0000000\d+\.jpg cannot be read as an image'):
         keypoint_shares(str(CONFIG), str(flat_checkpoint), str(coco_sample / 'test_coco.json'), str(corrupt))
     with pytest.raises(FileNotFoundError, match='no such file'):
         keypoint_shares(str(CONFIG), str(tmp_path / 'none.pth'), str(coco_sample / 'test_coco.json'),

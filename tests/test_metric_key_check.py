@@ -224,3 +224,16 @@ def test_a_custom_checkpoint_hook_is_not_named_as_the_default_one():
     hooks = [CheckpointHook(interval=1), CheckpointHook(interval=1, save_best='coco/AP', rule='greater')]
     runner = SimpleNamespace(cfg=cfg, hooks=hooks)
     assert [w.setting for w in save_best_keys(runner)] == ['CheckpointHook (custom_hooks).save_best']
+
+
+def test_the_key_to_set_is_the_closest_one_validation_reports():
+    """COCO's names as people write them elsewhere map to CocoMetric's; a range over the IoU thresholds is its
+    plain AP or AR (not 'AP .5', which a name-by-name match would pick)."""
+    names = ['AP', 'AP .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5', 'AR .75', 'AR (M)', 'AR (L)']
+    coco = ReportedKeys('CocoMetric', 'coco', names)
+    for key, expected in (('coco/AP50', 'coco/AP .5'), ('coco/AP75', 'coco/AP .75'), ('coco/APm', 'coco/AP (M)'),
+                          ('coco/AP_L', 'coco/AP (L)'), ('coco/AR50', 'coco/AR .5'), ('coco/AP50:95', 'coco/AP'),
+                          ('coco/AP .5:.95', 'coco/AP'), ('coco/AP@[.5:.95]', 'coco/AP'), ('coco/AR50-95', 'coco/AR'),
+                          ('coco/mean', 'coco/AP')):
+        assert f"save_best to '{expected}'" in _problem([key], [coco]).message, key
+

@@ -74,21 +74,29 @@ def test_input_errors_end_a_tool_in_one_line_unless_the_traceback_is_asked_for(m
 
 def test_the_section_names_the_command_as_it_was_run(tmp_path: Path, monkeypatch) -> None:
     """tools/benchmark.py relative to the working folder, ``python -m ipr_plugin.<module>``, or the console
-    script a wheel installs: each is a command a reader can run again."""
+    script a wheel installs: each is a command a reader can run again. A process the tool did not start (a prompt,
+    ``python -c``, a notebook, pytest calling ``main``) is no such command: the tool's ``python -m`` is."""
+    import pytest as pytest_module
+
     from ipr_plugin import cli
     from ipr_plugin.apis import accuracy_study
     from ipr_plugin.benchmark import cli as bench_cli
 
+    bench, study = 'ipr_plugin.benchmark', 'ipr_plugin.apis.accuracy_study'
     monkeypatch.chdir(tmp_path)
     script = str(tmp_path / 'tools' / 'benchmark.py')
-    assert cli.command_line(['--tiny'], cli.invocation(script)) == 'python tools/benchmark.py --tiny'
-    assert cli.invocation('/elsewhere/tools/benchmark.py') == 'python /elsewhere/tools/benchmark.py'
+    assert cli.command_line(['--tiny'], cli.invocation(script, bench)) == 'python tools/benchmark.py --tiny'
+    assert cli.invocation('/elsewhere/tools/benchmark.py', bench) == 'python /elsewhere/tools/benchmark.py'
     package_main = str(Path(bench_cli.__file__).with_name('__main__.py'))
-    assert cli.invocation(package_main) == 'python -m ipr_plugin.benchmark'
+    assert cli.invocation(package_main, bench) == 'python -m ipr_plugin.benchmark'
     # python -m ipr_plugin.apis.accuracy_study: its argv[0] is the module's file
-    assert cli.invocation(accuracy_study.__file__) == 'python -m ipr_plugin.apis.accuracy_study'
-    monkeypatch.setattr(sys, 'argv', ['/venv/bin/ipr-accuracy-study', '--tiny'])
-    assert cli.command_line(['--label', 'a b']) == "ipr-accuracy-study --label 'a b'"
+    assert cli.invocation(accuracy_study.__file__, study) == 'python -m ipr_plugin.apis.accuracy_study'
+    assert cli.command_line(['--label', 'a b'], cli.invocation('/venv/bin/ipr-accuracy-study', study)) == \
+        "ipr-accuracy-study --label 'a b'"
+    for other in ('', '-c', '-', '/venv/lib/ipykernel_launcher.py', pytest_module.__file__, '/venv/bin/pytest',
+                  package_main, '/venv/bin/ipr-benchmark'):  # the last two: another tool's
+        assert cli.invocation(other, study) == f'python -m {study}', other
+    assert cli.invocation(str(tmp_path / 'tools' / 'accuracy_study.py'), bench) == f'python -m {bench}'
 
 
 def test_a_full_sized_run_writes_its_data_under_the_checkout(monkeypatch) -> None:
@@ -168,7 +176,7 @@ def test_progress_bars_redraw_seldom_into_a_log_file(monkeypatch):
     from ipr_plugin.progress import progress_bar
     monkeypatch.setattr(sys, 'stderr', io.StringIO())
     with progress_bar(total=3, file=sys.stderr) as bar:
-        assert bar.mininterval == 30.0
+        assert bar.mininterval == 30.0 and bar.maxinterval == 30.0  # no redraws from tqdm's monitor in between
     with progress_bar(total=3, file=sys.stderr, mininterval=1.0) as bar:  # a caller's own interval stands
         assert bar.mininterval == 1.0
     monkeypatch.setattr(sys.stderr, 'isatty', lambda: True, raising=False)

@@ -1,5 +1,6 @@
 """Helpers for tests that run the real ``mim train`` / ``mim test`` (mmpose's tools) as subprocesses, or the
 sample config through mmengine's Runner."""
+import uuid
 from pathlib import Path
 from typing import List
 
@@ -25,6 +26,9 @@ def sample_runner_cfg(coco_sample: Path, work_dir: Path, train_cfg: dict, logger
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=logger_interval)
     cfg.randomness = dict(seed=0)
     cfg.work_dir = str(work_dir)
+    # mmengine names a run's logger and message hub by config file and second: two runners built within one
+    # second would share them, and the second would log into the first one's file
+    cfg.experiment_name = f'{Path(work_dir).name}_{uuid.uuid4().hex[:8]}'
     return cfg
 
 

@@ -15,14 +15,13 @@ import contextlib
 import os
 import sys
 import time
-import warnings
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..arguments import ToolHelpFormatter
-from ..cli import command_line, invocation
+from ..cli import command_line, hide_pkg_resources_notice, invocation
 from ..locks import FolderInUse, own_folder
 from ..markdown import machine_line
 from ..paths import work_root
@@ -246,8 +245,7 @@ def _say(line: str) -> None:
 def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     """Run the whole study; returns the exit status (1 if any variant failed)."""
     started = time.monotonic()
-    # mmengine resolves `mmpose::` config paths through pkg_resources, which warns on every import attempt
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    hide_pkg_resources_notice()
     exit_on_sigterm()
     args = _resolve(args)
     if args.parallel > 1:
@@ -319,7 +317,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the study; ``prog``: the command's name as recorded
     (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or invocation(sys.argv[0])
+    prog = prog or invocation(sys.argv[0], 'ipr_plugin.apis.accuracy_study')
     args = build_parser(prog).parse_args(argv)
     return run_study(args, command=command_line(argv, prog))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..arguments import (ToolHelpFormatter, exit_on_input_errors, is_url, load_coco_file, parser_check_out_file,
                          write_json)
-from ..cli import invocation
+from ..cli import hide_pkg_resources_notice, invocation
 from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table
 from ..ops.integral import BACKGROUNDS
@@ -141,6 +141,7 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
             (:func:`load_coco_file`); ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an
             annotation has another keypoint count than the model or a malformed bbox; an image cannot be read.
     """
+    import mmcv
     import torch
     from mmpose.apis import inference_topdown
 
@@ -173,12 +174,15 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
             if not image.is_file():
                 raise FileNotFoundError(f'background_share: image {image} (listed in {ann_file}) is missing')
             boxes = np.array([a['bbox'] for a in anns], dtype=np.float32).reshape(-1, 4)
-            captured.clear()
-            try:
-                inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')
-            except Exception as err:  # a corrupt image fails deep in the pipeline: name it (one line on the CLI)
+            try:  # a corrupt image would fail deep in the pipeline: named here (one line on the command line)
+                decodable = mmcv.imread(str(image)) is not None
+            except Exception as err:  # noqa: BLE001 - cv2 raises on some bytes rather than returning None
                 raise ValueError(f'background_share: image {image} cannot be read: {type(err).__name__}: '
                                  f'{err}') from err
+            if not decodable:
+                raise ValueError(f'background_share: image {image} cannot be read as an image')
+            captured.clear()
+            inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')  # other errors: not the image's
             r = background_share(torch.cat(captured), head.beta, background).cpu().numpy()
             for ann, r_person in zip(anns, r):
                 flags = np.asarray(ann['keypoints'][2::3])
@@ -206,7 +210,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    parser = build_parser(prog or invocation(sys.argv[0]))
+    hide_pkg_resources_notice()
+    parser = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.background_share'))
     args = parser.parse_args(argv)
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
     with exit_on_input_errors('background_share'):

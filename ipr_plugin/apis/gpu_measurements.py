@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..arguments import ToolHelpFormatter
-from ..cli import invocation
+from ..cli import hide_pkg_resources_notice, invocation
 from ..paths import MMPOSE_IPR_CONFIG as MMPOSE_IPR
 from ..paths import OURS_FAST_COMPILE_CONFIG as FAST_COMPILE
 from ..paths import OURS_FAST_CONFIG as FAST
@@ -128,7 +128,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    args = build_parser(prog or invocation(sys.argv[0])).parse_args(argv)
+    hide_pkg_resources_notice()
+    args = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.gpu_measurements')).parse_args(argv)
     exit_on_sigterm()  # run_parts then stops the running part's session instead of leaving it on the GPU
     import torch
     if not torch.cuda.is_available():

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import exit_on_sigterm, kill_session
 from ..arguments import ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file, parser_error
-from ..cli import command_line, invocation
+from ..cli import command_line, hide_pkg_resources_notice, invocation
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, require_file, work_root
@@ -313,8 +313,9 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the benchmark; ``prog``: the command's name as recorded
     (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""
+    hide_pkg_resources_notice()
     argv = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or invocation(sys.argv[0])
+    prog = prog or invocation(sys.argv[0], 'ipr_plugin.benchmark')
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session

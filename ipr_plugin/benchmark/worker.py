@@ -15,6 +15,7 @@ import torch
 
 import ipr_plugin  # noqa: F401  (registers the plugin's modules, as a config's custom_imports would)
 from ..arguments import write_json
+from ..cli import hide_pkg_resources_notice
 from .measure import measure_eval, measure_host, measure_loader, measure_metric, measure_pipeline, measure_train
 from .overrides import cpu_adjustments, describe, load_bench_config
 from .spec import WorkerSpec
@@ -62,6 +63,7 @@ def run_worker(spec: WorkerSpec) -> Dict[str, Any]:
 
 
 def main() -> int:
+    hide_pkg_resources_notice()
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

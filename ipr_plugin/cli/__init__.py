@@ -10,29 +10,43 @@ command in ``BENCHMARKS.md`` (the benchmark, the study) write it as :func:`comma
 import os
 import os.path as osp
 import shlex
-import sys
-from typing import Optional, Sequence
+import warnings
+from typing import Sequence
 
 # the package's folder: a script in it was run as ``python -m``
 _PACKAGE_DIR = osp.dirname(osp.dirname(osp.realpath(__file__)))
 
 
-def invocation(script: str) -> str:
-    """How a command was started, as far as its ``sys.argv[0]`` (``script``) tells, written so that a reader can
-    run it again: ``python -m ipr_plugin.<module>`` for a module of this package, the installed console script's
-    name (``ipr-benchmark``), or ``python`` and the script's path (relative when under the working folder)."""
-    if not script.endswith('.py'):
+def invocation(script: str, tool: str) -> str:
+    """How the tool ``tool`` (its module, e.g. ``'ipr_plugin.benchmark'``) was started, as far as this process's
+    ``sys.argv[0]`` (``script``) tells, written so that a reader can run it again: ``python -m <tool>``, its
+    console script (``ipr-benchmark``), or ``python`` and its ``tools/`` script's path (relative when under the
+    working folder). Anything else started this process (a Python prompt, ``python -c``, a notebook, a test
+    runner calling ``main``): ``python -m <tool>``."""
+    name = tool.rsplit('.', 1)[-1]
+    if script.endswith('.py'):
+        real = osp.realpath(script)
+        if real.startswith(_PACKAGE_DIR + os.sep):
+            module = osp.relpath(real[:-len('.py')], osp.dirname(_PACKAGE_DIR)).replace(os.sep, '.')
+            if module in (tool, f'{tool}.__main__'):
+                return f'python -m {tool}'
+        elif osp.basename(script) == f'{name}.py':
+            if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
+                script = osp.relpath(script)
+            return 'python ' + shlex.quote(script)
+    elif osp.basename(script) == 'ipr-' + name.replace('_', '-'):
         return osp.basename(script)
-    real = osp.realpath(script)
-    if real.startswith(_PACKAGE_DIR + os.sep):
-        module = osp.relpath(real[:-len('.py')], osp.dirname(_PACKAGE_DIR)).replace(os.sep, '.')
-        return 'python -m ' + (module[:-len('.__main__')] if module.endswith('.__main__') else module)
-    if osp.isabs(script) and script.startswith(os.getcwd() + os.sep):
-        script = osp.relpath(script)
-    return 'python ' + shlex.quote(script)
+    return f'python -m {tool}'
 
 
-def command_line(argv: Sequence[str], prog: Optional[str] = None) -> str:
-    """The command as typed: ``prog`` (default: :func:`invocation` of this process's ``sys.argv[0]``) and its
-    arguments ``argv``, quoted for a shell."""
-    return f'{prog or invocation(sys.argv[0])} {shlex.join(argv)}'.rstrip()
+def command_line(argv: Sequence[str], prog: str) -> str:
+    """The command as typed: ``prog`` (see :func:`invocation`) and its arguments ``argv``, quoted for a shell."""
+    return f'{prog} {shlex.join(argv)}'.rstrip()
+
+
+def hide_pkg_resources_notice() -> None:
+    """Ignore setuptools' "pkg_resources is deprecated" warning in this process: mmengine imports pkg_resources
+    (resolving ``package::`` config names, checking installed packages), and the notice says nothing that a user
+    of these tools could act on. Every tool calls this first, so that none shows it."""
+    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+

@@ -18,6 +18,7 @@ from ..apis.data_check import SPLITS, check_data, data_files, format_report, rep
 from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import ToolHelpFormatter, check_out_file, exit_on_input_errors, parser_check_out_file, write_json
 from ..paths import installed_config
+from . import hide_pkg_resources_notice
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -44,6 +45,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    hide_pkg_resources_notice()
     args = parse_args(argv, prog)
     exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's

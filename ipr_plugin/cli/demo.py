@@ -5,13 +5,13 @@ Usage: python tools/demo.py [--epochs N] [--num-train N] [--work-dir DIR]   (or 
 """
 import argparse
 import sys
-import warnings
 from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
 from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import ToolHelpFormatter, parser_error
 from ..locks import FolderInUse
+from . import hide_pkg_resources_notice
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
@@ -28,8 +28,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
     parser.add_argument('--seed', type=int, default=0, help='of the synthetic set, the weights and the training')
     args = parser.parse_args(argv)
-    # mmengine and mim import pkg_resources; its deprecation notice says nothing to a user running the demo
-    warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    hide_pkg_resources_notice()
     exit_on_sigterm()  # a time limit or a scheduler: mim train's session (in a session of its own) is killed too
     parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
     try:

@@ -63,6 +63,10 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         self._loaded: Tuple[Optional[int], list] = (None, [])  # a loaded checkpoint's iteration and run
         self._training = False  # between before_train and after_train: validations within training
 
+    def before_run(self, runner) -> None:
+        super().before_run(runner)
+        self._training = False  # Runner.val() after a train() that raised (and so never reached after_train)
+
     def before_train(self, runner) -> None:
         super().before_train(runner)
         scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)

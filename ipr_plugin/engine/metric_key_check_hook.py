@@ -1,5 +1,6 @@
 """Refuse, before the first iteration, a metric key (``save_best``, a monitor) that validation will not report."""
 import difflib
+import re
 from typing import List, NamedTuple, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric, DumpResults, Evaluator
@@ -194,10 +195,19 @@ def _suggestion(key: str, metrics: List[ReportedKeys]) -> str:
     metric = next((m for m in metrics if key.lower().startswith(f'{m.prefix}/'.lower())), metrics[0])
     if not metric.names:
         return f'{metric.prefix}/{name}'
-    # the closest name ('AP50' -> 'AP .5'), compared without spaces, dots and case; else the metric's first
-    squashed = {n.replace(' ', '').replace('.', '').lower(): n for n in metric.names}
-    close = difflib.get_close_matches(name.replace(' ', '').replace('.', '').lower(), squashed, n=1, cutoff=0.6)
+    # the closest name ('AP50' -> 'AP .5', 'APm' -> 'AP (M)'), compared as letters and digits only, after COCO's
+    # range of thresholds ('AP50:95', 'AP .5:.95': the plain 'AP'); else the metric's first
+    squashed = {_squash(n): n for n in metric.names}
+    close = difflib.get_close_matches(_squash(_COCO_RANGE.sub('', name)), squashed, n=1, cutoff=0.6)
     return f'{metric.prefix}/{squashed[close[0]] if close else metric.names[0]}'
+
+
+# AP or AR over COCO's IoU thresholds .50 to .95, as people write it: what CocoMetric calls plain 'AP' / 'AR'
+_COCO_RANGE = re.compile(r'@?\[?\s*(0?\.5|50)\s*[:-]\s*(0?\.95|95)\]?|5095')
+
+
+def _squash(name: str) -> str:
+    return re.sub(r'[^0-9a-z]', '', name.lower())
 
 
 def key_problem(watched: Watched, metrics: List[ReportedKeys], stock: bool = True) -> Optional[KeyProblem]:
