@@ -206,6 +206,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--background', choices=BACKGROUNDS, help="background level r is measured against (default: "
                    "the head's debias_background; 'median' makes r depend on the maps' shape alone)")
     p.add_argument('--out', help='also write the table and settings to this JSON file')
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
     return p
 
 
@@ -216,7 +217,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
     with exit_on_input_errors('background_share'):
         found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,
-                                args.background, progress=True)
+                                args.background, progress=not args.no_progress)
     rows = share_table(found['shares'], found['visibility'], found['areas'], found['cap'])
     print(f'{found["num_people"]} people, {found["shares"].size} labelled keypoints; softmax beta '
           f'{found["beta"]:g}, background level {found["background"]!r}')
