@@ -47,6 +47,6 @@ def command_line(argv: Sequence[str], prog: str) -> str:
 def hide_pkg_resources_notice() -> None:
     """Ignore setuptools' "pkg_resources is deprecated" warning in this process: mmengine imports pkg_resources
     (resolving ``package::`` config names, checking installed packages), and the notice says nothing that a user
-    of these tools could act on. Every tool calls this first, so that none shows it."""
+    of these tools could act on. Every tool that reads configs or runs mmengine calls this first."""
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
