@@ -141,7 +141,6 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
             (:func:`load_coco_file`); ``checkpoint`` is not a PyTorch checkpoint or not one of ``config``; an
             annotation has another keypoint count than the model or a malformed bbox; an image cannot be read.
     """
-    import mmcv
     import torch
     from mmpose.apis import inference_topdown
 
@@ -169,20 +168,21 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     shares, visibility, areas = [], [], []
     with torch.no_grad():
         for file_name, anns in progress_bar(sorted(people.items()), desc='background share', unit='img',
-                                    disable=not progress):
+                                            disable=not progress):
             image = Path(img_dir) / file_name
             if not image.is_file():
                 raise FileNotFoundError(f'background_share: image {image} (listed in {ann_file}) is missing')
             boxes = np.array([a['bbox'] for a in anns], dtype=np.float32).reshape(-1, 4)
-            try:  # a corrupt image would fail deep in the pipeline: named here (one line on the command line)
-                decodable = mmcv.imread(str(image)) is not None
-            except Exception as err:  # noqa: BLE001 - cv2 raises on some bytes rather than returning None
-                raise ValueError(f'background_share: image {image} cannot be read: {type(err).__name__}: '
-                                 f'{err}') from err
-            if not decodable:
-                raise ValueError(f'background_share: image {image} cannot be read as an image')
             captured.clear()
-            inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')  # other errors: not the image's
+            try:
+                inference_topdown(model, str(image), bboxes=boxes, bbox_format='xywh')
+            except Exception as err:
+                # a corrupt image fails deep in the pipeline: named (one line on the command line); any other error
+                # (out of memory, the model's) keeps its traceback. Decoded again only here, not for every image.
+                problem = _undecodable(image)
+                if problem:
+                    raise ValueError(f'background_share: image {image} {problem}') from err
+                raise
             r = background_share(torch.cat(captured), head.beta, background).cpu().numpy()
             for ann, r_person in zip(anns, r):
                 flags = np.asarray(ann['keypoints'][2::3])
@@ -194,6 +194,15 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
     return dict(shares=concat(shares), visibility=concat(visibility), areas=concat(areas),
                 cap=head.debias_max_background, beta=float(head.beta), background=background,
                 num_people=sum(len(a) for a in people.values()), skipped_ids=skipped)
+
+
+def _undecodable(image: Path) -> Optional[str]:
+    """Why ``image`` cannot be decoded as an image, or None where it can."""
+    import mmcv
+    try:
+        return None if mmcv.imread(str(image)) is not None else 'cannot be read as an image'
+    except Exception as err:  # noqa: BLE001 - cv2 raises on some bytes rather than returning None
+        return f'cannot be read: {type(err).__name__}: {err}'
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
