@@ -1,6 +1,8 @@
-# Every target sets up .venv first (tools/setup_env.sh is idempotent and a no-op when nothing changed).
-PY := .venv/bin/python
-export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# Every target sets up the environment first (tools/setup_env.sh is idempotent and a no-op when nothing changed):
+# .venv, or where IPR_VENV says, as setup_env.sh takes it.
+VENV := $(abspath $(or $(IPR_VENV),$(CURDIR)/.venv))
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
 
 .PHONY: env demo test clean
 

@@ -61,29 +61,52 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
     write the file beside its place and move it there when whole.
 
     Raises:
-        IsADirectoryError, NotADirectoryError, PermissionError: naming ``out_file`` and what is in the way.
-        ValueError: ``out_file`` is one of ``inputs`` (after resolving links and relative paths).
+        IsADirectoryError, NotADirectoryError, PermissionError: naming ``out_file`` and what is in the way (for a
+            link, in the way of its target).
+        ValueError: ``out_file`` is one of ``inputs`` (after resolving links and relative paths), or names no file
+            (empty, or ending in ``/``).
     """
     if out_file is None:
         return
+    if not str(out_file) or str(out_file).endswith(('/', os.sep)):  # written as a file named like the folder
+        raise ValueError(f'{what} {str(out_file)!r} names no file')
     # inputs may be anything a caller was given (a Config object, an mmdet:: name, a URL): only paths compare
     paths = [i for i in inputs if isinstance(i, (str, os.PathLike)) and not is_url(i)]
     same = next((i for i in paths if osp.realpath(i) == osp.realpath(out_file)), None)
     if same is not None:
         raise ValueError(f'{what} {out_file} is an input of this run ({same}): writing it would replace that file')
-    if osp.isdir(out_file):
+    real = osp.realpath(out_file)  # a link is written through (written_whole): its target's folder counts
+    if osp.isdir(real):
         raise IsADirectoryError(f'{what} {out_file} is a directory')
-    parent = osp.dirname(osp.abspath(out_file))
-    while not osp.exists(parent):  # the nearest existing folder decides whether the missing ones can be made
-        parent = osp.dirname(parent)
-    if not osp.isdir(parent):
-        raise NotADirectoryError(f'{what} {out_file}: {parent} is not a directory')
-    target = out_file if osp.exists(out_file) else parent
+    parent = _nearest_folder(osp.dirname(real), f'{what} {out_file}')
+    target = real if osp.exists(real) else parent
     if not os.access(target, os.W_OK):
         raise PermissionError(f'{what} {out_file}: {target} is not writable')
     if not in_place and not os.access(parent, os.W_OK):
         raise PermissionError(f'{what} {out_file}: its folder {parent} is not writable (the file is written beside '
                               'its place and moved there when whole)')
+
+
+def _nearest_folder(path: str, named: str) -> str:
+    """The nearest existing folder on ``path`` (itself if it exists), which decides whether the missing ones can be
+    made; NotADirectoryError naming ``named`` when a file stands there."""
+    while not osp.exists(path):
+        path = osp.dirname(path)
+    if not osp.isdir(path):
+        raise NotADirectoryError(f'{named}: {path} is not a directory')
+    return path
+
+
+def check_out_folder(folder: str, what: str = 'output folder') -> None:
+    """Fail before the work, not after it, when ``folder`` (made if missing) cannot receive the run's files: a file
+    in its place or on its path, or no permission to write where it is or would be made.
+
+    Raises:
+        NotADirectoryError, PermissionError: naming ``folder`` and what is in the way.
+    """
+    nearest = _nearest_folder(osp.realpath(folder), f'{what} {folder}')
+    if not os.access(nearest, os.W_OK):
+        raise PermissionError(f'{what} {folder}: {nearest} is not writable')
 
 
 def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[str], flag: str = '--out',

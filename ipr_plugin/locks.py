@@ -3,19 +3,36 @@
 Two benchmark or accuracy-study runs started at once may name the same synthetic set (the defaults do) or the
 same work folder. Unguarded, one rewrote the set under the other, which trained and scored on the other's data
 without a word, or deleted the other's results. A lock here is ``flock`` on a file: the kernel releases it when
-its process ends, however it ends (Ctrl-C, SIGKILL), so there is never a stale lock to clean up. Where ``fcntl``
+its process ends, however it ends (Ctrl-C, SIGKILL), so there is never a stale lock to clean up. A child forked
+while a lock is held (a rendering or loader worker) closes its copy of the lock's file at once: an ``flock`` lasts
+until every copy is closed, and a child left behind by a killed parent held the lock for good. Where ``fcntl``
 does not exist (Windows) the locks do nothing and runs are not guarded.
 """
 import contextlib
 import os
 import os.path as osp
 import sys
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Set
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Linux or macOS
     fcntl = None
+
+_HELD: Set[int] = set()  # descriptors of the lock files this process holds
+
+
+def _close_held_in_child() -> None:
+    for fd in _HELD:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if fcntl is not None:
+    os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 class FolderInUse(RuntimeError):
@@ -45,6 +62,7 @@ def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Opt
         return
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    _HELD.add(fd)
     try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
@@ -57,7 +75,9 @@ def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Opt
             fcntl.flock(fd, mode)
         yield fd
     finally:
-        os.close(fd)  # releases the lock
+        if fd in _HELD:  # not in a forked child, which closed it (and whose number may now name another file)
+            _HELD.discard(fd)
+            os.close(fd)  # releases the lock
 
 
 def share(fd: int) -> None:

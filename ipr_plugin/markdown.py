@@ -29,13 +29,19 @@ def _row(cells: Sequence[object]) -> str:
 
 
 def append_section(path: os.PathLike, section: str) -> None:
-    """Append ``section`` to the markdown file ``path``, creating it (and its folder) with :data:`HEADER` first."""
+    """Append ``section`` to the markdown file ``path``, creating it (and its folder) with :data:`HEADER` first;
+    whole or not at all (a failed write leaves the file as it was)."""
     path_obj = Path(path)
     # two tools appending at once: one header, and each section whole (the lock is held until it is written)
-    with flocked(str(path_obj), exclusive=True), open(path_obj, 'a', encoding='utf-8') as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            f.write(HEADER)
-        f.write('\n' + section)
+    with flocked(str(path_obj), exclusive=True), open(path_obj, 'ab', buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        text = memoryview(((HEADER if size == 0 else '') + '\n' + section).encode('utf-8'))
+        try:
+            while text:
+                text = text[f.write(text):]
+        except BaseException:  # a full disk, Ctrl-C: the file as it was, not a cut table the next section runs on
+            os.ftruncate(f.fileno(), size)
+            raise
 
 
 def machine_line(gpu: Optional[str]) -> str:

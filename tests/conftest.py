@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = Path(os.environ.get('IPR_SHARED_DIR', REPO_ROOT.parent / 'shared')).resolve()
+SHARED_DIR = Path(os.environ.get('IPR_SHARED_DIR') or REPO_ROOT.parent / 'shared').resolve()  # set but empty: unset
 COCO_SAMPLE = SHARED_DIR / 'data' / 'coco_sample'
 
 
@@ -35,12 +35,32 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope='session', autouse=True)
+def in_the_checkout():
+    """Tests name configs relative to the checkout (``configs/...``), as its tools are documented: run from another
+    folder, they failed to find them."""
+    os.chdir(REPO_ROOT)
+
+
+BENCHMARKS = REPO_ROOT / 'BENCHMARKS.md'
+
+
+def _benchmarks_version():
+    return BENCHMARKS.stat().st_mtime_ns if BENCHMARKS.exists() else None
+
+
+@pytest.fixture(scope='session', autouse=True)
+def benchmarks_untouched_by_fixtures():
+    """As :func:`benchmarks_untouched`, for what a module's fixtures do before any of its tests starts."""
+    before = _benchmarks_version()
+    yield
+    assert _benchmarks_version() == before, f'a test or a fixture wrote into {BENCHMARKS}; give the tool an --out'
+
+
 @pytest.fixture(autouse=True)
 def benchmarks_untouched():
     """No test writes into the repository's BENCHMARKS.md: the tools append to it by default, and a test that
     forgets its own ``--out`` would leave a section of skipped rows there to be committed."""
-    path = REPO_ROOT / 'BENCHMARKS.md'
-    before = path.stat().st_mtime_ns if path.exists() else None
+    before = _benchmarks_version()
     yield
-    after = path.stat().st_mtime_ns if path.exists() else None
-    assert after == before, f'this test wrote into {path}; give the tool an --out under tmp_path'
+    assert _benchmarks_version() == before, f'this test wrote into {BENCHMARKS}; give the tool an --out under tmp_path'

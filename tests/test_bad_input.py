@@ -1,12 +1,11 @@
 """Bad input through the user's path: one clear error naming the culprit file."""
-import shutil
 
 import pytest
 from mmpose.registry import DATASETS
 from mmpose.utils import register_all_modules
 
 import ipr_plugin  # noqa: F401
-from utils import REPO_ROOT, run_mim
+from utils import REPO_ROOT, run_mim, writable_copy
 
 CONFIG = REPO_ROOT / 'configs' / 'sample' / 'ipr_res18_coco-sample-64x64.py'
 
@@ -38,7 +37,7 @@ def test_a_corrupt_image_is_named(coco_sample, tmp_path, load, damage):
     """IPRLoadImage's own decoder fails on these too: it must fall back to mmcv's reading, which refuses them
     naming the file, rather than fail in its own words or pass a part of an image on."""
     root = tmp_path / 'sample'
-    shutil.copytree(coco_sample, root)
+    writable_copy(coco_sample, root)
     data = (coco_sample / '000000000785.jpg').read_bytes()
     dataset, index = _sample_with(root, b'not a jpeg at all' if damage == 'not an image' else data[:len(data) // 2],
                                   load)

@@ -19,6 +19,13 @@ from ipr_plugin.engine.compile_hook import compile_modules
 CONFIG = 'configs/sample/ipr_res18_coco-sample-64x64.py'
 
 
+@pytest.fixture(autouse=True)
+def own_inductor_cache(tmp_path, monkeypatch):
+    """inductor's compiled kernels in the test's folder: its default cache (150 MB, in the shared temporary folder)
+    outlived the run, and a warm one changes what the next run compiles."""
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', str(tmp_path / 'inductor'))
+
+
 def _cfg(coco_sample, work_dir, hooks=()):
     cfg = Config.fromfile(CONFIG)
     root = f'{coco_sample}/'

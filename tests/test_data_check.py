@@ -1,7 +1,6 @@
 """``tools/check_data.py`` lists every bad image of a config's data at once, on copies of the COCO sample."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from mmpose.registry import TRANSFORMS
 from PIL import Image
 
 from ipr_plugin.apis.data_check import SPLITS, DataProblem, check_data, format_report, load_error_message
+from utils import writable_copy
 
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
 MMPOSE_IPR = 'mmpose::body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py'
@@ -34,7 +34,7 @@ def _cli_options(root: Path) -> List[str]:
 def broken(coco_sample, tmp_path) -> Path:
     """The sample with one image resized, one deleted and one that is not an image."""
     root = tmp_path / 'sample'
-    shutil.copytree(coco_sample, root)
+    writable_copy(coco_sample, root)
     with Image.open(root / '000000000785.jpg') as image:
         image.resize((320, 212)).save(root / '000000000785.jpg')
     (root / '000000040083.jpg').unlink()
@@ -142,6 +142,8 @@ class DyingLoadImage(LoadImage):
 
     def transform(self, results: dict) -> dict:
         if Path(results['img_path']).name == self.fatal:
+            import faulthandler
+            faulthandler.disable()  # pytest's would print a crash report into the log for this deliberate death
             os.kill(os.getpid(), self.signum)
         return super().transform(results)
 
@@ -170,7 +172,7 @@ def test_a_training_image_whose_decoding_the_pipeline_defers_is_decoded_whole(co
     """The fast config's train loader (IPRLoadImage(decode_region=True)) reads only a JPEG's header; the check
     decodes the whole file, so a scan that does not decode is found before training."""
     root = tmp_path / 'sample'
-    shutil.copytree(coco_sample, root)
+    writable_copy(coco_sample, root)
     data = (root / '000000196141.jpg').read_bytes()
     scan = data.index(b'\xff\xda')
     (root / '000000196141.jpg').write_bytes(data[:scan] + b'\xff\xda\x00\x02\x00\x00' + bytes(64) + b'\xff\xd9')
@@ -185,7 +187,7 @@ def turned(coco_sample, tmp_path) -> Path:
     """The sample with two images tagged with an EXIF orientation: 3 (turned 180 degrees: same size when decoded)
     and 6 (turned 90 degrees: width and height swap)."""
     root = tmp_path / 'sample'
-    shutil.copytree(coco_sample, root)
+    writable_copy(coco_sample, root)
     for name, orientation in (('000000000785.jpg', 3), ('000000040083.jpg', 6)):
         with Image.open(root / name) as image:
             exif = image.getexif()
@@ -232,7 +234,7 @@ def test_a_report_file_that_is_an_input_is_refused_before_the_check(coco_sample,
     report: refused in one line naming the file, which stays as it was."""
     from ipr_plugin.cli import check_data as tool
     sample = tmp_path / 'sample'
-    shutil.copytree(coco_sample, sample)
+    writable_copy(coco_sample, sample)
     config = tmp_path / 'config.py'
     config.write_text(f"_base_ = ['{Path(FAST_CONFIG).resolve()}']\n")
     for out in (config, sample / 'test_coco.json', sample / 'test_coco_det_AP_H_56.json'):

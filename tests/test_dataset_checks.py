@@ -2,7 +2,6 @@
 import json
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -14,6 +13,7 @@ from mmpose.registry import DATASETS
 
 import ipr_plugin.datasets.body.coco_dataset  # noqa: F401  (registers IPRCocoDataset)
 from ipr_plugin.datasets.synthetic_coco import write_synthetic_coco
+from utils import writable_copy
 
 TRAIN_ANN = 'annotations/person_keypoints_train2017.json'
 VAL_ANN = 'annotations/person_keypoints_val2017.json'
@@ -160,7 +160,7 @@ DET_FILE = 'test_coco_det_AP_H_56.json'
 @pytest.fixture
 def sample(coco_sample, tmp_path) -> Path:
     """A writable copy of the COCO sample."""
-    shutil.copytree(coco_sample, tmp_path / 'sample')
+    writable_copy(coco_sample, tmp_path / 'sample')
     return tmp_path / 'sample'
 
 

@@ -66,7 +66,8 @@ def test_refuses_to_run_without_a_gpu(tmp_path):
 
 STAND_IN = '''
 import subprocess, sys, time
-from ipr_plugin.apis.mim_runner import exit_on_sigterm, kill_session
+from ipr_plugin.apis.mim_runner import kill_session
+from ipr_plugin.cli import exit_on_sigterm
 exit_on_sigterm()
 # as the benchmark starts its worker and the study its trainings: in a session of their own
 child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)

@@ -16,7 +16,7 @@ from utils import run_mim, sample_runner_cfg
 
 def _cfg(coco_sample, work_dir, **train_cfg) -> Config:
     cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, val_interval=1000, **train_cfg),
-                            logger_interval=4)
+                            logger_interval=4, val_samples=4)
     cfg.param_scheduler = []
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=3)
     return cfg

@@ -16,7 +16,7 @@ from utils import sample_runner_cfg
 
 def _cfg(coco_sample, work_dir) -> Config:
     return sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
-                             logger_interval=1)
+                             logger_interval=1, val_samples=4)
 
 
 def _log(runner: Runner) -> str:

@@ -3,7 +3,6 @@
 Real COCO sample images, rewritten in a temporary copy: one scaled down (a resized image folder), one stored with
 an EXIF orientation that OpenCV applies while the annotation describes the pixels as stored.
 """
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from mmpose.utils import register_all_modules
 from PIL import Image
 
 import ipr_plugin  # noqa: F401
+from utils import writable_copy
 
 PLAIN_CONFIG = 'configs/ipr_res50_8xb64-210e_coco-256x256.py'
 FAST_CONFIG = 'configs/ipr_res50_fast-8xb64-210e_coco-256x256.py'
@@ -23,7 +23,7 @@ IMAGE = '000000000785.jpg'  # 640x425 in test_coco.json
 
 @pytest.fixture
 def sample(coco_sample, tmp_path) -> Path:
-    shutil.copytree(coco_sample, tmp_path / 'sample')
+    writable_copy(coco_sample, tmp_path / 'sample')
     return tmp_path / 'sample'
 
 

@@ -59,7 +59,9 @@ def test_without_det_model_the_inferencer_builds_mmposes_person_detector_for_our
     from mmpose.apis.inferencers import base_mmpose_inferencer
     person = dict(base_mmpose_inferencer.default_det_models['body'], weights=None)
     monkeypatch.setitem(base_mmpose_inferencer.default_det_models, 'body', person)
-    inferencer = MMPoseInferencer(pose2d=CONFIG, device='cpu')
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpose'):  # building mmdet's detector makes 'mmdet' the scope
+        inferencer = MMPoseInferencer(pose2d=CONFIG, device='cpu')
     assert isinstance(inferencer.inferencer.detector, DetInferencer)
 
 

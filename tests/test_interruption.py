@@ -29,6 +29,28 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
+def _writer_under_way(out: Path) -> subprocess.Popen:
+    """``make_synthetic_coco`` writing a set big enough to stop, in a session of its own (stderr piped, as text),
+    once its first image is on disk."""
+    proc = subprocess.Popen([sys.executable, 'tools/make_synthetic_coco.py', '--out', str(out), '--num-train', '3000',
+                             '--num-val', '1', '--workers', '2', '--image-size', '320', '240'],
+                            cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not any((out / 'train2017').glob('*.jpg')) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if proc.poll() is not None:
+        pytest.fail('the writer ended before it could be stopped: make it write more')
+    return proc
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` ignores ``signum`` (/proc's mask of ignored signals)."""
+    with open(f'/proc/{pid}/status') as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith('SigIgn:'))
+    return bool(mask >> (signum - 1) & 1)
+
+
 def _group_gone(pgid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -130,16 +152,10 @@ def test_sigterm_stops_the_synthetic_writers_rendering_processes(tmp_path: Path,
     a pipe nobody reads; to its whole process group (``timeout``), a renderer stopped mid-protocol could leave the
     pool's shutdown waiting forever."""
     out = tmp_path / 'synth'
-    proc = subprocess.Popen([sys.executable, 'tools/make_synthetic_coco.py', '--out', str(out), '--num-train', '3000',
-                             '--num-val', '1', '--workers', '2', '--image-size', '320', '240'],
-                            cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = _writer_under_way(out)
     try:
-        deadline = time.monotonic() + 120
-        while not any((out / 'train2017').glob('*.jpg')) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert proc.poll() is None, 'the writer ended before it could be stopped: make it write more'
         os.killpg(proc.pid, signal.SIGTERM) if to_group else proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        _, err = proc.communicate(timeout=60)
         assert _group_gone(proc.pid, 30), 'a rendering process outlived the tool'
     finally:
         try:
@@ -147,6 +163,7 @@ def test_sigterm_stops_the_synthetic_writers_rendering_processes(tmp_path: Path,
         except ProcessLookupError:
             pass
     assert proc.returncode == 128 + signal.SIGTERM
+    assert 'Traceback' not in err and err.strip().splitlines()[-1] == 'make_synthetic_coco: terminated', err
 
 
 def test_a_data_check_worker_ends_when_the_checking_process_is_killed(tmp_path: Path) -> None:
@@ -174,3 +191,171 @@ def test_a_stamp_cut_short_by_an_older_version_means_write_again(tmp_path: Path)
     for text in ('', '{"params": {"seed": 0}, "da', '[]', '{"params": {"seed": 0}, "data": null}'):
         stamp.write_text(text)
         assert synthetic_sets.stamped_data(str(stamp), dict(seed=0)) is None, text
+
+
+def test_a_rewrite_cut_short_leaves_no_annotation_file_of_the_earlier_set(tmp_path: Path, monkeypatch) -> None:
+    """Training and check_data read a set's annotation files without looking for the writing marker: after a
+    rewrite stopped once its first images were replaced, the earlier files described the new images as theirs."""
+    root = tmp_path / 'data'
+    first = synthetic_coco.write_synthetic_coco(str(root), 2, 1, seed=0)
+
+    def stopped(split, img_dir, rendered, *args):
+        list(rendered)  # this split's images are on disk ...
+        raise KeyboardInterrupt  # ... when the user stops the run
+
+    monkeypatch.setattr(synthetic_coco, '_write_split', stopped)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic_coco.write_synthetic_coco(str(root), 2, 1, seed=1)
+    assert (root / synthetic_coco.WRITING_MARKER).exists()
+    for key in ('train_ann_file', 'val_ann_file', 'bbox_file'):
+        assert not os.path.exists(first[key]), key
+
+
+def test_a_child_forked_under_a_lock_does_not_keep_it(tmp_path: Path) -> None:
+    """An flock lasts while any copy of its file is open: a worker forked under it, left behind by a parent killed
+    outright, held a synthetic set's locks for good (every later run on the set waited forever)."""
+    import multiprocessing
+
+    from ipr_plugin.locks import FolderInUse, flocked
+    path = str(tmp_path / '.lock')
+    context = multiprocessing.get_context('fork')
+    started = context.Event()
+    with flocked(path, exclusive=True):
+        child = context.Process(target=lambda: started.set() or time.sleep(60), daemon=True)
+        child.start()
+    try:
+        assert started.wait(60)  # past the fork's hooks
+        try:
+            with flocked(path, exclusive=True, busy='held by the child'):
+                pass
+        except FolderInUse:
+            pytest.fail('the forked child kept the lock after the parent released it')
+    finally:
+        child.kill()
+        child.join()
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux only')
+def test_the_synthetic_writers_renderers_end_when_it_is_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (the out-of-memory killer, ``kill -9``) left the renderers, which block SIGINT and SIGTERM, waiting
+    for work forever, holding the set's locks: a rerun on the folder waited for them without end."""
+    from ipr_plugin.locks import flocked
+    out = tmp_path / 'synth'
+    proc = _writer_under_way(out)
+    try:
+        proc.kill()  # the writer alone, as the out-of-memory killer does
+        proc.wait(60)
+        assert _group_gone(proc.pid, 30), 'a rendering process outlived the writer'
+        for name in ('.write.lock', '.use.lock'):
+            with flocked(str(out / name), exclusive=True, busy=f'{name} still held'):
+                pass
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux only')
+def test_a_child_started_to_die_with_its_parent_ends_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """The benchmark's worker (and gpu_measurements' parts) are started so: a worker left training after its
+    benchmark was killed outright competed with the next run for the cores and skewed its timings."""
+    script = ('import functools, os, subprocess, sys, time\n'
+              'from ipr_plugin.processes import die_with_parent\n'
+              "child = subprocess.Popen(['sleep', '120'], start_new_session=True,\n"
+              '                         preexec_fn=functools.partial(die_with_parent, os.getpid()))\n'
+              'print(child.pid, flush=True)\n'
+              'time.sleep(120)\n')
+    parent = subprocess.Popen([sys.executable, '-c', script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait(30)
+        assert _gone(child, 30), 'the child outlived its parent'
+    finally:
+        parent.kill()
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fill_past_file_size_limit(script_body: str, path: Path) -> subprocess.CompletedProcess:
+    """Run ``script_body`` (given ``path``) with files limited to 2000 bytes past ``path``'s size: a full disk."""
+    script = ('import os, resource, signal, sys\n'
+              'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead\n'
+              'path = sys.argv[1]\n'
+              + script_body.replace('LIMIT', 'resource.setrlimit(resource.RLIMIT_FSIZE, '
+                                             '(os.path.getsize(path) + 2000, resource.RLIM_INFINITY))'))
+    return subprocess.run([sys.executable, '-c', script, str(path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_section_that_cannot_be_written_whole_leaves_benchmarks_md_as_it_was(tmp_path: Path) -> None:
+    """A full disk mid-append left a cut table in BENCHMARKS.md, and the next tool's section ran on from it."""
+    path = tmp_path / 'BENCHMARKS.md'
+    path.write_text('# Benchmarks\n\n| a | b |\n|---|---|\n| 1 | 2 |\n')
+    before = path.read_bytes()
+    done = _fill_past_file_size_limit('from ipr_plugin.markdown import append_section\n'
+                                      'LIMIT\n'
+                                      "append_section(path, '| row | 6 |\\n' * 1000)\n", path)
+    assert done.returncode != 0 and 'File too large' in done.stderr, done.stderr[-2000:]
+    assert path.read_bytes() == before
+
+
+def test_a_picture_that_cannot_be_written_whole_leaves_the_earlier_one(tmp_path: Path) -> None:
+    """The benchmark's --plot and the study's calibration plot (docs/calibration.png) were saved in place: a full
+    disk left a truncated PNG where a good one had been."""
+    from PIL import Image
+    path = tmp_path / 'plot.png'
+    Image.new('RGB', (8, 8)).save(path)
+    before = path.read_bytes()
+    done = _fill_past_file_size_limit('from ipr_plugin.plotting import pyplot, save_figure\n'
+                                      'import numpy as np\n'
+                                      'fig = pyplot().figure(figsize=(12, 12))\n'
+                                      'fig.add_subplot().imshow(np.random.default_rng(0).random((600, 600, 3)))\n'
+                                      'LIMIT\n'
+                                      'save_figure(fig, path, dpi=100)\n', path)
+    assert done.returncode != 0 and 'File too large' in done.stderr, done.stderr[-2000:]
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['plot.png']  # no partial file left
+
+
+def test_ctrl_c_ends_a_tool_with_one_line_and_status_130(tmp_path: Path) -> None:
+    """Every tool printed a traceback on Ctrl-C (the renderers' and loaders' own ones besides)."""
+    out = tmp_path / 'synth'
+    proc = _writer_under_way(out)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert proc.returncode == 130
+    assert 'Traceback' not in err and err.strip().splitlines()[-1] == 'make_synthetic_coco: interrupted', err
+
+
+def test_a_data_check_worker_leaves_ctrl_c_to_the_checking_process() -> None:
+    """Ctrl-C reaches every process of the group: each loading worker printed its own traceback. The checking
+    process stops them itself."""
+    import multiprocessing
+
+    from ipr_plugin.apis.data_check import _Worker
+    worker = _Worker(multiprocessing.get_context('fork'), None)
+    try:
+        deadline = time.monotonic() + 60
+        while not _ignores(worker.process.pid, signal.SIGINT) and time.monotonic() < deadline:
+            time.sleep(0.05)  # its handlers set
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            os.kill(worker.process.pid, signum)
+        worker.process.join(2)
+        assert worker.process.is_alive()
+        worker.close()
+        assert worker.process.exitcode == 0
+    finally:
+        if worker.process.is_alive():
+            worker.process.kill()

@@ -21,7 +21,7 @@ def _prefixed_cfg(coco_sample, work_dir, save_best: Optional[str], check: bool =
     """Two iterations of the sample config, validated after the second, its metric reporting as CrowdPose
     configs' does (prefix 'crowdpose')."""
     cfg = sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
-                            logger_interval=1)
+                            logger_interval=1, val_samples=4)
     cfg.param_scheduler = []
     cfg.val_evaluator.prefix = cfg.test_evaluator.prefix = 'crowdpose'
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=2, save_best=save_best,

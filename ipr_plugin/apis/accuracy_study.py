@@ -14,21 +14,22 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..arguments import ToolHelpFormatter
-from ..cli import command_line, hide_pkg_resources_notice, invocation
+from ..arguments import ToolHelpFormatter, check_out_file, check_out_folder
+from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse, own_folder
 from ..markdown import machine_line
 from ..paths import work_root
-from .mim_runner import MimError, MimTimeout, exit_on_sigterm, kill_running
+from .mim_runner import MimError, MimTimeout, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_calibration import calibration
-from .study_report import calibration_lines, diverged, gpu_name, table_rows, text_table, write_outputs
+from .study_report import calibration_lines, diverged, gpu_name, output_paths, table_rows, text_table, write_outputs
 from .study_rows import CutOff, TimeLimitReached, failure_summary, reevaluate, train_variant
 from .study_schedule import Say, locked, run_rows
 
@@ -85,7 +86,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    help='auto: cuda where torch sees a GPU, else cpu')
     p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
                    help='bf16 AMP for every variant (default: on with CUDA, off on the CPU)')
-    p.add_argument('--work-dir', help='runs, checkpoints and (by default) the data')
+    p.add_argument('--work-dir', help='runs, checkpoints and (by default) the data (default: '
+                   'work_dirs/accuracy_study, or work_dirs/accuracy_study_tiny with --tiny, in the checkout, or in '
+                   'the current folder when installed from a wheel)')
     p.add_argument('--data-root', help='synthetic data folder (default WORK_DIR/data; reused when its '
                    'parameters match)')
     p.add_argument('--out', help='folder receiving BENCHMARKS.md and docs/ (default: the checkout, or the current '
@@ -105,6 +108,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the size flags left out from the mode's preset, and the device-dependent defaults."""
     preset = TINY if args.tiny else FULL
+    if args.work_dir is None:  # the checkout's, from wherever the command runs (as the demo's and the benchmark's)
+        args.work_dir = str(work_root() / preset['work_dir'])
     for key, value in preset.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -128,6 +133,14 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
     args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else work_root())
+    try:  # before the training, not after it: a read-only checkout (the default --out) lost the whole report
+        for flag, folder in (('--work-dir', args.work_dir), ('--data-root', args.data_root), ('--out', args.out)):
+            check_out_folder(str(folder), 'folder')
+        flag = '--out'
+        for key, path in output_paths(args.out).items():
+            check_out_file(str(path), 'report file', in_place=key == 'markdown')
+    except OSError as error:
+        raise SystemExit(f'argument {flag}: {error}') from None
     args.variants = with_needs(args.variants)
     return args
 
@@ -175,6 +188,7 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
               results: Dict[str, Dict[str, Any]], say: Say) -> None:
     """Run ``names`` (training, then re-evaluations) with ``budget.seed``, recording results or errors."""
     used = {need for n in names for need in get_variant(n).needs}
+    aborted = threading.Event()  # the study is stopping (Ctrl-C, SIGTERM, a fault): rows killed are not failures
 
     def source_run(name: str) -> Dict[str, Any]:
         source = results[name]
@@ -196,6 +210,8 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
             else:
                 run = reevaluate(variant, source_run(variant.eval_of), budget.seed, args, say)
         except (MimError, RuntimeError, OSError, ValueError, KeyError) as err:
+            if aborted.is_set():  # its training killed because the study is stopping: no row to report
+                return
             stopped = isinstance(err, (MimTimeout, TimeLimitReached))  # by the time limit, not by a fault
             say(f'[{name}] {"CUT OFF" if stopped else "FAILED"}: {err}')
             if entry['seeds']:  # an extra seed: the seeds done stay the row's result
@@ -210,8 +226,11 @@ def _run_seed(names: Sequence[str], budget: Budget, data: Dict[str, Any], args: 
         say(f'[{name}] seed {budget.seed}: AP {run["AP"]:.4f}  AP50 {run["AP50"]:.4f}  AR {run["AR"]:.4f}'
             + (f'  train {run["train_time_s"]:.1f} s' if run['train_time_s'] is not None else ''))
 
-    run_rows(row_order(names), lambda n: get_variant(n).needs, run_row, parallel=args.parallel,
-             on_abort=kill_running)
+    def abort() -> None:
+        aborted.set()
+        kill_running()
+
+    run_rows(row_order(names), lambda n: get_variant(n).needs, run_row, parallel=args.parallel, on_abort=abort)
 
 
 def _rank_key(run: Dict[str, Any]) -> Tuple[bool, float]:
@@ -245,8 +264,6 @@ def _say(line: str) -> None:
 def run_study(args: argparse.Namespace, command: str, say: Say = _say) -> int:
     """Run the whole study; returns the exit status (1 if any variant failed)."""
     started = time.monotonic()
-    hide_pkg_resources_notice()
-    exit_on_sigterm()
     args = _resolve(args)
     if args.parallel > 1:
         say = locked(say)
@@ -313,6 +330,7 @@ def _run_study(args: argparse.Namespace, data: Dict[str, Any], command: str, say
     return 1 if failed else 0
 
 
+@tool_main('accuracy_study')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the study; ``prog``: the command's name as recorded
     (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""

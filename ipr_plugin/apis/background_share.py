@@ -23,7 +23,7 @@ import numpy as np
 
 from ..arguments import (ToolHelpFormatter, exit_on_input_errors, is_url, load_coco_file, parser_check_out_file,
                          write_json)
-from ..cli import hide_pkg_resources_notice, invocation
+from ..cli import invocation, tool_main
 from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table
 from ..ops.integral import BACKGROUNDS
@@ -219,8 +219,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return p
 
 
+@tool_main('background_share')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    hide_pkg_resources_notice()
     parser = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.background_share'))
     args = parser.parse_args(argv)
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
@@ -237,7 +237,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     print(share_markdown(rows, found['cap']))
     if args.out:
         settings = {k: found[k] for k in ('cap', 'beta', 'background', 'num_people', 'skipped_ids')}
-        write_json(args.out, dict(settings, config=args.config, checkpoint=args.checkpoint, rows=rows), indent=1)
+        with exit_on_input_errors('background_share'):  # a disk that filled up meanwhile: one line
+            write_json(args.out, dict(settings, config=args.config, checkpoint=args.checkpoint, rows=rows),
+                       indent=1)
         print(f'wrote {args.out}')
     return 0
 

@@ -267,6 +267,10 @@ class _Worker:
 
 
 def _serve(conn, parent_end, loader) -> None:
+    # Ctrl-C and `timeout` signal the whole process group: the checking process stops the workers itself (and a
+    # worker's own traceback would bury its one-line message)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # a forked child holds a copy of the checking process's end of its pipe, which would keep recv() below from
     # ever seeing the end of a checking process killed without closing its workers
     parent_end.close()

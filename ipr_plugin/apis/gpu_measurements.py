@@ -27,19 +27,23 @@ writes under ``OUT``: ``benchmark.md``, ``study/BENCHMARKS.md`` with ``study/doc
 Usage: ``python tools/gpu_measurements.py OUT [--seconds 540] [--parts benchmark study]``.
 """
 import argparse
+import os
+import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..arguments import ToolHelpFormatter
-from ..cli import hide_pkg_resources_notice, invocation
+from ..cli import invocation, tool_main
 from ..paths import MMPOSE_IPR_CONFIG as MMPOSE_IPR
 from ..paths import OURS_FAST_COMPILE_CONFIG as FAST_COMPILE
 from ..paths import OURS_FAST_CONFIG as FAST
 from ..paths import work_root
-from .mim_runner import exit_on_sigterm, stop_session
+from ..processes import die_with_parent
+from .mim_runner import stop_session
 
 STUDY_VARIANTS = ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias', 'ours-JS-ones')
 STUDY_PARALLEL = 6  # every trained row of STUDY_VARIANTS at once
@@ -106,7 +110,9 @@ def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys
         # the tool stops itself at --time-limit; the margin is its time to write and exit. Past it, SIGTERM lets
         # it kill the sessions of its own children (the benchmark's worker, the study's trainings), which a
         # SIGKILL of the tool alone would leave running on the GPU.
-        proc = subprocess.Popen([python, *argv], cwd=work_root(), start_new_session=True)
+        # SIGTERM too when this process is SIGKILLed, which gives it no time to stop the part itself
+        proc = subprocess.Popen([python, *argv], cwd=work_root(), start_new_session=True,
+                                preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGTERM))
         try:
             rc = proc.wait(limit + REPORT_MARGIN)
         except subprocess.TimeoutExpired:
@@ -127,10 +133,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     return p
 
 
+@tool_main('gpu_measurements')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    hide_pkg_resources_notice()
     args = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.gpu_measurements')).parse_args(argv)
-    exit_on_sigterm()  # run_parts then stops the running part's session instead of leaving it on the GPU
     import torch
     if not torch.cuda.is_available():
         raise SystemExit('gpu_measurements: torch sees no CUDA device here; these figures are GPU figures')

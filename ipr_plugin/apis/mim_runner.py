@@ -97,6 +97,7 @@ def run_command(cmd: Sequence[str],
     finally:
         timer.cancel()
         kill_session(proc)  # whatever the child left running in its session (or this process interrupted)
+        proc.stdout.close()
         with _RUNNING_LOCK:
             _RUNNING.discard(proc)
     output = ''.join(lines)
@@ -152,13 +153,6 @@ def progress_line(line: str) -> str:
     fields = [f'{key}: {value}' for key, value in _FIELD.findall(message[head.end() if head else 0:])
               if key not in _TIMING_FIELDS]
     return '  '.join(([head.group(0)] if head else []) + fields)
-
-
-def exit_on_sigterm() -> None:
-    """Turn SIGTERM (``timeout``, a job scheduler, a parent's time limit) into SystemExit in the main thread, so
-    that the ``finally`` blocks that kill the children's sessions run instead of leaving them on the GPU."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def stop_session(proc: subprocess.Popen, grace: float = 20.0) -> None:

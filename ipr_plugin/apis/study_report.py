@@ -12,7 +12,7 @@ import numpy as np
 
 from ..arguments import write_json
 from ..markdown import append_section, markdown_table
-from ..plotting import pyplot
+from ..plotting import pyplot, save_figure
 from .study_calibration import load_predictions
 
 # CocoMetric's keys, as the table names them.
@@ -173,9 +173,7 @@ def plot(calibrations: Sequence[Mapping[str, Any]], results: Mapping[str, Mappin
                ylabel='COCO AP (val)', title='AP during training (first seed)')
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -277,11 +275,16 @@ def _jsonable(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
+def output_paths(out_dir: Path) -> Dict[str, Path]:
+    """What :func:`write_outputs` writes under ``out_dir``: ``json``, ``plot`` and ``markdown`` (appended to)."""
+    docs = out_dir / 'docs'
+    return dict(json=docs / 'accuracy_study.json', plot=docs / 'calibration.png', markdown=out_dir / 'BENCHMARKS.md')
+
+
 def write_outputs(report: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
     """Write ``docs/accuracy_study.json``, ``docs/calibration.png`` and append to ``BENCHMARKS.md`` under
     ``out_dir``; returns the three paths."""
-    docs = out_dir / 'docs'
-    paths = dict(json=docs / 'accuracy_study.json', plot=docs / 'calibration.png', markdown=out_dir / 'BENCHMARKS.md')
+    paths = output_paths(out_dir)
     plot(report['calibration'], report['results'], paths['plot'])
     write_json(str(paths['json']), _jsonable(report), indent=1, allow_nan=False)
     rows = table_rows(report['results'])

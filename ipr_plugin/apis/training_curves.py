@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from glob import escape, glob
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
-from ..arguments import written_whole
-from ..plotting import pyplot
+from ..plotting import pyplot, save_figure
 
 LOG_NAME = osp.join('vis_data', 'scalars.json')
 
@@ -269,12 +268,7 @@ def summarize(curves: Curves) -> List[str]:
 def plot_curves(runs: Union[Curves, Sequence[Curves]], out_file: str, metrics: Optional[Sequence[str]] = None,
                 labels: Optional[Sequence[str]] = None) -> str:
     """Draw :func:`draw_curves` to ``out_file`` (PNG, SVG or PDF by its suffix), written whole or not at all."""
-    fig = draw_curves(runs, metrics, labels)
-    try:
-        with written_whole(out_file) as partial:
-            fig.savefig(partial, dpi=100, format=osp.splitext(out_file)[1][1:].lower() or 'png')
-    finally:
-        pyplot().close(fig)
+    save_figure(draw_curves(runs, metrics, labels), out_file, dpi=100)
     return out_file
 
 

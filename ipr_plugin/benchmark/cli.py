@@ -11,15 +11,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..apis.mim_runner import exit_on_sigterm, kill_session
-from ..arguments import ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file, parser_error
-from ..cli import command_line, hide_pkg_resources_notice, invocation
+from ..apis.mim_runner import kill_session
+from ..arguments import (ToolHelpFormatter, check_out_folder, load_coco_file, load_detection_file,
+                         parser_check_out_file, parser_error)
+from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, require_file, work_root
+from ..processes import die_with_parent
 from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES, train_images_for
 from .plot import plot_pipelines
 from .report import render_section
@@ -171,8 +174,10 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
         env['CUDA_VISIBLE_DEVICES'] = ''  # mmengine's Runner picks CUDA whenever it sees a GPU
     # what the worker prints (mmengine's log, xtcocotools' steps) goes to stderr, with the progress lines: the
     # report is all that stdout holds, so that `benchmark.py > table.md` gives the table
+    # killed with this process, even by SIGKILL: a worker left training would skew the next run's timings
     proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
-                            start_new_session=True, stdout=_stderr_fd())
+                            start_new_session=True, stdout=_stderr_fd(),
+                            preexec_fn=partial(die_with_parent, os.getpid()))
     stopped = False
     try:
         proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))
@@ -308,17 +313,21 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     _fill_defaults(args)  # --out's default
     for flag, path in (('--out', args.out), ('--plot', args.plot)):  # before minutes of measuring, not after
         parser_check_out_file(parser, path, flag, 'output file', in_place=True)  # appended to, saved over
+    if args.data_root is not None:
+        try:  # a file in the way or a read-only place: one line now, not a traceback from a lock file
+            check_out_folder(args.data_root, 'data folder')
+        except OSError as error:
+            parser.error(f'argument --data-root: {error}')
 
 
+@tool_main('benchmark')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``) and run the benchmark; ``prog``: the command's name as recorded
     (default: as this process was started, see :func:`~ipr_plugin.cli.invocation`)."""
-    hide_pkg_resources_notice()
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or invocation(sys.argv[0], 'ipr_plugin.benchmark')
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    exit_on_sigterm()  # a parent's time limit: run_config's cleanup then kills the worker's session
     _check_args(parser, args)
     try:  # before the synthetic set is written
         val_split = given_val_split(*args.val_data) if args.val_data else None
@@ -337,7 +346,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         data_root = args.data_root or (osp.join(temp_root, 'data') if args.tiny
                                       else str(work_root() / 'data' / 'bench_synthetic'))
         try:
-            data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed, held)
+            # the real path: the same folder named through a link is the same set, not one to write again
+            data = prepare_data(osp.realpath(data_root), args.num_images, args.num_val_images, args.seed, held)
         except FolderInUse as error:
             parser.error(f'argument --data-root: {error}')
         if val_split:

@@ -8,7 +8,7 @@ beside the margin.
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..plotting import pyplot
+from ..plotting import pyplot, save_figure
 from .report import step_breakdown
 
 PANELS = {'pipeline': '(d) train pipeline', 'test_pipeline': '(e) test pipeline'}
@@ -20,10 +20,7 @@ def plot_pipelines(results: List[Dict[str, Any]], path: Path) -> Optional[Path]:
     fig = draw_pipelines(results)
     if fig is None:
         return None
-    plt = pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches='tight')  # 'tight' keeps the legends below the axes
-    plt.close(fig)
+    save_figure(fig, path, dpi=110, bbox_inches='tight')  # 'tight' keeps the legends below the axes
     return path
 
 

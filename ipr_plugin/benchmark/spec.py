@@ -1,5 +1,6 @@
 """What one benchmark worker is asked to measure, and the configs it can be asked about."""
 import json
+import os
 import os.path as osp
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,9 +88,11 @@ def config_name(path: str) -> str:
 
 
 def parse_config_arg(arg: str) -> Tuple[str, str, str]:
-    """``NAME=PATH`` or ``PATH`` -> (name, path as given, resolved path)."""
+    """``NAME=PATH`` or ``PATH`` -> (name, path as given, resolved path). A NAME holds no ``/`` or ``::``: an
+    ``=`` after one is part of the path (``runs/lr=1e-3/config.py``)."""
     name: Optional[str] = None
-    if '=' in arg and '::' not in arg.split('=', 1)[0]:
+    head = arg.split('=', 1)[0]
+    if '=' in arg and not any(mark in head for mark in ('::', '/', os.sep)) and not osp.exists(arg):
         name, arg = arg.split('=', 1)
     return name or config_name(arg), arg, resolve_config_path(arg)
 

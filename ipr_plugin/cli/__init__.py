@@ -7,11 +7,17 @@ installs. The benchmark, the accuracy study, the background-share table and the 
 :mod:`ipr_plugin.apis.background_share`, :mod:`ipr_plugin.apis.gpu_measurements`. Those that record their
 command in ``BENCHMARKS.md`` (the benchmark, the study) write it as :func:`command_line` tells.
 """
+import functools
 import os
 import os.path as osp
 import shlex
+import signal
+import sys
+import threading
 import warnings
-from typing import Sequence
+from typing import Callable, Optional, Sequence, TypeVar
+
+Main = TypeVar('Main', bound=Callable[..., Optional[int]])
 
 # the package's folder: a script in it was run as ``python -m``
 _PACKAGE_DIR = osp.dirname(osp.dirname(osp.realpath(__file__)))
@@ -47,6 +53,45 @@ def command_line(argv: Sequence[str], prog: str) -> str:
 def hide_pkg_resources_notice() -> None:
     """Ignore setuptools' "pkg_resources is deprecated" warning in this process: mmengine imports pkg_resources
     (resolving ``package::`` config names, checking installed packages), and the notice says nothing that a user
-    of these tools could act on. Every tool that reads configs or runs mmengine calls this first."""
+    of these tools could act on. Every tool calls this first (through :func:`tool_main`)."""
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived (:func:`exit_on_sigterm`); exit status 143."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, a job scheduler, a parent's time limit) into :class:`Terminated`, a SystemExit, in
+    the main thread, so that the ``finally`` blocks that kill the children's sessions run instead of leaving them
+    on the GPU."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def tool_main(name: str) -> Callable[[Main], Main]:
+    """Decorator for the ``main`` of the tool ``name``: setuptools' notice hidden
+    (:func:`hide_pkg_resources_notice`), and Ctrl-C or SIGTERM ending the tool with one line,
+    ``<name>: interrupted`` or ``<name>: terminated``, and exit status 130 or 143 (a shell's 128 + the signal)
+    instead of a traceback. Either way the tool's ``finally`` blocks stop what it started (loader workers,
+    training sessions) on the way out."""
+    def wrap(main: Main) -> Main:
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            hide_pkg_resources_notice()
+            exit_on_sigterm()
+            try:
+                return main(*args, **kwargs)
+            except KeyboardInterrupt:
+                print(f'\n{name}: interrupted', file=sys.stderr, flush=True)
+                return 128 + signal.SIGINT
+            except Terminated as stop:
+                print(f'\n{name}: terminated', file=sys.stderr, flush=True)
+                return stop.code
+        return run  # type: ignore[return-value]
+    return wrap

@@ -15,10 +15,9 @@ import sys
 from typing import Optional, Sequence
 
 from ..apis.data_check import SPLITS, check_data, data_files, format_report, report_json
-from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import ToolHelpFormatter, check_out_file, exit_on_input_errors, parser_check_out_file, write_json
 from ..paths import installed_config
-from . import hide_pkg_resources_notice
+from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -44,10 +43,9 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     return args
 
 
+@tool_main('check_data')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    hide_pkg_resources_notice()
     args = parse_args(argv, prog)
-    exit_on_sigterm()  # a time limit or a scheduler: the loading workers are closed on the way out
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
         # before the check, not after it: the config or a file it names given as --out would be replaced
         inputs = [installed_config(args.config), *data_files(args.config, args.cfg_options)] if args.out else []
@@ -56,7 +54,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     text = format_report(report, max_listed=args.max_listed)
     print(text)
     if args.out:
-        write_json(args.out, report_json(report), indent=1)
+        with exit_on_input_errors('check_data'):  # a disk that filled up during the check: one line
+            write_json(args.out, report_json(report), indent=1)
         print(f'every problem and note: {args.out}')
     elif 'not listed' in text:
         print('(--max-listed 0 lists every one, --out FILE writes them all to a JSON file)')

@@ -8,12 +8,12 @@ import sys
 from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
-from ..apis.mim_runner import exit_on_sigterm
-from ..arguments import ToolHelpFormatter, parser_error
+from ..arguments import ToolHelpFormatter, check_out_folder, parser_error
 from ..locks import FolderInUse
-from . import hide_pkg_resources_notice
+from . import tool_main
 
 
+@tool_main('demo')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=ToolHelpFormatter)
@@ -28,9 +28,13 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
     parser.add_argument('--seed', type=int, default=0, help='of the synthetic set, the weights and the training')
     args = parser.parse_args(argv)
-    hide_pkg_resources_notice()
-    exit_on_sigterm()  # a time limit or a scheduler: mim train's session (in a session of its own) is killed too
-    parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
+    problems = demo_argument_problems(args.num_train, args.num_val, args.epochs)
+    for name, folder in (('work_dir', args.work_dir), ('data_root', args.data_root)):
+        try:  # a file in the way or a read-only place: one line now, not a traceback from a lock file
+            check_out_folder(folder, 'folder')
+        except OSError as error:
+            problems[name] = str(error)
+    parser_error(parser, problems)
     try:
         run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
                  epochs=args.epochs, seed=args.seed)

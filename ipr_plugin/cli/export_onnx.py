@@ -18,7 +18,7 @@ import torch
 from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.onnx_export import (build_export_module, export_argument_problems, export_module, require_onnx,
                                 verify_onnx)
-from . import hide_pkg_resources_notice
+from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -44,8 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     return args
 
 
+@tool_main('export_onnx')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
-    hide_pkg_resources_notice()
     args = parse_args(argv, prog)
     try:  # before the model is built
         require_onnx()

@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 
 from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.person_boxes import NothingDetected, argument_problems, format_summary, make_person_boxes
-from . import hide_pkg_resources_notice
+from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -57,8 +57,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     return args
 
 
+@tool_main('make_person_boxes')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
-    hide_pkg_resources_notice()
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     args = parse_args(argv, prog)

@@ -10,13 +10,13 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from ..apis.mim_runner import exit_on_sigterm
 from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_error
 from ..datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
                                        write_synthetic_coco)
 from ..datasets.synthetic_sets import writing_set
 from ..locks import FolderInUse
 from ..paths import work_root
+from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
@@ -48,9 +48,9 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     return args
 
 
+@tool_main('make_synthetic_coco')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> None:
     args = parse_args(argv, prog)
-    exit_on_sigterm()  # a time limit or a scheduler: the rendering processes are shut down on the way out
     start = time.perf_counter()
     try:
         # a file in the way of the folder (--out README.md), an unwritable folder: one line, not a traceback

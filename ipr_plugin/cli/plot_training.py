@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 from ..apis.training_curves import plot_curves, read_curves, run_labels, summarize
 from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file
+from . import tool_main
 
 FORMATS = ('.png', '.svg', '.pdf')
 
@@ -48,6 +49,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     return args
 
 
+@tool_main('plot_training')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     args = parse_args(argv, prog)
     with exit_on_input_errors('plot_training'):

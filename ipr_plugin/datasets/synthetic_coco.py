@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from ..arguments import raise_problems, write_json
+from ..processes import die_with_parent
 from .render import RenderedPerson, SceneParams, render_scene
 
 # in the set's folder while write_synthetic_coco writes, and after a write cut short: no stamp is trusted then
@@ -215,7 +216,8 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     """Write a synthetic COCO person-keypoint dataset (images, annotations, detector boxes) under ``root``.
 
     Args:
-        root: dataset root; created if missing. Existing files of the same names are overwritten.
+        root: dataset root; created if missing. Existing files of the same names are overwritten; the earlier
+            annotation and detection files are removed before the first image is written.
         num_train: number of train images (``train2017``).
         num_val: number of val images (``val2017``); the detections file covers these.
         image_size: (width, height) of every image, pixels.
@@ -233,7 +235,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
 
     Returns:
         dict: ``root``; ``train_ann_file``, ``val_ann_file``, ``train_img_dir``, ``val_img_dir``, ``bbox_file``
-        (absolute paths); ``num_train_images``, ``num_val_images``, ``num_train_instances``,
+        (absolute paths, links resolved); ``num_train_images``, ``num_val_images``, ``num_train_instances``,
         ``num_val_instances``, ``num_detections``.
 
     Raises:
@@ -246,7 +248,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     if people_per_image is not None:
         scene = replace(scene, people_per_image=tuple(people_per_image))
     width, height = image_size
-    root = osp.abspath(root)
+    root = osp.realpath(root)  # one name for a folder reached through links: a stamp compares it
     # The difficulty joins the seed, so that 'normal' and 'hard' sets of one seed share no backgrounds.
     stream_seed = [seed, list(DIFFICULTIES).index(difficulty)]
     jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality),
@@ -256,12 +258,18 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     os.makedirs(root, exist_ok=True)
     writing = osp.join(root, WRITING_MARKER)
     open(writing, 'w').close()  # removed at the end: a write cut short leaves it
+    # A write cut short over an earlier set left its annotation files describing the new images without a word
+    # (training and check_data took them): they go first, so a cut-short set fails to load, naming the file.
+    for old in (*(_ann_file(root, split) for split in _SPLITS), osp.join(root, DET_FILE)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(old)
     if workers is None:
         workers = (os.cpu_count() or 1) if num_train + num_val >= PARALLEL_MIN_IMAGES else 1
     # fork where there is one (as torch's DataLoader does): the children only render with numpy and cv2, and a
     # spawned child would first import this whole package (torch, mmpose), seconds per process
     method = 'fork' if 'fork' in multiprocessing.get_all_start_methods() else 'spawn'
-    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+    pool = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                initializer=die_with_parent, initargs=(os.getpid(),))
             if workers > 1 and num_train + num_val > 1 else None)
     try:
         for split, count in (('train', num_train), ('val', num_val)):
@@ -286,6 +294,10 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     return out
 
 
+def _ann_file(root: str, split: str) -> str:
+    return osp.join(root, 'annotations', f'person_keypoints_{split}2017.json')
+
+
 def _write_split(split: str, img_dir: str, people_per_image: Iterable[List[RenderedPerson]],
                  image_size: Tuple[int, int], stream_seed: Sequence[int], det: DetParams, description: str,
                  out: Dict) -> List[Dict]:
@@ -305,7 +317,7 @@ def _write_split(split: str, img_dir: str, people_per_image: Iterable[List[Rende
         if split == 'val':
             det_rng = np.random.default_rng([*stream_seed, _DET_STREAM, index])
             detections += _detections(det_rng, image, image_anns, det)
-    ann_file = osp.join(out['root'], 'annotations', f'person_keypoints_{split}2017.json')
+    ann_file = _ann_file(out['root'], split)
     _write_json(dict(info=dict(description=description, version='1.0', year=2017), licenses=[], images=images,
                      annotations=anns, categories=[PERSON_CATEGORY]), ann_file)
     out.update({f'{split}_ann_file': ann_file, f'{split}_img_dir': img_dir, f'num_{split}_images': len(images),

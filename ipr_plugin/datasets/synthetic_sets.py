@@ -23,7 +23,7 @@ def stamped_data(stamp: str, params: Dict) -> Optional[Dict]:
     another set's, one of the files it names (annotations, detections) gone or written since (by
     ``make_synthetic_coco --out``, or another tool's set in the same folder), a write cut short since, or the
     stamp of another folder (copied with it, it names the other folder's files)."""
-    root = osp.dirname(osp.abspath(stamp))
+    root = osp.dirname(osp.realpath(stamp))  # as write_synthetic_coco records it
     if osp.exists(osp.join(root, synthetic_coco.WRITING_MARKER)):
         return None
     try:
