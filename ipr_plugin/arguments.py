@@ -118,6 +118,17 @@ def parser_check_out_file(parser: argparse.ArgumentParser, out_file: Optional[st
         parser.error(f'argument {flag}: {error}')
 
 
+def parser_check_out_folder(parser: argparse.ArgumentParser, folder: Optional[str], flag: str) -> None:
+    """:func:`check_out_folder` for a command line (a file in the way or a read-only place: one line before the
+    work, not a traceback from a lock file inside the folder): exit through ``parser.error`` naming ``flag``.
+    ``None`` (the tool's default) passes."""
+    if folder is not None:
+        try:
+            check_out_folder(folder, 'folder')
+        except OSError as error:
+            parser.error(f'argument {flag}: {error}')
+
+
 @contextmanager
 def exit_on_input_errors(prog: str) -> Iterator[None]:
     """For a tool's ``main``: the errors the package raises about a user's inputs (``OSError``: a missing or

@@ -32,10 +32,12 @@ def _gone(pid: int, seconds: float) -> bool:
 def _writer_under_way(out: Path) -> subprocess.Popen:
     """``make_synthetic_coco`` writing a set big enough to stop, in a session of its own (stderr piped, as text),
     once its first image is on disk."""
+    # Ctrl-C as in a terminal, also where these tests run in a background job (which ignores SIGINT, and so would
+    # the writer, which would then finish)
     proc = subprocess.Popen([sys.executable, 'tools/make_synthetic_coco.py', '--out', str(out), '--num-train', '3000',
                              '--num-val', '1', '--workers', '2', '--image-size', '320', '240'],
                             cwd=REPO_ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any((out / 'train2017').glob('*.jpg')) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -126,7 +128,6 @@ def test_a_copied_set_is_not_taken_for_the_folder_it_was_copied_from(tmp_path: P
 
 
 def test_an_interrupted_onnx_export_leaves_the_earlier_file(tmp_path: Path, monkeypatch) -> None:
-    pytest.importorskip('onnx')
     import onnx
 
     from ipr_plugin.apis.onnx_export import build_export_module, export_module
@@ -359,3 +360,19 @@ def test_a_data_check_worker_leaves_ctrl_c_to_the_checking_process() -> None:
     finally:
         if worker.process.is_alive():
             worker.process.kill()
+
+
+def test_a_tool_called_from_python_leaves_ctrl_c_and_sigterm_to_its_caller(capsys) -> None:
+    """A script or notebook looping over a tool's main() kept going after Ctrl-C (each call returned 130), and
+    SIGTERM to it raised inside whatever ran next instead of stopping it."""
+    from ipr_plugin.cli import tool_main
+
+    @tool_main('probe')
+    def main(argv=None) -> int:
+        raise KeyboardInterrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        main([])
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert main() == 130 and capsys.readouterr().err.strip() == 'probe: interrupted'  # run as a program

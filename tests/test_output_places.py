@@ -48,7 +48,7 @@ def test_a_file_where_a_tool_wants_a_folder_is_refused_before_the_work(tmp_path:
         with pytest.raises(SystemExit, match=f'argument {flag}: folder {a_file}'):
             accuracy_study.main(['--tiny', '--work-dir', str(tmp_path / 'w'), flag, str(a_file)])
     said = _refusal(capsys, bench_cli.main, ['--tiny', '--data-root', str(a_file), '--out', str(tmp_path / 'B.md')])
-    assert said.startswith('2 ') and f'argument --data-root: data folder {a_file}' in said, said
+    assert said.startswith('2 ') and f'argument --data-root: folder {a_file}' in said, said
 
 
 def test_the_study_checks_its_report_files_before_training(tmp_path: Path) -> None:
@@ -92,3 +92,24 @@ def test_an_equals_sign_inside_a_config_path_is_part_of_the_path(tmp_path: Path)
     assert parse_config_arg(str(config))[1] == str(config)
     assert parse_config_arg(f'fast={config}')[:2] == ('fast', str(config))
     assert parse_config_arg('a=b=c.py')[:2] == ('a', 'b=c.py')  # no such file: a NAME, as before
+
+
+def test_the_benchmarks_picture_needs_a_writable_folder_which_is_checked_before_measuring(tmp_path: Path) -> None:
+    """--plot was checked as a file saved over, but it is written beside its place and moved there: a read-only
+    folder passed the check and failed after the measuring, before the table was appended."""
+    import os
+    import subprocess
+    import sys
+    folder = tmp_path / 'pictures'
+    folder.mkdir()
+    (folder / 'plot.png').write_bytes(b'an earlier picture')
+    folder.chmod(0o555)
+    script = 'import sys\nfrom ipr_plugin.benchmark import main\nsys.exit(main(sys.argv[1:]))\n'
+    # as root, without the capability that ignores file modes
+    prefix = ['setpriv', '--inh-caps=-dac_override', '--bounding-set=-dac_override'] if os.geteuid() == 0 else []
+    try:
+        proc = subprocess.run([*prefix, sys.executable, '-c', script, '--tiny', '--plot', str(folder / 'plot.png'),
+                               '--out', str(tmp_path / 'B.md')], capture_output=True, text=True, timeout=300)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 2 and f'its folder {folder} is not writable' in proc.stderr, proc.stderr[-2000:]

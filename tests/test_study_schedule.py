@@ -62,7 +62,7 @@ def test_an_exception_out_of_a_row_aborts_the_rest_and_propagates():
     def run(name):
         if name == 'a':
             raise KeyError('a bug')
-        stop.wait(5)  # a row still running when 'a' fails; on_abort ends it, as kill_running ends a subprocess
+        stop.wait(60)  # a row still running when 'a' fails; on_abort ends it, as kill_running ends a subprocess
 
     def on_abort():
         aborted.append(True)
@@ -71,7 +71,7 @@ def test_an_exception_out_of_a_row_aborts_the_rest_and_propagates():
     start = time.monotonic()
     with pytest.raises(KeyError, match='a bug'):
         run_rows(['b', 'a', 'start'], NEEDS.get, run, parallel=2, on_abort=on_abort)
-    assert aborted == [True] and time.monotonic() - start < 4
+    assert aborted == [True] and time.monotonic() - start < 30  # not the row's 60 s
 
 
 def test_parallel_must_be_positive():

@@ -7,7 +7,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.hooks import Hook
 from mmengine.registry import LOOPS
-from mmengine.runner import Runner, TestLoop
+from mmengine.runner import Runner
+from mmengine.runner import TestLoop as EngineTestLoop  # not collected as a test class
 from mmpose.registry import HOOKS
 
 import ipr_plugin  # noqa: F401
@@ -97,7 +98,7 @@ class _Batches(list):
 
 
 @LOOPS.register_module(force=True)
-class _ListTestLoop(TestLoop):
+class _ListTestLoop(EngineTestLoop):
     """A test loop over a list of batches (no DataLoader, whose collate function the hook could set)."""
 
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False) -> None:

@@ -75,4 +75,4 @@ class _Collect(Hook):
         self.store = store
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.store.append({k: float(v) for k, v in outputs.items()})
+        self.store.append({k: float(v.detach()) for k, v in outputs.items()})

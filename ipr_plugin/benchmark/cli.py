@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import kill_session
-from ..arguments import (ToolHelpFormatter, check_out_folder, load_coco_file, load_detection_file,
-                         parser_check_out_file, parser_error)
+from ..arguments import (ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file,
+                         parser_check_out_folder, parser_error)
 from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse
 from ..markdown import append_section
@@ -311,13 +311,10 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         problems['plot'] = f'{args.plot}: give a file ending in {", ".join(PLOT_FORMATS)}'
     parser_error(parser, problems)
     _fill_defaults(args)  # --out's default
-    for flag, path in (('--out', args.out), ('--plot', args.plot)):  # before minutes of measuring, not after
-        parser_check_out_file(parser, path, flag, 'output file', in_place=True)  # appended to, saved over
-    if args.data_root is not None:
-        try:  # a file in the way or a read-only place: one line now, not a traceback from a lock file
-            check_out_folder(args.data_root, 'data folder')
-        except OSError as error:
-            parser.error(f'argument --data-root: {error}')
+    # before minutes of measuring, not after: --out is appended to, --plot written beside its place and moved there
+    for flag, path in (('--out', args.out), ('--plot', args.plot)):
+        parser_check_out_file(parser, path, flag, 'output file', in_place=flag == '--out')
+    parser_check_out_folder(parser, args.data_root, '--data-root')
 
 
 @tool_main('benchmark')
@@ -346,8 +343,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         data_root = args.data_root or (osp.join(temp_root, 'data') if args.tiny
                                       else str(work_root() / 'data' / 'bench_synthetic'))
         try:
-            # the real path: the same folder named through a link is the same set, not one to write again
-            data = prepare_data(osp.realpath(data_root), args.num_images, args.num_val_images, args.seed, held)
+            data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed, held)
         except FolderInUse as error:
             parser.error(f'argument --data-root: {error}')
         if val_split:

@@ -57,7 +57,6 @@ def hide_pkg_resources_notice() -> None:
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 
-
 class Terminated(SystemExit):
     """SIGTERM arrived (:func:`exit_on_sigterm`); exit status 143."""
 
@@ -75,23 +74,34 @@ def exit_on_sigterm() -> None:
 
 
 def tool_main(name: str) -> Callable[[Main], Main]:
-    """Decorator for the ``main`` of the tool ``name``: setuptools' notice hidden
-    (:func:`hide_pkg_resources_notice`), and Ctrl-C or SIGTERM ending the tool with one line,
-    ``<name>: interrupted`` or ``<name>: terminated``, and exit status 130 or 143 (a shell's 128 + the signal)
-    instead of a traceback. Either way the tool's ``finally`` blocks stop what it started (loader workers,
-    training sessions) on the way out."""
+    """Decorator for the ``main(argv=None, ...)`` of the tool ``name``: setuptools' notice hidden
+    (:func:`hide_pkg_resources_notice`) and SIGTERM a :class:`Terminated` while it runs (:func:`exit_on_sigterm`;
+    the handler before it is put back after), so that the tool's ``finally`` blocks stop what it started (loader
+    workers, training sessions). Run as a program (``argv`` None: ``tools/<name>.py``, a console script), Ctrl-C
+    or SIGTERM ends it with one line, ``<name>: interrupted`` or ``<name>: terminated``, and exit status 130 or
+    143 (a shell's 128 + the signal) instead of a traceback; called with ``argv`` from Python, the exception
+    propagates to the caller, whose Ctrl-C it is."""
     def wrap(main: Main) -> Main:
         @functools.wraps(main)
-        def run(*args, **kwargs):
+        def run(argv: Optional[Sequence[str]] = None, *args, **kwargs):
             hide_pkg_resources_notice()
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
             exit_on_sigterm()
             try:
-                return main(*args, **kwargs)
+                return main(argv, *args, **kwargs)
             except KeyboardInterrupt:
-                print(f'\n{name}: interrupted', file=sys.stderr, flush=True)
+                if argv is not None:
+                    raise
+                print(f'\n{name}: interrupted', file=sys.stderr, flush=True)  # after the terminal's ^C
                 return 128 + signal.SIGINT
             except Terminated as stop:
-                print(f'\n{name}: terminated', file=sys.stderr, flush=True)
+                if argv is not None:
+                    raise
+                print(f'{name}: terminated', file=sys.stderr, flush=True)
                 return stop.code
+            finally:
+                if in_main_thread and previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
         return run  # type: ignore[return-value]
     return wrap

@@ -8,7 +8,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..apis.demo import DEFAULT_DATA_ROOT, DEFAULT_WORK_DIR, demo_argument_problems, run_demo
-from ..arguments import ToolHelpFormatter, check_out_folder, parser_error
+from ..arguments import ToolHelpFormatter, parser_check_out_folder, parser_error
 from ..locks import FolderInUse
 from . import tool_main
 
@@ -28,13 +28,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> No
     parser.add_argument('--epochs', type=int, default=None, help="default: the config's")
     parser.add_argument('--seed', type=int, default=0, help='of the synthetic set, the weights and the training')
     args = parser.parse_args(argv)
-    problems = demo_argument_problems(args.num_train, args.num_val, args.epochs)
-    for name, folder in (('work_dir', args.work_dir), ('data_root', args.data_root)):
-        try:  # a file in the way or a read-only place: one line now, not a traceback from a lock file
-            check_out_folder(folder, 'folder')
-        except OSError as error:
-            problems[name] = str(error)
-    parser_error(parser, problems)
+    parser_error(parser, demo_argument_problems(args.num_train, args.num_val, args.epochs))
+    for flag, folder in (('--work-dir', args.work_dir), ('--data-root', args.data_root)):
+        parser_check_out_folder(parser, folder, flag)
     try:
         run_demo(work_dir=args.work_dir, data_root=args.data_root, num_train=args.num_train, num_val=args.num_val,
                  epochs=args.epochs, seed=args.seed)
