@@ -137,8 +137,9 @@ def test_ipr_load_image_names_a_corrupt_or_missing_file(tmp_path):
     register_all_modules()
     corrupt = tmp_path / 'corrupt.jpg'
     corrupt.write_bytes(b'\xff\xd8 not a jpeg' * 10)
-    for path in (corrupt, tmp_path / 'missing.jpg'):
-        with pytest.raises(Exception, match=path.name):
+    # as mmpose's LoadImage raises them, each naming the file
+    for path, error in ((corrupt, AssertionError), (tmp_path / 'missing.jpg', FileNotFoundError)):
+        with pytest.raises(error, match=path.name):
             _load('IPRLoadImage', path)
 
 

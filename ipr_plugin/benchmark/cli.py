@@ -117,8 +117,9 @@ def _fill_defaults(args: argparse.Namespace) -> None:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.out is None and not args.tiny:  # the checkout's, from wherever the command runs
-        args.out = str(work_root() / 'BENCHMARKS.md')
+    if not args.tiny:  # the checkout's, from wherever the command runs (--tiny: a temporary folder, made later)
+        args.out = args.out or str(work_root() / 'BENCHMARKS.md')
+        args.data_root = args.data_root or str(work_root() / 'data' / 'bench_synthetic')
 
 
 def prepare_data(root: str, num_train: int, num_val: int, seed: int,
@@ -340,8 +341,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     temp_root = tempfile.mkdtemp(prefix='ipr_benchmark_')
     held = contextlib.ExitStack()  # the synthetic set, until the measurements are done
     try:
-        data_root = args.data_root or (osp.join(temp_root, 'data') if args.tiny
-                                      else str(work_root() / 'data' / 'bench_synthetic'))
+        data_root = args.data_root or osp.join(temp_root, 'data')
         try:
             data = prepare_data(osp.abspath(data_root), args.num_images, args.num_val_images, args.seed, held)
         except FolderInUse as error:
