@@ -40,8 +40,9 @@ class DSNTLabel(BaseKeypointCodec):
         - keypoint_labels (np.ndarray): (N, K, 2) float32, normalised (x, y) in [-1, 1] for points inside.
         - keypoint_weights (np.ndarray): (N, K) float32, 1 where the keypoint is visible and inside the input.
         - heatmaps (np.ndarray): (K, H, W) float32, only with ``heatmap_size`` and ``sigma``: a Gaussian at the
-          exact sub-pixel location (not rounded to a cell), each map summing to 1 (zero for unlabelled
-          keypoints). With N > 1 instances the maps are the per-cell maximum over instances, renormalised.
+          exact sub-pixel location (not rounded to a cell), sampled at the cell centres (``grid='center'``,
+          whatever the head's grid), each map summing to 1 (zero for unlabelled keypoints). With N > 1
+          instances the maps are the per-cell maximum over instances, renormalised.
 
     Args:
         input_size (tuple[int, int]): Model input size (w, h) in pixels.
@@ -118,7 +119,8 @@ class DSNTLabel(BaseKeypointCodec):
             scores (np.ndarray, optional): (N, K) keypoint scores; ones when absent.
 
         Returns:
-            tuple: keypoints (N, K, 2) in input pixels and scores (N, K).
+            tuple: keypoints (N, K, 2) float32 in input-crop pixels (pixel centres at integers; with ``use_udp``
+            scaled by (w / (w - 1), h / (h - 1)), as mmpose's back-transform expects) and scores (N, K).
         """
         if encoded.ndim != 3 or encoded.shape[-1] != 2:
             raise ValueError(f'DSNTLabel.decode: `encoded` must have shape (N, K, 2), got {encoded.shape}')
@@ -138,7 +140,8 @@ class DSNTLabel(BaseKeypointCodec):
             batch_scores (Tensor | np.ndarray, optional): (B, N, K) scores; ones when absent.
 
         Returns:
-            tuple: lists of B keypoint arrays (N, K, 2) in input pixels and B score arrays (N, K).
+            tuple: lists of B keypoint arrays (N, K, 2) in input-crop pixels (as :meth:`decode` gives them) and B
+            score arrays (N, K).
         """
         coords = torch.as_tensor(batch_coords)
         if coords.ndim != 4 or coords.shape[-1] != 2:

@@ -29,7 +29,7 @@ def _check_xy(name: str, xy: ArrayLike) -> None:
 
 
 def _as_float(xy: ArrayLike) -> ArrayLike:
-    # Integer pixel indices would otherwise be truncated by the division.
+    # _per_axis casts the size to xy's dtype: an integer xy would truncate a fractional size (7.5 -> 7).
     if isinstance(xy, torch.Tensor):
         return xy if xy.is_floating_point() else xy.float()
     xy = np.asarray(xy)

@@ -1,7 +1,8 @@
 """Soft-argmax (integral regression) on heatmaps.
 
 Conventions: a heatmap has H x W cells; ``grid_x`` (W,) and ``grid_y`` (H,) hold the normalised coordinate
-of each cell centre (see :mod:`ipr_plugin.ops.coords`); coordinates are ``(x, y)`` in normalised units.
+of each cell's grid point (:func:`make_grid`: the cell centre by default, mmpose's ``j / W`` point with
+``mode='mmpose'``; see :mod:`ipr_plugin.ops.coords`); coordinates are ``(x, y)`` in normalised units.
 
 Every function here computes in float32 (float64 if an input is float64) and disables autocast, because
 bf16/fp16 softmax sums and expectations lose the sub-cell precision the method exists for. None of them
@@ -97,7 +98,7 @@ def _flat_logsumexp(x: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------ public
 def make_grid(size: int, mode: str = 'center', input_size: Optional[int] = None,
               device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Normalised coordinates of the cell centres along one heatmap axis.
+    """Normalised coordinate of each cell's grid point along one heatmap axis.
 
     Args:
         size: number of cells W (or H).
@@ -106,6 +107,7 @@ def make_grid(size: int, mode: str = 'center', input_size: Optional[int] = None,
             convention, ``g_j = 2 j / W - 1 + 1 / w``; needs ``input_size`` = w (pixels). Under this mapping
             mmpose's flip ``e' = 1 - e - 1/w`` is exactly ``u -> -u``.
         input_size: input width w (or height h) in pixels, only for ``mode='mmpose'``.
+        device, dtype: of the returned grid (computed in float64 for float64, else in float32).
 
     Returns:
         (size,) normalised coordinates, ``dtype`` on ``device``.
@@ -164,12 +166,12 @@ def normalize_heatmaps(logits: Tensor, method: str = 'softmax', beta: Beta = 1.0
 
 
 def soft_argmax(probs: Tensor, grid_x: Tensor, grid_y: Tensor) -> Tensor:
-    """Expected cell-centre location under each probability map, computed separably.
+    """Expected grid location under each probability map, computed separably.
 
     Args:
         probs: (..., H, W) probability maps (each summing to 1).
-        grid_x: (W,) normalised x of the cell centres (:func:`make_grid`).
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point (:func:`make_grid`).
+        grid_y: (H,) normalised y of each cell's grid point.
 
     Returns:
         (..., 2) ``(x, y)`` in normalised units, float32 (float64 if an input is float64).
@@ -244,10 +246,10 @@ def debias_from_share(coords: Tensor, log_share: Tensor, grid_x: Tensor, grid_y:
     Args:
         coords: (..., 2) soft-argmax ``(x, y)``, normalised units.
         log_share: (...) ``log r`` from :func:`log_background_share` of the logits behind ``coords``.
-        grid_x: (W,) normalised x of the cell centres.
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point (:func:`make_grid`).
+        grid_y: (H,) normalised y of each cell's grid point.
         max_background: cap of ``r``, in (0, 1).
-        clamp: clamp the result to the cell-centre range. A clamped coordinate has no gradient, and neither
+        clamp: clamp the result to the grid's range [g_0, g_{W-1}]. A clamped coordinate has no gradient, and neither
             has a capped ``r``: a capped keypoint pushed beyond the range gets none at all, so a loss may want
             the unclamped value.
 
@@ -289,7 +291,7 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
     with zero gradient, and training from scratch can stall there for good. So ``r`` is capped at
     ``max_background``: the correction is exact while the peak holds at least ``1 - max_background`` of the
     mass and amplifies by at most ``1 / (1 - max_background)`` (10x) otherwise, keeping gradients alive. The
-    peak is a distribution over the cells, so its expectation lies between the first and last cell centres:
+    peak is a distribution over the cells, so its expectation lies between the first and last grid points:
     the result is also clamped to that range.
 
     Args:
@@ -297,8 +299,8 @@ def debias_coords(coords: Tensor, logits: Tensor, beta: Beta, grid_x: Tensor, gr
             beta)``, normalised units.
         logits: (..., H, W) the logits those coordinates came from (softmax normaliser only).
         beta: the same inverse temperature (float or tensor broadcastable against ``logits``).
-        grid_x: (W,) normalised x of the cell centres.
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point (:func:`make_grid`).
+        grid_y: (H,) normalised y of each cell's grid point.
         max_background: cap of the background's share ``r``, in (0, 1).
         background: the background level, ``'zero'`` (the paper's) or ``'median'`` (see above).
 
@@ -323,8 +325,8 @@ def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tenso
     Args:
         probs: (..., H, W) probability maps.
         coords: (..., 2) predicted ``(x, y)`` in normalised units.
-        grid_x: (W,) normalised x of the cell centres.
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point (:func:`make_grid`).
+        grid_y: (H,) normalised y of each cell's grid point.
         radius: in heatmap cells.
 
     Returns:

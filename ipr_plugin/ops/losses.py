@@ -20,7 +20,7 @@ def coordinate_loss(pred: Tensor, target: Tensor, kind: str = 'l1', beta: float 
         beta (float): Transition point of ``'smooth_l1'`` in normalised units.
 
     Returns:
-        Tensor: (...) per-joint loss, float32 or float64.
+        Tensor: (...) per-joint loss in normalised units (``'l2'``: squared units), float64 iff ``pred`` is.
     """
     if pred.shape != target.shape:
         raise ValueError(f'coordinate_loss: `pred` {tuple(pred.shape)} and `target` {tuple(target.shape)} '
@@ -63,7 +63,8 @@ def mask_unweighted_targets(target: Tensor, pred: Tensor, weights: Optional[Tens
 
 
 def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
-    """Average per-joint values over the joints with positive weight.
+    """Weighted mean ``sum_k w_k v_k / sum_k w_k`` over the joints with ``w_k > 0`` (the plain mean when
+    ``weights`` is None); fractional weights (CrowdPose's 0.2, say) weigh their joints so.
 
     Joints with weight 0 contribute nothing (not even NaN from their values), and when no joint has weight the
     result is exactly 0 with zero, finite gradients, so an all-invisible batch cannot derail training.

@@ -1,8 +1,9 @@
 """Heatmap targets and distribution losses for integral regression.
 
 Same conventions as :mod:`ipr_plugin.ops.integral`: maps are (..., H, W), coordinates (..., 2) ``(x, y)``
-in normalised units, ``grid_x`` (W,) / ``grid_y`` (H,) the normalised cell centres. Everything computes in
-float32 (float64 for float64 inputs) with autocast disabled, and does not synchronise with the host.
+in normalised units, ``grid_x`` (W,) / ``grid_y`` (H,) each cell's normalised grid point (``make_grid``).
+Everything computes in float32 (float64 for float64 inputs) with autocast disabled, and does not synchronise
+with the host.
 """
 import torch
 from torch import Tensor
@@ -42,7 +43,7 @@ def _plogp_over(p: Tensor, log_q: Tensor) -> Tensor:
 def gaussian_heatmaps(coords: Tensor, grid_x: Tensor, grid_y: Tensor, sigma: float) -> Tensor:
     """Gaussian target maps centred at exact sub-cell locations, each normalised to sum to 1.
 
-    Built separably as the outer product of 1-D Gaussians sampled at the cell centres. Each 1-D profile is
+    Built separably as the outer product of 1-D Gaussians sampled at the grid points. Each 1-D profile is
     normalised in log space (a softmax of ``-d^2 / (2 sigma^2)``), which equals the directly normalised
     Gaussian wherever that is representable and never underflows to an all-zero map: for a location far
     outside the map the mass collapses onto the border row/column nearest to it (the limit of the
@@ -51,8 +52,8 @@ def gaussian_heatmaps(coords: Tensor, grid_x: Tensor, grid_y: Tensor, sigma: flo
 
     Args:
         coords: (..., 2) ``(x, y)`` centres in normalised units.
-        grid_x: (W,) normalised x of the cell centres.
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point.
+        grid_y: (H,) normalised y of each cell's grid point.
         sigma: standard deviation in heatmap cells (one cell is ``2 / W`` normalised units in x, ``2 / H``
             in y).
 
@@ -120,8 +121,8 @@ def variance_regularizer(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: 
     Args:
         probs: (..., H, W) probability maps.
         coords: (..., 2) ``(x, y)`` means in normalised units (usually the soft-argmax of ``probs``).
-        grid_x: (W,) normalised x of the cell centres.
-        grid_y: (H,) normalised y of the cell centres.
+        grid_x: (W,) normalised x of each cell's grid point.
+        grid_y: (H,) normalised y of each cell's grid point.
         sigma: target std in heatmap cells.
 
     Returns:

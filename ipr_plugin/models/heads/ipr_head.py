@@ -1,4 +1,4 @@
-"""Integral (soft-argmax) regression head with exact pixel-centre grids, debias and real keypoint scores."""
+"""Integral (soft-argmax) regression head with exact cell-centre grids, debias and real keypoint scores."""
 import logging
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -31,8 +31,8 @@ class IPRHead(BaseHead):
     """Top-down integral regression head (Sun et al., ECCV 2018).
 
     Logits from a SimpleBaseline deconv stack (or straight from the backbone) are normalised per keypoint into
-    probability maps, and the coordinates are their expectation over the cell-centre grid, in the DSNT
-    convention of :class:`DSNTLabel` (``u = (2x + 1) / w - 1``; flip is ``u -> -u``).
+    probability maps, and the coordinates are their expectation over the head's grid (cell centres by default),
+    in the DSNT convention of :class:`DSNTLabel` (``u = (2x + 1) / w - 1``; flip is ``u -> -u``).
 
     Shapes: B batch, K = ``num_joints``, (H, W) heatmap size in cells.
 
@@ -57,10 +57,10 @@ class IPRHead(BaseHead):
             the softmax is). See :func:`ipr_plugin.ops.debias_coords` (applied in two steps,
             :func:`~ipr_plugin.ops.log_background_share` and :func:`~ipr_plugin.ops.debias_from_share`).
         debias_max_background (float): Cap of the background share debias works with, in (0, 1): above it
-            the correction is not exact and amplifies offsets from the map centre by ``1 / (1 - cap)``.
-        debias_clamp_in_loss (bool): Clamp the debiased coordinates to the cell-centre range in the loss too,
+            the correction is not exact and amplifies offsets from the grid mean by ``1 / (1 - cap)``.
+        debias_clamp_in_loss (bool): Clamp the debiased coordinates to the grid's range in the loss too,
             as in prediction (default). Where the share is capped and the amplified coordinate passes the last
-            cell centre the clamped keypoint then has no gradient; ``False`` trains on the unclamped value.
+            grid point the clamped keypoint then has no gradient; ``False`` trains on the unclamped value.
         grid (str): ``'center'`` (cell centres, exact) or ``'mmpose'`` (mmpose 1.3.2's ``j / W`` grid, to
             reproduce its released models' coordinates; needs ``decoder`` for the input size).
         score_radius (float): A keypoint's score is the probability mass within this many heatmap cells of its
@@ -162,8 +162,8 @@ class IPRHead(BaseHead):
         return make_grid(size, self.grid_mode, input_size=input_size, device=device)
 
     def _apply(self, fn, *args, **kwargs):
-        # .half() / .bfloat16() would round the derived grids (up to 1/64 px at 48 cells), and the ops integrate
-        # in float32: rebuild them exactly on the new device instead.
+        # .half() / .bfloat16() would round the derived grids (48 cells, 192 px: up to 1/64 px in fp16, 1/8 px in
+        # bf16), and the ops integrate in float32: rebuild them exactly on the new device instead.
         super()._apply(fn, *args, **kwargs)
         if torch.finfo(self.grid_x.dtype).bits < 32:
             (W, H), device = self.heatmap_size, self.grid_x.device
@@ -171,7 +171,8 @@ class IPRHead(BaseHead):
         return self
 
     def grids_for(self, logits: Tensor) -> Tuple[Tensor, Tensor]:
-        """The (W,) and (H,) grids for these logits (rebuilt when the runtime heatmap size differs)."""
+        """The (W,) and (H,) normalised grids (``make_grid(mode=grid)``) for these (B, K, H, W) logits, on their
+        device (rebuilt when the runtime heatmap size differs)."""
         H, W = logits.shape[-2:]
         grid_x = self.grid_x if self.grid_x.numel() == W else self._make_grid(W, 0, logits.device)
         grid_y = self.grid_y if self.grid_y.numel() == H else self._make_grid(H, 1, logits.device)
@@ -221,7 +222,7 @@ class IPRHead(BaseHead):
     def _integrate(self, logits: Tensor, clamp: bool = True) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Coords (B, K, 2) and probability maps (B, K, H, W), as :meth:`forward`; with debias also the
         (B, K) ``log r`` the correction used (:func:`ipr_plugin.ops.log_background_share`), else None.
-        ``clamp``: the debiased coords clamped to the cell-centre range."""
+        ``clamp``: the debiased coords clamped to the grid's range."""
         grid_x, grid_y = self.grids_for(logits)
         probs = normalize_heatmaps(logits, self.normalizer, self.beta)
         coords = soft_argmax(probs, grid_x, grid_y)
@@ -246,8 +247,9 @@ class IPRHead(BaseHead):
         ``test_cfg['keypoint_scores'] = 'ones'`` reports constant scores (an ablation of the real ones).
 
         Returns:
-            list[InstanceData] with ``keypoints`` (1, K, 2) in input pixels and ``keypoint_scores`` (1, K) in
-            [0, 1]; with ``output_heatmaps`` also a list of ``PixelData(heatmaps=(K, H, W))``.
+            list[InstanceData] with ``keypoints`` (1, K, 2) in input-crop pixels (:meth:`DSNTLabel.decode`) and
+            ``keypoint_scores`` (1, K) in [0, 1]; with ``output_heatmaps`` also a list of
+            ``PixelData(heatmaps=(K, H, W))``.
         """
         check_input_size(batch_data_samples, self.decoder)
         joints_problem = dataset_joints_problem(batch_data_samples, self.num_joints)

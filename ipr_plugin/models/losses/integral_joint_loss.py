@@ -33,8 +33,8 @@ class IntegralJointLoss(nn.Module):
         coord_loss (str): ``'l1'`` (default), ``'smooth_l1'``, ``'l2'`` or ``'euclidean'``.
         coord_weight (float): Weight of the coordinate term.
         regularizer (str): ``'js'`` (Jensen-Shannon, default, as DSNT), ``'kl'`` (KL(prediction || target))
-            or ``'var'`` (variance regulariser: the map's variance around its own soft-argmax should match
-            ``sigma``).
+            or ``'var'`` (variance regulariser: the map's standard deviation around its own soft-argmax should
+            match ``sigma`` heatmap cells).
         reg_weight (float): Weight of the regulariser before annealing.
         sigma (float): Standard deviation of the Gaussian target, in heatmap cells.
         anneal (dict, optional): Anneal the regulariser's weight to 0: ``dict(mode='linear' | 'cosine',
@@ -109,7 +109,7 @@ class IntegralJointLoss(nn.Module):
             target_coords (Tensor): (B, K, 2) target normalised coordinates.
             target_weights (Tensor, optional): (B, K) joint weights.
             heatmaps (Tensor): (B, K, H, W) predicted probability maps (each summing to 1).
-            grids (tuple[Tensor, Tensor]): the head's cell-centre grids (W,) and (H,) in normalised units.
+            grids (tuple[Tensor, Tensor]): the head's grids (W,) and (H,) in normalised units (``grids_for``).
 
         Returns:
             dict: ``loss_coord`` and ``loss_hm`` scalars.
@@ -127,7 +127,8 @@ class IntegralJointLoss(nn.Module):
             # share, and the spread around them would penalise the share the correction already removes.
             reg = variance_regularizer(heatmaps, soft_argmax(heatmaps, grid_x, grid_y), grid_x, grid_y, self.sigma)
         else:
-            # The target is a constant: it is built from labels, never from predictions.
+            # A constant target: the labels, or for weight-0 joints the detached prediction
+            # (mask_unweighted_targets), so that no gradient flows into it.
             target = gaussian_heatmaps(target_coords.detach(), grid_x, grid_y, self.sigma)
             divergence = js_divergence if self.regularizer == 'js' else kl_divergence
             reg = divergence(heatmaps, target)

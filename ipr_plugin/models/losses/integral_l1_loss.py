@@ -9,7 +9,7 @@ from ...ops.losses import coordinate_loss, mask_unweighted_targets, weighted_joi
 
 @MODELS.register_module()
 class IntegralL1Loss(nn.Module):
-    """L1 distance between predicted and target normalised coordinates, averaged over visible joints.
+    """L1 distance between predicted and target normalised coordinates, a weighted mean over the joints.
 
     Unlike ``SmoothL1Loss`` on [0, 1] coordinates (which, with its default beta of 1, is 0.5 x MSE there),
     this is the L1 loss the IPR paper trains with.
@@ -40,7 +40,8 @@ class IntegralL1Loss(nn.Module):
         Args:
             pred_coords (Tensor): (B, K, 2) predicted normalised coordinates.
             target_coords (Tensor): (B, K, 2) target normalised coordinates.
-            target_weights (Tensor, optional): (B, K) joint weights (1 visible, 0 not).
+            target_weights (Tensor, optional): (B, K) non-negative joint weights (0: ignored; a dataset's
+                keypoint weights may be fractional).
             **unused: Heatmaps and grids that the head passes to every loss; not needed here.
 
         Returns:
