@@ -9,6 +9,7 @@ import ctypes
 import os
 import signal
 import sys
+from typing import List, Sequence
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,7 +28,26 @@ _PRCTL = _prctl()
 def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
     """Have this process sent ``signum`` when the thread that started it ends; end it at once (exit status 1)
     when its parent ``parent`` (a pid) has already ended. Call it first thing in the child: as a process pool's
-    ``initializer``, or ``subprocess.Popen``'s ``preexec_fn`` (with ``functools.partial``; the setting outlives
-    ``exec``). Only where the parent starts its children from the thread that outlives them (its main thread)."""
+    ``initializer``; for a command, see :func:`command_dying_with_this_process`. Only where the parent starts its
+    children from the thread that outlives them (its main thread)."""
     if _PRCTL is not None and _PRCTL(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0 and os.getppid() != parent:
         os._exit(1)
+
+
+# run by a fresh interpreter between this process and the command: subprocess's ``preexec_fn`` would run Python in
+# the forked child of a process with threads (CUDA's, a pytest's), where a lock another thread held at the fork
+# (malloc's, the import lock) is never released; ``-I``: nothing of the environment or the working folder is read
+_EXEC_DYING = ('import ctypes, os, sys\n'
+               'parent, signum = int(sys.argv[1]), int(sys.argv[2])\n'
+               'if ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0) == 0 and os.getppid() != parent:\n'
+               '    os._exit(1)\n'
+               'os.execvp(sys.argv[3], sys.argv[3:])\n')
+
+
+def command_dying_with_this_process(argv: Sequence[str], signum: int = signal.SIGKILL) -> List[str]:
+    """``argv``, to be started (``subprocess.Popen``) so that it is sent ``signum`` when the thread that starts
+    it ends, however this process ends; it keeps the pid, session and environment ``Popen`` gives it. ``argv``
+    itself where Linux's ``PR_SET_PDEATHSIG`` is missing. Start it from the thread that outlives it."""
+    if _PRCTL is None:
+        return list(argv)
+    return [sys.executable, '-I', '-c', _EXEC_DYING, str(os.getpid()), str(int(signum)), *argv]

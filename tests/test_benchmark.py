@@ -365,6 +365,40 @@ def test_a_worker_that_dies_keeps_what_it_measured_and_the_rest_is_an_error(tmp_
     assert 'cut_off' not in result
 
 
+def test_a_benchmark_killed_outright_leaves_no_worker_running(tmp_path: Path, coco_sample: Path) -> None:
+    """SIGKILL (a scheduler's hard limit, the out-of-memory killer) gives the benchmark no chance to stop its
+    worker, which ran in its own session: left training, it skewed the next run's timings."""
+    import os
+    import signal
+    import time
+    (tmp_path / 'work').mkdir()
+    spec_file = tmp_path / 'request.json'
+    _spec(tmp_path / 'work', coco_sample, deadline=None).dump(str(spec_file))
+    script = ('import sys\n'
+              'from ipr_plugin.benchmark.cli import run_config\n'
+              'from ipr_plugin.benchmark.spec import WorkerSpec\n'
+              'run_config(WorkerSpec.load(sys.argv[1]))\n')
+    parent = subprocess.Popen([sys.executable, '-c', script, str(spec_file)], cwd=REPO_ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: List[int] = []
+    try:
+        give_up = time.monotonic() + 120
+        while not workers and parent.poll() is None and time.monotonic() < give_up:
+            time.sleep(0.1)
+            workers = _processes_naming(str(tmp_path / 'work' / 'spec.json'))
+        assert workers, 'no worker started'
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 30
+        while _processes_naming(str(tmp_path / 'work' / 'spec.json')) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_naming(str(tmp_path / 'work' / 'spec.json')) == [], 'the worker outlived the benchmark'
+    finally:
+        parent.kill()
+        for pid in _processes_naming(str(tmp_path / 'work' / 'spec.json')):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_cut_off_cells_say_so_and_the_section_names_them() -> None:
     from ipr_plugin.benchmark.report import render_section
     results = [dict(name='a', config='a.py', errors={}, train=dict(per_s=100.0, elapsed_s=1.0), cut_off=['eval']),

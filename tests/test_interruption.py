@@ -258,22 +258,35 @@ def test_the_synthetic_writers_renderers_end_when_it_is_killed_outright(tmp_path
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux only')
-def test_a_child_started_to_die_with_its_parent_ends_when_the_parent_is_killed(tmp_path: Path) -> None:
-    """The benchmark's worker (and gpu_measurements' parts) are started so: a worker left training after its
-    benchmark was killed outright competed with the next run for the cores and skewed its timings."""
-    script = ('import functools, os, subprocess, sys, time\n'
-              'from ipr_plugin.processes import die_with_parent\n'
-              "child = subprocess.Popen(['sleep', '120'], start_new_session=True,\n"
-              '                         preexec_fn=functools.partial(die_with_parent, os.getpid()))\n'
+@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM])
+def test_a_command_started_to_die_with_its_parent_ends_when_the_parent_is_killed(tmp_path: Path, signum) -> None:
+    """The benchmark's worker (SIGKILL) and gpu_measurements' parts (SIGTERM, to stop their own children) are
+    started so: a worker left training after its benchmark was killed outright competed with the next run for
+    the cores and skewed its timings. The parent has another thread running, as a CUDA process has."""
+    got = tmp_path / 'got'
+    child_code = ('import signal, sys, time\n'
+                  'signal.signal(signal.SIGTERM, lambda *_: (open(sys.argv[1], "w").write("TERM"), sys.exit(0)))\n'
+                  'print("ready", flush=True)\n'
+                  'time.sleep(120)\n')
+    script = ('import os, subprocess, sys, threading, time\n'
+              'from ipr_plugin.processes import command_dying_with_this_process\n'
+              'threading.Thread(target=time.sleep, args=(120,), daemon=True).start()\n'
+              f'argv = command_dying_with_this_process([sys.executable, "-c", {child_code!r}, {str(got)!r}], '
+              f'{int(signum)})\n'
+              'child = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE, text=True)\n'
+              'assert child.stdout.readline() == "ready\\n"\n'
               'print(child.pid, flush=True)\n'
               'time.sleep(120)\n')
     parent = subprocess.Popen([sys.executable, '-c', script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     child = None
     try:
         child = int(parent.stdout.readline())
+        # the command itself, under the pid Popen gave: what kills the session kills it
+        assert b'prctl' not in Path(f'/proc/{child}/cmdline').read_bytes() and os.getpgid(child) == child
         parent.kill()
         parent.wait(30)
         assert _gone(child, 30), 'the child outlived its parent'
+        assert got.exists() == (signum == signal.SIGTERM)  # SIGTERM reached it, and it could act on it
     finally:
         parent.kill()
         if child is not None:

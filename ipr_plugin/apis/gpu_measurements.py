@@ -27,12 +27,10 @@ writes under ``OUT``: ``benchmark.md``, ``study/BENCHMARKS.md`` with ``study/doc
 Usage: ``python tools/gpu_measurements.py OUT [--seconds 540] [--parts benchmark study]``.
 """
 import argparse
-import os
 import signal
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,7 +40,7 @@ from ..paths import MMPOSE_IPR_CONFIG as MMPOSE_IPR
 from ..paths import OURS_FAST_COMPILE_CONFIG as FAST_COMPILE
 from ..paths import OURS_FAST_CONFIG as FAST
 from ..paths import work_root
-from ..processes import die_with_parent
+from ..processes import command_dying_with_this_process
 from .mim_runner import stop_session
 
 STUDY_VARIANTS = ('mmpose-IPR', 'mmpose-DSNT', 'mmpose-Debias', 'ours-L1', 'ours-JS', 'ours-Debias', 'ours-JS-ones')
@@ -111,8 +109,8 @@ def run_parts(out: Path, seconds: float, parts: Sequence[str], python: str = sys
         # it kill the sessions of its own children (the benchmark's worker, the study's trainings), which a
         # SIGKILL of the tool alone would leave running on the GPU.
         # SIGTERM too when this process is SIGKILLed, which gives it no time to stop the part itself
-        proc = subprocess.Popen([python, *argv], cwd=work_root(), start_new_session=True,
-                                preexec_fn=partial(die_with_parent, os.getpid(), signal.SIGTERM))
+        proc = subprocess.Popen(command_dying_with_this_process([python, *argv], signal.SIGTERM), cwd=work_root(),
+                                start_new_session=True)
         try:
             rc = proc.wait(limit + REPORT_MARGIN)
         except subprocess.TimeoutExpired:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -22,7 +21,7 @@ from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse
 from ..markdown import append_section
 from ..paths import child_env, require_file, work_root
-from ..processes import die_with_parent
+from ..processes import command_dying_with_this_process
 from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES, train_images_for
 from .plot import plot_pipelines
 from .report import render_section
@@ -176,9 +175,9 @@ def run_config(spec: WorkerSpec) -> Dict[str, Any]:
     # what the worker prints (mmengine's log, xtcocotools' steps) goes to stderr, with the progress lines: the
     # report is all that stdout holds, so that `benchmark.py > table.md` gives the table
     # killed with this process, even by SIGKILL: a worker left training would skew the next run's timings
-    proc = subprocess.Popen([sys.executable, '-m', 'ipr_plugin.benchmark.worker', spec_file], env=env,
-                            start_new_session=True, stdout=_stderr_fd(),
-                            preexec_fn=partial(die_with_parent, os.getpid()))
+    proc = subprocess.Popen(command_dying_with_this_process([sys.executable, '-m', 'ipr_plugin.benchmark.worker',
+                                                             spec_file]),
+                            env=env, start_new_session=True, stdout=_stderr_fd())
     stopped = False
     try:
         proc.wait(timeout=None if spec.deadline is None else max(0.0, spec.deadline - time.time()))
