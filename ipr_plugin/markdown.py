@@ -6,7 +6,7 @@ same file, so a table, a new file's header and a machine line look alike whichev
 import os
 import platform
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from .locks import flocked
 
@@ -28,7 +28,7 @@ def _row(cells: Sequence[object]) -> str:
     return '| ' + ' | '.join(str(c).replace('|', '/') for c in cells) + ' |'
 
 
-def append_section(path: os.PathLike, section: str) -> None:
+def append_section(path: Union[str, os.PathLike], section: str) -> None:
     """Append ``section`` to the markdown file ``path``, creating it (and its folder) with :data:`HEADER` first;
     whole or not at all (a failed write leaves the file as it was)."""
     path_obj = Path(path)

@@ -2,6 +2,7 @@
 (a training node, CI, an SSH session) and never opens a window."""
 import os
 import os.path as osp
+from typing import Union
 
 from .arguments import written_whole
 
@@ -14,7 +15,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, out_file: os.PathLike, **savefig_kwargs) -> None:
+def save_figure(fig, out_file: Union[str, os.PathLike], **savefig_kwargs) -> None:
     """Write the matplotlib figure ``fig`` to ``out_file`` (PNG, SVG or PDF by its suffix; folders made) whole or
     not at all: a full disk or Ctrl-C leaves the earlier picture, not a truncated one
     (:func:`~ipr_plugin.arguments.written_whole`). The figure is closed either way."""

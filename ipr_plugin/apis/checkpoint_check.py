@@ -45,7 +45,7 @@ def checkpoint_format_problem(path: str) -> Optional[str]:
     return None
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
+def read_checkpoint(path: str) -> Mapping[str, Any]:
     """The checkpoint dict at ``path`` (local file or any mmengine-supported URL), read on the CPU.
 
     Raises:

@@ -50,7 +50,7 @@ def _mim_env(extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
     return env
 
 
-def run_mim(args: Sequence[str],
+def run_mim(args: Sequence[Union[str, os.PathLike]],
             cwd: Union[str, Path, None] = None,
             timeout: float = 120,
             env: Optional[Mapping[str, str]] = None,
@@ -60,7 +60,7 @@ def run_mim(args: Sequence[str],
     return run_command([mim_executable(), *map(str, args)], cwd, timeout, _mim_env(env), check, on_line)
 
 
-def run_command(cmd: Sequence[str],
+def run_command(cmd: Sequence[Union[str, os.PathLike]],
                 cwd: Union[str, Path, None] = None,
                 timeout: float = 120,
                 env: Optional[Mapping[str, str]] = None,

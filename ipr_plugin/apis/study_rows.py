@@ -68,7 +68,8 @@ def row_env_overrides(args: argparse.Namespace) -> Dict[str, str]:
     return env
 
 
-def _metrics(coco: Dict[str, float]) -> Dict[str, float]:
+def _metrics(coco: Dict[str, float]) -> Dict[str, Any]:
+    """The table's metrics (None where the evaluation gave none) and, under ``'coco'``, all of them."""
     out = {name: coco.get(key) for name, key in METRIC_KEYS}
     out['coco'] = coco
     return out

@@ -91,12 +91,12 @@ def _step_key(name: str) -> str:
 
 
 def step_breakdown(results: List[Dict[str, Any]], key: str = 'pipeline') -> Tuple[Dict[str, List[str]],
-                                                                               List[Dict[str, float]]]:
+                                                                               List[Dict[str, Optional[float]]]]:
     """The steps of measurement ``key`` ('pipeline' or 'test_pipeline') across configs: row key -> the transform
     names shown in that row (the union in pipeline order; a drop-in shares the row of the mmpose transform it
-    replaces), and per config, row key -> ms/sample ('total' included where measured)."""
+    replaces), and per config, row key -> ms/sample ('total' None where not measured)."""
     labels: Dict[str, List[str]] = {}
-    by_key: List[Dict[str, float]] = []
+    by_key: List[Dict[str, Optional[float]]] = []
     for r in results:
         pipeline = r.get(key) or {}
         by_key.append({'total': pipeline.get('ms_per_sample')})

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import torch
 from mmengine.hooks import Hook
@@ -110,7 +110,7 @@ class WindowTimerHook(Hook):
                 self.on_stop()
         self._last_after = time.perf_counter()
 
-    def result(self) -> Dict[str, float]:
+    def result(self) -> Dict[str, Any]:
         """``per_s`` (samples/s), ``samples``, ``iters``, ``elapsed_s`` of the window, and ``data_wait_s`` /
         ``data_wait_pct``: the main process's wait for batches in it (seconds / percent of ``elapsed_s``)."""
         if self.t_start is None or self.t_stop is None:

@@ -11,12 +11,13 @@ so pixel 0 maps to ``-1 + 1/w``, pixel ``w - 1`` to ``1 - 1/w``, and a horizonta
 Every function here is plain element-wise arithmetic and accepts NumPy arrays or torch tensors, returning
 the same type (differentiable for tensors).
 """
-from typing import Sequence, Union
+from typing import Sequence, TypeVar, Union
 
 import numpy as np
 import torch
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayT = TypeVar('ArrayT', np.ndarray, torch.Tensor)  # what comes in is what goes out
 SizeLike = Union[Sequence[float], np.ndarray, torch.Tensor]
 
 __all__ = ['pixel_to_normalized', 'normalized_to_pixel', 'flip_coords']
@@ -28,7 +29,7 @@ def _check_xy(name: str, xy: ArrayLike) -> None:
         raise ValueError(f'{name} must have shape (..., 2), got {shape}')
 
 
-def _as_float(xy: ArrayLike) -> ArrayLike:
+def _as_float(xy: ArrayT) -> ArrayT:
     # _per_axis casts the size to xy's dtype: an integer xy would truncate a fractional size (7.5 -> 7).
     if isinstance(xy, torch.Tensor):
         return xy if xy.is_floating_point() else xy.float()
@@ -43,7 +44,7 @@ def _per_axis(values: SizeLike, like: ArrayLike) -> ArrayLike:
     return np.asarray(values, dtype=like.dtype)
 
 
-def pixel_to_normalized(xy: ArrayLike, size: SizeLike) -> ArrayLike:
+def pixel_to_normalized(xy: ArrayT, size: SizeLike) -> ArrayT:
     """Pixel coordinates to normalised coordinates.
 
     Args:
@@ -59,7 +60,7 @@ def pixel_to_normalized(xy: ArrayLike, size: SizeLike) -> ArrayLike:
     return (2 * xy + 1) / wh - 1
 
 
-def normalized_to_pixel(uv: ArrayLike, size: SizeLike) -> ArrayLike:
+def normalized_to_pixel(uv: ArrayT, size: SizeLike) -> ArrayT:
     """Normalised coordinates to pixel coordinates; exact inverse of :func:`pixel_to_normalized`.
 
     Args:
@@ -75,7 +76,7 @@ def normalized_to_pixel(uv: ArrayLike, size: SizeLike) -> ArrayLike:
     return ((uv + 1) * wh - 1) / 2
 
 
-def flip_coords(coords: ArrayLike, flip_indices: Union[Sequence[int], torch.Tensor]) -> ArrayLike:
+def flip_coords(coords: ArrayT, flip_indices: Union[Sequence[int], torch.Tensor]) -> ArrayT:
     """Map normalised keypoints predicted on a horizontally flipped input back to the original input.
 
     A horizontal flip is ``u -> -u`` in normalised coordinates (for both the ``'center'`` and the

@@ -9,7 +9,7 @@ bf16/fp16 softmax sums and expectations lose the sub-cell precision the method e
 synchronises with the host, so they are safe inside the training step.
 """
 import math
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -36,7 +36,7 @@ def _compute_dtype(*tensors: Optional[Tensor]) -> torch.dtype:
     return torch.float32
 
 
-def _upcast(*tensors: Optional[Tensor]) -> Tuple[Optional[Tensor], ...]:
+def _upcast(*tensors: Union[Tensor, float, None]) -> Tuple[Any, ...]:
     """Cast the tensor arguments to the common compute dtype; pass floats/None through."""
     dtype = _compute_dtype(*tensors)
     return tuple(t.to(dtype) if isinstance(t, Tensor) else t for t in tensors)

@@ -15,8 +15,10 @@ def _left_constants(low: float, high: float) -> Tuple[float, float]:
     return float(special.log_ndtr(low)), float(np.log(special.ndtr(high) - special.ndtr(low)))
 
 
-def truncated_normal(low: float = -1., high: float = 1., size: Union[int, Tuple[int, ...]] = ()) -> np.ndarray:
-    """Samples of the standard normal truncated to [low, high], as float32: ``truncnorm.rvs(low, high, size)``.
+def truncated_normal(low: float = -1., high: float = 1., size: Union[int, Tuple[int, ...]] = ()
+                     ) -> Union[np.ndarray, np.float32]:
+    """Samples of the standard normal truncated to [low, high], as float32 (a scalar for ``size=()``), as
+    ``truncnorm.rvs(low, high, size)`` draws them.
 
     The same algorithm and random stream as scipy's ``truncnorm.rvs`` with its default random state: one
     ``numpy.random.uniform`` draw per sample from numpy's global generator, mapped through the inverse CDF in

@@ -196,7 +196,7 @@ class IPRHead(BaseHead):
         grid_x, grid_y = self.grids_for(probs)
         return keypoint_scores(probs, coords, grid_x, grid_y, self.score_radius)
 
-    def logits(self, feats: Tuple[Tensor]) -> Tensor:
+    def logits(self, feats: Sequence[Tensor]) -> Tensor:
         """(B, K, H, W) logits from the backbone's (or neck's) features, a tuple of (B, C, h, w) maps of which the
         last is used (C = ``in_channels``; H, W = ``heatmap_size`` reversed, e.g. h, w times 8 after 3 deconvs)."""
         check_features(feats[-1])
@@ -211,7 +211,7 @@ class IPRHead(BaseHead):
                              f'{tuple(x.shape)}')
         return x
 
-    def forward(self, feats: Tuple[Tensor]) -> Tuple[Tensor, Tensor]:
+    def forward(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
         """Soft-argmax over the logits of ``feats`` (as :meth:`logits`).
 
         Returns:
@@ -234,7 +234,7 @@ class IPRHead(BaseHead):
 
     # ------------------------------------------------------------------ predict
     def predict(self,
-                feats: Union[Tuple[Tensor], List[Tuple[Tensor]]],
+                feats: Union[Sequence[Tensor], List[Sequence[Tensor]]],
                 batch_data_samples: OptSampleList,
                 test_cfg: ConfigType = {}) -> Predictions:
         """Predict input-space keypoints with real per-keypoint scores.
@@ -284,7 +284,7 @@ class IPRHead(BaseHead):
             return preds, [PixelData(heatmaps=hm) for hm in probs.detach()]
         return preds
 
-    def _flip_test(self, feats: List[Tuple[Tensor]], flip_indices: List[int]) -> Tuple[Tensor, ...]:
+    def _flip_test(self, feats: List[Sequence[Tensor]], flip_indices: List[int]) -> Tuple[Tensor, ...]:
         """Both passes of a flip test, merged in the unflipped frame.
 
         Returns:
@@ -298,22 +298,22 @@ class IPRHead(BaseHead):
         key = (tuple(flip_indices), logits.device)
         if self._flip_index[0] != key:
             self._flip_index = (key, torch.tensor(key[0], device=logits.device))
-        flip_indices = self._flip_index[1]
+        flip = self._flip_index[1]
         coords, probs, _ = self._integrate(logits)
         coords_f, probs_f, _ = self._integrate(logits_f)
-        coords = (coords + flip_coords(coords_f, flip_indices)) * 0.5
+        coords = (coords + flip_coords(coords_f, flip)) * 0.5
         # Each pass's map is scored in its own frame, at the averaged keypoint (mirrored for the flipped pass): on
         # the 'mmpose' grid u -> -u is not a flip of the cells, so a mirrored map would be off by a fraction of a
         # cell; on the 'center' grid this equals scoring the averaged map (the score is linear in the map).
         scores = 0.5 * (self.scores(probs, coords)
-                        + self.scores(probs_f, flip_coords(coords, flip_indices))[:, flip_indices])
-        probs = (probs + probs_f.flip(-1)[:, flip_indices]) * 0.5
+                        + self.scores(probs_f, flip_coords(coords, flip))[:, flip])
+        probs = (probs + probs_f.flip(-1)[:, flip]) * 0.5
         finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         return logits, coords, probs, scores, finite
 
     # ------------------------------------------------------------------ loss
     def loss(self,
-             feats: Tuple[Tensor],
+             feats: Sequence[Tensor],
              batch_data_samples: OptSampleList,
              train_cfg: ConfigType = {}) -> Dict[str, Tensor]:
         """Losses and a device-side PCK accuracy, with no host sync (after the first batches' check of the label

@@ -14,11 +14,14 @@ mmpose's ``IntegralRegressionHead`` / ``DSNTHead`` keep their grids in the state
 It also loads a heatmap-trained SimpleBaseline (mmpose's ``HeatmapHead``) into the deconv stack.
 """
 import logging
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from mmengine.logging import print_log
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # the head imports this module
+    from .ipr_head import IPRHead
 
 # The layers of mmpose's HeatmapHead (SimpleBaseline), which IPRHead holds as its `simplebaseline_head`.
 HEATMAP_HEAD_LAYERS = ('deconv_layers', 'conv_layers', 'final_layer')
@@ -53,7 +56,7 @@ def _offset(linspace: Tensor) -> Optional[float]:
     return float(values[0])
 
 
-def grid_mismatch(head: nn.Module, state_dict: dict, prefix: str) -> Optional[str]:
+def grid_mismatch(head: 'IPRHead', state_dict: dict, prefix: str) -> Optional[str]:
     """Why the grid convention a checkpoint's ``linspace_x`` records (mmpose's ``j / W``, or the cell centres)
     differs from ``head``'s (``IPRHead``), naming the setting that reproduces its predictions; None where they agree,
     the checkpoint has none, its heatmap width differs (fine-tuning at another size) or the two conventions
@@ -87,7 +90,7 @@ def grid_mismatch(head: nn.Module, state_dict: dict, prefix: str) -> Optional[st
 _last_warning: Optional[str] = None
 
 
-def drop_linspace(head: nn.Module, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+def drop_linspace(head: 'IPRHead', state_dict: dict, prefix: str, *args, **kwargs) -> None:
     """Load pre-hook: drop mmpose's grid parameters (``IPRHead`` derives its grids), warning where they record the
     other grid convention (:func:`grid_mismatch`), once for loads in a row of the same kind."""
     global _last_warning
@@ -99,7 +102,7 @@ def drop_linspace(head: nn.Module, state_dict: dict, prefix: str, *args, **kwarg
         state_dict.pop(prefix + name, None)
 
 
-def add_linspace(head: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+def add_linspace(head: 'IPRHead', state_dict: dict, prefix: str, local_metadata: dict) -> None:
     """State-dict hook: write the head's grids as mmpose's ``linspace_x`` / ``linspace_y`` (nothing for a head
     without a decoder, whose input size is unknown)."""
     for axis, name in enumerate(LINSPACE):
@@ -108,7 +111,7 @@ def add_linspace(head: nn.Module, state_dict: dict, prefix: str, local_metadata:
             state_dict[prefix + name] = linspace
 
 
-def from_heatmap_head(head: nn.Module, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+def from_heatmap_head(head: 'IPRHead', state_dict: dict, prefix: str, *args, **kwargs) -> None:
     """Load pre-hook: a heatmap-trained SimpleBaseline (mmpose's ``HeatmapHead``: ``head.deconv_layers.*``,
     ``head.final_layer.*``) into the deconv stack, as mmpose's integral recipes start from one.
 
