@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
-from ...ops.losses import mask_unweighted_targets, pck_accuracy
+from ...ops.losses import mask_unweighted_targets, pck_accuracy, weighted_joint_mean
 from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_decoder, check_features, check_input_size,
                           check_label_convention, coordinate_loss_weights, dataset_joints_problem, loss_takes_maps,
                           training_labels)
@@ -354,11 +354,12 @@ class IPRHead(BaseHead):
         if log_share is not None:  # over the keypoints the loss sees: unlabelled ones have no reason to peak
             with torch.no_grad():
                 share = log_share.detach().exp()
-                labelled = weights > 0
-                count = labelled.sum().clamp_min(1)
-                # selected, not multiplied: an unlabelled map far below level 0 has r = inf, and inf * 0 is NaN
-                losses['debias_r'] = torch.where(labelled, share, 0.0).sum() / count
-                losses['debias_capped'] = (labelled & (share > self.debias_max_background)).sum() / count
+                # plain means over the labelled keypoints: an unlabelled map far below level 0 has r = inf, which
+                # the mean selects out (not multiplied by 0, which is NaN); fractional weights do not weigh here
+                labelled = (weights > 0).to(share.dtype)
+                losses['debias_r'] = weighted_joint_mean(share, labelled)
+                losses['debias_capped'] = weighted_joint_mean((share > self.debias_max_background).to(share.dtype),
+                                                              labelled)
         return losses
 
     # ------------------------------------------------------------------ checkpoints
