@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -133,14 +134,17 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
     args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else work_root())
-    try:  # before the training, not after it: a read-only checkout (the default --out) lost the whole report
-        for flag, folder in (('--work-dir', args.work_dir), ('--data-root', args.data_root), ('--out', args.out)):
-            check_out_folder(str(folder), 'folder')
-        flag = '--out'
-        for key, path in output_paths(args.out).items():
-            check_out_file(str(path), 'report file', in_place=key == 'markdown')
-    except OSError as error:
-        raise SystemExit(f'argument {flag}: {error}') from None
+    # before the training, not after it: a read-only checkout (the default --out) lost the whole report
+    checks = [('--work-dir', partial(check_out_folder, str(args.work_dir), 'folder')),
+              ('--data-root', partial(check_out_folder, str(args.data_root), 'folder')),
+              ('--out', partial(check_out_folder, str(args.out), 'folder'))]
+    checks += [('--out', partial(check_out_file, str(path), 'report file', in_place=key == 'markdown'))
+               for key, path in output_paths(args.out).items()]
+    for flag, check in checks:
+        try:
+            check()
+        except OSError as error:
+            raise SystemExit(f'argument {flag}: {error}') from None
     args.variants = with_needs(args.variants)
     return args
 
