@@ -4,29 +4,34 @@ import os.path as osp
 from setuptools import Extension, find_packages, setup
 
 
-def read_version() -> str:
+def read_version() -> dict:
     namespace: dict = {}
     with open(osp.join(osp.dirname(__file__), 'ipr_plugin', 'version.py')) as f:
         exec(f.read(), namespace)
-    return namespace['__version__']
+    return namespace
 
 
-# The pins are the ones known to work together (see README, "Environment"): mmcv 2.1.0 must be built with
-# ops, mmpose is installed without its chumpy requirement, numpy stays on 1.x for xtcocotools.
+VERSION = read_version()
+# Ranges, so that the package installs beside the OpenMMLab stack a user already has (the releases
+# tools/setup_env.sh pins are the ones measured, see README, "Environment"); the plugin checks the same ranges
+# when it is imported. mmcv needs its ops, which have no wheel for recent torch: install the stack first and
+# this package with --no-deps (mmpose's own chumpy requirement does not build).
+OPENMMLAB = [f'{name}>={low},<{high}' for name, (low, high) in VERSION['SUPPORTED'].items()]
 RUNTIME = [
     'torch>=2.1',
     'torchvision',
-    'numpy>=1.23,<2',
-    'opencv-python',
-    'simplejpeg',  # IPRLoadImage's JPEG decoder; without it IPRLoadImage decodes with OpenCV
-    'mmengine==0.10.7',
-    'mmcv==2.1.0',
-    'mmdet==3.3.0',
-    'mmpose==1.3.2',
-    'xtcocotools==1.14.3',
+    # xtcocotools publishes wheels for numpy 1.x up to Python 3.11; from 3.12 on it is built against numpy 2,
+    # which the plugin supports (README, "Environment"), and numpy 1.x has no wheels from Python 3.13 on
+    'numpy>=1.23,<2; python_version<"3.12"',
+    'numpy>=1.23; python_version>="3.12"',
+    'opencv-python<5; python_version<"3.12"',  # OpenCV 5 needs numpy 2
+    'opencv-python; python_version>="3.12"',
+    'simplejpeg>=1.7',  # IPRLoadImage's JPEG decoder (strict mode from 1.7); without it IPRLoadImage uses OpenCV
+    *OPENMMLAB,
+    'xtcocotools>=1.12',
     'json-tricks',
     'munkres',
-    'scipy',
+    'scipy>=1.9',  # special.ndtri_exp (IPRRandomBBoxTransform)
     'matplotlib',
     'six',
 ]
@@ -39,7 +44,7 @@ JPEG_REGION = Extension('ipr_plugin.datasets.transforms._jpeg_region',
 
 setup(
     name='ipr_plugin',
-    version=read_version(),
+    version=VERSION['__version__'],
     description='Integral Human Pose Regression (soft-argmax) head, codec and losses for mmpose',
     long_description=open(osp.join(osp.dirname(__file__), 'README.md')).read()
     if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',

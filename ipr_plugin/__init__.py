@@ -13,8 +13,12 @@ mmengine's hooks behave as documented (``default_hooks=dict(name=None)`` for any
 ``save_best``), and warns of a training loader that repeats its augmentation every epoch.
 
 Importing any of its subpackages runs this first, so it imports mmpose too.
-"""# engine first: its checkpoint, launch and hook fixes must be in place before anything builds a Runner
-from . import engine  # noqa: F401,I001
+"""
+# the stack's versions first: outside their range an import below would fail with a message that misleads
+from .compat import check_versions  # noqa: I001
+check_versions()
+# engine first: its checkpoint, launch and hook fixes must be in place before anything builds a Runner
+from . import engine  # noqa: F401,E402
 from . import codecs, datasets, evaluation, models, visualization  # noqa: F401
 from .datasets import collate, transforms  # noqa: F401  (register the collate function and transforms)
 from .datasets.body import coco_dataset  # noqa: F401  (registers the dataset)

@@ -64,6 +64,18 @@ def test_wheel_ships_every_config(installed):
     assert configs and {f'ipr_plugin/.mim/configs/{c}' for c in configs} <= names
 
 
+def test_wheel_asks_for_the_ranges_the_import_checks(installed):
+    """setup.py's install_requires and the import-time check read the same table (ipr_plugin/version.py)."""
+    from ipr_plugin.version import SUPPORTED
+    wheel, _, _ = installed
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith('.dist-info/METADATA'))).decode()
+    requires = {line.split(': ', 1)[1].replace(' ', '') for line in metadata.splitlines()
+                if line.startswith('Requires-Dist: ')}
+    for name, (low, high) in SUPPORTED.items():
+        assert {f'{name}<{high},>={low}', f'{name}>={low},<{high}'} & requires, (name, sorted(requires))
+
+
 @pytest.mark.skipif(not any(Path(d, 'jpeglib.h').exists() for d in ('/usr/include', '/usr/local/include')),
                     reason='no libjpeg headers here: setup.py builds no region decoder')
 def test_wheel_ships_the_region_decoder_and_it_works_there(installed):

@@ -18,9 +18,10 @@ crop is a UDP one (``crop``: ``'udp'`` when the codec has ``use_udp``: pixel 0 a
 
 The TorchScript exporter (``dynamo=False``) is used: torch's default ``torch.export``-based exporter needs
 ``onnxscript``, which the pinned environment does not install, and the traced graph is static apart from
-the batch axis anyway.
+the batch axis anyway (torch before 2.5 has only that exporter, and no ``dynamo`` argument).
 """
 import importlib
+import inspect
 import os
 import os.path as osp
 import warnings
@@ -40,6 +41,9 @@ __all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export
 
 INPUT_NAME = 'image'
 OUTPUT_NAMES = ('keypoints', 'scores')
+# the TorchScript exporter: asked for from torch 2.5 on (where torch.export's became possible, and from 2.9 the
+# default); before 2.5 it is the only one, and the argument does not exist
+_TORCHSCRIPT_EXPORTER = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
 
 
 class IPRExportModule(nn.Module):
@@ -196,7 +200,7 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
             # constants are expected: only the batch axis is meant to vary.
             warnings.simplefilter('ignore', DeprecationWarning)
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            torch.onnx.export(module, (dummy, ), partial, dynamo=False, input_names=[INPUT_NAME],
+            torch.onnx.export(module, (dummy, ), partial, **_TORCHSCRIPT_EXPORTER, input_names=[INPUT_NAME],
                               output_names=list(OUTPUT_NAMES), opset_version=opset, dynamic_axes=dynamic_axes)
         graph = onnx.load(partial)
         for key, value in _metadata(module, w, h).items():

@@ -16,9 +16,16 @@ from typing import Optional, Tuple
 import mmcv
 import numpy as np
 
+from ...compat import release
+
 try:  # an optional speed-up: without it every image goes through OpenCV
     import simplejpeg
 except ImportError:  # pragma: no cover - depends on the environment
+    simplejpeg = None
+# decode_jpeg's strict mode (a warning is an error, below) came in simplejpeg 1.7: an older one decodes nothing
+_TOO_OLD = simplejpeg is not None and release(simplejpeg.__version__) < release('1.7')
+_NO_DECODER = f'simplejpeg {simplejpeg.__version__} older than 1.7' if _TOO_OLD else 'simplejpeg not installed'
+if _TOO_OLD:  # pragma: no cover - depends on the environment
     simplejpeg = None
 
 _SOI, _SOS, _EOI, _APP1 = 0xD8, 0xDA, 0xD9, 0xE1
@@ -35,14 +42,14 @@ _LIMIT_UNITS = {'': 1, 'KB': 1 << 10, 'Kb': 1 << 10, 'kb': 1 << 10, 'MB': 1 << 2
 
 
 def fast_jpeg_available() -> bool:
-    """Whether :func:`decode_jpeg_bgr` can decode at all (``simplejpeg`` is installed)."""
+    """Whether :func:`decode_jpeg_bgr` can decode at all (``simplejpeg`` 1.7 or later is installed)."""
     return simplejpeg is not None
 
 
 def jpeg_decoder() -> str:
     """What decodes JPEGs in :class:`IPRLoadImage` here, for the machine line of a report: loader speed
     depends on it, and a machine without ``simplejpeg`` runs the fast path with OpenCV's slower decode."""
-    return f'simplejpeg {simplejpeg.__version__}' if simplejpeg is not None else 'OpenCV (simplejpeg not installed)'
+    return f'simplejpeg {simplejpeg.__version__}' if simplejpeg is not None else f'OpenCV ({_NO_DECODER})'
 
 
 def opencv_pixel_limit() -> Optional[int]:

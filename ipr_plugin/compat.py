@@ -1,0 +1,64 @@
+"""The installed OpenMMLab stack checked against :data:`ipr_plugin.version.SUPPORTED` before anything imports it.
+
+Outside that range the plugin fails deep inside an import (``cannot import name 'OKSLoss'`` from an mmpose 1.1),
+and loaded through a config's ``custom_imports`` mmengine turns any ``ImportError`` into "Failed to import custom
+modules ... You should set PYTHONPATH", which sends the user after the wrong problem. The check raises a
+``RuntimeError`` (which mmengine passes on) naming what is installed and what is needed.
+"""
+import re
+from importlib import metadata
+from typing import Dict, List, Optional, Tuple
+
+from .version import SUPPORTED
+
+__all__ = ['release', 'version_problems', 'check_versions']
+
+
+_STAGES = (('dev', -4), ('a', -3), ('b', -2), ('rc', -1), ('c', -1), ('pre', -1))
+
+
+def release(version: str) -> Tuple[int, ...]:
+    """``'2.1.0'`` -> ``(2, 1, 0, 0, 0)``: major, minor, patch, stage, its number. A pre-release sorts before its
+    release, as pip sorts them (``'2.0.0rc4'`` -> ``(2, 0, 0, -1, 4)``; dev < a < b < rc); a local suffix
+    (``'+cu121'``) is ignored."""
+    match = re.match(r'(\d+(?:\.\d+)*)[.\-_]?([a-z]*)(\d*)', version.strip().lower())
+    if match is None:
+        raise ValueError(f'not a version: {version!r}')
+    numbers = [int(n) for n in match.group(1).split('.')][:3]
+    numbers += [0] * (3 - len(numbers))
+    stage = next((rank for prefix, rank in _STAGES if match.group(2).startswith(prefix)), 0)
+    return (*numbers, stage, int(match.group(3) or 0) if stage else 0)
+
+
+def _installed(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:  # importable without pip's records (a source tree on PYTHONPATH)
+        try:
+            return __import__(name).__version__
+        except ImportError:
+            return None
+
+
+def version_problems(found: Dict[str, Optional[str]]) -> Dict[str, str]:
+    """Package name -> what is wrong, for each package of ``found`` (name -> installed version, None: not
+    installed) outside :data:`~ipr_plugin.version.SUPPORTED`; packages not listed there are not checked."""
+    problems = {}
+    for name, version in found.items():
+        if name not in SUPPORTED:
+            continue
+        low, high = SUPPORTED[name]
+        if version is None:
+            problems[name] = f'{name} is not installed'
+        elif not release(low) <= release(version) < release(high):
+            problems[name] = f'{name} {version} is installed'
+    return problems
+
+
+def check_versions(names: Tuple[str, ...] = ('mmengine', 'mmcv', 'mmpose')) -> None:
+    """Raise ``RuntimeError`` unless each of ``names`` is installed in its supported range."""
+    problems = version_problems({name: _installed(name) for name in names})
+    if problems:
+        needed = ' '.join(f'"{name}>={SUPPORTED[name][0]},<{SUPPORTED[name][1]}"' for name in problems)
+        mmcv = ' (mmcv built with its ops: see the README, "Environment")' if 'mmcv' in problems else ''
+        raise RuntimeError(f'ipr_plugin: {"; ".join(problems.values())}, and it needs {needed}{mmcv}')
