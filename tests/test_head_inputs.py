@@ -239,3 +239,25 @@ def test_mmposes_coordinate_losses_take_the_keypoint_weights_as_its_regression_h
     losses = logit_head(loss=cfg).loss((torch.randn(2, K, H, W, requires_grad=True),), train)
     assert torch.isfinite(losses['loss_kpt']) and losses['loss_kpt'] > 0
     losses['loss_kpt'].backward()
+
+
+@pytest.mark.parametrize('base, refused, leftover', [
+    ('body_2d_keypoint/integral_regression/coco/ipr_res50_8xb64-210e_coco-256x256.py', 'IntegralL1Loss', 'losses'),
+    ('body_2d_keypoint/topdown_heatmap/coco/td-hm_res50_8xb64-210e_coco-256x192.py', 'IPRHead', 'out_channels')])
+def test_a_head_merged_into_an_inherited_one_names_the_leftover_keys_and_delete(tmp_path, base, refused, leftover):
+    """The README's snippet on top of one of mmpose's model configs, without ``_delete_=True``: Python's
+    "unexpected keyword argument" said nothing of the merge (the IPR base's head takes our head's arguments, and
+    its MultipleLossWrapper's ``losses`` reach our loss)."""
+    from mmengine.config import Config
+
+    from ipr_plugin.paths import installed_config
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = [{installed_config('mmpose::' + base)!r}]\n"
+                     "model = dict(head=dict(type='IPRHead', in_channels=2048, in_featuremap_size=(8, 8), "
+                     "num_joints=17, loss=dict(type='IntegralL1Loss'),\n"
+                     "                       decoder=dict(type='DSNTLabel', input_size=(256, 256))))\n")
+    with pytest.raises(TypeError, match=f"^{refused} got arguments it does not take: .*'{leftover}'.*"
+                                        f"dict\\(_delete_=True, type='{refused}', ...\\)$"):
+        MODELS.build(Config.fromfile(str(child)).model.head)
+    child.write_text(child.read_text().replace("head=dict(type=", "head=dict(_delete_=True, type="))
+    assert type(MODELS.build(Config.fromfile(str(child)).model.head)).__name__ == 'IPRHead'

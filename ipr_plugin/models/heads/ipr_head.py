@@ -18,6 +18,7 @@ from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_backgro
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy, weighted_joint_mean
+from ..merged_keys import refuse_merged_keys
 from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_decoder, check_features, check_input_size,
                           check_label_convention, coordinate_loss_weights, dataset_joints_problem, loss_takes_maps,
                           training_labels)
@@ -70,6 +71,8 @@ class IPRHead(BaseHead):
             weights, its result logged as ``loss_kpt``).
         decoder (dict, optional): Codec config (:class:`DSNTLabel`) used to decode predictions.
         init_cfg (dict, optional): Initialisation config.
+        **merged: none is taken: keys merged in from an inherited config's head (``_delete_=True`` missing) are
+            refused by name.
     """
 
     def __init__(self,
@@ -92,7 +95,9 @@ class IPRHead(BaseHead):
                  score_radius: float = 2.0,
                  loss: ConfigType = dict(type='IntegralL1Loss'),
                  decoder: OptConfigType = None,
-                 init_cfg: OptConfigType = None):
+                 init_cfg: OptConfigType = None,
+                 **merged):
+        refuse_merged_keys('IPRHead', merged)
         super().__init__(init_cfg if init_cfg is not None else
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
         check_arguments(in_channels=in_channels, normalizer=normalizer, beta=beta, learnable_beta=learnable_beta,

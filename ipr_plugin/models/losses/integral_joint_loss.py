@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, soft_argmax, variance_regularizer
 from ...ops.losses import COORD_LOSSES, coordinate_loss, mask_unweighted_targets, weighted_joint_mean
+from ..merged_keys import refuse_merged_keys
 
 REGULARIZERS = ('js', 'kl', 'var')
 
@@ -45,6 +46,7 @@ class IntegralJointLoss(nn.Module):
             run ``by='iter'``, or the weight stays at ``reg_weight``. With ``end=None`` and ``by='epoch'`` the
             last epoch trains at ``1 / max_epochs`` of the weight with ``'linear'``, about
             ``(pi / (2 max_epochs))^2`` of it with ``'cosine'`` (epochs count from 0).
+        **merged: none is taken: keys of an inherited config's loss (``_delete_=True`` missing) are refused.
     """
 
     def __init__(self,
@@ -53,7 +55,9 @@ class IntegralJointLoss(nn.Module):
                  regularizer: str = 'js',
                  reg_weight: float = 1.0,
                  sigma: float = 1.0,
-                 anneal: Optional[dict] = None) -> None:
+                 anneal: Optional[dict] = None,
+                 **merged) -> None:
+        refuse_merged_keys('IntegralJointLoss', merged)
         super().__init__()
         if coord_loss not in COORD_LOSSES:
             raise ValueError(f'IntegralJointLoss: `coord_loss` must be one of {COORD_LOSSES}, got {coord_loss!r}')

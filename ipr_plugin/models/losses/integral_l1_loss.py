@@ -5,6 +5,7 @@ from mmpose.registry import MODELS
 from torch import Tensor, nn
 
 from ...ops.losses import coordinate_loss, mask_unweighted_targets, weighted_joint_mean
+from ..merged_keys import refuse_merged_keys
 
 
 @MODELS.register_module()
@@ -18,9 +19,11 @@ class IntegralL1Loss(nn.Module):
         loss_weight (float): Multiplier of the loss.
         loss_name (str): Key of the loss in the returned dict (it must contain ``'loss'`` to be optimised and
             logged by mmengine).
+        **merged: none is taken: keys of an inherited config's loss (``_delete_=True`` missing) are refused.
     """
 
-    def __init__(self, loss_weight: float = 1.0, loss_name: str = 'loss_kpt') -> None:
+    def __init__(self, loss_weight: float = 1.0, loss_name: str = 'loss_kpt', **merged) -> None:
+        refuse_merged_keys('IntegralL1Loss', merged)
         super().__init__()
         if not isinstance(loss_name, str) or 'loss' not in loss_name:
             # mmengine optimises the sum of the returned keys containing 'loss': none, and the first step fails
