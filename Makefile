@@ -3,6 +3,8 @@
 VENV := $(abspath $(or $(IPR_VENV),$(CURDIR)/.venv))
 PY := $(VENV)/bin/python
 export PATH := $(VENV)/bin:$(PATH)
+# what `make test` runs: the whole suite, or e.g. PYTEST_ARGS="tests/test_head.py -k flip"
+PYTEST_ARGS ?= tests
 
 .PHONY: env demo test clean
 
@@ -13,7 +15,7 @@ demo: env
 	@$(PY) tools/demo.py
 
 test: env
-	@$(PY) -m pytest tests -q -p no:cacheprovider
+	@$(PY) -m pytest $(PYTEST_ARGS) -q -p no:cacheprovider
 
 clean:
 	rm -rf work_dirs outputs build

@@ -63,20 +63,35 @@ def test_a_child_that_ends_while_what_it_started_holds_its_output_is_not_waited_
 
 
 def test_a_progress_line_drops_the_timing_fields_and_keeps_every_other_whole():
-    """Cut at a width, the debias terms and the last metrics were lost mid-word."""
+    """Cut at a width, the debias terms and the last metrics were lost mid-word; the time left comes first."""
     train = ('12/06 16:42:47 - mmengine - INFO - Iter(train) [1/3]  lr: 1.000000e-03  eta: 0:00:16  time: 8.012637  '
              'data_time: 0.068139  memory: 512  loss: 0.020066  loss_kpt: 0.020066  acc_pose: 0.014706  '
              'debias_r: 1.007000  debias_capped: 0.250000')
-    assert progress_line(train) == ('Iter(train) [1/3]  lr: 1.000000e-03  loss: 0.020066  loss_kpt: 0.020066  '
-                                    'acc_pose: 0.014706  debias_r: 1.007000  debias_capped: 0.250000')
+    assert progress_line(train) == ('Iter(train) [1/3]  eta: 0:00:16  lr: 1.000000e-03  loss: 0.020066  '
+                                    'loss_kpt: 0.020066  acc_pose: 0.014706  debias_r: 1.007000  '
+                                    'debias_capped: 0.250000')
     # mmengine joins the learning rates of several parameter groups with one space; padding in the counter kept
     several = ('12/06 16:42:47 - mmengine - INFO - Iter(train) [  10/1000]  base_lr: 1.0000e-03 lr: 1.0000e-03  '
                'eta: 0:01:02  time: 0.5  loss: 0.02')
-    assert progress_line(several) == 'Iter(train) [  10/1000]  lr: 1.0000e-03  loss: 0.02'
+    assert progress_line(several) == 'Iter(train) [  10/1000]  eta: 0:01:02  lr: 1.0000e-03  loss: 0.02'
     val = ('12/06 16:42:48 - mmengine - INFO - Epoch(val) [1][1/1]    coco/AP: 0.100000  coco/AP (M): 0.200000  '
            'coco/AR: 0.300000  coco/AR (L): -1.000000  data_time: 0.1  time: 0.3')
     assert progress_line(val) == ('Epoch(val) [1][1/1]  coco/AP: 0.100000  coco/AP (M): 0.200000  coco/AR: 0.300000  '
                                   'coco/AR (L): -1.000000')
+
+
+def test_an_epoch_line_padded_to_the_last_epochs_width_keeps_its_head_and_drops_its_timing():
+    """mmengine right-aligns the epoch to max_epochs' width (``Epoch(train)  [6][20/24]``): the loop head went
+    unrecognised and ``base_lr`` passed as part of a field name. The demo adds the number of epochs."""
+    from ipr_plugin.apis.demo import _progress
+    line = ('12/06 16:42:47 - mmengine - INFO - Epoch(train)  [6][20/24]  base_lr: 1.0000e-03 lr: 1.0000e-03  '
+            'eta: 0:43:12  time: 2.3  data_time: 0.1  memory: 800  loss: 0.1  acc_pose: 0.5')
+    assert progress_line(line) == 'Epoch(train) [6][20/24]  eta: 0:43:12  lr: 1.0000e-03  loss: 0.1  acc_pose: 0.5'
+    said = []
+    _progress(said.append, 60)(line)
+    _progress(said.append, 60)('12/06 16:42:48 - mmengine - INFO - Epoch(val) [6][4/4]    coco/AP: 0.1  time: 0.3')
+    assert said == ['    Epoch(train) [6/60][20/24]  eta: 0:43:12  lr: 1.0000e-03  loss: 0.1  acc_pose: 0.5',
+                    '    Epoch(val) [6][4/4]  coco/AP: 0.1']
 
 
 def test_coco_metrics_of_the_last_evaluation_including_nan():

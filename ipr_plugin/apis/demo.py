@@ -2,13 +2,14 @@
 ``mim train`` (on the GPU where there is one, as mmengine chooses), measure it again with ``mim test`` (detector
 boxes), and draw its predictions."""
 import contextlib
+import re
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional, Union
 
 from ..arguments import raise_problems, write_json
 from ..locks import own_folder
-from ..paths import plugin_config, work_root
+from ..paths import load_config, plugin_config, work_root
 from .mim_runner import parse_coco_metrics, progress_line, run_mim
 
 DEMO_CONFIG = plugin_config('synthetic', 'ipr_res18-w16_1xb32-60e_synthetic-128x128.py')
@@ -67,11 +68,12 @@ def data_config(config: Path, data: Dict, out_file: Path) -> Path:
     return out_file
 
 
-def _progress(say: Callable[[str], None]) -> Callable[[str], None]:
-    """Forward mmengine's per-interval training and evaluation lines (:func:`progress_line`)."""
+def _progress(say: Callable[[str], None], epochs: int) -> Callable[[str], None]:
+    """Forward mmengine's per-interval training and evaluation lines (:func:`progress_line`), the training
+    epoch out of ``epochs`` (``Epoch(train) [6/60][20/24]``): mmengine's ``[6][20/24]`` says nothing of the end."""
     def on_line(line: str) -> None:
         if 'Epoch(train)' in line or 'Epoch(val)' in line:
-            say('    ' + progress_line(line))
+            say('    ' + re.sub(r'^Epoch\(train\)\s*\[\s*(\d+)\]', rf'Epoch(train) [\1/{epochs}]', progress_line(line)))
     return on_line
 
 
@@ -136,9 +138,10 @@ def _run_demo(work: Path, data: Dict, config: Path, epochs: Optional[int], seed:
     say(f'      AP {before.get("coco/AP", float("nan")):.3f}')
 
     import torch  # mmengine trains on the GPU where there is one
-    say(f'[3/5] training (mim train mmpose, {"GPU" if torch.cuda.is_available() else "CPU"})')
+    total = epochs if epochs is not None else load_config(run_config).train_cfg.max_epochs
+    say(f'[3/5] training, {total} epochs (mim train mmpose, {"GPU" if torch.cuda.is_available() else "CPU"})')
     run_mim(['train', 'mmpose', run_config, '--work-dir', work, '--cfg-options', *options], timeout=3600,
-            on_line=_progress(say))
+            on_line=_progress(say, total))
     checkpoint = (work / 'last_checkpoint').read_text().strip()
 
     say('[4/5] COCO AP of the trained model (mim test, detector boxes)')

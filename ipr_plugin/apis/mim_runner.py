@@ -138,21 +138,25 @@ def parse_coco_metrics(stdout: str) -> Dict[str, float]:
     return metrics
 
 
-# fields of mmengine's interval lines that a progress line leaves out: the loss terms and metrics are what to watch
+# fields of mmengine's interval lines that a progress line leaves out: the loss terms and metrics are what to watch,
+# and the time left (eta, kept, first)
 _TIMING_FIELDS = frozenset(('base_lr', 'eta', 'time', 'data_time', 'memory', 'grad_norm'))
-_LOOP_HEAD = re.compile(r'^\S+ (?:\[[^\]]*\])+')  # Iter(train) [  10/1000], Epoch(val) [1][4/4]
+# Iter(train) [  10/1000], Epoch(val) [1][4/4]; the epoch right-aligned to max_epochs' width: Epoch(train)  [6][1/24]
+_LOOP_HEAD = re.compile(r'^(\S+)\s+((?:\[[^\]]*\])+)')
 _FIELD = re.compile(r'\s*([^\s:][^:]*?):\s+(\S+)')  # key (spaces allowed: "coco/AP (M)"): value
 
 
 def progress_line(line: str) -> str:
     """mmengine's log line ``line`` shortened for a progress display: its message alone (no date or logger),
-    without the timing fields (``eta``, ``time``, ``data_time``, ...); every other field whole, where cutting the
-    line at a width hid the last loss terms (``debias_capped``) and metrics (``coco/AR``)."""
+    without the timing fields (``time``, ``data_time``, ``memory``, ...); every other field whole, where cutting the
+    line at a width hid the last loss terms (``debias_capped``) and metrics (``coco/AR``). mmengine's estimate of
+    the time left (``eta``, training lines) comes first."""
     message = line.split(' - mmengine - INFO - ')[-1].strip()
     head = _LOOP_HEAD.match(message)
-    fields = [f'{key}: {value}' for key, value in _FIELD.findall(message[head.end() if head else 0:])
-              if key not in _TIMING_FIELDS]
-    return '  '.join(([head.group(0)] if head else []) + fields)
+    found = _FIELD.findall(message[head.end() if head else 0:])
+    fields = [f'{key}: {value}' for key, value in found if key == 'eta']
+    fields += [f'{key}: {value}' for key, value in found if key not in _TIMING_FIELDS]
+    return '  '.join(([f'{head.group(1)} {head.group(2)}'] if head else []) + fields)
 
 
 def stop_session(proc: subprocess.Popen, grace: float = 20.0) -> None:
