@@ -191,6 +191,14 @@ def test_tool(tmp_path, repo_root):
     assert cv2.imread(str(out / 'val2017' / '000001000001.jpg')).shape == (120, 160, 3)
 
 
+def test_the_tool_says_when_a_split_is_empty(tmp_path, capsys):
+    from ipr_plugin.cli.make_synthetic_coco import main
+    main(['--out', str(tmp_path), '--num-train', '0', '--num-val', '1', '--image-size', '160', '120'])
+    out = capsys.readouterr().out
+    assert 'note: no train images (--num-train 0): mmengine cannot train on this set' in out
+    assert 'no val images' not in out
+
+
 BAD_ARGUMENTS = [  # (API argument, value, start of its problem, flag and its words)
     ('num_train', -2, 'must be a number of images >= 0, got -2', ['--num-train', '-2']),
     ('num_val', -1, 'must be a number of images >= 0, got -1', ['--num-val', '-1']),
@@ -243,3 +251,21 @@ def test_smallest_images_and_no_one_sometimes_are_fine(tmp_path, monkeypatch):
                                seed=7)
     assert out['num_train_images'] == 3 and out['num_train_instances'] == 3 and out['num_val_images'] == 0
     assert len(scenes) > 3  # seed 7 draws scenes without an annotated person, and none of them is written
+
+
+def test_a_smaller_set_over_a_larger_one_leaves_only_its_own_images_and_the_users(tmp_path):
+    """The larger set's images stayed in the folders, unlisted (a val folder of 40 images for 16 listed)."""
+    write_synthetic_coco(str(tmp_path), num_train=5, num_val=4, image_size=(160, 120))
+    mine = tmp_path / 'val2017' / 'mine.jpg'
+    mine.write_bytes(b'a user file')
+    out = write_synthetic_coco(str(tmp_path), num_train=2, num_val=3, image_size=(160, 120))
+    for split in ('train', 'val'):
+        listed = {image['file_name'] for image in json.loads(Path(out[f'{split}_ann_file']).read_text())['images']}
+        on_disk = {p.name for p in (tmp_path / f'{split}2017').iterdir()}
+        assert on_disk == listed | ({mine.name} if split == 'val' else set())
+    # a set this module did not write names images it never removes
+    foreign = json.loads(Path(out['val_ann_file']).read_text())
+    foreign['info']['description'] = 'my own COCO subset'
+    Path(out['val_ann_file']).write_text(json.dumps(foreign))
+    write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))
+    assert len(list((tmp_path / 'val2017').glob('0*.jpg'))) == 3

@@ -13,6 +13,7 @@ Pure numpy/cv2/json (no mmpose import), deterministic for a seed: every image dr
 seeded by ``(seed, difficulty, split, index)``, so the same call writes the same bytes.
 """
 import contextlib
+import json
 import multiprocessing
 import os
 import os.path as osp
@@ -20,7 +21,7 @@ import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import cv2
 import numpy as np
@@ -45,6 +46,8 @@ PERSON_CATEGORY: Dict = dict(supercategory='person', id=1, name='person', keypoi
 # Val image ids start here so that they never collide with train ids, as in COCO.
 VAL_ID_OFFSET = 1_000_000
 DET_FILE = 'person_detection_results/COCO_val2017_detections_AP_H_56_person.json'
+# the annotation files' info.description starts so: what tells a set this module wrote from a user's own
+DESCRIPTION = 'ipr_plugin synthetic COCO keypoints'
 _SPLITS = {'train': (0, 0), 'val': (1, VAL_ID_OFFSET)}  # split: (generator stream, image id offset)
 _DET_STREAM = 2  # generator stream of the detections, apart from the image streams
 _MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
@@ -217,7 +220,9 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
 
     Args:
         root: dataset root; created if missing. Existing files of the same names are overwritten; the earlier
-            annotation and detection files are removed before the first image is written.
+            annotation and detection files are removed before the first image is written, and the images an
+            earlier synthetic set listed that this one does not are removed once it is written (other files
+            are left alone).
         num_train: number of train images (``train2017``).
         num_val: number of val images (``val2017``); the detections file covers these.
         image_size: (width, height) of every image, pixels.
@@ -258,6 +263,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     os.makedirs(root, exist_ok=True)
     writing = osp.join(root, WRITING_MARKER)
     open(writing, 'w').close()  # removed at the end: a write cut short leaves it
+    earlier = _earlier_images(root)
     # A write cut short over an earlier set left its annotation files describing the new images without a word
     # (training and check_data took them): they go first, so a cut-short set fails to load, naming the file.
     for old in (*(_ann_file(root, split) for split in _SPLITS), osp.join(root, DET_FILE)):
@@ -283,15 +289,36 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                 rendered = (pool.map(render, range(count), chunksize=max(1, min(8, count // (4 * workers))))
                             if pool is not None else map(render, range(count)))
             detections += _write_split(split, img_dir, rendered, (width, height), stream_seed, det,
-                                       f'ipr_plugin synthetic COCO keypoints ({difficulty}, seed {seed})', out)
+                                       f'{DESCRIPTION} ({difficulty}, seed {seed})', out)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     out['bbox_file'] = osp.join(root, DET_FILE)
     _write_json(detections, out['bbox_file'])
     out['num_detections'] = len(detections)
+    # a smaller set over a larger one left the larger one's images in the folders, unlisted
+    for split, names in earlier.items():
+        listed = {image_file_name(_SPLITS[split][1] + index + 1) for index in range(out[f'num_{split}_images'])}
+        for name in names - listed:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(osp.join(root, f'{split}2017', name))
     os.remove(writing)
     return out
+
+
+def _earlier_images(root: str) -> Dict[str, Set[str]]:
+    """Per split, the image files the synthetic set already under ``root`` lists (none where its annotation file
+    is missing, unreadable or not one this module wrote: a user's own images are never removed)."""
+    found = {}
+    for split in _SPLITS:
+        try:
+            with open(_ann_file(root, split)) as f:
+                coco = json.load(f)
+            if str(coco['info']['description']).startswith(DESCRIPTION):
+                found[split] = {osp.basename(str(image['file_name'])) for image in coco['images']}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
 
 
 def _ann_file(root: str, split: str) -> str:
