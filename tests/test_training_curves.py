@@ -49,8 +49,8 @@ def test_a_resumed_epoch_based_run_reads_as_one(epoch_run, tmp_path):
     assert [(line['epoch'], line['iter']) for line in curves.val] == [(1, 2), (2, 4), (3, 6)]
     assert len(curves.skipped) == 1 and 'no training lines (a validation run?)' in curves.skipped[0]
     lines = summarize(curves)
-    assert lines[0] == ('2 logs, resumed (first lines at iteration 5); 6 training lines (iterations 1-6, epochs 1-3 '
-                        'validated), 3 validations')
+    assert lines[0] == ('2 logs, resumed (first lines at iteration 5); 6 training lines (iterations 1-6, validated at '
+                        'epochs 1-3), 3 validations')
     assert [line.split(':')[0] for line in lines[1:3]] == ['loss', 'loss_kpt']
     best = max(line['coco/AP'] for line in curves.val)
     assert any(line.startswith(f"coco/AP: highest {best:.4g} at epoch ") for line in lines)

@@ -10,7 +10,8 @@ new one). A training line has ``iter`` (counted over the whole run) and, with mm
 ``LogProcessor(by_epoch=True)``, ``epoch``; a validation line has neither, and its ``step`` is the epoch (an
 epoch-based run), the iteration (``LoggerHook(log_metric_by_epoch=False)``) or 0 (an iteration-based run with
 mmengine's default). Each validation is placed by the run's schedule, read from the config mmengine dumps beside
-the log (``vis_data/config.py``): at its epoch (epoch-based), at its iteration (``log_metric_by_epoch=False``, or
+the log (``vis_data/config.py``): at its epoch (epoch-based; drawn at the last iteration logged in that epoch, as
+the logs do not record an epoch's length), at its iteration (``log_metric_by_epoch=False``, or
 the validation interval of an iteration-based run). Without that file, at the last training iteration logged
 before it, and the summary says "after".
 """
@@ -237,7 +238,9 @@ def summarize(curves: Curves) -> List[str]:
     train = curves.train
     span = f"iterations {train[0]['iter']}-{train[-1]['iter']}"
     if curves.by_epoch:
-        span += f", epochs {curves.val[0]['epoch']}-{curves.val[-1]['epoch']} validated"
+        first, last_epoch = curves.val[0]['epoch'], curves.val[-1]['epoch']
+        span += f', validated at epoch{"" if first == last_epoch else "s"} {first}'
+        span += '' if first == last_epoch else f'-{last_epoch}'
     resumed = (f", resumed (first lines at iteration {', '.join(map(str, curves.resumed_at))})"
                if curves.resumed_at else '')
     lines = [f"{_count(len(curves.logs), 'log')}{resumed}; {_count(len(train), 'training line')} ({span}), "
