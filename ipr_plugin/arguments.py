@@ -133,7 +133,8 @@ def parser_check_out_folder(parser: argparse.ArgumentParser, folder: Optional[st
 def exit_on_input_errors(prog: str) -> Iterator[None]:
     """For a tool's ``main``: the errors the package raises about a user's inputs (``OSError``: a missing or
     unwritable file; ``ValueError``: a bad value or file content; each naming the culprit) end the tool with that
-    one line on stderr and exit status 1, as ``parser.error`` does for arguments, instead of a traceback.
+    one line on stderr and exit status 1 instead of a traceback. (What the argument checks find before any work,
+    a missing file named by a flag included, goes through ``parser.error``: usage, one line too, exit status 2.)
     ``IPR_TRACEBACK=1`` in the environment keeps the traceback (an error from deep in the stack looks the same)."""
     try:
         yield
