@@ -7,7 +7,7 @@ modules ... You should set PYTHONPATH", which sends the user after the wrong pro
 """
 import re
 from importlib import metadata
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from .version import SUPPORTED
 
