@@ -109,3 +109,21 @@ def test_flip_coords_of_integer_tensors_is_float():
     out = flip_coords(torch.tensor([[[3, 4], [5, 6]]]), [1, 0])
     assert out.is_floating_point()
     assert torch.equal(out, torch.tensor([[[-5.0, 6.0], [-3.0, 4.0]]]))
+
+
+def test_flipped_maps_integrate_to_flipped_coordinates():
+    """On the cell-centre grid, mirroring the maps and mirroring their soft-argmax agree (the flip test relies on
+    it); joints are swapped as flip_coords swaps them; a wrong joint count is named."""
+    from ipr_plugin.ops import flip_maps, make_grid, soft_argmax
+    torch.manual_seed(0)
+    maps = torch.randn(2, 4, 6, 8).softmax(-1)
+    maps = maps / maps.sum((-2, -1), keepdim=True)
+    swap = [1, 0, 2, 3]
+    flipped = flip_maps(maps, swap)
+    assert torch.equal(flipped[:, 0], maps[:, 1].flip(-1)) and torch.equal(flipped[:, 2], maps[:, 2].flip(-1))
+    grids = make_grid(8), make_grid(6)
+    torch.testing.assert_close(soft_argmax(flipped, *grids), flip_coords(soft_argmax(maps, *grids), swap))
+    assert torch.equal(flip_maps(maps, torch.tensor(swap)), flipped)
+    assert torch.equal(flip_maps(flipped, swap), maps)  # its own inverse
+    with pytest.raises(ValueError, match=r'K = len\(flip_indices\) = 3, got \(2, 4, 6, 8\)'):
+        flip_maps(maps, [0, 1, 2])

@@ -8,8 +8,8 @@ Pixel ``i`` of an image of width ``w`` has its centre at ``x = i``; the image sp
 so pixel 0 maps to ``-1 + 1/w``, pixel ``w - 1`` to ``1 - 1/w``, and a horizontal flip of the image
 (``x -> w - 1 - x``) is exactly ``u -> -u``. The same holds for ``y`` with the height ``h``.
 
-Every function here is plain element-wise arithmetic and accepts NumPy arrays or torch tensors, returning
-the same type (differentiable for tensors).
+The coordinate functions are plain element-wise arithmetic and accept NumPy arrays or torch tensors, returning
+the same type (differentiable for tensors); :func:`flip_maps`, the flip of heatmaps, takes torch tensors.
 """
 from typing import Sequence, TypeVar, Union
 
@@ -20,7 +20,7 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 ArrayT = TypeVar('ArrayT', np.ndarray, torch.Tensor)  # what comes in is what goes out
 SizeLike = Union[Sequence[float], np.ndarray, torch.Tensor]
 
-__all__ = ['pixel_to_normalized', 'normalized_to_pixel', 'flip_coords']
+__all__ = ['pixel_to_normalized', 'normalized_to_pixel', 'flip_coords', 'flip_maps']
 
 
 def _check_xy(name: str, xy: ArrayLike) -> None:
@@ -106,3 +106,24 @@ def flip_coords(coords: ArrayT, flip_indices: Union[Sequence[int], torch.Tensor]
         index, stack = np.asarray(flip_indices, dtype=np.intp), np.stack
     flipped = coords[..., index, :]
     return stack((-flipped[..., 0], flipped[..., 1]), -1)
+
+
+def flip_maps(maps: torch.Tensor, flip_indices: Union[Sequence[int], torch.Tensor]) -> torch.Tensor:
+    """Map heatmaps predicted on a horizontally flipped input back to the original input: columns reversed,
+    left/right joints swapped as :func:`flip_coords` swaps them.
+
+    On the ``'center'`` grid this is exact, ``soft_argmax(flip_maps(m)) == flip_coords(soft_argmax(m))``; on the
+    ``'mmpose'`` grid (``j / W``) reversed columns are not ``u -> -u``, and the result is off by a fraction of a cell.
+
+    Args:
+        maps: (B, K, H, W) maps of the flipped input (any values: logits or probabilities).
+        flip_indices: length-K permutation, as for :func:`flip_coords`.
+
+    Returns:
+        (B, K, H, W) maps in the original input's frame.
+    """
+    if maps.dim() != 4 or maps.shape[1] != len(flip_indices):
+        raise ValueError(f'maps must have shape (B, K, H, W) with K = len(flip_indices) = {len(flip_indices)}, '
+                         f'got {tuple(maps.shape)}')
+    index = flip_indices.to(maps.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
+    return maps.flip(-1)[:, index]

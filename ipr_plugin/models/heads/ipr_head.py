@@ -14,7 +14,7 @@ from mmpose.registry import KEYPOINT_CODECS, MODELS
 from mmpose.utils.typing import ConfigType, OptConfigType, OptSampleList, Predictions
 from torch import Tensor, nn
 
-from ...ops import (debias_from_share, flip_coords, keypoint_scores, log_background_share, make_grid,
+from ...ops import (debias_from_share, flip_coords, flip_maps, keypoint_scores, log_background_share, make_grid,
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy, weighted_joint_mean
@@ -312,7 +312,7 @@ class IPRHead(BaseHead):
         # cell; on the 'center' grid this equals scoring the averaged map (the score is linear in the map).
         scores = 0.5 * (self.scores(probs, coords)
                         + self.scores(probs_f, flip_coords(coords, flip))[:, flip])
-        probs = (probs + probs_f.flip(-1)[:, flip]) * 0.5
+        probs = (probs + flip_maps(probs_f, flip)) * 0.5
         finite = torch.isfinite(logits).all() & torch.isfinite(logits_f).all()
         return logits, coords, probs, scores, finite
 
