@@ -111,6 +111,25 @@ def test_anneal_factor_shapes():
     assert anneal_factor(2.5, 0, 10, 'cosine') == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
 
+@pytest.mark.parametrize('anneal, words', [
+    (dict(mode='linear', start=5), r"unknown key\(s\) \['start'\]; it takes \['mode', 'by', 'begin', 'end'\]"),
+    (dict(mode='exp'), "mode must be 'linear' or 'cosine', by 'epoch' or 'iter'"),
+    (dict(by='step'), "mode must be 'linear' or 'cosine'"),
+    (dict(begin='5'), 'begin must be a number >= 0'),
+    (dict(begin=-1), 'begin must be a number >= 0'),
+    (dict(end=True), 'end must be a number >= 0 .* or None'),
+    (dict(begin=10, end=5), 'end must come after begin'),
+    (dict(begin=5, end=5), 'end must come after begin'),
+    ('linear', 'must be a dict')])
+def test_a_bad_anneal_is_refused_as_the_loss_is_built(anneal, words):
+    """A misspelt key was ignored (annealing began at 0, not at 'start'); text for a number failed at the first
+    step; an end before its beginning annealed nothing."""
+    with pytest.raises(ValueError, match=r'IntegralJointLoss: `anneal` .*: ' + words):
+        MODELS.build(dict(type='IntegralJointLoss', anneal=anneal))
+    assert MODELS.build(dict(type='IntegralJointLoss', anneal=dict(begin=2, end=8.5))).anneal == dict(
+        mode='linear', by='epoch', begin=2, end=8.5)
+
+
 def test_anneal_reads_the_message_hub():
     hub = MessageHub.get_instance('ipr_test_anneal')
     loss = MODELS.build(dict(type='IntegralJointLoss', reg_weight=2.0, anneal=dict(mode='linear', by='iter')))

@@ -24,6 +24,33 @@ def anneal_factor(progress: float, begin: float, end: float, mode: str) -> float
     return 1.0 - t if mode == 'linear' else 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+_ANNEAL_DEFAULTS = dict(mode='linear', by='epoch', begin=0, end=None)
+
+
+def checked_anneal(anneal: dict) -> dict:
+    """``anneal`` with its defaults filled in; ``ValueError`` naming what is wrong. A misspelt key (``start``
+    for ``begin``) was ignored, and annealing began at 0; a ``begin`` given as text failed at the first step."""
+    def problem(text: str) -> ValueError:
+        return ValueError(f'IntegralJointLoss: `anneal` {anneal}: {text}')
+
+    if not isinstance(anneal, dict):
+        raise problem('must be a dict(mode=..., by=..., begin=..., end=...)')
+    unknown = sorted(set(anneal) - set(_ANNEAL_DEFAULTS))
+    if unknown:
+        raise problem(f'unknown key(s) {unknown}; it takes {list(_ANNEAL_DEFAULTS)}')
+    out = dict(_ANNEAL_DEFAULTS, **anneal)
+    if out['mode'] not in ('linear', 'cosine') or out['by'] not in ('epoch', 'iter'):
+        raise problem("mode must be 'linear' or 'cosine', by 'epoch' or 'iter'")
+    for key in ('begin', 'end'):
+        value = out[key]
+        if (value is not None or key == 'begin') and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                                      or not value >= 0):
+            raise problem(f'{key} must be a number >= 0 (an {out["by"]}){"" if key == "begin" else " or None"}')
+    if out['end'] is not None and not out['end'] > out['begin']:
+        raise problem('end must come after begin')
+    return out
+
+
 @MODELS.register_module()
 class IntegralJointLoss(nn.Module):
     """Coordinate loss + heatmap regulariser against a Gaussian at the exact label, generated on the device.
@@ -67,10 +94,7 @@ class IntegralJointLoss(nn.Module):
         if not sigma > 0:
             raise ValueError(f'IntegralJointLoss: `sigma` must be > 0 (heatmap cells), got {sigma!r}')
         if anneal is not None:
-            anneal = dict(dict(mode='linear', by='epoch', begin=0, end=None), **anneal)
-            if anneal['mode'] not in ('linear', 'cosine') or anneal['by'] not in ('epoch', 'iter'):
-                raise ValueError(f'IntegralJointLoss: bad `anneal` {anneal}: mode must be linear/cosine and '
-                                 'by must be epoch/iter')
+            anneal = checked_anneal(anneal)
         self.coord_loss = coord_loss
         self.coord_weight = coord_weight
         self.regularizer = regularizer
