@@ -77,6 +77,12 @@ def test_export_matches_torch_with_dynamic_batch(module, tmp_path):
     assert max(diffs.values()) < TOL
 
 
+def test_the_oldest_opset_taken_exports_the_same_model(module, tmp_path):
+    out = export_module(module, str(tmp_path / 'opset11.onnx'), opset=11)
+    assert onnx.load(out).opset_import[0].version == 11
+    assert max(verify_onnx(out, module, random_images(2)).values()) < TOL
+
+
 def test_a_udp_model_says_so_in_its_metadata(repo_root, tmp_path):
     """A UDP crop maps back to the image by x * box_w / (w - 1), not the standard x * box_w / w."""
     udp = build_export_module(str(repo_root / CONFIG), None, {'model.head.decoder.use_udp': True})
@@ -212,8 +218,12 @@ def test_bad_sizes_name_the_argument(module, tmp_path, repo_root, monkeypatch, c
         export_module(module, str(tmp_path / 'x.onnx'), input_size=(0, 0))
     with pytest.raises(ValueError, match='batch_size must be a positive integer, got 0'):
         export_module(module, str(tmp_path / 'x.onnx'), batch_size=0)
+    # an opset without IsFinite failed deep inside torch's exporter (UnsupportedOperatorError: aten::isfinite)
+    with pytest.raises(ValueError, match='opset must be 11 or later .*, got 9'):
+        export_module(module, str(tmp_path / 'x.onnx'), opset=9)
     tool = str(repo_root / 'tools' / 'export_onnx.py')
-    for flag, values in (('--input-size', ['0', '0']), ('--input-size', ['64', '-1']), ('--batch-size', ['0'])):
+    for flag, values in (('--input-size', ['0', '0']), ('--input-size', ['64', '-1']), ('--batch-size', ['0']),
+                         ('--opset', ['9'])):
         monkeypatch.setattr(sys, 'argv', [tool, str(repo_root / CONFIG), '--out', str(tmp_path / 'x.onnx'), flag,
                                           *values])
         with pytest.raises(SystemExit) as exit_info:

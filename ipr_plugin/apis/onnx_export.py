@@ -41,6 +41,7 @@ __all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export
 
 INPUT_NAME = 'image'
 OUTPUT_NAMES = ('keypoints', 'scores')
+MIN_OPSET = 11  # IsFinite came in opset 10; 11, 13 and 17 (the default) export and verify
 # the TorchScript exporter: asked for from torch 2.5 on (where torch.export's became possible, and from 2.9 the
 # default); before 2.5 it is the only one, and the argument does not exist
 _TORCHSCRIPT_EXPORTER = {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
@@ -128,12 +129,17 @@ def build_export_module(config: ConfigLike, checkpoint: Optional[str] = None,
         raise ValueError(f'{name}: {error}') from None
 
 
-def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_size: int = 1) -> Dict[str, str]:
+def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_size: int = 1,
+                             opset: int = 17) -> Dict[str, str]:
     """What is wrong with :func:`export_module`'s arguments, by argument name (empty when all is well).
 
-    Checked up front because torch reports a zero or negative size only from deep inside the first convolution.
+    Checked up front because torch reports a zero or negative size only from deep inside the first convolution,
+    and an opset without ``IsFinite`` (the graph's check of the logits) from deep inside the exporter.
     """
     problems = {}
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        problems['opset'] = (f'must be {MIN_OPSET} or later (the graph checks its logits with IsFinite, and the '
+                             f'export is verified from {MIN_OPSET} on), got {opset!r}')
     if input_size is not None and (len(input_size) != 2 or any(int(s) != s or s < 1 for s in input_size)):
         problems['input_size'] = f'must be two positive integers (w, h), got {tuple(input_size)}'
     if int(batch_size) != batch_size or batch_size < 1:
@@ -180,11 +186,12 @@ def export_module(module: IPRExportModule, out_file: str, input_size: Optional[S
         ``out_file``.
 
     Raises:
-        ValueError: ``input_size`` or ``batch_size`` is not positive (see :func:`export_argument_problems`).
+        ValueError: ``input_size`` or ``batch_size`` is not positive, or ``opset`` too old (see
+            :func:`export_argument_problems`).
         ImportError: ``onnx`` is not installed (see :func:`require_onnx`).
     """
     onnx = require_onnx()
-    raise_problems(export_argument_problems(input_size, batch_size))
+    raise_problems(export_argument_problems(input_size, batch_size, opset))
     w, h = (int(s) for s in (input_size or module.input_size))
     device = next(module.parameters()).device
     dummy = torch.rand(batch_size, 3, h, w, device=device) * 255
@@ -222,7 +229,7 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
         ValueError: bad ``input_size`` or ``batch_size`` (checked before the model is built), or a checkpoint that
             is not one of this config.
     """
-    raise_problems(export_argument_problems(input_size, batch_size))
+    raise_problems(export_argument_problems(input_size, batch_size, opset))
     check_out_file(out_file, inputs=(config, checkpoint))
     module = build_export_module(config, checkpoint, cfg_options)
     return export_module(module, out_file, input_size, opset, batch_size, dynamic_batch)

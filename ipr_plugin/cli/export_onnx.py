@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 import torch
 
 from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
-from ..apis.onnx_export import (build_export_module, export_argument_problems, export_module, require_onnx,
-                                verify_onnx)
+from ..apis.onnx_export import (MIN_OPSET, build_export_module, export_argument_problems, export_module,
+                                require_onnx, verify_onnx)
 from . import tool_main
 
 
@@ -31,7 +31,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument('--out', required=True, help='.onnx file to write')
     parser.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('W', 'H'),
                         help="default: the codec's input_size")
-    parser.add_argument('--opset', type=int, default=17, help='ONNX opset version')
+    parser.add_argument('--opset', type=int, default=17, help=f'ONNX opset version, {MIN_OPSET} or later')
     parser.add_argument('--batch-size', type=int, default=1, help='batch of the tracing input')
     parser.add_argument('--static-batch', action='store_true', help='fix the batch axis to --batch-size')
     parser.add_argument('--verify', action='store_true',
@@ -39,7 +39,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides')
     args = parser.parse_args(argv)
     # before the model is built, and naming the flag rather than the API argument
-    parser_error(parser, export_argument_problems(args.input_size, args.batch_size))
+    parser_error(parser, export_argument_problems(args.input_size, args.batch_size, args.opset))
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint])
     return args
 
