@@ -92,6 +92,20 @@ def test_bad_heatmap_config_fails_when_built(kwargs):
         build(**kwargs)
 
 
+@pytest.mark.parametrize('input_size', [192, (192.7, 256), (0, 256), ('192', '256'), (True, 2), (192, 256, 3)])
+def test_an_input_size_that_is_no_pair_of_whole_pixels_is_refused(input_size):
+    """A bare 192 failed on len() with a TypeError; (192.7, 256) was cut to 192 without a word."""
+    with pytest.raises(ValueError, match=r'`input_size` must be \(w, h\), two whole numbers of pixels > 0, got '):
+        KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=input_size))
+    assert KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=(192.0, np.int64(256)))).input_size == (192, 256)
+
+
+def test_keys_of_an_inherited_codec_are_refused_naming_delete():
+    """mmpose's IntegralRegressionLabel takes ``normalize``: a child config's codec merged into it passes it on."""
+    with pytest.raises(TypeError, match=r"DSNTLabel got arguments it does not take: 'normalize'.*_delete_=True"):
+        build(normalize=True)
+
+
 def test_bad_config():
     with pytest.raises(ValueError, match='sigma'):
         build(heatmap_size=(48, 64))
