@@ -337,7 +337,9 @@ def test_a_row_stopped_by_the_time_limit_is_cut_off_not_failed(monkeypatch):
 
 
 @pytest.mark.parametrize('flags, message', [(['--input-size', '200'], '--input-size must be a multiple of 32'),
-                                            (['--parallel', '0'], '--parallel must be at least 1')])
+                                            (['--parallel', '0'], '--parallel must be at least 1'),
+                                            (['--seeds', '0', '1', '0'], '--seeds must differ from each other, '
+                                                                         'got 0 1 0')])
 def test_sizes_the_models_cannot_take_are_refused_before_any_work(flags, message, tmp_path):
     """An input size off ResNet's stride gives mmpose's integral heads a wrong feature-map size: refused up front,
     not after the data is written."""

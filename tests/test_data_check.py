@@ -319,3 +319,11 @@ def test_the_terminal_report_lists_a_few_problems_per_split_and_counts_the_rest(
                                  '- train: 4 more problems, not listed',
                                  *[f'- val: val/{i}.jpg loads at 2x the annotated size' for i in range(2)]]
     assert format_report(report, max_listed=0).count('loads at 2x') == format_report(report).count('loads at') == 9
+
+
+def test_a_loading_process_ended_by_any_signal_is_reported_by_name_or_number():
+    """Python names no real-time signal: the report itself failed with ValueError."""
+    from ipr_plugin.apis.data_check import _death_message
+    assert 'was killed by SIGKILL (the out-of-memory killer sends it?)' in _death_message(-9, 'a.jpg')
+    assert 'the process loading a.jpg was killed by signal 40;' in _death_message(-40, 'a.jpg')
+    assert 'exited with status 3' in _death_message(3, 'a.jpg')

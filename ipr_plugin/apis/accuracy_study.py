@@ -118,6 +118,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.finetune_iters = args.iters
     if args.parallel < 1:
         raise SystemExit(f'--parallel must be at least 1, got {args.parallel}')
+    if len(set(args.seeds)) < len(args.seeds):  # a seed again would train it again over its own result
+        raise SystemExit(f'--seeds must differ from each other, got {" ".join(map(str, args.seeds))}')
     if args.input_size < 32 or args.input_size % 32:  # mmpose's integral heads are told the backbone's map size
         raise SystemExit(f'--input-size must be a multiple of 32 (the ResNet stride), got {args.input_size}')
     if args.workers is None:

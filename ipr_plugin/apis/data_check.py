@@ -288,7 +288,10 @@ def _serve(conn, parent_end, loader) -> None:
 
 def _death_message(exitcode: Optional[int], path: str) -> str:
     if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:  # a real-time signal, which Python does not name
+            name = f'signal {-exitcode}'
         likely = dict(SIGKILL='the out-of-memory killer sends it', SIGSEGV='a crash inside the image decoder')
         how = f'was killed by {name}' + (f' ({likely[name]}?)' if name in likely else '')
     else:
