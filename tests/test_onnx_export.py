@@ -137,6 +137,22 @@ def test_file_that_is_not_a_checkpoint_is_named(tmp_path, repo_root):
         export_onnx(str(repo_root / CONFIG), str(broken), str(tmp_path / 'x.onnx'))
 
 
+@pytest.mark.parametrize('content', ['half-written', 'a list'])
+def test_a_cut_short_or_non_dict_checkpoint_is_named(module, tmp_path, content):
+    """An interrupted copy of a checkpoint, or a file torch.save wrote something else into."""
+    from ipr_plugin.apis.checkpoint_check import read_checkpoint
+    path = tmp_path / 'ckpt.pth'
+    if content == 'half-written':
+        torch.save({'state_dict': module.pose_model.state_dict(), 'meta': {}}, path)
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+        words = r'ckpt.pth is not a PyTorch checkpoint \(\w+'
+    else:
+        torch.save([torch.zeros(2)], path)
+        words = r'ckpt.pth is not a PyTorch checkpoint \(it holds a list, not a dict\)'
+    with pytest.raises(ValueError, match=words):
+        read_checkpoint(str(path))
+
+
 def test_a_pickle_beyond_a_checkpoint_is_named_without_torchs_advice_to_run_it(tmp_path, repo_root):
     """torch's weights-only error advises loading with weights_only=False, which would run the file's code."""
     import os
