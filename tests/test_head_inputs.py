@@ -21,6 +21,25 @@ def test_options_that_would_train_or_test_silently_wrong_are_refused(option, val
         logit_head(beta=0.0, learnable_beta=True)
 
 
+@pytest.mark.parametrize('options, words', [
+    (dict(in_channels=[256, 512]), r'IPRHead takes one feature map: `in_channels` must be an int, got \[256, 512\]'),
+    (dict(grid='centre'), r"IPRHead: `grid` must be one of .*, got 'centre'"),
+    (dict(grid='mmpose', decoder=None), r"grid='mmpose' needs `decoder`"),
+    (dict(debias=True, debias_max_background=1.0), r'`debias_max_background` must be in \(0, 1\), got 1.0'),
+    (dict(loss=dict(type='IntegralL1Loss', loss_name='kpt')), 'IntegralL1Loss: `loss_name` must contain "loss"')])
+def test_settings_the_head_would_fail_on_later_are_refused_as_it_is_built(options, words):
+    """Each would fail later (at the first step, or at validation) or train without a word: a misspelt grid,
+    a multi-scale in_channels, mmpose's grid with nothing to say the input size, a loss mmengine would not
+    optimise."""
+    with pytest.raises(ValueError, match=words):
+        logit_head(**options)
+
+
+def test_a_flip_test_without_the_flipped_features_is_named():
+    with pytest.raises(ValueError, match=r'flip_test expects feats = \[feats, flipped_feats\]'):
+        logit_head().predict((torch.zeros(1, K, H, W),), samples(1), dict(flip_test=True))
+
+
 @pytest.mark.parametrize('final_layer, kernel', [(dict(kernel_size=1), 1), (dict(kernel_size=3, padding=1), 3)])
 def test_head_without_a_deconv_stack_has_its_final_conv(final_layer, kernel):
     head = MODELS.build(dict(type='IPRHead', in_channels=32, in_featuremap_size=(W, H), num_joints=K,
