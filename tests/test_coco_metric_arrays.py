@@ -166,6 +166,23 @@ def test_metric_matches_cocometric_bit_for_bit(coco_scale, coco_meta, score_mode
     assert len(results[CocoMetric][1]) == (unique if nms_mode == 'none' else pytest.approx(unique - people, abs=30))
 
 
+@pytest.mark.parametrize('nms_mode', ['oks_nms', 'none'])
+def test_without_box_scales_the_areas_come_from_the_keypoints_as_mmposes(coco_scale, coco_meta, nms_mode):
+    """A model that reports no ``bbox_scales``: OKS NMS and the results use each pose's keypoint extent, as
+    CocoMetric's fallback computes it."""
+    ann_file, samples, out = coco_scale
+    samples = copy.deepcopy(samples)
+    for sample in samples:
+        del sample['gt_instances']['bbox_scales']
+    results = {}
+    for cls in (CocoMetric, IPRCocoMetric):
+        prefix = str(out / f'{cls.__name__}_noscales_{nms_mode}')
+        metrics = _evaluate(cls, samples, coco_meta, ann_file=ann_file, nms_mode=nms_mode, outfile_prefix=prefix)
+        with open(f'{prefix}.keypoints.json') as f:
+            results[cls] = metrics, json.load(f)
+    assert results[IPRCocoMetric] == results[CocoMetric] and 0 < results[CocoMetric][0]['coco/AP'] < 1
+
+
 def test_soft_nms_and_bottom_up_results_go_through_mmposes_code(coco_scale, coco_meta):
     ann_file, samples, _ = coco_scale
     assert (_evaluate(IPRCocoMetric, samples, coco_meta, ann_file=ann_file, nms_mode='soft_oks_nms')
