@@ -55,8 +55,8 @@ def test_real_coco_images_decode_to_opencvs_pixels(coco_sample):
 
 @pytest.mark.parametrize('kwargs', [dict(subsampling=2, quality=75), dict(subsampling=1, quality=90),
                                     dict(subsampling=0, quality=95), dict(subsampling=2, progressive=True),
-                                    dict(exif=_exif(x0112=1, x010f='camera'))],
-                         ids=['420', '422', '444', 'progressive', 'exif-upright'])
+                                    dict(exif=_exif(x0112=1, x010f='camera')), dict(exif=_exif(x010f='camera'))],
+                         ids=['420', '422', '444', 'progressive', 'exif-upright', 'exif-without-orientation'])
 def test_encodings_decode_to_opencvs_pixels(coco_image, kwargs):
     buf = _jpeg(coco_image, **kwargs)
     img = decode_jpeg_bgr(buf)
