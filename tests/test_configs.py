@@ -90,15 +90,3 @@ def test_a_child_of_the_fast_configs_restating_custom_hooks_keeps_their_hooks(tm
     cfg.merge_from_dict({'default_hooks.channels_last': None, 'default_hooks.compile': None})
     kept = hooks(cfg)
     assert not {'ChannelsLastHook', 'CompileHook'} & kept and 'IPRTestCollateHook' in kept
-
-
-@pytest.mark.parametrize('name', ['ipr_res18_coco-sample-64x64.py', 'mmpose-ipr_res18_coco-sample-64x64.py'])
-def test_the_sample_configs_find_the_sample_where_the_tests_do(name, monkeypatch, tmp_path):
-    """``$IPR_SHARED_DIR`` where it is set, else ``../shared`` beside the checkout."""
-    path = str(REPO / 'configs' / 'sample' / name)
-    monkeypatch.delenv('IPR_SHARED_DIR', raising=False)
-    assert Config.fromfile(path).train_dataloader.dataset.data_root == '../shared/data/coco_sample/'
-    monkeypatch.setenv('IPR_SHARED_DIR', str(tmp_path))
-    cfg = Config.fromfile(path)
-    assert cfg.train_dataloader.dataset.data_root == f'{tmp_path}/data/coco_sample/'
-    assert cfg.val_dataloader.dataset.bbox_file == f'{tmp_path}/data/coco_sample/test_coco_det_AP_H_56.json'

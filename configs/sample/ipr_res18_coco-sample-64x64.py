@@ -3,7 +3,7 @@
 # box jitter (deterministic crops for the tests). For tests and smoke runs only.
 _base_ = ['../ipr_res50_8xb64-210e_coco-256x256.py']
 
-data_root = '{{$IPR_SHARED_DIR:../shared}}/data/coco_sample/'  # mmengine fills in the variable, or the default
+data_root = '../shared/data/coco_sample/'
 train_cfg = dict(max_epochs=2, val_interval=1)
 param_scheduler = [dict(type='LinearLR', begin=0, end=5, start_factor=0.1, by_epoch=False)]
 default_hooks = dict(logger=dict(interval=1))

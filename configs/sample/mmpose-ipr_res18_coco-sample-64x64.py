@@ -19,7 +19,7 @@ model = dict(
     head=dict(in_channels=512, in_featuremap_size=(2, 2), decoder=codec),
     init_cfg=None)
 
-data_root = '{{$IPR_SHARED_DIR:../shared}}/data/coco_sample/'  # mmengine fills in the variable, or the default
+data_root = '../shared/data/coco_sample/'
 ann_file = 'test_coco.json'
 bbox_file = f'{data_root}test_coco_det_AP_H_56.json'
 
