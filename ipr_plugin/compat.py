@@ -14,13 +14,13 @@ from .version import SUPPORTED
 __all__ = ['release', 'version_problems', 'check_versions']
 
 
-_STAGES = (('dev', -4), ('a', -3), ('b', -2), ('rc', -1), ('c', -1), ('pre', -1))
+_STAGES = (('dev', -4), ('a', -3), ('b', -2), ('rc', -1), ('pre', -1))
 
 
 def release(version: str) -> Tuple[int, ...]:
     """``'2.1.0'`` -> ``(2, 1, 0, 0, 0)``: major, minor, patch, stage, its number. A pre-release sorts before its
-    release, as pip sorts them (``'2.0.0rc4'`` -> ``(2, 0, 0, -1, 4)``; dev < a < b < rc); a local suffix
-    (``'+cu121'``) is ignored."""
+    release (``'2.0.0rc4'`` -> ``(2, 0, 0, -1, 4)``; dev < a < b < rc); a post-release, a fourth number and a local
+    suffix (``'+cu121'``) count as the release itself."""
     match = re.match(r'(\d+(?:\.\d+)*)[.\-_]?([a-z]*)(\d*)', version.strip().lower())
     if match is None:
         raise ValueError(f'not a version: {version!r}')
@@ -31,18 +31,23 @@ def release(version: str) -> Tuple[int, ...]:
 
 
 def _installed(name: str) -> Optional[str]:
+    """The installed version of ``name``; None where it is not installed, ``''`` where that cannot be told."""
     try:
-        return metadata.version(name)
+        return metadata.version(name) or ''
     except metadata.PackageNotFoundError:  # importable without pip's records (a source tree on PYTHONPATH)
         try:
-            return __import__(name).__version__
+            return str(getattr(__import__(name), '__version__', ''))
         except ImportError:
             return None
+        except Exception:  # noqa: BLE001 - a package that fails its own import: that import will say why
+            return ''
 
 
 def version_problems(found: Dict[str, Optional[str]]) -> Dict[str, str]:
     """Package name -> what is wrong, for each package of ``found`` (name -> installed version, None: not
-    installed) outside :data:`~ipr_plugin.version.SUPPORTED`; packages not listed there are not checked."""
+    installed) outside :data:`~ipr_plugin.version.SUPPORTED`; packages not listed there, and versions that cannot be
+    read (``''``, ``'unknown'``), are not checked. Below the upper bound means below its release and its
+    pre-releases, as pip reads ``<2.2.0``."""
     problems = {}
     for name, version in found.items():
         if name not in SUPPORTED:
@@ -50,7 +55,12 @@ def version_problems(found: Dict[str, Optional[str]]) -> Dict[str, str]:
         low, high = SUPPORTED[name]
         if version is None:
             problems[name] = f'{name} is not installed'
-        elif not release(low) <= release(version) < release(high):
+            continue
+        try:
+            installed = release(version)
+        except ValueError:
+            continue
+        if not (release(low) <= installed and installed[:3] < release(high)[:3]):
             problems[name] = f'{name} {version} is installed'
     return problems
 

@@ -6,7 +6,9 @@ and a benchmark's worker went on training, competing with the next run for the c
 Linux can send a child a signal when its parent ends (``PR_SET_PDEATHSIG``); elsewhere nothing is done.
 """
 import ctypes
+import errno
 import os
+import shutil
 import signal
 import sys
 from typing import List, Sequence
@@ -37,8 +39,11 @@ def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
 # run by a fresh interpreter between this process and the command: subprocess's ``preexec_fn`` would run Python in
 # the forked child of a process with threads (CUDA's, a pytest's), where a lock another thread held at the fork
 # (malloc's, the import lock) is never released; ``-I``: nothing of the environment or the working folder is read
-_EXEC_DYING = ('import ctypes, os, sys\n'
+_EXEC_DYING = ('import ctypes, os, signal, sys\n'
                'parent, signum = int(sys.argv[1]), int(sys.argv[2])\n'
+               # Python ignores these at start, and an ignored signal stays ignored across exec
+               'for name in ("SIGPIPE", "SIGXFSZ"):\n'
+               '    signal.signal(getattr(signal, name), signal.SIG_DFL)\n'
                'if ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0) == 0 and os.getppid() != parent:\n'
                '    os._exit(1)\n'
                'os.execvp(sys.argv[3], sys.argv[3:])\n')
@@ -46,8 +51,16 @@ _EXEC_DYING = ('import ctypes, os, sys\n'
 
 def command_dying_with_this_process(argv: Sequence[str], signum: int = signal.SIGKILL) -> List[str]:
     """``argv``, to be started (``subprocess.Popen``) so that it is sent ``signum`` when the thread that starts
-    it ends, however this process ends; it keeps the pid, session and environment ``Popen`` gives it. ``argv``
-    itself where Linux's ``PR_SET_PDEATHSIG`` is missing. Start it from the thread that outlives it."""
+    it ends, however this process ends; it keeps the pid, session, signal dispositions and environment ``Popen``
+    gives it (but under the C locale, where the Python in between sets ``LC_CTYPE``, as the Python commands this
+    package starts would themselves). ``argv`` itself where Linux's ``PR_SET_PDEATHSIG`` is missing. Start it from
+    the thread that outlives it.
+
+    Raises:
+        FileNotFoundError: ``argv[0]`` is no command here (as ``Popen`` would say, not the wrapper's traceback).
+    """
+    if shutil.which(argv[0]) is None:
+        raise FileNotFoundError(errno.ENOENT, 'no such command', argv[0])
     if _PRCTL is None:
         return list(argv)
     return [sys.executable, '-I', '-c', _EXEC_DYING, str(os.getpid()), str(int(signum)), *argv]

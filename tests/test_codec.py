@@ -104,6 +104,8 @@ def test_keys_of_an_inherited_codec_are_refused_naming_delete():
     """mmpose's IntegralRegressionLabel takes ``normalize``: a child config's codec merged into it passes it on."""
     with pytest.raises(TypeError, match=r"DSNTLabel got arguments it does not take: 'normalize'.*_delete_=True"):
         build(normalize=True)
+    # what mmengine leaves where a dict had nothing to replace (a config without a base) is no leftover
+    assert build(_delete_=True).input_size == (192, 256)
 
 
 def test_bad_config():

@@ -29,6 +29,11 @@ def test_a_stack_out_of_range_is_named_package_by_package():
                                         'numpy': '0.1'})  # not a checked package
     assert problems == {'mmpose': 'mmpose 1.1.0 is installed', 'mmcv': 'mmcv 2.0.0rc4 is installed',
                         'mmengine': 'mmengine 1.0.0 is installed', 'mmdet': 'mmdet is not installed'}
+    # pip's <2.2.0 excludes 2.2.0's pre-releases; a version that cannot be read is left to the imports
+    assert compat.version_problems({'mmcv': '2.2.0rc1', 'mmpose': '1.4.0.dev0', 'mmengine': '1.0.0rc0'}) == {
+        'mmcv': 'mmcv 2.2.0rc1 is installed', 'mmpose': 'mmpose 1.4.0.dev0 is installed',
+        'mmengine': 'mmengine 1.0.0rc0 is installed'}
+    assert compat.version_problems({'mmcv': 'unknown', 'mmpose': ''}) == {}
     lows = {name: low for name, (low, _) in SUPPORTED.items()}
     assert compat.version_problems(lows) == {}  # the lowest release is in, the highest out
 

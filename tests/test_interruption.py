@@ -296,6 +296,20 @@ def test_a_command_started_to_die_with_its_parent_ends_when_the_parent_is_killed
                 pass
 
 
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='PR_SET_PDEATHSIG is Linux only')
+def test_a_command_started_to_die_with_its_parent_otherwise_runs_as_started_directly(tmp_path: Path) -> None:
+    """The Python in between ignores SIGPIPE and SIGXFSZ, which exec keeps: a shell pipeline behind it would not
+    end on a closed pipe. A missing command is named as Popen names it."""
+    from ipr_plugin.processes import command_dying_with_this_process
+    probe = ['sh', '-c', 'grep -E "^Sig(Ign|Blk)" /proc/self/status; echo "$0 $PWD"']
+    direct = subprocess.run(probe, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    wrapped = subprocess.run(command_dying_with_this_process(probe), cwd=tmp_path, capture_output=True, text=True,
+                             check=True).stdout
+    assert wrapped == direct and f'sh {tmp_path}' in wrapped
+    with pytest.raises(FileNotFoundError, match='no-such-command'):
+        command_dying_with_this_process(['no-such-command', '--help'])
+
+
 def _fill_past_file_size_limit(script_body: str, path: Path) -> subprocess.CompletedProcess:
     """Run ``script_body`` (given ``path``) with files limited to 2000 bytes past ``path``'s size: a full disk."""
     script = ('import os, resource, signal, sys\n'

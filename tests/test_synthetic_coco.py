@@ -258,7 +258,15 @@ def test_a_smaller_set_over_a_larger_one_leaves_only_its_own_images_and_the_user
     write_synthetic_coco(str(tmp_path), num_train=5, num_val=4, image_size=(160, 120))
     mine = tmp_path / 'val2017' / 'mine.jpg'
     mine.write_bytes(b'a user file')
+    listed = tmp_path / 'val2017' / 'listed.jpg'  # a user's image added to the synthetic set's annotation file
+    listed.write_bytes(b'another user file')
+    val_ann = tmp_path / 'annotations' / 'person_keypoints_val2017.json'
+    coco = json.loads(val_ann.read_text())
+    coco['images'].append(dict(coco['images'][0], id=7, file_name=listed.name))
+    val_ann.write_text(json.dumps(coco))
     out = write_synthetic_coco(str(tmp_path), num_train=2, num_val=3, image_size=(160, 120))
+    assert listed.read_bytes() == b'another user file'
+    listed.unlink()
     for split in ('train', 'val'):
         listed = {image['file_name'] for image in json.loads(Path(out[f'{split}_ann_file']).read_text())['images']}
         on_disk = {p.name for p in (tmp_path / f'{split}2017').iterdir()}

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..arguments import check_out_file, is_url, raise_problems, written_whole
+from ..config_checks import is_whole_pair
 from ..paths import ConfigLike, load_config
 from .checkpoint_check import load_checked_checkpoint
 
@@ -140,8 +141,8 @@ def export_argument_problems(input_size: Optional[Sequence[int]] = None, batch_s
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
         problems['opset'] = (f'must be {MIN_OPSET} or later (the graph checks its logits with IsFinite, and the '
                              f'export is verified from {MIN_OPSET} on), got {opset!r}')
-    if input_size is not None and (len(input_size) != 2 or any(int(s) != s or s < 1 for s in input_size)):
-        problems['input_size'] = f'must be two positive integers (w, h), got {tuple(input_size)}'
+    if input_size is not None and not is_whole_pair(input_size):
+        problems['input_size'] = f'must be two positive integers (w, h), got {input_size!r}'
     if int(batch_size) != batch_size or batch_size < 1:
         problems['batch_size'] = f'must be a positive integer, got {batch_size}'
     return problems
@@ -226,8 +227,8 @@ def export_onnx(config: ConfigLike, checkpoint: Optional[str], out_file: str,
         ``out_file``.
 
     Raises:
-        ValueError: bad ``input_size`` or ``batch_size`` (checked before the model is built), or a checkpoint that
-            is not one of this config.
+        ValueError: bad ``input_size``, ``batch_size`` or ``opset`` (checked before the model is built), or a
+            checkpoint that is not one of this config.
     """
     raise_problems(export_argument_problems(input_size, batch_size, opset))
     check_out_file(out_file, inputs=(config, checkpoint))

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 from ..apis.data_check import SPLITS, check_data, data_files, format_report, report_json
 from ..arguments import ToolHelpFormatter, check_out_file, exit_on_input_errors, parser_check_out_file, write_json
-from ..paths import installed_config, load_config
+from ..paths import installed_config
 from . import tool_main
 
 
@@ -48,10 +48,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     args = parse_args(argv, prog)
     with exit_on_input_errors('check_data'):  # a missing config: the problems inside it are the report's
         # before the check, not after it: the config or a file it names given as --out would be replaced
-        cfg = load_config(args.config, args.cfg_options)
-        inputs = [installed_config(args.config), *data_files(cfg)] if args.out else []
+        # the config is read twice with --out (a fraction of a second): check_data names it as the user did
+        inputs = [installed_config(args.config), *data_files(args.config, args.cfg_options)] if args.out else []
         check_out_file(args.out, 'report file', inputs=inputs)
-        report = check_data(cfg, args.splits, args.workers, progress=not args.no_progress)
+        report = check_data(args.config, args.splits, args.workers, args.cfg_options, progress=not args.no_progress)
     text = format_report(report, max_listed=args.max_listed)
     print(text)
     if args.out:

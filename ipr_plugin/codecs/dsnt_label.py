@@ -1,5 +1,4 @@
 """DSNT-convention keypoint codec: pixel coordinates <-> normalised coordinates in [-1, 1]."""
-from numbers import Real
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
@@ -8,17 +7,8 @@ from mmpose.codecs.base import BaseKeypointCodec
 from mmpose.registry import KEYPOINT_CODECS
 from torch import Tensor
 
-from ..models.merged_keys import refuse_merged_keys
+from ..config_checks import is_whole_pair, refuse_merged_keys
 from ..ops import gaussian_heatmaps, make_grid, normalized_to_pixel, pixel_to_normalized
-
-
-def _whole_pair(size) -> bool:
-    """Whether ``size`` is two whole numbers > 0 (ints, or floats and numpy numbers of whole value)."""
-    try:
-        return len(size) == 2 and all(isinstance(s, Real) and not isinstance(s, bool) and float(s) == int(s) > 0
-                                      for s in size)
-    except (TypeError, ValueError, OverflowError):
-        return False
 
 
 def _check_keypoints(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> np.ndarray:
@@ -78,13 +68,13 @@ class DSNTLabel(BaseKeypointCodec):
                  **merged) -> None:
         refuse_merged_keys('DSNTLabel', merged)
         super().__init__()
-        if not _whole_pair(input_size):  # a bare 192 failed on len(), (192.7, 256) was cut to 192
+        if not is_whole_pair(input_size):  # a bare 192 failed on len(), (192.7, 256) was cut to 192
             raise ValueError(f'DSNTLabel: `input_size` must be (w, h), two whole numbers of pixels > 0, got '
                              f'{input_size!r}')
         if (heatmap_size is None) != (sigma is None):
             raise ValueError('DSNTLabel: heatmap targets need both `heatmap_size` and `sigma`, got '
                              f'heatmap_size={heatmap_size}, sigma={sigma}')
-        if heatmap_size is not None and (not _whole_pair(heatmap_size) or not sigma > 0):
+        if heatmap_size is not None and (not is_whole_pair(heatmap_size) or not sigma > 0):
             raise ValueError(f'DSNTLabel: `heatmap_size` must be (W, H) > 0 and `sigma` > 0 (heatmap cells), got '
                              f'heatmap_size={heatmap_size}, sigma={sigma}')
         self.input_size = tuple(int(s) for s in input_size)

@@ -221,8 +221,9 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     Args:
         root: dataset root; created if missing. Existing files of the same names are overwritten; the earlier
             annotation and detection files are removed before the first image is written, and the images an
-            earlier synthetic set listed that this one does not are removed once it is written (other files
-            are left alone).
+            earlier, larger synthetic set wrote past this one's counts are removed once it is written (only
+            files of this module's names that the earlier set's annotation file lists; a set cut short has no
+            annotation file left, and its extra images stay).
         num_train: number of train images (``train2017``).
         num_val: number of val images (``val2017``); the detections file covers these.
         image_size: (width, height) of every image, pixels.
@@ -296,12 +297,14 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     out['bbox_file'] = osp.join(root, DET_FILE)
     _write_json(detections, out['bbox_file'])
     out['num_detections'] = len(detections)
-    # a smaller set over a larger one left the larger one's images in the folders, unlisted
+    # a smaller set over a larger one left the larger one's images in the folders, unlisted: those this module
+    # named itself (the earlier set's images past this one's count), and files only
     for split, names in earlier.items():
-        listed = {image_file_name(_SPLITS[split][1] + index + 1) for index in range(out[f'num_{split}_images'])}
-        for name in names - listed:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(osp.join(root, f'{split}2017', name))
+        offset, count = _SPLITS[split][1], out[f'num_{split}_images']
+        for index in range(count, len(names)):
+            path = osp.join(root, f'{split}2017', image_file_name(offset + index + 1))
+            if osp.basename(path) in names and osp.isfile(path) and not osp.islink(path):
+                os.remove(path)
     os.remove(writing)
     return out
 

@@ -18,7 +18,7 @@ from ...ops import (debias_from_share, flip_coords, flip_maps, keypoint_scores, 
                     normalize_heatmaps, soft_argmax)
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy, weighted_joint_mean
-from ..merged_keys import refuse_merged_keys
+from ...config_checks import refuse_merged_keys
 from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_decoder, check_features, check_input_size,
                           check_label_convention, coordinate_loss_weights, dataset_joints_problem, loss_takes_maps,
                           training_labels)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ...ops import gaussian_heatmaps, js_divergence, kl_divergence, soft_argmax, variance_regularizer
 from ...ops.losses import COORD_LOSSES, coordinate_loss, mask_unweighted_targets, weighted_joint_mean
-from ..merged_keys import refuse_merged_keys
+from ...config_checks import refuse_merged_keys
 
 REGULARIZERS = ('js', 'kl', 'var')
 

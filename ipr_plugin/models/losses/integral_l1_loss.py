@@ -5,7 +5,7 @@ from mmpose.registry import MODELS
 from torch import Tensor, nn
 
 from ...ops.losses import coordinate_loss, mask_unweighted_targets, weighted_joint_mean
-from ..merged_keys import refuse_merged_keys
+from ...config_checks import refuse_merged_keys
 
 
 @MODELS.register_module()

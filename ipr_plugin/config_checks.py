@@ -1,0 +1,33 @@
+"""Checks of what a config gives the registered classes: keyword arguments a class does not take, named with their
+likely cause, and sizes in pixels.
+
+A config that inherits one of mmpose's model configs and sets ``head=dict(type='IPRHead', ...)`` is merged into the
+base's head: the base head's own keys (``out_channels``, a ``MultipleLossWrapper``'s ``losses``) reach our classes,
+and Python's "got an unexpected keyword argument" says nothing of the merge. Our classes take them as ``**merged``
+and raise this instead.
+"""
+from numbers import Real
+from typing import Any, Dict
+
+
+def refuse_merged_keys(cls_name: str, merged: Dict[str, Any]) -> None:
+    """Raise ``TypeError`` naming ``merged`` (keyword arguments ``cls_name`` does not take) and mmengine's
+    ``_delete_=True``, which replaces an inherited dict instead of merging into it; nothing when it is empty.
+    ``_delete_`` itself is taken: mmengine leaves it in a dict with nothing to replace (a config without a base, a
+    loss inside a head that is replaced whole)."""
+    merged = {key: value for key, value in merged.items() if key != '_delete_'}
+    if merged:
+        names = ', '.join(repr(name) for name in sorted(merged))
+        raise TypeError(f'{cls_name} got arguments it does not take: {names}. Left from the config this one '
+                        "inherits? mmengine merges a child's dict into the base's: replace the base's with "
+                        f"dict(_delete_=True, type='{cls_name}', ...)")
+
+
+def is_whole_pair(size: Any) -> bool:
+    """Whether ``size`` is two whole numbers > 0 (ints, or floats and numpy numbers of whole value): a ``(w, h)``
+    in pixels or cells. A bare 192 failed on ``len()``; ``(192.7, 256)`` was cut to 192 without a word."""
+    try:
+        return len(size) == 2 and all(isinstance(s, Real) and not isinstance(s, bool) and float(s) == int(s) > 0
+                                      for s in size)
+    except (TypeError, ValueError, OverflowError):
+        return False
