@@ -302,8 +302,9 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     for split, names in earlier.items():
         offset, count = _SPLITS[split][1], out[f'num_{split}_images']
         for index in range(count, len(names)):
-            path = osp.join(root, f'{split}2017', image_file_name(offset + index + 1))
-            if osp.basename(path) in names and osp.isfile(path) and not osp.islink(path):
+            name = image_file_name(offset + index + 1)
+            path = osp.join(root, f'{split}2017', name)
+            if name in names and osp.isfile(path) and not osp.islink(path):
                 os.remove(path)
     os.remove(writing)
     return out

@@ -100,8 +100,7 @@ def flip_coords(coords: ArrayT, flip_indices: Union[Sequence[int], torch.Tensor]
     # blocking: a stream sync on a GPU); x is negated in place of a multiplication by a (-1, 1) tensor built on the
     # host, for the same reason (the same values: both are exact)
     if isinstance(coords, torch.Tensor):
-        index = flip_indices.to(coords.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
-        stack = torch.stack
+        index, stack = _torch_index(flip_indices, coords.device), torch.stack
     else:
         index, stack = np.asarray(flip_indices, dtype=np.intp), np.stack
     flipped = coords[..., index, :]
@@ -125,5 +124,10 @@ def flip_maps(maps: torch.Tensor, flip_indices: Union[Sequence[int], torch.Tenso
     if maps.dim() != 4 or maps.shape[1] != len(flip_indices):
         raise ValueError(f'maps must have shape (B, K, H, W) with K = len(flip_indices) = {len(flip_indices)}, '
                          f'got {tuple(maps.shape)}')
-    index = flip_indices.to(maps.device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)
-    return maps.flip(-1)[:, index]
+    return maps.flip(-1)[:, _torch_index(flip_indices, maps.device)]
+
+
+def _torch_index(flip_indices: Union[Sequence[int], torch.Tensor], device: torch.device):
+    """``flip_indices`` to index a tensor on ``device``: a tensor moved there (no-op where it already is), else
+    a list."""
+    return flip_indices.to(device) if isinstance(flip_indices, torch.Tensor) else list(flip_indices)

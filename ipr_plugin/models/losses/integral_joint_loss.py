@@ -41,11 +41,12 @@ def checked_anneal(anneal: dict) -> dict:
     out = dict(_ANNEAL_DEFAULTS, **anneal)
     if out['mode'] not in ('linear', 'cosine') or out['by'] not in ('epoch', 'iter'):
         raise problem("mode must be 'linear' or 'cosine', by 'epoch' or 'iter'")
-    for key in ('begin', 'end'):
+    for key, or_none in (('begin', ''), ('end', ' or None')):
         value = out[key]
-        if (value is not None or key == 'begin') and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                                      or not value >= 0):
-            raise problem(f'{key} must be a number >= 0 (an {out["by"]}){"" if key == "begin" else " or None"}')
+        if value is None and or_none:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise problem(f'{key} must be a number >= 0 (an {out["by"]}){or_none}')
     if out['end'] is not None and not out['end'] > out['begin']:
         raise problem('end must come after begin')
     return out
