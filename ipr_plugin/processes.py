@@ -36,19 +36,6 @@ def die_with_parent(parent: int, signum: int = signal.SIGKILL) -> None:
         os._exit(1)
 
 
-# run by a fresh interpreter between this process and the command: subprocess's ``preexec_fn`` would run Python in
-# the forked child of a process with threads (CUDA's, a pytest's), where a lock another thread held at the fork
-# (malloc's, the import lock) is never released; ``-I``: nothing of the environment or the working folder is read
-_EXEC_DYING = ('import ctypes, os, signal, sys\n'
-               'parent, signum = int(sys.argv[1]), int(sys.argv[2])\n'
-               # Python ignores these at start, and an ignored signal stays ignored across exec
-               'for name in ("SIGPIPE", "SIGXFSZ"):\n'
-               '    signal.signal(getattr(signal, name), signal.SIG_DFL)\n'
-               'if ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0) == 0 and os.getppid() != parent:\n'
-               '    os._exit(1)\n'
-               'os.execvp(sys.argv[3], sys.argv[3:])\n')
-
-
 def command_dying_with_this_process(argv: Sequence[str], signum: int = signal.SIGKILL) -> List[str]:
     """``argv``, to be started (``subprocess.Popen``) so that it is sent ``signum`` when the thread that starts
     it ends, however this process ends; it keeps the pid, session, signal dispositions and environment ``Popen``
@@ -63,4 +50,20 @@ def command_dying_with_this_process(argv: Sequence[str], signum: int = signal.SI
         raise FileNotFoundError(errno.ENOENT, 'no such command', argv[0])
     if _PRCTL is None:
         return list(argv)
-    return [sys.executable, '-I', '-c', _EXEC_DYING, str(os.getpid()), str(int(signum)), *argv]
+    # this very file, run by a fresh interpreter in between (see _exec_dying): subprocess's ``preexec_fn`` would run
+    # Python in the forked child of a process with threads (CUDA's, a pytest's), where a lock another thread held at
+    # the fork (malloc's, the import lock) is never released. ``-I``: nothing of the environment or the working
+    # folder is read, and the file imports only the standard library
+    return [sys.executable, '-I', os.path.abspath(__file__), str(os.getpid()), str(int(signum)), *argv]
+
+
+def _exec_dying(parent: int, signum: int, argv: Sequence[str]) -> None:
+    # Python ignores these at start, and an ignored signal stays ignored across exec
+    for name in ('SIGPIPE', 'SIGXFSZ'):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    die_with_parent(parent, signum)
+    os.execvp(argv[0], list(argv))
+
+
+if __name__ == '__main__':
+    _exec_dying(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])

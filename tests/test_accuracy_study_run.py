@@ -20,6 +20,7 @@ import pytest
 
 from ipr_plugin.apis.study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE
 from ipr_plugin.apis.study_rows import row_env_overrides
+from utils import processes_mentioning
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOL = REPO_ROOT / 'tools' / 'accuracy_study.py'
@@ -258,19 +259,6 @@ def test_a_row_cut_off_after_an_evaluation_reports_it(tmp_path):
     assert '| ours-L1 | cut off |' in (out / 'BENCHMARKS.md').read_text()
 
 
-def _processes_mentioning(text: str) -> list:
-    """(pid, command line) of every process whose command line contains ``text``."""
-    found = []
-    for entry in Path('/proc').iterdir():
-        try:
-            cmdline = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
-        except OSError:  # not a process, or it ended meanwhile
-            continue
-        if entry.name.isdigit() and text in cmdline:
-            found.append((int(entry.name), cmdline))
-    return found
-
-
 @pytest.mark.skipif(not Path('/proc/self/cmdline').exists(), reason='reads the process table from /proc')
 def test_stopping_the_study_stops_every_row_it_runs(tmp_path):
     """SIGTERM (``timeout``, a job scheduler) while two rows train at once: the study exits with one line, and no
@@ -289,7 +277,7 @@ def test_stopping_the_study_stops_every_row_it_runs(tmp_path):
             if seen == {'mmpose-IPR', 'ours-L1'} or time.monotonic() > deadline:
                 break
         assert seen == {'mmpose-IPR', 'ours-L1'}, ''.join(lines[-40:])
-        assert len(_processes_mentioning(str(work / 'runs'))) >= 2  # both trainings, seen by this very scan
+        assert len(processes_mentioning(str(work / 'runs'))) >= 2  # both trainings, seen by this very scan
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
         after = proc.stdout.read()
@@ -300,4 +288,4 @@ def test_stopping_the_study_stops_every_row_it_runs(tmp_path):
     # the rows it killed itself are no failures to report, only the study's own end
     assert 'FAILED' not in after and 'CUT OFF' not in after and after.rstrip().endswith('terminated'), after
     time.sleep(1)  # SIGKILL is delivered at once; give the kernel a moment to reap
-    assert _processes_mentioning(str(work / 'runs')) == []
+    assert processes_mentioning(str(work / 'runs')) == []

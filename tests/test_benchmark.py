@@ -12,6 +12,7 @@ import pytest
 
 from ipr_plugin.benchmark.cli import given_val_split
 from ipr_plugin.benchmark.spec import ANCHOR_CONFIG, OURS_CONFIG, OURS_FAST_CONFIG, WorkerSpec, resolve_config_path
+from utils import processes_mentioning
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MEASURED_ROWS = ('(a) train img/s', '(b) loader samples/s', '(c) eval img/s (flip)', '(d) CPU pipeline ms/sample',
@@ -295,17 +296,6 @@ def _spec(tmp_path: Path, coco_sample: Path, deadline: float) -> WorkerSpec:
                       cfg_options={'model.backbone.depth': 18, 'model.head.in_channels': 512}, deadline=deadline)
 
 
-def _processes_naming(text: str) -> List[int]:
-    pids = []
-    for cmdline in Path('/proc').glob('[0-9]*/cmdline'):
-        try:
-            if text in cmdline.read_bytes().decode(errors='replace'):
-                pids.append(int(cmdline.parent.name))
-        except OSError:  # ended while we looked
-            pass
-    return pids
-
-
 def test_a_worker_past_its_deadline_starts_no_measurement(tmp_path: Path, coco_sample: Path) -> None:
     import json
     import time
@@ -331,7 +321,7 @@ def test_the_command_stops_a_worker_at_the_deadline_and_keeps_nothing_running(tm
     assert time.time() - start < 30  # stopped, not run to the end (the tiny run takes minutes here)
     assert result['cut_off'] and result['errors'] == {}
     assert all((m in result) != (m in result['cut_off']) for m in MEASUREMENTS)  # each either measured or cut
-    assert _processes_naming(str(tmp_path / 'spec.json')) == []
+    assert processes_mentioning(str(tmp_path / 'spec.json')) == []
     # after the deadline no worker starts at all
     late = run_config(_spec(tmp_path / 'late', coco_sample, deadline=time.time() - 1))
     assert late['cut_off'] == list(MEASUREMENTS) and not (tmp_path / 'late').exists()
@@ -354,7 +344,7 @@ def test_a_worker_that_dies_keeps_what_it_measured_and_the_rest_is_an_error(tmp_
     give_up = time.monotonic() + 300
     while not Path(spec.result_file).exists() and runner.is_alive() and time.monotonic() < give_up:
         time.sleep(0.05)
-    for pid in _processes_naming(str(tmp_path / 'spec.json')):
+    for pid in processes_mentioning(str(tmp_path / 'spec.json')):
         os.kill(pid, signal.SIGKILL)
     runner.join(timeout=120)
     result = box['result']
@@ -385,17 +375,17 @@ def test_a_benchmark_killed_outright_leaves_no_worker_running(tmp_path: Path, co
         give_up = time.monotonic() + 120
         while not workers and parent.poll() is None and time.monotonic() < give_up:
             time.sleep(0.1)
-            workers = _processes_naming(str(tmp_path / 'work' / 'spec.json'))
+            workers = processes_mentioning(str(tmp_path / 'work' / 'spec.json'))
         assert workers, 'no worker started'
         parent.kill()
         parent.wait(30)
         deadline = time.monotonic() + 30
-        while _processes_naming(str(tmp_path / 'work' / 'spec.json')) and time.monotonic() < deadline:
+        while processes_mentioning(str(tmp_path / 'work' / 'spec.json')) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _processes_naming(str(tmp_path / 'work' / 'spec.json')) == [], 'the worker outlived the benchmark'
+        assert processes_mentioning(str(tmp_path / 'work' / 'spec.json')) == [], 'the worker outlived the benchmark'
     finally:
         parent.kill()
-        for pid in _processes_naming(str(tmp_path / 'work' / 'spec.json')):
+        for pid in processes_mentioning(str(tmp_path / 'work' / 'spec.json')):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -3,6 +3,7 @@ console scripts. Built from a copy of the package's files, installed with ``pip 
 from there (``PYTHONPATH`` comes before the editable install of the checkout), from an empty working folder."""
 import configparser
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -131,3 +132,22 @@ def test_console_scripts_run_the_tools(installed):
     assert (work / 'synth' / 'annotations').is_dir(), sorted(p.name for p in (work / 'synth').iterdir())
     proc = _run(site, work, [sys.executable, '-m', 'ipr_plugin.benchmark', '--help'])
     assert proc.returncode == 0 and proc.stdout.startswith('usage: python -m ipr_plugin.benchmark'), proc.stderr
+
+
+def test_setup_refuses_an_environment_it_did_not_make(tmp_path: Path) -> None:
+    """``IPR_VENV`` pointed at the user's own environment: nothing is installed into it (its CUDA torch would have
+    been replaced by the pinned CPU one), and the message says how to add the plugin instead."""
+    env_dir = tmp_path / 'their env'
+    (env_dir / 'bin').mkdir(parents=True)
+    calls = tmp_path / 'calls'
+    python = env_dir / 'bin' / 'python'
+    python.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    python.chmod(0o755)
+    env = dict(os.environ, IPR_VENV=str(env_dir), IPR_WHEEL_CACHE=str(tmp_path / 'cache'))
+    env.pop('IPR_VENV_ADOPT', None)
+    done = subprocess.run(['bash', str(REPO_ROOT / 'tools' / 'setup_env.sh')], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f'{env_dir} is a Python environment this script did not make' in done.stderr
+    assert 'pip install --no-deps -e' in done.stderr and 'IPR_VENV_ADOPT=1' in done.stderr
+    assert not calls.exists() and sorted(p.name for p in env_dir.iterdir()) == ['bin']

@@ -75,3 +75,16 @@ def writable_copy(source: Path, dest: Path) -> Path:
         for path in [folder, *(os.path.join(folder, name) for name in files)]:
             os.chmod(path, os.stat(path).st_mode | stat.S_IWUSR)
     return Path(dest)
+
+
+def processes_mentioning(text: str) -> List[int]:
+    """The pids of every process whose command line contains ``text`` (read from /proc; Linux only)."""
+    found = []
+    for entry in Path('/proc').iterdir():
+        try:
+            cmdline = (entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if entry.name.isdigit() and text in cmdline:
+            found.append(int(entry.name))
+    return found

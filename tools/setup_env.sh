@@ -7,7 +7,8 @@
 # built against, so later set-ups (a fresh clone on the same machine) take a few minutes.
 #
 # Environment: PYTHON (interpreter, default python3), IPR_VENV (default <repo>/.venv),
-#              IPR_WHEEL_CACHE (default ~/.cache/ipr_plugin/wheels).
+#              IPR_WHEEL_CACHE (default ~/.cache/ipr_plugin/wheels),
+#              IPR_VENV_ADOPT=1 (install the pins into an existing environment this script did not make).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${IPR_VENV:-$ROOT/.venv}
@@ -31,7 +32,18 @@ if [ -f "$VENV/.ipr_stamp" ] && [ "$(cat "$VENV/.ipr_stamp")" = "$stamp_src" ] \
   exit 0
 fi
 
+# An environment of the user's own (IPR_VENV pointed at it) would have its torch, numpy and OpenMMLab packages
+# replaced by the pins below: a CUDA torch by a CPU one, a working mmcv by a source build
+if [ -x "$VENV/bin/python" ] && [ ! -f "$VENV/.ipr_made" ] && [ ! -f "$VENV/.ipr_stamp" ] \
+   && [ "${IPR_VENV_ADOPT:-0}" != 1 ]; then
+  echo "[setup] $VENV is a Python environment this script did not make; setting it up would replace its torch," \
+       "numpy and OpenMMLab packages with the pinned ones. To add the plugin to it: \`$VENV/bin/python -m pip" \
+       "install --no-deps -e $ROOT\` (README, \"Installed from a wheel\"); to install the pins into it anyway:" \
+       "IPR_VENV_ADOPT=1." >&2
+  exit 1
+fi
 [ -x "$VENV/bin/python" ] || { say "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+touch "$VENV/.ipr_made"
 : >"$LOG"
 PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check)
 say "base tools (setuptools<82 for mim and mmcv's setup.py, numpy 1.26.4 for xtcocotools)"
