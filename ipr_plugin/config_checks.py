@@ -4,8 +4,10 @@ likely cause, and sizes in pixels.
 A config that inherits one of mmpose's model configs and sets ``head=dict(type='IPRHead', ...)`` is merged into the
 base's head: the base head's own keys (``out_channels``, a ``MultipleLossWrapper``'s ``losses``) reach our classes,
 and Python's "got an unexpected keyword argument" says nothing of the merge. Our classes take them as ``**merged``
-and raise this instead.
+and raise this instead; for one of mmpose's classes that ours build (the head's loss) the keys are compared with its
+signature first.
 """
+import inspect
 from numbers import Real
 from typing import Any, Dict
 
@@ -21,6 +23,17 @@ def refuse_merged_keys(cls_name: str, merged: Dict[str, Any]) -> None:
         raise TypeError(f'{cls_name} got arguments it does not take: {names}. Left from the config this one '
                         "inherits? mmengine merges a child's dict into the base's: replace the base's with "
                         f"dict(_delete_=True, type='{cls_name}', ...)")
+
+
+def refuse_keys_not_taken(cls: type, cfg: Dict[str, Any]) -> None:
+    """:func:`refuse_merged_keys` for a class not of this plugin, built from ``cfg``: its keys that
+    ``cls.__init__`` does not take (``type`` and ``_scope_`` are the registry's). One of mmpose's losses in place
+    of an inherited ``IntegralJointLoss`` keeps the base's ``coord_loss``, ``sigma``, ..., of which Python's
+    "unexpected keyword argument" named one and not the merge. Nothing where ``cls`` takes ``**kwargs``."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        refuse_merged_keys(cls.__name__, {key: value for key, value in cfg.items()
+                                          if key not in ('type', '_scope_') and key not in parameters})
 
 
 def is_whole_pair(size: Any) -> bool:

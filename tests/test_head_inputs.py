@@ -23,14 +23,18 @@ def test_options_that_would_train_or_test_silently_wrong_are_refused(option, val
 
 @pytest.mark.parametrize('options, words', [
     (dict(in_channels=[256, 512]), r'IPRHead takes one feature map: `in_channels` must be an int, got \[256, 512\]'),
+    (dict(in_featuremap_size=8), r'`in_featuremap_size` must be \(w, h\) of the last feature map, .*got 8$'),
+    (dict(in_featuremap_size=(6, 8, 1)), r'`in_featuremap_size` must be \(w, h\) .*got \(6, 8, 1\)$'),
+    (dict(in_featuremap_size=(6.25, 8)), r'`in_featuremap_size` must be \(w, h\) .*got \(6.25, 8\)$'),
     (dict(grid='centre'), r"IPRHead: `grid` must be one of .*, got 'centre'"),
     (dict(grid='mmpose', decoder=None), r"grid='mmpose' needs `decoder`"),
     (dict(debias=True, debias_max_background=1.0), r'`debias_max_background` must be in \(0, 1\), got 1.0'),
     (dict(loss=dict(type='IntegralL1Loss', loss_name='kpt')), 'IntegralL1Loss: `loss_name` must contain "loss"')])
 def test_settings_the_head_would_fail_on_later_are_refused_as_it_is_built(options, words):
     """Each would fail later (at the first step, or at validation) or train without a word: a misspelt grid,
-    a multi-scale in_channels, mmpose's grid with nothing to say the input size, a loss mmengine would not
-    optimise."""
+    a multi-scale in_channels, a feature map size that is not (w, h) (a bare int or three numbers failed on
+    iterating or unpacking, 200 / 32 was cut to 6), mmpose's grid with nothing to say the input size, a loss
+    mmengine would not optimise."""
     with pytest.raises(ValueError, match=words):
         logit_head(**options)
 
@@ -74,11 +78,11 @@ def test_a_misspelt_keypoint_score_mode_is_refused():
         logit_head().predict((logits,), samples(1), dict(keypoint_scores='one'))
 
 
-@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel'])
+@pytest.mark.parametrize('codec', ['DSNTLabel', 'IntegralRegressionLabel', 'RegressionLabel'])
 def test_labels_of_mmposes_integral_codec_are_refused_on_the_first_batch(codec):
-    """A config inheriting one of mmpose's integral configs keeps its pipelines' IntegralRegressionLabel, whose
-    labels run over [0, 1] from the input's corner: trained on them, the head would learn points shifted by half
-    the input, without an error."""
+    """A config inheriting one of mmpose's integral configs keeps its pipelines' IntegralRegressionLabel (its
+    td-reg configs, RegressionLabel), whose labels run over [0, 1] from the input's corner: trained on them, the
+    head would learn points shifted by half the input, without an error. The error names the codec of either."""
     labels = centred_labels(codec, 8)
     head = logit_head()
     batch = ((torch.randn(8, K, H, W),), samples(8, labels))
@@ -86,7 +90,8 @@ def test_labels_of_mmposes_integral_codec_are_refused_on_the_first_batch(codec):
         assert torch.isfinite(head.loss(*batch)['loss_kpt'])
         return
     with pytest.raises(ValueError, match=r"none of the first 40 labelled keypoints of training has a negative "
-                                         r"label, as in mmpose's IntegralRegressionLabel convention"):
+                                         r"label, as in the convention of mmpose's IntegralRegressionLabel and "
+                                         r"RegressionLabel .* one of mmpose's integral or regression configs"):
         head.loss(*batch)
 
 
@@ -280,3 +285,21 @@ def test_a_head_merged_into_an_inherited_one_names_the_leftover_keys_and_delete(
         MODELS.build(Config.fromfile(str(child)).model.head)
     child.write_text(child.read_text().replace("head=dict(type=", "head=dict(_delete_=True, type="))
     assert type(MODELS.build(Config.fromfile(str(child)).model.head)).__name__ == 'IPRHead'
+
+
+@pytest.mark.parametrize('loss', [dict(type='SmoothL1Loss', use_target_weight=True), dict(type='L1Loss')])
+def test_mmposes_loss_merged_into_an_inherited_one_names_the_leftover_keys_and_delete(tmp_path, repo_root, loss):
+    """A child of the DSNT config that sets one of mmpose's losses keeps IntegralJointLoss's keys; mmpose's class
+    failed with Python's "unexpected keyword argument 'coord_loss'", which said nothing of the merge."""
+    from mmengine.config import Config
+    child = tmp_path / 'child.py'
+    base = repo_root / 'configs' / 'ipr_res50_dsnt-8xb64-210e_coco-256x256.py'
+    child.write_text(f'_base_ = [{str(base)!r}]\n'
+                     f'model = dict(head=dict(in_channels=64, deconv_out_channels=None, loss={loss!r}))\n')
+    with pytest.raises(TypeError, match=f"^{loss['type']} got arguments it does not take: 'anneal', 'coord_loss', "
+                                        r"'reg_weight', 'regularizer', 'sigma'\. .*"
+                                        f"dict\\(_delete_=True, type='{loss['type']}', ...\\)$"):
+        MODELS.build(Config.fromfile(str(child)).model.head)
+    child.write_text(child.read_text().replace('loss={', "loss={'_delete_': True, "))
+    head = MODELS.build(Config.fromfile(str(child)).model.head)
+    assert type(head.loss_module).__name__ == loss['type']

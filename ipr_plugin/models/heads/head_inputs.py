@@ -10,9 +10,11 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 from mmpose.models.losses import BoneLoss, MultipleLossWrapper, OKSLoss
+from mmpose.registry import MODELS
 from torch import Tensor, nn
 
 from ...codecs import DSNTLabel
+from ...config_checks import is_whole_pair, refuse_keys_not_taken
 from ...ops.integral import BACKGROUNDS, GRID_MODES, NORMALIZERS
 
 # labelled keypoints over which the first training batches are checked for mmpose's label convention
@@ -21,11 +23,15 @@ LABEL_CHECK_COUNT = 32
 _DSNT_TARGET = "GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...))"
 
 
-def check_arguments(*, in_channels, normalizer: str, beta, learnable_beta: bool, score_radius, debias: bool,
-                    debias_background: str, debias_max_background: float, grid: str, decoder: Optional[dict]) -> None:
+def check_arguments(*, in_channels, in_featuremap_size, normalizer: str, beta, learnable_beta: bool, score_radius,
+                    debias: bool, debias_background: str, debias_max_background: float, grid: str,
+                    decoder: Optional[dict]) -> None:
     """Refuse ``IPRHead`` arguments it could only fail on later, or train on without an error."""
     if not isinstance(in_channels, int):
         raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
+    if not is_whole_pair(in_featuremap_size):  # a bare 8 failed on iteration, (6, 8, 1) on unpacking
+        raise ValueError('IPRHead: `in_featuremap_size` must be (w, h) of the last feature map, two whole numbers '
+                         f'> 0 (e.g. (6, 8) for a 192x256 input at stride 32), got {in_featuremap_size!r}')
     if normalizer not in NORMALIZERS:
         raise ValueError(f'IPRHead: `normalizer` must be one of {NORMALIZERS}, got {normalizer!r}')
     # a zero beta flattens every map (all keypoints at the crop centre), a negative one inverts them; a
@@ -58,6 +64,16 @@ def check_decoder(decoder) -> None:
         raise ValueError(f'IPRHead: `decoder` must be a DSNTLabel, got {type(decoder).__name__}: the head predicts '
                          "[-1, 1] coordinates with scores; use decoder=dict(type='DSNTLabel', input_size=(w, h)), "
                          "and DSNTLabel in the train pipeline's GenerateTarget too")
+
+
+def build_loss(loss: dict) -> nn.Module:
+    """The head's ``loss`` built; keys that one of mmpose's losses does not take refused by name, pointing at
+    ``_delete_=True`` (the plugin's losses name them themselves): a child of the DSNT config that sets
+    ``loss=dict(type='SmoothL1Loss')`` keeps ``IntegralJointLoss``'s ``coord_loss``, ``sigma``, ..."""
+    loss_cls = MODELS.get(loss['type']) if isinstance(loss.get('type'), str) else loss.get('type')
+    if isinstance(loss_cls, type):  # an unknown name is left to the registry's own error
+        refuse_keys_not_taken(loss_cls, loss)
+    return MODELS.build(loss)
 
 
 def coordinate_loss_weights(loss: nn.Module, weights: Tensor) -> Tensor:
@@ -138,14 +154,15 @@ def check_input_size(samples: Sequence, decoder) -> None:
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
                            min_count: int = LABEL_CHECK_COUNT) -> Tuple[int, float]:
-    """Refuse labels in mmpose's ``IntegralRegressionLabel`` convention ([0, 1] from the input's corner) where the
-    head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
+    """Refuse labels in the convention of mmpose's ``IntegralRegressionLabel`` and ``RegressionLabel`` ([0, 1] from
+    the input's corner) where the head regresses ``DSNTLabel``'s ([-1, 1] around its centre).
 
-    A config that inherits one of mmpose's integral configs keeps its pipelines' ``GenerateTarget`` encoder:
-    the model then trains without an error towards points shifted by half the input. In a top-down crop the
-    person is centred, so among ``min_count`` labelled keypoints at least one lies left of or above the centre
-    (a negative label); none does under the other convention. The first training batches are counted together
-    until ``min_count`` is reached (one host sync each), so that a batch of one or two people is checked too.
+    A config that inherits one of mmpose's integral or regression (``td-reg``) configs keeps its pipelines'
+    ``GenerateTarget`` encoder: the model then trains without an error towards points shifted by half the input.
+    In a top-down crop the person is centred, so among ``min_count`` labelled keypoints at least one lies left of
+    or above the centre (a negative label); none does under the other convention. The first training batches are
+    counted together until ``min_count`` is reached (one host sync each), so that a batch of one or two people is
+    checked too.
 
     Args:
         labels (Tensor): (B, K, 2) keypoint labels.
@@ -162,7 +179,8 @@ def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, fl
     if count >= min_count and smallest >= 0:
         raise ValueError(
             f'IPRHead: none of the first {count} labelled keypoints of training has a negative label, as in '
-            'mmpose\'s IntegralRegressionLabel convention ([0, 1] from the input\'s corner); IPRHead regresses '
-            f"DSNTLabel's [-1, 1] around the centre. Use {_DSNT_TARGET} in the train pipeline (a config "
-            "inheriting one of mmpose's integral configs keeps its pipelines' codec)")
+            'the convention of mmpose\'s IntegralRegressionLabel and RegressionLabel ([0, 1] from the input\'s '
+            f"corner); IPRHead regresses DSNTLabel's [-1, 1] around the centre. Use {_DSNT_TARGET} in the train "
+            "pipeline (a config inheriting one of mmpose's integral or regression configs keeps its pipelines' "
+            'codec)')
     return count, smallest

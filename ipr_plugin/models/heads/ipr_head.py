@@ -19,9 +19,9 @@ from ...ops import (debias_from_share, flip_coords, flip_maps, keypoint_scores, 
 from ...ops.integral import MAX_BACKGROUND
 from ...ops.losses import mask_unweighted_targets, pck_accuracy, weighted_joint_mean
 from ...config_checks import refuse_merged_keys
-from .head_inputs import (LABEL_CHECK_COUNT, check_arguments, check_decoder, check_features, check_input_size,
-                          check_label_convention, coordinate_loss_weights, dataset_joints_problem, loss_takes_maps,
-                          training_labels)
+from .head_inputs import (LABEL_CHECK_COUNT, build_loss, check_arguments, check_decoder, check_features,
+                          check_input_size, check_label_convention, coordinate_loss_weights, dataset_joints_problem,
+                          loss_takes_maps, training_labels)
 from .mmpose_checkpoints import add_linspace, drop_linspace, from_heatmap_head, mmpose_linspace
 
 OptIntSeq = Optional[Sequence[int]]
@@ -100,9 +100,10 @@ class IPRHead(BaseHead):
         refuse_merged_keys('IPRHead', merged)
         super().__init__(init_cfg if init_cfg is not None else
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
-        check_arguments(in_channels=in_channels, normalizer=normalizer, beta=beta, learnable_beta=learnable_beta,
-                        score_radius=score_radius, debias=debias, debias_background=debias_background,
-                        debias_max_background=debias_max_background, grid=grid, decoder=decoder)
+        check_arguments(in_channels=in_channels, in_featuremap_size=in_featuremap_size, normalizer=normalizer,
+                        beta=beta, learnable_beta=learnable_beta, score_radius=score_radius, debias=debias,
+                        debias_background=debias_background, debias_max_background=debias_max_background, grid=grid,
+                        decoder=decoder)
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.normalizer = normalizer
@@ -112,7 +113,7 @@ class IPRHead(BaseHead):
         self.debias_clamp_in_loss = bool(debias_clamp_in_loss)
         self.grid_mode = grid
         self.score_radius = score_radius
-        self.loss_module = MODELS.build(loss)
+        self.loss_module = build_loss(loss)
         # mmpose's own coordinate losses (SmoothL1Loss, L1Loss, ...) take (output, target, weight) and return one
         # tensor; ours also take the maps and return each term under its own key
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
