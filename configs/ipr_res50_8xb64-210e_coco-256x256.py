@@ -124,6 +124,9 @@ default_hooks = dict(
     # a child that evaluates under another prefix (CrowdPose: 'crowdpose') must change save_best: this refuses
     # the run before training, where mmengine would fail after the first validation (monitors too)
     metric_key_check=dict(type='MetricKeyCheckHook'),
+    # likewise a val pipeline cropping at another size than the head decodes for (a child that changed the input
+    # size and restated only the train pipeline): IPRHead itself sees it only at the first validation
+    crop_size_check=dict(type='CropSizeCheckHook'),
     # mmpose's drawing hooks (`--show-dir`, `--badcase`) skip keypoints scoring under 0.3: our scores are the
     # probability mass near each keypoint, mostly under that for a model trained with L1 alone, so draw them all
     visualization=dict(kpt_thr=0.0),

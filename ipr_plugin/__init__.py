@@ -1,16 +1,16 @@
 """Integral Human Pose Regression for mmpose.
 
-Importing this package (directly or through a config's
-``custom_imports = dict(imports=['ipr_plugin'], allow_failed_imports=False)``) registers into mmpose's own
-registries the plugin's codec (``DSNTLabel``), head (``IPRHead``), losses (``IntegralL1Loss``,
-``IntegralJointLoss``), data preprocessor (``IPRDataPreprocessor``), collate function (``ipr_collate``), dataset
-(``IPRCocoDataset``), data transforms (``IPRLoadImage``, ``IPRRandomFlip``, ``IPRRandomBBoxTransform``,
-``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``), visualizer (``IPRPoseLocalVisualizer``) and
-hooks (``ChannelsLastHook``, ``CompileHook``, ``IPRRuntimeInfoHook``, ``FiniteLossHook``, ``CheckpointFitHook``,
-``IPRTestCollateHook``, ``MetricKeyCheckHook``). It also allow-lists the globals of mmengine checkpoints for
-``torch.load(weights_only=True)``, lets ``--launcher pytorch`` run on machines without CUDA (gloo), makes
-mmengine's hooks behave as documented (``default_hooks=dict(name=None)`` for any name, ``Runner.val()`` with
-``save_best``), and warns of a training loader that repeats its augmentation every epoch.
+Importing this package (directly or through a config's ``custom_imports = dict(imports=['ipr_plugin'],
+allow_failed_imports=False)``) registers into mmpose's own registries the plugin's codec (``DSNTLabel``), head
+(``IPRHead``), losses (``IntegralL1Loss``, ``IntegralJointLoss``), data preprocessor (``IPRDataPreprocessor``),
+collate function (``ipr_collate``), dataset (``IPRCocoDataset``), data transforms (``IPRLoadImage``,
+``IPRRandomFlip``, ``IPRRandomBBoxTransform``, ``IPRTopdownAffine``, ``IPRPackInputs``), metric (``IPRCocoMetric``),
+visualizer (``IPRPoseLocalVisualizer``) and hooks (``ChannelsLastHook``, ``CompileHook``, ``IPRRuntimeInfoHook``,
+``FiniteLossHook``, ``CheckpointFitHook``, ``IPRTestCollateHook``, ``MetricKeyCheckHook``, ``CropSizeCheckHook``).
+It also allow-lists the globals of mmengine checkpoints for ``torch.load(weights_only=True)``, lets ``--launcher
+pytorch`` run on machines without CUDA (gloo), makes mmengine's hooks behave as documented
+(``default_hooks=dict(name=None)`` for any name, ``Runner.val()`` with ``save_best``), and warns of a training
+loader that repeats its augmentation every epoch.
 
 Importing any of its subpackages runs this first, so it imports mmpose too.
 """

@@ -160,8 +160,9 @@ def test_overrides_point_at_data_and_drop_pretrained(tmp_path: Path) -> None:
     assert cfg.default_hooks.visualization is None
     cfg.default_hooks.finite_loss = FiniteLossHook()
     cfg.custom_hooks.append(dict(type=CompileHook))
-    assert added_hooks(cfg) == ['FiniteLossHook', 'CheckpointFitHook', 'MetricKeyCheckHook', 'IPRRuntimeInfoHook',
-                                'ChannelsLastHook', 'IPRTestCollateHook', 'SyncBuffersHook', 'CompileHook']
+    assert added_hooks(cfg) == ['FiniteLossHook', 'CheckpointFitHook', 'MetricKeyCheckHook', 'CropSizeCheckHook',
+                                'IPRRuntimeInfoHook', 'ChannelsLastHook', 'IPRTestCollateHook', 'SyncBuffersHook',
+                                'CompileHook']
 
 
 def test_given_val_split_counts_the_files_and_names_a_missing_one(coco_sample: Path, tmp_path: Path) -> None:

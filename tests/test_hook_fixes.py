@@ -1,7 +1,6 @@
 """mmengine's hooks as its documentation says: a default hook of any name switched off by None, and Runner.val()
 on a config with save_best returning its metrics."""
 import functools
-from pathlib import Path
 
 import pytest
 from mmengine.config import Config
@@ -11,18 +10,12 @@ from mmengine.runner import FlexibleRunner, Runner
 import ipr_plugin  # noqa: F401
 from ipr_plugin.engine.hook_fixes import MMENGINE_DEFAULT_HOOKS, patch_hooks, without_switched_off
 from ipr_plugin.engine.patching import FIXES_ATTR, install
-from utils import sample_runner_cfg
+from utils import runner_log, sample_runner_cfg
 
 
 def _cfg(coco_sample, work_dir) -> Config:
     return sample_runner_cfg(coco_sample, work_dir, dict(by_epoch=False, max_iters=2, val_interval=2),
                              logger_interval=1, val_samples=4)
-
-
-def _log(runner: Runner) -> str:
-    """The text of the runner's log file (mmengine names loggers by the second they start: a runner of an earlier
-    test in the same second shares its logger, and so its file)."""
-    return Path(next(h.baseFilename for h in runner.logger.handlers if hasattr(h, 'baseFilename'))).read_text()
 
 
 def _hook_types(runner: Runner) -> set:
@@ -37,12 +30,14 @@ def test_validation_alone_returns_its_metrics_with_save_best_and_saves_no_checkp
     metrics = runner.val()
     assert set(metrics) >= {'coco/AP', 'coco/AR'} and 0 <= metrics['coco/AP'] <= 1
     assert not list(tmp_path.rglob('*.pth'))
-    assert "CheckpointHook: validation outside training saves no best checkpoint (save_best 'coco/AP'" in _log(runner)
+    assert ("CheckpointHook: validation outside training saves no best checkpoint (save_best 'coco/AP'"
+            in runner_log(runner))
 
 
 @pytest.mark.parametrize('name, hook_type', [
     ('finite_loss', 'FiniteLossHook'), ('checkpoint_fit', 'CheckpointFitHook'),
-    ('metric_key_check', 'MetricKeyCheckHook'), ('badcase', 'BadCaseAnalysisHook'),
+    ('metric_key_check', 'MetricKeyCheckHook'), ('crop_size_check', 'CropSizeCheckHook'),
+    ('badcase', 'BadCaseAnalysisHook'),
     ('visualization', 'PoseVisualizationHook')])
 def test_a_default_hook_of_any_name_is_switched_off_by_none(coco_sample, tmp_path, name, hook_type):
     cfg = _cfg(coco_sample, tmp_path)
@@ -51,7 +46,7 @@ def test_a_default_hook_of_any_name_is_switched_off_by_none(coco_sample, tmp_pat
     cfg.merge_from_dict({f'default_hooks.{name}': None})
     runner = Runner.from_cfg(cfg)
     kept = _hook_types(runner)
-    assert f'default hooks switched off (None): {name}\n' in _log(runner)
+    assert f'default hooks switched off (None): {name}\n' in runner_log(runner)
     assert hook_type not in kept and {'CheckpointHook', 'LoggerHook', 'FiniteLossHook' if name != 'finite_loss'
                                       else 'CheckpointFitHook'} <= kept
 
@@ -94,7 +89,7 @@ def test_validation_after_training_on_the_same_runner_is_mmengines(coco_sample, 
     hook._save_best_checkpoint = lambda *args: compared.append(save_best(*args))  # still mmengine's, counted
     assert best.is_file() and 'coco/AP' in runner.val()
     assert compared and best.is_file() and runner.message_hub.get_info('best_ckpt') == str(best)
-    assert 'validation outside training' not in _log(runner)
+    assert 'validation outside training' not in runner_log(runner)
 
     # the same hook object in another runner that only validates: the first run's best checkpoint stays
     other = _cfg(coco_sample, tmp_path / 'b')

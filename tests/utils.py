@@ -88,3 +88,9 @@ def processes_mentioning(text: str) -> List[int]:
         if entry.name.isdigit() and text in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def runner_log(runner) -> str:
+    """The text of the runner's log file (mmengine names loggers by the second they start: a runner of an earlier
+    test in the same second shares its logger, and so its file)."""
+    return Path(next(h.baseFilename for h in runner.logger.handlers if hasattr(h, 'baseFilename'))).read_text()

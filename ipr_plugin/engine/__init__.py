@@ -14,14 +14,16 @@ Hooks of the fast path: :class:`ChannelsLastHook`, :class:`IPRRuntimeInfoHook` (
 iteration), :class:`CompileHook` (``torch.compile`` of the backbone and deconv stack), :class:`IPRTestCollateHook`
 (the test loader collates as validation does). Hooks against silent failures, in every config of the plugin:
 :class:`FiniteLossHook` (training stops at a NaN or infinite loss), :class:`CheckpointFitHook` (a test run
-refuses a checkpoint that does not fit the model) and :class:`MetricKeyCheckHook` (a ``save_best`` or monitor key
-validation will not report is refused before training, not after the first validation).
+refuses a checkpoint that does not fit the model), :class:`MetricKeyCheckHook` (a ``save_best`` or monitor key
+validation will not report is refused before training, not after the first validation) and
+:class:`CropSizeCheckHook` (so is a val pipeline cropping at another size than the head decodes for).
 """
 from .channels_last_hook import ChannelsLastHook
 from .checkpoint import register_safe_globals, safe_globals
 from .checkpoint_fit_hook import CheckpointFitHook
 from .collate_hook import IPRTestCollateHook
 from .compile_hook import CompileHook
+from .crop_size_check_hook import CropSizeCheckHook
 from .distributed import needs_cpu_fallback, patch_cpu_distributed
 from .finite_loss_hook import FiniteLossHook
 from .hook_fixes import patch_hooks
@@ -36,4 +38,4 @@ patch_loaders()
 
 __all__ = ['register_safe_globals', 'safe_globals', 'patch_cpu_distributed', 'needs_cpu_fallback', 'patch_hooks',
            'patch_loaders', 'ChannelsLastHook', 'CompileHook', 'IPRRuntimeInfoHook', 'FiniteLossHook',
-           'CheckpointFitHook', 'IPRTestCollateHook', 'MetricKeyCheckHook']
+           'CheckpointFitHook', 'IPRTestCollateHook', 'MetricKeyCheckHook', 'CropSizeCheckHook']

@@ -138,6 +138,17 @@ def dataset_joints_problem(samples: Sequence, num_joints: int) -> Optional[str]:
             f'{num_joints}: does model.head.num_joints match the dataset?')
 
 
+def crop_size_problem(size: Sequence[int], decoder_input_size: Sequence[int]) -> Optional[str]:
+    """Why crops of ``size`` (w, h; ``TopdownAffine``'s ``input_size``) do not fit a head decoding for
+    ``decoder_input_size``, or None where they do."""
+    size, decoder_input_size = tuple(int(s) for s in size), tuple(int(s) for s in decoder_input_size)
+    if size == decoder_input_size:
+        return None
+    return (f"IPRHead: the pipeline's crops are {size} (w, h; TopdownAffine's input_size) but the head decodes "
+            f'for {decoder_input_size} (model.head.decoder.input_size): restate the pipelines with the same codec as '
+            'the head')
+
+
 def check_input_size(samples: Sequence, decoder) -> None:
     """Refuse crops (``TopdownAffine``'s ``input_size``, in the samples' metainfo) of another size than the one the
     head's decoder maps predictions back from. A child config that redefines ``codec`` and the head but not the
@@ -145,11 +156,9 @@ def check_input_size(samples: Sequence, decoder) -> None:
     every keypoint is then decoded to the wrong input pixels, which mmpose maps back to the image without one."""
     decoder_input_size = getattr(decoder, 'input_size', None)
     size = samples[0].metainfo.get('input_size') if samples and decoder_input_size is not None else None
-    if size is None or tuple(int(s) for s in size) == tuple(decoder_input_size):
-        return
-    raise ValueError(f"IPRHead: the pipeline's crops are {tuple(int(s) for s in size)} (w, h; TopdownAffine's "
-                     f'input_size) but the head decodes for {tuple(decoder_input_size)} '
-                     '(model.head.decoder.input_size): restate the pipelines with the same codec as the head')
+    problem = crop_size_problem(size, decoder_input_size) if size is not None else None
+    if problem:
+        raise ValueError(problem)
 
 
 def check_label_convention(labels: Tensor, weights: Tensor, tally: Tuple[int, float] = (0, math.inf),
