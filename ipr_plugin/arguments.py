@@ -15,6 +15,7 @@ import os
 import os.path as osp
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence, Set
 
 
@@ -70,6 +71,7 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
         return
     if not str(out_file) or str(out_file).endswith(('/', os.sep)):  # written as a file named like the folder
         raise ValueError(f'{what} {str(out_file)!r} names no file')
+    _refuse_unexpanded_home(str(out_file), f'{what} {out_file}')
     # inputs may be anything a caller was given (a Config object, an mmdet:: name, a URL): only paths compare
     paths = [i for i in inputs if isinstance(i, (str, os.PathLike)) and not is_url(i)]
     same = next((i for i in paths if osp.realpath(i) == osp.realpath(out_file)), None)
@@ -85,6 +87,18 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
     if not in_place and not os.access(parent, os.W_OK):
         raise PermissionError(f'{what} {out_file}: its folder {parent} is not writable (the file is written beside '
                               'its place and moved there when whole)')
+
+
+def _refuse_unexpanded_home(path: str, named: str) -> None:
+    """FileNotFoundError naming ``named`` when a folder of ``path`` to be made starts with ``~``: the shell expands
+    ``~`` only at the start of a word, so ``--out=~/x`` reached the tool as typed and made a folder named ``~``
+    in the current one."""
+    parts = Path(path).parts
+    for i, part in enumerate(parts):
+        if part.startswith('~') and not osp.lexists(osp.join(*parts[:i + 1])):
+            raise FileNotFoundError(f"{named}: {part} is not expanded here (a shell expands '~' only at the start of "
+                                    "a word, not after '='): give the option and the path as two words, or the "
+                                    'path in full')
 
 
 def _nearest_folder(path: str, named: str) -> str:
@@ -104,6 +118,7 @@ def check_out_folder(folder: str, what: str = 'output folder') -> None:
     Raises:
         NotADirectoryError, PermissionError: naming ``folder`` and what is in the way.
     """
+    _refuse_unexpanded_home(str(folder), f'{what} {folder}')
     nearest = _nearest_folder(osp.realpath(folder), f'{what} {folder}')
     if not os.access(nearest, os.W_OK):
         raise PermissionError(f'{what} {folder}: {nearest} is not writable')

@@ -36,7 +36,8 @@ if fcntl is not None:
 
 
 class FolderInUse(RuntimeError):
-    """Another process holds a lock this one needs at once."""
+    """Another process holds a lock this one needs at once (or, as the subclass
+    :class:`~ipr_plugin.datasets.synthetic_coco.NotASyntheticSet`, files of no run are in the folder's way)."""
 
 
 def lock_available() -> bool:

@@ -94,6 +94,19 @@ def test_make_synthetic_coco_does_not_write_over_a_set_in_use(tmp_path, holder, 
     assert (root / 'annotations' / 'person_keypoints_train2017.json').read_bytes() == before
 
 
+def test_a_data_root_of_the_users_own_coco_files_is_named_and_left_alone(tmp_path, capsys):
+    """``--data-root data/coco``: the benchmark (as the demo and the study) replaced the real annotations."""
+    real = tmp_path / 'coco' / 'annotations' / 'person_keypoints_val2017.json'
+    real.parent.mkdir(parents=True)
+    real.write_text('{"images": []}')
+    with pytest.raises(SystemExit) as exit_info:
+        bench_cli.main(['--tiny', '--device', 'cpu', '--data-root', str(real.parents[1])])
+    assert exit_info.value.code == 2
+    assert f'argument --data-root: {real.parents[1]} holds {real}, which no synthetic set wrote' \
+        in capsys.readouterr().err
+    assert real.read_text() == '{"images": []}' and not (tmp_path / 'coco' / 'train2017').exists()
+
+
 def test_a_set_written_over_by_make_synthetic_coco_is_not_taken_for_the_stamped_one(tmp_path):
     """``make_synthetic_coco --out`` over a benchmark's folder no run uses left the benchmark's stamp, and the
     next benchmark took the other set (seed 1) for its own (seed 0)."""

@@ -113,3 +113,19 @@ def test_the_benchmarks_picture_needs_a_writable_folder_which_is_checked_before_
     finally:
         folder.chmod(0o755)
     assert proc.returncode == 2 and f'its folder {folder} is not writable' in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_tilde_the_shell_left_as_typed_is_refused_not_made_a_folder(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--out=~/data``: the shell expands no ``~`` after ``=``, and the tools made a folder named ``~`` here."""
+    from ipr_plugin.cli import make_synthetic_coco
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="report file ~/r.json: ~ is not expanded here"):
+        check_out_file('~/r.json', 'report file')
+    with pytest.raises(FileNotFoundError, match="~bob is not expanded here"):
+        check_out_folder(str(tmp_path / '~bob' / 'runs'))  # as the study resolves it
+    said = _refusal(capsys, make_synthetic_coco.main, ['--out=~/data', '--num-train', '1', '--num-val', '1'])
+    assert said.startswith('2 ') and 'argument --out: folder ~/data: ~ is not expanded here' in said, said
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / '~').mkdir()  # a folder of that name, made on purpose, is one like any other
+    check_out_file('~/r.json')
+    check_out_folder('~/data')

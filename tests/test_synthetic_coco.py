@@ -18,7 +18,7 @@ import pytest
 
 from ipr_plugin.datasets.render import JOINT_COLORS_BGR, NUM_KEYPOINTS, render_scene
 from ipr_plugin.datasets.synthetic_coco import (COCO_KEYPOINT_NAMES, COCO_SKELETON, DET_FILE, DIFFICULTIES,
-                                                write_synthetic_coco)
+                                                NotASyntheticSet, write_synthetic_coco)
 
 SIZE = (320, 240)  # small images keep the suite fast; the renderer is size-agnostic
 NUM_TRAIN, NUM_VAL = 8, 4
@@ -271,9 +271,34 @@ def test_a_smaller_set_over_a_larger_one_leaves_only_its_own_images_and_the_user
         listed = {image['file_name'] for image in json.loads(Path(out[f'{split}_ann_file']).read_text())['images']}
         on_disk = {p.name for p in (tmp_path / f'{split}2017').iterdir()}
         assert on_disk == listed | ({mine.name} if split == 'val' else set())
-    # a set this module did not write names images it never removes
-    foreign = json.loads(Path(out['val_ann_file']).read_text())
-    foreign['info']['description'] = 'my own COCO subset'
-    Path(out['val_ann_file']).write_text(json.dumps(foreign))
+
+
+def _files(root: Path) -> Dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()}
+
+
+@pytest.mark.parametrize('users', ['annotations/person_keypoints_val2017.json', DET_FILE, 'train2017/000000000002.jpg'])
+def test_a_folder_of_someone_elses_coco_files_is_refused_and_left_as_it_was(tmp_path, users):
+    """A real COCO folder given as the set's (``--data-root data/coco``): its annotation and detection files were
+    removed and its images of the set's names replaced, without a word."""
+    (tmp_path / users).parent.mkdir(parents=True)
+    (tmp_path / users).write_bytes(b'{"info": {"description": "COCO 2017 Dataset"}, "images": []}')
+    before = _files(tmp_path)
+    with pytest.raises(NotASyntheticSet, match=f'{tmp_path} holds {tmp_path / users}, which no synthetic set wrote'):
+        write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))
+    assert _files(tmp_path) == before
+
+
+def test_a_synthetic_set_and_its_write_cut_short_are_written_over(tmp_path):
+    """Only files of no synthetic set stop a write: a set's own, or those of a write cut short, are replaced."""
     write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))
-    assert len(list((tmp_path / 'val2017').glob('0*.jpg'))) == 3
+    (tmp_path / 'annotations' / 'person_keypoints_train2017.json').unlink()  # as a cut-short write leaves it
+    (tmp_path / '.writing').touch()
+    write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120), seed=1)
+    assert '(normal, seed 1)' in (tmp_path / 'annotations' / 'person_keypoints_train2017.json').read_text()
+    val_ann = tmp_path / 'annotations' / 'person_keypoints_val2017.json'
+    foreign = json.loads(val_ann.read_text())
+    foreign['info']['description'] = 'my own COCO subset'  # a user's annotations over the set's images
+    val_ann.write_text(json.dumps(foreign))
+    with pytest.raises(NotASyntheticSet, match=f'holds {val_ann}'):
+        write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_error
+from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_folder, parser_error
 from ..datasets.synthetic_coco import (DIFFICULTIES, MIN_IMAGE_SIDE, PARALLEL_MIN_IMAGES, argument_problems,
                                        write_synthetic_coco)
 from ..datasets.synthetic_sets import writing_set
@@ -46,6 +46,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         problems['out'] = f'{args.out} is a file, not a folder to write the set into'
     parser_error(parser, problems)
+    parser_check_out_folder(parser, args.out, '--out')
     return args
 
 

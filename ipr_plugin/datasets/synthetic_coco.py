@@ -13,6 +13,7 @@ Pure numpy/cv2/json (no mmpose import), deterministic for a seed: every image dr
 seeded by ``(seed, difficulty, split, index)``, so the same call writes the same bytes.
 """
 import contextlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 
 from ..arguments import raise_problems, write_json
+from ..locks import FolderInUse
 from ..processes import die_with_parent
 from .render import RenderedPerson, SceneParams, render_scene
 
@@ -54,6 +56,11 @@ _MAX_TRIES = 20  # re-draws of a scene in which nobody ended up annotated
 PARALLEL_MIN_IMAGES = 50  # write_synthetic_coco(workers=None) uses every core from this many images on
 # Smallest image side: the background's clutter draws sizes from 5 px to a sixth of the image height.
 MIN_IMAGE_SIDE = 36
+
+
+class NotASyntheticSet(FolderInUse):
+    """The folder holds files a set written there would replace or remove, and no synthetic set wrote them: a
+    user's own data (a real COCO folder given as the set's, whose annotations went without a word)."""
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,7 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     """Write a synthetic COCO person-keypoint dataset (images, annotations, detector boxes) under ``root``.
 
     Args:
-        root: dataset root; created if missing. Existing files of the same names are overwritten; the earlier
+        root: dataset root; created if missing. A synthetic set there is written over: the earlier
             annotation and detection files are removed before the first image is written, and the images an
             earlier, larger synthetic set wrote past this one's counts are removed once it is written (only
             files of this module's names that the earlier set's annotation file lists; a set cut short has no
@@ -246,6 +253,8 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
 
     Raises:
         ValueError: a bad argument (see :func:`argument_problems`) or difficulty; nothing is written then.
+        NotASyntheticSet: ``root`` holds an annotation or detection file, or an image of a name this set would
+            write, that no synthetic set wrote (:func:`_foreign_file`); nothing is written then.
     """
     if difficulty not in DIFFICULTIES:
         raise ValueError(f'difficulty must be one of {sorted(DIFFICULTIES)}, got {difficulty!r}')
@@ -261,10 +270,14 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
                    cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     out: Dict = dict(root=root)
     detections: List[Dict] = []
+    earlier = _earlier_images(root)
+    foreign = _foreign_file(root, earlier, dict(train=num_train, val=num_val))
+    if foreign is not None:
+        raise NotASyntheticSet(f'{root} holds {foreign}, which no synthetic set wrote: writing one there would '
+                               'replace or remove it; give the synthetic set a folder of its own')
     os.makedirs(root, exist_ok=True)
     writing = osp.join(root, WRITING_MARKER)
     open(writing, 'w').close()  # removed at the end: a write cut short leaves it
-    earlier = _earlier_images(root)
     # A write cut short over an earlier set left its annotation files describing the new images without a word
     # (training and check_data took them): they go first, so a cut-short set fails to load, naming the file.
     for old in (*(_ann_file(root, split) for split in _SPLITS), osp.join(root, DET_FILE)):
@@ -313,16 +326,39 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
 def _earlier_images(root: str) -> Dict[str, Set[str]]:
     """Per split, the image files the synthetic set already under ``root`` lists (none where its annotation file
     is missing, unreadable or not one this module wrote: a user's own images are never removed)."""
-    found = {}
+    listed = {split: _listed_images(_ann_file(root, split)) for split in _SPLITS}
+    return {split: names for split, names in listed.items() if names is not None}
+
+
+def _listed_images(ann_file: str) -> Optional[Set[str]]:
+    """The image file names ``ann_file`` lists, or None where it is missing, unreadable or not this module's."""
+    try:
+        with open(ann_file) as f:
+            coco = json.load(f)
+        if str(coco['info']['description']).startswith(DESCRIPTION):
+            return {osp.basename(str(image['file_name'])) for image in coco['images']}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _foreign_file(root: str, earlier: Dict[str, Set[str]], counts: Dict[str, int]) -> Optional[str]:
+    """A file under ``root`` that writing ``counts`` images per split would replace or remove although no
+    synthetic set wrote it, or None. ``earlier``: :func:`_earlier_images` of ``root``.
+
+    An annotation file not of this module's is one; where neither annotation file is (and no write of this module
+    was cut short there, which removes them first), so are the detection file and the images of this set's names.
+    """
+    if osp.lexists(osp.join(root, WRITING_MARKER)):
+        return None
     for split in _SPLITS:
-        try:
-            with open(_ann_file(root, split)) as f:
-                coco = json.load(f)
-            if str(coco['info']['description']).startswith(DESCRIPTION):
-                found[split] = {osp.basename(str(image['file_name'])) for image in coco['images']}
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return found
+        if split not in earlier and osp.lexists(_ann_file(root, split)):
+            return _ann_file(root, split)
+    if earlier:
+        return None
+    images = (osp.join(root, f'{split}2017', image_file_name(_SPLITS[split][1] + index + 1))
+              for split, count in counts.items() for index in range(count))
+    return next((path for path in itertools.chain([osp.join(root, DET_FILE)], images) if osp.lexists(path)), None)
 
 
 def _ann_file(root: str, split: str) -> str:
