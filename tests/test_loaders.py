@@ -8,8 +8,7 @@ from mmengine.runner import Runner
 
 import ipr_plugin  # noqa: F401
 import ipr_plugin.engine.loaders as module
-from test_hook_fixes import _log
-from utils import sample_runner_cfg
+from utils import runner_log, sample_runner_cfg
 
 
 def _loader_cfg(coco_sample, tmp_path, persistent: bool) -> dict:
@@ -65,7 +64,7 @@ def test_the_runner_logs_it_for_its_training_loader(coco_sample, tmp_path):
     cfg.visualizer.name = 'visualizer_loader_seeds'
     runner = Runner.from_cfg(cfg)
     runner.train_loop  # builds the training loader, as train() does first
-    assert 'non-persistent worker (persistent_workers=False)' in _log(runner)
+    assert 'non-persistent worker (persistent_workers=False)' in runner_log(runner)
 
 
 def test_pinned_memory_is_turned_off_without_an_accelerator(coco_sample, tmp_path, monkeypatch):
