@@ -16,7 +16,7 @@ import os.path as osp
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Set
 
 
 class ToolHelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -35,10 +35,52 @@ class ToolHelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def add_cfg_options(parser: argparse.ArgumentParser, help: str = 'config overrides') -> None:
+    """The tools' ``--cfg-options KEY=VALUE ...`` (mmengine's ``DictAction``, as ``mim`` and mmpose's tools take
+    it), with an item that is no ``KEY=VALUE`` (``--cfg-options model.head``, or a path typed after the options)
+    refused through ``parser.error`` naming it, not a traceback from inside the action."""
+    from mmengine.config import DictAction
+
+    class CfgOptions(DictAction):
+        def __call__(self, parser, namespace, values, option_string=None):
+            bad = next((value for value in values or () if '=' not in value), None)
+            if bad is not None:
+                parser.error(f'argument {option_string}: {bad!r} is not KEY=VALUE (e.g. '
+                             'train_dataloader.batch_size=32; the positional arguments go before --cfg-options)')
+            super().__call__(parser, namespace, values, option_string)
+
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptions, default=None, help=help)
+
+
 def is_url(path) -> bool:
     """A path for one of mmengine's file backends (``https://``, ``s3://``, ...): ``os.path`` cannot check it, and
     loading it reports what is wrong."""
     return '://' in str(path)
+
+
+def device_problem(device: str) -> Optional[str]:
+    """What keeps the torch device ``device`` (``cpu``, ``cuda``, ``cuda:1``, ...) from being used here, or None:
+    a name torch does not know, or a CUDA device on a machine where torch sees none or fewer. Checked before the
+    work: torch says either only when the model is moved, from deep inside it, after the inputs were read."""
+    import torch
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        return f'{device!r} is not a device torch knows (cpu, cuda, cuda:1, ...)'
+    if parsed.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            return f'{device}: torch sees no CUDA device here (cpu runs on the CPU)'
+        if parsed.index is not None and parsed.index >= count:
+            return f'{device}: torch sees {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})'
+    return None
+
+
+def device_problems(device: str, name: str = 'device') -> Dict[str, str]:
+    """:func:`device_problem` as ``{name: problem}`` (empty when ``device`` can be used), for
+    :func:`parser_error` and :func:`raise_problems`."""
+    problem = device_problem(device)
+    return {name: problem} if problem else {}
 
 
 def raise_problems(problems: Mapping[str, str]) -> None:

@@ -6,10 +6,15 @@ base's head: the base head's own keys (``out_channels``, a ``MultipleLossWrapper
 and Python's "got an unexpected keyword argument" says nothing of the merge. Our classes take them as ``**merged``
 and raise this instead; for one of mmpose's classes that ours build (the head's loss) the keys are compared with its
 signature first.
+
+:func:`building_model` names the config whose model cannot be built: the registry's errors (a misspelt key or
+type, a negative size reaching torch) end deep in mmengine and torch, naming neither the file nor the setting's
+place in it.
 """
 import inspect
+from contextlib import contextmanager
 from numbers import Real
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 
 def refuse_merged_keys(cls_name: str, merged: Dict[str, Any]) -> None:
@@ -44,3 +49,26 @@ def is_whole_pair(size: Any) -> bool:
                                       for s in size)
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+@contextmanager
+def building_model(cfg: Any) -> Iterator[None]:
+    """For building ``cfg.model`` (an mmengine ``Config``) in the block: ``ValueError`` naming the config file when
+    it has no ``model`` (a dataset or detector-free file given in a model config's place) and when the block
+    fails with what a bad setting raises (an argument a class does not take, a type no registry knows, a size
+    torch cannot make); the message keeps the error's own text, which names the setting."""
+    name = getattr(cfg, 'filename', None) or 'the config'
+    # (a model of overrides alone, such as a caller's test_cfg merged into a file without one, has no type)
+    if not isinstance(cfg.get('model'), dict) or 'type' not in cfg.model:
+        raise ValueError(f'config {name} has no model (is it a model config?)')
+    try:
+        yield
+    except (TypeError, KeyError, AttributeError, RuntimeError, AssertionError, ValueError) as error:
+        raise ValueError(f'config {name}: its model cannot be built: {error_text(error)}') from error
+
+
+def error_text(error: BaseException) -> str:
+    """``error`` as ``Type: message``, for one that is passed on inside another's message (a KeyError's own str()
+    is its repr, quotes and all)."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return f'{type(error).__name__}: {text}'

@@ -1,10 +1,13 @@
 """Where the package finds things: the checkout it lives in, and the configs an OpenMMLab package installs."""
 import copy
+import errno
 import importlib.util
 import os
 import os.path as osp
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Union
+
+from .config_checks import error_text
 
 if TYPE_CHECKING:
     from mmengine.config import Config
@@ -62,11 +65,27 @@ def installed_config(path: str) -> str:
     return osp.join(spec.submodule_search_locations[0], '.mim', 'configs', rel)
 
 
+def link_note(path: str) -> str:
+    """Why ``path``, which does not exist, still shows in a listing, for a "not found" message: a symbolic link
+    whose target is missing, or one in a loop of links (``os.path.exists`` says False for both, and "not found"
+    alone sends the user looking for a file that ``ls`` shows); '' for a path that is simply absent."""
+    if not osp.islink(path) or osp.exists(path):
+        return ''
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return ' (a symbolic link in a loop of links)'
+    return f' (a symbolic link to {os.readlink(path)}, which does not exist)'
+
+
 def require_file(path: str, what: str) -> None:
     """Raise ``FileNotFoundError`` naming ``what`` (``'config'``, ``'annotation file'``, ...) unless ``path`` is a
-    file."""
+    file (``IsADirectoryError`` for a folder)."""
+    if osp.isdir(path):
+        raise IsADirectoryError(f'{what} {path} is a folder, not a file')
     if not osp.isfile(path):
-        raise FileNotFoundError(f'{what} not found: {path}')
+        raise FileNotFoundError(f'{what} not found: {path}{link_note(path)}')
 
 
 def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Config':
@@ -78,6 +97,8 @@ def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Conf
 
     Raises:
         FileNotFoundError: the file (or the package) is missing; the message names the path.
+        ValueError: the file cannot be read as a config (Python with a syntax error or that fails when run, JSON or
+            YAML that does not parse), or ``cfg_options`` cannot be applied to it; the message names the file.
     """
     from mmengine.config import Config
 
@@ -86,10 +107,32 @@ def load_config(config: ConfigLike, cfg_options: Optional[dict] = None) -> 'Conf
     else:
         path = installed_config(str(config))
         require_file(path, 'config')
-        cfg = Config.fromfile(path)
+        cfg = _read_config(path)
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:  # an index past a list's end, ...
+            raise ValueError(f'config {cfg.filename or config}: --cfg-options (cfg_options) cannot be applied: '
+                             f'{error_text(error)}') from error
     return cfg
+
+
+def _read_config(path: str) -> 'Config':
+    """``Config.fromfile(path)``, its errors naming ``path``: mmengine parses a Python config from a string (a
+    syntax error's file is ``<unknown>``), a YAML one from ``<file>``, and json's "Expecting value" names no file.
+    An ``OSError`` (a ``_base_`` missing, a suffix mmengine does not read) keeps its type."""
+    from mmengine.config import Config
+
+    try:
+        return Config.fromfile(path)
+    except OSError as error:
+        if path in str(error):
+            raise
+        raise type(error)(f'config {path}: {error}') from error
+    except SyntaxError as error:  # before Exception: its str() names '<unknown>' as the file
+        raise ValueError(f'config {path} is not valid Python: {error.msg} (line {error.lineno})') from error
+    except Exception as error:  # whatever running or parsing the user's file raised: the file is the culprit
+        raise ValueError(f'config {path} cannot be read: {error_text(error)}') from error
 
 
 def installed_metainfo(metainfo: Any) -> Any:

@@ -50,6 +50,9 @@ FULL = dict(iters=2000, batch_size=64, val_batch_size=64, num_train=2000, num_va
 TINY = dict(iters=3, batch_size=4, val_batch_size=32, num_train=12, num_val=6, image_size=(320, 240),
             input_size=64, workers=0, curve_points=1, timeout=600, work_dir='work_dirs/accuracy_study_tiny')
 
+MINIMA = dict(iters=1, finetune_iters=1, batch_size=1, val_batch_size=1, num_train=1, num_val=1, curve_points=1,
+              base_channels=1, warmup=0, workers=0)
+
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line (``tools/accuracy_study.py`` is a thin wrapper around it)."""
@@ -116,6 +119,14 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, key, value)
     if args.finetune_iters is None:
         args.finetune_iters = args.iters
+    # else every row fails (a zero-iteration run, an empty loader) after the data is written, and the study appends
+    # a section of failed rows to BENCHMARKS.md
+    for name, least in MINIMA.items():
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(args, name)}")
+    for name in ('lr', 'timeout', 'time_limit'):
+        if getattr(args, name) is not None and not getattr(args, name) > 0:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a number > 0, got {getattr(args, name)}")
     if args.parallel < 1:
         raise SystemExit(f'--parallel must be at least 1, got {args.parallel}')
     if len(set(args.seeds)) < len(args.seeds):  # a seed again would train it again over its own result

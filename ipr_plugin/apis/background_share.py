@@ -21,12 +21,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import (ToolHelpFormatter, exit_on_input_errors, is_url, load_coco_file, parser_check_out_file,
-                         write_json)
+from ..arguments import (ToolHelpFormatter, device_problems, exit_on_input_errors, is_url, load_coco_file,
+                         parser_check_out_file, parser_error, write_json)
 from ..cli import invocation, tool_main
 from ..datasets.body.coco_checks import without_keypoints
 from ..markdown import markdown_table
 from ..ops.integral import BACKGROUNDS
+from ..paths import installed_config, link_note
 from ..progress import progress_bar
 
 # COCO's area ranges (pixels^2), as its evaluation names them
@@ -146,9 +147,9 @@ def keypoint_shares(config: str, checkpoint: Optional[str], ann_file: str, img_d
 
     from ..ops import background_share
     from .checkpoint_check import init_checked_model
-    for path in (config, checkpoint, ann_file, img_dir):
+    for path in (installed_config(str(config)), checkpoint, ann_file, img_dir):
         if path is not None and not is_url(path) and not Path(path).exists():
-            raise FileNotFoundError(f'background_share: no such file or folder: {path}')
+            raise FileNotFoundError(f'background_share: no such file or folder: {path}{link_note(path)}')
     coco = load_coco_file(ann_file)  # before the model: a wrong file fails in a second, naming its first bad record
     model = init_checked_model(config, checkpoint, device, dict(model=dict(test_cfg=dict(flip_test=False))))
     head = model.head
@@ -223,6 +224,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
     parser = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.background_share'))
     args = parser.parse_args(argv)
+    parser_error(parser, device_problems(args.device))
     parser_check_out_file(parser, args.out, inputs=[args.config, args.checkpoint, args.ann_file])
     with exit_on_input_errors('background_share'):
         found = keypoint_shares(args.config, args.checkpoint, args.ann_file, args.img_dir, args.device,

@@ -163,7 +163,12 @@ def init_checked_model(config, checkpoint: Optional[str], device: str = 'cpu',
     ``init_model`` only warns about another config's checkpoint, and the model would run with random weights.
     ``dataset_meta`` comes, as there, from the checkpoint's meta, else from the config."""
     from mmpose.apis import init_model
-    model = init_model(str(config), None, device='cpu', cfg_options=cfg_options)
+
+    from ..config_checks import building_model
+    from ..paths import load_config
+    config = load_config(config, cfg_options)
+    with building_model(config):
+        model = init_model(config, None, device='cpu')
     if checkpoint is not None:
         meta = load_checked_checkpoint(model, checkpoint).get('meta') or {}
         if 'dataset_meta' in meta:

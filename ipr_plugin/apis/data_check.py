@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..arguments import is_url
 from ..datasets.transforms.jpeg import ORIENTATION_TURNS, file_orientation
-from ..paths import ConfigLike, load_config
+from ..paths import ConfigLike, link_note, load_config
 from ..progress import progress_bar
 
 SPLITS = ('train', 'val', 'test')
@@ -329,7 +329,7 @@ def load_error_message(path: str, error: Exception) -> str:
         try:
             size = os.stat(path).st_size
         except FileNotFoundError:
-            return f'{path} does not exist'
+            return f'{path} does not exist{link_note(path)}'
         except OSError as stat_error:  # e.g. a folder on the way that this user may not enter
             return f'{path} cannot be read ({stat_error.strerror})'
         if size == 0:

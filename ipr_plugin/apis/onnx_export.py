@@ -33,8 +33,8 @@ import torch
 from torch import Tensor, nn
 
 from ..arguments import check_out_file, is_url, raise_problems, written_whole
-from ..config_checks import is_whole_pair
-from ..paths import ConfigLike, load_config
+from ..config_checks import building_model, is_whole_pair
+from ..paths import ConfigLike, link_note, load_config
 from .checkpoint_check import load_checked_checkpoint
 
 __all__ = ['IPRExportModule', 'build_pose_model', 'build_export_module', 'export_module', 'export_onnx',
@@ -107,9 +107,10 @@ def build_pose_model(config: ConfigLike, checkpoint: Optional[str] = None, devic
 
     config = load_config(config, cfg_options)
     if checkpoint is not None and not is_url(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'pose checkpoint not found: {checkpoint}')
+        raise FileNotFoundError(f'pose checkpoint not found: {checkpoint}{link_note(checkpoint)}')
     init_default_scope(config.get('default_scope', 'mmpose'))
-    model = revert_sync_batchnorm(MODELS.build(config.model))
+    with building_model(config):
+        model = revert_sync_batchnorm(MODELS.build(config.model))
     if checkpoint is not None:
         load_checked_checkpoint(model, checkpoint)
     return model.to(device).eval()

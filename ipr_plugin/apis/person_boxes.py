@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..arguments import check_out_file, is_url, load_coco_file, raise_problems, write_json
-from ..paths import ConfigLike, load_config, require_file
+from ..arguments import check_out_file, device_problems, is_url, load_coco_file, raise_problems, write_json
+from ..config_checks import building_model
+from ..paths import ConfigLike, link_note, load_config, require_file
 from ..progress import progress_bar
 
 __all__ = ['make_person_boxes', 'person_records', 'resolve_person_class', 'load_image_list',
@@ -159,17 +160,22 @@ def _build_test_pipeline(model) -> Any:
     return Compose(pipeline)
 
 
-def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None) -> Dict[str, str]:
-    """What is wrong with :func:`make_person_boxes`'s numeric arguments, by argument name (empty when all is well).
+def argument_problems(score_thr: float = 0.3, max_images: Optional[int] = None,
+                      device: Optional[str] = None) -> Dict[str, str]:
+    """What is wrong with :func:`make_person_boxes`'s numeric arguments and ``device``, by argument name (empty
+    when all is well).
 
     A threshold outside [0, 1] keeps every box or none (detector scores are probabilities), and a negative
-    ``max_images`` would slice images off the end of the list: both silently wrong files.
+    ``max_images`` would slice images off the end of the list: both silently wrong files. A device torch cannot
+    use (:func:`~ipr_plugin.arguments.device_problem`) would fail only once the detector is built.
     """
     problems = {}
     if not 0 <= score_thr <= 1:  # NaN fails too
         problems['score_thr'] = f'must lie in [0, 1] (a detector score), got {score_thr}'
     if max_images is not None and (int(max_images) != max_images or max_images < 1):
         problems['max_images'] = f'must be a positive number of images, got {max_images}'
+    if device is not None:
+        problems.update(device_problems(device))
     return problems
 
 
@@ -265,7 +271,8 @@ def make_person_boxes(det_config: ConfigLike,
 
     Raises:
         FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path), ``ann_file`` or ``img_dir`` is missing.
-        ValueError: a bad ``score_thr`` or ``max_images`` (:func:`argument_problems`) or ``person_class``,
+        ValueError: a bad ``score_thr``, ``max_images`` or ``device`` (:func:`argument_problems`) or
+            ``person_class``, ``det_config`` cannot be read or its model built or is no detector,
             ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` is no COCO annotation file
             (:func:`load_image_list`) or lists no image.
         OSError: ``out_file`` cannot be written (checked before detection).
@@ -273,11 +280,12 @@ def make_person_boxes(det_config: ConfigLike,
             reached ``score_thr``.
     """
     from mmdet.apis import init_detector
+    from mmdet.models.detectors import BaseDetector
     from mmengine.registry import DefaultScope
 
     from .checkpoint_check import read_checkpoint
 
-    raise_problems(argument_problems(score_thr, max_images))
+    raise_problems(argument_problems(score_thr, max_images, device))
     cfg = load_config(det_config, cfg_options)
     if det_checkpoint is not None and not is_url(det_checkpoint):
         require_file(det_checkpoint, 'detector checkpoint')
@@ -285,7 +293,7 @@ def make_person_boxes(det_config: ConfigLike,
     if not images:
         raise ValueError(f'{ann_file} lists no images')
     if not osp.isdir(img_dir):
-        raise FileNotFoundError(f'image folder not found: {img_dir}')
+        raise FileNotFoundError(f'image folder not found: {img_dir}{link_note(img_dir)}')
     if not is_url(img_dir) and not any(osp.isfile(osp.join(img_dir, name)) for _, name in images):
         # before the detector is built, not one warning per image after it
         raise FileNotFoundError(f'none of the {len(images)} images listed in {ann_file} is in {img_dir} (e.g. '
@@ -304,7 +312,11 @@ def make_person_boxes(det_config: ConfigLike,
     # mmdet's init_detector makes mmdet the process's default scope; the caller's (mmpose's, in a pose script)
     # comes back afterwards, so that building mmpose modules by unprefixed name still works.
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
-        model = init_detector(cfg, det_checkpoint, device=device)
+        with building_model(cfg):
+            model = init_detector(cfg, det_checkpoint, device=device)
+        if not isinstance(model, BaseDetector):  # it would fail on every image, one warning each
+            raise ValueError(f'{det_config} is not a detector config: its model is a {type(model).__name__}, not '
+                             "one of mmdet's detectors")
         label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
         start = time.perf_counter()
         found = _detect(model, images, img_dir, label, score_thr, progress)

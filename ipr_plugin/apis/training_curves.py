@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from glob import escape, glob
 from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
+from ..paths import link_note
 from ..plotting import pyplot, save_figure
 
 LOG_NAME = osp.join('vis_data', 'scalars.json')
@@ -85,7 +86,7 @@ def find_logs(path: str) -> List[str]:
         FileNotFoundError: ``path`` is missing, or holds no such log (naming what was looked for).
     """
     if not osp.exists(path):
-        raise FileNotFoundError(f'{path} does not exist')
+        raise FileNotFoundError(f'{path} does not exist{link_note(path)}')
     if osp.isfile(path):
         return [path]
     own = osp.join(path, LOG_NAME)
@@ -129,7 +130,8 @@ def read_curves(path: str) -> Curves:
         curves.logs.append(log)
         starts.append(first)
     if not curves.logs:
-        raise ValueError(f'{path}: no training lines in ' + '; '.join(curves.skipped))
+        # each skipped entry names its log and why already ("PATH: no training lines in PATH: ..." said it twice)
+        raise ValueError('nothing to plot: ' + '; '.join(curves.skipped))
     curves.resumed_at = starts[1:]
     return curves
 

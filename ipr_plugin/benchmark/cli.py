@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import kill_session
-from ..arguments import (ToolHelpFormatter, load_coco_file, load_detection_file, parser_check_out_file,
-                         parser_check_out_folder, parser_error)
+from ..arguments import (ToolHelpFormatter, add_cfg_options, device_problems, load_coco_file, load_detection_file,
+                         parser_check_out_file, parser_check_out_folder, parser_error)
 from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse
 from ..markdown import append_section
-from ..paths import child_env, require_file, work_root
+from ..paths import child_env, link_note, load_config, work_root
 from ..processes import command_dying_with_this_process
 from .coco_scale import TRAIN2017_IMAGES, VAL2017_BOXES_PER_IMAGE, VAL2017_IMAGES, train_images_for
 from .plot import plot_pipelines
@@ -49,7 +49,6 @@ def _package_doc() -> str:
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    from mmengine.config import DictAction
     p = argparse.ArgumentParser(prog=prog, description=_package_doc(),
                                 formatter_class=ToolHelpFormatter)
     p.add_argument('--configs', nargs='+', default=None, metavar='[NAME=]CONFIG',
@@ -85,8 +84,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    help='markdown file to append to; default BENCHMARKS.md (with --tiny: none unless given)')
     p.add_argument('--tiny', action='store_true', help='CI-sized run on the CPU (ResNet-18, tiny set, 3 iters)')
     p.add_argument('--label', default=None, help='free text written with the results')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='KEY=VALUE overrides applied to every config (with --tiny, replaces its ResNet-18 ones)')
+    add_cfg_options(p, help='KEY=VALUE overrides applied to every config (with --tiny, replaces its ResNet-18 ones)')
     p.add_argument('--seed', type=int, default=0, help='of the synthetic set and of every run')
     p.add_argument('--time-limit', type=float, default=None, metavar='SECONDS',
                    help='stop measuring this long after the start (data writing included): no measurement starts '
@@ -149,7 +147,7 @@ def given_val_split(ann_file: str, img_dir: str, bbox_file: str) -> Dict[str, An
     """
     for path in (ann_file, img_dir, bbox_file):
         if not osp.exists(path):
-            raise FileNotFoundError(f'{path} does not exist')
+            raise FileNotFoundError(f'{path} does not exist{link_note(path)}')
     coco = load_coco_file(ann_file)
     boxes = load_detection_file(bbox_file)
     return dict(val_ann_file=osp.abspath(ann_file), val_img_dir=osp.abspath(img_dir),
@@ -305,6 +303,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
                 if getattr(args, name) is not None and getattr(args, name) < least}
     if args.time_limit is not None and not args.time_limit > 0:
         problems['time_limit'] = f'must be a number of seconds > 0, got {args.time_limit}'
+    if args.device is not None:  # (the default, cuda only where there is one, is left to _fill_defaults)
+        problems.update(device_problems(args.device))
     if args.rounds > 1 and set(ROUND_MEASUREMENTS) <= set(args.skip):
         problems['rounds'] = 'repeats (d) and (e), and --skip leaves both out'
     if args.plot is not None and osp.splitext(args.plot)[1].lower() not in PLOT_FORMATS:
@@ -330,11 +330,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         val_split = given_val_split(*args.val_data) if args.val_data else None
     except (OSError, ValueError) as error:
         parser.error(f'argument --val-data: {error}')
-    try:  # a mistyped config: one line now, not a worker's traceback after the synthetic set is written
+    try:  # a mistyped or broken config: one line now, not a worker's traceback after the synthetic set is written
         configs = [parse_config_arg(c) for c in (args.configs or default_configs())]
         for _, _, path in configs:
-            require_file(path, 'config')
-    except FileNotFoundError as error:
+            load_config(path)
+    except (OSError, ValueError) as error:
         parser.error(f'argument --configs: {error}')
     deadline = time.time() + args.time_limit if args.time_limit else None
     temp_root = tempfile.mkdtemp(prefix='ipr_benchmark_')

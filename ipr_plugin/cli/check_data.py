@@ -15,13 +15,13 @@ import sys
 from typing import Optional, Sequence
 
 from ..apis.data_check import SPLITS, check_data, data_files, format_report, report_json
-from ..arguments import ToolHelpFormatter, check_out_file, exit_on_input_errors, parser_check_out_file, write_json
+from ..arguments import (ToolHelpFormatter, add_cfg_options, check_out_file, exit_on_input_errors,
+                         parser_check_out_file, write_json)
 from ..paths import installed_config
 from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=ToolHelpFormatter)
     parser.add_argument('config', help='config file, or package::path of an installed one')
@@ -33,7 +33,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument('--max-listed', type=int, default=50, metavar='N',
                         help='list at most N problems (and notes) per split, then how many more (0: all; default 50)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, help='config overrides')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     if args.workers < 0:
         parser.error(f'--workers must be 0 or more, got {args.workers}')

@@ -15,15 +15,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
+from ..arguments import ToolHelpFormatter, add_cfg_options, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.onnx_export import (MIN_OPSET, build_export_module, export_argument_problems, export_module,
                                 require_onnx, verify_onnx)
 from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=ToolHelpFormatter)
     parser.add_argument('config', help='pose config file')
@@ -36,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
     parser.add_argument('--static-batch', action='store_true', help='fix the batch axis to --batch-size')
     parser.add_argument('--verify', action='store_true',
                         help='compare onnxruntime with PyTorch on random inputs and print the max difference')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='config overrides')
+    add_cfg_options(parser)
     args = parser.parse_args(argv)
     # before the model is built, and naming the flag rather than the API argument
     parser_error(parser, export_argument_problems(args.input_size, args.batch_size, args.opset))

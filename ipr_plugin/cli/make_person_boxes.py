@@ -27,14 +27,12 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from ..arguments import ToolHelpFormatter, exit_on_input_errors, parser_check_out_file, parser_error
+from ..arguments import ToolHelpFormatter, add_cfg_options, exit_on_input_errors, parser_check_out_file, parser_error
 from ..apis.person_boxes import NothingDetected, argument_problems, format_summary, make_person_boxes
 from . import tool_main
 
 
 def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> argparse.Namespace:
-    from mmengine.config import DictAction
-
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=ToolHelpFormatter)
     parser.add_argument('det_config', help='mmdet config file or mmdet::name')
@@ -49,10 +47,10 @@ def parse_args(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None)
                         help="person label index or class name (default: 'person' in the detector's classes)")
     parser.add_argument('--max-images', type=int, default=None, help='only the first N (>= 1) images')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='detector config overrides')
+    add_cfg_options(parser, 'detector config overrides')
     args = parser.parse_args(argv)
     # before the detector is built, and naming the flag rather than the API argument
-    parser_error(parser, argument_problems(args.score_thr, args.max_images))
+    parser_error(parser, argument_problems(args.score_thr, args.max_images, args.device))
     parser_check_out_file(parser, args.out, inputs=[args.ann_file, args.det_config, args.det_checkpoint])
     return args
 

@@ -47,7 +47,7 @@ from mmpose.datasets import CocoDataset
 from mmpose.registry import DATASETS
 
 from ...arguments import is_url
-from ...paths import installed_metainfo
+from ...paths import installed_metainfo, link_note
 from .coco_checks import (RecordError, annotation_problem, detection_message, detection_problem, duplicate_id_problem,
                           file_problem, image_size_table, unusable_counts, without_keypoints)
 from .coco_checks import is_number as _is_number
@@ -270,23 +270,24 @@ class IPRCocoDataset(CocoDataset):
         name, cfg = type(self).__name__, self._config_paths
         root = self.data_root
         if root and not is_url(root) and not osp.isdir(root):
-            raise FileNotFoundError(f'{name}: data_root not found: {osp.abspath(root)} '
+            raise FileNotFoundError(f'{name}: data_root not found: {osp.abspath(root)}{link_note(root)} '
                                     f'({self._where("data_root", cfg["data_root"], joined=False)})')
         if not self.ann_file:
             raise FileNotFoundError(f'{name}: no annotation file given (config key ann_file is empty)')
         if not is_url(self.ann_file) and not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'{name}: annotation file not found: {osp.abspath(self.ann_file)} '
-                                    f'({self._where("ann_file", cfg["ann_file"])})')
+            raise FileNotFoundError(f'{name}: annotation file not found: {osp.abspath(self.ann_file)}'
+                                    f'{link_note(self.ann_file)} ({self._where("ann_file", cfg["ann_file"])})')
         img_dir = self.data_prefix.get('img', '')
         if img_dir and not is_url(img_dir) and not osp.isdir(img_dir):
-            raise FileNotFoundError(f'{name}: image folder not found: {osp.abspath(img_dir)} '
+            raise FileNotFoundError(f'{name}: image folder not found: {osp.abspath(img_dir)}{link_note(img_dir)} '
                                     f'({self._where("data_prefix.img", cfg["data_prefix"].get("img"))})')
         if self.bbox_file and not is_url(self.bbox_file) and not osp.isfile(self.bbox_file):
             hint = ''
             if root and osp.isfile(osp.join(root, self.bbox_file)):
                 hint = f'; {osp.join(root, self.bbox_file)} exists: give bbox_file that full path'
             where = self._where('bbox_file', cfg['bbox_file'], joined=False)
-            raise FileNotFoundError(f'{name}: detection (bbox) file not found: {osp.abspath(self.bbox_file)} '
+            raise FileNotFoundError(f'{name}: detection (bbox) file not found: {osp.abspath(self.bbox_file)}'
+                                    f'{link_note(self.bbox_file)} '
                                     f'({where}, used as given: mmpose does not join bbox_file with data_root{hint})')
 
     def _file_error(self, problem: Optional[str]) -> ValueError:

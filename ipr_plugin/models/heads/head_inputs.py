@@ -23,12 +23,17 @@ LABEL_CHECK_COUNT = 32
 _DSNT_TARGET = "GenerateTarget(encoder=dict(type='DSNTLabel', input_size=...))"
 
 
-def check_arguments(*, in_channels, in_featuremap_size, normalizer: str, beta, learnable_beta: bool, score_radius,
-                    debias: bool, debias_background: str, debias_max_background: float, grid: str,
+def check_arguments(*, in_channels, in_featuremap_size, num_joints, normalizer: str, beta, learnable_beta: bool,
+                    score_radius, debias: bool, debias_background: str, debias_max_background: float, grid: str,
                     decoder: Optional[dict]) -> None:
     """Refuse ``IPRHead`` arguments it could only fail on later, or train on without an error."""
     if not isinstance(in_channels, int):
         raise ValueError(f'IPRHead takes one feature map: `in_channels` must be an int, got {in_channels}')
+    # torch fails on a negative count deep inside Conv2d ("negative dimension"), builds a zero one without a word,
+    # and names neither the head nor the setting
+    for name, value in (('in_channels', in_channels), ('num_joints', num_joints)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f'IPRHead: `{name}` must be a whole number > 0, got {value!r}')
     if not is_whole_pair(in_featuremap_size):  # a bare 8 failed on iteration, (6, 8, 1) on unpacking
         raise ValueError('IPRHead: `in_featuremap_size` must be (w, h) of the last feature map, two whole numbers '
                          f'> 0 (e.g. (6, 8) for a 192x256 input at stride 32), got {in_featuremap_size!r}')

@@ -100,10 +100,10 @@ class IPRHead(BaseHead):
         refuse_merged_keys('IPRHead', merged)
         super().__init__(init_cfg if init_cfg is not None else
                          [dict(type='Normal', layer=['Conv2d'], std=0.001)])
-        check_arguments(in_channels=in_channels, in_featuremap_size=in_featuremap_size, normalizer=normalizer,
-                        beta=beta, learnable_beta=learnable_beta, score_radius=score_radius, debias=debias,
-                        debias_background=debias_background, debias_max_background=debias_max_background, grid=grid,
-                        decoder=decoder)
+        check_arguments(in_channels=in_channels, in_featuremap_size=in_featuremap_size, num_joints=num_joints,
+                        normalizer=normalizer, beta=beta, learnable_beta=learnable_beta, score_radius=score_radius,
+                        debias=debias, debias_background=debias_background,
+                        debias_max_background=debias_max_background, grid=grid, decoder=decoder)
         self.in_channels = in_channels
         self.num_joints = num_joints
         self.normalizer = normalizer
