@@ -58,6 +58,15 @@ def test_no_part_starts_without_a_minute_left(tmp_path):
         gm.run_parts(tmp_path / 'out', 500.0, ['eval'])
 
 
+@pytest.mark.parametrize('seconds', ['0', '-5', 'nan'])
+def test_a_time_that_is_no_positive_number_is_a_usage_error(tmp_path, capsys, seconds):
+    """Every part was skipped for want of time, after the GPU machine had been started for them."""
+    with pytest.raises(SystemExit) as stopped:
+        gm.main([str(tmp_path / 'out'), '--seconds', seconds])
+    assert stopped.value.code == 2 and 'argument --seconds: must be a number > 0' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='on a GPU machine main() would run the measurements')
 def test_refuses_to_run_without_a_gpu(tmp_path):
     with pytest.raises(SystemExit, match='no CUDA device'):

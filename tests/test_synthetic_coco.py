@@ -226,6 +226,18 @@ def test_bad_arguments_are_named(tmp_path, repo_root, monkeypatch, capsys, name,
     assert not (tmp_path / 'api').exists() and not (tmp_path / 'cli').exists()  # refused before writing anything
 
 
+def test_a_set_of_no_image_is_refused(tmp_path, capsys):
+    """It was written, and every reader of it then refused it (or trained on nothing)."""
+    with pytest.raises(ValueError, match=r'num_val must be at least 1 where there are no train images'):
+        write_synthetic_coco(str(tmp_path / 'api'), num_train=0, num_val=0)
+    from ipr_plugin.cli import make_synthetic_coco as tool
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(['--out', str(tmp_path / 'cli'), '--num-train', '0', '--num-val', '0'])
+    assert exit_info.value.code == 2
+    assert 'argument --num-val: must be at least 1 where there are no train images' in capsys.readouterr().err
+    assert not (tmp_path / 'api').exists() and not (tmp_path / 'cli').exists()
+
+
 def test_an_out_that_is_a_file_is_named_and_left_alone(tmp_path, capsys):
     from ipr_plugin.cli import make_synthetic_coco as tool
     out = tmp_path / 'notes.txt'

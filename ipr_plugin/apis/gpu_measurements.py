@@ -133,7 +133,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
 
 @tool_main('gpu_measurements')
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
-    args = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.gpu_measurements')).parse_args(argv)
+    parser = build_parser(prog or invocation(sys.argv[0], 'ipr_plugin.apis.gpu_measurements'))
+    args = parser.parse_args(argv)
+    if not args.seconds > 0:  # else every part is skipped for want of time, after the GPU machine was started
+        parser.error(f'argument --seconds: must be a number > 0, got {args.seconds}')
     import torch
     if not torch.cuda.is_available():
         raise SystemExit('gpu_measurements: torch sees no CUDA device here; these figures are GPU figures')

@@ -75,7 +75,7 @@ class IPRExportModule(nn.Module):
         """(w, h) of the model input in pixels, from the head's codec."""
         decoder = self.pose_model.head.decoder
         if decoder is None:
-            raise ValueError('the IPRHead has no decoder: pass input_size explicitly')
+            raise ValueError('the IPRHead has no decoder: pass input_size explicitly (--input-size W H)')
         return tuple(int(s) for s in decoder.input_size)
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:

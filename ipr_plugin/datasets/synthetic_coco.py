@@ -206,6 +206,8 @@ def argument_problems(num_train: int = 64, num_val: int = 16, image_size: Sequen
     for name, count in (('num_train', num_train), ('num_val', num_val)):
         if not is_int(count) or count < 0:
             problems[name] = f'must be a number of images >= 0, got {count!r}'
+    if num_train == 0 and num_val == 0 and not problems:  # an empty set, which every reader of it then refuses
+        problems['num_val'] = 'must be at least 1 where there are no train images (a set of no image)'
     if len(image_size) != 2 or not all(is_int(s) and s >= MIN_IMAGE_SIDE for s in image_size):
         problems['image_size'] = f'must be (width, height), both at least {MIN_IMAGE_SIDE} px, got {tuple(image_size)}'
     if people_per_image is not None:
