@@ -108,6 +108,7 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
             link, in the way of its target).
         ValueError: ``out_file`` is one of ``inputs`` (after resolving links and relative paths), or names no file
             (empty, or ending in ``/``).
+        FileNotFoundError: ``out_file`` starts with a ``~`` the shell left unexpanded (``--out=~/x``).
     """
     if out_file is None:
         return
@@ -132,15 +133,14 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
 
 
 def _refuse_unexpanded_home(path: str, named: str) -> None:
-    """FileNotFoundError naming ``named`` when a folder of ``path`` to be made starts with ``~``: the shell expands
-    ``~`` only at the start of a word, so ``--out=~/x`` reached the tool as typed and made a folder named ``~``
-    in the current one."""
+    """FileNotFoundError naming ``named`` when ``path`` (as typed) starts with a folder ``~...`` that does not
+    exist: the shell expands ``~`` only at the start of a word, so ``--out=~/x`` reached the tool as typed and made
+    a folder named ``~`` in the current one. A bare file name (``~draft.md``) and a ``~`` further on are names."""
     parts = Path(path).parts
-    for i, part in enumerate(parts):
-        if part.startswith('~') and not osp.lexists(osp.join(*parts[:i + 1])):
-            raise FileNotFoundError(f"{named}: {part} is not expanded here (a shell expands '~' only at the start of "
-                                    "a word, not after '='): give the option and the path as two words, or the "
-                                    'path in full')
+    if len(parts) > 1 and parts[0].startswith('~') and not osp.lexists(parts[0]):
+        raise FileNotFoundError(f"{named}: {parts[0]} is not expanded here (a shell expands '~' only at the start of "
+                                "a word, not after '='): give the option and the path as two words, or the path in "
+                                'full')
 
 
 def _nearest_folder(path: str, named: str) -> str:
@@ -159,6 +159,7 @@ def check_out_folder(folder: str, what: str = 'output folder') -> None:
 
     Raises:
         NotADirectoryError, PermissionError: naming ``folder`` and what is in the way.
+        FileNotFoundError: ``folder`` starts with a ``~`` the shell left unexpanded (``--out=~/x``).
     """
     _refuse_unexpanded_home(str(folder), f'{what} {folder}')
     nearest = _nearest_folder(osp.realpath(folder), f'{what} {folder}')

@@ -63,7 +63,9 @@ def building_model(cfg: Any) -> Iterator[None]:
         raise ValueError(f'config {name} has no model (is it a model config?)')
     try:
         yield
-    except (TypeError, KeyError, AttributeError, RuntimeError, AssertionError, ValueError) as error:
+    # what a class given arguments it cannot take raises; not AttributeError or RuntimeError, which a bug in the
+    # code or a device (CUDA out of memory, loading a checkpoint) raises and the traceback must show
+    except (TypeError, KeyError, AssertionError, ValueError) as error:
         raise ValueError(f'config {name}: its model cannot be built: {error_text(error)}') from error
 
 

@@ -40,15 +40,15 @@ def command_dying_with_this_process(argv: Sequence[str], signum: int = signal.SI
     """``argv``, to be started (``subprocess.Popen``) so that it is sent ``signum`` when the thread that starts
     it ends, however this process ends; it keeps the pid, session, signal dispositions and environment ``Popen``
     gives it (but under the C locale, where the Python in between sets ``LC_CTYPE``, as the Python commands this
-    package starts would themselves). ``argv`` itself where Linux's ``PR_SET_PDEATHSIG`` is missing. Start it from
-    the thread that outlives it.
+    package starts would themselves). ``argv`` itself where Linux's ``PR_SET_PDEATHSIG`` is missing, or where
+    this module was imported from a zip. Start it from the thread that outlives it.
 
     Raises:
         FileNotFoundError: ``argv[0]`` is no command here (as ``Popen`` would say, not the wrapper's traceback).
     """
     if shutil.which(argv[0]) is None:
         raise FileNotFoundError(errno.ENOENT, 'no such command', argv[0])
-    if _PRCTL is None:
+    if _PRCTL is None or not os.path.isfile(__file__):  # (imported from a zip: no file to run as the wrapper)
         return list(argv)
     # this very file, run by a fresh interpreter in between (see _exec_dying): subprocess's ``preexec_fn`` would run
     # Python in the forked child of a process with threads (CUDA's, a pytest's), where a lock another thread held at

@@ -122,7 +122,12 @@ def test_a_tilde_the_shell_left_as_typed_is_refused_not_made_a_folder(tmp_path: 
     with pytest.raises(FileNotFoundError, match="report file ~/r.json: ~ is not expanded here"):
         check_out_file('~/r.json', 'report file')
     with pytest.raises(FileNotFoundError, match="~bob is not expanded here"):
-        check_out_folder(str(tmp_path / '~bob' / 'runs'))  # as the study resolves it
+        check_out_folder('~bob/runs')
+    check_out_file('~draft.md')  # a file named so, as the shell leaves it too; and a '~' further on is a name
+    check_out_folder('runs/~old')
+    from ipr_plugin.apis.accuracy_study import _resolve, build_parser
+    with pytest.raises(SystemExit, match=r'argument --work-dir: folder ~bob/runs: ~bob is not expanded here'):
+        _resolve(build_parser().parse_args(['--tiny', '--work-dir=~bob/runs']))  # which it then resolves
     said = _refusal(capsys, make_synthetic_coco.main, ['--out=~/data', '--num-train', '1', '--num-val', '1'])
     assert said.startswith('2 ') and 'argument --out: folder ~/data: ~ is not expanded here' in said, said
     assert list(tmp_path.iterdir()) == []

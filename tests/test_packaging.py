@@ -134,20 +134,38 @@ def test_console_scripts_run_the_tools(installed):
     assert proc.returncode == 0 and proc.stdout.startswith('usage: python -m ipr_plugin.benchmark'), proc.stderr
 
 
+def _setup_into(env_dir: Path, tmp_path: Path, **env_vars: str) -> subprocess.CompletedProcess:
+    """tools/setup_env.sh run with ``IPR_VENV=env_dir``, whose ``bin/python`` only notes its arguments in
+    ``tmp_path/calls`` (nothing is installed anywhere)."""
+    (env_dir / 'bin').mkdir(parents=True, exist_ok=True)
+    python = env_dir / 'bin' / 'python'
+    python.write_text(f'#!/bin/sh\necho "$@" >> "{tmp_path / "calls"}"\n')
+    python.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key != 'IPR_VENV_ADOPT'}
+    env.update(IPR_VENV=str(env_dir), IPR_WHEEL_CACHE=str(tmp_path / 'cache'), TMPDIR=str(tmp_path), **env_vars)
+    return subprocess.run(['bash', str(REPO_ROOT / 'tools' / 'setup_env.sh')], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
 def test_setup_refuses_an_environment_it_did_not_make(tmp_path: Path) -> None:
     """``IPR_VENV`` pointed at the user's own environment: nothing is installed into it (its CUDA torch would have
     been replaced by the pinned CPU one), and the message says how to add the plugin instead."""
     env_dir = tmp_path / 'their env'
-    (env_dir / 'bin').mkdir(parents=True)
-    calls = tmp_path / 'calls'
-    python = env_dir / 'bin' / 'python'
-    python.write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
-    python.chmod(0o755)
-    env = dict(os.environ, IPR_VENV=str(env_dir), IPR_WHEEL_CACHE=str(tmp_path / 'cache'))
-    env.pop('IPR_VENV_ADOPT', None)
-    done = subprocess.run(['bash', str(REPO_ROOT / 'tools' / 'setup_env.sh')], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = _setup_into(env_dir, tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert f'{env_dir} is a Python environment this script did not make' in done.stderr
     assert 'pip install --no-deps -e' in done.stderr and 'IPR_VENV_ADOPT=1' in done.stderr
-    assert not calls.exists() and sorted(p.name for p in env_dir.iterdir()) == ['bin']
+    assert not (tmp_path / 'calls').exists() and sorted(p.name for p in env_dir.iterdir()) == ['bin']
+
+
+@pytest.mark.parametrize('mark', ['setup.log', 'IPR_VENV_ADOPT=1'])
+def test_setup_goes_on_in_its_own_environment_or_when_told_to(tmp_path: Path, mark: str) -> None:
+    """An environment an earlier set-up left unfinished (its setup.log, no stamp) is the script's own; another is
+    set up when IPR_VENV_ADOPT=1 says so."""
+    env_dir = tmp_path / 'env'
+    if mark == 'setup.log':
+        env_dir.mkdir()
+        (env_dir / 'setup.log').write_text('an earlier set-up that failed\n')
+    done = _setup_into(env_dir, tmp_path, **(dict(IPR_VENV_ADOPT='1') if mark != 'setup.log' else {}))
+    assert 'did not make' not in done.stderr and done.returncode == 0, done.stdout + done.stderr
+    assert 'environment ready' in done.stdout and '-m pip install' in (tmp_path / 'calls').read_text()

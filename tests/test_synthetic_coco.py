@@ -7,6 +7,7 @@ import json
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -302,12 +303,17 @@ def test_a_folder_of_someone_elses_coco_files_is_refused_and_left_as_it_was(tmp_
 
 
 def test_a_synthetic_set_and_its_write_cut_short_are_written_over(tmp_path):
-    """Only files of no synthetic set stop a write: a set's own, or those of a write cut short, are replaced."""
+    """Only files of no synthetic set stop a write: a set's own are replaced, also once its annotation files are
+    deleted (to have it written again), and so are those of a write cut short (an earlier version's, unmarked)."""
     write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))
-    (tmp_path / 'annotations' / 'person_keypoints_train2017.json').unlink()  # as a cut-short write leaves it
-    (tmp_path / '.writing').touch()
+    shutil.rmtree(tmp_path / 'annotations')  # its detection file and images are still the set's
     write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120), seed=1)
     assert '(normal, seed 1)' in (tmp_path / 'annotations' / 'person_keypoints_train2017.json').read_text()
+    shutil.rmtree(tmp_path / 'annotations')
+    (tmp_path / '.synthetic_set').unlink()
+    (tmp_path / '.writing').touch()
+    write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120), seed=2)
+    assert '(normal, seed 2)' in (tmp_path / 'annotations' / 'person_keypoints_train2017.json').read_text()
     val_ann = tmp_path / 'annotations' / 'person_keypoints_val2017.json'
     foreign = json.loads(val_ann.read_text())
     foreign['info']['description'] = 'my own COCO subset'  # a user's annotations over the set's images

@@ -33,8 +33,9 @@ if [ -f "$VENV/.ipr_stamp" ] && [ "$(cat "$VENV/.ipr_stamp")" = "$stamp_src" ] \
 fi
 
 # An environment of the user's own (IPR_VENV pointed at it) would have its torch, numpy and OpenMMLab packages
-# replaced by the pins below: a CUDA torch by a CPU one, a working mmcv by a source build
-if [ -x "$VENV/bin/python" ] && [ ! -f "$VENV/.ipr_made" ] && [ ! -f "$VENV/.ipr_stamp" ] \
+# replaced by the pins below: a CUDA torch by a CPU one, a working mmcv by a source build. This script's own leave a
+# mark: .ipr_made, .ipr_stamp once complete, setup.log (all an earlier version's set-up that failed left)
+if [ -x "$VENV/bin/python" ] && [ ! -f "$VENV/.ipr_made" ] && [ ! -f "$VENV/.ipr_stamp" ] && [ ! -f "$LOG" ] \
    && [ "${IPR_VENV_ADOPT:-0}" != 1 ]; then
   echo "[setup] $VENV is a Python environment this script did not make; setting it up would replace its torch," \
        "numpy and OpenMMLab packages with the pinned ones. To add the plugin to it: \`$VENV/bin/python -m pip" \

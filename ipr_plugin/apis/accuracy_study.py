@@ -144,13 +144,14 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.amp = args.device == 'cuda'
     if args.amp and args.device != 'cuda':
         raise SystemExit("--amp needs --device cuda: mmengine's AmpOptimWrapper refuses to train on the CPU")
+    typed = dict(work_dir=args.work_dir, data_root=args.data_root, out=args.out)  # an unexpanded '~' shows here
     args.work_dir = Path(args.work_dir).resolve()
     args.data_root = Path(args.data_root).resolve() if args.data_root else args.work_dir / 'data'
     args.out = Path(args.out).resolve() if args.out else (args.work_dir / 'report' if args.tiny else work_root())
     # before the training, not after it: a read-only checkout (the default --out) lost the whole report
-    checks = [('--work-dir', partial(check_out_folder, str(args.work_dir), 'folder')),
-              ('--data-root', partial(check_out_folder, str(args.data_root), 'folder')),
-              ('--out', partial(check_out_folder, str(args.out), 'folder'))]
+    checks = [(f"--{name.replace('_', '-')}", partial(check_out_folder, str(typed[name] or getattr(args, name)),
+                                                      'folder'))
+              for name in ('work_dir', 'data_root', 'out')]
     checks += [('--out', partial(check_out_file, str(path), 'report file', in_place=key == 'markdown'))
                for key, path in output_paths(args.out).items()]
     for flag, check in checks:

@@ -35,6 +35,7 @@ from .render import RenderedPerson, SceneParams, render_scene
 # in the set's folder while write_synthetic_coco writes, and after a write cut short: no stamp is trusted then
 # (synthetic_sets.stamped_data)
 WRITING_MARKER = '.writing'
+SET_MARKER = '.synthetic_set'  # written first and kept: the folder is a synthetic set's, whatever is left in it
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
     'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder', 'right_shoulder', 'left_elbow',
     'right_elbow', 'left_wrist', 'right_wrist', 'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle',
@@ -276,8 +277,10 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     foreign = _foreign_file(root, earlier, dict(train=num_train, val=num_val))
     if foreign is not None:
         raise NotASyntheticSet(f'{root} holds {foreign}, which no synthetic set wrote: writing one there would '
-                               'replace or remove it; give the synthetic set a folder of its own')
+                               'replace or remove it; give the synthetic set a folder of its own (a set of an earlier '
+                               'version whose annotation files were deleted: remove the folder)')
     os.makedirs(root, exist_ok=True)
+    open(osp.join(root, SET_MARKER), 'w').close()
     writing = osp.join(root, WRITING_MARKER)
     open(writing, 'w').close()  # removed at the end: a write cut short leaves it
     # A write cut short over an earlier set left its annotation files describing the new images without a word
@@ -348,15 +351,16 @@ def _foreign_file(root: str, earlier: Dict[str, Set[str]], counts: Dict[str, int
     """A file under ``root`` that writing ``counts`` images per split would replace or remove although no
     synthetic set wrote it, or None. ``earlier``: :func:`_earlier_images` of ``root``.
 
-    An annotation file not of this module's is one; where neither annotation file is (and no write of this module
-    was cut short there, which removes them first), so are the detection file and the images of this set's names.
+    An annotation file not of this module's is one (but for a write cut short, which removed them first). Where
+    neither annotation file is, so are the detection file and the images of this set's names, unless this module
+    wrote to the folder before (its marker: a set whose annotation files were deleted since).
     """
     if osp.lexists(osp.join(root, WRITING_MARKER)):
         return None
     for split in _SPLITS:
         if split not in earlier and osp.lexists(_ann_file(root, split)):
             return _ann_file(root, split)
-    if earlier:
+    if earlier or osp.lexists(osp.join(root, SET_MARKER)):
         return None
     images = (osp.join(root, f'{split}2017', image_file_name(_SPLITS[split][1] + index + 1))
               for split, count in counts.items() for index in range(count))
