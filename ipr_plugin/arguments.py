@@ -132,12 +132,13 @@ def check_out_file(out_file: Optional[str], what: str = 'output file', inputs: S
                               'its place and moved there when whole)')
 
 
-def _refuse_unexpanded_home(path: str, named: str) -> None:
+def _refuse_unexpanded_home(path: str, named: str, folder: bool = False) -> None:
     """FileNotFoundError naming ``named`` when ``path`` (as typed) starts with a folder ``~...`` that does not
-    exist: the shell expands ``~`` only at the start of a word, so ``--out=~/x`` reached the tool as typed and made
-    a folder named ``~`` in the current one. A bare file name (``~draft.md``) and a ``~`` further on are names."""
+    exist, or is one (``folder``): the shell expands ``~`` only at the start of a word, so ``--out=~/x`` reached
+    the tool as typed and made a folder named ``~`` in the current one. A file name (``~draft.md``) and a ``~``
+    further on are names."""
     parts = Path(path).parts
-    if len(parts) > 1 and parts[0].startswith('~') and not osp.lexists(parts[0]):
+    if parts and parts[0].startswith('~') and (folder or len(parts) > 1) and not osp.lexists(parts[0]):
         raise FileNotFoundError(f"{named}: {parts[0]} is not expanded here (a shell expands '~' only at the start of "
                                 "a word, not after '='): give the option and the path as two words, or the path in "
                                 'full')
@@ -161,7 +162,7 @@ def check_out_folder(folder: str, what: str = 'output folder') -> None:
         NotADirectoryError, PermissionError: naming ``folder`` and what is in the way.
         FileNotFoundError: ``folder`` starts with a ``~`` the shell left unexpanded (``--out=~/x``).
     """
-    _refuse_unexpanded_home(str(folder), f'{what} {folder}')
+    _refuse_unexpanded_home(str(folder), f'{what} {folder}', folder=True)
     nearest = _nearest_folder(osp.realpath(folder), f'{what} {folder}')
     if not os.access(nearest, os.W_OK):
         raise PermissionError(f'{what} {folder}: {nearest} is not writable')

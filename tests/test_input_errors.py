@@ -71,6 +71,9 @@ def test_a_model_that_cannot_be_built_names_the_config_and_the_setting(tmp_path)
     with pytest.raises(ValueError, match=f'config {CONFIG}: its model cannot be built: ValueError: IPRHead: '
                                          '`num_joints` must be a whole number > 0, got -1'):
         build_pose_model(str(CONFIG), cfg_options={'model.head.num_joints': -1})
+    with pytest.raises(ValueError, match=f'config {CONFIG}: its model cannot be built: RuntimeError: .*negative '
+                                         'dimension -8'):
+        build_pose_model(str(CONFIG), cfg_options={'model.backbone.base_channels': -8})
     no_model = tmp_path / 'data_only.py'
     no_model.write_text('train_dataloader = dict(batch_size=2)\n')
     with pytest.raises(ValueError, match=f'config {no_model} has no model'):

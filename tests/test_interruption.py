@@ -405,3 +405,11 @@ def test_a_tool_called_from_python_leaves_ctrl_c_and_sigterm_to_its_caller(capsy
         main([])
     assert signal.getsignal(signal.SIGTERM) is before
     assert main() == 130 and capsys.readouterr().err.strip() == 'probe: interrupted'  # run as a program
+
+
+def test_a_package_imported_from_a_zip_starts_the_command_itself(monkeypatch) -> None:
+    """No file to run as the wrapper there: the plain command, not a wrapper that fails to start."""
+    from ipr_plugin import processes
+    assert processes.command_dying_with_this_process(['true'])[-1] == 'true'
+    monkeypatch.setattr(processes, '__file__', '/opt/site.zip/ipr_plugin/processes.py')
+    assert processes.command_dying_with_this_process(['true']) == ['true']

@@ -121,8 +121,9 @@ def test_a_tilde_the_shell_left_as_typed_is_refused_not_made_a_folder(tmp_path: 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="report file ~/r.json: ~ is not expanded here"):
         check_out_file('~/r.json', 'report file')
-    with pytest.raises(FileNotFoundError, match="~bob is not expanded here"):
-        check_out_folder('~bob/runs')
+    for folder in ('~bob/runs', '~', '~/'):
+        with pytest.raises(FileNotFoundError, match=f"{folder.split('/')[0]} is not expanded here"):
+            check_out_folder(folder)
     check_out_file('~draft.md')  # a file named so, as the shell leaves it too; and a '~' further on is a name
     check_out_folder('runs/~old')
     from ipr_plugin.apis.accuracy_study import _resolve, build_parser

@@ -297,9 +297,12 @@ def test_a_folder_of_someone_elses_coco_files_is_refused_and_left_as_it_was(tmp_
     (tmp_path / users).parent.mkdir(parents=True)
     (tmp_path / users).write_bytes(b'{"info": {"description": "COCO 2017 Dataset"}, "images": []}')
     before = _files(tmp_path)
-    with pytest.raises(NotASyntheticSet, match=f'{tmp_path} holds {tmp_path / users}, which no synthetic set wrote'):
+    with pytest.raises(NotASyntheticSet, match=f'{tmp_path} holds {tmp_path / users}, which no synthetic set wrote') \
+            as refused:
         write_synthetic_coco(str(tmp_path), num_train=2, num_val=1, image_size=(160, 120))
     assert _files(tmp_path) == before
+    # the way out for an earlier version's set, never for a folder of real annotations
+    assert ("delete that set's folder" in str(refused.value)) == (not users.startswith('annotations'))
 
 
 def test_a_synthetic_set_and_its_write_cut_short_are_written_over(tmp_path):

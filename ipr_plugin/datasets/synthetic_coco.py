@@ -276,9 +276,11 @@ def write_synthetic_coco(root: str, num_train: int = 64, num_val: int = 16,
     earlier = _earlier_images(root)
     foreign = _foreign_file(root, earlier, dict(train=num_train, val=num_val))
     if foreign is not None:
+        older = '' if foreign in [_ann_file(root, split) for split in _SPLITS] else (
+            " (if it is a synthetic set an earlier version wrote, whose annotation files were deleted, delete that "
+            "set's folder)")
         raise NotASyntheticSet(f'{root} holds {foreign}, which no synthetic set wrote: writing one there would '
-                               'replace or remove it; give the synthetic set a folder of its own (a set of an earlier '
-                               'version whose annotation files were deleted: remove the folder)')
+                               f'replace or remove it; give the synthetic set a folder of its own{older}')
     os.makedirs(root, exist_ok=True)
     open(osp.join(root, SET_MARKER), 'w').close()
     writing = osp.join(root, WRITING_MARKER)
