@@ -83,6 +83,13 @@ def device_problems(device: str, name: str = 'device') -> Dict[str, str]:
     return {name: problem} if problem else {}
 
 
+def below_minima(args: argparse.Namespace, minima: Mapping[str, int]) -> Dict[str, str]:
+    """``{name: problem}`` for each count of ``args`` below its least value in ``minima`` (None: unset, left to
+    the tool's default), as :func:`parser_error` and :func:`raise_problems` take them."""
+    return {name: f'must be at least {least}, got {getattr(args, name)}' for name, least in minima.items()
+            if getattr(args, name) is not None and getattr(args, name) < least}
+
+
 def raise_problems(problems: Mapping[str, str]) -> None:
     """Raise ``ValueError`` naming every argument in ``problems``; nothing when it is empty."""
     if problems:

@@ -63,12 +63,10 @@ def building_model(cfg: Any) -> Iterator[None]:
         raise ValueError(f'config {name} has no model (is it a model config?)')
     try:
         yield
-    # what a class given arguments it cannot take raises; not AttributeError or other RuntimeErrors, which a bug in
-    # the code or a device (CUDA out of memory) raises and the traceback must show
-    except (TypeError, KeyError, AssertionError, ValueError) as error:
-        raise ValueError(f'config {name}: its model cannot be built: {error_text(error)}') from error
-    except RuntimeError as error:
-        if 'negative dimension' not in str(error):  # torch's words for a size below 0 in the config
+    # what a class given arguments it cannot take raises, and torch for a size below 0; not AttributeError or other
+    # RuntimeErrors, which a bug in the code or a device (CUDA out of memory) raises and the traceback must show
+    except (TypeError, KeyError, AssertionError, ValueError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and 'negative dimension' not in str(error):
             raise
         raise ValueError(f'config {name}: its model cannot be built: {error_text(error)}') from error
 

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..arguments import ToolHelpFormatter, check_out_file, check_out_folder
+from ..arguments import ToolHelpFormatter, below_minima, check_out_file, check_out_folder
 from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse, own_folder
 from ..markdown import machine_line
@@ -121,9 +121,8 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
         args.finetune_iters = args.iters
     # else every row fails (a zero-iteration run, an empty loader) after the data is written, and the study appends
     # a section of failed rows to BENCHMARKS.md
-    for name, least in MINIMA.items():
-        if getattr(args, name) is not None and getattr(args, name) < least:
-            raise SystemExit(f"--{name.replace('_', '-')} must be at least {least}, got {getattr(args, name)}")
+    for name, problem in below_minima(args, MINIMA).items():
+        raise SystemExit(f"--{name.replace('_', '-')} {problem}")
     for name in ('lr', 'timeout', 'time_limit'):
         if getattr(args, name) is not None and not getattr(args, name) > 0:
             raise SystemExit(f"--{name.replace('_', '-')} must be a number > 0, got {getattr(args, name)}")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..apis.mim_runner import kill_session
-from ..arguments import (ToolHelpFormatter, add_cfg_options, device_problems, load_coco_file, load_detection_file,
-                         parser_check_out_file, parser_check_out_folder, parser_error)
+from ..arguments import (ToolHelpFormatter, add_cfg_options, below_minima, device_problems, load_coco_file,
+                         load_detection_file, parser_check_out_file, parser_check_out_folder, parser_error)
 from ..cli import command_line, invocation, tool_main
 from ..locks import FolderInUse
 from ..markdown import append_section
@@ -299,8 +299,7 @@ MINIMA = dict(num_images=1, num_val_images=1, batch_size=1, workers=0, warmup=0,
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse what cannot work (exit 2 with argparse's one line naming the flag), and fill in the defaults."""
-    problems = {name: f'must be at least {least}, got {getattr(args, name)}' for name, least in MINIMA.items()
-                if getattr(args, name) is not None and getattr(args, name) < least}
+    problems = below_minima(args, MINIMA)
     if args.time_limit is not None and not args.time_limit > 0:
         problems['time_limit'] = f'must be a number of seconds > 0, got {args.time_limit}'
     if args.device is not None:  # (the default, cuda only where there is one, is left to _fill_defaults)
