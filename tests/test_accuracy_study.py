@@ -404,3 +404,4 @@ def test_a_threshold_row_reevaluates_with_the_evaluators_keypoint_score_threshol
     cfg = build_variant_config(get_variant('ours-L1'), Budget(), data, tmp_path)
     cfg.merge_from_dict({key: float(value) for key, value in (o.split('=') for o in options)})
     assert cfg.test_evaluator['keypoint_score_thr'] == 0.0 and cfg.test_evaluator['type'] == 'CocoMetric'
+

@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -58,6 +59,10 @@ def tiny_study(tmp_path_factory):
     return dict(proc=proc, out=out, repo_untouched=repo_json_before == repo_json_after)
 
 
+CITED = re.compile(r'^- Calibration plot: `(docs/calibration_[\d-]+\.png)`; per-variant numbers: '
+                   r'`(docs/accuracy_study_[\d-]+\.json)`\.$', re.M)
+
+
 def _fail_text(proc) -> str:
     return f'exit {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-4000:]}'
 
@@ -85,7 +90,9 @@ def test_tiny_study_markdown(tiny_study):
         if '(NaN)' in rows[name]:
             assert name.startswith('mmpose-'), f'{name} produced NaN keypoints'
     assert re.search(r'^- Spearman \(keypoint score vs normalised error\), ours-L1', text, re.M), text
-    assert 'docs/calibration.png' in text and 'docs/accuracy_study.json' in text
+    (plot, numbers), = CITED.findall(text)  # this run's own files, copied to the latest study's names
+    assert (tiny_study['out'] / plot).read_bytes() == (tiny_study['out'] / 'docs' / 'calibration.png').read_bytes()
+    assert (tiny_study['out'] / numbers).read_text() == (tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text()
     assert '| variant | AP @ 2 | AP @ 3 | AP @ 4 |' in text  # the AP curve (--curve-points 2; fine-tuned: 4 iters)
     assert 'mmpose-SimpleBaseline, ours-JS-beta10: 4 iterations from that row' in text  # --finetune-iters
 
@@ -145,6 +152,24 @@ def test_a_spent_time_limit_starts_no_run_and_still_writes_the_report(tmp_path):
     assert not (tmp_path / 'work' / 'runs' / 'ours-L1' / 'seed0' / 'mmengine').exists()  # mim never started
     section = (out / 'BENCHMARKS.md').read_text()
     assert 'not run: --time-limit' in section and '| ours-L1-ones | cut off |' in section
+
+
+def test_a_later_study_into_the_same_folder_keeps_the_files_an_earlier_section_cites(tiny_study, tmp_path):
+    """Every study wrote ``docs/calibration.png`` and ``docs/accuracy_study.json``: a second one into the same
+    ``--out`` replaced the picture and numbers the first one's section in BENCHMARKS.md names."""
+    assert tiny_study['proc'].returncode == 0, _fail_text(tiny_study['proc'])
+    out = tmp_path / 'report'
+    shutil.copytree(tiny_study['out'], out)
+    proc = _study('--variants', 'ours-L1', '--time-limit', '0.001', '--work-dir', tmp_path / 'work', '--out', out)
+    assert proc.returncode == 1 and 'CUT OFF' in proc.stdout, _fail_text(proc)  # nothing trained, report written
+    (plot0, numbers0), (plot1, numbers1) = CITED.findall((out / 'BENCHMARKS.md').read_text())
+    assert plot0 != plot1 and numbers0 != numbers1
+    assert set(json.loads((out / numbers0).read_text())['results']) == set(
+        json.loads((tiny_study['out'] / 'docs' / 'accuracy_study.json').read_text())['results'])
+    assert (out / plot0).read_bytes() == (tiny_study['out'] / plot0).read_bytes()
+    assert set(json.loads((out / numbers1).read_text())['results']) == {'ours-L1'}
+    assert (out / 'docs' / 'accuracy_study.json').read_bytes() == (out / numbers1).read_bytes()  # the latest
+    assert (out / 'docs' / 'calibration.png').read_bytes() == (out / plot1).read_bytes()
 
 
 def test_reuse_reads_a_fine_tuned_row_and_its_start_without_training(tiny_study, tmp_path):

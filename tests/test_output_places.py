@@ -1,5 +1,6 @@
 """Where the tools write: a place that cannot take their output is refused by name before the work (not with a
 traceback after it), links are followed to where they lead, and defaults do not depend on the working folder."""
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,18 @@ def test_a_tilde_the_shell_left_as_typed_is_refused_not_made_a_folder(tmp_path: 
     (tmp_path / '~').mkdir()  # a folder of that name, made on purpose, is one like any other
     check_out_file('~/r.json')
     check_out_folder('~/data')
+
+
+def test_each_study_names_its_files_by_its_start_and_never_takes_an_earlier_ones_name(tmp_path: Path) -> None:
+    """Every accuracy study wrote docs/calibration.png and docs/accuracy_study.json, so a later one replaced the files
+    an earlier section of BENCHMARKS.md cites."""
+    from ipr_plugin.apis.study_report import output_paths, run_stamp
+    now = datetime(2026, 12, 7, 20, 38, 12, tzinfo=timezone.utc)
+    assert run_stamp(tmp_path, now) == '20261207-203812'
+    paths = output_paths(tmp_path, '20261207-203812')
+    assert paths['plot'].name == 'calibration_20261207-203812.png' and paths['latest_plot'].name == 'calibration.png'
+    paths['plot'].parent.mkdir()
+    paths['plot'].write_bytes(b'')  # a study started in the same second
+    assert run_stamp(tmp_path, now) == '20261207-203812-2'
+    output_paths(tmp_path, '20261207-203812-2')['json'].write_text('{}')
+    assert run_stamp(tmp_path, now) == '20261207-203812-3'

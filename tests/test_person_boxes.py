@@ -299,3 +299,30 @@ def test_a_file_that_is_no_coco_annotation_file_is_named_with_what_it_is(coco_sa
         path = coco_sample / name if name.endswith('.jpg') else tmp_path / name
         with pytest.raises(ValueError, match=rf'^annotation file {path} is not JSON: {why}'):
             load_image_list(str(path))
+
+
+def test_a_checkpoint_of_another_model_is_refused_not_run_with_random_weights(coco_sample, tmp_path):
+    """mmdet's init_detector only warns about keys it cannot place: a pose model's checkpoint given as the
+    detector's ran the detector with random weights."""
+    import torch
+    from mmdet.apis import init_detector
+    from mmengine.registry import DefaultScope
+
+    from ipr_plugin.apis.checkpoint_check import init_checked_model
+    from ipr_plugin.paths import load_config, plugin_config
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        detector = init_detector(load_config(DET_CONFIG, RANDOM_DET), None, device='cpu')
+    own = tmp_path / 'rtmdet.pth'
+    torch.save(dict(state_dict=detector.state_dict(), meta=dict(dataset_meta=detector.dataset_meta)), own)
+    pose = tmp_path / 'pose.pth'
+    torch.save(dict(state_dict=init_checked_model(plugin_config('ipr_res50_8xb64-210e_coco-256x256.py'),
+                                                  None).state_dict()), pose)
+    args = (str(coco_sample / 'test_coco.json'), str(coco_sample))
+    with pytest.raises(ValueError, match=r'detector checkpoint .*pose.pth holds 0 of the \d+ weights of '
+                       r".*rtmdet_tiny_8xb32-300e_coco.py's RTMDet \(by name and shape\): not a checkpoint of "):
+        make_person_boxes(DET_CONFIG, str(pose), *args, str(tmp_path / 'pose_boxes.json'), score_thr=0.0,
+                          cfg_options=RANDOM_DET, max_images=1, progress=False)
+    assert not (tmp_path / 'pose_boxes.json').exists()
+    stats = make_person_boxes(DET_CONFIG, str(own), *args, str(tmp_path / 'boxes.json'), score_thr=0.0,
+                              cfg_options=RANDOM_DET, max_images=1, progress=False)  # its own weights: all found
+    assert stats['num_processed'] == 1 and (tmp_path / 'boxes.json').is_file()

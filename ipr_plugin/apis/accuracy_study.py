@@ -5,7 +5,8 @@ It writes a synthetic COCO-layout split with ``difficulty='hard'``, trains every
 ``--parallel N`` runs N of them at once, each row after the rows it needs),
 re-evaluates the ``ours-L1`` and ``ours-JS`` models with constant keypoint scores (``mim test``), measures how
 well our keypoint scores rank keypoint errors, and writes the table to ``BENCHMARKS.md``, the numbers to
-``docs/accuracy_study.json`` and the plot to ``docs/calibration.png`` (all under ``--out``).
+``docs/accuracy_study_<UTC time>.json`` and the plot to ``docs/calibration_<UTC time>.png``, copied to
+``docs/accuracy_study.json`` and ``docs/calibration.png`` as the latest study's (all under ``--out``).
 
 Full mode (defaults) is sized for one H100 with 16 cores; ``--tiny`` is a CPU smoke run for CI that writes only
 under ``--work-dir`` unless ``--out`` says otherwise.
@@ -30,7 +31,8 @@ from ..paths import work_root
 from .mim_runner import MimError, MimTimeout, kill_running
 from .study_configs import DEFAULT_VARIANTS, PREDICTIONS_FILE, VARIANT_NAMES, Budget, get_variant, source_config
 from .study_calibration import calibration
-from .study_report import calibration_lines, diverged, gpu_name, output_paths, table_rows, text_table, write_outputs
+from .study_report import (calibration_lines, diverged, gpu_name, output_paths, run_stamp, table_rows, text_table,
+                           write_outputs)
 from .study_rows import CutOff, TimeLimitReached, failure_summary, reevaluate, train_variant
 from .study_schedule import Say, locked, run_rows
 
@@ -151,8 +153,9 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     checks = [(f"--{name.replace('_', '-')}", partial(check_out_folder, str(typed[name] or getattr(args, name)),
                                                       'folder'))
               for name in ('work_dir', 'data_root', 'out')]
+    args.stamp = run_stamp(args.out)
     checks += [('--out', partial(check_out_file, str(path), 'report file', in_place=key == 'markdown'))
-               for key, path in output_paths(args.out).items()]
+               for key, path in output_paths(args.out, args.stamp).items()]
     for flag, check in checks:
         try:
             check()
@@ -335,12 +338,13 @@ def _run_study(args: argparse.Namespace, data: Dict[str, Any], command: str, say
                       variants=args.variants, parallel=args.parallel),
         data=data, results=results, calibration=calibrations, calibration_variant=best, ours_requested=ours_requested,
         wall_s=time.monotonic() - started)
-    paths = write_outputs(report, args.out)
+    paths = write_outputs(report, args.out, args.stamp)
 
     say('\n' + text_table(table_rows(results)))
     for line in calibration_lines(calibrations, best, ours_requested):
         say(line)
-    say(f'\nwrote {paths["markdown"]} (section appended), {paths["json"]}, {paths["plot"]}')
+    say(f'\nwrote {paths["markdown"]} (section appended), {paths["json"]}, {paths["plot"]} (and as the latest: '
+        f'{paths["latest_json"].name}, {paths["latest_plot"].name})')
     failed = [n for n, r in results.items() if r['error']]
     failed += [f'calibration of {c["variant"]}' for c in calibrations if c.get('error')]
     say(f'finished in {time.monotonic() - started:.0f} s' + (f'; FAILED: {", ".join(failed)}' if failed else ''))

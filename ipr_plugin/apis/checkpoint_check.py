@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ['checkpoint_format_problem', 'read_checkpoint', 'load_checked_checkpoint', 'load_checkpoint_strictly',
-           'init_checked_model']
+           'init_checked_model', 'weights_found']
 
 NUM_SHOWN = 5  # keys (or shape mismatches) quoted in an error
 
@@ -122,17 +122,34 @@ def _loaded_keys(model: nn.Module) -> List[str]:
     return keys
 
 
-def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], path: str) -> None:
-    """Load the checkpoint dict ``checkpoint`` (read from ``path``) into ``model``, or raise as
-    :func:`load_checked_checkpoint` does."""
+def _state_dict(checkpoint: Mapping[str, Any], path: str) -> 'OrderedDict[str, Any]':
+    """The weights of the checkpoint dict ``checkpoint`` (read from ``path``), without the ``module.`` prefix a
+    (Distributed)DataParallel wrapper saved them with, as mmengine loads them."""
     state_dict = checkpoint.get('state_dict', checkpoint)
     if not isinstance(state_dict, Mapping):
         raise ValueError(f'{path} is not a PyTorch checkpoint (its state_dict is a {type(state_dict).__name__})')
     metadata = getattr(state_dict, '_metadata', None)
-    # As mmengine does: weights saved from a (Distributed)DataParallel wrapper carry a 'module.' prefix.
     state_dict = OrderedDict((re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
     if metadata is not None:  # BatchNorm's version record, read by its own load hook
         state_dict._metadata = metadata
+    return state_dict
+
+
+def weights_found(model: nn.Module, checkpoint: Mapping[str, Any], path: str) -> 'tuple[int, int]':
+    """How many of ``model``'s weights (parameters and persistent buffers, BatchNorm's ``num_batches_tracked``
+    aside) the checkpoint dict ``checkpoint`` (read from ``path``) holds under the same name and shape, and how
+    many there are: for loaders that stay lenient, as mmdet's ``init_detector``, to tell a checkpoint of
+    another model (which leaves the weights random) from one that lacks a few keys."""
+    state_dict = _state_dict(checkpoint, path)
+    own = {k: v for k, v in model.state_dict().items() if not k.endswith('num_batches_tracked')}
+    found = sum(torch.is_tensor(state_dict.get(k)) and state_dict[k].shape == v.shape for k, v in own.items())
+    return found, len(own)
+
+
+def load_checkpoint_strictly(model: nn.Module, checkpoint: Mapping[str, Any], path: str) -> None:
+    """Load the checkpoint dict ``checkpoint`` (read from ``path``) into ``model``, or raise as
+    :func:`load_checked_checkpoint` does."""
+    state_dict = _state_dict(checkpoint, path)
     not_this_config = 'not a checkpoint of this config'
     try:
         result = model.load_state_dict(state_dict, strict=False)

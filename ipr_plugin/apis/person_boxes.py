@@ -273,8 +273,8 @@ def make_person_boxes(det_config: ConfigLike,
         FileNotFoundError: ``det_config``, ``det_checkpoint`` (local path), ``ann_file`` or ``img_dir`` is missing.
         ValueError: a bad ``score_thr``, ``max_images`` or ``device`` (:func:`argument_problems`) or
             ``person_class``, ``det_config`` cannot be read or its model built or is no detector,
-            ``det_checkpoint`` is not a PyTorch checkpoint, or ``ann_file`` is no COCO annotation file
-            (:func:`load_image_list`) or lists no image.
+            ``det_checkpoint`` is not a PyTorch checkpoint or holds under half of the detector's weights, or
+            ``ann_file`` is no COCO annotation file (:func:`load_image_list`) or lists no image.
         OSError: ``out_file`` cannot be written (checked before detection).
         NothingDetected (a RuntimeError): not one of the images could be read and detected in, or no person box
             reached ``score_thr``.
@@ -283,7 +283,7 @@ def make_person_boxes(det_config: ConfigLike,
     from mmdet.models.detectors import BaseDetector
     from mmengine.registry import DefaultScope
 
-    from .checkpoint_check import read_checkpoint
+    from .checkpoint_check import read_checkpoint, weights_found
 
     raise_problems(argument_problems(score_thr, max_images, device))
     cfg = load_config(det_config, cfg_options)
@@ -300,9 +300,9 @@ def make_person_boxes(det_config: ConfigLike,
                                 f'{osp.join(img_dir, images[0][1])}): is it the image folder of that file?')
     check_out_file(out_file, inputs=(ann_file, det_checkpoint, det_config))
     if det_checkpoint is not None:
-        # Read once up front (init_detector reads it again) because torch fails on a file that is not a
-        # checkpoint with errors such as "KeyError: 101", naming neither the file nor the problem.
-        read_checkpoint(det_checkpoint)
+        # Read up front (init_detector reads it again) because torch fails on a file that is not a checkpoint
+        # with errors such as "KeyError: 101", naming neither the file nor the problem; kept to compare its keys.
+        checkpoint = read_checkpoint(det_checkpoint)
     if max_images is not None:
         images = images[:max_images]
 
@@ -317,6 +317,13 @@ def make_person_boxes(det_config: ConfigLike,
         if not isinstance(model, BaseDetector):  # it would fail on every image, one warning each
             raise ValueError(f'{det_config} is not a detector config: its model is a {type(model).__name__}, not '
                              "one of mmdet's detectors")
+        if det_checkpoint is not None:  # init_detector only warns, and the detector runs with random weights
+            found, total = weights_found(model, checkpoint, det_checkpoint)
+            if found < total / 2:
+                raise ValueError(f'detector checkpoint {det_checkpoint} holds {found} of the {total} weights of '
+                                 f"{det_config}'s {type(model).__name__} (by name and shape): not a checkpoint of "
+                                 'this config (a pose model\'s, or another detector\'s?)')
+            del checkpoint
         label = resolve_person_class(getattr(model, 'dataset_meta', None), person_class, _head_num_classes(model))
         start = time.perf_counter()
         found = _detect(model, images, img_dir, label, score_thr, progress)

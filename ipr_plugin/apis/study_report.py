@@ -5,12 +5,13 @@ The score calibration they report is computed in :mod:`.study_calibration`.
 import os
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..arguments import write_json
+from ..arguments import write_json, written_whole
 from ..markdown import append_section, markdown_table
 from ..plotting import pyplot, save_figure
 from .study_calibration import load_predictions
@@ -275,18 +276,40 @@ def _jsonable(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def output_paths(out_dir: Path) -> Dict[str, Path]:
-    """What :func:`write_outputs` writes under ``out_dir``: ``json``, ``plot`` and ``markdown`` (appended to)."""
+def run_stamp(out_dir: Path, now: Optional[datetime] = None) -> str:
+    """This run's name for its files under ``out_dir/docs``: UTC to the second (``20261207-203812``), with
+    ``-2``, ``-3`` ... where a run of the same second wrote there already."""
+    base = (now or datetime.now(timezone.utc)).strftime('%Y%m%d-%H%M%S')
+    stamp, n = base, 1
+    while any(output_paths(out_dir, stamp)[key].exists() for key in ('json', 'plot')):
+        n += 1
+        stamp = f'{base}-{n}'
+    return stamp
+
+
+def output_paths(out_dir: Path, stamp: str) -> Dict[str, Path]:
+    """What :func:`write_outputs` writes under ``out_dir``: this run's ``json`` and ``plot``
+    (``docs/accuracy_study_<stamp>.json``, ``docs/calibration_<stamp>.png``), the same two again as the latest
+    study's (``latest_json``, ``latest_plot``: ``docs/accuracy_study.json``, ``docs/calibration.png``) and
+    ``markdown`` (``BENCHMARKS.md``, appended to).
+
+    The section names this run's own files: a later study writing into the same ``out_dir`` replaces the latest
+    two, never the files an older section cites."""
     docs = out_dir / 'docs'
-    return dict(json=docs / 'accuracy_study.json', plot=docs / 'calibration.png', markdown=out_dir / 'BENCHMARKS.md')
+    return dict(json=docs / f'accuracy_study_{stamp}.json', plot=docs / f'calibration_{stamp}.png',
+                latest_json=docs / 'accuracy_study.json', latest_plot=docs / 'calibration.png',
+                markdown=out_dir / 'BENCHMARKS.md')
 
 
-def write_outputs(report: Dict[str, Any], out_dir: Path) -> Dict[str, Path]:
-    """Write ``docs/accuracy_study.json``, ``docs/calibration.png`` and append to ``BENCHMARKS.md`` under
-    ``out_dir``; returns the three paths."""
-    paths = output_paths(out_dir)
+def write_outputs(report: Dict[str, Any], out_dir: Path, stamp: str) -> Dict[str, Path]:
+    """Write this run's JSON and plot (named by ``stamp``, :func:`run_stamp`), copy them to the latest study's
+    names and append to ``BENCHMARKS.md``, all under ``out_dir``; returns the paths (:func:`output_paths`)."""
+    paths = output_paths(out_dir, stamp)
     plot(report['calibration'], report['results'], paths['plot'])
     write_json(str(paths['json']), _jsonable(report), indent=1, allow_nan=False)
+    for key in ('json', 'plot'):
+        with written_whole(str(paths[f'latest_{key}'])) as partial:
+            shutil.copyfile(paths[key], partial)
     rows = table_rows(report['results'])
     section = markdown_section(report, rows, os.path.relpath(paths['plot'], out_dir),
                                os.path.relpath(paths['json'], out_dir))
