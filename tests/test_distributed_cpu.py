@@ -5,6 +5,7 @@ process group and mmengine's multiprocessing start method are process-wide); the
 2-process ``mim train`` on the COCO sample.
 """
 import json
+import os
 import math
 import re
 import socket
@@ -99,3 +100,58 @@ def test_mim_train_two_cpu_ranks(config: Path, coco_sample: Path, tmp_path: Path
     ckpt = torch.load(tmp_path / 'epoch_1.pth', weights_only=True, map_location='cpu')
     # Saved from the DDP-wrapped model, yet with the bare model's keys.
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+
+# Stands in for a loss (or batch-norm statistics) that turned non-finite in one process only: the loss a hook
+# before FiniteLossHook reads (the weights stay finite), the first running variance after the first epoch.
+_FAULT_MODULE = textwrap.dedent('''
+    from mmengine.dist import get_rank
+    from mmengine.hooks import Hook
+    from mmpose.registry import HOOKS
+
+    @HOOKS.register_module()
+    class NonFiniteInOneProcess(Hook):
+        priority = 'HIGHEST'
+
+        def __init__(self, rank, iteration=None, batch_norm=False):
+            self.rank, self.iteration, self.batch_norm = rank, iteration, batch_norm
+
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            if get_rank() == self.rank and runner.iter + 1 == self.iteration:
+                outputs.update({k: v * float('nan') for k, v in outputs.items() if 'loss' in k})
+
+        def after_train_epoch(self, runner):
+            if get_rank() == self.rank and self.batch_norm:
+                model = getattr(runner.model, 'module', runner.model)
+                next(b for n, b in model.named_buffers() if n.endswith('running_var')).fill_(float('nan'))
+''')
+
+
+@pytest.mark.parametrize('fault, said', [
+    (dict(iteration=1), r'the loss is not finite at iteration 1 \(epoch 1\): loss=nan, .*\(process 1 of 2\)\. '),
+    (dict(batch_norm=True), r'the weights after iteration \d+ in process 1 of 2 are not finite \(backbone\.\S+'
+                            r'running_var\) .* Nothing is validated; the checkpoints hold process 0\'s weights'),
+], ids=['loss', 'batch-norm'])
+def test_a_non_finite_loss_or_weight_in_one_process_stops_every_process_with_one_message_in_the_log(
+        fault: dict, said: str, coco_sample: Path, tmp_path: Path) -> None:
+    """FiniteLossHook raised in the process that saw the NaN only: the others trained on (or saved and validated)
+    until they met its closed connection (NCCL: waited for its timeout), and the run's log file, which process 0
+    writes, ended without a word of why; a NaN loss a logging interval later named another iteration there."""
+    (tmp_path / 'fault_injection.py').write_text(_FAULT_MODULE)
+    config = tmp_path / 'faulty.py'
+    config.write_text(f"_base_ = [{str(OUR_SAMPLE_CONFIG)!r}]\n"
+                      "custom_imports = dict(imports=['ipr_plugin', 'fault_injection'], allow_failed_imports=False)\n"
+                      f"custom_hooks = [dict(type='NonFiniteInOneProcess', rank=1, **{fault!r})]\n")
+    proc = run_mim(['train', 'mmpose', config, '--launcher', 'pytorch', '--gpus', '2', '--port', _free_port(),
+                    '--work-dir', tmp_path / 'work', '--cfg-options', *coco_sample_cfg_options(coco_sample),
+                    'train_cfg.max_epochs=2', 'train_dataloader.batch_size=1', 'default_hooks.logger.interval=2'],
+                   timeout=240, env=dict(PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO_ROOT)])),
+                   check=False)
+    out = proc.stdout
+    assert proc.returncode != 0, out[-3000:]
+    raised = re.findall(rf'FloatingPointError: FiniteLossHook: {said}', out)
+    assert len(raised) >= 2, out[-5000:]  # both processes, the same words
+    assert 'Connection closed by peer' not in out and 'Connection reset by peer' not in out, out[-3000:]
+    logs = list((tmp_path / 'work').glob('*/*.log'))
+    assert len(logs) == 1 and re.search(rf' - ERROR - .*FiniteLossHook: {said}', logs[0].read_text()), out[-3000:]
+    assert 'Epoch(val)' not in logs[0].read_text()

@@ -2,7 +2,7 @@
 import math
 from typing import List, Optional
 
-from mmengine.hooks import LoggerHook
+from mmengine.hooks import CheckpointHook, LoggerHook
 
 
 class DeferredOutputsMixin:
@@ -12,7 +12,7 @@ class DeferredOutputsMixin:
     CPU cannot queue the next one while the GPU works. A hook with this mixin keeps what :meth:`keep` returns for
     each training iteration and hands the list to :meth:`flush` on every iteration the ``LoggerHook`` logs (when
     its values are copied to the host anyway) and whenever anything else may read them: end of an epoch or of
-    training, before validation and before a checkpoint is saved.
+    training, before validation, in every iteration that saves a checkpoint and before it is saved.
 
     Put it before the hook class in the bases (``class H(DeferredOutputsMixin, Hook)``); its ``after_train_iter``
     replaces the base class's, the other methods call it.
@@ -29,6 +29,7 @@ class DeferredOutputsMixin:
         self.interval = interval
         self._every = interval or 1
         self._pending: List[object] = []
+        self._savers: List[CheckpointHook] = []
 
     def keep(self, runner, outputs: dict) -> Optional[object]:
         """What to keep of one iteration's ``outputs`` (None: nothing); must not wait for the device."""
@@ -43,6 +44,9 @@ class DeferredOutputsMixin:
         loggers = [hook.interval for hook in runner.hooks if isinstance(hook, LoggerHook)]
         every = math.gcd(*loggers) if loggers else 1
         self._every = math.gcd(every, self.interval) if self.interval else every
+        # a checkpoint saved by iteration is flushed for in after_train_iter, where every process is, not only in
+        # before_save_checkpoint, where the saving process alone is (a hook that agrees across processes needs that)
+        self._savers = [hook for hook in runner.hooks if isinstance(hook, CheckpointHook) and not hook.by_epoch]
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs: Optional[dict] = None) -> None:
         kept = self.keep(runner, outputs) if outputs is not None else None
@@ -50,7 +54,8 @@ class DeferredOutputsMixin:
             self._pending.append(kept)
         # LoggerHook logs on the epoch's inner iteration (by-epoch runs) or the global one; flush for both
         if (self.every_n_inner_iters(batch_idx, self._every) or self.every_n_train_iters(runner, self._every)
-                or self.end_of_epoch(runner.train_dataloader, batch_idx) or self.is_last_train_iter(runner)):
+                or self.end_of_epoch(runner.train_dataloader, batch_idx) or self.is_last_train_iter(runner)
+                or any(hook.every_n_train_iters(runner, hook.interval, hook.save_begin) for hook in self._savers)):
             self.flush(runner)
 
     def after_train_epoch(self, runner) -> None:

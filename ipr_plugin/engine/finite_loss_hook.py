@@ -3,10 +3,12 @@ import logging
 from typing import Any, Iterable, List, Optional, Tuple
 
 import torch
+from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpose.registry import HOOKS
 
+from .agree import gather_if_any
 from .deferred import DeferredOutputsMixin
 from .logged import logged
 from .model import bare_model
@@ -33,8 +35,13 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
 
     Checking the loss costs no host synchronisation per iteration: each iteration's loss terms (the outputs whose
     name contains ``loss``) stay on the device until :class:`DeferredOutputsMixin` flushes them with the logger.
-    Each process checks its own loss; in distributed training the weights (the same in every process) are
-    checked where they are saved.
+
+    In distributed training the processes agree at each check that every process passes (logging iterations, ends
+    of epochs, validations, the end of training: one all-reduce of one number, :func:`~.agree.gather_if_any`), so
+    all of them stop at the same iteration with the same message, which names the first process whose loss (or
+    weights: batch-norm statistics are each process's own) turned non-finite, and the run's log file, which
+    process 0 alone writes, says why the run ended. The check of the weights to be saved runs in the saving
+    process alone (mmengine saves from process 0 only).
 
     With a dynamic loss scaler (``AmpOptimWrapper`` in float16) a non-finite loss is what the scaler handles by
     skipping that step, so the hook warns instead, and raises only when the loss has been non-finite in
@@ -86,20 +93,26 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         values = torch.stack([outputs[key].detach().float().reshape(-1).sum() for key in names])
         return runner.iter + 1, runner.epoch + 1, names, values
 
-    def flush(self, runner) -> None:
-        if not self._pending:
+    def flush(self, runner, everywhere: bool = True) -> None:
+        """Check the pending iterations' losses; ``everywhere``: every process is here (agree, see the class)."""
+        if not self._pending:  # the same in every process: each keeps the same iterations
             return
         pending, self._pending = self._pending, []
         # One transfer for the whole batch of iterations; the values themselves are read only for the message.
         finite = torch.isfinite(torch.cat([values.to(pending[0][3].device) for *_, values in pending])).cpu()
-        bad, start = [], 0
-        for iteration, epoch, names, values in pending:
-            if not finite[start:start + len(names)].all():
-                bad.append((iteration, epoch, ', '.join(f'{n}={v}' for n, v in zip(names, values.tolist()))))
-                self._run.append(bad[-1])
-            else:
-                self._run = []
+        mine, start = [], 0  # per iteration: the loss terms' text where not finite, else None
+        for _, _, names, values in pending:
+            ok = bool(finite[start:start + len(names)].all())
+            mine.append(None if ok else ', '.join(f'{n}={v}' for n, v in zip(names, values.tolist())))
             start += len(names)
+        found = _where(mine, everywhere)
+        bad = []
+        for (iteration, epoch, *_), terms in zip(pending, found):
+            if terms is None:
+                self._run = []
+            else:
+                bad.append((iteration, epoch, terms))
+                self._run.append(bad[-1])
         if not bad:
             return
         iteration, epoch, terms = bad[0]
@@ -122,7 +135,10 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         self._loaded = (meta.get('iter'), list(meta.get(_RUN_KEY) or []))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        super().before_save_checkpoint(runner, checkpoint)  # the losses first: their message says more
+        # the losses first, their message says more; in the saving process alone (no agreeing: the others are not
+        # here), though DeferredOutputsMixin flushes at every iteration a checkpoint is saved in, so rarely any
+        self.flush(runner, everywhere=False)
+        super().before_save_checkpoint(runner, checkpoint)
         checkpoint.setdefault('meta', {})[_RUN_KEY] = [list(step) for step in self._run]  # plain, for weights_only
         iteration = checkpoint.get('meta', {}).get('iter')
         self._check_weights(checkpoint.get('state_dict', {}).items(), f'to be saved after iteration {iteration}',
@@ -132,24 +148,48 @@ class FiniteLossHook(DeferredOutputsMixin, Hook):
         super().before_val(runner)  # the losses first
         if self._training:  # a validation within training: not of weights already broken, to save them after it
             self._check_weights(bare_model(runner).state_dict().items(), f'after iteration {runner.iter}',
-                                'Nothing is validated or saved.')
+                                'Nothing is validated or saved.', everywhere=True)
 
     def after_train(self, runner) -> None:
         super().after_train(runner)
         self._training = False
 
     @staticmethod
-    def _check_weights(items: Iterable[Tuple[str, Any]], when: str, consequence: str) -> None:
-        """Raise naming the first non-finite floating-point tensors of a state dict's ``items`` (one host sync)."""
+    def _check_weights(items: Iterable[Tuple[str, Any]], when: str, consequence: str,
+                       everywhere: bool = False) -> None:
+        """Raise naming the first non-finite floating-point tensors of a state dict's ``items`` (one host sync);
+        ``everywhere``: every process is here and checks its own (agree, see the class)."""
         state = [(k, v) for k, v in items if isinstance(v, torch.Tensor) and v.is_floating_point()]
-        if not state:
+        names = []
+        if state:
+            finite = torch.stack([torch.isfinite(v).all().to(state[0][1].device) for _, v in state]).cpu()
+            names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
+        gathered = gather_if_any(bool(names), names) if everywhere else ([names] if names else None)
+        if not gathered:
             return
-        finite = torch.stack([torch.isfinite(v).all().to(state[0][1].device) for _, v in state]).cpu()
-        if finite.all():
-            return
-        names = [k for (k, _), ok in zip(state, finite.tolist()) if not ok]
+        rank, names = next((r, n) for r, n in enumerate(gathered) if n)
         more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+        if everywhere and get_world_size() > 1:
+            when = f'{when} in process {rank} of {get_world_size()}'
+            if rank:  # process 0 saved its own weights, which were finite
+                consequence = ("Nothing is validated; the checkpoints hold process 0's weights, which are finite "
+                               "(batch-norm statistics are each process's own).")
         raise logged(FloatingPointError(
             f'FiniteLossHook: the weights {when} are not finite ({", ".join(names[:3])}{more}) although the loss '
             'was finite so far: a step wrote them (a non-finite gradient, or batch-norm statistics of activations '
             f'that overflowed; the loss shows it one iteration later). {consequence} {_ADVICE}'))
+
+
+def _where(mine: List[Optional[str]], everywhere: bool) -> List[Optional[str]]:
+    """Per pending iteration, the loss terms of the first process whose loss was not finite in it (in distributed
+    training followed by that process's rank), else None; ``mine``: this process's (see ``flush``)."""
+    world = get_world_size()
+    if world == 1:
+        return mine
+    if not everywhere:  # this process alone
+        return [terms and f'{terms} (process {get_rank()})' for terms in mine]
+    gathered = gather_if_any(any(terms is not None for terms in mine), mine)
+    if not gathered:
+        return [None] * len(mine)
+    return [next((f'{theirs[i]} (process {rank} of {world})' for rank, theirs in enumerate(gathered)
+                  if theirs[i] is not None), None) for i in range(len(mine))]
