@@ -102,12 +102,15 @@ def test_mim_train_two_cpu_ranks(config: Path, coco_sample: Path, tmp_path: Path
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
 
 
-# Stands in for a loss (or batch-norm statistics) that turned non-finite in one process only: the loss a hook
-# before FiniteLossHook reads (the weights stay finite), the first running variance after the first epoch.
+# Stands in for a loss (or batch-norm statistics, or predictions) that turned non-finite in one process only: the
+# loss a hook before FiniteLossHook reads (the weights stay finite), the first running variance after the first
+# epoch, the keypoints the metric is given.
 _FAULT_MODULE = textwrap.dedent('''
     from mmengine.dist import get_rank
     from mmengine.hooks import Hook
-    from mmpose.registry import HOOKS
+    from mmpose.registry import HOOKS, METRICS
+
+    from ipr_plugin.evaluation import IPRCocoMetric
 
     @HOOKS.register_module()
     class NonFiniteInOneProcess(Hook):
@@ -124,24 +127,39 @@ _FAULT_MODULE = textwrap.dedent('''
             if get_rank() == self.rank and self.batch_norm:
                 model = getattr(runner.model, 'module', runner.model)
                 next(b for n, b in model.named_buffers() if n.endswith('running_var')).fill_(float('nan'))
+
+    @METRICS.register_module()
+    class NaNKeypointsInProcess1(IPRCocoMetric):
+        def process(self, data_batch, data_samples):
+            if get_rank() == 1:
+                for sample in data_samples:
+                    sample['pred_instances']['keypoints'] = sample['pred_instances']['keypoints'] * float('nan')
+            super().process(data_batch, data_samples)
 ''')
 
 
 @pytest.mark.parametrize('fault, said', [
-    (dict(iteration=1), r'the loss is not finite at iteration 1 \(epoch 1\): loss=nan, .*\(process 1 of 2\)\. '),
-    (dict(batch_norm=True), r'the weights after iteration \d+ in process 1 of 2 are not finite \(backbone\.\S+'
-                            r'running_var\) .* Nothing is validated; the checkpoints hold process 0\'s weights'),
-], ids=['loss', 'batch-norm'])
-def test_a_non_finite_loss_or_weight_in_one_process_stops_every_process_with_one_message_in_the_log(
-        fault: dict, said: str, coco_sample: Path, tmp_path: Path) -> None:
-    """FiniteLossHook raised in the process that saw the NaN only: the others trained on (or saved and validated)
-    until they met its closed connection (NCCL: waited for its timeout), and the run's log file, which process 0
-    writes, ended without a word of why; a NaN loss a logging interval later named another iteration there."""
+    ("custom_hooks = [dict(type='NonFiniteInOneProcess', rank=1, iteration=1)]",
+     r'FloatingPointError: FiniteLossHook: the loss is not finite at iteration 1 \(epoch 1\): loss=nan, .*'
+     r'\(process 1 of 2\)\. '),
+    ("custom_hooks = [dict(type='NonFiniteInOneProcess', rank=1, batch_norm=True)]",
+     r'FloatingPointError: FiniteLossHook: the weights after iteration \d+ in process 1 of 2 are not finite '
+     r"\(backbone\.\S+running_var\) .* Nothing is validated; the checkpoints hold process 0's weights"),
+    ("val_evaluator = dict(type='NaNKeypointsInProcess1')",
+     r'ValueError: IPRCocoMetric: the keypoints for image id \d+ \(\S+\.jpg\) contain NaN or Inf: .* '
+     r'\(found in process 1 of 2\)'),
+], ids=['loss', 'batch-norm', 'predictions'])
+def test_a_non_finite_value_in_one_process_stops_every_process_with_one_message_in_the_log(
+        fault: str, said: str, coco_sample: Path, tmp_path: Path) -> None:
+    """FiniteLossHook and IPRCocoMetric raised in the process that saw the NaN only: the others trained on (or
+    saved and validated) until they met its closed connection (NCCL: waited for its timeout), and the run's log
+    file, which process 0 writes, ended without a word of why; a NaN loss a logging interval later named another
+    iteration there."""
     (tmp_path / 'fault_injection.py').write_text(_FAULT_MODULE)
     config = tmp_path / 'faulty.py'
     config.write_text(f"_base_ = [{str(OUR_SAMPLE_CONFIG)!r}]\n"
                       "custom_imports = dict(imports=['ipr_plugin', 'fault_injection'], allow_failed_imports=False)\n"
-                      f"custom_hooks = [dict(type='NonFiniteInOneProcess', rank=1, **{fault!r})]\n")
+                      f"{fault}\n")
     proc = run_mim(['train', 'mmpose', config, '--launcher', 'pytorch', '--gpus', '2', '--port', _free_port(),
                     '--work-dir', tmp_path / 'work', '--cfg-options', *coco_sample_cfg_options(coco_sample),
                     'train_cfg.max_epochs=2', 'train_dataloader.batch_size=1', 'default_hooks.logger.interval=2'],
@@ -149,9 +167,8 @@ def test_a_non_finite_loss_or_weight_in_one_process_stops_every_process_with_one
                    check=False)
     out = proc.stdout
     assert proc.returncode != 0, out[-3000:]
-    raised = re.findall(rf'FloatingPointError: FiniteLossHook: {said}', out)
-    assert len(raised) >= 2, out[-5000:]  # both processes, the same words
+    assert len(re.findall(said, out)) >= 2, out[-5000:]  # both processes, the same words
     assert 'Connection closed by peer' not in out and 'Connection reset by peer' not in out, out[-3000:]
     logs = list((tmp_path / 'work').glob('*/*.log'))
-    assert len(logs) == 1 and re.search(rf' - ERROR - .*FiniteLossHook: {said}', logs[0].read_text()), out[-3000:]
-    assert 'Epoch(val)' not in logs[0].read_text()
+    assert len(logs) == 1 and re.search(rf' - ERROR - .*{said.split(": ", 1)[1]}', logs[0].read_text()), out[-3000:]
+    assert not re.search(r'coco/AP: \d', logs[0].read_text())  # nothing was evaluated

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
+from mmengine.dist import get_world_size
 from mmengine.fileio import dump
 from mmengine.logging import MMLogger
 from mmpose.evaluation.metrics import CocoMetric
@@ -13,6 +14,7 @@ from mmpose.registry import METRICS
 from xtcocotools.coco import COCO
 from xtcocotools.cocoeval import COCOeval
 
+from ..engine.agree import gather_if_any
 from ..engine.logged import logged
 from .functional import first_of_each_id, greedy_nms, instance_scores, keypoint_extent_areas, oks_matrix
 
@@ -34,7 +36,8 @@ class IPRCocoMetric(CocoMetric):
     test ``oks < threshold`` is False for NaN, so a NaN pose *matches* a person at every threshold. With the
     constant keypoint scores of mmpose's integral heads a diverged model (NaN loss) therefore still reports an
     AP (above 0.1 for all-NaN poses on the four-image COCO sample, ``tests/test_gt_evaluation.py``). This
-    metric raises instead, naming the image.
+    metric raises instead, naming the image (in distributed validation, in every process once each has run its
+    share, naming the process that found it).
 
     ``compute_metrics`` gives mmpose's results, bit for bit, from array-wide instance scoring and OKS NMS
     (``ipr_plugin.evaluation.functional``) and hands the results to COCOeval in memory instead of through a
@@ -51,6 +54,7 @@ class IPRCocoMetric(CocoMetric):
         super().__init__(**kwargs)
         self.allow_nonfinite = allow_nonfinite
         self._gt_converted = False  # self.coco holds ground truth converted from the samples (no annotation file)
+        self._problem: Optional[str] = None  # found in distributed validation, raised in evaluate
 
     @property
     def reported_names(self) -> List[str]:
@@ -58,6 +62,29 @@ class IPRCocoMetric(CocoMetric):
         return coco_metric_names(self.iou_type)
 
     def process(self, data_batch: Sequence[dict], data_samples: Sequence[dict]) -> None:
+        problem = self._problem or self._prediction_problem(data_samples)
+        if problem is None:
+            super().process(data_batch, data_samples)
+        elif get_world_size() == 1:
+            raise logged(ValueError(problem))
+        else:  # raised in every process at once, in evaluate: alone, this one would stop and the log not say why
+            self._problem = problem
+
+    def evaluate(self, size: int) -> Dict[str, float]:
+        """mmpose's, after the processes agree whether one of them found a problem in its predictions (in
+        distributed validation; every process calls this): if so every process raises it, naming that process,
+        and process 0 writes it to the run's log."""
+        gathered = gather_if_any(self._problem is not None, self._problem)
+        self._problem = None
+        if gathered:
+            self.results.clear()
+            rank, problem = next((rank, problem) for rank, problem in enumerate(gathered) if problem)
+            raise logged(ValueError(f'{problem} (found in process {rank} of {get_world_size()})'))
+        return super().evaluate(size)
+
+    def _prediction_problem(self, data_samples: Sequence[dict]) -> Optional[str]:
+        """What is wrong with the predictions of ``data_samples``, naming the first image: keypoints other than
+        the dataset's, or (unless ``allow_nonfinite``) NaN or Inf; None if nothing."""
         expected = (self.dataset_meta or {}).get('num_keypoints') if self.pred_converter is None else None
         for sample in data_samples:
             pred = sample.get('pred_instances', {})
@@ -65,20 +92,18 @@ class IPRCocoMetric(CocoMetric):
             keypoints = pred.get('keypoints')
             if expected is not None and keypoints is not None and np.shape(keypoints)[-2] != expected:
                 # mmpose's metric would fail with an IndexError after the whole inference
-                raise logged(ValueError(
-                    f'IPRCocoMetric: the predictions for {where} have {np.shape(keypoints)[-2]} keypoints, the '
-                    f'dataset {expected}: does model.head.num_joints match it?'))
+                return (f'IPRCocoMetric: the predictions for {where} have {np.shape(keypoints)[-2]} keypoints, the '
+                        f'dataset {expected}: does model.head.num_joints match it?')
             if self.allow_nonfinite:
                 continue
             box_scores = sample.get('gt_instances', {}).get('bbox_scores')
             for key, value in (('keypoints', keypoints), ('keypoint_scores', pred.get('keypoint_scores')),
                                ('bbox_scores', pred.get('bbox_scores', box_scores))):
                 if value is not None and not np.isfinite(np.asarray(value, dtype=float)).all():
-                    raise logged(ValueError(
-                        f'IPRCocoMetric: the {key} for {where} contain NaN or Inf: the model has diverged or '
-                        'was given bad input. COCO evaluation would count such poses as matches (or rank them '
-                        'anywhere); pass allow_nonfinite=True to evaluate them anyway.'))
-        super().process(data_batch, data_samples)
+                    return (f'IPRCocoMetric: the {key} for {where} contain NaN or Inf: the model has diverged or '
+                            'was given bad input. COCO evaluation would count such poses as matches (or rank them '
+                            'anywhere); pass allow_nonfinite=True to evaluate them anyway.')
+        return None
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         tmp_dir = None
