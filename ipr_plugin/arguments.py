@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import socket
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -276,7 +277,8 @@ def written_whole(out_file: str) -> Iterator[str]:
     earlier one. Missing folders are made; a symbolic link is written through, as ``open`` would."""
     target = osp.realpath(out_file)
     os.makedirs(osp.dirname(target), exist_ok=True)
-    partial = f'{target}.{os.getpid()}.partial'
+    # the host too: processes of two machines writing one shared folder may have the same number
+    partial = f'{target}.{socket.gethostname()}.{os.getpid()}.partial'
     try:
         yield partial
         os.replace(partial, target)

@@ -9,6 +9,7 @@ until every copy is closed, and a child left behind by a killed parent held the 
 does not exist (Windows) the locks do nothing and runs are not guarded.
 """
 import contextlib
+import errno
 import os
 import os.path as osp
 import sys
@@ -45,6 +46,18 @@ def lock_available() -> bool:
     return fcntl is not None
 
 
+_NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}  # flock's "not on this file system"
+_WARNED: Set[str] = set()
+
+
+def _warn_unguarded(path: str, error: OSError) -> None:
+    folder = osp.dirname(osp.abspath(path))
+    if folder not in _WARNED:
+        _WARNED.add(folder)
+        print(f'warning: {folder}: its file system takes no file locks ({error.strerror}), so two runs using this '
+              'folder at once are not kept apart', file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
 def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Optional[str] = None) -> Iterator[int]:
     """Hold an ``flock`` on the file ``path`` (created, with its folder, if missing) for the block.
@@ -64,6 +77,7 @@ def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Opt
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     _HELD.add(fd)
+    given = fd
     try:
         mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
         try:
@@ -74,7 +88,14 @@ def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Opt
             if waiting:
                 print(waiting, file=sys.stderr, flush=True)
             fcntl.flock(fd, mode)
-        yield fd
+        except OSError as error:
+            if error.errno not in _NO_LOCKS:
+                raise
+            # a cluster file system mounted without locks (Lustre's noflock, some NFS and FUSE mounts): the tools
+            # still run, unguarded, rather than fail
+            _warn_unguarded(path, error)
+            given = -1
+        yield given
     finally:
         if fd in _HELD:  # not in a forked child, which closed it (and whose number may now name another file)
             _HELD.discard(fd)
@@ -83,7 +104,7 @@ def flocked(path: str, exclusive: bool, busy: Optional[str] = None, waiting: Opt
 
 def share(fd: int) -> None:
     """Turn the exclusive lock held on ``fd`` (from :func:`flocked`) into a shared one."""
-    if fcntl is not None:
+    if fcntl is not None and fd >= 0:
         fcntl.flock(fd, fcntl.LOCK_SH)
 
 

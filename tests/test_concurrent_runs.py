@@ -154,3 +154,24 @@ def test_an_append_waits_for_the_one_before_so_a_new_file_gets_one_header(tmp_pa
     writer.join(30)
     text = out.read_text()
     assert text.count('# Benchmarks') == 1 and text.index('## first') < text.index('## second')
+
+
+def test_a_file_system_without_locks_leaves_the_tools_running_unguarded_with_one_warning(tmp_path: Path, monkeypatch,
+                                                                                        capsys) -> None:
+    """A cluster file system mounted without locks (Lustre's noflock, some NFS and FUSE mounts) answers flock with
+    ENOSYS or ENOLCK: every tool that takes a lock failed there with 'Function not implemented'."""
+    import errno
+    import fcntl
+    import os
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+    monkeypatch.setattr(fcntl, 'flock', no_locks)
+    report = tmp_path / 'BENCHMARKS.md'
+    append_section(report, '| a | 1 |\n')
+    with own_folder(str(tmp_path), 'benchmark'):
+        append_section(report, '| b | 2 |\n')
+    assert '| a | 1 |' in report.read_text() and '| b | 2 |' in report.read_text()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'file system takes no file locks' in line]
+    assert warnings == [f'warning: {tmp_path}: its file system takes no file locks (Function not implemented), so '
+                        'two runs using this folder at once are not kept apart']
