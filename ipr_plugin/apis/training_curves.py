@@ -13,20 +13,21 @@ mmengine's default). Each validation is placed by the run's schedule, read from 
 the log (``vis_data/config.py``): at its epoch (epoch-based; drawn at the last iteration logged in that epoch, as
 the logs do not record an epoch's length), at its iteration (``log_metric_by_epoch=False``, or
 the validation interval of an iteration-based run). Without that file, at the last training iteration logged
-before it, and the summary says "after".
+before it, and the summary says "after". ``LogProcessor(log_with_hierarchy=True)``'s keys (``train/loss``,
+``val/coco/AP``) are read without their ``train/`` or ``val/``. Which starts make up the run, and what the text log
+and the dumped config say of each: :mod:`.training_logs` and :func:`read_curves`.
 """
-import json
 import math
 import os.path as osp
-from contextlib import suppress
 from dataclasses import dataclass, field
-from glob import escape, glob
-from typing import Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
-from ..paths import link_note
 from ..plotting import pyplot, save_figure
+from .training_logs import (LOG_NAME, Schedule, find_logs, find_runs, no_training, read_log, read_schedule,
+                            read_start, unlogged)
 
-LOG_NAME = osp.join('vis_data', 'scalars.json')
+__all__ = ['LOG_NAME', 'Curves', 'Schedule', 'draw_curves', 'find_logs', 'find_runs', 'headline', 'plot_curves',
+           'read_curves', 'read_schedule', 'run_labels', 'summarize']
 
 
 @dataclass
@@ -42,7 +43,10 @@ class Curves:
         val: validation lines: the metrics (``coco/AP`` ...), ``iter`` (where it is drawn: see the module
             docstring), ``epoch`` (an epoch-based run's, where its config was read), ``approximate`` (1: placed
             after the last training line logged before it).
-        resumed_at: the first iteration of each start after the first.
+        resumed_at: where each start that resumed the run did: the iteration of the checkpoint it resumed from,
+            as its text log says (a first start too: one resumed from another work dir's checkpoint), else its
+            first logged iteration.
+        resume_logged: for each of ``resumed_at``, whether the text log said it.
         skipped: ``'file:line: why'`` for each line or file not read.
     """
     source: str = ''
@@ -50,6 +54,7 @@ class Curves:
     train: List[Dict[str, float]] = field(default_factory=list)
     val: List[Dict[str, float]] = field(default_factory=list)
     resumed_at: List[int] = field(default_factory=list)
+    resume_logged: List[bool] = field(default_factory=list)
     skipped: List[str] = field(default_factory=list)
 
     @property
@@ -78,137 +83,60 @@ def _keys(lines: Sequence[Dict[str, float]], prefix: str = '') -> List[str]:
 _NOT_CURVES = ('iter', 'epoch', 'step', 'time', 'data_time', 'memory', 'approximate')
 
 
-def find_logs(path: str) -> List[str]:
-    """The run logs at ``path``: a work dir (every ``<timestamp>/vis_data/scalars.json`` in it, oldest first), a
-    run's ``<timestamp>`` folder, or a ``scalars.json`` file itself.
-
-    Raises:
-        FileNotFoundError: ``path`` is missing, or holds no such log (naming what was looked for).
-    """
-    if not osp.exists(path):
-        raise FileNotFoundError(f'{path} does not exist{link_note(path)}')
-    if osp.isfile(path):
-        return [path]
-    own = osp.join(path, LOG_NAME)
-    logs = [own] if osp.isfile(own) else sorted(glob(osp.join(escape(path), '*', LOG_NAME)))
-    if not logs:
-        runs = [folder for folder in glob(osp.join(escape(path), '*', ''))
-                if osp.isfile(osp.join(folder, osp.basename(folder[:-1]) + '.log'))]
-        raise FileNotFoundError(
-            f'{path} holds no training log: mmengine writes one per start of a run to <work_dir>/<timestamp>/'
-            f"{LOG_NAME} through its LocalVisBackend (mmpose's default_runtime has it in visualizer.vis_backends)"
-            + (f'; its {len(runs)} run folder(s) have none (a test run, or a run stopped before its first logged '
-               'line)' if runs else ''))
-    return logs
-
-
 def read_curves(path: str) -> Curves:
-    """The curves of the run at ``path`` (see :func:`find_logs`): its last run, with the starts that resumed it. A
-    start whose first iteration is not after the previous one's begins a new run, and the earlier ones are left
-    out (named in ``skipped``). Lines that are not JSON objects of numbers (the last line of a run killed while
-    writing it) are skipped and named, as is a log without training lines (``Runner.val()`` in the same work dir).
+    """The curves of the run at ``path`` (see :func:`find_runs`): its last run, with the starts that resumed it.
+
+    A start resumed the run where its text log says so (``Runner.resume()``'s ``resumed epoch: E, iter: I``): its
+    lines replace the earlier ones after iteration ``I`` (those of an earlier start killed after its last
+    checkpoint). A start whose config says ``resume = False`` begins a new run, as does, without a config or that
+    line, one whose first iteration is not after the run's first; the earlier runs are left out (named in
+    ``skipped``), as are lines that are not JSON objects of numbers (the last line of a run killed while writing
+    it), a log without training lines (``Runner.val()`` in the same work dir) and a start without a
+    ``scalars.json`` (logged without a ``LocalVisBackend``, or a test run).
 
     Raises:
-        FileNotFoundError: see :func:`find_logs`.
+        FileNotFoundError: see :func:`find_runs`.
         ValueError: none of the logs holds a training line.
     """
     curves = Curves(source=path)
-    starts: List[int] = []
-    for log in find_logs(path):
-        train, val = _read_log(log, curves.skipped)
+    starts: List[int] = []  # the first iteration of each start read
+    for run in find_runs(path):
+        start = read_start(run)
+        resumed = f' (a start resumed from iteration {start.resumed[1]})' if start.resumed else ''
+        if run.log is None:
+            curves.skipped.append(f'{run.folder}{resumed}: {unlogged(run.folder)}')
+            continue
+        train, val = read_log(run.log, curves.skipped, start.schedule)
         if not train:
-            curves.skipped.append(f'{log}: no training lines (a validation run?)')
+            curves.skipped.append(no_training(run.log, start))
             continue
         first = train[0]['iter']
-        if starts and first <= starts[0]:
-            curves.skipped.append(f"{', '.join(curves.logs)}: an earlier run ({log} starts again at iteration "
-                                  f'{first})')
+        # why the start begins a new run (None: it resumed the run; mmengine's Runner only resumes with resume=True)
+        new: Optional[str] = None
+        if not start.resumed and start.resume is False:
+            new = (f'a new one at iteration {first}: its config says resume = False'
+                   + (f', load_from = {start.load_from!r}' if start.load_from else '') + ')')
+        elif not start.resumed and starts and first <= starts[0]:  # no config or text log that says
+            new = f'again at iteration {first})'
+        if new is not None:
+            if curves.logs:
+                curves.skipped.append(f"{', '.join(curves.logs)}: an earlier run ({run.log} starts {new}")
             curves.logs, curves.train, curves.val, starts = [], [], [], []
-        # a start resumed from an earlier checkpoint logs those iterations again: its lines replace the earlier
-        curves.train = [line for line in curves.train if line['iter'] < first] + train
-        curves.val = [line for line in curves.val if line['iter'] < first] + val
-        curves.logs.append(log)
+            curves.resumed_at, curves.resume_logged = [], []
+        # a start resumed from an earlier checkpoint logs its iterations again: its lines replace the earlier ones
+        epoch, last = start.resumed or (None, first - 1)
+        curves.train = [line for line in curves.train if line['iter'] <= last] + train
+        curves.val = [line for line in curves.val if (line['epoch'] <= epoch if epoch is not None and 'epoch' in line
+                                                      else line['iter'] <= last)] + val
+        if start.resumed or (starts and new is None):
+            curves.resumed_at.append(last if start.resumed else first)
+            curves.resume_logged.append(bool(start.resumed))
+        curves.logs.append(run.log)
         starts.append(first)
     if not curves.logs:
         # each skipped entry names its log and why already ("PATH: no training lines in PATH: ..." said it twice)
         raise ValueError('nothing to plot: ' + '; '.join(curves.skipped))
-    curves.resumed_at = starts[1:]
     return curves
-
-
-class Schedule(NamedTuple):
-    """What places a run's validations: from its config, as mmengine dumps it beside the log."""
-    by_epoch: bool
-    val_interval: int
-    val_begin: int
-    metric_by_epoch: bool  # LoggerHook(log_metric_by_epoch): a validation line's step is the epoch (else the iter)
-
-
-def read_schedule(log: str) -> Optional[Schedule]:
-    """The schedule of the run that wrote ``log``; None where its ``config.py`` is missing or unreadable, or its
-    loop is neither mmengine's epoch- nor iteration-based one."""
-    from mmengine.config import Config
-    config = osp.join(osp.dirname(log), 'config.py')
-    with suppress(Exception):  # anything a config file can raise: the placement falls back to the log's order
-        cfg = Config.fromfile(config, import_custom_modules=False)
-        train_cfg = cfg.get('train_cfg') or {}
-        loop = train_cfg.get('type', 'EpochBasedTrainLoop' if train_cfg.get('by_epoch', True) else 'IterBasedTrainLoop')
-        logger = (cfg.get('default_hooks') or {}).get('logger') or {}
-        if loop in ('EpochBasedTrainLoop', 'IterBasedTrainLoop'):
-            return Schedule(loop == 'EpochBasedTrainLoop', int(train_cfg.get('val_interval', 1)),
-                            int(train_cfg.get('val_begin', 1)), bool(logger.get('log_metric_by_epoch', True)))
-    return None
-
-
-def _read_log(log: str, skipped: List[str]):
-    """The training and validation lines of one log (the lines it cannot read named in ``skipped``)."""
-    lines, bad = [], []
-    try:
-        with open(log, encoding='utf-8') as f:
-            texts = f.read().splitlines()
-    except UnicodeDecodeError as error:
-        raise ValueError(f'{log} is not a log of mmengine: not UTF-8 text (byte {error.start})') from error
-    for number, text in enumerate(texts, 1):
-        line = _numbers(text)
-        if line is None or not isinstance(line.get('iter', 0), int) or not isinstance(line.get('step', 0), int):
-            bad.append(number)
-        else:
-            lines.append(line)
-    if bad and not lines:
-        raise ValueError(f'{log} is not a log of mmengine: none of its {len(texts)} lines is a JSON object of numbers'
-                         if texts else f'{log} is empty')
-    skipped += [f'{log}:{number}: not a JSON object of numbers' + (' (the run stopped while writing it?)'
-                                                                   if number == len(texts) else '') for number in bad]
-    train = [line for line in lines if 'iter' in line]
-    schedule = read_schedule(log) if len(train) < len(lines) else None  # only validations need it
-    # a validation before the first training line: a resumed iteration-based run validates where it resumed
-    last = dict(iter=train[0]['iter'] - 1 if train else 0)
-    val = []
-    for line in lines:
-        if 'iter' in line:
-            last = line
-            continue
-        step = line.get('step', 0)
-        if schedule is None:
-            val.append(dict(line, iter=max(step, last['iter']), approximate=1))
-        elif not schedule.metric_by_epoch:
-            val.append(dict(line, iter=step))
-        elif schedule.by_epoch:
-            val.append(dict(line, epoch=step, iter=last['iter']))
-        else:  # mmengine's IterBasedTrainLoop validates after every val_interval-th iteration from val_begin on
-            interval = max(schedule.val_interval, 1)
-            val.append(dict(line, iter=-(-max(last['iter'], schedule.val_begin) // interval) * interval))
-    return train, val
-
-
-def _numbers(text: str) -> Optional[Dict[str, float]]:
-    """The line's JSON object, its values numbers (not booleans); None for anything else."""
-    with suppress(ValueError):
-        line = json.loads(text)
-        if isinstance(line, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                          for v in line.values()):
-            return line
-    return None
 
 
 def headline(curves: Curves) -> Optional[str]:
@@ -235,6 +163,9 @@ def _at(line: Dict[str, float]) -> str:
     return f"{'after' if line.get('approximate') else 'at'} iteration {line['iter']}"
 
 
+_SAID = 3  # entries of ``skipped`` a summary names
+
+
 def summarize(curves: Curves) -> List[str]:
     """Lines for the terminal: the logs, the span, each loss term, the headline metric's best and last value."""
     train = curves.train
@@ -243,8 +174,10 @@ def summarize(curves: Curves) -> List[str]:
         first, last_epoch = curves.val[0]['epoch'], curves.val[-1]['epoch']
         span += f', validated at epoch{"" if first == last_epoch else "s"} {first}'
         span += '' if first == last_epoch else f'-{last_epoch}'
-    resumed = (f", resumed (first lines at iteration {', '.join(map(str, curves.resumed_at))})"
-               if curves.resumed_at else '')
+    # from the checkpoint's iteration where the text log says it, else at the start's first line
+    resumed = ', '.join(f"{'from' if said else 'first lines at'} iteration {at}"
+                        for at, said in zip(curves.resumed_at, curves.resume_logged))
+    resumed = f', resumed ({resumed})' if resumed else ''
     lines = [f"{_count(len(curves.logs), 'log')}{resumed}; {_count(len(train), 'training line')} ({span}), "
              f"{_count(len(curves.val), 'validation')}"]
     non_finite = curves.first_non_finite()
@@ -264,9 +197,9 @@ def summarize(curves: Curves) -> List[str]:
                      f'last {_fmt(last[key])} {_at(last)}')
     else:
         lines.append('no validation logged yet')
-    if curves.skipped:
-        lines.append(f'not read: {len(curves.skipped)} ({curves.skipped[0]}' +
-                     (', ...)' if len(curves.skipped) > 1 else ')'))
+    if curves.skipped:  # the first few: a start or an earlier run left out is not to go unsaid behind a "..."
+        lines.append(f'not read: {len(curves.skipped)} ({"; ".join(curves.skipped[:_SAID])}' +
+                     ('; ...)' if len(curves.skipped) > _SAID else ')'))
     return lines
 
 

@@ -1,9 +1,12 @@
 """Draw a run's training curves (loss terms, learning rate, training accuracy, validation metrics) from the logs
 mmengine writes, and print a summary: the best validation score and when, where a loss turned non-finite.
 
-Reads every ``<timestamp>/vis_data/scalars.json`` of a work dir (one per start: a resumed run continues the
-curves), or one run folder or file. Several paths draw their runs in the same panels, a colour per run, to compare
-them. mmpose's ``analyze_logs.py`` cannot draw validation metrics from these logs.
+Reads every ``<timestamp>/vis_data/scalars.json`` of a work dir (one per start, written by mmengine's
+``LocalVisBackend``: a resumed run continues the curves from the checkpoint it resumed from; a start whose config
+says ``resume = False`` begins a new run, drawn alone), or one run folder or file. What it leaves out is named
+under "not read" (an earlier run, a start logged without a ``LocalVisBackend``, a validation run). Several paths
+draw their runs in the same panels, a colour per run, to compare them. mmpose's ``analyze_logs.py`` cannot draw
+validation metrics from these logs.
 
 Example::
 
