@@ -43,7 +43,8 @@ def reported_keys(metric) -> Optional[ReportedKeys]:
     from ipr_plugin.evaluation.coco_metric import IPRCocoMetric, coco_metric_names  # evaluation builds on engine
     if isinstance(metric, DumpResults):
         return None
-    if type(metric).evaluate is not BaseMetric.evaluate:  # its keys need not be '<prefix>/<name>'
+    # its keys need not be '<prefix>/<name>'; IPRCocoMetric's only agrees on errors first, then is mmengine's
+    if type(metric).evaluate not in (BaseMetric.evaluate, IPRCocoMetric.evaluate):
         return ReportedKeys(type(metric).__name__, None, None)
     prefix = getattr(metric, 'prefix', None)
     names = None
