@@ -303,3 +303,22 @@ def test_mmposes_loss_merged_into_an_inherited_one_names_the_leftover_keys_and_d
     child.write_text(child.read_text().replace('loss={', "loss={'_delete_': True, "))
     head = MODELS.build(Config.fromfile(str(child)).model.head)
     assert type(head.loss_module).__name__ == loss['type']
+
+
+def test_a_head_built_in_python_takes_built_parts_and_names_a_bare_tensor():
+    """A loss or codec built in Python failed on ``.get`` (cfg should be a dict); a bare tensor for the features
+    was read as its last sample and refused as a pooled map."""
+    from ipr_plugin.codecs import DSNTLabel
+    from ipr_plugin.models.heads.ipr_head import IPRHead
+    from ipr_plugin.models.losses import IntegralL1Loss
+    loss, codec = IntegralL1Loss(), DSNTLabel(input_size=INPUT)
+    head = IPRHead(in_channels=8, in_featuremap_size=(W, H), num_joints=K, deconv_out_channels=None, loss=loss,
+                   decoder=codec)
+    assert head.loss_module is loss and head.decoder is codec
+    x = torch.randn(2, 8, H, W)
+    with pytest.raises(TypeError, match=r'a tuple of \(B, C, H, W\) maps .* got Tensor of shape \(2, 8, \d+, \d+\): '
+                                        r'pass \(x,\)'):
+        head(x)
+    assert head((x,))[0].shape == (2, K, 2)
+    with pytest.raises(TypeError, match='`loss` must be a config dict or a loss module, got str'):
+        IPRHead(in_channels=8, in_featuremap_size=(W, H), num_joints=K, loss='IntegralL1Loss')

@@ -336,3 +336,10 @@ def test_joint_loss_default_sigma_is_one_cell():
     default = MODELS.build(dict(type='IntegralJointLoss'))(pred, target, **kwargs)['loss_hm']
     explicit = MODELS.build(dict(type='IntegralJointLoss', sigma=1.0))(pred, target, **kwargs)['loss_hm']
     assert default.item() == explicit.item()
+
+
+def test_an_empty_batch_without_weights_gives_zero_not_nan():
+    """The documented 0 for no weighted joint held only with weights given: without them an empty mean was NaN."""
+    assert weighted_joint_mean(torch.zeros(0, 17), None).item() == 0.0
+    loss = MODELS.build(dict(type='IntegralL1Loss'))
+    assert loss(torch.zeros(0, 3, 2), torch.zeros(0, 3, 2))['loss_kpt'].item() == 0.0

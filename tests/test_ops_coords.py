@@ -127,3 +127,11 @@ def test_flipped_maps_integrate_to_flipped_coordinates():
     assert torch.equal(flip_maps(flipped, swap), maps)  # its own inverse
     with pytest.raises(ValueError, match=r'K = len\(flip_indices\) = 3, got \(2, 4, 6, 8\)'):
         flip_maps(maps, [0, 1, 2])
+
+
+@pytest.mark.parametrize('size', [(0, 5), (4, -2)])
+def test_a_size_that_is_no_size_is_refused(size):
+    """A zero width gave inf, a negative one a mirrored map, without an error."""
+    for convert in (pixel_to_normalized, normalized_to_pixel):
+        with pytest.raises(ValueError, match=r'size must be \(w, h\) in pixels, each > 0'):
+            convert(np.zeros((1, 2)), size)

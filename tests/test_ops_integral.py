@@ -321,3 +321,22 @@ def test_relu_default_eps_keeps_a_weak_but_positive_map_peaked():
     logits[5, 7] = 1e-4
     p = normalize_heatmaps(logits, 'relu')
     assert p[5, 7] > 0.999
+
+
+def test_shapes_are_worked_out_on_the_meta_device():
+    """torch.autocast refuses the meta device, where a model's shapes are worked out without data."""
+    logits = torch.empty(2, 4, H, W, device='meta')
+    probs = normalize_heatmaps(logits)
+    grid_x, grid_y = make_grid(W, device='meta'), make_grid(H, device='meta')
+    assert probs.shape == (2, 4, H, W) and soft_argmax(probs, grid_x, grid_y).shape == (2, 4, 2)
+
+
+def test_arguments_that_give_meaningless_values_are_refused():
+    """A negative score radius scored as its absolute value, 0 above 0; an integer grid was all zeros."""
+    probs = normalize_heatmaps(torch.randn(1, 4, H, W))
+    grid_x, grid_y = make_grid(W), make_grid(H)
+    for radius in (-1, 0, float('nan')):
+        with pytest.raises(ValueError, match='radius must be a number of heatmap cells > 0'):
+            keypoint_scores(probs, torch.zeros(1, 4, 2), grid_x, grid_y, radius=radius)
+    with pytest.raises(ValueError, match='dtype must be a floating-point dtype, got torch.int64'):
+        make_grid(5, dtype=torch.int64)

@@ -195,3 +195,11 @@ def test_autocast_bf16_outputs_float32():
     assert (outs[3] - refs[3]).abs().max() < 1e-3
     # KL against a bf16-rounded target differs only through that rounding.
     assert (outs[1] - kl_divergence(p32, q32.bfloat16().float())).abs().max() < 1e-3
+
+
+def test_a_grid_of_another_shape_is_refused_not_read_as_another_width():
+    """A (1, W) grid was taken for a 1-cell one: the Gaussian came out W times too wide, without an error."""
+    gx, gy = make_grid(48), make_grid(64)
+    for bad_x, bad_y, name in ((gx[None], gy, 'grid_x'), (gx, gy[:, None], 'grid_y'), (gx, gy[:0], 'grid_y')):
+        with pytest.raises(ValueError, match=rf'{name} must have shape \(W,\) or \(H,\)'):
+            gaussian_heatmaps(torch.zeros(1, 2), bad_x, bad_y, 2.0)

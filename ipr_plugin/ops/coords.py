@@ -38,7 +38,10 @@ def _as_float(xy: ArrayT) -> ArrayT:
 
 
 def _per_axis(values: SizeLike, like: ArrayLike) -> ArrayLike:
-    """``values`` ((2,) or (..., 2), e.g. ``(w, h)``) as an array/tensor of ``like``'s type, dtype and device."""
+    """``values`` ((2,) or (..., 2), e.g. ``(w, h)``) as an array/tensor of ``like``'s type, dtype and device;
+    sizes given as numbers must be > 0 (a tensor's are not read: that would wait for its device)."""
+    if not isinstance(values, torch.Tensor) and not (np.asarray(values, dtype=float) > 0).all():
+        raise ValueError(f'size must be (w, h) in pixels, each > 0, got {values!r}')  # else inf or a flipped map
     if isinstance(like, torch.Tensor):
         return torch.as_tensor(values, dtype=like.dtype, device=like.device)
     return np.asarray(values, dtype=like.dtype)

@@ -9,7 +9,8 @@ bf16/fp16 softmax sums and expectations lose the sub-cell precision the method e
 synchronises with the host, so they are safe inside the training step.
 """
 import math
-from typing import Any, Optional, Tuple, Union
+from contextlib import nullcontext
+from typing import Any, ContextManager, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -42,8 +43,11 @@ def _upcast(*tensors: Union[Tensor, float, None]) -> Tuple[Any, ...]:
     return tuple(t.to(dtype) if isinstance(t, Tensor) else t for t in tensors)
 
 
-def _full_precision(ref: Tensor) -> torch.autocast:
-    """Context that disables autocast on ``ref``'s device type."""
+def _full_precision(ref: Tensor) -> ContextManager:
+    """Context that disables autocast on ``ref``'s device type (none on a device autocast does not know, such as
+    ``meta``, where shapes are worked out without data: torch.autocast raises there)."""
+    if ref.device.type not in ('cpu', 'cuda', 'xpu', 'mps', 'hpu', 'xla', 'mtia'):
+        return nullcontext()
     return torch.autocast(device_type=ref.device.type, enabled=False)
 
 
@@ -116,6 +120,8 @@ def make_grid(size: int, mode: str = 'center', input_size: Optional[int] = None,
         raise ValueError(f'mode must be one of {GRID_MODES}, got {mode!r}')
     if int(size) != size or size < 1:
         raise ValueError(f'size must be a positive integer, got {size!r}')
+    if not dtype.is_floating_point:  # the points lie in (-1, 1): an integer grid is all zeros
+        raise ValueError(f'dtype must be a floating-point dtype, got {dtype}')
     work = torch.float64 if dtype == torch.float64 else torch.float32
     j = torch.arange(int(size), device=device, dtype=work)
     if mode == 'center':
@@ -334,6 +340,8 @@ def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tenso
     """
     _check_coords('coords', coords)
     _check_grids('probs', probs, grid_x, grid_y)
+    if not (isinstance(radius, (int, float)) and radius > 0):  # a negative one scored as its absolute value
+        raise ValueError(f'radius must be a number of heatmap cells > 0, got {radius!r}')
     with _full_precision(probs):
         probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
         h, w = probs.shape[-2:]

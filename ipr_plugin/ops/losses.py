@@ -76,8 +76,8 @@ def weighted_joint_mean(values: Tensor, weights: Optional[Tensor]) -> Tensor:
     Returns:
         Tensor: scalar.
     """
-    if weights is None:
-        return values.mean()
+    if weights is None:  # an empty batch: 0 as documented, not the NaN of an empty mean
+        return values.mean() if values.numel() else values.sum()
     if weights.shape != values.shape:
         raise ValueError(f'weighted_joint_mean: `weights` {tuple(weights.shape)} must match the per-joint '
                          f'values {tuple(values.shape)}')

@@ -63,6 +63,9 @@ def gaussian_heatmaps(coords: Tensor, grid_x: Tensor, grid_y: Tensor, sigma: flo
     """
     _check_coords('coords', coords)
     _check_sigma(sigma)
+    for name, grid in (('grid_x', grid_x), ('grid_y', grid_y)):  # a (1, W) grid made sigma W times too wide
+        if grid.dim() != 1 or not len(grid):
+            raise ValueError(f'{name} must have shape (W,) or (H,) (make_grid), got {tuple(grid.shape)}')
     with _full_precision(coords):
         coords, grid_x, grid_y = _upcast(coords, grid_x, grid_y)
         dx, dy = _cell_offsets(coords, grid_x, grid_y)

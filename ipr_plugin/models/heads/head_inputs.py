@@ -6,7 +6,7 @@ pipelines and losses; each check names what to change.
 """
 import inspect
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from mmpose.models.losses import BoneLoss, MultipleLossWrapper, OKSLoss
@@ -71,10 +71,15 @@ def check_decoder(decoder) -> None:
                          "and DSNTLabel in the train pipeline's GenerateTarget too")
 
 
-def build_loss(loss: dict) -> nn.Module:
-    """The head's ``loss`` built; keys that one of mmpose's losses does not take refused by name, pointing at
-    ``_delete_=True`` (the plugin's losses name them themselves): a child of the DSNT config that sets
-    ``loss=dict(type='SmoothL1Loss')`` keeps ``IntegralJointLoss``'s ``coord_loss``, ``sigma``, ..."""
+def build_loss(loss: Union[dict, nn.Module]) -> nn.Module:
+    """The head's ``loss`` built (a loss module already built, from Python, as it is); keys that one of mmpose's
+    losses does not take refused by name, pointing at ``_delete_=True`` (the plugin's losses name them
+    themselves): a child of the DSNT config that sets ``loss=dict(type='SmoothL1Loss')`` keeps
+    ``IntegralJointLoss``'s ``coord_loss``, ``sigma``, ..."""
+    if isinstance(loss, nn.Module):
+        return loss
+    if not isinstance(loss, dict):
+        raise TypeError(f'IPRHead: `loss` must be a config dict or a loss module, got {type(loss).__name__}')
     loss_cls = MODELS.get(loss['type']) if isinstance(loss.get('type'), str) else loss.get('type')
     if isinstance(loss_cls, type):  # an unknown name is left to the registry's own error
         refuse_keys_not_taken(loss_cls, loss)
@@ -88,9 +93,15 @@ def coordinate_loss_weights(loss: nn.Module, weights: Tensor) -> Tensor:
     return weights if isinstance(loss, (BoneLoss, OKSLoss)) else weights[..., None]
 
 
-def check_features(feats: Tensor) -> None:
-    """Refuse features that are not one (B, C, H, W) map: mmpose's regression configs pool them to (B, C) with
-    a ``GlobalAveragePooling`` neck, which the deconv stack would meet as a bare shape error."""
+def check_features(feats: Sequence[Tensor]) -> None:
+    """Refuse features that are not a sequence ending in one (B, C, H, W) map: mmpose's regression configs pool
+    them to (B, C) with a ``GlobalAveragePooling`` neck, which the deconv stack would meet as a bare shape error;
+    a bare tensor (a head called by hand) would be read as its last sample."""
+    if isinstance(feats, Tensor) or not isinstance(feats, Sequence) or not feats:
+        raise TypeError('IPRHead takes the backbone\'s features as a tuple of (B, C, H, W) maps (the last is used), '
+                        f'got {type(feats).__name__}' + (f' of shape {tuple(feats.shape)}: pass (x,)'
+                                                         if isinstance(feats, Tensor) else ''))
+    feats = feats[-1]
     if feats.ndim != 4:
         raise ValueError(f'IPRHead takes (B, C, H, W) feature maps, got shape {tuple(feats.shape)}: a neck that '
                          "pools them (mmpose's regression configs' GlobalAveragePooling) must go, model.neck=None")

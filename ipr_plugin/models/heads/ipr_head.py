@@ -117,7 +117,8 @@ class IPRHead(BaseHead):
         # mmpose's own coordinate losses (SmoothL1Loss, L1Loss, ...) take (output, target, weight) and return one
         # tensor; ours also take the maps and return each term under its own key
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
-        self.decoder = KEYPOINT_CODECS.build(decoder) if decoder is not None else None
+        # a codec built in Python is taken as it is
+        self.decoder = decoder if decoder is None or not isinstance(decoder, dict) else KEYPOINT_CODECS.build(decoder)
         check_decoder(self.decoder)
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._flip_index: Tuple[tuple, Optional[Tensor]] = ((), None)  # the flip test's, on the device (_flip_test)
@@ -205,7 +206,7 @@ class IPRHead(BaseHead):
     def logits(self, feats: Sequence[Tensor]) -> Tensor:
         """(B, K, H, W) logits from the backbone's (or neck's) features, a tuple of (B, C, h, w) maps of which the
         last is used (C = ``in_channels``; H, W = ``heatmap_size`` reversed, e.g. h, w times 8 after 3 deconvs)."""
-        check_features(feats[-1])
+        check_features(feats)
         if self.simplebaseline_head is not None:
             x = self.simplebaseline_head(feats)
         else:
