@@ -1,4 +1,6 @@
 """DSNTLabel: exact round trips, pixel-centre convention, visibility weights, sub-pixel heatmap targets."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,55 @@ def test_batch_decode_without_scores_gives_ones():
     codec = KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=EDGE_INPUT))
     _, scores = codec.batch_decode(torch.zeros(2, 1, 3, 2))
     assert len(scores) == 2 and all(s.shape == (1, 3) and (s == 1).all() for s in scores)
+
+
+def test_nan_or_inf_at_an_invisible_keypoint_gets_weight_0_and_the_label_of_pixel_0():
+    """NaN commonly marks a missing keypoint: where not visible it is no error. It gets what an unlabelled keypoint
+    at pixel (0, 0) (mmpose's datasets' marker) gets, so no NaN reaches the labels or the heatmaps."""
+    codec = build(heatmap_size=(48, 64), sigma=2.0)
+    nan, inf = np.nan, np.inf
+    kpts = np.array([[[nan, nan], [1.0, 1.0], [inf, 5.0]], [[3.0, nan], [-inf, inf], [40.0, 50.0]]])
+    vis = np.array([[0.0, 1.0, 0.5], [0.2, 0.0, 1.0]])
+    enc = codec.encode(kpts, vis)
+    assert all(np.isfinite(v).all() for v in enc.values())
+    np.testing.assert_array_equal(enc['keypoint_weights'], [[0, 1, 0], [0, 0, 1]])
+    # the whole keypoint is replaced, not just its NaN coordinate: (3, NaN) is as missing as (NaN, NaN)
+    ref = codec.encode(np.where(np.isfinite(kpts).all(axis=-1, keepdims=True), kpts, 0.0), vis)
+    for key in ('keypoint_labels', 'keypoint_weights', 'heatmaps'):
+        np.testing.assert_array_equal(enc[key], ref[key])
+    np.testing.assert_allclose(enc['keypoint_labels'][0, 0], codec.encode(np.zeros((1, 1, 2)))['keypoint_labels'][0, 0])
+    np.testing.assert_array_equal(enc['heatmaps'].sum(axis=(1, 2)) > 0, [False, True, True])  # joint 0: no one
+
+
+@pytest.mark.parametrize('vis', [None, np.array([[1.0, 0.51, 0.0]])])
+def test_nan_at_a_visible_keypoint_is_refused_naming_instance_and_keypoint(vis):
+    kpts = np.array([[[1.0, 1.0], [2.0, np.nan], [np.nan, np.nan]]])
+    with pytest.raises(ValueError, match=r'`keypoints` of shape \(1, 3, 2\) contains NaN or Inf at .*visible.*'
+                                         r'instance 0, keypoint 1'):
+        build().encode(kpts, vis)
+
+
+@pytest.mark.parametrize('scores', [np.ones(4), np.ones((1, 3)), np.ones((2, 4)), np.ones((1, 4, 1))])
+def test_decode_refuses_scores_not_shaped_like_the_keypoints(scores):
+    """(K,) scores gave (K,) back, not the promised (N, K); a K mismatch went through without a word."""
+    with pytest.raises(ValueError, match=rf'`scores` must have shape \(N, K\) = \(1, 4\).*got '
+                                         rf'{re.escape(str(scores.shape))}'):
+        build().decode(np.zeros((1, 4, 2)), scores)
+
+
+@pytest.mark.parametrize('scores', [torch.ones(2, 4), torch.ones(2, 1, 3), torch.ones(3, 1, 4)])
+def test_batch_decode_refuses_scores_not_shaped_like_the_coordinates(scores):
+    with pytest.raises(ValueError, match=r'`batch_scores` must have shape \(B, N, K\) = \(2, 1, 4\)'):
+        build().batch_decode(torch.zeros(2, 1, 4, 2), scores)
+
+
+@pytest.mark.parametrize('method, args, name', [
+    ('encode', (torch.zeros(1, 3, 2),), 'keypoints'),
+    ('encode', (np.zeros((1, 3, 2)), torch.ones(1, 3)), 'keypoints_visible'),
+    ('decode', (torch.zeros(1, 3, 2),), 'encoded'),
+    ('decode', (np.zeros((1, 3, 2)), torch.ones(1, 3)), 'scores'),
+])
+def test_a_tensor_in_encode_or_decode_is_a_type_error_naming_the_argument(method, args, name):
+    """mmpose codecs take numpy in encode/decode; a Tensor failed on ``.astype`` with an AttributeError."""
+    with pytest.raises(TypeError, match=rf'DSNTLabel\.{method}: `{name}` must be a numpy array, got Tensor'):
+        getattr(build(), method)(*args)

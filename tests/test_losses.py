@@ -343,3 +343,13 @@ def test_an_empty_batch_without_weights_gives_zero_not_nan():
     assert weighted_joint_mean(torch.zeros(0, 17), None).item() == 0.0
     loss = MODELS.build(dict(type='IntegralL1Loss'))
     assert loss(torch.zeros(0, 3, 2), torch.zeros(0, 3, 2))['loss_kpt'].item() == 0.0
+
+
+def test_pck_and_target_masking_name_shapes_that_do_not_match():
+    with pytest.raises(ValueError, match=r'pck_accuracy: `pred` \(2, 4, 2\) and `target` \(2, 3, 2\)'):
+        pck_accuracy(torch.zeros(2, 4, 2), torch.zeros(2, 3, 2), torch.ones(2, 4))
+    with pytest.raises(ValueError, match=r'`weights` \(2, 4, 1\) \(B, K\)'):
+        pck_accuracy(torch.zeros(2, 4, 2), torch.zeros(2, 4, 2), torch.ones(2, 4, 1))
+    from ipr_plugin.ops.losses import mask_unweighted_targets
+    with pytest.raises(ValueError, match=r'`pred` \(2, 3, 2\) must have the shape of `target` \(2, 4, 2\)'):
+        mask_unweighted_targets(torch.zeros(2, 4, 2), torch.zeros(2, 3, 2), torch.ones(2, 4))

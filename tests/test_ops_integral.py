@@ -340,3 +340,9 @@ def test_arguments_that_give_meaningless_values_are_refused():
             keypoint_scores(probs, torch.zeros(1, 4, 2), grid_x, grid_y, radius=radius)
     with pytest.raises(ValueError, match='dtype must be a floating-point dtype, got torch.int64'):
         make_grid(5, dtype=torch.int64)
+
+
+def test_keypoint_scores_name_coordinates_of_other_keypoints():
+    probs = normalize_heatmaps(torch.randn(2, 4, H, W))
+    with pytest.raises(ValueError, match=r'probs \(2, 4\), coords \(2, 3\)'):
+        keypoint_scores(probs, torch.zeros(2, 3, 2), make_grid(W), make_grid(H))

@@ -203,3 +203,14 @@ def test_a_grid_of_another_shape_is_refused_not_read_as_another_width():
     for bad_x, bad_y, name in ((gx[None], gy, 'grid_x'), (gx, gy[:, None], 'grid_y'), (gx, gy[:0], 'grid_y')):
         with pytest.raises(ValueError, match=rf'{name} must have shape \(W,\) or \(H,\)'):
             gaussian_heatmaps(torch.zeros(1, 2), bad_x, bad_y, 2.0)
+
+
+def test_maps_and_coordinates_of_other_batches_are_refused_by_name():
+    """torch's "size of tensor a (4) must match the size of tensor b (3)" named neither argument."""
+    p, q = normalize_heatmaps(torch.randn(2, 4, 8, 6)), normalize_heatmaps(torch.randn(3, 4, 8, 6))
+    for divergence in (kl_divergence, js_divergence):
+        with pytest.raises(ValueError, match=r'the leading dimensions of p and q do not match: p \(2, 4\), q \(3, 4\)'):
+            divergence(p, q)
+    with pytest.raises(ValueError, match=r'dimensions of probs and coords do not match: probs \(2, 4\), coords '
+                                         r'\(2, 3\)'):
+        variance_regularizer(p, torch.zeros(2, 3, 2), make_grid(6), make_grid(8), 1.0)

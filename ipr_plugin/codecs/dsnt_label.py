@@ -11,18 +11,47 @@ from ..config_checks import is_whole_pair, refuse_merged_keys
 from ..ops import gaussian_heatmaps, make_grid, normalized_to_pixel, pixel_to_normalized
 
 
-def _check_keypoints(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]) -> np.ndarray:
-    """Validate shapes and values; return visibility as (N, K) float32."""
+def _require_array(method: str, name: str, value: object) -> None:
+    """Refuse anything but a numpy array, naming the argument: mmpose codecs take numpy in ``encode``/``decode``
+    (a Tensor failed later with an AttributeError on ``astype``, a list on ``ndim``)."""
+    if not isinstance(value, np.ndarray):
+        hint = ' (convert it with .detach().cpu().numpy())' if isinstance(value, Tensor) else ''
+        raise TypeError(f'DSNTLabel.{method}: `{name}` must be a numpy array, got {type(value).__name__}{hint}')
+
+
+def _check_keypoints(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarray]
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+    """Validate shapes and values.
+
+    Args:
+        keypoints (np.ndarray): (N, K, 2) input pixels; NaN or Inf allowed only where not visible.
+        keypoints_visible (np.ndarray, optional): (N, K) visibility; > 0.5 counts as visible, all visible when None.
+
+    Returns:
+        tuple: keypoints (N, K, 2) float64, with each non-finite (invisible) keypoint replaced by pixel (0, 0), and
+        visibility (N, K) bool (> 0.5).
+    """
+    _require_array('encode', 'keypoints', keypoints)
     if keypoints.ndim != 3 or keypoints.shape[-1] != 2:
         raise ValueError(f'DSNTLabel.encode: `keypoints` must have shape (N, K, 2), got {keypoints.shape}')
     if keypoints_visible is None:
         keypoints_visible = np.ones(keypoints.shape[:2], dtype=np.float32)
+    _require_array('encode', 'keypoints_visible', keypoints_visible)
     if keypoints_visible.shape != keypoints.shape[:2]:
         raise ValueError('DSNTLabel.encode: `keypoints_visible` must have shape (N, K) = '
                          f'{keypoints.shape[:2]}, got {keypoints_visible.shape}')
-    if not np.isfinite(keypoints).all():
-        raise ValueError(f'DSNTLabel.encode: `keypoints` of shape {keypoints.shape} contains NaN or Inf')
-    return keypoints_visible.astype(np.float32)
+    visible = keypoints_visible > 0.5
+    finite = np.isfinite(keypoints).all(axis=-1)
+    bad = np.argwhere(visible & ~finite)
+    if len(bad):  # a visible keypoint must have a place; NaN marks a missing one, which must not count as seen
+        n, k = bad[0]
+        raise ValueError(f'DSNTLabel.encode: `keypoints` of shape {keypoints.shape} contains NaN or Inf at '
+                         f'{len(bad)} visible keypoint(s) (visibility > 0.5), the first at instance {n}, keypoint '
+                         f'{k}: {keypoints[n, k].tolist()}')
+    # NaN (or Inf) marks a missing keypoint; it gets weight 0 (it is not visible) and the label of pixel (0, 0),
+    # where mmpose's datasets put unlabelled keypoints, so no NaN reaches the labels, the heatmaps or a loss.
+    keypoints = np.where(finite[..., None], keypoints.astype(np.float64), 0.0)
+    return keypoints, visible
 
 
 @KEYPOINT_CODECS.register_module()
@@ -90,16 +119,21 @@ class DSNTLabel(BaseKeypointCodec):
         """Encode input-space keypoints.
 
         Args:
-            keypoints (np.ndarray): (N, K, 2) keypoints in input pixels.
+            keypoints (np.ndarray): (N, K, 2) keypoints in input pixels. NaN or Inf may mark a keypoint that is not
+                visible: it gets weight 0, no heatmap, and the label of pixel (0, 0).
             keypoints_visible (np.ndarray, optional): (N, K) visibility; > 0.5 counts as visible.
 
         Returns:
             dict: ``keypoint_labels``, ``keypoint_weights`` and, when configured, ``heatmaps`` (see class doc).
+
+        Raises:
+            TypeError: an argument that is no numpy array (a Tensor, say).
+            ValueError: a wrong shape, or NaN or Inf at a visible keypoint.
         """
-        visible = _check_keypoints(keypoints, keypoints_visible)
-        labels = pixel_to_normalized(keypoints.astype(np.float64), self.input_size).astype(np.float32)
+        keypoints, visible = _check_keypoints(keypoints, keypoints_visible)
+        labels = pixel_to_normalized(keypoints, self.input_size).astype(np.float32)
         inside = (np.abs(labels) <= 1.0).all(axis=-1)
-        weights = ((visible > 0.5) & inside).astype(np.float32)
+        weights = (visible & inside).astype(np.float32)
         encoded = dict(keypoint_labels=labels, keypoint_weights=weights)
         if self.heatmap_size is not None:
             encoded['heatmaps'] = self._heatmaps(labels, weights)
@@ -125,13 +159,23 @@ class DSNTLabel(BaseKeypointCodec):
 
         Returns:
             tuple: keypoints (N, K, 2) float32 in input-crop pixels (pixel centres at integers; with ``use_udp``
-            scaled by (w / (w - 1), h / (h - 1)), as mmpose's back-transform expects) and scores (N, K).
+            scaled by (w / (w - 1), h / (h - 1)), as mmpose's back-transform expects) and scores (N, K) float32.
+
+        Raises:
+            TypeError: an argument that is no numpy array (a Tensor: :meth:`batch_decode` takes those).
+            ValueError: ``encoded`` not (N, K, 2), or ``scores`` not (N, K) of the same N and K.
         """
+        _require_array('decode', 'encoded', encoded)
         if encoded.ndim != 3 or encoded.shape[-1] != 2:
             raise ValueError(f'DSNTLabel.decode: `encoded` must have shape (N, K, 2), got {encoded.shape}')
         keypoints = self._for_back_transform(normalized_to_pixel(encoded.astype(np.float64), self.input_size))
         if scores is None:
             scores = np.ones(encoded.shape[:2], dtype=np.float32)
+        _require_array('decode', 'scores', scores)
+        # (K,) is refused too, not broadcast: the docstring promises (N, K) scores, one per returned keypoint
+        if scores.shape != encoded.shape[:2]:
+            raise ValueError(f'DSNTLabel.decode: `scores` must have shape (N, K) = {encoded.shape[:2]} of `encoded` '
+                             f'{encoded.shape}, got {scores.shape}')
         return keypoints, scores.astype(np.float32)
 
     def batch_decode(self,
@@ -147,6 +191,9 @@ class DSNTLabel(BaseKeypointCodec):
         Returns:
             tuple: lists of B keypoint arrays (N, K, 2) in input-crop pixels (as :meth:`decode` gives them) and B
             score arrays (N, K).
+
+        Raises:
+            ValueError: ``batch_coords`` not (B, N, K, 2), or ``batch_scores`` not (B, N, K) of the same B, N, K.
         """
         coords = torch.as_tensor(batch_coords)
         if coords.ndim != 4 or coords.shape[-1] != 2:
@@ -158,6 +205,9 @@ class DSNTLabel(BaseKeypointCodec):
             scores = np.ones(keypoints.shape[:3], dtype=np.float32)
         else:
             scores = torch.as_tensor(batch_scores).detach().float().cpu().numpy()
+            if scores.shape != keypoints.shape[:3]:  # one score per keypoint: list() would pair them up wrongly
+                raise ValueError(f'DSNTLabel.batch_decode: `batch_scores` must have shape (B, N, K) = '
+                                 f'{keypoints.shape[:3]} of `batch_coords` {tuple(coords.shape)}, got {scores.shape}')
         return list(keypoints), list(scores)
 
     def _for_back_transform(self, keypoints: np.ndarray) -> np.ndarray:

@@ -61,6 +61,16 @@ def _check_coords(name: str, coords: Tensor) -> None:
         raise ValueError(f'{name} must have shape (..., 2), got {tuple(coords.shape)}')
 
 
+def _check_broadcast(what: str, **shapes: Tuple[int, ...]) -> None:
+    """Refuse ``shapes`` (argument name: the part of its shape that must broadcast) that do not broadcast
+    together, naming the arguments, instead of torch's "size of tensor a (4) must match ... b (3)"."""
+    try:
+        torch.broadcast_shapes(*shapes.values())
+    except RuntimeError:
+        said = ', '.join(f'{name} {tuple(shape)}' for name, shape in shapes.items())
+        raise ValueError(f'{what} do not match: {said}') from None
+
+
 def _check_grids(maps_name: str, maps: Tensor, grid_x: Tensor, grid_y: Tensor) -> None:
     _check_maps(maps_name, maps)
     h, w = maps.shape[-2:]
@@ -342,6 +352,8 @@ def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tenso
     _check_grids('probs', probs, grid_x, grid_y)
     if not (isinstance(radius, (int, float)) and radius > 0):  # a negative one scored as its absolute value
         raise ValueError(f'radius must be a number of heatmap cells > 0, got {radius!r}')
+    _check_broadcast('the leading (batch, keypoint) dimensions of probs and coords', probs=probs.shape[:-2],
+                     coords=coords.shape[:-1])
     with _full_precision(probs):
         probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
         h, w = probs.shape[-2:]

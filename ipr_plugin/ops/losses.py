@@ -56,6 +56,9 @@ def mask_unweighted_targets(target: Tensor, pred: Tensor, weights: Optional[Tens
     Returns:
         Tensor: (B, K, D), ``target``'s dtype.
     """
+    if pred.shape != target.shape:
+        raise ValueError(f'mask_unweighted_targets: `pred` {tuple(pred.shape)} must have the shape of `target` '
+                         f'{tuple(target.shape)}')
     if weights is None or weights.shape != target.shape[:-1]:  # a wrong shape: weighted_joint_mean names it
         return target
     keep = (weights > 0)[..., None]
@@ -103,6 +106,9 @@ def pck_accuracy(pred: Tensor, target: Tensor, weights: Tensor, thr: float = 0.1
     Returns:
         Tensor: 0-d float32, in [0, 1].
     """
+    if pred.shape != target.shape or weights.shape != pred.shape[:-1]:
+        raise ValueError(f'pck_accuracy: `pred` {tuple(pred.shape)} and `target` {tuple(target.shape)} must be '
+                         f'(B, K, 2) and `weights` {tuple(weights.shape)} (B, K)')
     hit = ((pred.float() - target.float()).norm(dim=-1) < thr).float()
     valid = (weights > 0).float()
     return (hit * valid).sum() / valid.sum().clamp_min(1.0)

@@ -8,7 +8,7 @@ with the host.
 import torch
 from torch import Tensor
 
-from .integral import _cell_offsets, _check_coords, _check_grids, _check_maps, _full_precision, \
+from .integral import _cell_offsets, _check_broadcast, _check_coords, _check_grids, _check_maps, _full_precision, \
     _marginals, _upcast
 
 __all__ = ['gaussian_heatmaps', 'kl_divergence', 'js_divergence', 'variance_regularizer']
@@ -24,6 +24,7 @@ def _check_pair(p: Tensor, q: Tensor) -> None:
     _check_maps('q', q)
     if p.shape[-2:] != q.shape[-2:]:
         raise ValueError(f'p and q must have the same (H, W), got p {tuple(p.shape)} and q {tuple(q.shape)}')
+    _check_broadcast('the leading dimensions of p and q', p=p.shape[:-2], q=q.shape[:-2])
 
 
 def _safe_log(x: Tensor) -> Tensor:
@@ -134,6 +135,8 @@ def variance_regularizer(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: 
     _check_coords('coords', coords)
     _check_grids('probs', probs, grid_x, grid_y)
     _check_sigma(sigma)
+    _check_broadcast('the leading (batch, keypoint) dimensions of probs and coords', probs=probs.shape[:-2],
+                     coords=coords.shape[:-1])
     with _full_precision(probs):
         probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
         h, w = probs.shape[-2:]
