@@ -222,7 +222,8 @@ class IPRHead(BaseHead):
         """Soft-argmax over the logits of ``feats`` (as :meth:`logits`).
 
         Returns:
-            tuple: coords (B, K, 2) normalised (x, y), float32; probability maps (B, K, H, W), float32.
+            tuple: coords (B, K, 2) normalised (x, y); probability maps (B, K, H, W); float32 (float64 for a
+            float64 head), also under autocast.
         """
         return self._integrate(self.logits(feats))[:2]
 
