@@ -40,6 +40,9 @@ def _check_keypoints(keypoints: np.ndarray, keypoints_visible: Optional[np.ndarr
     if keypoints_visible.shape != keypoints.shape[:2]:
         raise ValueError('DSNTLabel.encode: `keypoints_visible` must have shape (N, K) = '
                          f'{keypoints.shape[:2]}, got {keypoints_visible.shape}')
+    if not np.isfinite(keypoints_visible).all():  # NaN > 0.5 is False: it passed as 'not visible' without a word
+        raise ValueError(f'DSNTLabel.encode: `keypoints_visible` of shape {keypoints_visible.shape} contains NaN '
+                         'or Inf; a visibility is a number (0 or 1, or a score)')
     visible = keypoints_visible > 0.5
     finite = np.isfinite(keypoints).all(axis=-1)
     bad = np.argwhere(visible & ~finite)
