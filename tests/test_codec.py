@@ -261,6 +261,6 @@ def test_a_tensor_in_encode_or_decode_is_a_type_error_naming_the_argument(method
 
 
 def test_a_nan_visibility_is_refused_not_read_as_invisible():
-    codec = KEYPOINT_CODECS.build(dict(type='DSNTLabel', input_size=(192, 256)))
+    codec = build()
     with pytest.raises(ValueError, match=r'`keypoints_visible` of shape \(1, 2\) contains NaN or Inf'):
         codec.encode(np.array([[[1.0, 2.0], [3.0, 4.0]]]), np.array([[1.0, np.nan]]))
