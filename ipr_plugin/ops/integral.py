@@ -82,6 +82,14 @@ def _check_grids(maps_name: str, maps: Tensor, grid_x: Tensor, grid_y: Tensor) -
                          f'{tuple(maps.shape)}, got {tuple(grid_y.shape)}')
 
 
+def _check_probs_and_coords(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tensor) -> None:
+    """Maps with their grids, and one coordinate per map (the leading dimensions broadcast)."""
+    _check_coords('coords', coords)
+    _check_grids('probs', probs, grid_x, grid_y)
+    _check_broadcast('the leading (batch, keypoint) dimensions of probs and coords', probs=probs.shape[:-2],
+                     coords=coords.shape[:-1])
+
+
 def _marginals(probs: Tensor) -> Tuple[Tensor, Tensor]:
     """(..., H, W) -> x marginal (..., W) and y marginal (..., H)."""
     return probs.sum(-2), probs.sum(-1)
@@ -348,12 +356,9 @@ def keypoint_scores(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: Tenso
     Returns:
         (...) scores in [0, 1], float32 (float64 if an input is float64).
     """
-    _check_coords('coords', coords)
-    _check_grids('probs', probs, grid_x, grid_y)
+    _check_probs_and_coords(probs, coords, grid_x, grid_y)
     if not (isinstance(radius, (int, float)) and radius > 0):  # a negative one scored as its absolute value
         raise ValueError(f'radius must be a number of heatmap cells > 0, got {radius!r}')
-    _check_broadcast('the leading (batch, keypoint) dimensions of probs and coords', probs=probs.shape[:-2],
-                     coords=coords.shape[:-1])
     with _full_precision(probs):
         probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
         h, w = probs.shape[-2:]

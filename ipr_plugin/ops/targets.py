@@ -8,8 +8,8 @@ with the host.
 import torch
 from torch import Tensor
 
-from .integral import _cell_offsets, _check_broadcast, _check_coords, _check_grids, _check_maps, _full_precision, \
-    _marginals, _upcast
+from .integral import _cell_offsets, _check_broadcast, _check_coords, _check_maps, _check_probs_and_coords, \
+    _full_precision, _marginals, _upcast
 
 __all__ = ['gaussian_heatmaps', 'kl_divergence', 'js_divergence', 'variance_regularizer']
 
@@ -132,11 +132,8 @@ def variance_regularizer(probs: Tensor, coords: Tensor, grid_x: Tensor, grid_y: 
     Returns:
         (...) penalties in normalised units^4, float32 (float64 if an input is float64).
     """
-    _check_coords('coords', coords)
-    _check_grids('probs', probs, grid_x, grid_y)
+    _check_probs_and_coords(probs, coords, grid_x, grid_y)
     _check_sigma(sigma)
-    _check_broadcast('the leading (batch, keypoint) dimensions of probs and coords', probs=probs.shape[:-2],
-                     coords=coords.shape[:-1])
     with _full_precision(probs):
         probs, coords, grid_x, grid_y = _upcast(probs, coords, grid_x, grid_y)
         h, w = probs.shape[-2:]

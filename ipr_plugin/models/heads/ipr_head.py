@@ -118,7 +118,7 @@ class IPRHead(BaseHead):
         # tensor; ours also take the maps and return each term under its own key
         self._loss_takes_maps = loss_takes_maps(self.loss_module)
         # a codec built in Python is taken as it is
-        self.decoder = decoder if decoder is None or not isinstance(decoder, dict) else KEYPOINT_CODECS.build(decoder)
+        self.decoder = KEYPOINT_CODECS.build(decoder) if isinstance(decoder, dict) else decoder
         check_decoder(self.decoder)
         self._label_tally = (0, math.inf)  # the label convention's check (check_label_convention)
         self._flip_index: Tuple[tuple, Optional[Tensor]] = ((), None)  # the flip test's, on the device (_flip_test)
